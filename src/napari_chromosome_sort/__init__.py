@@ -1,0 +1,2 @@
+"""napari-chromosome-sort."""
+__version__ = "0.1.0"

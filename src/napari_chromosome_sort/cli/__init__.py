@@ -1,0 +1,72 @@
+"""The ``chromosort`` console script.
+
+Each sub-command lives in its own module ``cli/<name>.py`` exposing ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``. Those modules import heavy libraries
+(torch, skimage...) inside ``run`` only, so ``chromosort --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import ChromosortError
+
+# command name -> module name in this package
+COMMANDS = {
+    "segment": "segment",
+    "train": "train",
+    "predict": "predict",
+    "evaluate": "evaluate",
+    "crossval": "crossval",
+    "import-model": "import_model",
+    "batch": "batch",
+    "readout": "readout",
+    "sort": "sort",
+    "demo": "demo",
+}
+
+
+def _available_commands() -> dict[str, object]:
+    modules = {}
+    for command, module_name in COMMANDS.items():
+        try:
+            modules[command] = importlib.import_module(f"{__name__}.{module_name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{module_name}":
+                raise
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chromosort",
+        description="Segment metaphase spreads, classify chromosome cohesion types, explain calls.",
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command, module in _available_commands().items():
+        sub_parser = sub.add_parser(command, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub_parser)
+        sub_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse, run, and turn user errors into one line on stderr + exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except ChromosortError as error:
+        print(f"chromosort {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"chromosort {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
