@@ -1,0 +1,67 @@
+"""Shared test fixtures: real data from ../shared (skipped when absent) and synthetic data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _require(SHARED)
+
+
+@pytest.fixture(scope="session")
+def giemsa_dir() -> Path:
+    """3 Giemsa DDX11-/- spreads: images/{1,2,3}.png + labels/{1,2,3}.txt (YOLO boxes)."""
+    return _require(SHARED / "data" / "giemsa_spreads_ddx11")
+
+
+@pytest.fixture(scope="session")
+def dapi_dir() -> Path:
+    """DAPI spreads: <slide>/<img>D.tif with <img>K.tif karyotype truth."""
+    return _require(SHARED / "data" / "adir_dapi_spreads")
+
+
+@pytest.fixture(scope="session")
+def wt_crops_dir() -> Path:
+    """652 labelled WT crops: {a,b,c}/*.jpg."""
+    return _require(SHARED / "data" / "ikemoto_crops_wt")
+
+
+@pytest.fixture(scope="session")
+def squeezenet_features_file() -> Path:
+    return _require(SHARED / "weights" / "squeezenet1_1_imagenet_features.pth")
+
+
+@pytest.fixture(scope="session")
+def ikemoto_model_file() -> Path:
+    return _require(SHARED / "weights" / "ikemoto2022_squeezenet_1.pth")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Any attempt to open a network connection in a test fails loudly."""
+    import socket
+
+    real_connect = socket.socket.connect
+
+    def guarded_connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1")):
+            return real_connect(self, address)
+        if self.family == socket.AF_UNIX:
+            return real_connect(self, address)
+        raise RuntimeError(f"test tried to reach the network: {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
