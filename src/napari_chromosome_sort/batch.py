@@ -1,0 +1,362 @@
+"""Batch runs: segment -> classify -> Grad-CAM on every spread below a folder, locally or on a
+Dask distributed cluster, resumable.
+
+Layout of ``OUT_DIR``::
+
+    spreads/<sample>/<stem>/objects.csv    every segmented object (+ class, p_<class> if kept)
+    spreads/<sample>/<stem>/labels.npy     int32 label image
+    spreads/<sample>/<stem>/gradcam.npy    float32 image-shaped Grad-CAM (if asked for)
+    spreads/<sample>/<stem>/DONE           JSON done-marker (written last, inside the atomic dir)
+    objects.csv                            all spreads' objects (sample, spread, image columns)
+    summary.csv, comparisons.csv, stats.txt, stacked_bar.{png,svg}
+
+Each spread is computed into a temporary sibling directory which is renamed into place only when
+complete, so an interrupted run leaves either a finished spread or nothing; re-running skips
+spreads whose ``DONE`` marker exists.
+
+Every task receives the *path* of the model file and loads it itself (cached per worker process);
+torch modules are never pickled. Torch threads per task are limited (``torch_threads``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import ChromosortError
+from .progress import Progress
+
+IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+DONE = "DONE"
+
+
+@dataclass
+class SpreadJob:
+    sample: str
+    image: str  # absolute path
+    stem: str
+    out_dir: str  # OUT_DIR/spreads/<sample>/<stem>
+
+
+@dataclass
+class BatchResult:
+    out_dir: Path
+    objects: pd.DataFrame
+    summary: pd.DataFrame
+    comparisons: list = field(default_factory=list)
+    n_spreads: int = 0
+    n_skipped: int = 0
+    n_failed: int = 0
+    failures: dict = field(default_factory=dict)
+    files: list = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ discovery
+
+
+def find_spreads(
+    input_dir, out_dir, exclude: tuple[str, ...] = (), extensions=IMAGE_EXTENSIONS
+) -> list[SpreadJob]:
+    """Every image below ``input_dir``. Sample = first-level sub-folder (files directly in
+    ``input_dir`` form a sample named after it). ``exclude``: glob patterns on file names
+    (e.g. ``"*K.tif"`` for karyotype truth images)."""
+    from fnmatch import fnmatch
+
+    root = Path(input_dir).resolve()
+    if not root.is_dir():
+        raise ChromosortError(f"input folder {root} does not exist or is not a folder")
+    spreads_root = Path(out_dir).resolve() / "spreads"
+    jobs = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.suffix.lower() not in extensions:
+            continue
+        if path.name.startswith(".") or any(fnmatch(path.name, pat) for pat in exclude):
+            continue
+        try:
+            path.relative_to(Path(out_dir).resolve())
+            continue  # never pick up our own outputs
+        except ValueError:
+            pass
+        rel = path.relative_to(root)
+        sample = rel.parts[0] if len(rel.parts) > 1 else root.name
+        # stem unique within the sample: nested sub-folders are joined with "__"
+        inner = rel.parts[1:] if len(rel.parts) > 1 else rel.parts
+        stem = "__".join([*inner[:-1], Path(inner[-1]).stem])
+        jobs.append(SpreadJob(sample, str(path), stem, str(spreads_root / sample / stem)))
+    if not jobs:
+        raise ChromosortError(
+            f"no images ({', '.join(extensions)}) below {root}; put spreads in one sub-folder "
+            "per sample"
+        )
+    return jobs
+
+
+def is_done(job: SpreadJob) -> bool:
+    return (Path(job.out_dir) / DONE).is_file()
+
+
+# ------------------------------------------------------------------ the task
+
+_MODEL_CACHE: dict = {}
+
+
+def _load_model_cached(model_path: str):
+    from . import model_io
+
+    key = (model_path, os.stat(model_path).st_mtime_ns)
+    model = _MODEL_CACHE.get(key)
+    if model is None:
+        _MODEL_CACHE.clear()
+        model = model_io.load_model(model_path)
+        model.eval()
+        _MODEL_CACHE[key] = model
+    return model
+
+
+def _params_from_dict(params: dict | None):
+    if not params:
+        return None
+    from .segmentation import SegmentationParams
+
+    return SegmentationParams(**params)
+
+
+def process_spread(
+    job: SpreadJob,
+    model_path: str,
+    params: dict | None = None,
+    gradcam: bool = True,
+    torch_threads: int = 1,
+) -> dict:
+    """Segment, classify (and Grad-CAM) one spread; write its results atomically. Returns a small
+    summary dict (picklable). Runs in a worker: loads the model from ``model_path``."""
+    import numpy as np
+    import torch
+
+    from . import io, predict
+
+    if torch_threads:
+        torch.set_num_threads(int(torch_threads))
+    final = Path(job.out_dir)
+    if (final / DONE).is_file():
+        return {"image": job.image, "status": "skipped"}
+    model = _load_model_cached(model_path)
+    image = io.read_image(job.image)
+    pred = predict.predict_spread(model, image, params=_params_from_dict(params), gradcam=gradcam)
+    objects = pred.segmentation.objects.copy()
+    table = pred.table.copy()
+    extra = [c for c in table.columns if c not in objects.columns or c == "label"]
+    objects = objects.merge(table[extra], on="label", how="left") if len(objects) else objects
+    for col in extra:
+        if col not in objects.columns:
+            objects[col] = pd.Series(dtype=float)
+    objects.insert(0, "spread", job.stem)
+    objects.insert(0, "sample", job.sample)
+    objects["image"] = job.image
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        objects.to_csv(tmp / "objects.csv", index=False)
+        np.save(tmp / "labels.npy", np.asarray(pred.segmentation.labels, dtype=np.int32))
+        if gradcam and pred.gradcam_map is not None:
+            np.save(tmp / "gradcam.npy", np.asarray(pred.gradcam_map, dtype=np.float32))
+        info = {
+            "image": job.image,
+            "sample": job.sample,
+            "spread": job.stem,
+            "model": str(model_path),
+            "n_objects": int(len(objects)),
+            "n_classified": int(objects["class"].notna().sum()) if "class" in objects else 0,
+            "shape": list(np.shape(image)),
+        }
+        (tmp / DONE).write_text(json.dumps(info))
+        if final.exists():  # an unfinished leftover without DONE (or a racing duplicate)
+            if (final / DONE).is_file():
+                shutil.rmtree(tmp)
+                return {"image": job.image, "status": "skipped"}
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"image": job.image, "status": "done", **info}
+
+
+# ------------------------------------------------------------------ merging
+
+
+def collect_objects(out_dir) -> pd.DataFrame:
+    """Concatenate every finished spread's ``objects.csv`` (sorted by sample, spread)."""
+    spreads = Path(out_dir) / "spreads"
+    frames = []
+    for done in sorted(spreads.glob(f"*/*/{DONE}")):
+        path = done.parent / "objects.csv"
+        try:
+            frames.append(pd.read_csv(path, keep_default_na=True))
+        except pd.errors.EmptyDataError:
+            continue
+    if not frames:
+        return pd.DataFrame(columns=["sample", "spread", "label", "class"])
+    table = pd.concat(frames, ignore_index=True)
+    table["sample"] = table["sample"].astype(str)
+    table["spread"] = table["spread"].astype(str)
+    return table.sort_values(["sample", "spread", "label"], kind="stable").reset_index(drop=True)
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def write_reports(out_dir, objects: pd.DataFrame, classes=None, formats=("png", "svg")):
+    """summary.csv, comparisons.csv, stats.txt and the stacked-bar plot from ``objects``."""
+    from . import plots, readout
+
+    out_dir = Path(out_dir)
+    files = []
+    _atomic_csv(objects, out_dir / "objects.csv")
+    files.append(out_dir / "objects.csv")
+    classified = objects[objects["class"].notna()] if "class" in objects else objects.iloc[:0]
+    if classified.empty:
+        return pd.DataFrame(), [], files
+    if classes is None:
+        classes = [c[2:] for c in objects.columns if c.startswith("p_")] or None
+    summary = readout.summarize(classified, classes=classes)
+    _atomic_csv(summary, out_dir / "summary.csv")
+    files.append(out_dir / "summary.csv")
+    comparisons = readout.compare_all(classified, classes=classes)
+    lines = [c.sentence for c in comparisons] or ["only one sample: no comparison"]
+    if comparisons:
+        _atomic_csv(pd.DataFrame([c.as_dict() for c in comparisons]), out_dir / "comparisons.csv")
+        files.append(out_dir / "comparisons.csv")
+    (out_dir / "stats.txt").write_text("\n".join(lines) + "\n")
+    files.append(out_dir / "stats.txt")
+    fig = plots.stacked_bar(summary, comparisons=comparisons)
+    files += plots.save_figure(fig, out_dir / "stacked_bar", formats)
+    return summary, comparisons, files
+
+
+# ------------------------------------------------------------------ the run
+
+
+def _params_to_dict(params) -> dict | None:
+    if params is None:
+        return None
+    if is_dataclass(params):
+        return asdict(params)
+    return dict(params)
+
+
+def run_batch(
+    input_dir,
+    model_path,
+    out_dir,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    params=None,
+    gradcam: bool = True,
+    torch_threads: int = 1,
+    exclude: tuple[str, ...] = (),
+    formats=("png", "svg"),
+) -> Iterator[Progress]:
+    """Generator of :class:`Progress`; the last report's ``result`` is a :class:`BatchResult`.
+
+    ``scheduler``: ``None`` -> a local ``distributed.LocalCluster`` with ``workers`` processes
+    (default: all cores) of one thread each; an address (``tcp://host:port``) -> that existing
+    Dask scheduler; ``"serial"`` -> in this process, one spread after another (no Dask).
+    Failures of single spreads are reported in ``result.failures`` and the run goes on; the
+    failed spreads are retried by the next run.
+    """
+    model_path = str(Path(model_path).resolve())
+    if not Path(model_path).is_file():
+        raise ChromosortError(f"model file {model_path} does not exist")
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = find_spreads(input_dir, out_dir, exclude=exclude)
+    todo = [j for j in jobs if not is_done(j)]
+    skipped = len(jobs) - len(todo)
+    total = len(jobs) + 1
+    pdict = _params_to_dict(params)
+    # clean temporary leftovers of interrupted runs
+    for leftover in (out_dir / "spreads").glob("*/.*.tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    step = skipped
+    failures: dict[str, str] = {}
+    yield Progress(step, total, f"{skipped} spread(s) already done, {len(todo)} to run")
+
+    kwargs = dict(model_path=model_path, params=pdict, gradcam=gradcam, torch_threads=torch_threads)
+    if todo and scheduler == "serial":
+        for job in todo:
+            try:
+                process_spread(job, **kwargs)
+            except Exception as error:  # noqa: BLE001 - one bad spread must not stop the run
+                failures[job.image] = f"{type(error).__name__}: {error}"
+            step += 1
+            yield Progress(step, total, f"{job.sample}/{job.stem}", {"failed": len(failures)})
+    elif todo:
+        from distributed import Client, LocalCluster, as_completed
+
+        cluster = None
+        if scheduler:
+            client = Client(scheduler, timeout="20s")
+        else:
+            n = workers or os.cpu_count() or 1
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                host="127.0.0.1",
+            )
+            client = Client(cluster)
+        try:
+            futures = {
+                client.submit(
+                    process_spread, job, pure=False, key=f"spread-{uuid.uuid4().hex}", **kwargs
+                ): job
+                for job in todo
+            }
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    future.result()
+                except Exception as error:  # noqa: BLE001
+                    failures[job.image] = f"{type(error).__name__}: {error}"
+                step += 1
+                yield Progress(step, total, f"{job.sample}/{job.stem}", {"failed": len(failures)})
+        finally:
+            for f in futures if "futures" in locals() else ():
+                f.cancel()
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+    objects = collect_objects(out_dir)
+    summary, comparisons, files = write_reports(out_dir, objects, formats=formats)
+    if failures:
+        _atomic_csv(
+            pd.DataFrame({"image": list(failures), "error": list(failures.values())}),
+            out_dir / "failures.csv",
+        )
+    result = BatchResult(
+        out_dir=out_dir,
+        objects=objects,
+        summary=summary,
+        comparisons=comparisons,
+        n_spreads=len(jobs),
+        n_skipped=skipped,
+        n_failed=len(failures),
+        failures=failures,
+        files=files,
+    )
+    yield Progress(total, total, "reports written", result=result)

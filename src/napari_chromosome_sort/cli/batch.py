@@ -1,0 +1,76 @@
+"""``chromosort batch``: segment -> classify -> Grad-CAM every spread below a folder."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = (
+    "segment, classify and explain every spread below INPUT_DIR (sub-folders = samples); resumable"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input_dir", help="folder of spreads; each sub-folder is one sample")
+    parser.add_argument("--model", required=True, help="model file (chromosort train output)")
+    parser.add_argument("--out", required=True, help="output folder (re-run to resume)")
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of an existing Dask scheduler (tcp://host:port); 'serial' runs in this "
+        "process; default: a local cluster using --workers processes",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="local worker processes (default: all cores)"
+    )
+    parser.add_argument(
+        "--torch-threads", type=int, default=1, help="torch threads per task (default 1)"
+    )
+    parser.add_argument("--no-gradcam", action="store_true", help="skip Grad-CAM maps")
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip image files matching GLOB (repeatable), e.g. --exclude '*K.tif'",
+    )
+    parser.add_argument(
+        "--format",
+        action="append",
+        default=None,
+        dest="formats",
+        choices=["png", "svg", "pdf"],
+        help="plot formats (default png and svg)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..batch import run_batch
+    from ..progress import with_tqdm
+
+    result = with_tqdm(
+        run_batch(
+            args.input_dir,
+            args.model,
+            args.out,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            gradcam=not args.no_gradcam,
+            torch_threads=args.torch_threads,
+            exclude=tuple(args.exclude),
+            formats=tuple(args.formats or ("png", "svg")),
+        ),
+        desc="batch",
+    )
+    n_cls = int(result.objects["class"].notna().sum()) if "class" in result.objects else 0
+    print(
+        f"{result.n_spreads} spread(s) ({result.n_skipped} already done, "
+        f"{result.n_failed} failed); "
+        f"{len(result.objects)} objects, {n_cls} classified -> {result.out_dir}"
+    )
+    for comparison in result.comparisons:
+        print(comparison.sentence)
+    for image, error in result.failures.items():
+        print(f"failed: {image}: {error}", file=sys.stderr)
+    return 1 if result.n_failed else 0

@@ -1,0 +1,103 @@
+"""``chromosort readout``: per-sample type distributions, CIs, tests and plots."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "per-sample class distributions with 95% CIs, sample comparison tests and plots"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source",
+        help="calls table (CSV, e.g. a batch run's objects.csv), a batch output folder, or a "
+        "folder-per-class tree (<sample>/<class>/<image> or <class>/<image>)",
+    )
+    parser.add_argument("--out", required=True, help="output folder for CSVs and plots")
+    parser.add_argument("--sample-col", default="sample")
+    parser.add_argument("--class-col", default="class")
+    parser.add_argument("--spread-col", default="spread")
+    parser.add_argument("--classes", default=None, help="comma-separated class order")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="sample every other one is compared with (default: the first); 'all' = all pairs",
+    )
+    parser.add_argument("--test", default="auto", choices=["auto", "chi2", "permutation"])
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument(
+        "--agreement",
+        default=None,
+        metavar="CSV",
+        help="also compute annotator agreement from a CSV with one column per annotator "
+        "(plus an optional 'file' column)",
+    )
+
+
+def _load_calls(args):
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..errors import ChromosortError
+    from ..readout import calls_from_folder
+
+    source = Path(args.source)
+    if source.is_dir() and (source / "objects.csv").is_file():
+        source = source / "objects.csv"
+    if source.is_file():
+        try:
+            return pd.read_csv(source)
+        except Exception as error:  # noqa: BLE001
+            raise ChromosortError(f"cannot read table {source}: {error}") from error
+    if source.is_dir():
+        return calls_from_folder(source)
+    raise ChromosortError(f"{source} does not exist")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .. import plots, readout
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = _load_calls(args)
+    classes = args.classes.split(",") if args.classes else None
+    summary = readout.summarize(
+        table, args.sample_col, args.class_col, args.spread_col, classes, alpha=args.alpha
+    )
+    summary.to_csv(out / "summary.csv", index=False)
+    counts = readout.count_table(table, args.sample_col, args.class_col, classes)
+    comparisons = readout.compare_all(
+        table,
+        args.sample_col,
+        args.class_col,
+        classes,
+        reference=args.reference,
+        method=args.test,
+        alpha=args.alpha,
+    )
+    if comparisons:
+        pd.DataFrame([c.as_dict() for c in comparisons]).to_csv(
+            out / "comparisons.csv", index=False
+        )
+    lines = [c.sentence for c in comparisons] or ["only one sample: no comparison"]
+    (out / "stats.txt").write_text("\n".join(lines) + "\n")
+    plots.save_figure(plots.stacked_bar(summary, comparisons=comparisons), out / "stacked_bar")
+    print(counts.to_string())
+    for line in lines:
+        print(line)
+    if args.agreement:
+        labels = pd.read_csv(args.agreement)
+        if "file" in labels.columns:
+            labels = labels.set_index("file")
+        conc, kappa = readout.agreement(labels)
+        conc.to_csv(out / "concordance.csv")
+        kappa.to_csv(out / "kappa.csv")
+        plots.save_figure(plots.agreement_plot(kappa, conc), out / "agreement")
+        print("Cohen's kappa:\n" + kappa.round(3).to_string())
+    print(f"written to {out}")
+    return 0

@@ -1,0 +1,222 @@
+"""Readout plots (matplotlib, no pyplot state, no Qt): every function returns a
+``matplotlib.figure.Figure`` that can be saved with :func:`save_figure` or embedded in a Qt canvas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+# Colours close to the paper's Fig. 5 (type A dark, B mid, C light).
+_TYPE_COLOURS = ["#3b4cc0", "#f4a582", "#b2182b", "#8fbc8f", "#999999", "#e7d87d", "#6a3d9a"]
+
+
+def _new_figure(figsize=(5, 4)) -> tuple[Figure, object]:
+    fig = Figure(figsize=figsize, dpi=100, layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    return fig, ax
+
+
+def stacked_bar(
+    summary: pd.DataFrame,
+    title: str = "Cohesion type distribution",
+    comparisons: Sequence | None = None,
+    show_ci: bool = True,
+    fig: Figure | None = None,
+) -> Figure:
+    """Stacked 100 % bars, one per sample, segments = classes (paper's Fig. 5 style).
+
+    ``summary`` is :func:`readout.summarize` output. Segment labels give the percentage; when
+    ``show_ci`` a whisker at each segment's top spans that class's own Wilson 95 % CI.
+    ``comparisons`` (``readout.Comparison`` list) adds p-values above the bars.
+    """
+    if fig is None:
+        fig, ax = _new_figure((1.6 + 1.1 * summary["sample"].nunique(), 4.2))
+    else:
+        fig.clear()
+        ax = fig.add_subplot(1, 1, 1)
+    samples = list(dict.fromkeys(summary["sample"]))
+    classes = list(dict.fromkeys(summary["class"]))
+    x = np.arange(len(samples))
+    bottom = np.zeros(len(samples))
+    for j, cls in enumerate(classes):
+        sub = summary[summary["class"] == cls].set_index("sample").reindex(samples)
+        pct = sub["percent"].fillna(0).to_numpy()
+        colour = _TYPE_COLOURS[j % len(_TYPE_COLOURS)]
+        ax.bar(x, pct, bottom=bottom, color=colour, edgecolor="white", width=0.6, label=str(cls))
+        for i, value in enumerate(pct):
+            if value >= 4:
+                ax.text(
+                    x[i],
+                    bottom[i] + value / 2,
+                    f"{value:.1f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if j % 3 != 1 else "black",
+                )
+        if show_ci and j < len(classes) - 1:
+            lo = sub["ci_low"].fillna(0).to_numpy()
+            hi = sub["ci_high"].fillna(0).to_numpy()
+            top = bottom + pct
+            ax.errorbar(
+                x + 0.22,
+                top,
+                yerr=[pct - lo, hi - pct],
+                fmt="none",
+                ecolor="black",
+                elinewidth=0.8,
+                capsize=2,
+            )
+        bottom = bottom + pct
+    n = summary.groupby("sample", sort=False)["n"].first().reindex(samples)
+    ax.set_xticks(x, [f"{s}\n(n = {int(k)})" for s, k in zip(samples, n, strict=True)])
+    ax.set_ylabel("% of chromosomes")
+    ax.set_ylim(0, 118 if comparisons else 100)
+    ax.set_yticks([0, 20, 40, 60, 80, 100])
+    ax.set_title(title, fontsize=10)
+    ax.legend(title="type", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    if comparisons:
+        for k, comp in enumerate(comparisons):
+            if comp.sample_a not in samples or comp.sample_b not in samples:
+                continue
+            i, j2 = samples.index(comp.sample_a), samples.index(comp.sample_b)
+            y = 102 + 5 * k
+            ax.plot([x[i], x[i], x[j2], x[j2]], [y - 1, y, y, y - 1], color="black", lw=0.8)
+            p = comp.p_value
+            text = f"p = {p:.2g}" if p >= 1e-4 else "p < 1e-4"
+            ax.text((x[i] + x[j2]) / 2, y + 0.5, text, ha="center", va="bottom", fontsize=7)
+    for spine in ("top", "right"):
+        ax.spines[spine].set_visible(False)
+    return fig
+
+
+def confusion_matrix_plot(
+    confusion,
+    classes: Sequence[str],
+    title: str = "Confusion matrix",
+    normalize: bool = True,
+) -> Figure:
+    """Heat map of a confusion matrix (rows = truth, columns = prediction); counts annotated."""
+    m = np.asarray(confusion, dtype=float)
+    fig, ax = _new_figure((4.2, 3.8))
+    shown = m / np.maximum(m.sum(1, keepdims=True), 1) if normalize else m
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            label = f"{int(m[i, j])}" + (f"\n{100 * shown[i, j]:.0f}%" if normalize else "")
+            ax.text(
+                j,
+                i,
+                label,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if shown[i, j] > 0.6 * (shown.max() or 1) else "black",
+            )
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of true class" if normalize else "count")
+    return fig
+
+
+def learning_curve_plot(history, title: str = "Learning curve", x: str | None = None) -> Figure:
+    """Line plot of training history.
+
+    ``history``: DataFrame / dict of lists / list of dicts; ``x`` the x column (default: the
+    first of ``epoch``, ``step``, ``n_train``, else the row index); every other numeric column is a
+    line (loss-like columns on the left axis, accuracy/kappa-like on a right axis).
+    """
+    df = pd.DataFrame(history)
+    if df.empty:
+        raise ValueError("empty history")
+    if x is None:
+        x = next((c for c in ("epoch", "step", "n_train", "train_size") if c in df.columns), None)
+    xs = df[x].to_numpy() if x else np.arange(1, len(df) + 1)
+    fig, ax = _new_figure((5, 3.6))
+    ax2 = None
+    for col in df.columns:
+        if col == x or not np.issubdtype(df[col].dtype, np.number):
+            continue
+        if "loss" in col.lower():
+            ax.plot(xs, df[col], marker="o", ms=3, label=col)
+        else:
+            ax2 = ax2 or ax.twinx()
+            ax2.plot(xs, df[col], marker="s", ms=3, ls="--", label=col)
+    ax.set_xlabel(x or "epoch")
+    ax.set_ylabel("loss")
+    handles, labels = ax.get_legend_handles_labels()
+    if ax2 is not None:
+        ax2.set_ylabel("score")
+        ax2.set_ylim(0, 1.02)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    if handles:
+        ax.legend(handles, labels, fontsize=8, loc="center right")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def agreement_plot(
+    kappa: pd.DataFrame,
+    concordance: pd.DataFrame | None = None,
+    title: str = "Agreement",
+) -> Figure:
+    """Annotator x annotator heat map (paper's Fig. 1B): upper triangle concordance (%), lower
+    triangle Cohen's kappa, or kappa everywhere when no concordance is given."""
+    names = list(kappa.index)
+    k = kappa.to_numpy(dtype=float)
+    fig, ax = _new_figure((1.6 + 0.8 * len(names), 1.2 + 0.7 * len(names)))
+    shown = k.copy()
+    if concordance is not None:
+        c = concordance.to_numpy(dtype=float)
+        upper = np.triu_indices(len(names), 1)
+        shown[upper] = c[upper]
+    im = ax.imshow(shown, cmap="viridis", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if i == j:
+                continue
+            text = (
+                f"{100 * shown[i, j]:.0f}%"
+                if concordance is not None and j > i
+                else f"κ {shown[i, j]:.2f}"
+            )
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if shown[i, j] > 0.6 else "white",
+            )
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    sub = "upper: concordance, lower: Cohen's κ" if concordance is not None else "Cohen's κ"
+    ax.set_title(f"{title}\n({sub})", fontsize=9)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def save_figure(fig: Figure, path_stem, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+    """Write ``fig`` as ``<path_stem>.<fmt>`` for each format (atomic rename); returns paths."""
+    import os
+
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fmt in formats:
+        final = stem.with_name(f"{stem.name}.{fmt}")
+        tmp = final.with_name(f".{final.name}.tmp")
+        fig.savefig(tmp, format=fmt, dpi=150)
+        os.replace(tmp, final)
+        out.append(final)
+    return out
