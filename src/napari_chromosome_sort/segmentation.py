@@ -1,0 +1,482 @@
+"""Segment a metaphase spread into objects, each with a status and a human-readable reason.
+
+Qt-free. Pipeline (every threshold adapts to the image; every knob is in SegmentationParams):
+
+1. ``chromosome_signal`` (objects bright, polarity auto-detected), light smoothing, subtraction of a
+   smooth background estimated by a large grey opening on a downsampled copy.
+2. A low (Otsu) threshold finds everything stained. Its components give the spread's typical
+   object peak intensity; the object threshold is a fraction of that peak ("half maximum"), which
+   separates sister chromatids and neighbours far better than Otsu on a blurred image.
+3. Nuclei: low-threshold components much larger than the median object and round -> ``nucleus``
+   (object pieces inside them are absorbed).
+4. Sister-chromatid pairs (type C: two parallel blobs with a gap) are grouped into ONE object by
+   proximity, similar size, parallel orientation and side-by-side placement (mutual best match).
+5. Sizes relative to the median object: too small -> ``debris``; too large -> optional watershed
+   split that is kept only if every piece is chromosome-sized, else ``cluster``.
+6. Objects touching the image edge -> ``border``; everything else -> ``chromosome``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import ChromosortError
+
+STATUSES = ("chromosome", "nucleus", "cluster", "debris", "border")
+
+OBJECT_COLUMNS = [
+    "label",
+    "status",
+    "reason",
+    "area",
+    "bbox_y0",
+    "bbox_x0",
+    "bbox_y1",
+    "bbox_x1",
+    "centroid_y",
+    "centroid_x",
+    "eccentricity",
+    "solidity",
+    "major_axis",
+    "minor_axis",
+    "orientation",
+    "mean_intensity",
+    "n_parts",
+]
+
+
+@dataclass
+class SegmentationParams:
+    """Every knob of :func:`segment_spread`. Sizes are relative to the spread's median object
+    unless the name says ``_px``; intensities are relative to the median object peak."""
+
+    polarity: str | None = None  # None = auto ("dark_on_light" | "bright_on_dark")
+    smooth_sigma: float = 0.7  # px, Gaussian before thresholding
+    background_fraction: float = 1 / 8  # background opening size as a fraction of min(H, W)
+    background_downsample: int = 4
+    threshold: float | None = None  # absolute threshold on the corrected signal (None = auto)
+    peak_fraction: float = 0.5  # object threshold = this x median object peak (>= Otsu)
+    min_area_px: int = 6  # smaller connected pieces are noise and dropped entirely
+    debris_area_fraction: float = 0.12  # area < this x median object -> debris
+    # nuclei
+    nucleus_area_factor: float = 6.0  # low-threshold component area >= this x median -> candidate
+    nucleus_min_solidity: float = 0.85
+    nucleus_max_eccentricity: float = 0.9
+    # chromatid pairing (type C)
+    pair_chromatids: bool = True
+    pair_max_gap_factor: float = 1.2  # max gap between the two blobs, x median blob width
+    pair_max_angle_deg: float = 40.0  # max difference in orientation of elongated blobs
+    pair_min_elongation: float = 2.2  # orientation only compared when both blobs are this elongated
+    pair_max_area_ratio: float = 1.5  # sisters are copies: near-equal areas
+    pair_max_axial_offset: float = 0.6  # centroid offset along the axis, x mean blob length
+    # touching neighbours
+    split_touching: bool = True
+    cluster_area_factor: float = 2.6  # area > this x median object -> split attempt / cluster
+    split_min_piece_factor: float = 0.35  # every watershed piece must be >= this x median
+    split_min_solidity: float = 0.7  # ... and at least this solid
+    border_margin_px: int = 1  # objects within this many px of the edge -> border
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Segmentation:
+    labels: np.ndarray  # int32 HxW, 0 = background
+    objects: pd.DataFrame
+    polarity: str = "dark_on_light"
+    params: SegmentationParams = field(default_factory=SegmentationParams)
+    signal: np.ndarray | None = field(default=None, repr=False)  # corrected signal, objects bright
+    stats: dict = field(default_factory=dict)  # thresholds and typical sizes actually used
+
+    def kept_labels(self) -> list[int]:
+        if self.objects.empty:
+            return []
+        return [int(v) for v in self.objects.loc[self.objects["status"] == "chromosome", "label"]]
+
+    def status_counts(self) -> dict[str, int]:
+        counts = self.objects["status"].value_counts().to_dict() if len(self.objects) else {}
+        return {status: int(counts.get(status, 0)) for status in STATUSES}
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _background(signal: np.ndarray, params: SegmentationParams) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    f = max(1, int(params.background_downsample))
+    small = ndi.gaussian_filter(signal, 2.0)[::f, ::f] if f > 1 else signal
+    size = max(5, int(round(min(signal.shape) * params.background_fraction / f)))
+    bg = ndi.grey_opening(small, size=(size, size))
+    bg = ndi.uniform_filter(bg, size)
+    if f > 1:
+        bg = ndi.zoom(
+            bg,
+            (signal.shape[0] / bg.shape[0], signal.shape[1] / bg.shape[1]),
+            order=1,
+            grid_mode=True,
+            mode="nearest",
+        )
+        bg = bg[: signal.shape[0], : signal.shape[1]]
+    return bg.astype(np.float32)
+
+
+def _otsu(values: np.ndarray) -> float:
+    from skimage.filters import threshold_otsu
+
+    values = values[np.isfinite(values)]
+    if values.size == 0 or values.max() - values.min() < 1e-6:
+        return float("inf")
+    step = max(1, values.size // 400_000)
+    return float(threshold_otsu(values[::step]))
+
+
+def _props(mask: np.ndarray) -> dict:
+    """Shape measures of one binary mask (local crop)."""
+    from skimage.measure import regionprops
+
+    region = regionprops(mask.astype(np.uint8))[0]
+    return {
+        "area": int(region.area),
+        "eccentricity": float(region.eccentricity),
+        "solidity": float(region.solidity),
+        "major_axis": float(region.axis_major_length),
+        "minor_axis": float(region.axis_minor_length),
+        "orientation": float(region.orientation),
+    }
+
+
+def _angle_diff(a: float, b: float) -> float:
+    d = abs(a - b) % np.pi
+    return float(min(d, np.pi - d))
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def segment_spread(image, params: SegmentationParams | None = None) -> Segmentation:
+    """Segment a spread (grey or RGB, any dtype) into labelled objects with status + reason."""
+    from scipy import ndimage as ndi
+    from skimage.measure import regionprops
+    from skimage.segmentation import expand_labels, watershed
+
+    from .io import chromosome_signal, detect_polarity, to_gray
+
+    params = params or SegmentationParams()
+    gray = to_gray(image)
+    polarity = params.polarity or detect_polarity(gray)
+    raw = chromosome_signal(image, polarity)
+    shape = raw.shape
+    signal = ndi.gaussian_filter(raw, params.smooth_sigma) if params.smooth_sigma > 0 else raw
+    corrected = np.clip(signal - _background(signal, params), 0, None).astype(np.float32)
+
+    # ---- thresholds ----------------------------------------------------------------------
+    t_low = _otsu(corrected)
+    if not np.isfinite(t_low):
+        return _empty(shape, polarity, params, corrected)
+    low = corrected > t_low
+    low_lab, n_low = ndi.label(low)
+    low_areas = np.bincount(low_lab.ravel(), minlength=n_low + 1)
+    low_areas[0] = 0
+    idx = np.arange(1, n_low + 1)
+    peaks = np.asarray(ndi.maximum(corrected, low_lab, idx)) if n_low else np.zeros(0)
+    ok = low_areas[1:] >= max(params.min_area_px, 3)
+    if not ok.any():
+        return _empty(shape, polarity, params, corrected)
+    med_low = float(np.median(low_areas[1:][ok]))
+    typical = ok & (low_areas[1:] < 20 * med_low)
+    med_low = float(np.median(low_areas[1:][typical])) if typical.any() else med_low
+    typical_peak = float(np.median(peaks[typical])) if typical.any() else float(peaks.max())
+    if params.threshold is not None:
+        t_obj = float(params.threshold)
+    else:
+        t_obj = max(t_low, params.peak_fraction * typical_peak)
+    mask = corrected > t_obj
+
+    # ---- nuclei on the low mask -------------------------------------------------------------
+    nucleus_mask = np.zeros(shape, bool)
+    nuclei: list[tuple[np.ndarray, str]] = []  # (global bool mask slice info) via labels
+    big = np.flatnonzero(low_areas >= params.nucleus_area_factor * med_low)
+    objects: list[dict] = []
+    label_img = np.zeros(shape, np.int32)
+    slices = ndi.find_objects(low_lab)
+    for lab_id in big:
+        if lab_id == 0:
+            continue
+        sl = slices[lab_id - 1]
+        local = low_lab[sl] == lab_id
+        filled = ndi.binary_fill_holes(local)
+        p = _props(filled)
+        if (
+            p["solidity"] >= params.nucleus_min_solidity
+            and p["eccentricity"] <= params.nucleus_max_eccentricity
+        ):
+            nucleus_mask[sl] |= filled
+            nuclei.append((sl, filled, p))
+    del nuclei  # handled through nucleus_mask below
+
+    # ---- object pieces ----------------------------------------------------------------------
+    pieces, n_pieces = ndi.label(mask)
+    piece_areas = np.bincount(pieces.ravel(), minlength=n_pieces + 1)
+    # absorb pieces touching a nucleus into the nucleus
+    if nucleus_mask.any():
+        touching = np.unique(pieces[nucleus_mask])
+        touching = touching[touching > 0]
+        if touching.size:
+            absorb = np.isin(pieces, touching)
+            nucleus_mask |= absorb
+            pieces[absorb] = 0
+    small = piece_areas < params.min_area_px
+    small[0] = False
+    pieces[small[pieces]] = 0
+    pieces, n_pieces = ndi.label(pieces > 0)
+
+    # nucleus objects: connected components of the nucleus mask
+    nuc_lab, n_nuc = ndi.label(ndi.binary_fill_holes(nucleus_mask))
+    next_label = 1
+    for sl_i, sl in enumerate(ndi.find_objects(nuc_lab)):
+        if sl is None:
+            continue
+        local = nuc_lab[sl] == sl_i + 1
+        label_img[sl][local] = next_label
+        objects.append(
+            {
+                "label": next_label,
+                "status": "nucleus",
+                "reason": f"large round object ({int(local.sum())} px, "
+                f"{local.sum() / max(med_low, 1):.0f}x the median object): interphase nucleus",
+                "n_parts": 1,
+            }
+        )
+        next_label += 1
+
+    if n_pieces == 0:
+        return _finish(label_img, objects, corrected, polarity, params, shape)
+
+    # ---- piece measures ----------------------------------------------------------------------
+    regions = regionprops(pieces)
+    areas = np.array([r.area for r in regions], float)
+    med_piece = float(np.median(areas[areas >= params.min_area_px])) if len(areas) else 1.0
+    # width of a piece ~ 2 x max distance to background
+    dist = ndi.distance_transform_edt(pieces > 0)
+    max_dt = np.asarray(ndi.maximum(dist, pieces, np.arange(1, n_pieces + 1)))
+    typical_pieces = (areas >= 0.3 * med_piece) & (areas <= 3 * med_piece)
+    width = float(2 * np.median(max_dt[typical_pieces])) if typical_pieces.any() else 4.0
+
+    # ---- chromatid pairing ------------------------------------------------------------------
+    group = np.arange(n_pieces + 1)  # piece id -> group representative
+    if params.pair_chromatids and n_pieces > 1:
+        gap = max(1.0, params.pair_max_gap_factor * width)
+        expanded = expand_labels(pieces, distance=gap / 2.0 + 0.5)
+        # adjacent pairs in the expanded image
+        pairs = set()
+        for a, b in (
+            (expanded[:, :-1], expanded[:, 1:]),
+            (expanded[:-1, :], expanded[1:, :]),
+        ):
+            sel = (a != b) & (a > 0) & (b > 0)
+            for u, v in zip(a[sel].tolist(), b[sel].tolist(), strict=True):
+                pairs.add((min(u, v), max(u, v)))
+        candidates = []
+        for u, v in pairs:
+            ru, rv = regions[u - 1], regions[v - 1]
+            au, av = float(ru.area), float(rv.area)
+            if max(au, av) / max(min(au, av), 1.0) > params.pair_max_area_ratio:
+                continue
+            if min(au, av) < params.debris_area_fraction * med_piece:
+                continue
+            elong_u = ru.axis_major_length / max(ru.axis_minor_length, 1.0)
+            elong_v = rv.axis_major_length / max(rv.axis_minor_length, 1.0)
+            angle = _angle_diff(ru.orientation, rv.orientation)
+            if (
+                min(elong_u, elong_v) >= params.pair_min_elongation
+                and np.degrees(angle) > params.pair_max_angle_deg
+            ):
+                continue
+            # side-by-side: centroid offset along the mean axis small relative to length
+            theta = ru.orientation if au >= av else rv.orientation
+            axis = np.array([np.cos(theta), np.sin(theta)])  # (row, col) direction of major axis
+            d = np.array(rv.centroid) - np.array(ru.centroid)
+            along = abs(float(d @ axis))
+            across = abs(float(d @ np.array([-axis[1], axis[0]])))
+            mean_len = 0.5 * (ru.axis_major_length + rv.axis_major_length)
+            if along > params.pair_max_axial_offset * mean_len:
+                continue
+            if across > 2.0 * width + gap:
+                continue
+            score = 0.5 * np.degrees(angle) / params.pair_max_angle_deg + along / max(mean_len, 1.0)
+            score += 3.0 * abs(np.log(au / av))
+            candidates.append((score, u, v))
+        candidates.sort()
+        used = set()
+        for _score, u, v in candidates:
+            if u in used or v in used:
+                continue
+            used.update((u, v))
+            group[v] = u
+    grouped = group[pieces]
+    grouped[pieces == 0] = 0
+    n_parts_of = np.bincount(group[1:], minlength=n_pieces + 1)
+
+    # ---- objects from groups ------------------------------------------------------------------
+    group_ids = np.unique(grouped)
+    group_ids = group_ids[group_ids > 0]
+    g_slices = ndi.find_objects(grouped)
+    g_areas = np.bincount(grouped.ravel(), minlength=grouped.max() + 1)
+    med_obj = float(np.median(g_areas[group_ids])) if group_ids.size else 1.0
+    # median of plausible objects only (ignore specks)
+    plausible = group_ids[g_areas[group_ids] >= params.debris_area_fraction * med_obj]
+    if plausible.size:
+        med_obj = float(np.median(g_areas[plausible]))
+
+    H, W = shape
+    margin = params.border_margin_px
+    for gid in group_ids:
+        sl = g_slices[gid - 1]
+        local = grouped[sl] == gid
+        area = int(local.sum())
+        n_parts = int(n_parts_of[gid])
+        y0, x0 = sl[0].start, sl[1].start
+        y1, x1 = sl[0].stop, sl[1].stop
+        at_border = y0 < margin or x0 < margin or y1 > H - margin or x1 > W - margin
+        rel = area / max(med_obj, 1.0)
+        if area < params.debris_area_fraction * med_obj:
+            status = "debris"
+            reason = f"too small: {area} px < {params.debris_area_fraction:g}x median object ({med_obj:.0f} px)"
+        elif at_border:
+            status = "border"
+            reason = "touches the image edge (may be cut off)"
+        elif rel > params.cluster_area_factor:
+            status = "cluster"
+            reason = f"too large for one chromosome ({rel:.1f}x median object): touching/overlapping chromosomes"
+            if params.split_touching and n_parts == 1:
+                split = _try_split(local, corrected[sl], width, med_obj, params)
+                if split is not None:
+                    for piece in split:
+                        label_img[sl][piece] = next_label
+                        objects.append(
+                            {
+                                "label": next_label,
+                                "status": "chromosome",
+                                "reason": f"split from a touching group of {len(split)} by watershed",
+                                "n_parts": 1,
+                            }
+                        )
+                        next_label += 1
+                    continue
+                reason += "; watershed could not split it into chromosome-shaped pieces"
+        else:
+            status = "chromosome"
+            reason = (
+                "sister chromatids apart, grouped as one chromosome"
+                if n_parts > 1
+                else f"single object, {rel:.1f}x median size"
+            )
+        label_img[sl][local] = next_label
+        objects.append(
+            {"label": next_label, "status": status, "reason": reason, "n_parts": n_parts}
+        )
+        next_label += 1
+
+    stats = {"threshold_low": t_low, "threshold": t_obj, "median_area": med_obj, "width": width}
+    return _finish(label_img, objects, corrected, polarity, params, shape, stats)
+
+
+def _try_split(
+    local: np.ndarray, signal: np.ndarray, width: float, med_obj: float, params
+) -> list | None:
+    """Watershed a too-large object; return the piece masks or None if not clean."""
+    from scipy import ndimage as ndi
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    dist = ndi.distance_transform_edt(local)
+    smooth = ndi.gaussian_filter(dist, 1.0)
+    min_distance = max(2, int(round(1.5 * width)))
+    coords = peak_local_max(
+        smooth, min_distance=min_distance, labels=local.astype(np.uint8), exclude_border=False
+    )
+    if len(coords) < 2:
+        return None
+    markers = np.zeros(local.shape, np.int32)
+    for k, (r, c) in enumerate(coords, 1):
+        markers[r, c] = k
+    ws = watershed(-smooth, markers, mask=local)
+    pieces = []
+    for k in range(1, len(coords) + 1):
+        piece = ws == k
+        if not piece.any():
+            continue
+        area = piece.sum()
+        if (
+            area < params.split_min_piece_factor * med_obj
+            or area > params.cluster_area_factor * med_obj
+        ):
+            return None
+        if _props(piece)["solidity"] < params.split_min_solidity:
+            return None
+        pieces.append(piece)
+    return pieces if len(pieces) >= 2 else None
+
+
+def _empty(shape, polarity, params, signal) -> Segmentation:
+    return Segmentation(
+        labels=np.zeros(shape, np.int32),
+        objects=pd.DataFrame(columns=OBJECT_COLUMNS),
+        polarity=polarity,
+        params=params,
+        signal=signal,
+    )
+
+
+def _finish(label_img, objects, signal, polarity, params, shape, stats=None) -> Segmentation:
+    from skimage.measure import regionprops
+
+    if not objects:
+        return _empty(shape, polarity, params, signal)
+    info = {o["label"]: o for o in objects}
+    rows = []
+    for region in regionprops(label_img, intensity_image=signal):
+        o = info[region.label]
+        y0, x0, y1, x1 = region.bbox
+        cy, cx = region.centroid
+        rows.append(
+            {
+                "label": int(region.label),
+                "status": o["status"],
+                "reason": o["reason"],
+                "area": int(region.area),
+                "bbox_y0": int(y0),
+                "bbox_x0": int(x0),
+                "bbox_y1": int(y1),
+                "bbox_x1": int(x1),
+                "centroid_y": float(cy),
+                "centroid_x": float(cx),
+                "eccentricity": float(region.eccentricity),
+                "solidity": float(region.solidity),
+                "major_axis": float(region.axis_major_length),
+                "minor_axis": float(region.axis_minor_length),
+                "orientation": float(region.orientation),
+                "mean_intensity": float(region.intensity_mean),
+                "n_parts": int(o["n_parts"]),
+            }
+        )
+    table = pd.DataFrame(rows, columns=OBJECT_COLUMNS)
+    return Segmentation(
+        labels=label_img,
+        objects=table,
+        polarity=polarity,
+        params=params,
+        signal=signal,
+        stats=stats or {},
+    )
+
+
+def validate_params(params: SegmentationParams) -> None:
+    if params.polarity not in (None, "dark_on_light", "bright_on_dark"):
+        raise ChromosortError(f"unknown polarity {params.polarity!r}")
