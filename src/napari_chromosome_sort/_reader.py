@@ -1,0 +1,61 @@
+"""Reader: a labelled crop dataset folder (``manifest.csv`` + one sub-folder per class).
+
+Opens the crops as one image stack (slider = crop) whose ``metadata['manifest']`` holds the
+manifest table, so a user can page through what has been labelled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST = "manifest.csv"
+
+
+def _manifest_path(path) -> Path | None:
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    path = Path(path)
+    if path.is_dir() and (path / MANIFEST).is_file():
+        return path / MANIFEST
+    if path.name == MANIFEST and path.is_file():
+        return path
+    return None
+
+
+def get_reader(path):
+    """npe2 reader hook: return a reader for a dataset folder / its manifest, else None."""
+    return read_dataset if _manifest_path(path) is not None else None
+
+
+def read_dataset(path):
+    import pandas as pd
+
+    from .io import read_image
+
+    manifest_path = _manifest_path(path)
+    root = manifest_path.parent
+    manifest = pd.read_csv(manifest_path)
+    crops, rows = [], []
+    for _, row in manifest.iterrows():
+        file = root / str(row["file"])
+        if not file.is_file():
+            continue
+        pixels = np.asarray(read_image(file))
+        if pixels.ndim == 2:
+            pixels = np.stack([pixels] * 3, axis=-1)
+        crops.append(pixels[..., :3])
+        rows.append(row)
+    if not crops:
+        return [(np.zeros((1, 8, 8, 3), np.uint8), {"name": f"{root.name} (empty)"}, "image")]
+    height = max(c.shape[0] for c in crops)
+    width = max(c.shape[1] for c in crops)
+    stack = np.zeros((len(crops), height, width, 3), dtype=crops[0].dtype)
+    for i, crop in enumerate(crops):
+        stack[i, : crop.shape[0], : crop.shape[1]] = crop
+    table = pd.DataFrame(rows).reset_index(drop=True)
+    meta = {"name": f"{root.name} crops", "rgb": True, "metadata": {"manifest": table}}
+    return [(stack, meta, "image")]

@@ -1,0 +1,409 @@
+"""Shared glue for the dock widgets: workers, colour maps, forms, layer <-> core conversion.
+
+Nothing here implements image analysis; it only moves data between napari layers and the core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtGui import QImage, QPixmap
+
+from ..errors import ChromosortError
+
+STATUS_COLOURS = {
+    "chromosome": "#33dd55",
+    "nucleus": "#3388ff",
+    "cluster": "#ff9922",
+    "debris": "#999999",
+    "border": "#cc44cc",
+    "rejected": "#ff3333",
+}
+CLASS_PALETTE = [
+    "#ff4444",
+    "#44aaff",
+    "#ffdd33",
+    "#44dd88",
+    "#dd66ff",
+    "#ff9933",
+    "#33dddd",
+    "#ff66aa",
+    "#aaaaaa",
+]
+KEPT = "chromosome"
+USER_REASON = "edited by user"
+
+
+# ----------------------------------------------------------------------------- errors / workers
+def report_error(error: BaseException, what: str = "") -> None:
+    """Turn an exception into a napari notification with the reason (never a silent failure)."""
+    prefix = f"{what}: " if what else ""
+    if isinstance(error, ChromosortError):
+        show_error(f"{prefix}{error}")
+    else:
+        show_error(f"{prefix}{type(error).__name__}: {error}")
+        traceback.print_exception(type(error), error, error.__traceback__)
+
+
+def start_worker(
+    func: Callable[..., Any],
+    *args: Any,
+    on_yield: Callable[[Any], None] | None = None,
+    on_return: Callable[[Any], None] | None = None,
+    on_finish: Callable[[], None] | None = None,
+    on_abort: Callable[[], None] | None = None,
+    what: str = "",
+    **kwargs: Any,
+):
+    """Run ``func`` (a generator or plain function) in a napari thread worker and start it."""
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(func, *args, _start_thread=False, **kwargs)
+    if on_yield is not None and hasattr(worker, "yielded"):
+        worker.yielded.connect(on_yield)
+    if on_return is not None:
+        worker.returned.connect(on_return)
+    worker.errored.connect(lambda error: report_error(error, what))
+    if on_abort is not None and hasattr(worker, "aborted"):
+        worker.aborted.connect(on_abort)
+    if on_finish is not None:
+        worker.finished.connect(on_finish)
+    worker.start()
+    return worker
+
+
+# ----------------------------------------------------------------------------- colours
+def hex_to_rgba(colour: str, alpha: float = 1.0) -> np.ndarray:
+    colour = colour.lstrip("#")
+    rgb = [int(colour[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    return np.array([*rgb, alpha], dtype=np.float32)
+
+
+def colormap_from_mapping(
+    label_to_key: dict[int, str], key_colours: dict[str, str], default: str | None = None
+) -> DirectLabelColormap:
+    """A DirectLabelColormap colouring each label by the colour of its key (status or class)."""
+    colours: dict[int | None, Any] = {None: np.zeros(4, np.float32), 0: np.zeros(4, np.float32)}
+    if default is not None:
+        colours[None] = hex_to_rgba(default, 0.6)
+    for label, key in label_to_key.items():
+        if key in key_colours:
+            colours[int(label)] = hex_to_rgba(key_colours[key])
+    return DirectLabelColormap(color_dict=colours)
+
+
+def status_colormap(features: pd.DataFrame) -> DirectLabelColormap:
+    if features is None or len(features) == 0 or "status" not in features:
+        return colormap_from_mapping({}, {}, default=STATUS_COLOURS[KEPT])
+    mapping = dict(zip(features["label"].astype(int), features["status"].astype(str), strict=True))
+    return colormap_from_mapping(mapping, STATUS_COLOURS, default=STATUS_COLOURS[KEPT])
+
+
+def class_colours(classes: Iterable[str]) -> dict[str, str]:
+    return {c: CLASS_PALETTE[i % len(CLASS_PALETTE)] for i, c in enumerate(classes)}
+
+
+# ----------------------------------------------------------------------------- layers
+def layer_image(layer) -> np.ndarray:
+    """The pixels of an image layer as a numpy array (first scale of multiscale data)."""
+    data = layer.data
+    if getattr(layer, "multiscale", False):
+        data = data[0]
+    return np.asarray(data)
+
+
+def measure_labels(labels: np.ndarray) -> pd.DataFrame:
+    """Area, bbox (y1/x1 exclusive) and centroid of every label, in full-image pixels."""
+    from skimage.measure import regionprops_table
+
+    if not np.any(labels):
+        return pd.DataFrame(
+            columns=[
+                "label",
+                "area",
+                "bbox_y0",
+                "bbox_x0",
+                "bbox_y1",
+                "bbox_x1",
+                "centroid_y",
+                "centroid_x",
+            ]
+        )
+    table = pd.DataFrame(
+        regionprops_table(np.asarray(labels), properties=("label", "area", "bbox", "centroid"))
+    )
+    return table.rename(
+        columns={
+            "bbox-0": "bbox_y0",
+            "bbox-1": "bbox_x0",
+            "bbox-2": "bbox_y1",
+            "bbox-3": "bbox_x1",
+            "centroid-0": "centroid_y",
+            "centroid-1": "centroid_x",
+        }
+    )
+
+
+def sync_features(layer) -> pd.DataFrame:
+    """Make ``layer.features`` match ``layer.data`` after hand edits (merge, split, paint, erase).
+
+    Rows of deleted labels are dropped; new labels become kept chromosomes with reason
+    "edited by user"; area/bbox/centroid are re-measured for every label whose pixels changed.
+    The status a user set is kept.
+    """
+    labels = np.asarray(layer.data)
+    measured = measure_labels(labels)
+    old = layer.features.copy() if len(layer.features) else pd.DataFrame({"label": []})
+    if "label" not in old:
+        old["label"] = np.arange(1, len(old) + 1)
+    old["label"] = old["label"].astype(int)
+    old = old.drop_duplicates("label").set_index("label")
+    measured = measured.set_index("label")
+    rows = []
+    for label, meas in measured.iterrows():
+        if label in old.index:
+            row = old.loc[label].to_dict()
+            changed = "area" in row and not np.isclose(float(row.get("area", -1)), meas["area"])
+            if changed and row.get("reason") != USER_REASON:
+                row["reason"] = USER_REASON
+        else:
+            row = {"status": KEPT, "reason": USER_REASON}
+        row.update(meas.to_dict())
+        row["label"] = int(label)
+        rows.append(row)
+    columns = ["label"] + [c for c in old.columns if c not in ("label", "index")]
+    for extra in ("status", "reason", *measured.columns):
+        if extra not in columns:
+            columns.append(extra)
+    table = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    if len(table):
+        table["status"] = table["status"].fillna(KEPT)
+        table["reason"] = table["reason"].fillna("")
+    table = _fill_index_features(table, int(labels.max()) if labels.size else 0)
+    layer.features = table
+    return table
+
+
+def _fill_index_features(table: pd.DataFrame, max_label: int = 0) -> pd.DataFrame:
+    """napari maps label values to feature rows through an 'index' column (hover status bar)."""
+    table = table.reset_index(drop=True)
+    table["index"] = table["label"].astype(int) if len(table) else pd.Series(dtype=int)
+    return table
+
+
+def with_index(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a per-object table ready for ``Labels.features`` (adds the 'index' column)."""
+    return _fill_index_features(table.copy())
+
+
+def label_at(layer, position) -> int:
+    """Label value under a world position (0 if outside or background)."""
+    value = layer.get_value(position, world=True)
+    if isinstance(value, tuple):  # multiscale
+        value = value[1]
+    try:
+        return int(value) if value is not None else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def feature_row(layer, label: int) -> dict | None:
+    features = layer.features
+    if not len(features) or "label" not in features:
+        return None
+    match = features[features["label"].astype(int) == int(label)]
+    return None if match.empty else match.iloc[0].to_dict()
+
+
+def kept_labels(layer) -> list[int]:
+    features = layer.features
+    if not len(features) or "status" not in features:
+        return sorted(int(v) for v in np.unique(layer.data) if v)
+    return sorted(features.loc[features["status"] == KEPT, "label"].astype(int).tolist())
+
+
+# ----------------------------------------------------------------------------- Qt bits
+def rgb_pixmap(rgb: np.ndarray, side: int = 160) -> QPixmap:
+    """A QPixmap of an RGB or grey uint8/float image, scaled to ``side`` px."""
+    from qtpy.QtCore import Qt
+
+    array = np.asarray(rgb)
+    if array.dtype != np.uint8:
+        top = float(array.max()) or 1.0
+        array = np.clip(array / top * 255, 0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    array = np.ascontiguousarray(array[..., :3])
+    height, width = array.shape[:2]
+    image = QImage(array.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+    return QPixmap.fromImage(image).scaled(
+        side,
+        side,
+        Qt.AspectRatioMode.KeepAspectRatio,
+        Qt.TransformationMode.SmoothTransformation,
+    )
+
+
+def overlay_heatmap(rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend a [0,1] heatmap (any size) onto an RGB crop with matplotlib's 'jet' colours."""
+    from matplotlib import colormaps
+    from skimage.transform import resize
+
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.shape != rgb.shape[:2]:
+        heat = resize(heat, rgb.shape[:2], order=1, preserve_range=True)
+    top = float(heat.max())
+    heat = heat / top if top > 0 else heat
+    coloured = colormaps["jet"](heat)[..., :3] * 255
+    base = np.asarray(rgb, dtype=np.float32)[..., :3]
+    return np.clip((1 - alpha) * base + alpha * coloured, 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- dataclass forms
+_SOURCE_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*=[^#]*#\s*(.+)$")
+_DOC_LINE = re.compile(r"^\s*(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
+
+
+def field_help(cls) -> dict[str, str]:
+    """Per-field help: field metadata "help", trailing source comments, or docstring lines."""
+    import inspect
+
+    helps: dict[str, str] = {}
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        source = ""
+    for line in source.splitlines():
+        match = _SOURCE_COMMENT.match(line)
+        if match:
+            helps[match.group(1)] = match.group(2).strip()
+    for line in (cls.__doc__ or "").splitlines():
+        match = _DOC_LINE.match(line)
+        if match:
+            helps[match.group(1)] = match.group(2).strip()
+    for f in dataclasses.fields(cls):
+        text = f.metadata.get("help") or f.metadata.get("doc") if f.metadata else None
+        if text:
+            helps[f.name] = str(text)
+    return helps
+
+
+def dataclass_form(cls, skip: Iterable[str] = (), on_change: Callable[[], None] | None = None):
+    """A magicgui Container with one widget per simple field of dataclass ``cls``.
+
+    Returns ``(container, read)`` where ``read()`` builds a ``cls`` instance from the widgets.
+    Fields whose default is not a bool/int/float/str/None-able str are left at their default.
+    """
+    from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
+
+    instance = cls()
+    helps = field_help(cls)
+    widgets = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.name.startswith("_"):
+            continue
+        value = getattr(instance, f.name)
+        tooltip = helps.get(f.name, f.name.replace("_", " "))
+        label = f.name.replace("_", " ")
+        if isinstance(value, bool):
+            widget = CheckBox(value=value, label=label, tooltip=tooltip)
+        elif isinstance(value, int):
+            widget = SpinBox(value=value, min=-(10**9), max=10**9, label=label, tooltip=tooltip)
+        elif isinstance(value, float):
+            span = max(abs(value) * 100, 1000.0)
+            widget = FloatSpinBox(
+                value=value, min=-span, max=span, step=_step(value), label=label, tooltip=tooltip
+            )
+        elif f.name == "polarity":
+            widget = ComboBox(
+                choices=["auto", "dark_on_light", "bright_on_dark"],
+                value=value or "auto",
+                label=label,
+                tooltip=tooltip,
+            )
+        elif isinstance(value, str):
+            widget = LineEdit(value=value, label=label, tooltip=tooltip)
+        else:
+            continue
+        widget.native.setToolTip(tooltip)
+        widgets[f.name] = widget
+        if on_change is not None:
+            widget.changed.connect(lambda *_: on_change())
+    container = Container(widgets=list(widgets.values()), labels=True)
+
+    def read():
+        values = {}
+        for name, widget in widgets.items():
+            value = widget.value
+            if name == "polarity" and value == "auto":
+                value = None
+            values[name] = value
+        return dataclasses.replace(instance, **values)
+
+    return container, read, widgets
+
+
+def _step(value: float) -> float:
+    if value == 0:
+        return 0.01
+    magnitude = 10 ** np.floor(np.log10(abs(value)))
+    return float(magnitude / 10)
+
+
+def notify(message: str) -> None:
+    show_info(message)
+
+
+class LayerPicker:
+    """A QComboBox listing the viewer's layers of some types, kept in sync with the layer list."""
+
+    def __init__(self, viewer, layer_types: tuple, allow_none: str | None = None):
+        from qtpy.QtWidgets import QComboBox
+
+        self.viewer = viewer
+        self.layer_types = layer_types
+        self.allow_none = allow_none
+        self.combo = QComboBox()
+        events = viewer.layers.events
+        for event in (events.inserted, events.removed, events.reordered):
+            event.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_):
+        current = self.combo.currentText()
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        if self.allow_none:
+            self.combo.addItem(self.allow_none)
+        for layer in self.viewer.layers:
+            if isinstance(layer, self.layer_types):
+                self.combo.addItem(layer.name)
+                layer.events.name.connect(self.refresh)
+        index = self.combo.findText(current)
+        if index >= 0:
+            self.combo.setCurrentIndex(index)
+        self.combo.blockSignals(False)
+        if index < 0:
+            self.combo.currentIndexChanged.emit(self.combo.currentIndex())
+
+    def layer(self):
+        name = self.combo.currentText()
+        if name and name in self.viewer.layers and name != self.allow_none:
+            layer = self.viewer.layers[name]
+            if isinstance(layer, self.layer_types):
+                return layer
+        return None
+
+    def set_layer(self, layer) -> None:
+        self.refresh()
+        index = self.combo.findText(layer.name)
+        if index >= 0:
+            self.combo.setCurrentIndex(index)

@@ -1,0 +1,336 @@
+"""Label chromosomes: click an object, press 1-9 (0 clears); every label saved at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import (
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import ChromosortError
+from ._common import (
+    LayerPicker,
+    class_colours,
+    feature_row,
+    kept_labels,
+    label_at,
+    layer_image,
+    report_error,
+    rgb_pixmap,
+    sync_features,
+)
+
+DEFAULT_CLASSES = "A,B,C"
+
+
+def parse_classes(text: str) -> list[str]:
+    classes = [c.strip() for c in text.replace(";", ",").split(",") if c.strip()]
+    if len(classes) != len(set(classes)):
+        raise ChromosortError(f"class names must be unique, got {text!r}")
+    if not 1 <= len(classes) <= 9:
+        raise ChromosortError("give 1 to 9 class names separated by commas (keys 1-9 assign)")
+    return classes
+
+
+class LabelWidget(QWidget):
+    """Assign cohesion classes to kept chromosomes; crops go straight into a CropDataset."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from magicgui.widgets import FileEdit
+
+        self.viewer = napari_viewer
+        self.current = 0
+        self._dataset = None
+        self._bound_layer = None
+
+        self.labels_picker = LayerPicker(napari_viewer, (Labels,))
+        self.image_picker = LayerPicker(napari_viewer, (Image,))
+        self.folder = FileEdit(mode="d", value=str(Path.home() / "chromosort_dataset"))
+        self.folder.native.setToolTip(
+            "Dataset folder (one sub-folder per class + manifest.csv); labels from several "
+            "spreads accumulate here"
+        )
+        self.classes_edit = QLineEdit(DEFAULT_CLASSES)
+        self.classes_edit.setToolTip("Class names separated by commas; key 1 = first class …")
+        self.swatches = QLabel()
+        self.counts_label = QLabel()
+        self.counts_label.setWordWrap(True)
+        self.preview = QLabel()
+        self.preview.setMinimumSize(160, 160)
+        self.info = QLabel("Click a chromosome on the spread, then press 1–9 (0 clears).")
+        self.info.setWordWrap(True)
+        self.prev_button = QPushButton("◀ Previous")
+        self.next_button = QPushButton("Next ▶")
+        self.class_buttons_box = QGridLayout()
+        self.clear_button = QPushButton("Clear (0)")
+
+        form = QFormLayout()
+        form.addRow("Objects", self.labels_picker.combo)
+        form.addRow("Image", self.image_picker.combo)
+        form.addRow("Dataset", self.folder.native)
+        form.addRow("Classes", self.classes_edit)
+        form.addRow("", self.swatches)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.counts_label)
+        layout.addWidget(self.preview)
+        layout.addWidget(self.info)
+        nav = QHBoxLayout()
+        nav.addWidget(self.prev_button)
+        nav.addWidget(self.next_button)
+        layout.addLayout(nav)
+        layout.addLayout(self.class_buttons_box)
+        layout.addWidget(self.clear_button)
+        layout.addStretch(1)
+
+        self.prev_button.clicked.connect(lambda: self.step(-1))
+        self.next_button.clicked.connect(lambda: self.step(1))
+        self.clear_button.clicked.connect(lambda: self.assign(None))
+        self.classes_edit.editingFinished.connect(self._classes_changed)
+        self.folder.changed.connect(lambda *_: self._reset_dataset())
+        self.labels_picker.combo.currentIndexChanged.connect(self._labels_changed)
+        self._classes_changed()
+        self._labels_changed()
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def classes(self) -> list[str]:
+        return self._classes
+
+    def _classes_changed(self):
+        try:
+            self._classes = parse_classes(self.classes_edit.text())
+        except ChromosortError as error:
+            report_error(error, "Label chromosomes")
+            self._classes = parse_classes(DEFAULT_CLASSES)
+        self.colours = class_colours(self._classes)
+        self.swatches.setText(
+            "  ".join(
+                f'<span style="color:{self.colours[c]}">■</span> {i + 1}: {c}'
+                for i, c in enumerate(self._classes)
+            )
+        )
+        while self.class_buttons_box.count():
+            item = self.class_buttons_box.takeAt(0)
+            if item.widget():
+                item.widget().deleteLater()
+        for i, cls in enumerate(self._classes):
+            button = QPushButton(f"{i + 1}: {cls}")
+            button.setStyleSheet(f"border-left: 6px solid {self.colours[cls]};")
+            button.clicked.connect(lambda _=False, c=cls: self.assign(c))
+            self.class_buttons_box.addWidget(button, i // 3, i % 3)
+        self._reset_dataset()
+
+    def _reset_dataset(self):
+        self._dataset = None
+        self._update_counts()
+
+    def dataset(self):
+        """The CropDataset in the chosen folder (created on first use)."""
+        if self._dataset is None:
+            from ..dataset import CropDataset
+
+            self._dataset = CropDataset(Path(str(self.folder.value)), classes=tuple(self.classes))
+        return self._dataset
+
+    def _labels_changed(self, *_):
+        layer = self.labels_picker.layer()
+        if layer is None or layer is self._bound_layer:
+            return
+        self._bound_layer = layer
+        meta = layer.metadata.get("chromosort", {})
+        image_name = meta.get("image_layer")
+        if image_name in self.viewer.layers:
+            self.image_picker.set_layer(self.viewer.layers[image_name])
+        if self._on_click not in layer.mouse_drag_callbacks:
+            layer.mouse_drag_callbacks.append(self._on_click)
+        # Number keys on this layer assign classes (they override the layer's mode shortcuts;
+        # the toolbar buttons still switch modes).
+        for key in range(10):
+            layer.bind_key(str(key), self._key_handler(key), overwrite=True)
+        self.current = 0
+        self._refresh_points()
+
+    def _key_handler(self, key: int):
+        def handler(_layer):
+            if key == 0:
+                self.assign(None)
+            elif key <= len(self.classes):
+                self.assign(self.classes[key - 1])
+
+        return handler
+
+    # ------------------------------------------------------------------ selection
+    def _on_click(self, layer, event):
+        if layer.mode != "pan_zoom":
+            return
+        label = label_at(layer, event.position)
+        if label:
+            self.select(label)
+
+    def select(self, label: int):
+        layer = self.labels_picker.layer()
+        if layer is None:
+            return
+        self.current = int(label)
+        layer.selected_label = int(label)
+        crop = self._crop(label)
+        if crop is not None:
+            self.preview.setPixmap(rgb_pixmap(crop.pixels))
+        row = feature_row(layer, label) or {}
+        assigned = row.get("class") if isinstance(row.get("class"), str) else "—"
+        self.info.setText(
+            f"Object {label} ({row.get('status', '?')}), class: <b>{assigned}</b>. "
+            "Press 1–9 or a class button; 0 clears."
+        )
+
+    def step(self, direction: int):
+        """Go to the next/previous kept chromosome (centred in the view)."""
+        layer = self.labels_picker.layer()
+        if layer is None:
+            return
+        kept = kept_labels(layer)
+        if not kept:
+            return
+        if self.current in kept:
+            index = (kept.index(self.current) + direction) % len(kept)
+        else:
+            index = 0 if direction > 0 else len(kept) - 1
+        label = kept[index]
+        self.select(label)
+        row = feature_row(layer, label)
+        if row and "centroid_y" in row:
+            world = layer.data_to_world((row["centroid_y"], row["centroid_x"]))
+            self.viewer.camera.center = tuple(world)
+
+    def _crop(self, label: int):
+        image_layer = self.image_picker.layer()
+        layer = self.labels_picker.layer()
+        if image_layer is None or layer is None:
+            return None
+        from ..crops import crop_object
+
+        try:
+            polarity = layer.metadata.get("chromosort", {}).get("polarity")
+            return crop_object(
+                layer_image(image_layer), np.asarray(layer.data), int(label), polarity=polarity
+            )
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            report_error(error, "Label chromosomes")
+            return None
+
+    # ------------------------------------------------------------------ assignment
+    def assign(self, cls: str | None, label: int | None = None):
+        """Assign ``cls`` (None clears) to an object and save the change to the dataset now."""
+        layer = self.labels_picker.layer()
+        label = int(label if label is not None else self.current)
+        if layer is None or not label:
+            show_error("Label chromosomes: click a chromosome on the spread first.")
+            return
+        try:
+            if feature_row(layer, label) is None:
+                sync_features(layer)
+            row = feature_row(layer, label) or {}
+            previous = row.get("dataset_file")
+            previous = previous if isinstance(previous, str) and previous else None
+            dataset = self.dataset()
+            if cls is None:
+                if previous:
+                    dataset.remove(previous)
+                file = ""
+            elif previous:
+                file = str(dataset.relabel(previous, cls) or previous)
+            else:
+                crop = self._crop(label)
+                if crop is None:
+                    return
+                image_layer = self.image_picker.layer()
+                source = str(getattr(image_layer.source, "path", None) or image_layer.name)
+                bbox = tuple(
+                    int(row[k]) for k in ("bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1") if k in row
+                )
+                file = str(
+                    dataset.add(crop.pixels, cls, source=source, label=label, bbox=bbox or None)
+                )
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            report_error(error, "Label chromosomes")
+            return
+        features = layer.features.copy()
+        for column in ("class", "dataset_file"):
+            if column not in features:
+                features[column] = pd.Series([""] * len(features), dtype=object)
+        mask = features["label"].astype(int) == label
+        features.loc[mask, "class"] = cls or ""
+        features.loc[mask, "dataset_file"] = file
+        layer.features = features
+        self._refresh_points()
+        self._update_counts()
+        self.select(label)
+
+    def _update_counts(self):
+        try:
+            counts = self.dataset().counts() if Path(str(self.folder.value)).exists() else {}
+        except Exception:  # noqa: BLE001 - counts are informative only
+            counts = {}
+        total = sum(counts.values()) if counts else 0
+        parts = [
+            f'<span style="color:{self.colours.get(c, "#fff")}">■</span> {c}: {counts.get(c, 0)}'
+            for c in self.classes
+        ]
+        self.counts_label.setText(f"<b>{total} labelled</b> — " + "  ".join(parts))
+
+    def _refresh_points(self):
+        """A Points layer showing each labelled object's class name on the spread."""
+        layer = self.labels_picker.layer()
+        if layer is None:
+            return
+        name = f"{layer.name} classes"
+        features = layer.features
+        if "class" in features:
+            done = features[features["class"].astype(str) != ""]
+        else:
+            done = features.iloc[:0]
+        if "centroid_y" in done:
+            coords = done[["centroid_y", "centroid_x"]].to_numpy(float)
+        else:
+            coords = np.zeros((0, 2))
+        point_features = (
+            pd.DataFrame({"class": done["class"].astype(str).tolist()})
+            if len(done)
+            else pd.DataFrame({"class": pd.Series([], dtype=str)})
+        )
+        colours = [self.colours.get(c, "#ffffff") for c in point_features["class"]]
+        text = {"string": "{class}", "color": "white", "size": 12, "anchor": "upper_left"}
+        if name in self.viewer.layers:
+            points = self.viewer.layers[name]
+            points.data = coords
+            points.features = point_features
+            points.text = text
+            if len(coords):
+                points.face_color = colours
+        elif len(coords):
+            self.viewer.add_points(
+                coords,
+                name=name,
+                features=point_features,
+                text=text,
+                size=6,
+                face_color=colours,
+                border_width=0,
+                scale=layer.scale,
+                translate=layer.translate,
+            )
+            self.viewer.layers.selection.active = layer

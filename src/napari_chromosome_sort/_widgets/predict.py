@@ -1,0 +1,396 @@
+"""Predict & explain: classes, probabilities and Grad-CAM for a spread (or a folder of spreads)."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..progress import Progress
+from ._common import (
+    LayerPicker,
+    class_colours,
+    colormap_from_mapping,
+    label_at,
+    layer_image,
+    overlay_heatmap,
+    rgb_pixmap,
+    start_worker,
+    sync_features,
+    with_index,
+)
+
+AUTO = "(segment automatically)"
+
+
+def _segmentation_from_layer(layer):
+    """A core Segmentation built from an (possibly hand-edited) objects Labels layer."""
+    from ..segmentation import Segmentation, SegmentationParams
+
+    features = sync_features(layer)
+    meta = layer.metadata.get("chromosort", {})
+    params = meta.get("params") or {}
+    known = {k: v for k, v in params.items() if k in SegmentationParams.__dataclass_fields__}
+    objects = features.drop(columns=["index"], errors="ignore")
+    return Segmentation(
+        labels=np.asarray(layer.data, dtype=np.int32),
+        objects=objects,
+        polarity=meta.get("polarity") or "dark_on_light",
+        params=SegmentationParams(**known),
+    )
+
+
+def predict_job(model_path: str, image: np.ndarray, segmentation=None):
+    """Worker generator: load the model, predict the spread with Grad-CAM."""
+    from ..model_io import load_model
+    from ..predict import predict_spread
+
+    yield Progress(0, 2, "Loading model…")
+    model = load_model(model_path)
+    yield Progress(1, 2, "Segmenting, classifying and explaining…")
+    kwargs = {"gradcam": True}
+    if segmentation is not None:
+        accepted = inspect.signature(predict_spread).parameters
+        if "segmentation" in accepted:
+            kwargs["segmentation"] = segmentation
+        else:
+            kwargs["params"] = segmentation.params
+    prediction = predict_spread(model, image, **kwargs)
+    yield Progress(2, 2, "Done")
+    return model, prediction
+
+
+def folder_job(folder: str, model_path: str, out_dir: str):
+    """Worker generator: the core batch run over a folder of spreads (in this process)."""
+    from ..batch import run_batch
+
+    result = None
+    for report in run_batch(folder, model_path, out_dir, scheduler="serial"):
+        if report.result is not None:
+            result = report.result
+        yield report
+    return result
+
+
+class PredictWidget(QWidget):
+    """Load a model, classify the chromosomes of a spread and show why (Grad-CAM)."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from magicgui.widgets import FileEdit
+
+        self.viewer = napari_viewer
+        self.worker = None
+        self.model = None
+        self.prediction = None
+        self.layer = None
+        self.image_layer_used = None
+
+        self.model_file = FileEdit(mode="r", filter="*.safetensors")
+        self.model_file.native.setToolTip("A model file saved by 'Train classifier'")
+        self.image_picker = LayerPicker(napari_viewer, (Image,))
+        self.objects_picker = LayerPicker(napari_viewer, (Labels,), allow_none=AUTO)
+        self.objects_picker.combo.setToolTip(
+            "Use a reviewed/edited objects layer from 'Segment spread', or segment automatically"
+        )
+        self.run_button = QPushButton("Predict spread")
+        self.folder = FileEdit(mode="d")
+        self.folder.native.setToolTip("A folder of spreads (sub-folders = samples)")
+        self.out_folder = FileEdit(mode="d")
+        self.out_folder.native.setToolTip("Where the batch tables, plots and maps are written")
+        self.folder_button = QPushButton("Predict folder")
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.distribution = QTableWidget(0, 3)
+        self.distribution.setHorizontalHeaderLabels(["class", "count", "%"])
+        self.distribution.setMaximumHeight(150)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setEnabled(False)
+        self.crop_view = QLabel()
+        self.crop_view.setMinimumSize(150, 150)
+        self.cam_view = QLabel()
+        self.cam_view.setMinimumSize(150, 150)
+        self.detail = QLabel("Click a chromosome to see its crop, probabilities and Grad-CAM.")
+        self.detail.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Model", self.model_file.native)
+        form.addRow("Image", self.image_picker.combo)
+        form.addRow("Objects", self.objects_picker.combo)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.run_button)
+        folder_form = QFormLayout()
+        folder_form.addRow("Spreads folder", self.folder.native)
+        folder_form.addRow("Output folder", self.out_folder.native)
+        layout.addLayout(folder_form)
+        layout.addWidget(self.folder_button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(QLabel("<b>Type distribution</b>"))
+        layout.addWidget(self.distribution)
+        layout.addWidget(self.export_button)
+        views = QHBoxLayout()
+        views.addWidget(self.crop_view)
+        views.addWidget(self.cam_view)
+        layout.addLayout(views)
+        layout.addWidget(self.detail)
+        layout.addStretch(1)
+
+        self.run_button.clicked.connect(self.run)
+        self.folder_button.clicked.connect(self.run_folder)
+        self.export_button.clicked.connect(lambda: self.export_csv(None))
+
+    # ------------------------------------------------------------------ running
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def _set_running(self, running: bool):
+        self.run_button.setEnabled(not running)
+        self.folder_button.setEnabled(not running)
+
+    def _model_path(self) -> str | None:
+        path = Path(str(self.model_file.value))
+        if not path.is_file():
+            show_error(f"Predict: model file {path} does not exist (train one first).")
+            return None
+        return str(path)
+
+    def run(self):
+        if self.running:
+            return
+        model_path = self._model_path()
+        image_layer = self.image_picker.layer()
+        if model_path is None:
+            return
+        if image_layer is None:
+            show_error("Predict: open a spread image first.")
+            return
+        objects = self.objects_picker.layer()
+        segmentation = None
+        if objects is not None:
+            try:
+                segmentation = _segmentation_from_layer(objects)
+            except Exception as error:  # noqa: BLE001 - shown to the user
+                show_error(f"Predict: cannot use objects layer {objects.name}: {error}")
+                return
+        self.image_layer_used = image_layer
+        self._set_running(True)
+        self.worker = start_worker(
+            predict_job,
+            model_path,
+            layer_image(image_layer),
+            segmentation,
+            on_yield=self._on_progress,
+            on_return=self._show,
+            on_finish=self._on_finish,
+            what="Predict",
+        )
+
+    def run_folder(self):
+        if self.running:
+            return
+        model_path = self._model_path()
+        folder = Path(str(self.folder.value))
+        out_dir = Path(str(self.out_folder.value))
+        if model_path is None:
+            return
+        if not folder.is_dir() or str(self.folder.value) in ("", "."):
+            show_error("Predict folder: choose an existing folder of spreads.")
+            return
+        if str(self.out_folder.value) in ("", "."):
+            out_dir = folder.parent / f"{folder.name}_chromosort"
+        self._set_running(True)
+        self.worker = start_worker(
+            folder_job,
+            str(folder),
+            model_path,
+            str(out_dir),
+            on_yield=self._on_progress,
+            on_return=lambda result: self._folder_done(out_dir, result),
+            on_finish=self._on_finish,
+            what="Predict folder",
+        )
+
+    def _on_progress(self, report):
+        self.progress.setMaximum(max(int(report.total), 1))
+        self.progress.setValue(int(report.step))
+        self.status.setText(report.message)
+
+    def _on_finish(self):
+        self.worker = None
+        self._set_running(False)
+
+    def _folder_done(self, out_dir, result):
+        failures = getattr(result, "failures", {}) or {}
+        self.status.setText(
+            f"Folder done: tables and plots in <b>{out_dir}</b>"
+            + (f"; {len(failures)} spread(s) failed" if failures else "")
+        )
+        show_info(f"Batch predictions written to {out_dir}")
+
+    # ------------------------------------------------------------------ display
+    def _show(self, result):
+        self.model, self.prediction = result
+        prediction = self.prediction
+        image_layer = self.image_layer_used
+        classes = list(self.model.classes)
+        colours = class_colours(classes)
+        table = prediction.table.copy()
+        objects = prediction.segmentation.objects
+        if "centroid_y" not in table and "centroid_y" in objects:
+            table = table.merge(
+                objects[["label", "centroid_y", "centroid_x"]], on="label", how="left"
+            )
+        labels = np.asarray(prediction.segmentation.labels)
+        kept = np.where(np.isin(labels, table["label"].to_numpy()), labels, 0).astype(np.int32)
+        name = f"{image_layer.name} predicted classes"
+        features = with_index(table)
+        colormap = colormap_from_mapping(
+            dict(zip(table["label"].astype(int), table["class"].astype(str), strict=True)), colours
+        )
+        placement = {"scale": image_layer.scale[-2:], "translate": image_layer.translate[-2:]}
+        meta = {"chromosort": {"kind": "prediction", "image_layer": image_layer.name}}
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = kept
+            layer.features = features
+        else:
+            layer = self.viewer.add_labels(
+                kept, name=name, features=features, opacity=0.5, metadata=meta, **placement
+            )
+            layer.mouse_drag_callbacks.append(self._on_click)
+        layer.colormap = colormap
+        self.layer = layer
+
+        cam = prediction.gradcam_map
+        cam_name = f"{image_layer.name} Grad-CAM"
+        if cam is not None:
+            if cam_name in self.viewer.layers:
+                self.viewer.layers[cam_name].data = cam
+            else:
+                self.viewer.add_image(
+                    cam,
+                    name=cam_name,
+                    colormap="inferno",
+                    blending="additive",
+                    opacity=0.6,
+                    contrast_limits=(0.0, max(float(np.max(cam)), 1e-6)),
+                    **placement,
+                )
+
+        text_name = f"{image_layer.name} class names"
+        coords = table[["centroid_y", "centroid_x"]].to_numpy(float) if len(table) else None
+        point_features = pd.DataFrame({"class": table["class"].astype(str)})
+        text = {"string": "{class}", "color": "white", "size": 11, "anchor": "upper_left"}
+        if text_name in self.viewer.layers:
+            self.viewer.layers.remove(text_name)
+        if coords is not None:
+            self.viewer.add_points(
+                coords,
+                name=text_name,
+                features=point_features,
+                text=text,
+                size=5,
+                face_color=[colours.get(c, "#ffffff") for c in point_features["class"]],
+                border_width=0,
+                **placement,
+            )
+        self.viewer.layers.selection.active = layer
+        self._show_distribution(table, classes)
+        self.export_button.setEnabled(True)
+        self.status.setText(
+            f"{len(table)} chromosomes classified with {getattr(self.model, 'backbone_name', '')}"
+        )
+
+    def _show_distribution(self, table: pd.DataFrame, classes: list[str]):
+        counts = table["class"].value_counts()
+        total = max(len(table), 1)
+        self.distribution.setRowCount(len(classes))
+        for row, cls in enumerate(classes):
+            n = int(counts.get(cls, 0))
+            for column, value in enumerate((cls, str(n), f"{100 * n / total:.1f}")):
+                self.distribution.setItem(row, column, QTableWidgetItem(value))
+        self.distribution.resizeColumnsToContents()
+
+    def table(self) -> pd.DataFrame | None:
+        if self.layer is None or not len(self.layer.features):
+            return None
+        return self.layer.features.drop(columns=["index"], errors="ignore")
+
+    def export_csv(self, path: str | None = None) -> str | None:
+        """Write the per-chromosome predictions (class, p_<class>, bbox...) to a CSV file."""
+        table = self.table()
+        if table is None:
+            show_error("Export: run a prediction first.")
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save predictions", "", "CSV (*.csv)")
+            if not path:
+                return None
+        table.to_csv(path, index=False)
+        show_info(f"Predictions saved to {path}")
+        return str(path)
+
+    # ------------------------------------------------------------------ details
+    def _on_click(self, layer, event):
+        if layer.mode != "pan_zoom":
+            return
+        label = label_at(layer, event.position)
+        if label:
+            self.show_object(label)
+
+    def show_object(self, label: int):
+        """Show one object's crop, probabilities and Grad-CAM (for its predicted class)."""
+        if self.prediction is None:
+            return
+        table = self.prediction.table
+        match = table[table["label"].astype(int) == int(label)]
+        if match.empty:
+            return
+        row = match.iloc[0]
+        crop = self._crop_of(label)
+        probabilities = "<br>".join(
+            f"{c}: {100 * float(row.get(f'p_{c}', np.nan)):.1f}%" for c in self.model.classes
+        )
+        self.detail.setText(f"Object {label}: <b>{row['class']}</b><br>{probabilities}")
+        if crop is None:
+            return
+        self.crop_view.setPixmap(rgb_pixmap(crop.pixels, 150))
+        try:
+            from ..gradcam import gradcam
+
+            classes = list(self.model.classes)
+            heat = gradcam(self.model, crop.pixels, class_index=classes.index(row["class"]))
+            self.cam_view.setPixmap(rgb_pixmap(overlay_heatmap(crop.pixels, heat), 150))
+        except Exception as error:  # noqa: BLE001 - Grad-CAM is informative only
+            self.cam_view.setText(f"Grad-CAM unavailable: {error}")
+
+    def _crop_of(self, label: int):
+        crops = getattr(self.prediction, "crops", None) or []
+        for crop in crops:
+            if int(getattr(crop, "label", -1)) == int(label):
+                return crop
+        table = self.prediction.table
+        index = table.index[table["label"].astype(int) == int(label)]
+        if len(index) and len(crops) == len(table):
+            return crops[int(np.flatnonzero(table["label"].astype(int) == int(label))[0])]
+        return None

@@ -1,0 +1,274 @@
+"""Segment spread: objects + status (kept chromosome vs nucleus/cluster/debris/border)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from napari.layers import Image, Labels
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._common import (
+    KEPT,
+    STATUS_COLOURS,
+    LayerPicker,
+    dataclass_form,
+    feature_row,
+    label_at,
+    layer_image,
+    status_colormap,
+    sync_features,
+    with_index,
+)
+
+META_KEY = "chromosort"
+
+
+def _segment(image: np.ndarray, params):
+    from ..segmentation import segment_spread
+
+    return segment_spread(image, params)
+
+
+def is_segmentation_layer(layer) -> bool:
+    return isinstance(layer, Labels) and layer.metadata.get(META_KEY, {}).get("kind") in (
+        "segmentation",
+        "prediction",
+    )
+
+
+class SegmentWidget(QWidget):
+    """Pick an image layer, tune SegmentationParams (live preview), then review objects.
+
+    Result: a Labels layer ``<image> objects`` whose ``features`` hold status, reason and shape
+    measures, coloured by status. Select an object (click it) and press K (keep) / R (reject),
+    or use the buttons; merge/split with napari's own label tools, features follow.
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from ..segmentation import SegmentationParams
+
+        self.viewer = napari_viewer
+        self.worker = None
+        self._pending = False
+        self._selected = 0
+
+        self.image_picker = LayerPicker(napari_viewer, (Image,))
+        self.form, self._read_params, self.param_widgets = dataclass_form(
+            SegmentationParams, on_change=self._params_changed
+        )
+        self.live = QCheckBox("Live preview")
+        self.live.setToolTip(
+            "Re-segment automatically (in the background) when a parameter changes"
+        )
+        self.run_button = QPushButton("Segment")
+        self.run_button.setToolTip("Segment the chosen image layer into objects")
+        self.keep_button = QPushButton("Keep (K)")
+        self.keep_button.setToolTip("Mark the selected object as a chromosome to keep")
+        self.reject_button = QPushButton("Reject (R)")
+        self.reject_button.setToolTip("Mark the selected object as rejected")
+        self.sync_button = QPushButton("Update after edits")
+        self.sync_button.setToolTip(
+            "Re-measure objects after merging/splitting/painting with napari's label tools"
+        )
+        self.selection_label = QLabel("Click an object to select it.")
+        self.selection_label.setWordWrap(True)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        legend = "  ".join(
+            f'<span style="color:{colour}">■</span> {status}'
+            for status, colour in STATUS_COLOURS.items()
+        )
+        self.legend = QLabel(legend)
+        self.legend.setWordWrap(True)
+
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(500)
+        self._debounce.timeout.connect(self.run)
+
+        top = QFormLayout()
+        top.addRow("Image", self.image_picker.combo)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.form.native)
+        row = QHBoxLayout()
+        row.addWidget(self.live)
+        row.addWidget(self.run_button)
+        layout.addLayout(row)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.legend)
+        layout.addWidget(self.selection_label)
+        row = QHBoxLayout()
+        row.addWidget(self.keep_button)
+        row.addWidget(self.reject_button)
+        layout.addLayout(row)
+        layout.addWidget(self.sync_button)
+        layout.addStretch(1)
+
+        self.run_button.clicked.connect(self.run)
+        self.keep_button.clicked.connect(lambda: self.set_status(None, KEPT))
+        self.reject_button.clicked.connect(lambda: self.set_status(None, "rejected"))
+        self.sync_button.clicked.connect(self.sync)
+        self.image_picker.combo.currentIndexChanged.connect(self._params_changed)
+
+    # ------------------------------------------------------------------ running
+    def params(self):
+        return self._read_params()
+
+    def _params_changed(self, *_):
+        if self.live.isChecked():
+            self._debounce.start()
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def run(self):
+        """Segment the chosen image in a background thread (re-run later if already busy)."""
+        image_layer = self.image_picker.layer()
+        if image_layer is None:
+            from napari.utils.notifications import show_error
+
+            show_error("Segment spread: open an image first (File > Open, or the sample spread).")
+            return
+        if self.running:
+            self._pending = True
+            return
+        from ._common import start_worker
+
+        self.run_button.setEnabled(False)
+        self.run_button.setText("Segmenting…")
+        params = self.params()
+        self.worker = start_worker(
+            _segment,
+            layer_image(image_layer),
+            params,
+            on_return=lambda seg: self._show(image_layer, seg),
+            on_finish=self._finished,
+            what="Segment spread",
+        )
+
+    def _finished(self):
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.run_button.setText("Segment")
+        if self._pending:
+            self._pending = False
+            self.run()
+
+    def _show(self, image_layer, segmentation):
+        name = f"{image_layer.name} objects"
+        features = with_index(segmentation.objects)
+        meta = {
+            META_KEY: {
+                "kind": "segmentation",
+                "image_layer": image_layer.name,
+                "polarity": getattr(segmentation, "polarity", None),
+                "params": dataclasses.asdict(segmentation.params)
+                if dataclasses.is_dataclass(getattr(segmentation, "params", None))
+                else {},
+            }
+        }
+        labels = np.asarray(segmentation.labels, dtype=np.int32)
+        if name in self.viewer.layers and isinstance(self.viewer.layers[name], Labels):
+            layer = self.viewer.layers[name]
+            layer.data = labels
+            layer.features = features
+            layer.metadata.update(meta)
+        else:
+            layer = self.viewer.add_labels(
+                labels,
+                name=name,
+                features=features,
+                metadata=meta,
+                opacity=0.55,
+                scale=image_layer.scale[-2:],
+                translate=image_layer.translate[-2:],
+            )
+            self._connect(layer)
+        layer.colormap = status_colormap(layer.features)
+        self.layer = layer
+        self._update_summary()
+
+    def _connect(self, layer):
+        layer.mouse_drag_callbacks.append(self._on_click)
+        layer.bind_key("k", lambda _layer: self.set_status(None, KEPT), overwrite=True)
+        layer.bind_key("r", lambda _layer: self.set_status(None, "rejected"), overwrite=True)
+        layer.events.paint.connect(lambda *_: QTimer.singleShot(300, self.sync))
+
+    # ------------------------------------------------------------------ review
+    def current_layer(self):
+        layer = getattr(self, "layer", None)
+        if layer is not None and layer in self.viewer.layers:
+            return layer
+        active = self.viewer.layers.selection.active
+        return active if is_segmentation_layer(active) else None
+
+    def _on_click(self, layer, event):
+        if layer.mode != "pan_zoom":
+            return
+        label = label_at(layer, event.position)
+        if label:
+            self.select(label, layer)
+
+    def select(self, label: int, layer=None):
+        layer = layer or self.current_layer()
+        self._selected = int(label)
+        if layer is not None:
+            layer.selected_label = int(label)
+            row = feature_row(layer, label)
+            if row:
+                self.selection_label.setText(
+                    f"Object {label}: <b>{row.get('status')}</b> — {row.get('reason', '')}"
+                    f" (area {row.get('area', 0):.0f} px)"
+                )
+
+    def set_status(self, label: int | None, status: str):
+        """Keep or reject an object (default: the selected one); colours update at once."""
+        layer = self.current_layer()
+        if layer is None:
+            return
+        label = int(label if label is not None else (self._selected or layer.selected_label))
+        features = layer.features.copy()
+        mask = features["label"].astype(int) == label
+        if not mask.any():
+            sync_features(layer)
+            features = layer.features.copy()
+            mask = features["label"].astype(int) == label
+            if not mask.any():
+                return
+        features.loc[mask, "status"] = status
+        features.loc[mask, "reason"] = "kept by user" if status == KEPT else "rejected by user"
+        layer.features = features
+        layer.colormap = status_colormap(features)
+        self.select(label, layer)
+        self._update_summary()
+
+    def sync(self):
+        """Re-measure after hand edits (merge/split/paint), keeping user-set statuses."""
+        layer = self.current_layer()
+        if layer is None:
+            return
+        sync_features(layer)
+        layer.colormap = status_colormap(layer.features)
+        self._update_summary()
+
+    def _update_summary(self):
+        layer = self.current_layer()
+        if layer is None or not len(layer.features):
+            self.summary.setText("No objects.")
+            return
+        counts = layer.features["status"].value_counts()
+        parts = [f"{counts.get(s, 0)} {s}" for s in STATUS_COLOURS if counts.get(s, 0)]
+        self.summary.setText(f"<b>{len(layer.features)} objects</b>: " + ", ".join(parts))

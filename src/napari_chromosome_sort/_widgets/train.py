@@ -1,0 +1,254 @@
+"""Train classifier: folder-per-class crops -> transfer-learning model file, in the background."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._common import dataclass_form, start_worker
+
+WEIGHT_CHOICES = {
+    "ImageNet (cached or downloaded)": "imagenet",
+    "Weights file…": "file",
+    "Random (no pretraining)": "random",
+}
+SPECIAL_FIELDS = ("backbone", "weights")
+
+
+def train_job(folder: str, config, model_path: str):
+    """Generator run in the worker: train, then save (atomically) only once training finished."""
+    from ..model_io import save_model
+    from ..training import train_from_folder
+
+    model = None
+    for report in train_from_folder(folder, config):
+        if report.result is not None:
+            model = report.result
+        yield report
+    if model is None:
+        raise RuntimeError("training finished without producing a model")
+    save_model(model, model_path)
+    return model, model_path
+
+
+class TrainWidget(QWidget):
+    """Pick a dataset folder, backbone and weights; train with a live progress bar; cancel."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from magicgui.widgets import FileEdit
+
+        from ..backbones import BACKBONES
+        from ..training import TrainingConfig
+
+        self.viewer = napari_viewer
+        self.worker = None
+        self.model = None
+        self.model_path = None
+        self.history: list[dict] = []
+
+        self.folder = FileEdit(mode="d", value=str(Path.home() / "chromosort_dataset"))
+        self.folder.native.setToolTip("Folder with one sub-folder of crops per class")
+        self.backbone = QComboBox()
+        self.backbone.addItems(list(BACKBONES))
+        self.backbone.setToolTip("Pretrained torchvision network whose features are used")
+        self.weights_choice = QComboBox()
+        self.weights_choice.addItems(list(WEIGHT_CHOICES))
+        self.weights_choice.setToolTip(
+            "ImageNet weights: from $CHROMOSORT_WEIGHTS_DIR, the torch cache or a download"
+        )
+        self.weights_file = FileEdit(mode="r", filter="*.pth *.pt *.safetensors")
+        self.weights_file.native.setToolTip("A local backbone weights file (.pth/.safetensors)")
+        self.weights_file.native.setVisible(False)
+        self.model_file = FileEdit(
+            mode="w",
+            filter="*.safetensors",
+            value=str(Path.home() / "chromosort_model.safetensors"),
+        )
+        self.model_file.native.setToolTip(
+            "Where the trained model is saved; written only after training completes"
+        )
+        self.options, self._read_config, self.option_widgets = dataclass_form(
+            TrainingConfig, skip=SPECIAL_FIELDS
+        )
+        self.train_button = QPushButton("Train")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setFormat("%p%")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.results = QLabel("")
+        self.results.setWordWrap(True)
+        self.confusion = QTableWidget()
+        self.confusion.setVisible(False)
+        self.confusion.setMaximumHeight(160)
+
+        form = QFormLayout()
+        form.addRow("Dataset", self.folder.native)
+        form.addRow("Backbone", self.backbone)
+        form.addRow("Weights", self.weights_choice)
+        form.addRow("", self.weights_file.native)
+        form.addRow("Save model to", self.model_file.native)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.options.native)
+        row = QHBoxLayout()
+        row.addWidget(self.train_button)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.results)
+        layout.addWidget(self.confusion)
+        layout.addStretch(1)
+
+        self.weights_choice.currentTextChanged.connect(
+            lambda text: self.weights_file.native.setVisible(WEIGHT_CHOICES[text] == "file")
+        )
+        self.train_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+
+    # ------------------------------------------------------------------ config
+    def set_weights(self, weights: str) -> None:
+        """'imagenet', 'random' or a path (used by tests and scripts)."""
+        if weights in ("imagenet", "random"):
+            label = next(k for k, v in WEIGHT_CHOICES.items() if v == weights)
+            self.weights_choice.setCurrentText(label)
+        else:
+            self.weights_choice.setCurrentText("Weights file…")
+            self.weights_file.value = weights
+
+    def weights(self) -> str:
+        choice = WEIGHT_CHOICES[self.weights_choice.currentText()]
+        if choice == "file":
+            return str(self.weights_file.value)
+        return choice
+
+    def config(self):
+        config = self._read_config()
+        names = {f.name for f in dataclasses.fields(config)}
+        extra = {}
+        if "backbone" in names:
+            extra["backbone"] = self.backbone.currentText()
+        if "weights" in names:
+            extra["weights"] = self.weights()
+        return dataclasses.replace(config, **extra)
+
+    # ------------------------------------------------------------------ running
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def start(self):
+        if self.running:
+            return
+        folder = Path(str(self.folder.value))
+        if not folder.is_dir():
+            show_error(f"Train classifier: dataset folder {folder} does not exist.")
+            return
+        model_path = str(self.model_file.value)
+        if not model_path or Path(model_path).is_dir():
+            show_error("Train classifier: choose a file name to save the model to.")
+            return
+        try:
+            config = self.config()
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            show_error(f"Train classifier: {error}")
+            return
+        self.history = []
+        self.model = None
+        self._set_running(True)
+        self.status.setText("Starting…")
+        self.results.setText("")
+        self.confusion.setVisible(False)
+        self.worker = start_worker(
+            train_job,
+            str(folder),
+            config,
+            model_path,
+            on_yield=self._on_progress,
+            on_return=self._on_done,
+            on_abort=self._on_abort,
+            on_finish=self._on_finish,
+            what="Train classifier",
+        )
+
+    def cancel(self):
+        """Stop at the next step; the model file is not written (any old file stays)."""
+        if self.worker is not None:
+            self.status.setText("Cancelling…")
+            self.worker.quit()
+
+    def _set_running(self, running: bool):
+        self.train_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        for widget in (self.folder, self.model_file, self.weights_file, self.options):
+            widget.enabled = not running
+        self.backbone.setEnabled(not running)
+        self.weights_choice.setEnabled(not running)
+
+    def _on_progress(self, report):
+        self.progress.setMaximum(max(int(report.total), 1))
+        self.progress.setValue(int(report.step))
+        metrics = "  ".join(f"{k} {v:.3g}" for k, v in (report.metrics or {}).items())
+        self.status.setText(f"{report.message}  {metrics}".strip())
+        if report.metrics:
+            self.history.append(dict(report.metrics))
+
+    def _on_abort(self):
+        self.status.setText("Cancelled — the model file was not changed.")
+        show_info("Training cancelled; the previous model file is untouched.")
+
+    def _on_finish(self):
+        self.worker = None
+        self._set_running(False)
+
+    def _on_done(self, result):
+        if result is None:
+            return
+        model, path = result
+        self.model, self.model_path = model, path
+        self.progress.setValue(self.progress.maximum())
+        metrics = (getattr(model, "metadata", {}) or {}).get("metrics", {}) or {}
+        lines = [f"Model saved to <b>{path}</b>"]
+        if "accuracy" in metrics:
+            lines.append(
+                f"Concordance {100 * metrics['accuracy']:.1f}% "
+                f"(n = {metrics.get('n', '?')}), Cohen's κ {metrics.get('kappa', float('nan')):.3f}"
+            )
+        self.results.setText("<br>".join(lines))
+        self.status.setText("Done.")
+        confusion = metrics.get("confusion")
+        classes = metrics.get("classes") or list(getattr(model, "classes", []))
+        if confusion is not None and classes:
+            self._show_confusion(np.asarray(confusion), classes)
+        show_info(f"Model saved to {path}")
+
+    def _show_confusion(self, confusion: np.ndarray, classes: list[str]):
+        n = len(classes)
+        self.confusion.setRowCount(n)
+        self.confusion.setColumnCount(n)
+        self.confusion.setVerticalHeaderLabels([f"true {c}" for c in classes])
+        self.confusion.setHorizontalHeaderLabels([f"pred {c}" for c in classes])
+        for i in range(n):
+            for j in range(n):
+                value = confusion[i, j] if i < confusion.shape[0] and j < confusion.shape[1] else 0
+                self.confusion.setItem(i, j, QTableWidgetItem(str(int(value))))
+        self.confusion.resizeColumnsToContents()
+        self.confusion.setVisible(True)
