@@ -99,8 +99,16 @@ def giemsa_tiles(folder: Path, rng, side: int = 256, per_spread: int = 12):
             nuc_side = int(max(side, 1.3 * r.equivalent_diameter_area))
             for dy, dx in [(0, 0), tuple(rng.normal(0, 15, 2))]:
                 rows.append(
-                    ("interphase", _tile(image, cy + dy, cx + dx, nuc_side), spread, spread,
-                     cy + dy, cx + dx, nuc_side, k)
+                    (
+                        "interphase",
+                        _tile(image, cy + dy, cx + dx, nuc_side),
+                        spread,
+                        spread,
+                        cy + dy,
+                        cx + dx,
+                        nuc_side,
+                        k,
+                    )
                 )
                 k += 1
     return rows, "giemsa"
@@ -122,7 +130,7 @@ def dapi_tiles(folder: Path, rng, side: int = 160, per_spread: int = 3):
         truth = read_image(k_path) > 0
         h, w = image.shape
         slide, spread = d_path.parent.name, d_path.stem[:-1]
-        pts = np.argwhere(truth)[:: 25].astype(float)
+        pts = np.argwhere(truth)[::25].astype(float)
         # "dense" = the window holds >= 6 % chromosome pixels (in 25-px-subsampled points)
         min_count = int(0.06 * side * side / 25)
         lab, regions = _blobs(image, 2500, 0.85, 2)
@@ -143,8 +151,16 @@ def dapi_tiles(folder: Path, rng, side: int = 160, per_spread: int = 3):
             nuc_side = int(max(side, 1.3 * r.equivalent_diameter_area))
             for dy, dx in [(0, 0), tuple(rng.normal(0, 10, 2))]:
                 rows.append(
-                    ("interphase", _tile(image, cy + dy, cx + dx, nuc_side), slide, spread,
-                     cy + dy, cx + dx, nuc_side, k)
+                    (
+                        "interphase",
+                        _tile(image, cy + dy, cx + dx, nuc_side),
+                        slide,
+                        spread,
+                        cy + dy,
+                        cx + dx,
+                        nuc_side,
+                        k,
+                    )
                 )
                 k += 1
     return rows, "dapi"
@@ -170,8 +186,16 @@ def main(argv=None) -> int:
             name = f"{modality}_{spread}_{cls[0]}{k:02d}.png"
             Image.fromarray(tile).save(folder / name)
             records.append(
-                dict(file=f"{cls}/{name}", **{"class": cls}, modality=modality, slide=slide,
-                     spread=spread, cy=round(cy, 1), cx=round(cx, 1), side=side)
+                dict(
+                    file=f"{cls}/{name}",
+                    **{"class": cls},
+                    modality=modality,
+                    slide=slide,
+                    spread=spread,
+                    cy=round(cy, 1),
+                    cx=round(cx, 1),
+                    side=side,
+                )
             )
     manifest = pd.DataFrame(records)
     manifest.to_csv(out / "manifest.csv", index=False)

@@ -102,6 +102,8 @@ def confusion_matrix_plot(
     normalize: bool = True,
 ) -> Figure:
     """Heat map of a confusion matrix (rows = truth, columns = prediction); counts annotated."""
+    if isinstance(confusion, dict):  # metrics.evaluate()["confusion"]
+        confusion = confusion["counts"]
     m = np.asarray(confusion, dtype=float)
     fig, ax = _new_figure((4.2, 3.8))
     shown = m / np.maximum(m.sum(1, keepdims=True), 1) if normalize else m

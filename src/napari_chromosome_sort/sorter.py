@@ -1,0 +1,286 @@
+"""Create-ML-style whole-image sorter: train on any folder-per-class image set, sort new images.
+
+Training reuses the chromosome classifier machinery (same backbones, heads, metrics and model
+file format); only the preprocessing differs: whole images are *not* given the chromosome
+canonical appearance (``appearance="plain"``) and are stretched to the input size
+(``geometry="stretch"``). The model metadata records ``task = "whole_image_sorter"``; the
+preprocessing travels in the model file, so prediction applies exactly the same steps.
+
+Sorting never moves or deletes an original: images are copied (or hard-linked / symlinked) into
+``OUT/<class>/``; images whose highest probability is below ``min_confidence`` go to
+``OUT/_review/`` instead and are listed in ``review.csv``; ``predictions.csv`` holds every
+image's probabilities.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import ChromosortError
+from .progress import Progress
+
+TASK = "whole_image_sorter"
+REVIEW = "_review"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+MAX_SIDE = 512  # images are downsampled to this longest side when loaded (input is 224)
+
+
+def sorter_config(**overrides):
+    """A ``training.TrainingConfig`` for whole images (plain appearance, stretched)."""
+    from .training import TrainingConfig
+
+    base = dict(appearance="plain", geometry="stretch")
+    base.update(overrides)
+    return TrainingConfig(**base)
+
+
+def load_rgb(path, max_side: int = MAX_SIDE) -> np.ndarray:
+    """Image file -> uint8 RGB, longest side <= ``max_side`` (contrast-stretched if not 8-bit)."""
+    from PIL import Image
+
+    from .io import read_image
+
+    arr = np.asarray(read_image(path))
+    if arr.dtype != np.uint8:
+        a = arr.astype(np.float32)
+        lo, hi = np.percentile(a, [0.5, 99.5])
+        arr = np.clip((a - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    arr = np.ascontiguousarray(arr[..., :3])
+    h, w = arr.shape[:2]
+    if max(h, w) > max_side:
+        f = max_side / max(h, w)
+        arr = np.asarray(
+            Image.fromarray(arr).resize(
+                (max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR
+            )
+        )
+    return arr
+
+
+def list_images(folder, exclude: Path | None = None) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ChromosortError(f"image folder {folder} does not exist")
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS or p.name.startswith("."):
+            continue
+        if exclude is not None and exclude in p.resolve().parents:
+            continue
+        out.append(p)
+    return out
+
+
+# ------------------------------------------------------------------ training
+
+
+def train_sorter_images(
+    images: Sequence, targets, classes: Sequence[str], config=None
+) -> Iterator[Progress]:
+    """Train a whole-image sorter on images (arrays or paths) + integer targets."""
+    from .training import train_classifier
+
+    config = config or sorter_config()
+    images = [load_rgb(im) if isinstance(im, (str, os.PathLike)) else im for im in images]
+    model = None
+    for report in train_classifier(images, targets, classes, config):
+        if report.result is not None:
+            model = report.result
+        else:
+            yield report
+    model.metadata["task"] = TASK
+    yield Progress(1, 1, "sorter trained", result=model)
+
+
+def train_sorter(root, config=None) -> Iterator[Progress]:
+    """Train on a folder-per-class set of whole images (ImageFolder convention)."""
+    from .training import scan_folder
+
+    paths, targets, classes = scan_folder(root)
+    images = []
+    for i, p in enumerate(paths):
+        images.append(load_rgb(p))
+        if i % 20 == 0:
+            yield Progress(i, len(paths), f"loading {p.name}")
+    model = None
+    for report in train_sorter_images(images, targets, classes, config):
+        if report.result is not None:
+            model = report.result
+        else:
+            yield report
+    model.metadata.setdefault("training", {})["dataset"] = str(Path(root).resolve())
+    yield Progress(1, 1, "sorter trained", result=model)
+
+
+# ------------------------------------------------------------------ prediction / sorting
+
+
+def predict_images(
+    model, paths: Sequence, tta: bool = True, batch_size: int = 16, progress: bool = False
+):
+    """Probabilities for image files -> DataFrame ``file, class, confidence, p_<class>...``.
+
+    With ``progress=True`` returns a generator of Progress whose last ``result`` is the table.
+    """
+    gen = _predict_images(model, list(paths), tta, batch_size)
+    if progress:
+        return gen
+    from .progress import run_to_end
+
+    return run_to_end(gen)
+
+
+def _predict_images(model, paths, tta, batch_size) -> Iterator[Progress]:
+    classes = list(model.classes)
+    probs = []
+    for start in range(0, len(paths), batch_size):
+        chunk = [load_rgb(p) for p in paths[start : start + batch_size]]
+        probs.append(model.predict_proba(chunk, tta=tta))
+        yield Progress(min(start + batch_size, len(paths)), len(paths), "classifying")
+    p = np.concatenate(probs) if probs else np.zeros((0, len(classes)))
+    table = pd.DataFrame({"file": [str(x) for x in paths]})
+    table["class"] = [classes[i] for i in p.argmax(1)] if len(p) else []
+    table["confidence"] = p.max(1) if len(p) else []
+    for j, c in enumerate(classes):
+        table[f"p_{c}"] = p[:, j] if len(p) else []
+    yield Progress(len(paths), len(paths), "classified", result=table)
+
+
+def _place(src: Path, dest: Path, link: bool | str) -> str:
+    """Copy / hard-link / symlink ``src`` to ``dest`` atomically; never touches ``src``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    if tmp.exists() or tmp.is_symlink():
+        tmp.unlink()
+    how = "copy"
+    if link in (True, "hard"):
+        try:
+            os.link(src, tmp)
+            how = "hardlink"
+        except OSError:
+            os.symlink(src.resolve(), tmp)
+            how = "symlink"
+    elif link == "sym":
+        os.symlink(src.resolve(), tmp)
+        how = "symlink"
+    else:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dest)
+    return how
+
+
+@dataclass
+class SortResult:
+    out_dir: Path
+    table: pd.DataFrame
+    counts: dict = field(default_factory=dict)
+    n_review: int = 0
+
+
+def sort_folder(
+    model,
+    input_dir,
+    out_dir,
+    link: bool | str = False,
+    min_confidence: float = 0.6,
+    tta: bool = True,
+) -> Iterator[Progress]:
+    """Classify every image below ``input_dir`` and place a copy/link in ``out_dir/<class>/``
+    (``out_dir/_review/`` when max p < ``min_confidence``). Originals are never moved or deleted.
+    Last report's ``result``: :class:`SortResult`."""
+    input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir).resolve()
+    if out_dir == input_dir:
+        raise ChromosortError("--out must differ from the input folder (originals stay in place)")
+    if not 0 <= min_confidence <= 1:
+        raise ChromosortError("min-confidence must be between 0 and 1")
+    paths = list_images(input_dir, exclude=out_dir)
+    if not paths:
+        raise ChromosortError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) below {input_dir}")
+    table = None
+    for report in predict_images(model, paths, tta=tta, progress=True):
+        if report.result is not None:
+            table = report.result
+        else:
+            yield Progress(report.step, 2 * len(paths), report.message)
+    table["review"] = table["confidence"] < min_confidence
+    placed, how = [], []
+    for i, (path, row) in enumerate(zip(paths, table.itertuples(index=False), strict=True)):
+        rel = path.relative_to(input_dir)
+        name = "__".join(rel.parts)
+        folder = REVIEW if row.review else str(row[1])
+        dest = out_dir / folder / name
+        how.append(_place(path, dest, link))
+        placed.append(str(dest))
+        yield Progress(len(paths) + i + 1, 2 * len(paths), f"{folder}/{name}")
+    table["placed_as"] = placed
+    table["how"] = how
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_csv(table, out_dir / "predictions.csv")
+    _atomic_csv(table[table["review"]], out_dir / "review.csv")
+    counts = table[~table["review"]]["class"].value_counts().to_dict()
+    result = SortResult(out_dir, table, counts, int(table["review"].sum()))
+    yield Progress(2 * len(paths), 2 * len(paths), "sorted", result=result)
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ corrections
+
+
+def add_to_training_set(image_path, dataset_root, cls: str) -> Path:
+    """Write a (corrected) image into ``dataset_root/<cls>/`` atomically and log it in
+    ``dataset_root/corrections.csv``. A copy this function made earlier for the same source under
+    another class is re-labelled (renamed inside the dataset); originals are never touched."""
+    src = Path(image_path).resolve()
+    root = Path(dataset_root)
+    if not cls or cls.startswith((".", "_")) or "/" in cls or "\\" in cls:
+        raise ChromosortError(f"invalid class name {cls!r}")
+    if not src.is_file():
+        raise ChromosortError(f"image {src} does not exist")
+    root.mkdir(parents=True, exist_ok=True)
+    log_path = root / "corrections.csv"
+    log = (
+        pd.read_csv(log_path)
+        if log_path.is_file()
+        else pd.DataFrame(columns=["source", "file", "class"])
+    )
+    previous = log[log["source"] == str(src)]
+    dest_dir = root / cls
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    if len(previous):
+        old = root / str(previous.iloc[-1]["file"])
+        dest = dest_dir / old.name
+        if old.is_file() and old.resolve() != dest.resolve():
+            os.replace(old, dest)  # our own earlier copy: re-label it
+        elif not old.is_file():
+            _place(src, dest, False)
+        log = log[log["source"] != str(src)]
+    else:
+        stem, suffix = src.stem, src.suffix
+        dest = dest_dir / src.name
+        k = 1
+        while dest.exists():
+            dest = dest_dir / f"{stem}_{k}{suffix}"
+            k += 1
+        _place(src, dest, False)
+    log = pd.concat(
+        [log, pd.DataFrame([{"source": str(src), "file": f"{cls}/{dest.name}", "class": cls}])],
+        ignore_index=True,
+    )
+    _atomic_csv(log, log_path)
+    return dest
