@@ -43,8 +43,11 @@ def _train(dataset: Path, weights: str, out: Path):
         except ChromosortError as error:
             if choice == candidates[-1]:
                 raise
-            print(f"[demo] ImageNet weights unavailable ({error}); using random weights "
-                  "for this demo only — calls will be poor.", file=sys.stderr)
+            print(
+                f"[demo] ImageNet weights unavailable ({error}); using random weights "
+                "for this demo only — calls will be poor.",
+                file=sys.stderr,
+            )
             continue
         print(f"[demo] trained squeezenet1_1 head with weights={choice}", file=sys.stderr)
         return model
@@ -71,7 +74,7 @@ def _match_truth(table, truth, iou_min: float = 0.5):
             if iou >= best_iou:
                 best, best_iou = t["cls"], iou
         pairs.append(best)
-    matched = [(p, c) for p, c in zip(pairs, table["class"]) if p is not None]
+    matched = [(p, c) for p, c in zip(pairs, table["class"], strict=True) if p is not None]
     agree = float(np.mean([p == c for p, c in matched])) if matched else float("nan")
     return len(matched), agree
 
@@ -105,21 +108,38 @@ def _overview_png(path: Path, image, prediction, classes) -> None:
     plt.close(fig)
 
 
-def _napari_screenshot(path: Path, image, prediction) -> None:
+def _napari_screenshot(path: Path, image, prediction, classes) -> None:
+    """The viewer as a user sees it: spread, class labels, Grad-CAM and the docked widgets."""
     import napari
-
-    from .._widgets.launch import open_demo_viewer
-
-    viewer = open_demo_viewer(show=True, image=image)
-    viewer.add_labels(prediction.segmentation.labels, name="objects", visible=False)
-    if prediction.gradcam_map is not None:
-        viewer.add_image(prediction.gradcam_map, name="Grad-CAM", colormap="inferno",
-                         blending="additive", opacity=0.6)
+    import numpy as np
     from imageio.v3 import imwrite
+    from napari.utils.colormaps import DirectLabelColormap
 
+    from .._widgets.launch import dock_all
+
+    viewer = napari.Viewer(title="napari-chromosome-sort demo", show=True)
+    viewer.add_image(image, name="sample spread", rgb=image.ndim == 3)
+    class_of = dict(zip(prediction.table["label"], prediction.table["class"], strict=True))
+    labels = prediction.segmentation.labels
+    kept = np.where(np.isin(labels, list(class_of)), labels, 0)
+    palette = {None: "transparent", 0: "transparent"}
+    tab10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    for label, name in class_of.items():
+        palette[int(label)] = tab10[classes.index(name) % len(tab10)]
+    viewer.add_labels(
+        kept, name="predicted type", colormap=DirectLabelColormap(color_dict=palette), opacity=0.5
+    )
+    if prediction.gradcam_map is not None:
+        viewer.add_image(
+            prediction.gradcam_map,
+            name="Grad-CAM",
+            colormap="inferno",
+            blending="additive",
+            opacity=0.6,
+        )
+    dock_all(viewer)
     imwrite(path, viewer.screenshot(canvas_only=False, flash=False))
     viewer.close()
-    napari.Viewer.close_all()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     classes = list(model.classes)
     _overview_png(out / "overview.png", spread.image, prediction, classes)
     if args.screenshot:
-        _napari_screenshot(out / "napari_screenshot.png", spread.image, prediction)
+        _napari_screenshot(out / "napari_screenshot.png", spread.image, prediction, classes)
 
     statuses = prediction.segmentation.objects["status"].value_counts().to_dict()
     n_matched, agreement = _match_truth(prediction.table, spread.truth)
