@@ -65,12 +65,14 @@ class SegmentationParams:
     nucleus_area_factor: float = 6.0  # low-threshold component area >= this x median -> candidate
     nucleus_min_solidity: float = 0.85
     nucleus_max_eccentricity: float = 0.9
+    nucleus_opening_factor: float = 0.5  # opening radius = this x sqrt(median object area)
     # chromatid pairing (type C)
     pair_chromatids: bool = True
     pair_max_gap_factor: float = 1.2  # max gap between the two blobs, x median blob width
     pair_max_angle_deg: float = 40.0  # max difference in orientation of elongated blobs
     pair_min_elongation: float = 2.2  # orientation only compared when both blobs are this elongated
     pair_max_area_ratio: float = 1.5  # sisters are copies: near-equal areas
+    pair_gap_weight: float = 0.0  # weight of the gap (in blob widths) in the pairing score
     pair_max_axial_offset: float = 0.6  # centroid offset along the axis, x mean blob length
     # touching neighbours
     split_touching: bool = True
@@ -162,8 +164,6 @@ def _angle_diff(a: float, b: float) -> float:
 def segment_spread(image, params: SegmentationParams | None = None) -> Segmentation:
     """Segment a spread (grey or RGB, any dtype) into labelled objects with status + reason."""
     from scipy import ndimage as ndi
-    from skimage.measure import regionprops
-    from skimage.segmentation import expand_labels, watershed
 
     from .io import chromosome_signal, detect_polarity, to_gray
 
@@ -211,6 +211,21 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         sl = slices[lab_id - 1]
         local = low_lab[sl] == lab_id
         filled = ndi.binary_fill_holes(local)
+        # remove chromosomes attached to the nucleus: open with a disk wider than a chromosome
+        radius = max(2, int(round(np.sqrt(med_low) * params.nucleus_opening_factor)))
+        yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+        disk = yy**2 + xx**2 <= radius**2
+        opened = ndi.binary_opening(np.pad(filled, radius), structure=disk)[
+            radius:-radius, radius:-radius
+        ]
+        core_lab, n_core = ndi.label(opened)
+        if n_core == 0:
+            continue
+        core_sizes = np.bincount(core_lab.ravel())
+        core_sizes[0] = 0
+        filled = core_lab == int(np.argmax(core_sizes))
+        if filled.sum() < params.nucleus_area_factor * med_low:
+            continue
         p = _props(filled)
         if (
             p["solidity"] >= params.nucleus_min_solidity
@@ -223,14 +238,18 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     # ---- object pieces ----------------------------------------------------------------------
     pieces, n_pieces = ndi.label(mask)
     piece_areas = np.bincount(pieces.ravel(), minlength=n_pieces + 1)
-    # absorb pieces touching a nucleus into the nucleus
+    # absorb pieces lying mostly inside a nucleus; cut the nucleus out of the others
     if nucleus_mask.any():
-        touching = np.unique(pieces[nucleus_mask])
-        touching = touching[touching > 0]
-        if touching.size:
-            absorb = np.isin(pieces, touching)
+        inside = np.bincount(pieces[nucleus_mask], minlength=n_pieces + 1)
+        frac = inside / np.maximum(piece_areas, 1)
+        absorb_ids = np.flatnonzero(frac > 0.5)
+        absorb_ids = absorb_ids[absorb_ids > 0]
+        if absorb_ids.size:
+            absorb = np.isin(pieces, absorb_ids)
             nucleus_mask |= absorb
             pieces[absorb] = 0
+        pieces[nucleus_mask] = 0
+        piece_areas = np.bincount(pieces.ravel(), minlength=n_pieces + 1)
     small = piece_areas < params.min_area_px
     small[0] = False
     pieces[small[pieces]] = 0
@@ -259,66 +278,15 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         return _finish(label_img, objects, corrected, polarity, params, shape)
 
     # ---- piece measures ----------------------------------------------------------------------
-    regions = regionprops(pieces)
-    areas = np.array([r.area for r in regions], float)
-    med_piece = float(np.median(areas[areas >= params.min_area_px])) if len(areas) else 1.0
-    # width of a piece ~ 2 x max distance to background
+    areas = np.bincount(pieces.ravel(), minlength=n_pieces + 1)[1:].astype(float)
+    med_piece = float(np.median(areas)) if len(areas) else 1.0
     dist = ndi.distance_transform_edt(pieces > 0)
     max_dt = np.asarray(ndi.maximum(dist, pieces, np.arange(1, n_pieces + 1)))
     typical_pieces = (areas >= 0.3 * med_piece) & (areas <= 3 * med_piece)
     width = float(2 * np.median(max_dt[typical_pieces])) if typical_pieces.any() else 4.0
 
     # ---- chromatid pairing ------------------------------------------------------------------
-    group = np.arange(n_pieces + 1)  # piece id -> group representative
-    if params.pair_chromatids and n_pieces > 1:
-        gap = max(1.0, params.pair_max_gap_factor * width)
-        expanded = expand_labels(pieces, distance=gap / 2.0 + 0.5)
-        # adjacent pairs in the expanded image
-        pairs = set()
-        for a, b in (
-            (expanded[:, :-1], expanded[:, 1:]),
-            (expanded[:-1, :], expanded[1:, :]),
-        ):
-            sel = (a != b) & (a > 0) & (b > 0)
-            for u, v in zip(a[sel].tolist(), b[sel].tolist(), strict=True):
-                pairs.add((min(u, v), max(u, v)))
-        candidates = []
-        for u, v in pairs:
-            ru, rv = regions[u - 1], regions[v - 1]
-            au, av = float(ru.area), float(rv.area)
-            if max(au, av) / max(min(au, av), 1.0) > params.pair_max_area_ratio:
-                continue
-            if min(au, av) < params.debris_area_fraction * med_piece:
-                continue
-            elong_u = ru.axis_major_length / max(ru.axis_minor_length, 1.0)
-            elong_v = rv.axis_major_length / max(rv.axis_minor_length, 1.0)
-            angle = _angle_diff(ru.orientation, rv.orientation)
-            if (
-                min(elong_u, elong_v) >= params.pair_min_elongation
-                and np.degrees(angle) > params.pair_max_angle_deg
-            ):
-                continue
-            # side-by-side: centroid offset along the mean axis small relative to length
-            theta = ru.orientation if au >= av else rv.orientation
-            axis = np.array([np.cos(theta), np.sin(theta)])  # (row, col) direction of major axis
-            d = np.array(rv.centroid) - np.array(ru.centroid)
-            along = abs(float(d @ axis))
-            across = abs(float(d @ np.array([-axis[1], axis[0]])))
-            mean_len = 0.5 * (ru.axis_major_length + rv.axis_major_length)
-            if along > params.pair_max_axial_offset * mean_len:
-                continue
-            if across > 2.0 * width + gap:
-                continue
-            score = 0.5 * np.degrees(angle) / params.pair_max_angle_deg + along / max(mean_len, 1.0)
-            score += 3.0 * abs(np.log(au / av))
-            candidates.append((score, u, v))
-        candidates.sort()
-        used = set()
-        for _score, u, v in candidates:
-            if u in used or v in used:
-                continue
-            used.update((u, v))
-            group[v] = u
+    group = _group_pairs(pieces, n_pieces, width, med_piece, params)
     grouped = group[pieces]
     grouped[pieces == 0] = 0
     n_parts_of = np.bincount(group[1:], minlength=n_pieces + 1)
@@ -329,7 +297,6 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     g_slices = ndi.find_objects(grouped)
     g_areas = np.bincount(grouped.ravel(), minlength=grouped.max() + 1)
     med_obj = float(np.median(g_areas[group_ids])) if group_ids.size else 1.0
-    # median of plausible objects only (ignore specks)
     plausible = group_ids[g_areas[group_ids] >= params.debris_area_fraction * med_obj]
     if plausible.size:
         med_obj = float(np.median(g_areas[plausible]))
@@ -347,35 +314,50 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         rel = area / max(med_obj, 1.0)
         if area < params.debris_area_fraction * med_obj:
             status = "debris"
-            reason = f"too small: {area} px < {params.debris_area_fraction:g}x median object ({med_obj:.0f} px)"
+            reason = (
+                f"too small: {area} px < {params.debris_area_fraction:g}x the median object "
+                f"({med_obj:.0f} px)"
+            )
         elif at_border:
             status = "border"
             reason = "touches the image edge (may be cut off)"
         elif rel > params.cluster_area_factor:
             status = "cluster"
-            reason = f"too large for one chromosome ({rel:.1f}x median object): touching/overlapping chromosomes"
+            reason = (
+                f"too large for one chromosome ({rel:.1f}x the median object): touching or "
+                "overlapping chromosomes"
+            )
             if params.split_touching and n_parts == 1:
-                split = _try_split(local, corrected[sl], width, med_obj, params)
+                split = _split_by_levels(local, corrected[sl], med_obj, params)
                 if split is not None:
-                    for piece in split:
-                        label_img[sl][piece] = next_label
+                    sub = np.zeros(local.shape, np.int32)
+                    for k, piece in enumerate(split, 1):
+                        sub[piece] = k
+                    sub_group = _group_pairs(sub, len(split), width, med_obj, params)
+                    sub = sub_group[sub]
+                    sub[~local] = 0
+                    n_sub = len(np.unique(sub[sub > 0]))
+                    for k in np.unique(sub[sub > 0]):
+                        parts = int(np.sum(sub_group[1:] == k))
+                        label_img[sl][sub == k] = next_label
                         objects.append(
                             {
                                 "label": next_label,
                                 "status": "chromosome",
-                                "reason": f"split from a touching group of {len(split)} by watershed",
-                                "n_parts": 1,
+                                "reason": f"split from a group of {n_sub} touching chromosomes"
+                                + (" (sister chromatids grouped)" if parts > 1 else ""),
+                                "n_parts": parts,
                             }
                         )
                         next_label += 1
                     continue
-                reason += "; watershed could not split it into chromosome-shaped pieces"
+                reason += " that could not be split into chromosome-sized pieces"
         else:
             status = "chromosome"
             reason = (
-                "sister chromatids apart, grouped as one chromosome"
+                f"{n_parts} separated sister chromatids grouped as one chromosome"
                 if n_parts > 1
-                else f"single object, {rel:.1f}x median size"
+                else f"single object, {rel:.1f}x the median size"
             )
         label_img[sl][local] = next_label
         objects.append(
@@ -387,41 +369,118 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     return _finish(label_img, objects, corrected, polarity, params, shape, stats)
 
 
-def _try_split(
-    local: np.ndarray, signal: np.ndarray, width: float, med_obj: float, params
-) -> list | None:
-    """Watershed a too-large object; return the piece masks or None if not clean."""
+def _group_pairs(pieces, n_pieces, width, med_piece, params) -> np.ndarray:
+    """piece id -> representative id after grouping sister-chromatid pairs (mutual best)."""
+    from skimage.measure import regionprops
+    from skimage.segmentation import expand_labels
+
+    group = np.arange(n_pieces + 1)
+    if not params.pair_chromatids or n_pieces < 2:
+        return group
+    region_of = {r.label: r for r in regionprops(pieces)}
+    gap = max(1.0, params.pair_max_gap_factor * width)
+    expanded = expand_labels(pieces, distance=gap / 2.0 + 0.5)
+    pairs = set()
+    for a, b in ((expanded[:, :-1], expanded[:, 1:]), (expanded[:-1, :], expanded[1:, :])):
+        sel = (a != b) & (a > 0) & (b > 0)
+        for u, v in zip(a[sel].tolist(), b[sel].tolist(), strict=True):
+            pairs.add((min(u, v), max(u, v)))
+    candidates = []
+    for u, v in pairs:
+        if u not in region_of or v not in region_of:
+            continue
+        score = _pair_score(region_of[u], region_of[v], pieces, width, gap, med_piece, params)
+        if score is not None:
+            candidates.append((score, u, v))
+    candidates.sort()
+    used = set()
+    for _score, u, v in candidates:
+        if u in used or v in used:
+            continue
+        used.update((u, v))
+        group[v] = u
+    return group
+
+
+def _pair_score(ru, rv, pieces, width, gap, med_piece, params) -> float | None:
+    """Score (lower = better) for two blobs being sister chromatids of one chromosome, or None."""
     from scipy import ndimage as ndi
-    from skimage.feature import peak_local_max
+
+    au, av = float(ru.area), float(rv.area)
+    if max(au, av) / max(min(au, av), 1.0) > params.pair_max_area_ratio:
+        return None
+    if min(au, av) < params.debris_area_fraction * med_piece:
+        return None
+    elong_u = ru.axis_major_length / max(ru.axis_minor_length, 1.0)
+    elong_v = rv.axis_major_length / max(rv.axis_minor_length, 1.0)
+    elongated = min(elong_u, elong_v) >= params.pair_min_elongation
+    angle = np.degrees(_angle_diff(ru.orientation, rv.orientation))
+    if elongated and angle > params.pair_max_angle_deg:
+        return None
+    d = np.array(rv.centroid) - np.array(ru.centroid)
+    mean_len = 0.5 * (ru.axis_major_length + rv.axis_major_length)
+    theta = ru.orientation if au >= av else rv.orientation
+    axis = np.array([np.cos(theta), np.sin(theta)])  # (row, col) direction of major axis
+    along = abs(float(d @ axis))
+    if along > params.pair_max_axial_offset * mean_len:
+        return None
+    across = abs(float(d @ np.array([-axis[1], axis[0]])))
+    if across > 2.0 * width + gap:
+        return None
+    # actual gap between the two blobs
+    y0 = min(ru.bbox[0], rv.bbox[0])
+    x0 = min(ru.bbox[1], rv.bbox[1])
+    y1 = max(ru.bbox[2], rv.bbox[2])
+    x1 = max(ru.bbox[3], rv.bbox[3])
+    local = pieces[y0:y1, x0:x1]
+    gap_px = float(ndi.distance_transform_edt(local != ru.label)[local == rv.label].min())
+    if gap_px > gap + 1:
+        return None
+    score = 0.5 * angle / params.pair_max_angle_deg if elongated else 0.5
+    score += (
+        along / max(mean_len, 1.0)
+        + 3.0 * abs(np.log(au / av))
+        + params.pair_gap_weight * gap_px / max(width, 1.0)
+    )
+    return score
+
+
+def _split_by_levels(local, signal, med_piece, params) -> list | None:
+    """Split a too-large blob by raising the threshold inside it until it falls apart into
+    seeds, then growing the seeds back (watershed on intensity). Kept only when every piece is
+    chromosome(-arm)-sized; returns the piece masks or None."""
+    from scipy import ndimage as ndi
     from skimage.segmentation import watershed
 
-    dist = ndi.distance_transform_edt(local)
-    smooth = ndi.gaussian_filter(dist, 1.0)
-    min_distance = max(2, int(round(1.5 * width)))
-    coords = peak_local_max(
-        smooth, min_distance=min_distance, labels=local.astype(np.uint8), exclude_border=False
-    )
-    if len(coords) < 2:
+    values = signal[local]
+    if values.size < 4:
         return None
-    markers = np.zeros(local.shape, np.int32)
-    for k, (r, c) in enumerate(coords, 1):
-        markers[r, c] = k
-    ws = watershed(-smooth, markers, mask=local)
-    pieces = []
-    for k in range(1, len(coords) + 1):
-        piece = ws == k
-        if not piece.any():
+    min_piece = params.split_min_piece_factor * med_piece
+    max_piece = params.cluster_area_factor * med_piece
+    for q in np.linspace(0.2, 0.85, 14):
+        level = np.quantile(values, q)
+        seeds, n = ndi.label((signal > level) & local)
+        if n < 2:
             continue
-        area = piece.sum()
-        if (
-            area < params.split_min_piece_factor * med_obj
-            or area > params.cluster_area_factor * med_obj
-        ):
-            return None
-        if _props(piece)["solidity"] < params.split_min_solidity:
-            return None
-        pieces.append(piece)
-    return pieces if len(pieces) >= 2 else None
+        sizes = np.bincount(seeds.ravel())
+        big_seeds = np.flatnonzero(sizes >= 0.1 * med_piece)
+        big_seeds = big_seeds[big_seeds > 0]
+        if big_seeds.size < 2:
+            continue
+        markers = np.zeros(local.shape, np.int32)
+        for k, sid in enumerate(big_seeds, 1):
+            markers[seeds == sid] = k
+        ws = watershed(-signal, markers, mask=local)
+        piece_sizes = np.bincount(ws.ravel())[1:]
+        if piece_sizes.min() < min_piece:
+            continue
+        if piece_sizes.max() > max_piece:
+            continue
+        pieces = [ws == k for k in range(1, len(big_seeds) + 1)]
+        if any(_props(pc)["solidity"] < params.split_min_solidity for pc in pieces):
+            continue
+        return pieces
+    return None
 
 
 def _empty(shape, polarity, params, signal) -> Segmentation:
