@@ -72,13 +72,18 @@ class SegmentationParams:
     pair_max_angle_deg: float = 40.0  # max difference in orientation of elongated blobs
     pair_min_elongation: float = 2.2  # orientation only compared when both blobs are this elongated
     pair_max_area_ratio: float = 1.5  # sisters are copies: near-equal areas
+    pair_max_union_factor: float = 2.2  # a grouped pair is at most this x the median object
+    pair_twin_area_ratio: float = 1.15  # near-identical blobs pair in any arrangement ...
+    pair_twin_penalty: float = 1.0  # ... but rank after side-by-side pairs
+    pair_twin_width_factor: float = 1.25  # ... and only if as thin as paired chromatids
     pair_gap_weight: float = 0.0  # weight of the gap (in blob widths) in the pairing score
     pair_max_axial_offset: float = 0.6  # centroid offset along the axis, x mean blob length
     # touching neighbours
     split_touching: bool = True
     cluster_area_factor: float = 2.6  # area > this x median object -> split attempt / cluster
     split_min_piece_factor: float = 0.35  # every watershed piece must be >= this x median
-    split_min_solidity: float = 0.7  # ... and at least this solid
+    split_min_solidity: float = 0.6  # ... and at least this solid
+    split_seed_factor: float = 0.2  # seeds smaller than this x median object are ignored
     border_margin_px: int = 1  # objects within this many px of the edge -> border
 
     def to_dict(self) -> dict:
@@ -286,7 +291,32 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     width = float(2 * np.median(max_dt[typical_pieces])) if typical_pieces.any() else 4.0
 
     # ---- chromatid pairing ------------------------------------------------------------------
+    # two passes: the first gives the median chromosome size, the second refuses pairs whose
+    # union would be larger than a chromosome can be (two whole chromosomes side by side)
+    # (twins, i.e. near-identical blobs in any arrangement, are only allowed in the second pass
+    # and only for blobs as thin as the chromatids of the confident side-by-side pairs)
     group = _group_pairs(pieces, n_pieces, width, med_piece, params)
+    med_obj = _median_object_area(pieces, group, params)
+    if params.pair_chromatids:
+        max_pair = params.pair_max_union_factor * med_obj
+        paired = np.flatnonzero(np.bincount(group[1:], minlength=n_pieces + 1) > 1)
+        in_pair = np.isin(group[1:], paired)
+        twin_width = (
+            params.pair_twin_width_factor * float(np.median(max_dt[in_pair]))
+            if in_pair.sum() >= 4
+            else None
+        )
+        group = _group_pairs(
+            pieces,
+            n_pieces,
+            width,
+            med_piece,
+            params,
+            max_union=max_pair,
+            piece_half_width=max_dt,
+            twin_max_half_width=twin_width,
+        )
+        med_obj = _median_object_area(pieces, group, params)
     grouped = group[pieces]
     grouped[pieces == 0] = 0
     n_parts_of = np.bincount(group[1:], minlength=n_pieces + 1)
@@ -295,11 +325,6 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     group_ids = np.unique(grouped)
     group_ids = group_ids[group_ids > 0]
     g_slices = ndi.find_objects(grouped)
-    g_areas = np.bincount(grouped.ravel(), minlength=grouped.max() + 1)
-    med_obj = float(np.median(g_areas[group_ids])) if group_ids.size else 1.0
-    plausible = group_ids[g_areas[group_ids] >= params.debris_area_fraction * med_obj]
-    if plausible.size:
-        med_obj = float(np.median(g_areas[plausible]))
 
     H, W = shape
     margin = params.border_margin_px
@@ -330,22 +355,40 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
             if params.split_touching and n_parts == 1:
                 split = _split_by_levels(local, corrected[sl], med_obj, params)
                 if split is not None:
-                    sub = np.zeros(local.shape, np.int32)
-                    for k, piece in enumerate(split, 1):
-                        sub[piece] = k
-                    sub_group = _group_pairs(sub, len(split), width, med_obj, params)
-                    sub = sub_group[sub]
-                    sub[~local] = 0
-                    n_sub = len(np.unique(sub[sub > 0]))
-                    for k in np.unique(sub[sub > 0]):
+                    ws, good = split
+                    n_ws = len(good)
+                    sub = np.where(np.isin(ws, np.flatnonzero(good) + 1), ws, 0).astype(np.int32)
+                    sub_group = _group_pairs(
+                        sub,
+                        n_ws,
+                        width,
+                        med_obj,
+                        params,
+                        max_union=params.pair_max_union_factor * med_obj,
+                    )
+                    merged = sub_group[ws]
+                    merged[ws == 0] = 0
+                    ids = np.unique(merged[merged > 0])
+                    for k in ids:
+                        piece = merged == k
                         parts = int(np.sum(sub_group[1:] == k))
-                        label_img[sl][sub == k] = next_label
+                        label_img[sl][piece] = next_label
+                        if good[k - 1]:
+                            status_k = "chromosome"
+                            reason_k = f"split from a group of touching objects ({len(ids)} pieces)"
+                            if parts > 1:
+                                reason_k += "; separated sister chromatids grouped"
+                        else:
+                            status_k = "cluster"
+                            reason_k = (
+                                "part of a touching group that could not be cut into "
+                                "chromosome-shaped pieces"
+                            )
                         objects.append(
                             {
                                 "label": next_label,
-                                "status": "chromosome",
-                                "reason": f"split from a group of {n_sub} touching chromosomes"
-                                + (" (sister chromatids grouped)" if parts > 1 else ""),
+                                "status": status_k,
+                                "reason": reason_k,
                                 "n_parts": parts,
                             }
                         )
@@ -369,7 +412,28 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     return _finish(label_img, objects, corrected, polarity, params, shape, stats)
 
 
-def _group_pairs(pieces, n_pieces, width, med_piece, params) -> np.ndarray:
+def _median_object_area(pieces, group, params) -> float:
+    grouped = group[pieces]
+    grouped[pieces == 0] = 0
+    g_areas = np.bincount(grouped.ravel())
+    g_areas = g_areas[1:][g_areas[1:] > 0]
+    if g_areas.size == 0:
+        return 1.0
+    med = float(np.median(g_areas))
+    plausible = g_areas[g_areas >= params.debris_area_fraction * med]
+    return float(np.median(plausible)) if plausible.size else med
+
+
+def _group_pairs(
+    pieces,
+    n_pieces,
+    width,
+    med_piece,
+    params,
+    max_union=None,
+    piece_half_width=None,
+    twin_max_half_width=None,
+) -> np.ndarray:
     """piece id -> representative id after grouping sister-chromatid pairs (mutual best)."""
     from skimage.measure import regionprops
     from skimage.segmentation import expand_labels
@@ -389,7 +453,14 @@ def _group_pairs(pieces, n_pieces, width, med_piece, params) -> np.ndarray:
     for u, v in pairs:
         if u not in region_of or v not in region_of:
             continue
-        score = _pair_score(region_of[u], region_of[v], pieces, width, gap, med_piece, params)
+        if max_union is not None and region_of[u].area + region_of[v].area > max_union:
+            continue
+        twins_ok = twin_max_half_width is not None and (
+            max(piece_half_width[u - 1], piece_half_width[v - 1]) <= twin_max_half_width
+        )
+        score = _pair_score(
+            region_of[u], region_of[v], pieces, width, gap, med_piece, params, twins_ok
+        )
         if score is not None:
             candidates.append((score, u, v))
     candidates.sort()
@@ -402,7 +473,7 @@ def _group_pairs(pieces, n_pieces, width, med_piece, params) -> np.ndarray:
     return group
 
 
-def _pair_score(ru, rv, pieces, width, gap, med_piece, params) -> float | None:
+def _pair_score(ru, rv, pieces, width, gap, med_piece, params, twins_ok=False) -> float | None:
     """Score (lower = better) for two blobs being sister chromatids of one chromosome, or None."""
     from scipy import ndimage as ndi
 
@@ -415,17 +486,20 @@ def _pair_score(ru, rv, pieces, width, gap, med_piece, params) -> float | None:
     elong_v = rv.axis_major_length / max(rv.axis_minor_length, 1.0)
     elongated = min(elong_u, elong_v) >= params.pair_min_elongation
     angle = np.degrees(_angle_diff(ru.orientation, rv.orientation))
-    if elongated and angle > params.pair_max_angle_deg:
-        return None
     d = np.array(rv.centroid) - np.array(ru.centroid)
     mean_len = 0.5 * (ru.axis_major_length + rv.axis_major_length)
     theta = ru.orientation if au >= av else rv.orientation
     axis = np.array([np.cos(theta), np.sin(theta)])  # (row, col) direction of major axis
     along = abs(float(d @ axis))
-    if along > params.pair_max_axial_offset * mean_len:
-        return None
     across = abs(float(d @ np.array([-axis[1], axis[0]])))
-    if across > 2.0 * width + gap:
+    side_by_side = (
+        not (elongated and angle > params.pair_max_angle_deg)
+        and along <= params.pair_max_axial_offset * mean_len
+        and across <= 2.0 * width + gap
+    )
+    # twins: near-identical blobs (sisters are copies) close together, in any arrangement
+    twins = twins_ok and max(au, av) / max(min(au, av), 1.0) <= params.pair_twin_area_ratio
+    if not side_by_side and not twins:
         return None
     # actual gap between the two blobs
     y0 = min(ru.bbox[0], rv.bbox[0])
@@ -437,33 +511,37 @@ def _pair_score(ru, rv, pieces, width, gap, med_piece, params) -> float | None:
     if gap_px > gap + 1:
         return None
     score = 0.5 * angle / params.pair_max_angle_deg if elongated else 0.5
+    if not side_by_side:
+        score += params.pair_twin_penalty
     score += (
-        along / max(mean_len, 1.0)
+        min(along / max(mean_len, 1.0), 1.0)
         + 3.0 * abs(np.log(au / av))
         + params.pair_gap_weight * gap_px / max(width, 1.0)
     )
     return score
 
 
-def _split_by_levels(local, signal, med_piece, params) -> list | None:
+def _split_by_levels(local, signal, med_obj, params):
     """Split a too-large blob by raising the threshold inside it until it falls apart into
-    seeds, then growing the seeds back (watershed on intensity). Kept only when every piece is
-    chromosome(-arm)-sized; returns the piece masks or None."""
+    seeds, then growing the seeds back (watershed on intensity). The level giving the most
+    chromosome-shaped pieces wins. Returns ``(piece_labels, good_flags)`` or None when no level
+    gives any chromosome-shaped piece."""
     from scipy import ndimage as ndi
     from skimage.segmentation import watershed
 
     values = signal[local]
     if values.size < 4:
         return None
-    min_piece = params.split_min_piece_factor * med_piece
-    max_piece = params.cluster_area_factor * med_piece
-    for q in np.linspace(0.2, 0.85, 14):
+    min_piece = params.split_min_piece_factor * med_obj
+    max_piece = params.cluster_area_factor * med_obj
+    best = None
+    for q in np.linspace(0.1, 0.9, 17):
         level = np.quantile(values, q)
         seeds, n = ndi.label((signal > level) & local)
         if n < 2:
             continue
         sizes = np.bincount(seeds.ravel())
-        big_seeds = np.flatnonzero(sizes >= 0.1 * med_piece)
+        big_seeds = np.flatnonzero(sizes >= params.split_seed_factor * med_obj)
         big_seeds = big_seeds[big_seeds > 0]
         if big_seeds.size < 2:
             continue
@@ -471,16 +549,21 @@ def _split_by_levels(local, signal, med_piece, params) -> list | None:
         for k, sid in enumerate(big_seeds, 1):
             markers[seeds == sid] = k
         ws = watershed(-signal, markers, mask=local)
-        piece_sizes = np.bincount(ws.ravel())[1:]
-        if piece_sizes.min() < min_piece:
-            continue
-        if piece_sizes.max() > max_piece:
-            continue
-        pieces = [ws == k for k in range(1, len(big_seeds) + 1)]
-        if any(_props(pc)["solidity"] < params.split_min_solidity for pc in pieces):
-            continue
-        return pieces
-    return None
+        good = []
+        for k in range(1, len(big_seeds) + 1):
+            piece = ws == k
+            area = int(piece.sum())
+            ok = min_piece <= area <= max_piece and (
+                _props(piece)["solidity"] >= params.split_min_solidity
+            )
+            good.append(ok)
+        good = np.array(good, bool)
+        key = (int(good.sum()), float(np.mean(good)))
+        if good.any() and (best is None or key > best[0]):
+            best = (key, ws, good)
+    if best is None:
+        return None
+    return best[1], best[2]
 
 
 def _empty(shape, polarity, params, signal) -> Segmentation:
