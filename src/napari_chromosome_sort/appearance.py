@@ -107,7 +107,7 @@ def contrast_map(rgb: np.ndarray) -> np.ndarray:
 
 
 def object_mask(t: np.ndarray) -> np.ndarray:
-    """Chromosome mask of a contrast map: ``t < 0.5`` without specks (< 10 % of the largest part)."""
+    """Chromosome mask of a contrast map: ``t < 0.5`` minus specks (< 10 % of the largest)."""
     from scipy import ndimage
 
     mask = t < 0.5
@@ -154,7 +154,7 @@ def _resample_window(t: np.ndarray, window: CanonicalWindow) -> np.ndarray:
 
 
 def canonical_appearance(rgb: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
-    """Return ``rgb`` (uint8 HxWx3 crop, dark chromosome on lighter background) in the canonical look.
+    """Return ``rgb`` (uint8 HxWx3 crop, dark chromosome on lighter background), canonical look.
 
     Output: uint8 ``size x size x 3``, white background, chromosome core ``CORE_RGB``, the
     chromosome's longer bounding-box side = ``FILL * size``, centred. Idempotent up to resampling.

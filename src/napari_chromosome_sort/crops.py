@@ -184,7 +184,8 @@ def crop_object(
     labels = np.asarray(labels)
     if labels.shape != np.asarray(image).shape[:2]:
         raise ChromosortError(
-            f"labels shape {labels.shape} does not match the image shape {np.asarray(image).shape[:2]}"
+            f"labels shape {labels.shape} does not match the image shape "
+            f"{np.asarray(image).shape[:2]}"
         )
     if margin < 0:
         raise ChromosortError(f"margin must be >= 0, got {margin}")

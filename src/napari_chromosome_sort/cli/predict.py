@@ -1,0 +1,127 @@
+"""``chromosort predict MODEL INPUT... --out CSV [--spreads] [--gradcam DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "classify crops (files or folders) or, with --spreads, every chromosome of whole spreads"
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model file (.safetensors) from 'chromosort train'")
+    parser.add_argument("inputs", nargs="+", help="crop images, folders of crops, or spreads")
+    parser.add_argument("--out", required=True, help="CSV to write (one row per crop/object)")
+    parser.add_argument(
+        "--spreads",
+        action="store_true",
+        help="inputs are whole spreads: segment, crop and classify each object",
+    )
+    parser.add_argument(
+        "--gradcam",
+        metavar="DIR",
+        default=None,
+        help="write Grad-CAM heatmaps to DIR (spreads: float TIFF aligned "
+        "with the image + PNG overlay; crops: PNG overlay)",
+    )
+    parser.add_argument(
+        "--no-tta", action="store_true", help="no test-time averaging over the 8 dihedral views"
+    )
+
+
+def _expand(inputs) -> list:
+    from pathlib import Path
+
+    from ..errors import ChromosortError
+
+    files = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            )
+            if not found:
+                raise ChromosortError(f"folder {path} has no images")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ChromosortError(f"input {path} does not exist")
+    return files
+
+
+def _write_csv(table, out) -> None:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, out)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from ..crops import as_rgb_uint8
+    from ..io import read_image
+    from ..model_io import load_model
+    from ..predict import predict_crops, predict_spread
+
+    model = load_model(args.model)
+    files = _expand(args.inputs)
+    gradcam_dir = Path(args.gradcam) if args.gradcam else None
+    if gradcam_dir:
+        gradcam_dir.mkdir(parents=True, exist_ok=True)
+    tta = not args.no_tta
+    tables = []
+    if args.spreads:
+        import tifffile
+
+        from ..gradcam import overlay
+
+        for path in files:
+            image = read_image(path)
+            result = predict_spread(model, image, gradcam=gradcam_dir is not None, tta=tta)
+            table = result.table.copy()
+            table.insert(0, "source", str(path))
+            tables.append(table)
+            if gradcam_dir is not None:
+                tifffile.imwrite(
+                    gradcam_dir / f"{path.stem}_gradcam.tif", result.gradcam_map.astype(np.float32)
+                )
+                Image.fromarray(overlay(image, result.gradcam_map)).save(
+                    gradcam_dir / f"{path.stem}_gradcam.png"
+                )
+            print(f"{path.name}: {len(table)} chromosomes", file=sys.stderr)
+    else:
+        images = [as_rgb_uint8(read_image(p)) for p in files]
+        table = predict_crops(model, images, tta=tta)
+        table.insert(0, "source", [str(p) for p in files])
+        tables.append(table)
+        if gradcam_dir is not None:
+            from ..gradcam import gradcam, overlay
+
+            for path, image in zip(files, images, strict=True):
+                heat = gradcam(model, image)
+                Image.fromarray(overlay(image, heat)).save(gradcam_dir / f"{path.stem}_gradcam.png")
+    columns = ["source", "label", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1", "class"]
+    columns += [f"p_{c}" for c in model.classes]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
+    table = table[[c for c in columns if c in table.columns]]
+    _write_csv(table, args.out)
+    counts = table["class"].value_counts().to_dict() if len(table) else {}
+    print(f"{len(table)} rows -> {args.out} {counts}", file=sys.stderr)
+    return 0

@@ -1,0 +1,84 @@
+"""Classify crops, or whole spreads (segment -> crop -> classify [-> Grad-CAM])."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import ChromosortError
+
+BBOX_COLUMNS = ["bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]
+
+
+@dataclass
+class SpreadPrediction:
+    """Result of :func:`predict_spread`: the segmentation, one table row per kept object
+    (``label, bbox_*, class, p_<class>...``), its crops and the optional Grad-CAM map."""
+
+    segmentation: object
+    table: pd.DataFrame
+    crops: list = field(default_factory=list)
+    gradcam_map: np.ndarray | None = None
+
+
+def _probability_table(model, proba: np.ndarray) -> pd.DataFrame:
+    classes = list(model.classes)
+    proba = np.asarray(proba, dtype=np.float64).reshape(-1, len(classes))
+    table = pd.DataFrame({"class": [classes[i] for i in proba.argmax(1)] if len(proba) else []})
+    for j, name in enumerate(classes):
+        table[f"p_{name}"] = proba[:, j]
+    return table
+
+
+def predict_crops(model, images, tta: bool = True) -> pd.DataFrame:
+    """One row per RGB crop: predicted ``class`` and ``p_<class>`` for every class."""
+    images = list(images)
+    if not images:
+        return _probability_table(model, np.zeros((0, len(model.classes))))
+    return _probability_table(model, model.predict_proba(images, tta=tta))
+
+
+def predict_spread(
+    model,
+    image: np.ndarray,
+    params=None,
+    gradcam: bool = False,
+    *,
+    segmentation=None,
+    margin: float | None = None,
+    tta: bool = True,
+) -> SpreadPrediction:
+    """Segment ``image`` (or use ``segmentation``), crop every kept chromosome (others blanked)
+    and classify the crops. With ``gradcam`` also returns the per-object Grad-CAM maps (for the
+    predicted class) pasted into a float32 image-shaped map."""
+    from .crops import DEFAULT_MARGIN, crop_chromosomes
+
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or min(image.shape[:2]) < 2:
+        raise ChromosortError(f"expected a 2-D grey or RGB image, got shape {image.shape}")
+    if segmentation is None:
+        from .segmentation import segment_spread
+
+        segmentation = segment_spread(image, params)
+    crops = crop_chromosomes(
+        image, segmentation, margin=DEFAULT_MARGIN if margin is None else margin
+    )
+    objects = segmentation.objects.set_index("label", drop=False)
+    labels = [c.label for c in crops]
+    table = predict_crops(model, [c.pixels for c in crops], tta=tta)
+    meta = pd.DataFrame({"label": labels})
+    for column in BBOX_COLUMNS:
+        meta[column] = objects.loc[labels, column].astype(int).to_numpy() if labels else []
+    table = pd.concat([meta, table.reset_index(drop=True)], axis=1)
+    heat = None
+    if gradcam:
+        from .gradcam import spread_gradcam
+
+        if crops:
+            index = {name: i for i, name in enumerate(model.classes)}
+            heat = spread_gradcam(model, crops, [index[c] for c in table["class"]])
+        else:
+            heat = np.zeros(image.shape[:2], dtype=np.float32)
+    return SpreadPrediction(segmentation=segmentation, table=table, crops=crops, gradcam_map=heat)
