@@ -1,0 +1,156 @@
+"""Batch runs: real spreads, local vs Dask cluster give the same table, interrupted runs resume."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_chromosome_sort.batch import DONE, find_spreads, run_batch
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.progress import run_to_end
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory) -> Path:
+    """A real classifier built with the classifier API, weights="random" (explicitly)."""
+    import torch
+
+    from napari_chromosome_sort import model_io
+    from napari_chromosome_sort.backbones import build_backbone
+    from napari_chromosome_sort.classifier import ChromosomeClassifier, squeezenet_conv_head
+    from napari_chromosome_sort.features import Preprocessing
+
+    torch.manual_seed(0)
+    model = ChromosomeClassifier(
+        build_backbone("squeezenet1_1", "random"),
+        squeezenet_conv_head(3),
+        ["A", "B", "C"],
+        Preprocessing(size=64),
+        "squeezenet_conv",
+    )
+    path = tmp_path_factory.mktemp("model") / "random.safetensors"
+    model_io.save_model(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def spread_tree(tmp_path_factory, request) -> Path:
+    """Two samples of real DAPI spreads (K.tif truth files mixed in, to be excluded)."""
+    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "adir_dapi_spreads"
+    if not shared.exists():
+        pytest.skip(f"real data not available: {shared} is absent")
+    root = tmp_path_factory.mktemp("spreads")
+    for sample, names in {"wt": ["A0101XYD.tif", "A0101XYK.tif"], "mut": ["A0102XYD.tif"]}.items():
+        (root / sample).mkdir()
+        for name in names:
+            shutil.copy(shared / "A01__XY" / name, root / sample / name)
+    return root
+
+
+def _sorted(table: pd.DataFrame) -> pd.DataFrame:
+    table = table.drop(columns=["image"]).sort_values(["sample", "spread", "label"])
+    return table.reset_index(drop=True)
+
+
+def test_find_spreads(spread_tree, tmp_path):
+    jobs = find_spreads(spread_tree, tmp_path / "out", exclude=("*K.tif",))
+    assert sorted((j.sample, j.stem) for j in jobs) == [("mut", "A0102XYD"), ("wt", "A0101XYD")]
+    with pytest.raises(ChromosortError):
+        find_spreads(tmp_path / "nothing", tmp_path / "out")
+
+
+def test_batch_local_dask_and_resume(spread_tree, random_model, tmp_path):
+    from distributed import LocalCluster
+
+    kw = dict(exclude=("*K.tif",), formats=("png",))
+    # 1. reference run in this process
+    local = run_to_end(run_batch(spread_tree, random_model, tmp_path / "local", "serial", **kw))
+    assert local.n_spreads == 2 and local.n_failed == 0
+    objects = pd.read_csv(tmp_path / "local" / "objects.csv")
+    assert {"sample", "spread", "label", "status", "class", "p_A", "p_B", "p_C"} <= set(objects)
+    classified = objects[objects["class"].notna()]
+    assert len(classified) > 10
+    np.testing.assert_allclose(classified[["p_A", "p_B", "p_C"]].sum(1), 1, atol=1e-4)
+    for name in ("summary.csv", "stats.txt", "stacked_bar.png"):
+        assert (tmp_path / "local" / name).is_file()
+    summary = pd.read_csv(tmp_path / "local" / "summary.csv")
+    assert set(summary["sample"]) == {"wt", "mut"}
+    for spread in ("wt/A0101XYD", "mut/A0102XYD"):
+        d = tmp_path / "local" / "spreads" / spread
+        assert (d / DONE).is_file() and (d / "gradcam.npy").is_file()
+
+    # 2. the same on a Dask distributed cluster reached by address (127.0.0.1 only)
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp://",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        remote = run_to_end(
+            run_batch(spread_tree, random_model, tmp_path / "dask", cluster.scheduler_address, **kw)
+        )
+    assert remote.n_failed == 0
+    pd.testing.assert_frame_equal(
+        _sorted(pd.read_csv(tmp_path / "dask" / "objects.csv")), _sorted(objects), rtol=1e-4
+    )
+
+    # 3. interrupted run: stop after the first spread, leave a half-written spread behind
+    out = tmp_path / "resume"
+    steps = run_batch(spread_tree, random_model, out, "serial", **kw)
+    next(steps)  # "0 done, 2 to run"
+    next(steps)  # first spread finished
+    steps.close()  # the user pressed Ctrl-C
+    done = sorted(p.parent.name for p in (out / "spreads").glob(f"*/*/{DONE}"))
+    assert len(done) == 1 and not (out / "objects.csv").exists()
+    leftover = out / "spreads" / "x" / ".half.tmp-1234"
+    leftover.mkdir(parents=True)
+    resumed = run_to_end(run_batch(spread_tree, random_model, out, "serial", **kw))
+    assert resumed.n_skipped == 1 and resumed.n_spreads == 2
+    assert not leftover.exists()
+    pd.testing.assert_frame_equal(
+        _sorted(pd.read_csv(out / "objects.csv")), _sorted(objects), rtol=1e-4
+    )
+
+    # 4. a lost done-marker means that spread is redone, nothing else
+    (out / "spreads" / "mut" / "A0102XYD" / DONE).unlink()
+    again = run_to_end(run_batch(spread_tree, random_model, out, "serial", **kw))
+    assert again.n_skipped == 1
+    assert len(pd.read_csv(out / "objects.csv")) == len(objects)
+
+
+def test_batch_cli_errors(tmp_path, random_model):
+    from napari_chromosome_sort.cli import main
+
+    assert (
+        main(
+            [
+                "batch",
+                str(tmp_path / "none"),
+                "--model",
+                str(random_model),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    (tmp_path / "in").mkdir()
+    assert (
+        main(
+            [
+                "batch",
+                str(tmp_path / "in"),
+                "--model",
+                str(tmp_path / "no.safetensors"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
