@@ -66,13 +66,17 @@ class SegmentationParams:
     nucleus_min_solidity: float = 0.85
     nucleus_max_eccentricity: float = 0.9
     nucleus_opening_factor: float = 0.5  # opening radius = this x sqrt(median object area)
+    nucleus_smooth_factor: float = 0.1  # smoothing sigma = this x sqrt(median object area)
+    nucleus_noise_k: float = 4.0  # stain floor = background + k x noise sigma (<= low threshold)
+    nucleus_min_fill: float = 0.8  # fraction of a nucleus' pixels above the floor
+    nucleus_rim_factor: float = 0.25  # rim width (x sqrt(median area)) where pieces stay separate
     # chromatid pairing (type C)
     pair_chromatids: bool = True
     pair_max_gap_factor: float = 1.2  # max gap between the two blobs, x median blob width
     pair_max_angle_deg: float = 40.0  # max difference in orientation of elongated blobs
     pair_min_elongation: float = 2.2  # orientation only compared when both blobs are this elongated
     pair_max_area_ratio: float = 1.5  # sisters are copies: near-equal areas
-    pair_max_union_factor: float = 2.2  # a grouped pair is at most this x the median object
+    pair_max_union_factor: float = 2.0  # a grouped pair is at most this x the median object
     pair_twin_area_ratio: float = 1.15  # near-identical blobs pair in any arrangement ...
     pair_twin_penalty: float = 1.0  # ... but rank after side-by-side pairs
     pair_twin_width_factor: float = 1.25  # ... and only if as thin as paired chromatids
@@ -203,49 +207,23 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         t_obj = max(t_low, params.peak_fraction * typical_peak)
     mask = corrected > t_obj
 
-    # ---- nuclei on the low mask -------------------------------------------------------------
-    nucleus_mask = np.zeros(shape, bool)
-    nuclei: list[tuple[np.ndarray, str]] = []  # (global bool mask slice info) via labels
-    big = np.flatnonzero(low_areas >= params.nucleus_area_factor * med_low)
+    # ---- nuclei: large, round regions of faint but continuous stain -------------------------
+    # (found on a smoothed signal above the noise floor, so that pale nuclei are whole discs,
+    # then opened with a disk wider than a chromosome so that chromosomes lying against a
+    # nucleus and the chromosome spread itself fall away; a nucleus must be almost fully stained)
     objects: list[dict] = []
     label_img = np.zeros(shape, np.int32)
-    slices = ndi.find_objects(low_lab)
-    for lab_id in big:
-        if lab_id == 0:
-            continue
-        sl = slices[lab_id - 1]
-        local = low_lab[sl] == lab_id
-        filled = ndi.binary_fill_holes(local)
-        # remove chromosomes attached to the nucleus: open with a disk wider than a chromosome
-        radius = max(2, int(round(np.sqrt(med_low) * params.nucleus_opening_factor)))
-        yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-        disk = yy**2 + xx**2 <= radius**2
-        opened = ndi.binary_opening(np.pad(filled, radius), structure=disk)[
-            radius:-radius, radius:-radius
-        ]
-        core_lab, n_core = ndi.label(opened)
-        if n_core == 0:
-            continue
-        core_sizes = np.bincount(core_lab.ravel())
-        core_sizes[0] = 0
-        filled = core_lab == int(np.argmax(core_sizes))
-        if filled.sum() < params.nucleus_area_factor * med_low:
-            continue
-        p = _props(filled)
-        if (
-            p["solidity"] >= params.nucleus_min_solidity
-            and p["eccentricity"] <= params.nucleus_max_eccentricity
-        ):
-            nucleus_mask[sl] |= filled
-            nuclei.append((sl, filled, p))
-    del nuclei  # handled through nucleus_mask below
+    nucleus_mask = _find_nuclei(corrected, med_low, t_low, params)
 
     # ---- object pieces ----------------------------------------------------------------------
     pieces, n_pieces = ndi.label(mask)
     piece_areas = np.bincount(pieces.ravel(), minlength=n_pieces + 1)
-    # absorb pieces lying mostly inside a nucleus; cut the nucleus out of the others
+    # absorb pieces lying mostly in a nucleus' interior; pieces on its rim (chromosomes lying
+    # against a nucleus) are kept and cut out of the nucleus
     if nucleus_mask.any():
-        inside = np.bincount(pieces[nucleus_mask], minlength=n_pieces + 1)
+        rim = max(1.0, params.nucleus_rim_factor * np.sqrt(med_low))
+        interior = ndi.distance_transform_edt(nucleus_mask) > rim
+        inside = np.bincount(pieces[interior], minlength=n_pieces + 1)
         frac = inside / np.maximum(piece_areas, 1)
         absorb_ids = np.flatnonzero(frac > 0.5)
         absorb_ids = absorb_ids[absorb_ids > 0]
@@ -253,7 +231,7 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
             absorb = np.isin(pieces, absorb_ids)
             nucleus_mask |= absorb
             pieces[absorb] = 0
-        pieces[nucleus_mask] = 0
+        nucleus_mask &= pieces == 0
         piece_areas = np.bincount(pieces.ravel(), minlength=n_pieces + 1)
     small = piece_areas < params.min_area_px
     small[0] = False
@@ -267,6 +245,8 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         if sl is None:
             continue
         local = nuc_lab[sl] == sl_i + 1
+        if local.sum() < 0.5 * params.nucleus_area_factor * med_low:
+            continue  # a sliver left over after cutting out a chromosome lying on the rim
         label_img[sl][local] = next_label
         objects.append(
             {
@@ -410,6 +390,54 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
 
     stats = {"threshold_low": t_low, "threshold": t_obj, "median_area": med_obj, "width": width}
     return _finish(label_img, objects, corrected, polarity, params, shape, stats)
+
+
+def _find_nuclei(corrected, med_low, t_low, params) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    shape = corrected.shape
+    step = max(1, corrected.size // 400_000)
+    sample = corrected.ravel()[::step]
+    center = float(np.median(sample))
+    sigma = 1.4826 * float(np.median(np.abs(sample - center))) + 1e-6
+    floor = min(center + params.nucleus_noise_k * sigma, t_low)
+    scale = np.sqrt(med_low)
+    f = max(1, int(scale // 8))  # work downsampled: nuclei are large
+    small = corrected[::f, ::f]
+    smooth = ndi.gaussian_filter(small, max(1.0, params.nucleus_smooth_factor * scale / f))
+    mask = smooth > floor
+    radius = max(2, int(round(scale * params.nucleus_opening_factor / f)))
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disk = yy**2 + xx**2 <= radius**2
+    opened = ndi.binary_opening(np.pad(mask, radius), structure=disk)[
+        radius:-radius, radius:-radius
+    ]
+    lab, n = ndi.label(opened)
+    out_small = np.zeros(small.shape, bool)
+    min_area = params.nucleus_area_factor * med_low / (f * f)
+    stained = small > floor
+    for i, sl in enumerate(ndi.find_objects(lab), 1):
+        if sl is None:
+            continue
+        local = ndi.binary_fill_holes(lab[sl] == i)
+        area = local.sum()
+        if area < min_area:
+            continue
+        p = _props(local)
+        fill = float(stained[sl][local].mean())
+        if (
+            p["solidity"] >= params.nucleus_min_solidity
+            and p["eccentricity"] <= params.nucleus_max_eccentricity
+            and fill >= params.nucleus_min_fill
+        ):
+            out_small[sl] |= local
+    if f > 1:
+        out = np.repeat(np.repeat(out_small, f, axis=0), f, axis=1)[: shape[0], : shape[1]]
+        pad = ((0, shape[0] - out.shape[0]), (0, shape[1] - out.shape[1]))
+        out = np.pad(out, pad, mode="edge")
+    else:
+        out = out_small
+    return out
 
 
 def _median_object_area(pieces, group, params) -> float:
