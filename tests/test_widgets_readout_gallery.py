@@ -1,0 +1,105 @@
+"""Readout and gallery dock widgets, driven through a real napari viewer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from napari_chromosome_sort import model_io, readout
+from napari_chromosome_sort._widgets.gallery import GalleryWidget
+from napari_chromosome_sort._widgets.readout import ReadoutWidget
+from napari_chromosome_sort.sorter import REVIEW
+
+
+def _labels_with_calls(viewer, name, dist, n, seed):
+    rng = np.random.default_rng(seed)
+    data = np.zeros((40, 40 * n // 10 + 40), np.int32)
+    for i in range(n):
+        data[(i % 10) * 4 : (i % 10) * 4 + 3, (i // 10) * 4 : (i // 10) * 4 + 3] = i + 1
+    features = pd.DataFrame(
+        {
+            "label": np.arange(1, n + 1),
+            "status": "chromosome",
+            "class": rng.choice(list(dist), n, p=list(dist.values())),
+        }
+    )
+    return viewer.add_labels(data, name=name, features=features)
+
+
+def test_readout_widget_layers_and_table(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    _labels_with_calls(viewer, "WT spread", readout.PAPER_DISTRIBUTIONS["WT"], 150, 0)
+    _labels_with_calls(viewer, "KO spread", readout.PAPER_DISTRIBUTIONS["CTF18-/-"], 150, 1)
+    viewer.add_labels(np.zeros((5, 5), np.int32), name="no calls")
+    widget = ReadoutWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.compute()
+    assert widget.summary is not None and set(widget.summary["sample"]) == {
+        "WT spread",
+        "KO spread",
+    }
+    assert len(widget.comparisons) == 1 and widget.comparisons[0].significant
+    assert "Cramér's V" in widget.result_label.text()
+    assert len(widget.figure.axes) == 1 and len(widget.figure.axes[0].patches) >= 6
+    files = widget.save(tmp_path / "saved")
+    assert all(f.is_file() for f in files)
+
+    # a predictions table from a batch run
+    table = pd.DataFrame({"grp": ["a"] * 30 + ["b"] * 30, "call": list("AB") * 30})
+    table.to_csv(tmp_path / "calls.csv", index=False)
+    widget.load_table(tmp_path / "calls.csv")
+    widget.sample_col.setCurrentText("grp")
+    widget.class_col.setCurrentText("call")
+    widget.compute()
+    assert set(widget.summary["sample"]) == {"a", "b"}
+    assert not widget.comparisons[0].significant
+
+
+def test_gallery_widget_classify_and_correct(make_napari_viewer, qtbot, tmp_path):
+    torch = pytest.importorskip("torch")
+    from napari_chromosome_sort.backbones import build_backbone
+    from napari_chromosome_sort.classifier import ChromosomeClassifier, squeezenet_conv_head
+    from napari_chromosome_sort.features import Preprocessing
+
+    torch.manual_seed(0)
+    model = ChromosomeClassifier(
+        build_backbone("squeezenet1_1", "random"),
+        squeezenet_conv_head(2),
+        ["mitotic", "interphase"],
+        Preprocessing(size=64, appearance="plain", geometry="stretch"),
+        "squeezenet_conv",
+        metadata={"task": "whole_image_sorter"},
+    )
+    model_io.save_model(model, tmp_path / "sorter.safetensors")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    viewer = make_napari_viewer()
+    widget = GalleryWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.set_model(tmp_path / "sorter.safetensors")
+    widget.set_folder(folder)
+    widget.set_dataset(tmp_path / "dataset")
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: widget.table is not None, timeout=10000)
+    assert len(widget.table) == 5
+    assert sum(lst.count() for lst in widget.lists.values()) == 5
+    assert widget.tabs.count() == 3 and REVIEW in widget.lists
+    # a correction is copied into the training set and regroups the thumbnail
+    path = widget.table["file"].iloc[0]
+    dest = widget.correct(path, "interphase")
+    assert dest == tmp_path / "dataset" / "interphase" / "0.png" and dest.is_file()
+    assert (folder / "0.png").is_file()  # original kept
+    items = [
+        widget.lists["interphase"].item(i).text() for i in range(widget.lists["interphase"].count())
+    ]
+    assert any(t.startswith("0.png") for t in items)
+    assert widget.correct(path, "mitotic") == tmp_path / "dataset" / "mitotic" / "0.png"
+    assert not dest.exists()
+    assert widget.correct(path, "nonsense") is None
