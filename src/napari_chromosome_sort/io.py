@@ -27,10 +27,10 @@ def _read_tiff(path: Path) -> np.ndarray:
         cmap = np.asarray(colormap)
         if cmap.ndim == 2 and cmap.shape[0] == 3:
             cmap = cmap.T
-        cmap = cmap.astype(np.float64)
-        if cmap.max() > 255:
-            cmap = cmap / 257.0
-        cmap = np.clip(np.round(cmap), 0, 255).astype(np.uint8)
+        cmap = cmap.astype(np.int64)
+        if cmap.max() > 255:  # 16-bit TIFF colormap: v stored as v*256 or v*257
+            cmap = cmap // 256
+        cmap = np.clip(cmap, 0, 255).astype(np.uint8)
         if np.array_equal(cmap[:, 0], cmap[:, 1]) and np.array_equal(cmap[:, 0], cmap[:, 2]):
             lut = cmap[:, 0]
             if np.array_equal(lut[: min(256, len(lut))], np.arange(min(256, len(lut)))):

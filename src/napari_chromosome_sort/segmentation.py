@@ -68,7 +68,9 @@ class SegmentationParams:
     nucleus_opening_factor: float = 0.5  # opening radius = this x sqrt(median object area)
     nucleus_smooth_factor: float = 0.1  # smoothing sigma = this x sqrt(median object area)
     nucleus_noise_k: float = 4.0  # stain floor = background + k x noise sigma (<= low threshold)
-    nucleus_min_fill: float = 0.8  # fraction of a nucleus' pixels above the floor
+    nucleus_min_fill: float = 0.8  # fraction of a nucleus' pixels that are stained, i.e.
+    nucleus_fill_level: float = 0.3  # ... above this x its 90th percentile (a group of
+    # chromosomes with halos between them is not uniformly stained)
     nucleus_rim_factor: float = 0.25  # rim width (x sqrt(median area)) where pieces stay separate
     # chromatid pairing (type C)
     pair_chromatids: bool = True
@@ -222,7 +224,9 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     # against a nucleus) are kept and cut out of the nucleus
     if nucleus_mask.any():
         rim = max(1.0, params.nucleus_rim_factor * np.sqrt(med_low))
-        interior = ndi.distance_transform_edt(nucleus_mask) > rim
+        interior = np.zeros(shape, bool)
+        for sl in ndi.find_objects(ndi.label(nucleus_mask)[0]):
+            interior[sl] = ndi.distance_transform_edt(np.pad(nucleus_mask[sl], 1))[1:-1, 1:-1] > rim
         inside = np.bincount(pieces[interior], minlength=n_pieces + 1)
         frac = inside / np.maximum(piece_areas, 1)
         absorb_ids = np.flatnonzero(frac > 0.5)
@@ -265,8 +269,11 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     # ---- piece measures ----------------------------------------------------------------------
     areas = np.bincount(pieces.ravel(), minlength=n_pieces + 1)[1:].astype(float)
     med_piece = float(np.median(areas)) if len(areas) else 1.0
-    dist = ndi.distance_transform_edt(pieces > 0)
-    max_dt = np.asarray(ndi.maximum(dist, pieces, np.arange(1, n_pieces + 1)))
+    max_dt = np.zeros(n_pieces, float)
+    for i, sl in enumerate(ndi.find_objects(pieces)):
+        if sl is not None:
+            local = np.pad(pieces[sl] == i + 1, 1)
+            max_dt[i] = float(ndi.distance_transform_edt(local).max())
     typical_pieces = (areas >= 0.3 * med_piece) & (areas <= 3 * med_piece)
     width = float(2 * np.median(max_dt[typical_pieces])) if typical_pieces.any() else 4.0
 
@@ -415,7 +422,6 @@ def _find_nuclei(corrected, med_low, t_low, params) -> np.ndarray:
     lab, n = ndi.label(opened)
     out_small = np.zeros(small.shape, bool)
     min_area = params.nucleus_area_factor * med_low / (f * f)
-    stained = small > floor
     for i, sl in enumerate(ndi.find_objects(lab), 1):
         if sl is None:
             continue
@@ -424,7 +430,8 @@ def _find_nuclei(corrected, med_low, t_low, params) -> np.ndarray:
         if area < min_area:
             continue
         p = _props(local)
-        fill = float(stained[sl][local].mean())
+        values = smooth[sl][local]
+        fill = float(np.mean(values > params.nucleus_fill_level * np.quantile(values, 0.9)))
         if (
             p["solidity"] >= params.nucleus_min_solidity
             and p["eccentricity"] <= params.nucleus_max_eccentricity
