@@ -66,7 +66,7 @@ def start_worker(
     """Run ``func`` (a generator or plain function) in a napari thread worker and start it."""
     from napari.qt.threading import create_worker
 
-    worker = create_worker(func, *args, _start_thread=False, **kwargs)
+    worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
     if on_yield is not None and hasattr(worker, "yielded"):
         worker.yielded.connect(on_yield)
     if on_return is not None:
@@ -252,21 +252,6 @@ def rgb_pixmap(rgb: np.ndarray, side: int = 160) -> QPixmap:
     )
 
 
-def overlay_heatmap(rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Blend a [0,1] heatmap (any size) onto an RGB crop with matplotlib's 'jet' colours."""
-    from matplotlib import colormaps
-    from skimage.transform import resize
-
-    heat = np.asarray(heatmap, dtype=np.float32)
-    if heat.shape != rgb.shape[:2]:
-        heat = resize(heat, rgb.shape[:2], order=1, preserve_range=True)
-    top = float(heat.max())
-    heat = heat / top if top > 0 else heat
-    coloured = colormaps["jet"](heat)[..., :3] * 255
-    base = np.asarray(rgb, dtype=np.float32)[..., :3]
-    return np.clip((1 - alpha) * base + alpha * coloured, 0, 255).astype(np.uint8)
-
-
 # ----------------------------------------------------------------------------- dataclass forms
 _SOURCE_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*=[^#]*#\s*(.+)$")
 _DOC_LINE = re.compile(r"^\s*(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
@@ -407,3 +392,26 @@ class LayerPicker:
         index = self.combo.findText(layer.name)
         if index >= 0:
             self.combo.setCurrentIndex(index)
+
+
+_WARM = False
+
+
+def warm_imports() -> None:
+    """Import the heavy libraries on the GUI thread once, before a worker needs them.
+
+    A C-extension import inside a worker thread holds the GIL for long stretches (hundreds of
+    ms for scikit-learn or torch) and would stall the event loop; importing them up front
+    costs one short pause when the first job starts instead.
+    """
+    global _WARM
+    if _WARM:
+        return
+    import scipy.optimize  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    import torch  # noqa: F401
+
+    from .._torchvision_compat import import_torchvision
+
+    import_torchvision()
+    _WARM = True

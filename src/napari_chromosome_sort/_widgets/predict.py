@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +28,10 @@ from ._common import (
     colormap_from_mapping,
     label_at,
     layer_image,
-    overlay_heatmap,
     rgb_pixmap,
     start_worker,
     sync_features,
+    warm_imports,
     with_index,
 )
 
@@ -64,14 +63,7 @@ def predict_job(model_path: str, image: np.ndarray, segmentation=None):
     yield Progress(0, 2, "Loading model…")
     model = load_model(model_path)
     yield Progress(1, 2, "Segmenting, classifying and explaining…")
-    kwargs = {"gradcam": True}
-    if segmentation is not None:
-        accepted = inspect.signature(predict_spread).parameters
-        if "segmentation" in accepted:
-            kwargs["segmentation"] = segmentation
-        else:
-            kwargs["params"] = segmentation.params
-    prediction = predict_spread(model, image, **kwargs)
+    prediction = predict_spread(model, image, gradcam=True, segmentation=segmentation)
     yield Progress(2, 2, "Done")
     return model, prediction
 
@@ -193,6 +185,7 @@ class PredictWidget(QWidget):
                 show_error(f"Predict: cannot use objects layer {objects.name}: {error}")
                 return
         self.image_layer_used = image_layer
+        warm_imports()
         self._set_running(True)
         self.worker = start_worker(
             predict_job,
@@ -376,11 +369,11 @@ class PredictWidget(QWidget):
             return
         self.crop_view.setPixmap(rgb_pixmap(crop.pixels, 150))
         try:
-            from ..gradcam import gradcam
+            from ..gradcam import gradcam, overlay
 
             classes = list(self.model.classes)
             heat = gradcam(self.model, crop.pixels, class_index=classes.index(row["class"]))
-            self.cam_view.setPixmap(rgb_pixmap(overlay_heatmap(crop.pixels, heat), 150))
+            self.cam_view.setPixmap(rgb_pixmap(overlay(crop.pixels, heat), 150))
         except Exception as error:  # noqa: BLE001 - Grad-CAM is informative only
             self.cam_view.setText(f"Grad-CAM unavailable: {error}")
 

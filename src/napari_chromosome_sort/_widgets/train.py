@@ -14,13 +14,15 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from ._common import dataclass_form, start_worker
+from ..progress import Progress
+from ._common import dataclass_form, start_worker, warm_imports
 
 WEIGHT_CHOICES = {
     "ImageNet (cached or downloaded)": "imagenet",
@@ -30,20 +32,41 @@ WEIGHT_CHOICES = {
 SPECIAL_FIELDS = ("backbone", "weights")
 
 
-def train_job(folder: str, config, model_path: str):
-    """Generator run in the worker: train, then save (atomically) only once training finished."""
+def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
+    """Generator run in the worker: train, optionally cross-validate, then save (atomically).
+
+    The model file is written only after everything finished, so cancelling (the consumer stops
+    iterating) leaves any previous model file untouched.
+    """
     from ..model_io import save_model
-    from ..training import train_from_folder
+    from ..training import crossvalidate_folder, train_from_folder
 
     model = None
     for report in train_from_folder(folder, config):
         if report.result is not None:
             model = report.result
-        yield report
+        yield Progress(report.step, report.total, f"training: {report.message}", report.metrics)
     if model is None:
         raise RuntimeError("training finished without producing a model")
+    evaluation = None
+    if cv_folds >= 2:
+        for report in crossvalidate_folder(folder, config, folds=cv_folds):
+            if report.result is not None:
+                evaluation = report.result
+            else:
+                yield Progress(
+                    report.step, report.total, f"cross-validation: {report.message}", report.metrics
+                )
+        if evaluation is not None:
+            model.metadata.setdefault("metrics", {}).update(
+                {
+                    k: evaluation[k]
+                    for k in ("n", "accuracy", "kappa", "classes", "confusion")
+                    if k in evaluation
+                }
+            )
     save_model(model, model_path)
-    return model, model_path
+    return model, model_path, evaluation
 
 
 class TrainWidget(QWidget):
@@ -86,6 +109,13 @@ class TrainWidget(QWidget):
         self.options, self._read_config, self.option_widgets = dataclass_form(
             TrainingConfig, skip=SPECIAL_FIELDS
         )
+        self.cv_folds = QSpinBox()
+        self.cv_folds.setRange(0, 20)
+        self.cv_folds.setValue(5)
+        self.cv_folds.setToolTip(
+            "Cross-validation folds for concordance, Cohen's kappa and the confusion matrix "
+            "(0 = skip; the inner-CV accuracy from training is still shown)"
+        )
         self.train_button = QPushButton("Train")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -105,6 +135,7 @@ class TrainWidget(QWidget):
         form.addRow("Weights", self.weights_choice)
         form.addRow("", self.weights_file.native)
         form.addRow("Save model to", self.model_file.native)
+        form.addRow("Evaluate (CV folds)", self.cv_folds)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.options.native)
@@ -173,6 +204,7 @@ class TrainWidget(QWidget):
             return
         self.history = []
         self.model = None
+        warm_imports()
         self._set_running(True)
         self.status.setText("Starting…")
         self.results.setText("")
@@ -182,6 +214,7 @@ class TrainWidget(QWidget):
             str(folder),
             config,
             model_path,
+            self.cv_folds.value(),
             on_yield=self._on_progress,
             on_return=self._on_done,
             on_abort=self._on_abort,
@@ -201,6 +234,7 @@ class TrainWidget(QWidget):
         for widget in (self.folder, self.model_file, self.weights_file, self.options):
             widget.enabled = not running
         self.backbone.setEnabled(not running)
+        self.cv_folds.setEnabled(not running)
         self.weights_choice.setEnabled(not running)
 
     def _on_progress(self, report):
@@ -222,21 +256,27 @@ class TrainWidget(QWidget):
     def _on_done(self, result):
         if result is None:
             return
-        model, path = result
-        self.model, self.model_path = model, path
+        model, path, evaluation = result
+        self.model, self.model_path, self.evaluation = model, path, evaluation
         self.progress.setValue(self.progress.maximum())
-        metrics = (getattr(model, "metadata", {}) or {}).get("metrics", {}) or {}
+        metrics = dict((getattr(model, "metadata", {}) or {}).get("metrics", {}) or {})
+        metrics.update(evaluation or {})
         lines = [f"Model saved to <b>{path}</b>"]
+        inner = metrics.get("inner_cv_accuracy")
+        if inner is not None:
+            lines.append(f"Inner-CV accuracy (model selection) {100 * float(inner):.1f}%")
         if "accuracy" in metrics:
             lines.append(
-                f"Concordance {100 * metrics['accuracy']:.1f}% "
+                f"{self.cv_folds.value()}-fold CV concordance {100 * metrics['accuracy']:.1f}% "
                 f"(n = {metrics.get('n', '?')}), Cohen's κ {metrics.get('kappa', float('nan')):.3f}"
             )
         self.results.setText("<br>".join(lines))
         self.status.setText("Done.")
         confusion = metrics.get("confusion")
         classes = metrics.get("classes") or list(getattr(model, "classes", []))
-        if confusion is not None and classes:
+        if isinstance(confusion, dict):
+            confusion = confusion.get("counts")
+        if confusion is not None and classes and np.ndim(confusion) == 2:
             self._show_confusion(np.asarray(confusion), classes)
         show_info(f"Model saved to {path}")
 

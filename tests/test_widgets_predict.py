@@ -1,0 +1,144 @@
+"""Predict & explain widget: class Labels layer, Grad-CAM layer, table, CSV, object details."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_chromosome_sort._widgets.predict import PredictWidget
+from napari_chromosome_sort._widgets.segment import SegmentWidget
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A small model trained on synthetic crops with random weights (no network)."""
+    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    from napari_chromosome_sort.model_io import save_model
+    from napari_chromosome_sort.progress import run_to_end
+    from napari_chromosome_sort.training import TrainingConfig, train_from_folder
+
+    root = tmp_path_factory.mktemp("predict")
+    folder = synthetic.make_crop_dataset(root / "crops", n_per_class=6, seed=1, size=48)
+    config = TrainingConfig(weights="random", input_size=64, views=1, inner_folds=2, max_iter=50)
+    model = run_to_end(train_from_folder(folder, config))
+    return save_model(model, root / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def ikemoto_model(tmp_path_factory, ikemoto_model_file):
+    from napari_chromosome_sort.model_io import import_state_dict, save_model
+
+    model = import_state_dict(ikemoto_model_file, classes=["A", "B", "C"])
+    return save_model(model, tmp_path_factory.mktemp("ikemoto") / "ikemoto.safetensors")
+
+
+def _predict(viewer, qtbot, model_path, image, name="spread", objects=None):
+    if name not in viewer.layers:
+        viewer.add_image(image, name=name)
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.model_file.value = str(model_path)
+    widget.image_picker.set_layer(viewer.layers[name])
+    if objects is not None:
+        widget.objects_picker.set_layer(objects)
+    widget.run_button.click()
+    assert not widget.run_button.isEnabled()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    return widget
+
+
+def _check(viewer, widget, image, name="spread"):
+    layer = viewer.layers[f"{name} predicted classes"]
+    features = layer.features
+    classes = list(widget.model.classes)
+    assert {"label", "class", *(f"p_{c}" for c in classes)} <= set(features.columns)
+    assert len(features) > 0
+    assert set(np.unique(layer.data)) - {0} == set(features["label"].astype(int))
+    probabilities = features[[f"p_{c}" for c in classes]].to_numpy(float)
+    assert np.allclose(probabilities.sum(1), 1, atol=1e-3)
+    # coloured by predicted class
+    first = features.iloc[0]
+    colour = layer.colormap.map(np.array([int(first["label"])]))[0]
+    assert colour[3] > 0
+    cam = viewer.layers[f"{name} Grad-CAM"]
+    assert cam.data.shape == image.shape[:2]
+    assert cam.blending == "additive"
+    assert float(cam.data.max()) > 0
+    text = viewer.layers[f"{name} class names"]
+    assert len(text.data) == len(features)
+    # type distribution table
+    counts = [int(widget.distribution.item(r, 1).text()) for r in range(len(classes))]
+    assert sum(counts) == len(features)
+    return layer
+
+
+def test_predict_synthetic(make_napari_viewer, qtbot, tmp_path, tiny_model):
+    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    image = synthetic.make_spread(seed=0).image
+    viewer = make_napari_viewer()
+    widget = _predict(viewer, qtbot, tiny_model, image)
+    layer = _check(viewer, widget, image)
+
+    # CSV export of the table
+    path = widget.export_csv(str(tmp_path / "predictions.csv"))
+    table = pd.read_csv(path)
+    assert len(table) == len(layer.features) and "class" in table
+
+    # npe2 writer gives the same table from the layer
+    from napari_chromosome_sort._writer import write_features_csv
+
+    data, meta, _ = layer.as_layer_data_tuple()
+    written = write_features_csv(str(tmp_path / "via_writer.csv"), data, meta)
+    assert len(pd.read_csv(written[0])) == len(table)
+
+    # clicking an object shows its crop, probabilities and Grad-CAM
+    label = int(layer.features["label"].iloc[0])
+    widget.show_object(label)
+    assert f"Object {label}" in widget.detail.text() and "%" in widget.detail.text()
+    assert widget.crop_view.pixmap() is not None and not widget.crop_view.pixmap().isNull()
+    assert widget.cam_view.pixmap() is not None and not widget.cam_view.pixmap().isNull()
+
+
+def test_predict_uses_reviewed_objects(make_napari_viewer, qtbot, tiny_model):
+    """A rejected object is not classified: predict follows the reviewed Labels layer."""
+    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    image = synthetic.make_spread(seed=0).image
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="spread")
+    segment = SegmentWidget(viewer)
+    segment.run()
+    qtbot.waitUntil(
+        lambda: "spread objects" in viewer.layers and not segment.running, timeout=60000
+    )
+    objects = viewer.layers["spread objects"]
+    kept = objects.features.loc[objects.features["status"] == "chromosome", "label"].astype(int)
+    rejected = int(kept.iloc[0])
+    segment.set_status(rejected, "rejected")
+    widget = _predict(viewer, qtbot, tiny_model, image, objects=objects)
+    layer = _check(viewer, widget, image)
+    assert rejected not in set(layer.features["label"].astype(int))
+    assert len(layer.features) == len(kept) - 1
+
+
+def test_predict_giemsa(make_napari_viewer, qtbot, giemsa_dir, ikemoto_model):
+    from napari_chromosome_sort.io import read_image
+
+    image = read_image(giemsa_dir / "images" / "1.png")
+    viewer = make_napari_viewer()
+    widget = _predict(viewer, qtbot, ikemoto_model, image)
+    _check(viewer, widget, image)
+
+
+def test_missing_model_is_a_notification(make_napari_viewer, monkeypatch, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.uint8), name="spread")
+    widget = PredictWidget(viewer)
+    widget.model_file.value = str(tmp_path / "missing.safetensors")
+    shown = []
+    monkeypatch.setattr("napari_chromosome_sort._widgets.predict.show_error", shown.append)
+    widget.run()
+    assert shown and "does not exist" in shown[0]
+    assert not widget.running

@@ -1,0 +1,120 @@
+"""Train classifier widget: background training, live progress, cancel, responsive GUI."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from qtpy.QtCore import QTimer
+
+from napari_chromosome_sort._widgets.train import TrainWidget
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def crop_folder(tmp_path_factory):
+    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    return synthetic.make_crop_dataset(
+        tmp_path_factory.mktemp("crops") / "set", n_per_class=8, seed=0, size=48
+    )
+
+
+def _widget(viewer, folder, model_path, cv_folds=2):
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.folder.value = str(folder)
+    widget.model_file.value = str(model_path)
+    widget.set_weights("random")  # never the network in tests
+    widget.cv_folds.setValue(cv_folds)
+    options = widget.option_widgets
+    options["input_size"].value = 64
+    options["views"].value = 1
+    options["inner_folds"].value = 2
+    options["max_iter"].value = 50
+    return widget
+
+
+def test_train_completes_and_reports(make_napari_viewer, qtbot, tmp_path, crop_folder):
+    viewer = make_napari_viewer()
+    model_path = tmp_path / "model.safetensors"
+    widget = _widget(viewer, crop_folder, model_path)
+    assert widget.config().weights == "random"
+
+    gaps = []
+    last = [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(20)
+    widget.train_button.click()
+    assert widget.running and not widget.train_button.isEnabled()
+    assert widget.cancel_button.isEnabled() and not widget.backbone.isEnabled()
+    last[0] = time.perf_counter()
+    gaps.clear()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    timer.stop()
+
+    assert model_path.is_file()
+    assert widget.train_button.isEnabled() and not widget.cancel_button.isEnabled()
+    assert widget.history or widget.progress.value() == widget.progress.maximum()
+    assert str(model_path) in widget.results.text()
+    assert "concordance" in widget.results.text() and "κ" in widget.results.text()
+    assert widget.confusion.rowCount() == 3 and widget.confusion.columnCount() == 3
+    # the event loop kept turning while training ran in the worker thread
+    assert len(gaps) > 10
+    assert max(gaps) < 0.2, f"GUI stalled {max(gaps):.3f} s"
+
+    from napari_chromosome_sort.model_io import load_model
+
+    model = load_model(model_path)
+    assert list(model.classes) == ["A", "B", "C"]
+
+
+def test_cancel_leaves_previous_model(make_napari_viewer, qtbot, tmp_path, crop_folder):
+    viewer = make_napari_viewer()
+    model_path = tmp_path / "model.safetensors"
+    model_path.write_bytes(b"previous model")
+    widget = _widget(viewer, crop_folder, model_path, cv_folds=3)
+    widget.start()
+    worker = widget.worker
+    aborted, reports = [], []
+    worker.aborted.connect(lambda: aborted.append(True))
+    worker.yielded.connect(reports.append)
+    qtbot.waitUntil(lambda: len(reports) > 0, timeout=60000)
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert aborted
+    assert model_path.read_bytes() == b"previous model"
+    assert not list(tmp_path.glob(".model.safetensors*"))
+    assert "Cancelled" in widget.status.text()
+    assert widget.train_button.isEnabled()
+
+
+def test_missing_folder_is_a_notification(make_napari_viewer, monkeypatch, tmp_path):
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    widget.folder.value = str(tmp_path / "nope")
+    shown = []
+    monkeypatch.setattr("napari_chromosome_sort._widgets.train.show_error", shown.append)
+    widget.start()
+    assert shown and "does not exist" in shown[0]
+    assert not widget.running
+
+
+def test_bad_dataset_error_is_notified(make_napari_viewer, qtbot, monkeypatch, tmp_path):
+    """A core ChromosortError in the worker becomes a notification with the reason."""
+    viewer = make_napari_viewer()
+    (tmp_path / "only_one_class" / "A").mkdir(parents=True)
+    widget = _widget(viewer, tmp_path / "only_one_class", tmp_path / "m.safetensors")
+    shown = []
+    monkeypatch.setattr("napari_chromosome_sort._widgets._common.show_error", shown.append)
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert shown and "Train classifier" in shown[0]
+    assert not (tmp_path / "m.safetensors").exists()
