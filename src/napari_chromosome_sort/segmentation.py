@@ -340,7 +340,7 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
                 "overlapping chromosomes"
             )
             if params.split_touching and n_parts == 1:
-                split = _split_by_levels(local, corrected[sl], med_obj, params)
+                split = _split_by_levels(local, corrected[sl], med_obj, params, width)
                 if split is not None:
                     ws, good = split
                     n_ws = len(good)
@@ -556,7 +556,7 @@ def _pair_score(ru, rv, pieces, width, gap, med_piece, params, twins_ok=False) -
     return score
 
 
-def _split_by_levels(local, signal, med_obj, params):
+def _split_by_levels(local, signal, med_obj, params, width=None):
     """Split a too-large blob by raising the threshold inside it until it falls apart into
     seeds, then growing the seeds back (watershed on intensity). The level giving the most
     chromosome-shaped pieces wins. Returns ``(piece_labels, good_flags)`` or None when no level
@@ -564,38 +564,43 @@ def _split_by_levels(local, signal, med_obj, params):
     from scipy import ndimage as ndi
     from skimage.segmentation import watershed
 
-    values = signal[local]
-    if values.size < 4:
+    signals = [signal]
+    if width:  # also try with narrow necks (where touching chromosomes meet) counted as dim
+        dist = ndi.distance_transform_edt(np.pad(local, 1))[1:-1, 1:-1]
+        signals.append(signal * np.clip(dist / (0.5 * width), 0.0, 1.0))
+    if local.sum() < 4:
         return None
     min_piece = params.split_min_piece_factor * med_obj
     max_piece = params.cluster_area_factor * med_obj
     best = None
-    for q in np.linspace(0.1, 0.9, 17):
-        level = np.quantile(values, q)
-        seeds, n = ndi.label((signal > level) & local)
-        if n < 2:
-            continue
-        sizes = np.bincount(seeds.ravel())
-        big_seeds = np.flatnonzero(sizes >= params.split_seed_factor * med_obj)
-        big_seeds = big_seeds[big_seeds > 0]
-        if big_seeds.size < 2:
-            continue
-        markers = np.zeros(local.shape, np.int32)
-        for k, sid in enumerate(big_seeds, 1):
-            markers[seeds == sid] = k
-        ws = watershed(-signal, markers, mask=local)
-        good = []
-        for k in range(1, len(big_seeds) + 1):
-            piece = ws == k
-            area = int(piece.sum())
-            ok = min_piece <= area <= max_piece and (
-                _props(piece)["solidity"] >= params.split_min_solidity
-            )
-            good.append(ok)
-        good = np.array(good, bool)
-        key = (int(good.sum()), float(np.mean(good)))
-        if good.any() and (best is None or key > best[0]):
-            best = (key, ws, good)
+    for height in signals:
+        values = height[local]
+        for q in np.linspace(0.1, 0.9, 17):
+            level = np.quantile(values, q)
+            seeds, n = ndi.label((height > level) & local)
+            if n < 2:
+                continue
+            sizes = np.bincount(seeds.ravel())
+            big_seeds = np.flatnonzero(sizes >= params.split_seed_factor * med_obj)
+            big_seeds = big_seeds[big_seeds > 0]
+            if big_seeds.size < 2:
+                continue
+            markers = np.zeros(local.shape, np.int32)
+            for k, sid in enumerate(big_seeds, 1):
+                markers[seeds == sid] = k
+            ws = watershed(-height, markers, mask=local)
+            good = []
+            for k in range(1, len(big_seeds) + 1):
+                piece = ws == k
+                area = int(piece.sum())
+                ok = min_piece <= area <= max_piece and (
+                    _props(piece)["solidity"] >= params.split_min_solidity
+                )
+                good.append(ok)
+            good = np.array(good, bool)
+            key = (int(good.sum()), float(np.mean(good)))
+            if good.any() and (best is None or key > best[0]):
+                best = (key, ws, good)
     if best is None:
         return None
     return best[1], best[2]
