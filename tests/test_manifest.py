@@ -28,9 +28,14 @@ def test_napari_discovers_plugin():
     manager.discover()
     manifest = manager.get_manifest(PLUGIN)
     widgets = {w.display_name for w in manifest.contributions.widgets}
-    assert {"Segment spread", "Label chromosomes", "Train classifier", "Predict & explain"} <= (
-        widgets
-    )
+    assert {
+        "Segment spread",
+        "Label chromosomes",
+        "Train classifier",
+        "Predict & explain",
+        "Type readout",
+        "Sorter gallery",
+    } <= widgets
     assert manifest.contributions.sample_data
     assert manifest.contributions.readers
     assert manifest.contributions.writers
@@ -79,3 +84,28 @@ def test_reader_opens_dataset_folder(tmp_path):
     ((data, meta, kind),) = reader(str(tmp_path / "ds"))
     assert kind == "image" and data.shape[0] == 2 and data.shape[-1] == 3
     assert len(meta["metadata"]["manifest"]) == 2
+
+
+def test_demo_viewer_docks_every_widget(make_napari_viewer, monkeypatch):
+    pytest.importorskip("napari_chromosome_sort.synthetic")
+    import napari
+
+    from napari_chromosome_sort._widgets import launch
+
+    monkeypatch.setattr(napari, "Viewer", lambda **kw: make_napari_viewer())
+    viewer = launch.open_demo_viewer(show=False)
+    assert "synthetic spread" in viewer.layers
+    assert set(viewer.window._chromosort_widgets) == {title for _, _, title in launch.WIDGETS}
+
+
+def test_dataclass_form_round_trips_defaults():
+    from napari_chromosome_sort._widgets._common import dataclass_form
+    from napari_chromosome_sort.segmentation import SegmentationParams
+    from napari_chromosome_sort.training import TrainingConfig
+
+    _, read, widgets = dataclass_form(SegmentationParams)
+    assert read() == SegmentationParams()
+    assert widgets["smooth_sigma"].tooltip  # help text from the core's field comments
+    _, read, widgets = dataclass_form(TrainingConfig, skip=("backbone", "weights"))
+    assert read() == TrainingConfig()
+    assert "pad" in widgets["geometry"].choices

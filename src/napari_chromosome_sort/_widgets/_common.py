@@ -254,6 +254,7 @@ def rgb_pixmap(rgb: np.ndarray, side: int = 160) -> QPixmap:
 
 # ----------------------------------------------------------------------------- dataclass forms
 _SOURCE_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*=[^#]*#\s*(.+)$")
+_CHOICES = re.compile(r'"(\w+)"')
 _DOC_LINE = re.compile(r"^\s*(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
 
 
@@ -314,6 +315,11 @@ def dataclass_form(cls, skip: Iterable[str] = (), on_change: Callable[[], None] 
                 label=label,
                 tooltip=tooltip,
             )
+        elif isinstance(value, str) and len(_CHOICES.findall(tooltip)) > 1:
+            choices = list(dict.fromkeys(_CHOICES.findall(tooltip)))
+            if value not in choices:
+                choices.insert(0, value)
+            widget = ComboBox(choices=choices, value=value, label=label, tooltip=tooltip)
         elif isinstance(value, str):
             widget = LineEdit(value=value, label=label, tooltip=tooltip)
         else:
@@ -337,10 +343,14 @@ def dataclass_form(cls, skip: Iterable[str] = (), on_change: Callable[[], None] 
 
 
 def _step(value: float) -> float:
+    """A spin-box step fine enough to show ``value`` exactly (magicgui derives decimals)."""
     if value == 0:
         return 0.01
-    magnitude = 10 ** np.floor(np.log10(abs(value)))
-    return float(magnitude / 10)
+    decimals = 0
+    while decimals < 6 and not np.isclose(round(value, decimals), value, rtol=0, atol=1e-9):
+        decimals += 1
+    magnitude = 10 ** np.floor(np.log10(abs(value))) / 10
+    return float(min(magnitude, 10.0**-decimals) if decimals else magnitude)
 
 
 def notify(message: str) -> None:

@@ -191,7 +191,8 @@ class LabelWidget(QWidget):
         if crop is not None:
             self.preview.setPixmap(rgb_pixmap(crop.pixels))
         row = feature_row(layer, label) or {}
-        assigned = row.get("class") if isinstance(row.get("class"), str) else "—"
+        assigned = row.get("class") if isinstance(row.get("class"), str) else ""
+        assigned = assigned or "—"
         self.info.setText(
             f"Object {label} ({row.get('status', '?')}), class: <b>{assigned}</b>. "
             "Press 1–9 or a class button; 0 clears."
@@ -313,7 +314,7 @@ class LabelWidget(QWidget):
             else pd.DataFrame({"class": pd.Series([], dtype=str)})
         )
         colours = [self.colours.get(c, "#ffffff") for c in point_features["class"]]
-        text = {"string": "{class}", "color": "white", "size": 12, "anchor": "upper_left"}
+        text = {"string": "{class}", "color": "white", "size": 9, "anchor": "upper_left"}
         if name in self.viewer.layers:
             points = self.viewer.layers[name]
             points.data = coords

@@ -7,6 +7,8 @@ WIDGETS = (
     ("label", "LabelWidget", "Label chromosomes"),
     ("train", "TrainWidget", "Train classifier"),
     ("predict", "PredictWidget", "Predict & explain"),
+    ("readout", "ReadoutWidget", "Type readout"),
+    ("gallery", "GalleryWidget", "Sorter gallery"),
 )
 
 

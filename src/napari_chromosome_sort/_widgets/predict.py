@@ -293,7 +293,7 @@ class PredictWidget(QWidget):
         text_name = f"{image_layer.name} class names"
         coords = table[["centroid_y", "centroid_x"]].to_numpy(float) if len(table) else None
         point_features = pd.DataFrame({"class": table["class"].astype(str)})
-        text = {"string": "{class}", "color": "white", "size": 11, "anchor": "upper_left"}
+        text = {"string": "{class}", "color": "white", "size": 9, "anchor": "upper_left"}
         if text_name in self.viewer.layers:
             self.viewer.layers.remove(text_name)
         if coords is not None:
