@@ -1,0 +1,330 @@
+"""Registry of torchvision backbones and resolution of their pretrained weights.
+
+A backbone is the convolutional trunk of a torchvision classification network, run as an
+``nn.Sequential`` so that intermediate outputs ("taps") can be pooled into a feature vector.
+Adding a backbone is one :class:`BackboneSpec` entry in :data:`BACKBONES`.
+
+Weights (``build_backbone(name, weights=...)``):
+
+* a path: a local file, either a full torchvision ``state_dict`` or a backbone-only one
+  (e.g. ``features.*`` of SqueezeNet); ``.pth``/``.pt`` (loaded with ``weights_only=True``)
+  or ``.safetensors``;
+* ``None`` / ``"imagenet"``: ImageNet weights from, in this order, ``$CHROMOSORT_WEIGHTS_DIR``,
+  the torch hub cache (``torch.hub.get_dir()/checkpoints/<torchvision file name>``), or a
+  download by torchvision (progress bar on stderr). Offline with nothing cached raises
+  :class:`ChromosortError` naming the file, its URL and how to point the plugin at it;
+* ``"random"``: random initialisation, only when asked for explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ChromosortError
+
+WEIGHTS_ENV = "CHROMOSORT_WEIGHTS_DIR"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _squeezenet_trunk(model):
+    return model.features
+
+
+def _resnet_trunk(model):
+    import torch.nn as nn
+
+    return nn.Sequential(
+        model.conv1,
+        model.bn1,
+        model.relu,
+        model.maxpool,
+        model.layer1,
+        model.layer2,
+        model.layer3,
+        model.layer4,
+    )
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one torchvision backbone and where its ImageNet weights live."""
+
+    name: str
+    builder: str  # torchvision.models function name
+    weights_enum: str  # torchvision.models weights enum name (IMAGENET1K_V1 is used)
+    url: str  # torchvision download URL of the ImageNet weights
+    trunk: Callable  # torchvision model -> nn.Sequential of the convolutional trunk
+    trunk_prefix: tuple[str, ...]  # state_dict key prefixes that belong to the trunk
+    taps: tuple[int, ...]  # trunk indices whose outputs are pooled into features
+    cam_index: int  # trunk index of the Grad-CAM layer
+    blocks: tuple[int, ...]  # trunk indices of fine-tunable blocks, first to last
+    channels: tuple[int, ...]  # output channels of each tap
+    input_size: int = 224
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "squeezenet1_1": BackboneSpec(
+        name="squeezenet1_1",
+        builder="squeezenet1_1",
+        weights_enum="SqueezeNet1_1_Weights",
+        url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
+        trunk=_squeezenet_trunk,
+        trunk_prefix=("features.",),
+        # Fire modules 3,4 | 6,7 | 9..12 (after each of the three poolings)
+        taps=(4, 7, 9, 10, 11, 12),
+        cam_index=12,
+        blocks=(3, 4, 6, 7, 9, 10, 11, 12),
+        channels=(128, 256, 384, 384, 512, 512),
+    ),
+    "resnet18": BackboneSpec(
+        name="resnet18",
+        builder="resnet18",
+        weights_enum="ResNet18_Weights",
+        url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        trunk=_resnet_trunk,
+        trunk_prefix=("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4."),
+        taps=(5, 6, 7),
+        cam_index=7,
+        blocks=(4, 5, 6, 7),
+        channels=(128, 256, 512),
+    ),
+}
+
+
+def get_spec(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ChromosortError(
+            f"unknown backbone {name!r}; choose one of {', '.join(sorted(BACKBONES))}"
+        ) from None
+
+
+def best_device():
+    """CUDA, then Apple MPS, else CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- weight files
+
+
+def read_state_dict(path: str | os.PathLike) -> dict:
+    """Read a tensor dict from ``.safetensors`` or a torch file (``weights_only=True``).
+
+    Raises ChromosortError when the file is missing, unreadable or not a dict of tensors.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ChromosortError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip, safetensors errors all mean "not a weights file"
+        raise ChromosortError(
+            f"{path} is not a readable weights file (state_dict .pth or .safetensors): "
+            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        ) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state:
+        raise ChromosortError(f"{path} does not hold a state_dict (a dict of named tensors)")
+    tensors = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise ChromosortError(f"{path} is not a plain state_dict: entry {key!r} is no tensor")
+        tensors[str(key)] = value
+    # models saved from DataParallel / wrappers
+    for prefix in ("module.", "model."):
+        if all(k.startswith(prefix) for k in tensors):
+            tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
+    return tensors
+
+
+def _hub_checkpoint(spec: BackboneSpec) -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / spec.filename
+
+
+def missing_weights_message(spec: BackboneSpec, reason: str = "") -> str:
+    hub = _hub_checkpoint(spec)
+    return (
+        f"no ImageNet weights for {spec.name} available offline{f' ({reason})' if reason else ''}. "
+        f"Download {spec.filename} from {spec.url} and either pass it with --weights PATH, "
+        f"put it in a folder named by ${WEIGHTS_ENV}, or copy it to {hub}. "
+        f'Use --weights random (weights="random") only for an untrained backbone.'
+    )
+
+
+def resolve_imagenet_weights(spec: BackboneSpec, download: bool = True) -> tuple[dict, str]:
+    """ImageNet state_dict for ``spec``: $CHROMOSORT_WEIGHTS_DIR, hub cache, then download."""
+    env_dir = os.environ.get(WEIGHTS_ENV)
+    if env_dir:
+        candidate = Path(env_dir) / spec.filename
+        if candidate.is_file():
+            return read_state_dict(candidate), str(candidate)
+    cached = _hub_checkpoint(spec)
+    if cached.is_file():
+        return read_state_dict(cached), str(cached)
+    if not download:
+        raise ChromosortError(missing_weights_message(spec, "download disabled"))
+    tv = _tv()
+    weights = getattr(tv.models, spec.weights_enum).IMAGENET1K_V1
+    try:
+        state = weights.get_state_dict(progress=True)
+    except Exception as error:  # URLError, socket errors, blocked network...
+        raise ChromosortError(
+            missing_weights_message(spec, f"download failed: {type(error).__name__}")
+        ) from None
+    return dict(state), spec.url
+
+
+def _tv():
+    from ._torchvision_compat import import_torchvision
+
+    return import_torchvision()
+
+
+# --------------------------------------------------------------------------- backbone module
+
+
+def _make_backbone_class():
+    import torch
+    import torch.nn as nn
+
+    class Backbone(nn.Module):
+        """Convolutional trunk of a torchvision network with pooled multi-layer features."""
+
+        def __init__(self, spec: BackboneSpec, trunk: nn.Sequential, weights_source: str):
+            super().__init__()
+            self.spec = spec
+            self.name = spec.name
+            self.trunk = trunk
+            self.weights_source = weights_source
+
+        @property
+        def taps(self) -> tuple[int, ...]:
+            return self.spec.taps
+
+        @property
+        def cam_layer(self) -> nn.Module:
+            return self.trunk[self.spec.cam_index]
+
+        @property
+        def feature_dim(self) -> int:
+            return 2 * sum(self.spec.channels)
+
+        def forward_taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+            """Feature maps at the tap layers (the trunk stops after the last tap)."""
+            outputs = []
+            last = max(self.spec.taps)
+            for index, layer in enumerate(self.trunk):
+                x = layer(x)
+                if index in self.spec.taps:
+                    outputs.append(x)
+                if index >= last:
+                    break
+            return outputs
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            """Globally pooled features: [avg, max] of every tap, concatenated (N, D)."""
+            return pool_taps(self.forward_taps(x))
+
+        def freeze(self, trainable_blocks: int = 0) -> None:
+            """Freeze the trunk except its last ``trainable_blocks`` blocks."""
+            for p in self.trunk.parameters():
+                p.requires_grad_(False)
+            if trainable_blocks > 0:
+                for index in self.spec.blocks[-trainable_blocks:]:
+                    for p in self.trunk[index].parameters():
+                        p.requires_grad_(True)
+
+    return Backbone
+
+
+def pool_taps(maps):
+    import torch
+
+    parts = []
+    for m in maps:
+        parts.append(m.mean(dim=(2, 3)))
+        parts.append(m.amax(dim=(2, 3)))
+    return torch.cat(parts, dim=1)
+
+
+_BACKBONE_CLASS = None
+
+
+def backbone_class():
+    global _BACKBONE_CLASS
+    if _BACKBONE_CLASS is None:
+        _BACKBONE_CLASS = _make_backbone_class()
+    return _BACKBONE_CLASS
+
+
+def _load_into_trunk(spec: BackboneSpec, model, state: dict, source: str) -> None:
+    """Load a full or backbone-only state_dict into ``model``'s trunk; refuse foreign files."""
+    own = model.state_dict()
+    trunk_keys = [k for k in own if k.startswith(spec.trunk_prefix)]
+    usable = {k: v for k, v in state.items() if k in own and k.startswith(spec.trunk_prefix)}
+    missing = [k for k in trunk_keys if k not in usable and not k.endswith("num_batches_tracked")]
+    if missing:
+        found = sum(1 for k in state if k.startswith(spec.trunk_prefix))
+        raise ChromosortError(
+            f"{source} is not a {spec.name} weights file: {len(missing)} of {len(trunk_keys)} "
+            f"backbone tensors missing (e.g. {missing[0]!r}; the file has {found} backbone keys)"
+        )
+    for key, value in usable.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise ChromosortError(
+                f"{source} does not fit {spec.name}: {key} has shape {tuple(value.shape)}, "
+                f"expected {tuple(own[key].shape)}"
+            )
+    model.load_state_dict(usable, strict=False)
+
+
+def build_backbone(name: str = "squeezenet1_1", weights=None, download: bool = True):
+    """Build backbone ``name`` with ``weights`` = path | None | "imagenet" | "random"."""
+    import torch
+
+    spec = get_spec(name)
+    tv = _tv()
+    model = getattr(tv.models, spec.builder)(weights=None)
+    if isinstance(weights, str) and weights == "random":
+        source = "random"
+    elif weights is None or (isinstance(weights, str) and weights == "imagenet"):
+        state, source = resolve_imagenet_weights(spec, download=download)
+        _load_into_trunk(spec, model, state, source)
+    else:
+        path = Path(weights)
+        state = read_state_dict(path)
+        source = str(path)
+        _load_into_trunk(spec, model, state, source)
+    trunk = spec.trunk(model)
+    backbone = backbone_class()(spec, trunk, source)
+    backbone.eval()
+    backbone.freeze(0)
+    with torch.no_grad():
+        pass
+    return backbone

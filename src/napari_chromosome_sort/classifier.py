@@ -1,0 +1,206 @@
+"""The chromosome classifier: a torchvision backbone + a trained head, one ``nn.Module``.
+
+Two head kinds:
+
+* ``"pooled"`` (trained by this package): globally pooled (average and max) features of
+  several backbone layers, standardised, then dropout + linear (or a small MLP). Because the
+  whole thing is one module, Grad-CAM works through ``cam_layer``.
+* ``"squeezenet_conv"`` (the seed paper's published models): SqueezeNet's own classifier,
+  dropout + 1x1 conv + ReLU + global average pool.
+* ``"avgpool_fc"`` (imported torchvision ResNet-style models): global average pool + ``fc``.
+
+``preprocess`` reproduces exactly the preprocessing recorded in ``metadata["preprocessing"]``
+(canonical appearance or plain, pad/stretch/canvas geometry, input size, normalisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .backbones import build_backbone, pool_taps
+from .errors import ChromosortError
+from .features import N_VIEWS, Preprocessing, dihedral, preprocess
+
+
+class PooledHead(nn.Module):
+    """Standardise pooled features, then dropout + linear (``hidden == 0``) or a small MLP."""
+
+    def __init__(self, in_dim: int, n_classes: int, hidden: int = 0, dropout: float = 0.0):
+        super().__init__()
+        self.in_dim, self.n_classes, self.hidden, self.dropout_p = (
+            in_dim,
+            n_classes,
+            hidden,
+            dropout,
+        )
+        self.register_buffer("mu", torch.zeros(in_dim))
+        self.register_buffer("sigma", torch.ones(in_dim))
+        # added to the logits: prior correction fitted after training (zeros = none)
+        self.register_buffer("logit_shift", torch.zeros(n_classes))
+        self.dropout = nn.Dropout(dropout)
+        if hidden:
+            self.net = nn.Sequential(
+                nn.Linear(in_dim, hidden),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, n_classes),
+            )
+        else:
+            self.net = nn.Linear(in_dim, n_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        z = (features - self.mu) / self.sigma
+        return self.net(self.dropout(z)) + self.logit_shift
+
+
+def squeezenet_conv_head(n_classes: int, dropout: float = 0.5) -> nn.Sequential:
+    """torchvision SqueezeNet classifier layout (keys ``1.weight``/``1.bias``)."""
+    return nn.Sequential(
+        nn.Dropout(p=dropout),
+        nn.Conv2d(512, n_classes, kernel_size=1),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
+    )
+
+
+def avgpool_fc_head(in_channels: int, n_classes: int) -> nn.Sequential:
+    """torchvision ResNet classifier layout (keys ``2.weight``/``2.bias`` = ``fc.*``)."""
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(in_channels, n_classes)
+    )
+
+
+HEAD_KINDS = ("pooled", "squeezenet_conv", "avgpool_fc")
+
+
+class ChromosomeClassifier(nn.Module):
+    """Backbone + head with its classes, preprocessing and metadata (see docs/contracts.md)."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        classes: Sequence[str],
+        preprocessing: Preprocessing,
+        head_kind: str = "pooled",
+        metadata: dict | None = None,
+    ):
+        super().__init__()
+        if head_kind not in HEAD_KINDS:
+            raise ChromosortError(f"unknown head kind {head_kind!r}")
+        self.backbone = backbone
+        self.head = head
+        self.classes = [str(c) for c in classes]
+        self.head_kind = head_kind
+        self.preprocessing = preprocessing
+        self.metadata = dict(metadata or {})
+        self.metadata.update(self.architecture())
+
+    # ------------------------------------------------------------------ description
+    @property
+    def backbone_name(self) -> str:
+        return self.backbone.name
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocessing.size
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.backbone.cam_layer
+
+    def architecture(self) -> dict:
+        """Everything needed to rebuild this module before loading its tensors."""
+        head = {"kind": self.head_kind}
+        if self.head_kind == "avgpool_fc":
+            head.update(in_dim=self.head[2].in_features)
+        if self.head_kind == "pooled":
+            head.update(
+                in_dim=self.head.in_dim,
+                hidden=self.head.hidden,
+                dropout=self.head.dropout_p,
+                taps=list(self.backbone.taps),
+            )
+        return {
+            "classes": list(self.classes),
+            "backbone": self.backbone_name,
+            "input_size": self.input_size,
+            "preprocessing": self.preprocessing.to_dict(),
+            "head": head,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ------------------------------------------------------------------ inference
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.head_kind == "pooled":
+            return self.head(pool_taps(self.backbone.forward_taps(x)))
+        return self.head(self.backbone.trunk(x))
+
+    def preprocess(self, images: Sequence) -> torch.Tensor:
+        """RGB crops (uint8 HxWx3, any size) -> normalised tensor (N, 3, S, S)."""
+        return preprocess(list(images), self.preprocessing)
+
+    @torch.no_grad()
+    def predict_proba(self, images: Sequence, tta: bool = True, batch_size: int = 32) -> np.ndarray:
+        """Class probabilities (n, k); with ``tta`` averaged over the 8 dihedral views."""
+        images = list(images)
+        k = len(self.classes)
+        if not images:
+            return np.zeros((0, k), np.float32)
+        was_training = self.training
+        self.eval()
+        device = self.device
+        views = N_VIEWS if tta else 1
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = self.preprocess(images[start : start + batch_size]).to(device)
+            p = sum(torch.softmax(self(dihedral(x, v)), dim=1) for v in range(views)) / views
+            out.append(p.float().cpu().numpy())
+        self.train(was_training)
+        return np.concatenate(out)
+
+    def predict(self, images: Sequence, tta: bool = True) -> list[str]:
+        proba = self.predict_proba(images, tta=tta)
+        return [self.classes[i] for i in proba.argmax(1)]
+
+
+def build_classifier(architecture: dict, weights="random", metadata: dict | None = None):
+    """Rebuild an (untrained) classifier from ``architecture()`` output (no network access)."""
+    try:
+        classes = list(architecture["classes"])
+        backbone_name = architecture["backbone"]
+        prep = Preprocessing.from_dict(architecture["preprocessing"])
+        head_info = dict(architecture["head"])
+        kind = head_info["kind"]
+    except (KeyError, TypeError) as error:
+        raise ChromosortError(f"model description incomplete: missing {error}") from None
+    backbone = build_backbone(backbone_name, weights=weights)
+    if kind == "pooled":
+        if list(head_info.get("taps", backbone.taps)) != list(backbone.taps):
+            raise ChromosortError(
+                f"model was made with feature taps {head_info.get('taps')}, this version of "
+                f"{backbone_name} uses {list(backbone.taps)}"
+            )
+        head = PooledHead(
+            int(head_info["in_dim"]),
+            len(classes),
+            int(head_info.get("hidden", 0)),
+            float(head_info.get("dropout", 0.0)),
+        )
+    elif kind == "squeezenet_conv":
+        if backbone_name != "squeezenet1_1":
+            raise ChromosortError("a squeezenet_conv head needs the squeezenet1_1 backbone")
+        head = squeezenet_conv_head(len(classes))
+    elif kind == "avgpool_fc":
+        head = avgpool_fc_head(int(head_info["in_dim"]), len(classes))
+    else:
+        raise ChromosortError(f"unknown head kind {kind!r}")
+    return ChromosomeClassifier(backbone, head, classes, prep, kind, metadata)

@@ -1,0 +1,70 @@
+"""``chromosort evaluate MODEL DATASET``: agreement of a model with a labelled crop folder."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "evaluate a model on a folder-per-class crop set (concordance, kappa, confusion)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model file (.safetensors from train/import-model)")
+    parser.add_argument("dataset", help="folder with one sub-folder of crops per class")
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument("--no-tta", action="store_true", help="no 8-view test-time averaging")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def format_report(report: dict) -> str:
+    lines = [
+        f"n = {report['n']}  concordance = {report['accuracy']:.3f}  kappa = {report['kappa']:.3f}"
+    ]
+    if "accuracy_sd" in report:
+        lines[0] += f"  (folds: {report['accuracy_mean']:.3f} +- {report['accuracy_sd']:.3f})"
+    classes = report["classes"]
+    lines.append("true\\pred " + " ".join(f"{c:>6}" for c in classes))
+    for c, row in zip(classes, report["confusion"]["counts"], strict=False):
+        lines.append(f"{c:>9} " + " ".join(f"{v:>6}" for v in row))
+    for c in classes:
+        pc = report["per_class"][c]
+        lines.append(
+            f"{c}: precision {pc['precision']:.3f} recall {pc['recall']:.3f} "
+            f"F1 {pc['f1']:.3f} (n={pc['support']}); true {report['distribution']['true'][c]:.3f} "
+            f"pred {report['distribution']['pred'][c]:.3f}"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..errors import ChromosortError
+    from ..metrics import evaluate
+    from ..model_io import load_model
+    from ..training import scan_folder
+
+    model = load_model(args.model)
+    paths, targets, classes = scan_folder(args.dataset)
+    unknown = [c for c in classes if c not in model.classes]
+    if unknown:
+        raise ChromosortError(
+            f"dataset classes {unknown} are not among the model's classes {model.classes}"
+        )
+    mapping = np.array([model.classes.index(c) for c in classes])
+    y = mapping[targets]
+    preds = []
+    step = 64
+    for start in tqdm(
+        range(0, len(paths), step),
+        desc="evaluate",
+        leave=False,
+        disable=True if args.quiet else None,
+    ):
+        proba = model.predict_proba(paths[start : start + step], tta=not args.no_tta)
+        preds.append(proba.argmax(1))
+    report = evaluate(y, np.concatenate(preds), model.classes)
+    print(json.dumps(report) if args.json else format_report(report))
+    return 0

@@ -1,0 +1,98 @@
+"""``chromosort train DATASET --out MODEL``: train a classifier on a folder-per-class crop set."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a chromosome classifier (frozen backbone + head) on a folder-per-class crop set"
+
+
+def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backbone", default="squeezenet1_1", help="squeezenet1_1 (default) | resnet18"
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="backbone weights: a local .pth/.safetensors file (full or "
+        "backbone-only state_dict), 'imagenet' (default: "
+        "$CHROMOSORT_WEIGHTS_DIR, torch hub cache, then download) or "
+        "'random'",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="folder for cached features (keyed by image hash + backbone)",
+    )
+    parser.add_argument("--device", default=None, help="cuda | mps | cpu (default: best)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="folder with one sub-folder of crops per class")
+    parser.add_argument("--out", required=True, help="model file to write (.safetensors)")
+    add_backbone_arguments(parser)
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs for an MLP head / fine-tuning (linear head: L-BFGS)",
+    )
+    parser.add_argument("--hidden", type=int, default=0, help="MLP hidden units (0 = linear)")
+    parser.add_argument(
+        "--l2",
+        type=float,
+        default=None,
+        help="L2 strength (default: chosen by inner cross-validation)",
+    )
+    parser.add_argument(
+        "--finetune-blocks",
+        type=int,
+        default=0,
+        help="also fine-tune the last N backbone blocks (slow without a GPU)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args):
+    from ..training import TrainingConfig
+
+    config = TrainingConfig(
+        backbone=args.backbone,
+        weights=args.weights,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        device=args.device,
+    )
+    for name in ("hidden", "l2", "finetune_blocks"):
+        if getattr(args, name, None) is not None:
+            setattr(config, name, getattr(args, name))
+    if getattr(args, "epochs", None):
+        config.epochs = args.epochs
+        config.finetune_epochs = args.epochs
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from ..model_io import save_model
+    from ..progress import with_tqdm
+    from ..training import train_from_folder
+
+    model = with_tqdm(
+        train_from_folder(args.dataset, config_from_args(args)),
+        desc="train",
+        disable=True if args.quiet else None,
+    )
+    path = save_model(model, args.out)
+    summary = {
+        "model": str(path),
+        "classes": model.classes,
+        "backbone": model.backbone_name,
+        "counts": model.metadata["training"]["counts"],
+        "inner_cv_accuracy": model.metadata["metrics"].get("inner_cv_accuracy"),
+    }
+    print(json.dumps(summary), file=sys.stdout)
+    return 0

@@ -1,0 +1,254 @@
+"""Model files: ONE self-describing safetensors file per classifier.
+
+The file holds the module's tensors plus, in the safetensors ``__metadata__``, the key
+``"napari-chromosome-sort"`` with JSON: class names in order, backbone, input size,
+preprocessing, head layout, training data summary, metrics, package version. Nothing is ever
+unpickled: imported ``.pth`` files are read with ``torch.load(weights_only=True)``.
+Saving is atomic (temporary file + ``os.replace``): a failed save never leaves a half-written
+model, nor clobbers the previous one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ChromosortError
+
+FORMAT_KEY = "napari-chromosome-sort"
+FORMAT_VERSION = 1
+
+
+def _metadata_blob(model) -> dict[str, str]:
+    from . import __version__
+
+    meta = dict(model.metadata)
+    meta.update(model.architecture())
+    meta.setdefault("package_version", __version__)
+    meta["format_version"] = FORMAT_VERSION
+    try:
+        text = json.dumps(meta, default=_json_default)
+    except (TypeError, ValueError) as error:
+        raise ChromosortError(f"model metadata is not JSON-serialisable: {error}") from None
+    return {FORMAT_KEY: text, "format": "napari-chromosome-sort model"}
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def save_model(model, path) -> Path:
+    """Write ``model`` to ``path`` (safetensors + JSON metadata), atomically."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    blob = save(tensors, metadata=_metadata_blob(model))
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ChromosortError(f"cannot save model: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(blob)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_metadata(path) -> dict:
+    """The JSON metadata of a model file (ChromosortError if it is not one)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ChromosortError(f"model file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = handle.metadata() or {}
+    except Exception as error:
+        hint = ""
+        if path.suffix in (".pth", ".pt", ".pkl"):
+            hint = " (a plain PyTorch state_dict? use `chromosort import-model` first)"
+        raise ChromosortError(
+            f"{path} is not a readable model file: not a complete safetensors file{hint} "
+            f"({type(error).__name__})"
+        ) from None
+    if FORMAT_KEY not in raw:
+        raise ChromosortError(
+            f"{path} is a safetensors file but not a napari-chromosome-sort model "
+            f"(no {FORMAT_KEY!r} metadata; made by another tool?)"
+        )
+    try:
+        meta = json.loads(raw[FORMAT_KEY])
+    except json.JSONDecodeError as error:
+        raise ChromosortError(f"{path}: model metadata is corrupt ({error})") from None
+    if not isinstance(meta, dict):
+        raise ChromosortError(f"{path}: model metadata is corrupt (not a JSON object)")
+    version = meta.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ChromosortError(
+            f"{path} was written by a newer napari-chromosome-sort (format {version}); update"
+        )
+    return meta
+
+
+def load_model(path):
+    """Load a model saved by :func:`save_model` (no network, nothing unpickled)."""
+    from safetensors.torch import load_file
+
+    from .classifier import build_classifier
+
+    path = Path(path)
+    meta = read_metadata(path)
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except Exception as error:
+        raise ChromosortError(f"{path} is corrupt: tensors unreadable ({error})") from None
+    model = build_classifier(meta, weights="random", metadata=meta)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise ChromosortError(
+            f"{path} does not match its own description: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
+        )
+    for key, value in tensors.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise ChromosortError(
+                f"{path} is corrupt: {key} has shape {tuple(value.shape)}, "
+                f"expected {tuple(own[key].shape)}"
+            )
+    model.load_state_dict(tensors, strict=True)
+    model.backbone.weights_source = meta.get("weights_source", model.backbone.weights_source)
+    model.eval()
+    return model
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def import_state_dict(
+    path,
+    classes: Sequence[str],
+    backbone: str = "squeezenet1_1",
+    preprocessing=None,
+):
+    """Wrap a plain torchvision ``state_dict`` (e.g. the seed paper's published model).
+
+    SqueezeNet: ``features.*`` + ``classifier.1`` = Conv2d(512, k, 1); ResNet: trunk + ``fc``.
+    Default preprocessing is the original one: plain RGB (no canonical appearance) stretched to
+    224 x 224, ImageNet mean/std; pass a ``features.Preprocessing`` to override.
+    """
+    import torch
+
+    from . import __version__
+    from .backbones import get_spec, read_state_dict
+    from .classifier import build_classifier
+    from .features import Preprocessing
+
+    path = Path(path)
+    classes = [str(c).strip() for c in classes if str(c).strip()]
+    if len(classes) < 2:
+        raise ChromosortError("import needs at least 2 class names, in the model's output order")
+    if len(set(classes)) != len(classes):
+        raise ChromosortError(f"duplicate class names: {classes}")
+    spec = get_spec(backbone)
+    state = read_state_dict(path)
+    prep = preprocessing or Preprocessing(size=224, appearance="plain", geometry="stretch")
+    k = len(classes)
+    if backbone == "squeezenet1_1":
+        kind, head_map = (
+            "squeezenet_conv",
+            {"classifier.1.weight": "1.weight", "classifier.1.bias": "1.bias"},
+        )
+        head_in = 512
+    elif "fc.weight" in state:
+        kind, head_map = "avgpool_fc", {"fc.weight": "2.weight", "fc.bias": "2.bias"}
+        head_in = int(state["fc.weight"].shape[1])
+    else:
+        raise ChromosortError(f"{path}: no classifier tensors found for {backbone}")
+    for key in head_map:
+        if key not in state:
+            raise ChromosortError(f"{path} is not a full {backbone} model: {key!r} missing")
+    n_out = int(state[next(iter(head_map))].shape[0])
+    if n_out != k:
+        raise ChromosortError(
+            f"{path} has {n_out} outputs but {k} class names were given ({', '.join(classes)})"
+        )
+    arch = {
+        "classes": classes,
+        "backbone": backbone,
+        "input_size": prep.size,
+        "preprocessing": prep.to_dict(),
+        "head": {"kind": kind, "in_dim": head_in},
+    }
+    model = build_classifier(arch, weights="random")
+    own = model.state_dict()
+    new_state = {}
+    for key, value in state.items():
+        if key in head_map:
+            new_state[f"head.{head_map[key]}"] = value
+        elif key.startswith(spec.trunk_prefix):
+            if backbone == "squeezenet1_1":
+                new_state[f"backbone.trunk.{key[len('features.') :]}"] = value
+            else:
+                new_state[_resnet_trunk_key(key)] = value
+    missing = [k_ for k_ in own if k_ not in new_state and not k_.endswith("num_batches_tracked")]
+    if missing:
+        raise ChromosortError(
+            f"{path} is not a complete {backbone} model: {len(missing)} tensors missing "
+            f"(e.g. {missing[0]})"
+        )
+    for key, value in new_state.items():
+        if key not in own or tuple(own[key].shape) != tuple(value.shape):
+            raise ChromosortError(
+                f"{path} does not fit {backbone}: tensor {key} has the "
+                f"wrong shape {tuple(value.shape)}"
+            )
+    with torch.no_grad():
+        model.load_state_dict(new_state, strict=False)
+    model.backbone.weights_source = str(path)
+    model.metadata.update(
+        package_version=__version__,
+        weights_source=str(path),
+        imported_from={"file": path.name, "sha256": _sha256(path)},
+        training={"note": f"imported plain torchvision state_dict {path.name}"},
+        metrics={},
+    )
+    model.eval()
+    return model
+
+
+_RESNET_TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+def _resnet_trunk_key(key: str) -> str:
+    first, rest = key.split(".", 1)
+    return f"backbone.trunk.{_RESNET_TRUNK.index(first)}.{rest}"

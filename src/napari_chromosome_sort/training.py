@@ -1,0 +1,544 @@
+"""Training: frozen backbone + trained head on cached features (the seed paper's mode).
+
+1. Every crop's pooled multi-layer features are computed ONCE for all 8 dihedral views
+   (``features.extract_features``; memory + optional disk cache).
+2. The head (standardisation + linear, or a small MLP) is trained on the cached features with
+   a class-balanced loss. Its L2 strength is chosen by an inner stratified cross-validation on
+   the training crops only (nested: never on test folds); the inner out-of-fold predictions also
+   fit a prior correction (a logit shift) so that the predicted class frequencies match the
+   training frequencies. A linear head is fitted by L-BFGS (convex, deterministic); an MLP
+   head by Adam with a validation split and early stopping.
+3. Optionally the last ``finetune_blocks`` backbone blocks are fine-tuned end to end
+   (random dihedral views, validation split, early stopping).
+
+Every step is a generator of ``Progress``; stop by no longer iterating.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ChromosortError
+from .progress import Progress
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass
+class TrainingConfig:
+    """Every knob of training; defaults are the validated ones (docs/validation.md)."""
+
+    backbone: str = "squeezenet1_1"
+    weights: str | None = None  # None/"imagenet" | path | "random"
+    input_size: int = 224
+    geometry: str = "pad"  # "pad" | "stretch" | "canvas" (see features.Preprocessing)
+    scale: float = 1.0  # pixel scale for geometry="canvas"
+    appearance: str = "canonical"  # "canonical" | "plain"
+    views: int = 8  # dihedral views used for training features and test-time averaging
+    hidden: int = 0  # 0 = linear head, else MLP hidden units
+    dropout: float = 0.0
+    l2: float | None = None  # None = chosen by inner cross-validation from l2_grid
+    l2_grid: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+    inner_folds: int = 3
+    class_balance: bool = True
+    prior_correction: bool = True
+    max_iter: int = 150  # L-BFGS iterations for a linear head
+    epochs: int = 300  # Adam epochs for an MLP head (early stopping)
+    patience: int = 20
+    lr: float = 1e-3
+    batch_size: int = 256
+    val_fraction: float = 0.15
+    finetune_blocks: int = 0
+    finetune_epochs: int = 10
+    finetune_lr: float = 1e-4
+    seed: int = 0
+    device: str | None = None
+    cache_dir: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def preprocessing(self):
+        from .features import Preprocessing
+
+        return Preprocessing(
+            size=self.input_size,
+            appearance=self.appearance,
+            geometry=self.geometry,
+            scale=self.scale,
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["l2_grid"] = list(self.l2_grid)
+        return d
+
+
+# --------------------------------------------------------------------------- data
+
+
+def scan_folder(root) -> tuple[list[Path], np.ndarray, list[str]]:
+    """Folder-per-class image set -> (paths, targets, classes); uses dataset.py when present."""
+    try:
+        from .dataset import scan_image_folder
+    except ImportError:
+        scan_image_folder = None
+    if scan_image_folder is not None:
+        paths, targets, classes = scan_image_folder(root)
+        return [Path(p) for p in paths], np.asarray(targets, int), list(classes)
+    root = Path(root)
+    if not root.is_dir():
+        raise ChromosortError(f"dataset folder not found: {root}")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    paths, targets = [], []
+    for k, c in enumerate(classes):
+        files = sorted(
+            p for p in (root / c).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        if not files:
+            raise ChromosortError(f"class folder {root / c} holds no images")
+        paths += files
+        targets += [k] * len(files)
+    if len(classes) < 2:
+        raise ChromosortError(f"{root} needs at least 2 class sub-folders, found {len(classes)}")
+    return paths, np.asarray(targets, int), classes
+
+
+# --------------------------------------------------------------------------- head fitting
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _class_weights(y: np.ndarray, k: int, balance: bool):
+    torch = _torch()
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    if not balance:
+        return torch.ones(k)
+    w = np.where(counts > 0, len(y) / (k * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def _standardise(head, X: np.ndarray) -> None:
+    torch = _torch()
+    flat = X.reshape(-1, X.shape[-1])
+    mu = flat.mean(0)
+    sd = flat.std(0)
+    sd = np.where(sd > 1e-6, sd, 1.0)
+    head.mu.copy_(torch.from_numpy(mu.astype(np.float32)))
+    head.sigma.copy_(torch.from_numpy(sd.astype(np.float32)))
+
+
+def fit_head(X: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2: float, init=None):
+    """Train a ``PooledHead`` on cached features X (n, views, D) with targets y (n,).
+
+    ``init``: a head fitted on the same crops (e.g. with another L2) to warm-start from.
+    """
+    torch = _torch()
+    from .classifier import PooledHead
+
+    torch.manual_seed(config.seed)
+    n, v, d = X.shape
+    head = PooledHead(d, k, hidden=config.hidden, dropout=config.dropout)
+    _standardise(head, X)
+    weights = _class_weights(y, k, config.class_balance)
+    xs = torch.from_numpy(X.reshape(n * v, d))
+    ys = torch.from_numpy(np.repeat(y, v)).long()
+    sw = weights[ys]
+    sw = sw / sw.mean()
+
+    if config.hidden == 0 and config.dropout == 0:
+        z = (xs - head.mu) / head.sigma
+        lin = head.net
+        if init is not None:
+            head.load_state_dict(init.state_dict())
+        opt = torch.optim.LBFGS(
+            lin.parameters(),
+            lr=1.0,
+            max_iter=config.max_iter,
+            tolerance_grad=1e-6,
+            tolerance_change=1e-9,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure():
+            opt.zero_grad()
+            logits = lin(z)
+            loss = (torch.nn.functional.cross_entropy(logits, ys, reduction="none") * sw).mean()
+            loss = loss + 0.5 * l2 * (lin.weight**2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        head.eval()
+        return head
+
+    # MLP / dropout head: Adam, validation split by crop, early stopping on validation loss
+    rng = np.random.default_rng(config.seed)
+    val_mask = np.zeros(n, bool)
+    for c in range(k):
+        members = np.flatnonzero(y == c)
+        n_val = int(round(config.val_fraction * len(members)))
+        if len(members) > 2 and n_val:
+            val_mask[rng.choice(members, n_val, replace=False)] = True
+    tr_rows = np.flatnonzero(np.repeat(~val_mask, v))
+    va_rows = np.flatnonzero(np.repeat(val_mask, v))
+    opt = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=l2)
+    best, best_state, bad = np.inf, None, 0
+    for _epoch in range(config.epochs):
+        head.train()
+        order = rng.permutation(tr_rows)
+        for s in range(0, len(order), config.batch_size):
+            b = torch.from_numpy(order[s : s + config.batch_size])
+            opt.zero_grad()
+            loss = (
+                torch.nn.functional.cross_entropy(head(xs[b]), ys[b], reduction="none") * sw[b]
+            ).mean()
+            loss.backward()
+            opt.step()
+        if len(va_rows) == 0:
+            continue
+        head.eval()
+        with torch.no_grad():
+            vb = torch.from_numpy(va_rows)
+            vloss = float(
+                (
+                    torch.nn.functional.cross_entropy(head(xs[vb]), ys[vb], reduction="none")
+                    * sw[vb]
+                ).mean()
+            )
+        if vloss < best - 1e-5:
+            best, bad = vloss, 0
+            best_state = {key: t.clone() for key, t in head.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= config.patience:
+                break
+    if best_state is not None:
+        head.load_state_dict(best_state)
+    head.eval()
+    return head
+
+
+def head_logits(head, X: np.ndarray) -> np.ndarray:
+    """Logits (n, views, k) of a head on cached features (n, views, D)."""
+    torch = _torch()
+    n, v, d = X.shape
+    with torch.no_grad():
+        out = head(torch.from_numpy(X.reshape(n * v, d)))
+    return out.numpy().reshape(n, v, -1)
+
+
+def tta_proba(logits: np.ndarray) -> np.ndarray:
+    """Average over views of the per-view softmax: (n, views, k) -> (n, k)."""
+    z = logits - logits.max(-1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(-1, keepdims=True)
+    return p.mean(1)
+
+
+def fit_prior_shift(logits: np.ndarray, y: np.ndarray, k: int, iters: int = 200) -> np.ndarray:
+    """Logit shift b so that the mean TTA probability of each class matches its frequency."""
+    target = np.bincount(y, minlength=k) / len(y)
+    target = np.maximum(target, 1e-4)
+    b = np.zeros(k)
+    for _ in range(iters):
+        mean_p = tta_proba(logits + b).mean(0)
+        b += np.log(target) - np.log(np.maximum(mean_p, 1e-8))
+        b -= b.mean()
+    return b.astype(np.float32)
+
+
+def _inner_splits(y: np.ndarray, folds: int, seed: int):
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = int(min(folds, np.bincount(y).min()))
+    if folds < 2:
+        return []
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(skf.split(np.zeros(len(y)), y))
+
+
+def train_head(
+    X: np.ndarray, y: np.ndarray, classes: Sequence[str], config: TrainingConfig
+) -> Iterator[Progress]:
+    """Nested selection of L2 + prior correction on the training crops, then the final head.
+
+    Final result: ``(head, info)`` with info = chosen l2, inner-CV accuracies, logit shift.
+    """
+    torch = _torch()
+    k = len(classes)
+    y = np.asarray(y, int)
+    X = X[:, : config.views]
+    grid = [config.l2] if config.l2 is not None else list(config.l2_grid)
+    splits = (
+        _inner_splits(y, config.inner_folds, config.seed)
+        if (len(grid) > 1 or config.prior_correction)
+        else []
+    )
+    total = len(grid) * len(splits) + 1
+    step = 0
+    oof = {l2: np.zeros((len(y), X.shape[1], k), np.float32) for l2 in grid}
+    scores = {}
+    warm: dict[int, object] = {}
+    for l2 in sorted(grid, reverse=True):  # strong to weak L2, warm-started
+        for f, (tr, te) in enumerate(splits):
+            head = fit_head(X[tr], y[tr], k, config, l2, init=warm.get(f))
+            warm[f] = head
+            oof[l2][te] = head_logits(head, X[te])
+            step += 1
+            yield Progress(step, total, f"inner CV l2={l2:g}")
+        if splits:
+            scores[l2] = float((tta_proba(oof[l2]).argmax(1) == y).mean())
+    best_l2 = max(grid, key=lambda g: (scores.get(g, 0.0), g)) if scores else grid[0]
+    shift = np.zeros(k, np.float32)
+    if config.prior_correction and splits:
+        shift = fit_prior_shift(oof[best_l2], y, k)
+    head = fit_head(X, y, k, config, best_l2)
+    head.logit_shift.copy_(torch.from_numpy(shift))
+    inner_acc = None
+    if splits:
+        inner_acc = float((tta_proba(oof[best_l2] + shift).argmax(1) == y).mean())
+    info = {
+        "l2": best_l2,
+        "inner_cv_accuracy": scores,
+        "logit_shift": shift.tolist(),
+        "inner_cv_accuracy_corrected": inner_acc,
+    }
+    yield Progress(
+        total,
+        total,
+        f"head trained (l2={best_l2:g})",
+        {"inner_acc": inner_acc or 0.0},
+        result=(head, info),
+    )
+
+
+# --------------------------------------------------------------------------- full training
+
+
+def _device(config: TrainingConfig):
+    torch = _torch()
+    if config.device:
+        return torch.device(config.device)
+    from .backbones import best_device
+
+    return best_device()
+
+
+def _finetune(model, images, y, config: TrainingConfig, device) -> Iterator[Progress]:
+    """Fine-tune the last ``finetune_blocks`` blocks + head end to end; early stopping."""
+    torch = _torch()
+    from .features import dihedral
+
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    n, k = len(images), len(model.classes)
+    val = np.zeros(n, bool)
+    for c in range(k):
+        members = np.flatnonzero(y == c)
+        n_val = int(round(config.val_fraction * len(members)))
+        if len(members) > 2 and n_val:
+            val[rng.choice(members, n_val, replace=False)] = True
+    tr, va = np.flatnonzero(~val), np.flatnonzero(val)
+    x_all = model.preprocess(images)  # preprocessed once; views are applied on the fly
+    yt = torch.from_numpy(y).long()
+    weights = _class_weights(y, k, config.class_balance).to(device)
+    model.backbone.freeze(config.finetune_blocks)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=config.finetune_lr)
+    bs = max(8, min(config.batch_size, 32))
+
+    def val_loss():
+        model.eval()
+        with torch.no_grad():
+            tot = 0.0
+            for s in range(0, len(va), bs):
+                b = va[s : s + bs]
+                xb = x_all[b].to(device)
+                p = sum(torch.softmax(model(dihedral(xb, v)), 1) for v in range(config.views))
+                p = p / config.views
+                tot += float(
+                    torch.nn.functional.nll_loss(
+                        torch.log(p + 1e-8), yt[b].to(device), weight=weights, reduction="sum"
+                    )
+                )
+        return tot / max(len(va), 1)
+
+    best = val_loss() if len(va) else np.inf
+    best_state = {key: t.detach().clone() for key, t in model.state_dict().items()}
+    bad = 0
+    for epoch in range(config.finetune_epochs):
+        model.eval()  # BatchNorm statistics and dropout stay as trained; gradients still flow
+        order = rng.permutation(tr)
+        for s in range(0, len(order), bs):
+            b = order[s : s + bs]
+            xb = dihedral(x_all[b].to(device), int(rng.integers(8)))
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(xb), yt[b].to(device), weight=weights)
+            loss.backward()
+            opt.step()
+        vloss = val_loss() if len(va) else 0.0
+        if vloss < best - 1e-5:
+            best, bad = vloss, 0
+            best_state = {key: t.detach().clone() for key, t in model.state_dict().items()}
+        else:
+            bad += 1
+        yield Progress(
+            epoch + 1, config.finetune_epochs, f"fine-tune epoch {epoch + 1}", {"val_loss": vloss}
+        )
+        if bad >= config.patience:
+            break
+    model.load_state_dict(best_state)
+    model.backbone.freeze(0)
+    model.eval()
+
+
+def train_classifier(
+    images: Sequence, targets, classes: Sequence[str], config: TrainingConfig | None = None
+) -> Iterator[Progress]:
+    """Train a ``ChromosomeClassifier`` on RGB crops (arrays or paths) with integer targets.
+
+    Final ``result``: the classifier, ``metadata["metrics"]`` holding the inner-CV concordance.
+    """
+    from . import __version__
+    from .backbones import build_backbone
+    from .classifier import ChromosomeClassifier
+    from .features import extract_features
+
+    config = config or TrainingConfig()
+    classes = [str(c) for c in classes]
+    y = np.asarray(targets, int)
+    images = list(images)
+    if len(images) != len(y):
+        raise ChromosortError(f"{len(images)} images but {len(y)} targets")
+    if len(classes) < 2:
+        raise ChromosortError("training needs at least 2 classes")
+    counts = np.bincount(y, minlength=len(classes))
+    if len(counts) > len(classes) or y.min() < 0:
+        raise ChromosortError("targets must be class indices 0..k-1")
+    if (counts == 0).any():
+        empty = [c for c, n in zip(classes, counts, strict=False) if n == 0]
+        raise ChromosortError(f"no training crops for class(es) {', '.join(empty)}")
+    t0 = time.perf_counter()
+    device = _device(config)
+    backbone = build_backbone(config.backbone, config.weights).to(device)
+    prep = config.preprocessing()
+    X = None
+    for report in extract_features(
+        backbone, images, prep, views=config.views, cache_dir=config.cache_dir, device=device
+    ):
+        if report.result is not None:
+            X = report.result
+        yield Progress(report.step, report.total, report.message)
+    head = info = None
+    for report in train_head(X, y, classes, config):
+        if report.result is not None:
+            head, info = report.result
+        yield (
+            report
+            if report.result is None
+            else Progress(report.step, report.total, report.message, report.metrics)
+        )
+    backbone = backbone.cpu()
+    model = ChromosomeClassifier(backbone, head, classes, prep, "pooled")
+    model.to(device)
+    if config.finetune_blocks > 0:
+        yield from _finetune(model, images, y, config, device)
+    model.cpu().eval()
+    model.metadata.update(
+        package_version=__version__,
+        weights_source=backbone.weights_source,
+        training={
+            "n": int(len(y)),
+            "counts": {c: int(n) for c, n in zip(classes, counts, strict=False)},
+            "config": config.to_dict(),
+            "chosen": info,
+            "seconds": round(time.perf_counter() - t0, 2),
+        },
+        metrics={"inner_cv_accuracy": info.get("inner_cv_accuracy_corrected")},
+    )
+    yield Progress(1, 1, "training done", result=model)
+
+
+def train_from_folder(root, config: TrainingConfig | None = None) -> Iterator[Progress]:
+    """``train_classifier`` on a folder-per-class image set; metadata records the folder."""
+    paths, targets, classes = scan_folder(root)
+    model = None
+    for report in train_classifier(paths, targets, classes, config):
+        if report.result is not None:
+            model = report.result
+        else:
+            yield report
+    model.metadata["training"]["dataset"] = str(Path(root).resolve())
+    yield Progress(1, 1, "training done", result=model)
+
+
+def crossvalidate_features(
+    X: np.ndarray,
+    y,
+    classes: Sequence[str],
+    config: TrainingConfig,
+    folds: int = 5,
+    repeats: int = 1,
+) -> Iterator[Progress]:
+    """Outer stratified k-fold CV of the head on cached features (inner CV nested inside)."""
+    from .metrics import crossvalidate
+
+    y = np.asarray(y, int)
+
+    def fit_predict(tr, te):
+        head = None
+        for report in train_head(X[tr], y[tr], classes, config):
+            if report.result is not None:
+                head, _ = report.result
+            else:
+                yield report
+        pred = tta_proba(head_logits(head, X[te, : config.views])).argmax(1)
+        yield Progress(1, 1, "fold done", result=pred)
+
+    yield from crossvalidate(fit_predict, y, classes, folds, repeats, config.seed)
+
+
+def crossvalidate_folder(
+    root, config: TrainingConfig | None = None, folds: int = 5, repeats: int = 1
+) -> Iterator[Progress]:
+    """Features once for the whole folder, then nested CV of the head over the folds."""
+    from .backbones import build_backbone
+    from .features import extract_features
+
+    config = config or TrainingConfig()
+    if config.finetune_blocks:
+        raise ChromosortError("crossval evaluates the frozen-backbone head; use finetune_blocks=0")
+    paths, y, classes = scan_folder(root)
+    device = _device(config)
+    backbone = build_backbone(config.backbone, config.weights).to(device)
+    X = None
+    for report in extract_features(
+        backbone,
+        paths,
+        config.preprocessing(),
+        views=config.views,
+        cache_dir=config.cache_dir,
+        device=device,
+    ):
+        if report.result is not None:
+            X = report.result
+        else:
+            yield Progress(report.step, report.total, report.message)
+    result = None
+    for report in crossvalidate_features(X, y, classes, config, folds, repeats):
+        if report.result is not None:
+            result = report.result
+        else:
+            yield report
+    result["backbone"] = config.backbone
+    result["weights"] = backbone.weights_source
+    yield Progress(1, 1, "cross-validation done", result=result)
