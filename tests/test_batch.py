@@ -123,6 +123,14 @@ def test_batch_local_dask_and_resume(spread_tree, random_model, tmp_path):
     assert again.n_skipped == 1
     assert len(pd.read_csv(out / "objects.csv")) == len(objects)
 
+    # 5. a changed model file invalidates finished spreads: everything is recomputed
+    import os
+
+    st = os.stat(random_model)
+    os.utime(random_model, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    redone = run_to_end(run_batch(spread_tree, random_model, out, "serial", **kw))
+    assert redone.n_skipped == 0 and redone.n_spreads == 2
+
 
 def test_batch_cli_errors(tmp_path, random_model):
     from napari_chromosome_sort.cli import main

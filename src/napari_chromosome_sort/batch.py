@@ -12,7 +12,8 @@ Layout of ``OUT_DIR``::
 
 Each spread is computed into a temporary sibling directory which is renamed into place only when
 complete, so an interrupted run leaves either a finished spread or nothing; re-running skips
-spreads whose ``DONE`` marker exists.
+spreads whose ``DONE`` marker exists and records the same model file and settings (a changed
+model file or segmentation parameters recompute the spread).
 
 Every task receives the *path* of the model file and loads it itself (cached per worker process);
 torch modules are never pickled. Torch threads per task are limited (``torch_threads``).
@@ -98,8 +99,34 @@ def find_spreads(
     return jobs
 
 
-def is_done(job: SpreadJob) -> bool:
-    return (Path(job.out_dir) / DONE).is_file()
+def fingerprint(model_path, params: dict | None, gradcam: bool) -> str:
+    """What a finished spread was computed with: model file (size, mtime), segmentation
+    parameters, Grad-CAM flag and package version. A spread whose DONE marker holds another
+    fingerprint is recomputed (the model or the settings changed since)."""
+    import hashlib
+
+    from . import __version__
+
+    st = os.stat(model_path)
+    key = json.dumps(
+        [str(model_path), st.st_size, st.st_mtime_ns, params or {}, bool(gradcam), __version__],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def is_done(job: SpreadJob, fingerprint: str | None = None) -> bool:
+    """True when the spread's DONE marker exists (and matches ``fingerprint`` if given)."""
+    marker = Path(job.out_dir) / DONE
+    if not marker.is_file():
+        return False
+    if fingerprint is None:
+        return True
+    try:
+        return json.loads(marker.read_text()).get("fingerprint") == fingerprint
+    except (OSError, ValueError):
+        return False
 
 
 # ------------------------------------------------------------------ the task
@@ -134,6 +161,7 @@ def process_spread(
     params: dict | None = None,
     gradcam: bool = True,
     torch_threads: int = 1,
+    fingerprint: str | None = None,
 ) -> dict:
     """Segment, classify (and Grad-CAM) one spread; write its results atomically. Returns a small
     summary dict (picklable). Runs in a worker: loads the model from ``model_path``."""
@@ -145,7 +173,7 @@ def process_spread(
     if torch_threads:
         torch.set_num_threads(int(torch_threads))
     final = Path(job.out_dir)
-    if (final / DONE).is_file():
+    if is_done(job, fingerprint):
         return {"image": job.image, "status": "skipped"}
     model = _load_model_cached(model_path)
     image = io.read_image(job.image)
@@ -177,10 +205,11 @@ def process_spread(
             "n_objects": int(len(objects)),
             "n_classified": int(objects["class"].notna().sum()) if "class" in objects else 0,
             "shape": list(np.shape(image)),
+            "fingerprint": fingerprint,
         }
         (tmp / DONE).write_text(json.dumps(info))
-        if final.exists():  # an unfinished leftover without DONE (or a racing duplicate)
-            if (final / DONE).is_file():
+        if final.exists():  # unfinished leftover, stale result, or a racing duplicate
+            if is_done(job, fingerprint):
                 shutil.rmtree(tmp)
                 return {"image": job.image, "status": "skipped"}
             shutil.rmtree(final)
@@ -283,10 +312,11 @@ def run_batch(
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = find_spreads(input_dir, out_dir, exclude=exclude)
-    todo = [j for j in jobs if not is_done(j)]
+    pdict = _params_to_dict(params)
+    fp = fingerprint(model_path, pdict, gradcam)
+    todo = [j for j in jobs if not is_done(j, fp)]
     skipped = len(jobs) - len(todo)
     total = len(jobs) + 1
-    pdict = _params_to_dict(params)
     # clean temporary leftovers of interrupted runs
     for leftover in (out_dir / "spreads").glob("*/.*.tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True)
@@ -294,7 +324,13 @@ def run_batch(
     failures: dict[str, str] = {}
     yield Progress(step, total, f"{skipped} spread(s) already done, {len(todo)} to run")
 
-    kwargs = dict(model_path=model_path, params=pdict, gradcam=gradcam, torch_threads=torch_threads)
+    kwargs = dict(
+        model_path=model_path,
+        params=pdict,
+        gradcam=gradcam,
+        torch_threads=torch_threads,
+        fingerprint=fp,
+    )
     if todo and scheduler == "serial":
         for job in todo:
             try:

@@ -55,6 +55,59 @@ def _load_calls(args):
     raise ChromosortError(f"{source} does not exist")
 
 
+def _model_reports(args):
+    import json
+    from pathlib import Path
+
+    from ..errors import ChromosortError
+
+    reports = []
+    for path in args.metrics:
+        try:
+            reports.append((Path(path).stem, json.loads(Path(path).read_text())))
+        except (OSError, ValueError) as error:
+            raise ChromosortError(f"cannot read metrics JSON {path}: {error}") from None
+    if args.model:
+        from ..model_io import read_metadata
+
+        meta = read_metadata(args.model)
+        reports.append(("model", {"classes": meta.get("classes"), **(meta.get("metrics") or {})}))
+    return reports
+
+
+def plot_model_report(report, out, name: str = "model") -> list:
+    """Confusion matrix (+ CSV) and/or learning curve (+ CSV) from a metrics report."""
+    import pandas as pd
+
+    from .. import plots
+
+    files = []
+    curve = report if isinstance(report, list) else report.get("learning_curve")
+    if isinstance(report, dict) and report.get("confusion") and report.get("classes"):
+        confusion = report["confusion"]
+        counts = confusion["counts"] if isinstance(confusion, dict) else confusion
+        classes = list(report["classes"])
+        pd.DataFrame(counts, index=classes, columns=classes).to_csv(out / f"{name}_confusion.csv")
+        title = f"Confusion ({name})"
+        if "accuracy" in report:
+            title += f": concordance {report['accuracy']:.3f}"
+            if "kappa" in report:
+                title += f", κ {report['kappa']:.2f}"
+        fig = plots.confusion_matrix_plot(counts, classes, title)
+        files += [out / f"{name}_confusion.csv", *plots.save_figure(fig, out / f"{name}_confusion")]
+    if curve:
+        table = pd.DataFrame(curve)
+        table.to_csv(out / f"{name}_learning_curve.csv", index=False)
+        fig = plots.learning_curve_plot(
+            table.drop(columns=["sd"], errors="ignore"), f"Learning curve ({name})"
+        )
+        files += [
+            out / f"{name}_learning_curve.csv",
+            *plots.save_figure(fig, out / f"{name}_learning_curve"),
+        ]
+    return files
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -99,5 +152,8 @@ def run(args: argparse.Namespace) -> int:
         kappa.to_csv(out / "kappa.csv")
         plots.save_figure(plots.agreement_plot(kappa, conc), out / "agreement")
         print("Cohen's kappa:\n" + kappa.round(3).to_string())
+    for name, report in _model_reports(args):
+        for path in plot_model_report(report, out, name):
+            print(f"wrote {path}")
     print(f"written to {out}")
     return 0
