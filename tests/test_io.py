@@ -139,7 +139,7 @@ def test_to_gray_range_and_dtypes():
         data = (np.arange(64).reshape(8, 8) * 3).astype(dtype)
         gray = to_gray(data)
         assert gray.dtype == np.float32 and gray.shape == (8, 8)
-        assert 0.0 <= gray.min() and gray.max() <= 1.0
+        assert gray.min() >= 0.0 and gray.max() <= 1.0
         assert gray[-1, -1] > gray[0, 0]
 
 
@@ -154,7 +154,7 @@ def test_polarity_detection(giemsa, dapi):
 def test_chromosome_signal_objects_bright_and_override(giemsa, dapi):
     for spread in (giemsa, dapi):
         signal = chromosome_signal(spread.image)
-        assert signal.dtype == np.float32 and 0.0 <= signal.min() and signal.max() <= 1.0
+        assert signal.dtype == np.float32 and signal.min() >= 0.0 and signal.max() <= 1.0
         chrom = spread.truth_labels > 0
         assert signal[chrom].mean() > signal[~chrom].mean() + 0.2
     forced = chromosome_signal(dapi.image, polarity="dark_on_light")

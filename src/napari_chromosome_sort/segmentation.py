@@ -57,6 +57,9 @@ class SegmentationParams:
     smooth_sigma: float = 0.7  # px, Gaussian before thresholding
     background_fraction: float = 1 / 8  # background opening size as a fraction of min(H, W)
     background_downsample: int = 4
+    background_method: str = "opening"  # "opening" (large grey opening) | "masked" (smooth fit
+    # to the background pixels only; keeps objects of any size)
+    background_k: float = 3.0  # background pixels: below median + k x noise sigma
     threshold: float | None = None  # absolute threshold on the corrected signal (None = auto)
     peak_fraction: float = 0.5  # object threshold = this x median object peak (>= Otsu)
     min_area_px: int = 6  # smaller connected pieces are noise and dropped entirely
@@ -88,6 +91,8 @@ class SegmentationParams:
     split_touching: bool = True
     cluster_area_factor: float = 2.6  # area > this x median object -> split attempt / cluster
     split_min_piece_factor: float = 0.35  # every watershed piece must be >= this x median
+    split_partial: bool = False  # True: keep the good pieces of a split, the rest stay cluster
+    split_max_piece_factor: float = 2.3  # ... and at most this x median (one chromosome)
     split_min_solidity: float = 0.6  # ... and at least this solid
     split_seed_factor: float = 0.2  # seeds smaller than this x median object are ignored
     border_margin_px: int = 1  # objects within this many px of the edge -> border
@@ -125,8 +130,21 @@ def _background(signal: np.ndarray, params: SegmentationParams) -> np.ndarray:
     f = max(1, int(params.background_downsample))
     small = ndi.gaussian_filter(signal, 2.0)[::f, ::f] if f > 1 else signal
     size = max(5, int(round(min(signal.shape) * params.background_fraction / f)))
-    bg = ndi.grey_opening(small, size=(size, size))
-    bg = ndi.uniform_filter(bg, size)
+    if params.background_method == "opening":
+        bg = ndi.grey_opening(small, size=(size, size))
+        bg = ndi.uniform_filter(bg, size)
+    else:
+        # smooth interpolation of the background pixels only (robustly below the stain), so
+        # that objects of any size (large nuclei included) are not taken for background
+        center = float(np.median(small))
+        sigma = 1.4826 * float(np.median(np.abs(small - center))) + 1e-6
+        is_bg = small < center + params.background_k * sigma
+        is_bg = ndi.binary_erosion(is_bg, iterations=2, border_value=1)
+        if is_bg.mean() < 0.05:
+            is_bg = small <= np.quantile(small, 0.3)
+        weight = ndi.gaussian_filter(is_bg.astype(np.float32), size / 2.0, mode="nearest")
+        total = ndi.gaussian_filter(np.where(is_bg, small, 0.0), size / 2.0, mode="nearest")
+        bg = np.where(weight > 1e-3, total / np.maximum(weight, 1e-3), center)
     if f > 1:
         bg = ndi.zoom(
             bg,
@@ -201,7 +219,12 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         return _empty(shape, polarity, params, corrected)
     med_low = float(np.median(low_areas[1:][ok]))
     typical = ok & (low_areas[1:] < 20 * med_low)
-    med_low = float(np.median(low_areas[1:][typical])) if typical.any() else med_low
+    if typical.any():
+        # area-weighted median: the size of the object an average stained pixel belongs to,
+        # robust to many specks of debris
+        sizes = np.sort(low_areas[1:][typical]).astype(float)
+        cumulative = np.cumsum(sizes)
+        med_low = float(sizes[np.searchsorted(cumulative, 0.5 * cumulative[-1])])
     typical_peak = float(np.median(peaks[typical])) if typical.any() else float(peaks.max())
     if params.threshold is not None:
         t_obj = float(params.threshold)
@@ -235,7 +258,8 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
             absorb = np.isin(pieces, absorb_ids)
             nucleus_mask |= absorb
             pieces[absorb] = 0
-        nucleus_mask &= pieces == 0
+        pieces[interior] = 0  # a nucleus keeps its interior ...
+        nucleus_mask &= pieces == 0  # ... and chromosomes lying on its rim keep theirs
         piece_areas = np.bincount(pieces.ravel(), minlength=n_pieces + 1)
     small = piece_areas < params.min_area_px
     small[0] = False
@@ -571,7 +595,7 @@ def _split_by_levels(local, signal, med_obj, params, width=None):
     if local.sum() < 4:
         return None
     min_piece = params.split_min_piece_factor * med_obj
-    max_piece = params.cluster_area_factor * med_obj
+    max_piece = params.split_max_piece_factor * med_obj
     best = None
     for height in signals:
         values = height[local]
@@ -599,6 +623,8 @@ def _split_by_levels(local, signal, med_obj, params, width=None):
                 good.append(ok)
             good = np.array(good, bool)
             key = (int(good.sum()), float(np.mean(good)))
+            if not params.split_partial and not good.all():
+                continue
             if good.any() and (best is None or key > best[0]):
                 best = (key, ws, good)
     if best is None:

@@ -75,7 +75,7 @@ def chromosome_mask(cls: str, length: float, width: float, angle: float, size: i
             masks.append(m)
         return masks
     if cls == "C":
-        offset = r + rng.uniform(0.35, 0.8) * width  # gap between the chromatids
+        offset = r + rng.uniform(0.25, 0.5) * width  # half the gap between the chromatids
         tips = [
             (c - half * axis + s * offset * normal, c + half * axis + s * offset * normal)
             for s in (-1, 1)
@@ -129,13 +129,19 @@ def make_spread(
     )
     weights = weights / weights.sum()
 
-    def place(box: int, margin: int = 4):
-        for _ in range(200):
-            y = int(rng.integers(margin, H - box - margin))
-            x = int(rng.integers(margin, W - box - margin))
-            if not occupied[
-                max(0, y - margin) : y + box + margin, max(0, x - margin) : x + box + margin
-            ].any():
+    from scipy import ndimage as ndi
+
+    def place(mask_local: np.ndarray, margin: int = 4):
+        """A position where the mask, grown by ``margin``, touches nothing placed so far."""
+        grown = ndi.binary_dilation(np.pad(mask_local, margin), iterations=margin)
+        h, w = mask_local.shape
+        if h + 2 * margin >= H or w + 2 * margin >= W:
+            return None
+        for _ in range(300):
+            y = int(rng.integers(margin, H - h - margin))
+            x = int(rng.integers(margin, W - w - margin))
+            window = occupied[y - margin : y + h + margin, x - margin : x + w + margin]
+            if not (window & grown).any():
                 return y, x
         return None
 
@@ -143,7 +149,7 @@ def make_spread(
         label = len(rows) + 1
         sl = (slice(y, y + mask_local.shape[0]), slice(x, x + mask_local.shape[1]))
         labels[sl][mask_local] = label
-        occupied[sl] |= True
+        occupied[sl] |= mask_local
         darkness[sl] = np.maximum(darkness[sl], value * mask_local)
         ys, xs = np.nonzero(mask_local)
         rows.append(
@@ -158,55 +164,60 @@ def make_spread(
             }
         )
 
-    # nuclei first (largest)
+    def crop_to_mask(mask):
+        ys, xs = np.nonzero(mask)
+        return mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+    # nuclei first (largest), then tangles, then single chromosomes, then debris
     for _ in range(n_nuclei):
-        radius = int(rng.uniform(0.07, 0.1) * min(H, W))
+        radius = int(rng.uniform(1.3, 1.8) * chromosome_length[1])
         box = 2 * radius + 2
-        pos = place(box, margin=10)
-        if pos is None:
-            continue
         yy, xx = np.mgrid[0:box, 0:box]
         disc = (yy - box / 2) ** 2 + (xx - box / 2) ** 2 <= radius**2
+        pos = place(disc, margin=10)
+        if pos is None:
+            continue
         y, x = pos
-        texture = 0.45 + 0.15 * rng.random((box, box))
-        from scipy import ndimage as ndi
-
-        texture = ndi.gaussian_filter(texture, 2.0)
+        # dome-shaped (thicker in the middle) with a grainy chromatin texture
+        rr = np.sqrt((yy - box / 2) ** 2 + (xx - box / 2) ** 2) / radius
+        dome = np.sqrt(np.clip(1.0 - rr**2, 0.0, 1.0))
+        grain = ndi.gaussian_filter(rng.random((box, box)), 2.0)
+        texture = 0.3 + 0.3 * dome + 0.6 * (grain - grain.mean())
         labels_sl = (slice(y, y + box), slice(x, x + box))
         add(disc, y, x, "nucleus", "", 1.0)
         darkness[labels_sl] = np.where(disc, texture, darkness[labels_sl])
 
-    box = int(chromosome_length[1] + 4 * chromatid_width + 6)
+    box = int(chromosome_length[1] * 1.3 + 4 * chromatid_width + 6)
+    for _ in range(n_clusters):
+        # four long chromosomes crossing each other (too large and tangled to split)
+        length = chromosome_length[1] * 1.2
+        masks = []
+        for k in range(4):
+            angle = k * np.pi / 4 + rng.uniform(-0.15, 0.15)
+            masks += chromosome_mask("A", length, chromatid_width, angle, box, rng)
+        union = crop_to_mask(np.logical_or.reduce(masks))
+        pos = place(union, margin=8)
+        if pos is None:
+            continue
+        add(union, *pos, "cluster", "", 0.9)
+
     for _ in range(n_chromosomes):
         cls = str(rng.choice(classes, p=weights))
         length = rng.uniform(*chromosome_length)
         masks = chromosome_mask(cls, length, chromatid_width, rng.uniform(0, np.pi), box, rng)
-        pos = place(box, margin=2)
+        union = crop_to_mask(np.logical_or.reduce(masks))
+        pos = place(union, margin=8)
         if pos is None:
             continue
-        union = np.logical_or.reduce(masks)
         add(union, *pos, "chromosome", cls, float(rng.uniform(0.75, 0.95)))
-
-    for _ in range(n_clusters):
-        # three long chromosomes crossing each other (too large and tangled to split)
-        length = chromosome_length[1] * 1.1
-        masks = []
-        for k in range(3):
-            angle = k * np.pi / 3 + rng.uniform(-0.2, 0.2)
-            masks += chromosome_mask("A", length, chromatid_width, angle, box, rng)
-        pos = place(box, margin=2)
-        if pos is None:
-            continue
-        union = np.logical_or.reduce(masks)
-        add(union, *pos, "cluster", "", 0.9)
 
     for _ in range(n_debris):
         r = rng.uniform(2.2, 2.8)
-        pos = place(8, margin=3)
+        yy, xx = np.mgrid[0:7, 0:7]
+        speck = (yy - 3) ** 2 + (xx - 3) ** 2 <= r * r
+        pos = place(speck, margin=5)
         if pos is None:
             continue
-        yy, xx = np.mgrid[0:8, 0:8]
-        speck = (yy - 4) ** 2 + (xx - 4) ** 2 <= r * r
         add(speck, *pos, "debris", "", 0.8)
 
     image = _render(darkness, modality, rng)
