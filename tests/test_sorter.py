@@ -74,7 +74,7 @@ def test_sort_copies_links_and_review(trained, tmp_path):
     Image.fromarray(_image("spots", np.random.default_rng(5))).save(new / "sub" / "x.png")
     before = {p: p.read_bytes() for p in new.rglob("*.png")}
     model = model_io.load_model(trained)
-    result = run_to_end(sort_folder(model, new, tmp_path / "out", min_confidence=0.0))
+    result = run_to_end(sort_folder(model, new, tmp_path / "out", min_confidence=0.0, tta=False))
     table = result.table
     assert len(table) == 9 and result.n_review == 0
     truth = [
@@ -90,7 +90,9 @@ def test_sort_copies_links_and_review(trained, tmp_path):
     csv = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert {"file", "class", "confidence", "p_spots", "p_stripes", "review"} <= set(csv)
     # everything below an impossible threshold goes to _review, hard links share the inode
-    linked = run_to_end(sort_folder(model, new, tmp_path / "out2", link=True, min_confidence=1.0))
+    linked = run_to_end(
+        sort_folder(model, new, tmp_path / "out2", link=True, min_confidence=1.0, tta=False)
+    )
     low = linked.table["confidence"] < 1.0
     assert linked.n_review == low.sum() > 0 and set(linked.table["how"]) == {"hardlink"}
     placed = Path(linked.table["placed_as"][low].iloc[0])
@@ -171,7 +173,7 @@ def test_real_mitotic_tiles_split_by_spread(tmp_path, shared_dir, squeezenet_fea
             p = train_root / cls / f"{spread}_{k}.png"
         p.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(tile).save(p)
-    config = sorter_config(weights=str(squeezenet_features_file), views=1, l2=1e-2)
+    config = sorter_config(weights=str(squeezenet_features_file), views=1, l2=1e-2, input_size=128)
     model = run_to_end(train_sorter(train_root, config))
     result = run_to_end(sort_folder(model, test_root, tmp_path / "out", tta=False))
     pred = dict(
