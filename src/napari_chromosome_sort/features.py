@@ -156,9 +156,23 @@ def image_key(image) -> str:
     return h.hexdigest()
 
 
+def appearance_version() -> str:
+    """Hash of ``appearance.canonical_appearance``'s module source (cache invalidation)."""
+    import inspect
+
+    from . import appearance
+
+    try:
+        source = inspect.getsource(appearance)
+    except (OSError, TypeError):
+        source = getattr(appearance, "__version__", "unknown")
+    return hashlib.sha1(source.encode()).hexdigest()[:12]
+
+
 def _setting_key(backbone, prep: Preprocessing, views: int) -> str:
     blob = json.dumps(
         {
+            "appearance_version": appearance_version() if prep.appearance == "canonical" else "",
             "backbone": backbone.name,
             "weights": backbone.weights_source,
             "taps": list(backbone.taps),

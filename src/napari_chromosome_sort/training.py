@@ -47,7 +47,8 @@ class TrainingConfig:
     inner_folds: int = 3
     class_balance: bool = True
     prior_correction: bool = True
-    max_iter: int = 150  # L-BFGS iterations for a linear head
+    max_iter: int = 200  # L-BFGS iterations for a linear head
+    pca: int = 256  # linear head fitted on this many principal components (0 = all features)
     epochs: int = 300  # Adam epochs for an MLP head (early stopping)
     patience: int = 20
     lr: float = 1e-3
@@ -256,6 +257,63 @@ def fit_prior_shift(logits: np.ndarray, y: np.ndarray, k: int, iters: int = 200)
     return b.astype(np.float32)
 
 
+def _projection(X: np.ndarray, n_components: int):
+    """Standardisation (mu, sd) and orthonormal PCA basis (D, r) of training features X.
+
+    The basis spans the top principal components of the per-crop mean (over views) features:
+    an exact, cheap SVD of an (n_crops x D) matrix. ``n_components <= 0``: identity (no PCA).
+    """
+    n, v, d = X.shape
+    flat = X.reshape(-1, d)
+    mu = flat.mean(0)
+    sd = flat.std(0)
+    sd = np.where(sd > 1e-6, sd, 1.0)
+    if n_components <= 0 or n_components >= d:
+        return mu, sd, np.eye(d, dtype=np.float32)
+    m = ((X.mean(1) - mu) / sd).astype(np.float64)
+    m -= m.mean(0)
+    _, s, vt = np.linalg.svd(m, full_matrices=False)
+    r = int(min(n_components, int((s > s[0] * 1e-6).sum())))
+    return mu, sd, np.ascontiguousarray(vt[:r].T.astype(np.float32))
+
+
+def _fit_linear(Z: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2: float, init=None):
+    """Class-balanced L2 multinomial logistic regression by L-BFGS on Z (n, views, r)."""
+    torch = _torch()
+    n, v, r = Z.shape
+    zs = torch.from_numpy(np.ascontiguousarray(Z.reshape(n * v, r), dtype=np.float32))
+    ys = torch.from_numpy(np.repeat(y, v)).long()
+    sw = _class_weights(y, k, config.class_balance)[ys]
+    sw = sw / sw.mean()
+    torch.manual_seed(config.seed)
+    w = torch.zeros(k, r, requires_grad=True)
+    b = torch.zeros(k, requires_grad=True)
+    if init is not None:
+        with torch.no_grad():
+            w.copy_(torch.from_numpy(init[0]))
+            b.copy_(torch.from_numpy(init[1]))
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1.0,
+        max_iter=config.max_iter,
+        tolerance_grad=1e-6,
+        tolerance_change=1e-10,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        logits = zs @ w.T + b
+        loss = (torch.nn.functional.cross_entropy(logits, ys, reduction="none") * sw).mean()
+        loss = loss + 0.5 * l2 * (w**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy().copy(), b.detach().numpy().copy()
+
+
 def _inner_splits(y: np.ndarray, folds: int, seed: int):
     from sklearn.model_selection import StratifiedKFold
 
@@ -283,6 +341,27 @@ def train_head(
         if (len(grid) > 1 or config.prior_correction)
         else []
     )
+    linear = config.hidden == 0 and config.dropout == 0
+    if linear:
+        # standardise + project on the principal components of the per-crop mean features of
+        # these training crops (unsupervised; test crops never enter); the linear head is
+        # fitted in that subspace and mapped back, so the final head is one Linear(D, k).
+        mu, sd, proj = _projection(X, config.pca)
+        Z = ((X - mu) / sd) @ proj  # (n, views, r)
+
+        def fit(idx, l2, init=None):
+            return _fit_linear(Z[idx], y[idx], k, config, l2, init)
+
+        def logits(params, idx):
+            return Z[idx] @ params[0].T + params[1]
+    else:
+
+        def fit(idx, l2, init=None):
+            return fit_head(X[idx], y[idx], k, config, l2, init=init)
+
+        def logits(params, idx):
+            return head_logits(params, X[idx])
+
     total = len(grid) * len(splits) + 1
     step = 0
     oof = {l2: np.zeros((len(y), X.shape[1], k), np.float32) for l2 in grid}
@@ -290,9 +369,9 @@ def train_head(
     warm: dict[int, object] = {}
     for l2 in sorted(grid, reverse=True):  # strong to weak L2, warm-started
         for f, (tr, te) in enumerate(splits):
-            head = fit_head(X[tr], y[tr], k, config, l2, init=warm.get(f))
-            warm[f] = head
-            oof[l2][te] = head_logits(head, X[te])
+            params = fit(tr, l2, warm.get(f))
+            warm[f] = params
+            oof[l2][te] = logits(params, te)
             step += 1
             yield Progress(step, total, f"inner CV l2={l2:g}")
         if splits:
@@ -301,7 +380,20 @@ def train_head(
     shift = np.zeros(k, np.float32)
     if config.prior_correction and splits:
         shift = fit_prior_shift(oof[best_l2], y, k)
-    head = fit_head(X, y, k, config, best_l2)
+    everything = np.arange(len(y))
+    if linear:
+        from .classifier import PooledHead
+
+        w_r, b = fit(everything, best_l2)
+        head = PooledHead(X.shape[-1], k)
+        head.mu.copy_(torch.from_numpy(mu.astype(np.float32)))
+        head.sigma.copy_(torch.from_numpy(sd.astype(np.float32)))
+        with torch.no_grad():
+            head.net.weight.copy_(torch.from_numpy((w_r @ proj.T).astype(np.float32)))
+            head.net.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+        head.eval()
+    else:
+        head = fit(everything, best_l2)
     head.logit_shift.copy_(torch.from_numpy(shift))
     inner_acc = None
     if splits:

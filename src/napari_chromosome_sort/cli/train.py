@@ -26,6 +26,7 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder for cached features (keyed by image hash + backbone)",
     )
     parser.add_argument("--device", default=None, help="cuda | mps | cpu (default: best)")
+    parser.add_argument("--input-size", type=int, default=224, help="network input side (px)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +64,7 @@ def config_from_args(args):
         seed=args.seed,
         cache_dir=args.cache_dir,
         device=args.device,
+        input_size=args.input_size,
     )
     for name in ("hidden", "l2", "finetune_blocks"):
         if getattr(args, name, None) is not None:

@@ -1,0 +1,171 @@
+"""Cached-feature head training vs. the naive way (frozen backbone re-run every epoch).
+
+Both train the SAME head (standardisation + linear, Adam, same seed, same minibatches, same
+dihedral view of each crop per epoch) for the same epochs; (a) computes the frozen features of
+every crop once (all views used) and trains on the cache, (b) runs the frozen backbone over
+every crop in every epoch. Prints wall times, their ratio, both held-out accuracies, and the
+prediction speed (crops / second, with and without 8-view test-time averaging).
+
+    .venv/bin/python benchmarks/bench_training.py [--crops 120] [--epochs 40] [--views 1]
+
+Uses the WT crops + SqueezeNet ImageNet features file from ../shared when present, else
+synthetic crops and a random backbone. Reports ratios; never asserts timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def load_data(n_crops: int, seed: int):
+    from napari_chromosome_sort.training import scan_folder
+
+    wt = SHARED / "data" / "ikemoto_crops_wt"
+    weights = SHARED / "weights" / "squeezenet1_1_imagenet_features.pth"
+    if wt.is_dir() and weights.is_file():
+        paths, y, classes = scan_folder(wt)
+        images = np.asarray(paths, dtype=object)
+        source = f"WT crops ({wt})"
+    else:
+        from napari_chromosome_sort.synthetic import make_crop
+
+        rng = np.random.default_rng(seed)
+        classes = ["A", "B", "C"]
+        y = np.repeat([0, 1, 2], 100)
+        images = np.empty(len(y), dtype=object)
+        images[:] = [make_crop(classes[k], rng) for k in y]
+        weights, source = "random", "synthetic crops"
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    tr, te = train_test_split(
+        idx,
+        train_size=n_crops,
+        test_size=min(n_crops, len(y) - n_crops),
+        stratify=y,
+        random_state=seed,
+    )
+    return images, y, classes, tr, te, str(weights), source
+
+
+def train_head_epochs(feature_fn, y_tr, k, dim, epochs, seed, views, batch=32):
+    """Adam on a PooledHead; ``feature_fn(idx, view)`` gives (len(idx), D) features."""
+    from napari_chromosome_sort.classifier import PooledHead
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    head = PooledHead(dim, k)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-3, weight_decay=1e-4)
+    yt = torch.from_numpy(y_tr).long()
+    counts = np.bincount(y_tr, minlength=k)
+    weight = torch.tensor(len(y_tr) / (k * np.maximum(counts, 1)), dtype=torch.float32)
+    for epoch in range(epochs):
+        view = epoch % views
+        order = rng.permutation(len(y_tr))
+        for s in range(0, len(order), batch):
+            b = order[s : s + batch]
+            f = feature_fn(b, view)
+            if epoch == 0 and s == 0:  # standardisation from the first batch (same for both)
+                head.mu.copy_(f.mean(0))
+                head.sigma.copy_(f.std(0).clamp_min(1e-3))
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(head(f), yt[b], weight=weight)
+            loss.backward()
+            opt.step()
+    return head.eval()
+
+
+def main() -> None:
+    from napari_chromosome_sort.backbones import build_backbone
+    from napari_chromosome_sort.features import (
+        Preprocessing,
+        dihedral,
+        extract_features,
+        preprocess,
+    )
+    from napari_chromosome_sort.progress import run_to_end
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--crops", type=int, default=120, help="training crops")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--views", type=int, default=1, help="dihedral views cycled over epochs")
+    ap.add_argument("--input-size", type=int, default=224)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    images, y, classes, tr, te, weights, source = load_data(args.crops, args.seed)
+    k = len(classes)
+    backbone = build_backbone("squeezenet1_1", weights=weights)
+    prep = Preprocessing(size=args.input_size)
+    print(
+        f"data: {source}; {len(tr)} training / {len(te)} test crops; backbone squeezenet1_1 "
+        f"({backbone.weights_source}); {args.epochs} epochs, {args.views} view(s)"
+    )
+    test_features = run_to_end(extract_features(backbone, list(images[te]), prep, views=1))
+    x_test = torch.from_numpy(test_features[:, 0])
+
+    def accuracy(head):
+        with torch.no_grad():
+            return float((head(x_test).argmax(1).numpy() == y[te]).mean())
+
+    # (a) cached: features of every training crop, every view, once
+    from napari_chromosome_sort.features import clear_memory_cache
+
+    clear_memory_cache()
+    t0 = time.perf_counter()
+    cached = run_to_end(extract_features(backbone, list(images[tr]), prep, views=args.views))
+    cached_t = torch.from_numpy(cached)
+    head_a = train_head_epochs(
+        lambda b, v: cached_t[b, v],
+        y[tr],
+        k,
+        backbone.feature_dim,
+        args.epochs,
+        args.seed,
+        args.views,
+    )
+    time_cached = time.perf_counter() - t0
+
+    # (b) naive: the frozen backbone runs over every crop in every epoch
+    t0 = time.perf_counter()
+    train_images = list(images[tr])
+
+    def naive_features(b, v):
+        with torch.no_grad():
+            x = dihedral(preprocess([train_images[i] for i in b], prep), v)
+            return backbone(x)
+
+    head_b = train_head_epochs(
+        naive_features, y[tr], k, backbone.feature_dim, args.epochs, args.seed, args.views
+    )
+    time_naive = time.perf_counter() - t0
+
+    print(f"(a) cached features : {time_cached:8.1f} s   held-out accuracy {accuracy(head_a):.3f}")
+    print(f"(b) naive           : {time_naive:8.1f} s   held-out accuracy {accuracy(head_b):.3f}")
+    print(f"speed-up cached vs naive: {time_naive / time_cached:.1f}x")
+
+    # prediction speed of a full model
+    from napari_chromosome_sort.classifier import ChromosomeClassifier
+
+    model = ChromosomeClassifier(backbone, head_a, classes, prep).eval()
+    sample = list(images[te][:64])
+    for tta in (False, True):
+        t0 = time.perf_counter()
+        model.predict_proba(sample, tta=tta)
+        dt = time.perf_counter() - t0
+        print(
+            f"prediction {'with 8-view TTA' if tta else 'single view   '}: "
+            f"{len(sample) / dt:6.1f} crops/s ({torch.get_num_threads()} threads)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Head training on cached features, progress/cancel, fine-tuning option, folder training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.progress import Progress, run_to_end
+from napari_chromosome_sort.training import (
+    TrainingConfig,
+    crossvalidate_features,
+    fit_prior_shift,
+    head_logits,
+    scan_folder,
+    train_classifier,
+    train_from_folder,
+    train_head,
+    tta_proba,
+)
+
+SMALL = dict(weights="random", input_size=48, views=2, l2_grid=(0.1,), inner_folds=2)
+
+
+def _features(n_per_class=(60, 30, 6), d=40, views=4, seed=0, sep=1.5):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, sep, (len(n_per_class), d))
+    y = np.repeat(np.arange(len(n_per_class)), n_per_class)
+    X = centres[y][:, None, :] + rng.normal(0, 1, (len(y), views, d))
+    return X.astype(np.float32), y
+
+
+def test_head_learns_cached_features_with_nested_l2_and_prior_correction():
+    X, y = _features()
+    config = TrainingConfig(l2_grid=(0.01, 0.1, 1.0), inner_folds=3, views=4, pca=16)
+    reports = list(train_head(X, y, ["a", "b", "c"], config))
+    head, info = reports[-1].result
+    assert info["l2"] in (0.01, 0.1, 1.0) and len(info["inner_cv_accuracy"]) == 3
+    Xt, yt = _features(seed=0)  # same centres, fresh noise
+    Xt = Xt + np.random.default_rng(5).normal(0, 0.1, Xt.shape).astype(np.float32)
+    acc = (tta_proba(head_logits(head, Xt)).argmax(1) == yt).mean()
+    assert acc > 0.9
+
+
+def test_prior_shift_matches_class_frequencies():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 1, (200, 2, 3)).astype(np.float32)
+    y = np.repeat([0, 1, 2], [140, 50, 10])
+    b = fit_prior_shift(logits, y, 3)
+    mean_p = tta_proba(logits + b).mean(0)
+    assert np.allclose(mean_p, [0.7, 0.25, 0.05], atol=0.01)
+
+
+def test_crossvalidation_on_cached_features_is_nested_and_reports_spread():
+    X, y = _features(sep=1.0)
+    config = TrainingConfig(l2_grid=(0.1, 1.0), inner_folds=2, views=4, pca=0)
+    r = run_to_end(crossvalidate_features(X, y, ["a", "b", "c"], config, folds=3))
+    assert {"n", "accuracy", "kappa", "classes", "confusion", "per_class", "distribution"} <= set(r)
+    assert len(r["folds"]) == 3 and r["accuracy"] > 0.8 and "accuracy_sd" in r
+
+
+def _crops(n, seed):
+    from napari_chromosome_sort.synthetic import make_crop
+
+    rng = np.random.default_rng(seed)
+    return [make_crop(c, rng, 48) for c in "ABC" for _ in range(n)], np.repeat([0, 1, 2], n)
+
+
+def test_training_is_a_cancellable_generator():
+    images, y = _crops(4, 0)
+    steps = train_classifier(images, y, ["A", "B", "C"], TrainingConfig(**SMALL))
+    first = next(steps)
+    assert isinstance(first, Progress) and first.total >= 0
+    steps.close()  # stopping between steps is just closing the generator
+
+
+def test_bad_training_input():
+    images, y = _crops(2, 0)
+    with pytest.raises(ChromosortError, match="no training crops"):
+        run_to_end(train_classifier(images, y, ["A", "B", "C", "D"], TrainingConfig(**SMALL)))
+    with pytest.raises(ChromosortError):
+        run_to_end(train_classifier(images[:3], y, ["A", "B", "C"], TrainingConfig(**SMALL)))
+
+
+def test_finetune_option_and_metadata():
+    images, y = _crops(5, 1)
+    config = TrainingConfig(**SMALL, finetune_blocks=1, finetune_epochs=1)
+    model = run_to_end(train_classifier(images, y, ["A", "B", "C"], config))
+    assert all(not p.requires_grad for p in model.backbone.parameters())
+    meta = model.metadata
+    assert meta["training"]["counts"] == {"A": 5, "B": 5, "C": 5}
+    assert meta["training"]["config"]["finetune_blocks"] == 1
+    assert "inner_cv_accuracy" in meta["metrics"]
+    assert meta["preprocessing"]["appearance"] == "canonical"
+    assert model.predict_proba(images[:2], tta=False).shape == (2, 3)
+
+
+def test_train_from_folder(tmp_path):
+    from napari_chromosome_sort.synthetic import make_crop_dataset
+
+    root = make_crop_dataset(tmp_path / "crops", n_per_class=4, seed=0, size=48)
+    paths, targets, classes = scan_folder(root)
+    assert classes == ["A", "B", "C"] and len(paths) == 12
+    model = run_to_end(train_from_folder(root, TrainingConfig(**SMALL)))
+    assert model.metadata["training"]["dataset"].endswith("crops")
