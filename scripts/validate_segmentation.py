@@ -167,6 +167,10 @@ def dapi_image_stats(dapi: Path, truth_path: Path, params=None) -> dict:
                 union = sizes[k] + obj.at[lab, "area"] - inter
                 best = max(best, inter / union)
             found += best >= 0.5
+    kept_ids = np.array(seg.kept_labels(), int)
+    on_truth = np.bincount(labels[truth > 0], minlength=labels.max() + 1)
+    areas = np.bincount(labels.ravel(), minlength=labels.max() + 1)
+    kept_off_truth = int(np.sum(on_truth[kept_ids] < 0.5 * areas[kept_ids])) if kept_ids.size else 0
     overlap = truth == 255
     ov_labels, ov_counts = np.unique(labels[overlap], return_counts=True)
     ov_objects = [lab for lab, c in zip(ov_labels, ov_counts, strict=True) if lab > 0 and c >= 3]
@@ -178,6 +182,7 @@ def dapi_image_stats(dapi: Path, truth_path: Path, params=None) -> dict:
         "found": int(found),
         "recall": found / max(n_truth, 1),
         "kept": len(seg.kept_labels()),
+        "kept_off_truth": kept_off_truth,
         "nuclei": int((seg.objects["status"] == "nucleus").sum()),
         "overlap_objects": len(ov_objects),
         "overlap_cluster": int(ov_cluster),
@@ -194,6 +199,7 @@ def dapi_table(root: Path, limit: int | None = None, params=None) -> pd.DataFram
         "found": table["found"].sum(),
         "recall": table["found"].sum() / max(table["truth"].sum(), 1),
         "kept": table["kept"].sum(),
+        "kept_off_truth": table["kept_off_truth"].sum(),
         "nuclei": table["nuclei"].sum(),
         "overlap_objects": table["overlap_objects"].sum(),
         "overlap_cluster": table["overlap_cluster"].sum(),
@@ -224,7 +230,8 @@ def main(argv=None) -> int:
             f"\noverall: {last['found']}/{last['truth']} truth chromosomes found as single kept "
             f"objects ({last['recall']:.1%}); objects covering overlap pixels: "
             f"{last['overlap_cluster']}/{last['overlap_objects']} flagged cluster, "
-            f"{last['overlap_not_kept']}/{last['overlap_objects']} not kept"
+            f"{last['overlap_not_kept']}/{last['overlap_objects']} not kept; kept objects "
+            f"mostly off truth chromosome pixels: {last['kept_off_truth']}/{last['kept']}"
         )
     return 0
 

@@ -62,6 +62,8 @@ class SegmentationParams:
     background_k: float = 3.0  # background pixels: below median + k x noise sigma
     threshold: float | None = None  # absolute threshold on the corrected signal (None = auto)
     peak_fraction: float = 0.5  # object threshold = this x median object peak (>= Otsu)
+    grow_fraction: float = 0.3  # objects are grown back down to this x the peak (0 = off) ...
+    grow_max_factor: float = 0.5  # ... by at most this x the chromatid width
     min_area_px: int = 6  # smaller connected pieces are noise and dropped entirely
     debris_area_fraction: float = 0.12  # area < this x median object -> debris
     # nuclei
@@ -308,6 +310,7 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     # and only for blobs as thin as the chromatids of the confident side-by-side pairs)
     group = _group_pairs(pieces, n_pieces, width, med_piece, params)
     med_obj = _median_object_area(pieces, group, params)
+    twin_width = None
     if params.pair_chromatids:
         max_pair = params.pair_max_union_factor * med_obj
         paired = np.flatnonzero(np.bincount(group[1:], minlength=n_pieces + 1) > 1)
@@ -369,6 +372,12 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
                     ws, good = split
                     n_ws = len(good)
                     sub = np.where(np.isin(ws, np.flatnonzero(good) + 1), ws, 0).astype(np.int32)
+                    sub_half_width = np.array(
+                        [
+                            ndi.distance_transform_edt(np.pad(ws == k, 1)).max()
+                            for k in range(1, n_ws + 1)
+                        ]
+                    )
                     sub_group = _group_pairs(
                         sub,
                         n_ws,
@@ -376,6 +385,8 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
                         med_obj,
                         params,
                         max_union=params.pair_max_union_factor * med_obj,
+                        piece_half_width=sub_half_width,
+                        twin_max_half_width=twin_width,
                     )
                     merged = sub_group[ws]
                     merged[ws == 0] = 0
@@ -419,6 +430,25 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         )
         next_label += 1
 
+    # ---- grow the objects back to their full extent (the object threshold is tight so that
+    # neighbours and chromatids separate; the outline of a chromosome lies lower) ----------------
+    if params.grow_fraction and params.grow_fraction > 0 and objects:
+        step = max(1, corrected.size // 400_000)
+        sample = corrected.ravel()[::step]
+        center = float(np.median(sample))
+        noise = 1.4826 * float(np.median(np.abs(sample - center)))
+        t_grow = max(params.grow_fraction * typical_peak, center + params.nucleus_noise_k * noise)
+        if t_grow < t_obj:
+            growable = np.array(
+                [0] + [o["status"] != "nucleus" for o in sorted(objects, key=lambda o: o["label"])],
+                bool,
+            )
+            seeds = np.where(growable[label_img], label_img, 0)
+            from skimage.segmentation import expand_labels
+
+            grown = expand_labels(seeds, distance=max(1.0, params.grow_max_factor * width))
+            add = (label_img == 0) & (grown > 0) & (corrected > t_grow)
+            label_img[add] = grown[add]
     stats = {"threshold_low": t_low, "threshold": t_obj, "median_area": med_obj, "width": width}
     return _finish(label_img, objects, corrected, polarity, params, shape, stats)
 
