@@ -62,6 +62,7 @@ class SegmentationParams:
     background_k: float = 3.0  # background pixels: below median + k x noise sigma
     threshold: float | None = None  # absolute threshold on the corrected signal (None = auto)
     peak_fraction: float = 0.5  # object threshold = this x median object peak (>= Otsu)
+    faint_fraction: float = 0.5  # kept objects fainter than this x the typical one -> debris
     grow_fraction: float = 0.3  # objects are grown back down to this x the peak (0 = off) ...
     grow_max_factor: float = 0.5  # ... by at most this x the chromatid width
     min_area_px: int = 6  # smaller connected pieces are noise and dropped entirely
@@ -449,6 +450,21 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
             grown = expand_labels(seeds, distance=max(1.0, params.grow_max_factor * width))
             add = (label_img == 0) & (grown > 0) & (corrected > t_grow)
             label_img[add] = grown[add]
+    # ---- faint objects: chromosomes are the most densely stained objects of a spread; a kept
+    # object much fainter than the typical one is a piece of a nucleus or background stain ------
+    if params.faint_fraction and params.faint_fraction > 0 and objects:
+        kept = [o for o in objects if o["status"] == "chromosome"]
+        if len(kept) >= 3:
+            ids = [o["label"] for o in kept]
+            means = np.asarray(ndi.mean(corrected, label_img, ids))
+            typical = float(np.median(means))
+            for o, m in zip(kept, means, strict=True):
+                if m < params.faint_fraction * typical:
+                    o["status"] = "debris"
+                    o["reason"] = (
+                        f"too faint for a chromosome ({m / typical:.2f}x the typical stain): "
+                        "a piece of a nucleus or background stain"
+                    )
     stats = {"threshold_low": t_low, "threshold": t_obj, "median_area": med_obj, "width": width}
     return _finish(label_img, objects, corrected, polarity, params, shape, stats)
 
