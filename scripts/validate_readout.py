@@ -43,6 +43,33 @@ def _resample(calls: pd.DataFrame, dist: dict, n: int, rng, name: str) -> pd.Dat
     return out
 
 
+def _truth_vs_model(args, images: Path) -> dict:
+    """Per-spread truth (YOLO classes 0/1/2 = A/B/C) of the 3 Giemsa spreads vs the model's calls
+    on the same spreads from a batch run."""
+    from napari_chromosome_sort import plots, readout
+
+    labels = Path(args.crops).parent / "giemsa_spreads_ddx11" / "labels"
+    rows = []
+    for path in sorted(labels.glob("*.txt")):
+        for cls in np.loadtxt(path, ndmin=2)[:, 0].astype(int):
+            rows.append({"sample": "DDX11-/- truth", "spread": path.stem, "class": "ABC"[cls]})
+    objects = pd.read_csv(args.batch_objects)
+    calls = objects[(objects["sample"] == "giemsa_ddx11") & objects["class"].notna()]
+    calls = calls.assign(sample="DDX11-/- model")[["sample", "spread", "class"]]
+    table = pd.concat([pd.DataFrame(rows), calls], ignore_index=True)
+    table["spread"] = table["spread"].astype(str)
+    summary = readout.summarize(table, classes=["A", "B", "C"])
+    comp = readout.compare_samples(
+        table, "DDX11-/- truth", "DDX11-/- model", classes=["A", "B", "C"]
+    )
+    plots.save_figure(
+        plots.stacked_bar(summary, "Giemsa DDX11-/- spreads: truth vs model calls", [comp]),
+        images / "readout_giemsa_truth_vs_model",
+        ("png",),
+    )
+    return {"sentence": comp.sentence, "summary": summary.round(1).to_dict("records")}
+
+
 def main(argv=None) -> int:
     from napari_chromosome_sort import plots, readout
 
@@ -58,6 +85,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--images", default=str(repo / "docs" / "images"))
     parser.add_argument("--json", default=str(repo / "out" / "readout_validation.json"))
+    parser.add_argument(
+        "--batch-objects",
+        default=None,
+        help="objects.csv of a `chromosort batch` run that includes the Giemsa DDX11 spreads "
+        "(sample giemsa_ddx11, spreads 1,2,3): its calls are compared with the YOLO truth",
+    )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     calls = readout.calls_from_folder(args.crops, sample="WT")
@@ -140,6 +173,8 @@ def main(argv=None) -> int:
         fontsize=9,
     )
     plots.save_figure(fig, images / "readout_null_pvalues", ("png",))
+    if args.batch_objects:
+        results["giemsa_truth_vs_model"] = _truth_vs_model(args, images)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2, default=float))
     print(json.dumps(results, indent=2, default=float))
