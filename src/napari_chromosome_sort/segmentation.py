@@ -283,8 +283,8 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
             {
                 "label": next_label,
                 "status": "nucleus",
-                "reason": f"large round object ({int(local.sum())} px, "
-                f"{local.sum() / max(med_low, 1):.0f}x the median object): interphase nucleus",
+                "reason": "large, round, uniformly stained object "
+                f"(~{local.sum() / max(med_low, 1):.0f}x the typical object): interphase nucleus",
                 "n_parts": 1,
             }
         )
