@@ -182,6 +182,38 @@ def test_readout_cli_folder_and_table(tmp_path, wt_crops_dir):
     ):
         assert (out / name).is_file(), name
     assert "differ in" in (out / "stats.txt").read_text()
+    import json
+
+    report = {"classes": ["a", "b"], "confusion": {"counts": [[5, 1], [2, 7]]}, "accuracy": 0.8}
+    (tmp_path / "eval.json").write_text(json.dumps(report))
+    curve = [
+        {"per_class": m, "n_train": 2 * m, "accuracy": 0.5 + m / 100, "sd": 0.1}
+        for m in (5, 10, 20)
+    ]
+    (tmp_path / "curve.json").write_text(json.dumps(curve))
+    assert (
+        main(
+            [
+                "readout",
+                str(tmp_path / "calls.csv"),
+                "--out",
+                str(out),
+                "--metrics",
+                str(tmp_path / "eval.json"),
+                "--metrics",
+                str(tmp_path / "curve.json"),
+            ]
+        )
+        == 0
+    )
+    for name in (
+        "eval_confusion.png",
+        "eval_confusion.svg",
+        "eval_confusion.csv",
+        "curve_learning_curve.png",
+        "curve_learning_curve.csv",
+    ):
+        assert (out / name).is_file(), name
     assert (
         main(["readout", str(tmp_path / "calls.csv"), "--out", str(out), "--class-col", "nope"])
         == 2

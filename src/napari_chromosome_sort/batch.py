@@ -170,14 +170,20 @@ def process_spread(
 
     from . import io, predict
 
-    if torch_threads:
-        torch.set_num_threads(int(torch_threads))
+    previous_threads = torch.get_num_threads()
     final = Path(job.out_dir)
     if is_done(job, fingerprint):
         return {"image": job.image, "status": "skipped"}
     model = _load_model_cached(model_path)
     image = io.read_image(job.image)
-    pred = predict.predict_spread(model, image, params=_params_from_dict(params), gradcam=gradcam)
+    try:
+        if torch_threads:
+            torch.set_num_threads(int(torch_threads))
+        pred = predict.predict_spread(
+            model, image, params=_params_from_dict(params), gradcam=gradcam
+        )
+    finally:  # in-process ("serial") runs must not change the caller's torch settings
+        torch.set_num_threads(previous_threads)
     objects = pred.segmentation.objects.copy()
     table = pred.table.copy()
     extra = [c for c in table.columns if c not in objects.columns or c == "label"]

@@ -26,6 +26,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test", default="auto", choices=["auto", "chi2", "permutation"])
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument(
+        "--metrics",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="also plot a model report: JSON from 'chromosort evaluate --json' / crossval "
+        "(confusion matrix) or a learning curve (list of {n_train, accuracy, ...}); repeatable",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="also plot the confusion matrix / learning curve stored in a model's metadata",
+    )
+    parser.add_argument(
         "--agreement",
         default=None,
         metavar="CSV",
