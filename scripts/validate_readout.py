@@ -43,6 +43,62 @@ def _resample(calls: pd.DataFrame, dist: dict, n: int, rng, name: str) -> pd.Dat
     return out
 
 
+def _learning_curve(args, images: Path) -> dict:
+    """Concordance vs training crops per class (5-fold CV) and the pooled CV confusion."""
+    from napari_chromosome_sort import metrics, plots
+    from napari_chromosome_sort.backbones import build_backbone
+    from napari_chromosome_sort.progress import Progress, run_to_end
+    from napari_chromosome_sort.training import (
+        TrainingConfig,
+        crossvalidate_features,
+        head_logits,
+        scan_folder,
+        train_head,
+        tta_proba,
+    )
+
+    weights = Path(args.crops).parents[1] / "weights" / "squeezenet1_1_imagenet_features.pth"
+    config = TrainingConfig(weights=str(weights), views=1, l2_grid=(1e-2, 1e-1))
+    paths, y, classes = scan_folder(args.crops)
+    from napari_chromosome_sort.features import extract_features
+
+    X = run_to_end(
+        extract_features(
+            build_backbone("squeezenet1_1", str(weights)), paths, config.preprocessing(), views=1
+        )
+    )
+
+    def fit_predict(tr, te):
+        head = run_to_end(train_head(X[tr], y[tr], classes, config))[0]
+        yield Progress(1, 1, "", result=tta_proba(head_logits(head, X[te, :1])).argmax(1))
+
+    curve = run_to_end(metrics.learning_curve(fit_predict, y, classes, (5, 10, 20, 40, 80, 160)))
+    cv = run_to_end(crossvalidate_features(X, y, classes, config, folds=5))
+    plots.save_figure(
+        plots.learning_curve_plot(
+            [{k: c[k] for k in ("n_train", "accuracy")} for c in curve],
+            "WT crops: 5-fold CV concordance vs training size",
+        ),
+        images / "readout_learning_curve",
+        ("png",),
+    )
+    plots.save_figure(
+        plots.confusion_matrix_plot(
+            cv["confusion"]["counts"],
+            classes,
+            f"WT crops, 5-fold CV: concordance {cv['accuracy']:.3f}, κ {cv['kappa']:.2f}",
+        ),
+        images / "readout_confusion_wt_cv",
+        ("png",),
+    )
+    return {
+        "curve": curve,
+        "cv_accuracy": cv["accuracy"],
+        "cv_kappa": cv["kappa"],
+        "confusion": cv["confusion"]["counts"],
+    }
+
+
 def _truth_vs_model(args, images: Path) -> dict:
     """Per-spread truth (YOLO classes 0/1/2 = A/B/C) of the 3 Giemsa spreads vs the model's calls
     on the same spreads from a batch run."""
@@ -85,6 +141,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--images", default=str(repo / "docs" / "images"))
     parser.add_argument("--json", default=str(repo / "out" / "readout_validation.json"))
+    parser.add_argument(
+        "--learning-curve",
+        action="store_true",
+        help="also a learning curve + cross-validated confusion of a squeezenet1_1 head on the "
+        "WT crops (frozen ImageNet features, 1 view)",
+    )
     parser.add_argument(
         "--batch-objects",
         default=None,
@@ -173,6 +235,8 @@ def main(argv=None) -> int:
         fontsize=9,
     )
     plots.save_figure(fig, images / "readout_null_pvalues", ("png",))
+    if args.learning_curve:
+        results["learning_curve"] = _learning_curve(args, images)
     if args.batch_objects:
         results["giemsa_truth_vs_model"] = _truth_vs_model(args, images)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

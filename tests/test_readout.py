@@ -218,3 +218,13 @@ def test_readout_cli_folder_and_table(tmp_path, wt_crops_dir):
         main(["readout", str(tmp_path / "calls.csv"), "--out", str(out), "--class-col", "nope"])
         == 2
     )
+
+
+@pytest.mark.parametrize("command", ["batch", "readout", "sort"])
+def test_cli_help(command, capsys):
+    from napari_chromosome_sort.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert command in capsys.readouterr().out

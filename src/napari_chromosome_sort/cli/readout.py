@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "per-sample class distributions with 95% CIs, sample comparison tests and plots"
+HELP = "per-sample class distributions with Wilson CIs, sample comparison tests and plots"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
