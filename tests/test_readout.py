@@ -228,3 +228,15 @@ def test_cli_help(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert command in capsys.readouterr().out
+
+
+def test_compare_spreads_counts_each_spread_once():
+    rng = np.random.default_rng(0)
+    wt = readout.PAPER_DISTRIBUTIONS["WT"]
+    mut = readout.PAPER_DISTRIBUTIONS["CTF18-/-"]
+    table = pd.concat([_sample(wt, 300, "WT", rng, spreads=8), _sample(mut, 300, "KO", rng, 8)])
+    res = readout.compare_spreads(table, "WT", "KO").set_index("class")
+    assert res.loc["A", "n_spreads_a"] == 8 and res.loc["A", "p_value"] < 0.01
+    assert res.loc["A", "mean_a"] > res.loc["A", "mean_b"]
+    one = readout.compare_spreads(table[table["spread"].isin(["WT0", "KO0"])], "WT", "KO")
+    assert one["p_value"].isna().all()

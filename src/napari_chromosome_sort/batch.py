@@ -270,7 +270,7 @@ def write_reports(out_dir, objects: pd.DataFrame, classes=None, formats=("png", 
     _atomic_csv(summary, out_dir / "summary.csv")
     files.append(out_dir / "summary.csv")
     comparisons = readout.compare_all(classified, classes=classes)
-    lines = [c.sentence for c in comparisons] or ["only one sample: no comparison"]
+    lines = readout.comparison_lines(classified, comparisons, classes=classes)
     if comparisons:
         _atomic_csv(pd.DataFrame([c.as_dict() for c in comparisons]), out_dir / "comparisons.csv")
         files.append(out_dir / "comparisons.csv")

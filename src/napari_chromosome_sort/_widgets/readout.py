@@ -194,13 +194,13 @@ class ReadoutWidget(QWidget):
             self.reference.blockSignals(False)
             reference = self.reference.currentText() or None
             comparisons = readout.compare_all(table, sample_col, class_col, reference=reference)
+            lines = readout.comparison_lines(table, comparisons, sample_col, class_col, "spread")
         except ChromosortError as error:
             report_error(error, "Readout")
             return
         self.summary, self.comparisons = summary, comparisons
         plots.stacked_bar(summary, comparisons=comparisons, fig=self.figure)
         self.canvas.draw_idle()
-        lines = [c.sentence for c in comparisons] or ["Only one sample: nothing to compare."]
         self.result_label.setText("\n\n".join(lines))
         self.save_button.setEnabled(True)
 

@@ -150,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
         pd.DataFrame([c.as_dict() for c in comparisons]).to_csv(
             out / "comparisons.csv", index=False
         )
-    lines = [c.sentence for c in comparisons] or ["only one sample: no comparison"]
+    lines = readout.comparison_lines(
+        table, comparisons, args.sample_col, args.class_col, args.spread_col, classes
+    )
     (out / "stats.txt").write_text("\n".join(lines) + "\n")
     plots.save_figure(plots.stacked_bar(summary, comparisons=comparisons), out / "stacked_bar")
     print(counts.to_string())
