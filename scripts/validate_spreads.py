@@ -6,6 +6,10 @@
 2. Leave-one-spread-out (``--loso``): add the matched, labelled chromosomes of the other spreads
    to the WT crops, train, and test on the held-out spread.
 
+Models are trained class-balanced; ``wt_only`` predicts without the training-prior correction
+(a WT-trained model must not impose the WT class frequencies on a mutant population: that would
+bias exactly the distribution the assay measures), ``wt_only_wt_prior`` with it, for comparison.
+
 Nothing here is fitted to the spreads' labels: the segmentation, the crop recipe and the
 canonical appearance are fixed; the labels are only used to score (and, in LOSO, as training data
 for the *other* spreads).
@@ -75,14 +79,36 @@ def load_wt(root: Path):
     return [as_rgb_uint8(p) for p in paths], np.asarray(targets), [c.upper() for c in classes]
 
 
-def train(images, targets, classes, weights, appearance="canonical", cache=None):
+def train(images, targets, classes, weights, appearance="canonical", cache=None,
+          prior_correction=True):
     from napari_chromosome_sort.progress import run_to_end
     from napari_chromosome_sort.training import TrainingConfig, train_classifier
 
     config = TrainingConfig(
-        backbone="squeezenet1_1", weights=str(weights), appearance=appearance, cache_dir=cache
+        backbone="squeezenet1_1",
+        weights=str(weights),
+        appearance=appearance,
+        cache_dir=cache,
+        prior_correction=prior_correction,
     )
     return run_to_end(train_classifier(images, targets, classes, config))
+
+
+def proba_cached(model, images, cache=None) -> np.ndarray:
+    """``model.predict_proba(images, tta=True)`` through the (cached) 8-view pooled features:
+    the same numbers (the head sees the same pooled features), computed once per crop."""
+    import torch
+
+    from napari_chromosome_sort.features import extract_features
+    from napari_chromosome_sort.progress import run_to_end
+
+    X = run_to_end(
+        extract_features(model.backbone, images, model.preprocessing, views=8, cache_dir=cache)
+    )
+    n, v, d = X.shape
+    with torch.no_grad():
+        logits = model.head(torch.from_numpy(X.reshape(n * v, d))).reshape(n, v, -1)
+        return torch.softmax(logits, dim=-1).mean(1).numpy()
 
 
 def spread_objects(spreads: Path):
@@ -116,14 +142,12 @@ def spread_objects(spreads: Path):
     return out
 
 
-def score(model, spread, classes):
-    from napari_chromosome_sort.predict import predict_crops
-
+def score(model, spread, classes, cache=None):
     pairs = spread["pairs"]
     if not pairs:
         return dict(n_boxes=len(spread["boxes"]), n_matched=0, agree=0)
-    table = predict_crops(model, [spread["crops"][i].pixels for i, _ in pairs])
-    pred = table["class"].tolist()
+    proba = proba_cached(model, [spread["crops"][i].pixels for i, _ in pairs], cache)
+    pred = [model.classes[i] for i in proba.argmax(1)]
     truth = [classes[int(spread["boxes"][j, 0])] for _, j in pairs]
     agree = int(sum(p == t for p, t in zip(pred, truth, strict=True)))
     confusion = {t: {p: 0 for p in classes} for t in classes}
@@ -167,14 +191,15 @@ def main(argv=None) -> int:
             f"{s['name']}: {len(s['crops'])} kept, {len(s['boxes'])} boxes, "
             f"{len(s['pairs'])} matched"
         )
-    runs = [("canonical", "wt_only")] + ([("plain", "wt_only_plain")] if args.plain else [])
-    for appearance, key in runs:
-        model = train(images, targets, classes, args.weights, appearance, args.cache)
-        if args.save_model and appearance == "canonical":
+    runs = [("canonical", False, "wt_only"), ("canonical", True, "wt_only_wt_prior")]
+    runs += [("plain", False, "wt_only_plain")] if args.plain else []
+    for appearance, prior, key in runs:
+        model = train(images, targets, classes, args.weights, appearance, args.cache, prior)
+        if args.save_model and key == "wt_only":
             from napari_chromosome_sort.model_io import save_model
 
             save_model(model, args.save_model)
-        rows = {s["name"]: score(model, s, classes) for s in spreads}
+        rows = {s["name"]: score(model, s, classes, args.cache) for s in spreads}
         results[key] = dict(per_spread=rows, overall=summarise(list(rows.values())))
         print(
             key,

@@ -149,6 +149,17 @@ def background_colour(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.median(pixels.reshape(-1, 3), axis=0).round().astype(np.uint8)
 
 
+def _local_background(pixels, window_labels, rgb, labels) -> np.ndarray:
+    """Median colour of the window's pixels that are >= 3 px from every object (the global
+    unlabelled median when the window has too few)."""
+    from scipy import ndimage
+
+    free = ndimage.binary_erosion(window_labels == 0, iterations=3)
+    if free.sum() >= 50:
+        return np.median(pixels[free].reshape(-1, 3), axis=0).round().astype(np.uint8)
+    return background_colour(rgb, labels)
+
+
 def square_window(
     bbox: tuple[int, int, int, int], margin: float = DEFAULT_MARGIN
 ) -> tuple[int, int, int]:
@@ -174,12 +185,15 @@ def crop_object(
     source: str = "",
     background: np.ndarray | None = None,
     blank_dilation: int = 2,
+    isolate: bool = True,
 ) -> Crop:
     """Crop object ``label`` of ``labels`` out of ``image`` (see module docstring).
 
     ``size=None`` keeps the native resolution (the window side); ``background`` overrides the
-    blanking colour (RGB, in the crop's dark-on-light polarity); other objects are blanked after a
-    ``blank_dilation``-pixel dilation (their halo), never over the object itself.
+    blanking colour (RGB, in the crop's dark-on-light polarity; default: the local background).
+    Other labelled objects are blanked after a ``blank_dilation``-pixel dilation (their halo),
+    never over the object itself; with ``isolate=True`` (default) everything farther than a
+    feathered rim of ``max(3, 0.08 * extent)`` px from the object becomes background too.
     """
     labels = np.asarray(labels)
     if labels.shape != np.asarray(image).shape[:2]:
@@ -200,19 +214,27 @@ def crop_object(
     y0, x0, side = square_window((ys[0], xs[0], ys[-1] + 1, xs[-1] + 1), margin)
     out_size = int(size) if size else side
     geometry = CropGeometry(y0, x0, y0 + side, x0 + side, out_size, tuple(labels.shape[:2]))
-    fill = (
-        background_colour(rgb, labels) if background is None else np.asarray(background, np.uint8)
-    )
-    pixels = _cut_window(rgb, geometry, fill)
-    window_labels = _cut_window(labels, geometry, 0)
+    pixels = _cut_window(rgb, geometry, 0)
+    window_labels = _cut_window(labels, geometry, -1)  # -1 = outside the image
     mine = window_labels == label
-    others = (window_labels != 0) & ~mine
-    if others.any():
-        if blank_dilation > 0:
-            from scipy import ndimage
+    if background is None:
+        fill = _local_background(pixels, window_labels, rgb, labels)
+    else:
+        fill = np.asarray(background, np.uint8)
+    from scipy import ndimage
 
-            others = ndimage.binary_dilation(others, iterations=int(blank_dilation)) & ~mine
-        pixels[others] = fill
+    others = (window_labels > 0) & ~mine
+    if others.any() and blank_dilation > 0:
+        others = ndimage.binary_dilation(others, iterations=int(blank_dilation)) & ~mine
+    pixels[others | (window_labels < 0)] = fill
+    if isolate:
+        # keep only the object and a feathered rim around it (its blurred edge); everything
+        # else (debris, halos, nuclear haze) becomes background too
+        extent = max(int(mine.any(axis=1).sum()), int(mine.any(axis=0).sum()))
+        rim = max(3.0, 0.08 * extent)
+        distance = ndimage.distance_transform_edt(~mine)
+        keep = np.clip((rim + 2.0 - distance) / 2.0, 0.0, 1.0)[..., None]
+        pixels = np.rint(keep * pixels + (1.0 - keep) * fill[None, None, :]).astype(np.uint8)
     if out_size != side:
         from skimage.transform import resize
 
@@ -237,8 +259,6 @@ def crop_chromosomes(image: np.ndarray, segmentation, **kwargs) -> list[Crop]:
     polarity = _polarity(image, kwargs.pop("polarity"))
     if polarity == "bright_on_dark":
         rgb = 255 - rgb
-    if kwargs.get("background") is None:
-        kwargs["background"] = background_colour(rgb, segmentation.labels)
     return [
         crop_object(rgb, segmentation.labels, label, polarity="dark_on_light", **kwargs)
         for label in kept
