@@ -73,6 +73,8 @@ def shoot(viewer, name):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="import the published model")
+    parser.add_argument("--views", type=int, default=1, help="dihedral views for training")
+    parser.add_argument("--cv", type=int, default=2, help="cross-validation folds")
     args = parser.parse_args(argv)
 
     import napari
@@ -98,7 +100,8 @@ def main(argv=None) -> int:
     wait(lambda: "spread 1 objects" in viewer.layers and not segment.running)
     objects = viewer.layers["spread 1 objects"]
     kept = objects.features.loc[objects.features["status"] == "chromosome", "label"].astype(int)
-    segment.set_status(int(kept.iloc[-1]), "rejected")
+    areas = objects.features.set_index("label").loc[kept, "area"]
+    segment.set_status(int(areas.idxmin()), "rejected")  # e.g. a speck the user rejects
     segment.select(int(kept.iloc[0]))
     settle(0.5)
     zoom_to_chromosomes(viewer, objects.features)
@@ -116,8 +119,11 @@ def main(argv=None) -> int:
         train.folder.value = str(WT_CROPS)
         train.set_weights(str(FEATURE_WEIGHTS))
         train.model_file.value = str(model_path)
-        train.cv_folds.setValue(5)
+        train.cv_folds.setValue(args.cv)
+        train.option_widgets["views"].value = args.views
+        train.feature_cache = str(Path.home() / ".cache" / "chromosort_screenshots")
         train.start()
+        train.worker.yielded.connect(lambda r: print(f"  {r.step}/{r.total} {r.message}"))
         wait(lambda: not train.running)
         if not model_path.is_file():
             print("training failed", file=sys.stderr)

@@ -142,3 +142,26 @@ def test_missing_model_is_a_notification(make_napari_viewer, monkeypatch, tmp_pa
     widget.run()
     assert shown and "does not exist" in shown[0]
     assert not widget.running
+
+
+def test_predict_folder(make_napari_viewer, qtbot, tmp_path, tiny_model):
+    """A folder of spreads goes through the core batch run; tables land in the output folder."""
+    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    from PIL import Image
+
+    folder = tmp_path / "spreads" / "sample1"
+    folder.mkdir(parents=True)
+    for seed in (0, 1):
+        Image.fromarray(
+            synthetic.make_spread(seed=seed, shape=(256, 256), n_chromosomes=8, n_nuclei=0).image
+        ).save(folder / f"s{seed}.png")
+    viewer = make_napari_viewer()
+    widget = PredictWidget(viewer)
+    widget.model_file.value = str(tiny_model)
+    widget.folder.value = str(tmp_path / "spreads")
+    widget.out_folder.value = str(tmp_path / "out")
+    widget.folder_button.click()
+    assert not widget.folder_button.isEnabled()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert (tmp_path / "out" / "objects.csv").is_file()
+    assert "out" in widget.status.text()

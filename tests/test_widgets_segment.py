@@ -105,3 +105,19 @@ def test_no_image_is_a_notification(make_napari_viewer, monkeypatch):
     monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
     widget.run()
     assert shown and "image" in shown[0]
+
+
+def test_keep_reject_keys(make_napari_viewer, qtbot):
+    image = _synthetic_image()
+    viewer = make_napari_viewer()
+    widget, layer = _segment(viewer, qtbot, image)
+    label = int(layer.features.loc[layer.features["status"] == "chromosome", "label"].iloc[0])
+    widget.select(label)
+    viewer.layers.selection.active = layer
+    handler = viewer.window._qt_viewer._key_map_handler
+    handler.press_key("r")
+    handler.release_key("r")
+    assert layer.features.loc[layer.features["label"] == label, "status"].iloc[0] == "rejected"
+    handler.press_key("k")
+    handler.release_key("k")
+    assert layer.features.loc[layer.features["label"] == label, "status"].iloc[0] == "chromosome"

@@ -84,6 +84,8 @@ class TrainWidget(QWidget):
         self.model = None
         self.model_path = None
         self.history: list[dict] = []
+        # optional folder where backbone features are cached on disk (re-training is then fast)
+        self.feature_cache: str | None = None
 
         self.folder = FileEdit(mode="d", value=str(Path.home() / "chromosort_dataset"))
         self.folder.native.setToolTip("Folder with one sub-folder of crops per class")
@@ -179,6 +181,8 @@ class TrainWidget(QWidget):
             extra["backbone"] = self.backbone.currentText()
         if "weights" in names:
             extra["weights"] = self.weights()
+        if "cache_dir" in names and self.feature_cache:
+            extra["cache_dir"] = str(self.feature_cache)
         return dataclasses.replace(config, **extra)
 
     # ------------------------------------------------------------------ running
