@@ -290,3 +290,73 @@ def test_real_dapi_segments(dapi_dir):
         assert np.mean(on_truth) >= 0.9
         n_truth = len(np.unique(truth[(truth > 0) & (truth < 255)]))
         assert len(kept) >= 0.6 * n_truth
+
+
+def _crossing_image(overlap_gain: float = 2.0):
+    """12 single rods and one X of two rods crossing; the overlap carries double DNA."""
+    rng = np.random.default_rng(1)
+    shape = (256, 256)
+    stain = np.zeros(shape, np.float32)
+    for k in range(12):
+        y, x = 15 + (k // 4) * 45, 20 + (k % 4) * 60
+        stain[_segment_mask(shape, (y, x), (y + 28, x + 6), 4.0)] = 0.45
+    a = _segment_mask(shape, (165, 100), (225, 150), 4.0)
+    b = _segment_mask(shape, (225, 100), (165, 150), 4.0)
+    stain[a | b] = 0.45
+    stain[a & b] = 0.45 * overlap_gain
+    return _render(stain, "dapi", rng), a | b
+
+
+def test_crossing_pair_becomes_cluster():
+    image, cross = _crossing_image()
+    seg = segment_spread(image)
+    status = dict(zip(seg.objects.label, seg.objects.status, strict=True))
+    ids, counts = np.unique(seg.labels[cross], return_counts=True)
+    best = int(ids[ids > 0][np.argmax(counts[ids > 0])])
+    assert status[best] == "cluster"
+    assert "crossing" in seg.objects.set_index("label").at[best, "reason"]
+    singles = seg.objects[seg.objects.centroid_y < 160]
+    assert len(singles) == 12 and (singles.status == "chromosome").all()
+    # the detector is what flags it (the X is below the size limit for clusters)
+    off = segment_spread(image, SegmentationParams(detect_crossings=False))
+    off_status = dict(zip(off.objects.label, off.objects.status, strict=True))
+    ids, counts = np.unique(off.labels[cross], return_counts=True)
+    assert off_status[int(ids[ids > 0][np.argmax(counts[ids > 0])])] == "chromosome"
+
+
+def test_bent_chromosome_without_bright_overlap_is_kept():
+    """An X-like shape is not enough: without a brighter overlap it is not a crossing."""
+    image, cross = _crossing_image(overlap_gain=1.0)
+    seg = segment_spread(image)
+    status = dict(zip(seg.objects.label, seg.objects.status, strict=True))
+    ids, counts = np.unique(seg.labels[cross], return_counts=True)
+    assert status[int(ids[ids > 0][np.argmax(counts[ids > 0])])] == "chromosome"
+
+
+def test_real_dapi_overlaps_are_clusters(dapi_dir):
+    """Objects covering a real overlap region of the K.tif truth (connected 255 area of at least
+    half a chromatid width squared) are mostly flagged ``cluster`` rather than kept."""
+    from scipy import ndimage as ndi
+
+    files = [
+        p for p in sorted(dapi_dir.glob("*/*D.tif")) if p.with_name(p.name[:-5] + "K.tif").exists()
+    ]
+    files = files[::4]
+    n_objects = n_cluster = 0
+    for path in files:
+        truth = read_image(path.with_name(path.name[:-5] + "K.tif"))
+        truth = truth[..., 0] if truth.ndim == 3 else truth
+        seg = segment_spread(read_image(path))
+        w2 = seg.stats["width"] ** 2
+        overlap = truth == 255
+        comp, _ = ndi.label(overlap)
+        sizes = np.bincount(comp.ravel())
+        sizes[0] = 0
+        big = (sizes >= 0.5 * w2)[comp] & overlap
+        counts = np.bincount(seg.labels[big], minlength=seg.labels.max() + 1)
+        ids = [lab for lab in np.flatnonzero(counts >= 0.3 * w2) if lab > 0]
+        status = seg.objects.set_index("label")["status"]
+        n_objects += len(ids)
+        n_cluster += sum(status[lab] == "cluster" for lab in ids)
+    assert n_objects >= 10
+    assert n_cluster / n_objects >= 0.5, (n_cluster, n_objects)

@@ -99,6 +99,16 @@ class SegmentationParams:
     split_min_solidity: float = 0.6  # ... and at least this solid
     split_seed_factor: float = 0.2  # seeds smaller than this x median object are ignored
     border_margin_px: int = 1  # objects within this many px of the edge -> border
+    # crossing / overlapping chromosomes kept as one piece (X or T shape with a brighter
+    # double-DNA region where they overlap) -> cluster
+    detect_crossings: bool = True
+    crossing_min_area_factor: float = 1.2  # larger than this x the median object ...
+    crossing_max_solidity: float = 0.8  # ... not convex (X/T/V shape) ...
+    crossing_prune_factor: float = 0.75  # ... skeleton branched after pruning spurs < this x width
+    crossing_brightness: float = 1.6  # ... and a plateau brighter than this x the object median
+    crossing_min_plateau: float = 0.1  # ... covering at least this x chromatid width squared
+    crossing_shape_area_factor: float = 2.2  # without a bright overlap: branched, larger than
+    crossing_shape_max_solidity: float = 0.7  # ... this x the median and less solid than this
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -465,8 +475,78 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
                         f"too faint for a chromosome ({m / typical:.2f}x the typical stain): "
                         "a piece of a nucleus or background stain"
                     )
+    # ---- crossings: two chromosomes lying across each other form one X/T-shaped piece whose
+    # overlap is brighter (double DNA); they cannot be cut cleanly -> cluster -----------------
+    if params.detect_crossings and objects:
+        _flag_crossings(label_img, objects, corrected, med_obj, width, params)
     stats = {"threshold_low": t_low, "threshold": t_obj, "median_area": med_obj, "width": width}
     return _finish(label_img, objects, corrected, polarity, params, shape, stats)
+
+
+def _skeleton_branched(mask: np.ndarray, prune: float) -> bool:
+    """True when the skeleton of ``mask`` still branches (a point with >= 3 neighbours, or >= 3
+    end points) after spurs shorter than ``prune`` px have been pruned away."""
+    from scipy import ndimage as ndi
+    from skimage.morphology import skeletonize
+
+    kernel = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], np.uint8)
+    skel = skeletonize(np.pad(mask, 1))
+    for _ in range(max(1, int(round(prune)))):
+        nb = ndi.convolve(skel.astype(np.uint8), kernel, mode="constant")
+        ends = skel & (nb <= 1)
+        if not ends.any():
+            break
+        skel &= ~ends
+    nb = ndi.convolve(skel.astype(np.uint8), kernel, mode="constant")
+    return bool((skel & (nb >= 3)).any() or (skel & (nb == 1)).sum() >= 3)
+
+
+def _flag_crossings(label_img, objects, corrected, med_obj, width, params) -> None:
+    """Kept single pieces that look like two crossing chromosomes become ``cluster``: larger
+    than the median chromosome, not convex, a branched skeleton, and a bright plateau (the
+    double-DNA overlap) of about one chromatid width squared. Sister-chromatid pairs grouped from
+    separate blobs are never crossings."""
+    from scipy import ndimage as ndi
+
+    candidates = [o for o in objects if o["status"] == "chromosome" and o["n_parts"] == 1]
+    if not candidates:
+        return
+    slices = ndi.find_objects(label_img)
+    smooth = None
+    for o in candidates:
+        sl = slices[o["label"] - 1]
+        if sl is None:
+            continue
+        local = label_img[sl] == o["label"]
+        area = int(local.sum())
+        if area < params.crossing_min_area_factor * med_obj:
+            continue
+        solidity = _props(local)["solidity"]
+        if solidity >= params.crossing_max_solidity:
+            continue
+        if not _skeleton_branched(local, params.crossing_prune_factor * width):
+            continue
+        rel = area / max(med_obj, 1.0)
+        very_irregular = solidity < params.crossing_shape_max_solidity
+        if rel > params.crossing_shape_area_factor and very_irregular:
+            o["status"] = "cluster"
+            o["reason"] = (
+                f"branched, non-convex object ({rel:.1f}x the median object, solidity "
+                f"{solidity:.2f}): crossing or overlapping chromosomes"
+            )
+            continue
+        if smooth is None:
+            smooth = ndi.gaussian_filter(corrected, max(1.0, width / 4.0))
+        values = smooth[sl][local]
+        plateau = int(np.sum(values > params.crossing_brightness * float(np.median(values))))
+        if plateau < params.crossing_min_plateau * width * width:
+            continue
+        o["status"] = "cluster"
+        o["reason"] = (
+            f"X/T-shaped ({rel:.1f}x the median object, branched, with a "
+            f"{params.crossing_brightness:g}x brighter overlap): crossing or overlapping "
+            "chromosomes"
+        )
 
 
 def _find_nuclei(corrected, med_low, t_low, params) -> np.ndarray:
