@@ -76,7 +76,7 @@ def _learning_curve(args, images: Path) -> dict:
     cv = run_to_end(crossvalidate_features(X, y, classes, config, folds=5))
     plots.save_figure(
         plots.learning_curve_plot(
-            [{k: c[k] for k in ("n_train", "accuracy")} for c in curve],
+            [{k: c[k] for k in ("n_train", "accuracy", "sd")} for c in curve],
             "WT crops: 5-fold CV concordance vs training size",
         ),
         images / "readout_learning_curve",

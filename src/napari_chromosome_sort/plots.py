@@ -130,11 +130,12 @@ def confusion_matrix_plot(
 
 
 def learning_curve_plot(history, title: str = "Learning curve", x: str | None = None) -> Figure:
-    """Line plot of training history.
+    """Line plot of training history or of a learning curve.
 
     ``history``: DataFrame / dict of lists / list of dicts; ``x`` the x column (default: the
-    first of ``epoch``, ``step``, ``n_train``, else the row index); every other numeric column is a
-    line (loss-like columns on the left axis, accuracy/kappa-like on a right axis).
+    first of ``epoch``, ``step``, ``n_train``, ``train_size``, else the row index). Loss-like
+    columns go on the left axis, score columns (accuracy, kappa...) on a right axis, or on the
+    only axis when there is no loss; an ``sd`` column becomes error bars of the first score.
     """
     df = pd.DataFrame(history)
     if df.empty:
@@ -142,26 +143,34 @@ def learning_curve_plot(history, title: str = "Learning curve", x: str | None = 
     if x is None:
         x = next((c for c in ("epoch", "step", "n_train", "train_size") if c in df.columns), None)
     xs = df[x].to_numpy() if x else np.arange(1, len(df) + 1)
+    sd = df["sd"].to_numpy() if "sd" in df.columns else None
+    numeric = [
+        c
+        for c in df.columns
+        if c not in (x, "sd", "per_class") and np.issubdtype(df[c].dtype, np.number)
+    ]
+    losses = [c for c in numeric if "loss" in c.lower()]
+    scores = [c for c in numeric if c not in losses]
     fig, ax = _new_figure((5, 3.6))
-    ax2 = None
-    for col in df.columns:
-        if col == x or not np.issubdtype(df[col].dtype, np.number):
-            continue
-        if "loss" in col.lower():
-            ax.plot(xs, df[col], marker="o", ms=3, label=col)
+    for col in losses:
+        ax.plot(xs, df[col], marker="o", ms=3, label=col)
+    score_ax = ax.twinx() if losses and scores else ax
+    for k, col in enumerate(scores):
+        if k == 0 and sd is not None:
+            score_ax.errorbar(xs, df[col], yerr=sd, marker="s", ms=3, capsize=2, label=col)
         else:
-            ax2 = ax2 or ax.twinx()
-            ax2.plot(xs, df[col], marker="s", ms=3, ls="--", label=col)
+            score_ax.plot(xs, df[col], marker="s", ms=3, ls="--", label=col)
     ax.set_xlabel(x or "epoch")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss" if losses else "score")
+    if scores:
+        score_ax.set_ylabel("score")
+        score_ax.set_ylim(0, 1.02)
     handles, labels = ax.get_legend_handles_labels()
-    if ax2 is not None:
-        ax2.set_ylabel("score")
-        ax2.set_ylim(0, 1.02)
-        h2, l2 = ax2.get_legend_handles_labels()
+    if score_ax is not ax:
+        h2, l2 = score_ax.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
     if handles:
-        ax.legend(handles, labels, fontsize=8, loc="center right")
+        ax.legend(handles, labels, fontsize=8, loc="lower right")
     ax.set_title(title, fontsize=10)
     return fig
 

@@ -111,9 +111,7 @@ def plot_model_report(report, out, name: str = "model") -> list:
     if curve:
         table = pd.DataFrame(curve)
         table.to_csv(out / f"{name}_learning_curve.csv", index=False)
-        fig = plots.learning_curve_plot(
-            table.drop(columns=["sd"], errors="ignore"), f"Learning curve ({name})"
-        )
+        fig = plots.learning_curve_plot(table, f"Learning curve ({name})")
         files += [
             out / f"{name}_learning_curve.csv",
             *plots.save_figure(fig, out / f"{name}_learning_curve"),
