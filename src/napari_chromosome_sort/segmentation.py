@@ -90,6 +90,8 @@ class SegmentationParams:
     pair_twin_width_factor: float = 1.25  # ... and only if as thin as paired chromatids
     pair_gap_weight: float = 0.0  # weight of the gap (in blob widths) in the pairing score
     pair_max_axial_offset: float = 0.6  # centroid offset along the axis, x mean blob length
+    pair_max_blob_width_factor: float = 2.0  # blobs wider (minor axis) than this x the chromatid
+    # width are whole chromosomes, never sister chromatids (0 = off)
     # touching neighbours
     split_touching: bool = True
     cluster_area_factor: float = 2.6  # area > this x median object -> split attempt / cluster
@@ -664,6 +666,10 @@ def _pair_score(ru, rv, pieces, width, gap, med_piece, params, twins_ok=False) -
 
     au, av = float(ru.area), float(rv.area)
     if max(au, av) / max(min(au, av), 1.0) > params.pair_max_area_ratio:
+        return None
+    if params.pair_max_blob_width_factor > 0 and (
+        max(ru.axis_minor_length, rv.axis_minor_length) > params.pair_max_blob_width_factor * width
+    ):
         return None
     if min(au, av) < params.debris_area_fraction * med_piece:
         return None
