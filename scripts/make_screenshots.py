@@ -152,6 +152,8 @@ def main(argv=None) -> int:
     objects.visible = True
     show_dock(viewer, "Label chromosomes")
     label.folder.value = str(work / "dataset")
+    label.classes_edit.setText(",".join(predict.model.classes))
+    label._classes_changed()
     label.labels_picker.set_layer(objects)
     label._labels_changed()
     calls = dict(zip(table["label"].astype(int), table["class"].astype(str), strict=True))
