@@ -14,6 +14,8 @@ Qt-free. Pipeline (every threshold adapts to the image; every knob is in Segment
 5. Sizes relative to the median object: too small -> ``debris``; too large -> optional watershed
    split that is kept only if every piece is chromosome-sized, else ``cluster``.
 6. Objects touching the image edge -> ``border``; everything else -> ``chromosome``.
+7. Crossings: a kept single piece that is larger than the median chromosome, not convex, with a
+   branched skeleton and a brighter (double-DNA) overlap plateau -> ``cluster``.
 """
 
 from __future__ import annotations
