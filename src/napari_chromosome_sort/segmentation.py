@@ -92,7 +92,7 @@ class SegmentationParams:
     pair_twin_width_factor: float = 1.25  # ... and only if as thin as paired chromatids
     pair_gap_weight: float = 0.0  # weight of the gap (in blob widths) in the pairing score
     pair_max_axial_offset: float = 0.6  # centroid offset along the axis, x mean blob length
-    pair_max_blob_width_factor: float = 2.0  # blobs wider (minor axis) than this x the chromatid
+    pair_max_blob_width_factor: float = 1.8  # blobs wider (minor axis) than this x the chromatid
     # width are whole chromosomes, never sister chromatids (0 = off)
     # touching neighbours
     split_touching: bool = True
