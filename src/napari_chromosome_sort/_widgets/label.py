@@ -126,6 +126,7 @@ class LabelWidget(QWidget):
         while self.class_buttons_box.count():
             item = self.class_buttons_box.takeAt(0)
             if item.widget():
+                item.widget().setParent(None)  # gone now, not at the next event-loop turn
                 item.widget().deleteLater()
         for i, cls in enumerate(self._classes):
             button = QPushButton(f"{i + 1}: {cls}")
