@@ -79,8 +79,9 @@ def load_wt(root: Path):
     return [as_rgb_uint8(p) for p in paths], np.asarray(targets), [c.upper() for c in classes]
 
 
-def train(images, targets, classes, weights, appearance="canonical", cache=None,
-          prior_correction=True):
+def train(
+    images, targets, classes, weights, appearance="canonical", cache=None, prior_correction=True
+):
     from napari_chromosome_sort.progress import run_to_end
     from napari_chromosome_sort.training import TrainingConfig, train_classifier
 
