@@ -91,7 +91,7 @@ def main() -> int:
     titles = [
         "published WT crops (as shipped)",
         "published WT crops, canonical_appearance",
-        "raw spread crops (segmented, neighbours blanked)",
+        "raw spread crops (segmented, neighbours blanked, isolated)",
         "raw spread crops, canonical_appearance",
     ]
     band = 18
