@@ -129,3 +129,16 @@ def test_edited_label_is_cropped(make_napari_viewer, qtbot, tmp_path):
     table = _manifest(tmp_path / "ds")
     assert int(table["label"].iloc[0]) == new
     assert new in layer.features["label"].astype(int).tolist()
+
+
+def test_editing_classes_rebuilds_buttons(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = LabelWidget(viewer)
+    widget.classes_edit.setText("x, y")
+    widget._classes_changed()
+    texts = [
+        widget.class_buttons_box.itemAt(i).widget().text()
+        for i in range(widget.class_buttons_box.count())
+    ]
+    assert texts == ["1: x", "2: y"]
+    assert widget.classes == ["x", "y"]

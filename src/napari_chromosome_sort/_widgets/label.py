@@ -125,9 +125,10 @@ class LabelWidget(QWidget):
         )
         while self.class_buttons_box.count():
             item = self.class_buttons_box.takeAt(0)
-            if item.widget():
-                item.widget().setParent(None)  # gone now, not at the next event-loop turn
-                item.widget().deleteLater()
+            button = item.widget()
+            if button is not None:
+                button.setParent(None)  # gone now, not at the next event-loop turn
+                button.deleteLater()
         for i, cls in enumerate(self._classes):
             button = QPushButton(f"{i + 1}: {cls}")
             button.setStyleSheet(f"border-left: 6px solid {self.colours[cls]};")
