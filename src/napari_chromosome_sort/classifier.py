@@ -79,7 +79,7 @@ HEAD_KINDS = ("pooled", "squeezenet_conv", "avgpool_fc")
 
 
 class ChromosomeClassifier(nn.Module):
-    """Backbone + head with its classes, preprocessing and metadata (see docs/contracts.md)."""
+    """Backbone + head with its classes, preprocessing and metadata."""
 
     def __init__(
         self,
