@@ -117,3 +117,20 @@ def test_cli_predict_crops_and_spreads(tiny_model, tmp_path):
     assert heat.shape == spread.image.shape[:2] and heat.dtype == np.float32
     assert (cams / "s1_gradcam.png").exists()
     assert main(["predict", str(model_path), str(tmp_path / "nope.png"), "--out", str(out)]) == 2
+
+
+def test_predict_crops_adapt_priors(tiny_model):
+    from napari_chromosome_sort.predict import calibration_priors
+    from napari_chromosome_sort.priors import adapt_priors
+    from napari_chromosome_sort.synthetic import make_crop
+
+    rng = np.random.default_rng(2)
+    images = [make_crop(c, rng, 48) for c in "AAAAAABC"]
+    table = predict_crops(tiny_model, images, tta=False, adapt_priors=True)
+    assert list(table.columns) == ["class", "p_A", "p_B", "p_C"] and len(table) == 8
+    assert np.allclose(table[["p_A", "p_B", "p_C"]].sum(1), 1.0, atol=1e-6)
+    base = calibration_priors(tiny_model)
+    assert base.shape == (3,) and np.isclose(base.sum(), 1.0)
+    expected, _ = adapt_priors(tiny_model.predict_proba(images, tta=False), base)
+    assert np.allclose(table[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-6)
+    assert len(predict_crops(tiny_model, [], adapt_priors=True)) == 0

@@ -32,12 +32,42 @@ def _probability_table(model, proba: np.ndarray) -> pd.DataFrame:
     return table
 
 
-def predict_crops(model, images, tta: bool = True) -> pd.DataFrame:
-    """One row per RGB crop: predicted ``class`` and ``p_<class>`` for every class."""
+def calibration_priors(model) -> np.ndarray:
+    """Class priors the model's posteriors are calibrated to: the training class frequencies
+    when the head carries the training-prior correction (a fitted logit shift, the default) or
+    the head was trained without class balancing; uniform for an uncorrected class-balanced head
+    or when the training counts are unknown."""
+    import torch
+
+    k = len(model.classes)
+    training = dict(getattr(model, "metadata", {}).get("training") or {})
+    balanced = (training.get("config") or {}).get("class_balance", True)
+    counts = training.get("counts") or {}
+    shift = getattr(getattr(model, "head", None), "logit_shift", None)
+    corrected = shift is not None and bool(torch.any(shift != 0))
+    freq = np.array([float(counts.get(c, 0)) for c in model.classes])
+    if (corrected or not balanced) and freq.sum() > 0:
+        return freq / freq.sum()
+    return np.full(k, 1.0 / k)
+
+
+def predict_crops(model, images, tta: bool = True, adapt_priors: bool = False) -> pd.DataFrame:
+    """One row per RGB crop: predicted ``class`` and ``p_<class>`` for every class.
+
+    ``adapt_priors``: treat the crops as one sample and re-estimate its class priors without
+    labels (EM of Saerens et al. 2002, :mod:`.priors`) from the uncorrected posteriors, instead
+    of assuming the training priors; the probabilities are re-weighted to the estimated priors.
+    The EM starts from :func:`calibration_priors` (the priors the posteriors are calibrated to).
+    """
     images = list(images)
     if not images:
         return _probability_table(model, np.zeros((0, len(model.classes))))
-    return _probability_table(model, model.predict_proba(images, tta=tta))
+    if not adapt_priors:
+        return _probability_table(model, model.predict_proba(images, tta=tta))
+    from .priors import adapt_priors as em
+
+    proba, _ = em(model.predict_proba(images, tta=tta), calibration_priors(model))
+    return _probability_table(model, proba)
 
 
 def predict_spread(
@@ -49,10 +79,12 @@ def predict_spread(
     segmentation=None,
     margin: float | None = None,
     tta: bool = True,
+    adapt_priors: bool = False,
 ) -> SpreadPrediction:
     """Segment ``image`` (or use ``segmentation``), crop every kept chromosome (others blanked)
     and classify the crops. With ``gradcam`` also returns the per-object Grad-CAM maps (for the
-    predicted class) pasted into a float32 image-shaped map."""
+    predicted class) pasted into a float32 image-shaped map. ``adapt_priors``: estimate this
+    spread's class priors from its own kept objects (no labels; see :func:`predict_crops`)."""
     from .crops import DEFAULT_MARGIN, crop_chromosomes
 
     image = np.asarray(image)
@@ -67,7 +99,7 @@ def predict_spread(
     )
     objects = segmentation.objects.set_index("label", drop=False)
     labels = [c.label for c in crops]
-    table = predict_crops(model, [c.pixels for c in crops], tta=tta)
+    table = predict_crops(model, [c.pixels for c in crops], tta=tta, adapt_priors=adapt_priors)
     meta = pd.DataFrame({"label": labels})
     for column in BBOX_COLUMNS:
         meta[column] = objects.loc[labels, column].astype(int).to_numpy() if labels else []

@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-tta", action="store_true", help="no test-time averaging over the 8 dihedral views"
     )
+    parser.add_argument(
+        "--adapt-priors",
+        action="store_true",
+        help="estimate the class priors of each spread (with --spreads) or of all the crops "
+        "without labels (EM, Saerens et al. 2002) instead of assuming the training priors",
+    )
 
 
 def _expand(inputs) -> list:
@@ -94,7 +100,13 @@ def run(args: argparse.Namespace) -> int:
 
         for path in files:
             image = read_image(path)
-            result = predict_spread(model, image, gradcam=gradcam_dir is not None, tta=tta)
+            result = predict_spread(
+                model,
+                image,
+                gradcam=gradcam_dir is not None,
+                tta=tta,
+                adapt_priors=args.adapt_priors,
+            )
             table = result.table.copy()
             table.insert(0, "source", str(path))
             tables.append(table)
@@ -108,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path.name}: {len(table)} chromosomes", file=sys.stderr)
     else:
         images = [as_rgb_uint8(read_image(p)) for p in files]
-        table = predict_crops(model, images, tta=tta)
+        table = predict_crops(model, images, tta=tta, adapt_priors=args.adapt_priors)
         table.insert(0, "source", [str(p) for p in files])
         tables.append(table)
         if gradcam_dir is not None:
