@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import write_csv_atomic
 from .errors import ChromosortError
 from .progress import Progress
 
@@ -247,19 +248,13 @@ def collect_objects(out_dir) -> pd.DataFrame:
     return table.sort_values(["sample", "spread", "label"], kind="stable").reset_index(drop=True)
 
 
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def write_reports(out_dir, objects: pd.DataFrame, classes=None, formats=("png", "svg")):
     """summary.csv, comparisons.csv, stats.txt and the stacked-bar plot from ``objects``."""
     from . import plots, readout
 
     out_dir = Path(out_dir)
     files = []
-    _atomic_csv(objects, out_dir / "objects.csv")
+    write_csv_atomic(objects, out_dir / "objects.csv")
     files.append(out_dir / "objects.csv")
     classified = objects[objects["class"].notna()] if "class" in objects else objects.iloc[:0]
     if classified.empty:
@@ -267,12 +262,14 @@ def write_reports(out_dir, objects: pd.DataFrame, classes=None, formats=("png", 
     if classes is None:
         classes = [c[2:] for c in objects.columns if c.startswith("p_")] or None
     summary = readout.summarize(classified, classes=classes)
-    _atomic_csv(summary, out_dir / "summary.csv")
+    write_csv_atomic(summary, out_dir / "summary.csv")
     files.append(out_dir / "summary.csv")
     comparisons = readout.compare_all(classified, classes=classes)
     lines = readout.comparison_lines(classified, comparisons, classes=classes)
     if comparisons:
-        _atomic_csv(pd.DataFrame([c.as_dict() for c in comparisons]), out_dir / "comparisons.csv")
+        write_csv_atomic(
+            pd.DataFrame([c.as_dict() for c in comparisons]), out_dir / "comparisons.csv"
+        )
         files.append(out_dir / "comparisons.csv")
     (out_dir / "stats.txt").write_text("\n".join(lines) + "\n")
     files.append(out_dir / "stats.txt")
@@ -386,7 +383,7 @@ def run_batch(
     objects = collect_objects(out_dir)
     summary, comparisons, files = write_reports(out_dir, objects, formats=formats)
     if failures:
-        _atomic_csv(
+        write_csv_atomic(
             pd.DataFrame({"image": list(failures), "error": list(failures.values())}),
             out_dir / "failures.csv",
         )

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .atomic import write_bytes_atomic
 from .errors import ChromosortError
 
 MANIFEST = "manifest.csv"
@@ -40,21 +40,6 @@ def sanitise_class_name(name: str) -> str:
     if not safe.strip("_"):
         raise ChromosortError(f"class name {name!r} is empty after removing unsafe characters")
     return safe
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _png_bytes(pixels: np.ndarray) -> bytes:
@@ -125,7 +110,7 @@ class CropDataset:
         return table[COLUMNS]
 
     def _write_manifest(self, table: pd.DataFrame) -> None:
-        _atomic_write_bytes(self.manifest_path, table[COLUMNS].to_csv(index=False).encode())
+        write_bytes_atomic(self.manifest_path, table[COLUMNS].to_csv(index=False).encode())
 
     def items(self) -> list[tuple[Path, str]]:
         """(absolute path, class) for every manifest row."""
@@ -160,7 +145,7 @@ class CropDataset:
             stamp.isoformat(timespec="seconds"),
         ]
         row = dict(zip(COLUMNS, values, strict=True))
-        _atomic_write_bytes(path, _png_bytes(pixels))
+        write_bytes_atomic(path, _png_bytes(pixels))
         table = self.manifest()
         table = (
             pd.concat([table, pd.DataFrame([row])], ignore_index=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import ChromosortError
 from .progress import Progress
 
@@ -238,9 +239,8 @@ def extract_features(
                 out[i] = feats[j]
                 _MEMORY[(setting, keys[i])] = feats[j]
                 if cache is not None:
-                    tmp = cache / f"{keys[i]}.tmp.npy"
-                    np.save(tmp, feats[j])
-                    os.replace(tmp, cache / f"{keys[i]}.npy")
+                    with atomic_path(cache / f"{keys[i]}.npy") as tmp:
+                        np.save(tmp, feats[j])
             done = min(start + batch_size, total)
             yield Progress(done, total, f"features {done}/{total}")
     backbone.train(was_training)

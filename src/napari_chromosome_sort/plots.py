@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .atomic import atomic_path
+
 # Colours close to the paper's Fig. 5 (type A dark, B mid, C light).
 _TYPE_COLOURS = ["#3b4cc0", "#f4a582", "#b2182b", "#8fbc8f", "#999999", "#e7d87d", "#6a3d9a"]
 
@@ -219,15 +221,13 @@ def agreement_plot(
 
 def save_figure(fig: Figure, path_stem, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
     """Write ``fig`` as ``<path_stem>.<fmt>`` for each format (atomic rename); returns paths."""
-    import os
 
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     out = []
     for fmt in formats:
         final = stem.with_name(f"{stem.name}.{fmt}")
-        tmp = final.with_name(f".{final.name}.tmp")
-        fig.savefig(tmp, format=fmt, dpi=150)
-        os.replace(tmp, final)
+        with atomic_path(final) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150)
         out.append(final)
     return out

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .atomic import write_csv_atomic
 from .errors import ChromosortError
 from .progress import Progress
 
@@ -225,18 +225,11 @@ def sort_folder(
     table["placed_as"] = placed
     table["how"] = how
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_csv(table, out_dir / "predictions.csv")
-    _atomic_csv(table[table["review"]], out_dir / "review.csv")
+    write_csv_atomic(table, out_dir / "predictions.csv")
+    write_csv_atomic(table[table["review"]], out_dir / "review.csv")
     counts = table[~table["review"]]["class"].value_counts().to_dict()
     result = SortResult(out_dir, table, counts, int(table["review"].sum()))
     yield Progress(2 * len(paths), 2 * len(paths), "sorted", result=result)
-
-
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------ corrections
@@ -282,5 +275,5 @@ def add_to_training_set(image_path, dataset_root, cls: str) -> Path:
         [log, pd.DataFrame([{"source": str(src), "file": f"{cls}/{dest.name}", "class": cls}])],
         ignore_index=True,
     )
-    _atomic_csv(log, log_path)
+    write_csv_atomic(log, log_path)
     return dest
