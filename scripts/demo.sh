@@ -4,6 +4,12 @@
 # a screenshot (made on a virtual display when Xvfb is available) to ./out/demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Offline development checkouts keep the ImageNet SqueezeNet backbone beside the repo; elsewhere
+# the weights come from the torch hub cache or a download (see README).
+shared_weights=../shared/weights/squeezenet1_1_imagenet_features.pth
+if [ -z "${CHROMOSORT_WEIGHTS:-}" ] && [ -f "$shared_weights" ]; then
+  export CHROMOSORT_WEIGHTS="$shared_weights"
+fi
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ -z "${CI:-}" ]; then
   exec .venv/bin/chromosort demo --gui
 elif command -v xvfb-run >/dev/null 2>&1; then
