@@ -6,9 +6,17 @@
 2. Leave-one-spread-out (``--loso``): add the matched, labelled chromosomes of the other spreads
    to the WT crops, train, and test on the held-out spread.
 
-Models are trained class-balanced; ``wt_only`` predicts without the training-prior correction
-(a WT-trained model must not impose the WT class frequencies on a mutant population: that would
-bias exactly the distribution the assay measures), ``wt_only_wt_prior`` with it, for comparison.
+The WT-only model is trained once (class-balanced head + training-prior correction, the
+``TrainingConfig`` defaults); its probabilities on every kept object are post-processed in several
+ways (variants, all label-free):
+
+* ``balanced``: the logit shift removed (class-balanced head, no prior imposed);
+* ``wt_prior``: as trained (the WT class frequencies imposed on every spread);
+* ``em_spread``: EM prior adaptation (Saerens et al. 2002, ``priors.adapt_priors``) on all kept
+  objects of each spread, starting from the WT priors the corrected model is calibrated to
+  (= ``predict_spread(..., adapt_priors=True)`` / ``chromosort predict --spreads``);
+* ``em_sample``: the same EM on the pooled objects of the 3 spreads (one DDX11 sample);
+* ``em_balanced_uniform``: EM on the balanced probabilities taken as calibrated to uniform priors.
 
 Nothing here is fitted to the spreads' labels: the segmentation, the crop recipe and the
 canonical appearance are fixed; the labels are only used to score (and, in LOSO, as training data
@@ -143,12 +151,59 @@ def spread_objects(spreads: Path):
     return out
 
 
-def score(model, spread, classes, cache=None):
+def spread_logits(model, spread, cache=None) -> np.ndarray:
+    """Per-view logits (n_kept, 8, k) of every kept object of a spread (cached features)."""
+    import torch
+
+    from napari_chromosome_sort.features import extract_features
+    from napari_chromosome_sort.progress import run_to_end
+
+    crops = [c.pixels for c in spread["crops"]]
+    k = len(model.classes)
+    if not crops:
+        return np.zeros((0, 8, k))
+    X = run_to_end(
+        extract_features(model.backbone, crops, model.preprocessing, views=8, cache_dir=cache)
+    )
+    n, v, d = X.shape
+    with torch.no_grad():
+        return model.head(torch.from_numpy(X.reshape(n * v, d))).reshape(n, v, -1).numpy()
+
+
+def softmax_views(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(-1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(-1, keepdims=True)
+    return p.mean(1)
+
+
+def variants(model, logits: list) -> dict:
+    """Label-free post-processings of the per-spread logits -> {name: [proba per spread]}."""
+    from napari_chromosome_sort.predict import calibration_priors
+    from napari_chromosome_sort.priors import adapt_priors
+
+    shift = model.head.logit_shift.numpy()
+    wt_prior = calibration_priors(model)  # WT class frequencies (the head is prior-corrected)
+    balanced = [softmax_views(L - shift) for L in logits]
+    corrected = [softmax_views(L) for L in logits]
+    pooled, _ = adapt_priors(np.concatenate(corrected), wt_prior)
+    cuts = np.cumsum([len(p) for p in corrected])[:-1]
+    return {
+        "balanced": balanced,
+        "wt_prior": corrected,
+        "em_spread": [adapt_priors(p, wt_prior)[0] for p in corrected],
+        "em_sample": np.split(pooled, cuts),
+        "em_balanced_uniform": [adapt_priors(p)[0] for p in balanced],
+    }
+
+
+def score(proba, spread, classes, model_classes):
+    """Agreement of predicted and box class on the matched objects (+ confusion, counts)."""
     pairs = spread["pairs"]
     if not pairs:
         return dict(n_boxes=len(spread["boxes"]), n_matched=0, agree=0)
-    proba = proba_cached(model, [spread["crops"][i].pixels for i, _ in pairs], cache)
-    pred = [model.classes[i] for i in proba.argmax(1)]
+    idx = [i for i, _ in pairs]
+    pred = [model_classes[i] for i in np.asarray(proba)[idx].argmax(1)]
     truth = [classes[int(spread["boxes"][j, 0])] for _, j in pairs]
     agree = int(sum(p == t for p, t in zip(pred, truth, strict=True)))
     confusion = {t: {p: 0 for p in classes} for t in classes}
@@ -161,12 +216,24 @@ def score(model, spread, classes, cache=None):
         agree=agree,
         accuracy=agree / len(pairs),
         confusion=confusion,
+        true_counts={c: truth.count(c) for c in classes},
+        pred_counts={c: pred.count(c) for c in classes},
+        kept_pred_counts={
+            c: int((np.asarray(proba).argmax(1) == model_classes.index(c)).sum()) for c in classes
+        },
     )
 
 
 def summarise(rows):
     n = sum(r["n_matched"] for r in rows)
-    return dict(n_matched=n, accuracy=sum(r["agree"] for r in rows) / max(n, 1))
+    out = dict(n_matched=n, accuracy=sum(r["agree"] for r in rows) / max(n, 1))
+    for key in ("true_counts", "pred_counts"):
+        if all(key in r for r in rows):
+            total = {c: sum(r[key][c] for r in rows) for c in rows[0][key]}
+            out[key.replace("counts", "fractions")] = {
+                c: round(v / max(n, 1), 3) for c, v in total.items()
+            }
+    return out
 
 
 def main(argv=None) -> int:
@@ -192,23 +259,32 @@ def main(argv=None) -> int:
             f"{s['name']}: {len(s['crops'])} kept, {len(s['boxes'])} boxes, "
             f"{len(s['pairs'])} matched"
         )
-    runs = [("canonical", False, "wt_only"), ("canonical", True, "wt_only_wt_prior")]
-    runs += [("plain", False, "wt_only_plain")] if args.plain else []
-    for appearance, prior, key in runs:
-        model = train(images, targets, classes, args.weights, appearance, args.cache, prior)
+    for appearance, key in [("canonical", "wt_only")] + ([("plain", "plain")] * args.plain):
+        model = train(images, targets, classes, args.weights, appearance, args.cache, True)
         if args.save_model and key == "wt_only":
             from napari_chromosome_sort.model_io import save_model
 
             save_model(model, args.save_model)
-        rows = {s["name"]: score(model, s, classes, args.cache) for s in spreads}
-        results[key] = dict(per_spread=rows, overall=summarise(list(rows.values())))
-        print(
-            key,
-            json.dumps(results[key]["overall"]),
-            {k: round(v.get("accuracy", 0), 3) for k, v in rows.items()},
-        )
+        logits = [spread_logits(model, s, args.cache) for s in spreads]
+        for name, probas in variants(model, logits).items():
+            if key == "plain" and name != "balanced":
+                continue
+            name = f"{key}_{name}"
+            rows = {
+                s["name"]: score(p, s, classes, list(model.classes))
+                for s, p in zip(spreads, probas, strict=True)
+            }
+            results[name] = dict(per_spread=rows, overall=summarise(list(rows.values())))
+            print(
+                f"{name:28s}",
+                " ".join(f"{r.get('accuracy', 0):.2f}" for r in rows.values()),
+                json.dumps(results[name]["overall"]),
+            )
     if args.loso:
-        rows = {}
+        from napari_chromosome_sort.predict import calibration_priors
+        from napari_chromosome_sort.priors import adapt_priors
+
+        rows, rows_em = {}, {}
         for held in spreads:
             extra_images, extra_targets = [], []
             for s in spreads:
@@ -225,10 +301,23 @@ def main(argv=None) -> int:
                 "canonical",
                 args.cache,
             )
-            rows[held["name"]] = score(model, held, classes)
-            print("loso", held["name"], round(rows[held["name"]].get("accuracy", 0), 3))
+            proba = softmax_views(spread_logits(model, held, args.cache))
+            rows[held["name"]] = score(proba, held, classes, list(model.classes))
+            adapted, _ = adapt_priors(proba, calibration_priors(model))
+            rows_em[held["name"]] = score(adapted, held, classes, list(model.classes))
+            print(
+                "loso",
+                held["name"],
+                round(rows[held["name"]].get("accuracy", 0), 3),
+                "em_spread",
+                round(rows_em[held["name"]].get("accuracy", 0), 3),
+            )
         results["loso"] = dict(per_spread=rows, overall=summarise(list(rows.values())))
+        results["loso_em_spread"] = dict(
+            per_spread=rows_em, overall=summarise(list(rows_em.values()))
+        )
         print("loso", json.dumps(results["loso"]["overall"]))
+        print("loso_em_spread", json.dumps(results["loso_em_spread"]["overall"]))
     results["seconds"] = round(time.time() - t0, 1)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
