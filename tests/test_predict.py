@@ -116,6 +116,10 @@ def test_cli_predict_crops_and_spreads(tiny_model, tmp_path):
     heat = tifffile.imread(cams / "s1_gradcam.tif")
     assert heat.shape == spread.image.shape[:2] and heat.dtype == np.float32
     assert (cams / "s1_gradcam.png").exists()
+    plain = tmp_path / "plain.csv"
+    args = ["predict", str(model_path), str(tmp_path / "s1.png"), "--spreads", "--no-tta"]
+    assert main([*args, "--out", str(plain), "--no-adapt-priors"]) == 0
+    assert len(pd.read_csv(plain)) == len(table)
     assert main(["predict", str(model_path), str(tmp_path / "nope.png"), "--out", str(out)]) == 2
 
 

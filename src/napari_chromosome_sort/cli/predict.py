@@ -30,9 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--adapt-priors",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="estimate the class priors of each spread (with --spreads) or of all the crops "
-        "without labels (EM, Saerens et al. 2002) instead of assuming the training priors",
+        "together without labels (EM, Saerens et al. 2002) instead of assuming the training "
+        "priors (default: on with --spreads, off for crops)",
     )
 
 
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                 image,
                 gradcam=gradcam_dir is not None,
                 tta=tta,
-                adapt_priors=args.adapt_priors,
+                adapt_priors=args.adapt_priors is not False,
             )
             table = result.table.copy()
             table.insert(0, "source", str(path))
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path.name}: {len(table)} chromosomes", file=sys.stderr)
     else:
         images = [as_rgb_uint8(read_image(p)) for p in files]
-        table = predict_crops(model, images, tta=tta, adapt_priors=args.adapt_priors)
+        table = predict_crops(model, images, tta=tta, adapt_priors=bool(args.adapt_priors))
         table.insert(0, "source", [str(p) for p in files])
         tables.append(table)
         if gradcam_dir is not None:
