@@ -49,7 +49,10 @@ def test_offline_nothing_cached_names_the_file_and_url(name, empty_hub):
 
 def test_random_only_when_asked():
     backbone = build_backbone("squeezenet1_1", weights="random")
-    assert backbone.weights_source == "random"
+    assert backbone.weights_source.startswith("random:")
+    # two random backbones differ, so their cached features must never be shared
+    other = build_backbone("squeezenet1_1", weights="random")
+    assert other.weights_source != backbone.weights_source
 
 
 def test_local_full_and_backbone_only_files(tmp_path):

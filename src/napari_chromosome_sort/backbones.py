@@ -19,6 +19,7 @@ Weights (``build_backbone(name, weights=...)``):
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,13 +307,13 @@ def _load_into_trunk(spec: BackboneSpec, model, state: dict, source: str) -> Non
 
 def build_backbone(name: str = "squeezenet1_1", weights=None, download: bool = True):
     """Build backbone ``name`` with ``weights`` = path | None | "imagenet" | "random"."""
-    import torch
 
     spec = get_spec(name)
     tv = _tv()
     model = getattr(tv.models, spec.builder)(weights=None)
     if isinstance(weights, str) and weights == "random":
-        source = "random"
+        # Each random backbone is different: a unique source keeps cached features apart.
+        source = f"random:{uuid.uuid4().hex[:12]}"
     elif weights is None or (isinstance(weights, str) and weights == "imagenet"):
         state, source = resolve_imagenet_weights(spec, download=download)
         _load_into_trunk(spec, model, state, source)
@@ -325,6 +326,4 @@ def build_backbone(name: str = "squeezenet1_1", weights=None, download: bool = T
     backbone = backbone_class()(spec, trunk, source)
     backbone.eval()
     backbone.freeze(0)
-    with torch.no_grad():
-        pass
     return backbone
