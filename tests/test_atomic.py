@@ -26,3 +26,12 @@ def test_writes_replace_and_keep_extension(tmp_path):
     assert (tmp_path / "b.bin").read_bytes() == b"new"
     write_csv_atomic(pd.DataFrame({"x": [1, 2]}), tmp_path / "t.csv")
     assert pd.read_csv(tmp_path / "t.csv")["x"].tolist() == [1, 2]
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    write_bytes_atomic(tmp_path / "m.bin", b"x")
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    assert os.stat(tmp_path / "m.bin").st_mode & 0o777 == os.stat(plain).st_mode & 0o777
