@@ -1,2 +1,3 @@
 """napari-chromosome-sort."""
+
 __version__ = "0.1.0"

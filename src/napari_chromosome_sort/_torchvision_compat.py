@@ -65,7 +65,11 @@ def _load_extension() -> bool:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("torchvision is not installed: pip install torchvision")
     folder = list(spec.submodule_search_locations)[0]
-    candidates = [f for f in os.listdir(folder) if f.startswith("_C.") and f.endswith((".so", ".pyd"))]
+    candidates = [
+        name
+        for name in os.listdir(folder)
+        if name.startswith("_C.") and name.endswith((".so", ".pyd"))
+    ]
     for name in candidates:
         try:
             torch.ops.load_library(os.path.join(folder, name))
