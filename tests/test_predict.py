@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.predict import predict_crops, predict_spread
 
 
@@ -138,3 +139,21 @@ def test_predict_crops_adapt_priors(tiny_model):
     expected, _ = adapt_priors(tiny_model.predict_proba(images, tta=False), base)
     assert np.allclose(table[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-6)
     assert len(predict_crops(tiny_model, [], adapt_priors=True)) == 0
+
+
+def test_chromatid_pairs_are_called_separated(tiny_model):
+    """Objects built from two separate sister chromatids get class C whatever the network says."""
+    from napari_chromosome_sort.synthetic import make_spread
+
+    spread = make_spread(seed=3, n_chromosomes=12, class_weights=(0.0, 0.0, 1.0))
+    result = predict_spread(tiny_model, spread.image)
+    objects = result.segmentation.objects.set_index("label")
+    pairs = objects.loc[result.table["label"], "n_parts"].to_numpy() >= 2
+    assert pairs.sum() >= 3  # the synthetic type C chromosomes are grouped chromatid pairs
+    assert (result.table.loc[pairs, "class"] == "C").all()
+    assert (result.table.loc[pairs, "called_by"] == "chromatid pair").all()
+    assert (result.table.loc[~pairs, "called_by"] == "model").all()
+    off = predict_spread(tiny_model, spread.image, separated_class=None)
+    assert (off.table["called_by"] == "model").all()
+    with pytest.raises(ChromosortError):
+        predict_spread(tiny_model, spread.image, separated_class="Z")

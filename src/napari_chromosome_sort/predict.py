@@ -70,6 +70,28 @@ def predict_crops(model, images, tta: bool = True, adapt_priors: bool = False) -
     return _probability_table(model, proba)
 
 
+def _separated_class(model, separated_class: str | None) -> str | None:
+    if separated_class is None:
+        return None
+    if separated_class == "auto":
+        return next((c for c in model.classes if str(c).lower() == "c"), None)
+    if separated_class not in model.classes:
+        raise ChromosortError(
+            f"separated_class {separated_class!r} is not one of the model's classes {model.classes}"
+        )
+    return separated_class
+
+
+def _call_chromatid_pairs(table: pd.DataFrame, objects: pd.DataFrame, cls: str | None) -> None:
+    """Objects made of two separate sister chromatids are type C by definition (in place)."""
+    table["called_by"] = "model"
+    if cls is None or table.empty or "n_parts" not in objects.columns:
+        return
+    pairs = objects.loc[table["label"], "n_parts"].to_numpy() >= 2
+    table.loc[pairs, "class"] = cls
+    table.loc[pairs, "called_by"] = "chromatid pair"
+
+
 def predict_spread(
     model,
     image: np.ndarray,
@@ -80,13 +102,20 @@ def predict_spread(
     margin: float | None = None,
     tta: bool = True,
     adapt_priors: bool = True,
+    separated_class: str | None = "auto",
 ) -> SpreadPrediction:
     """Segment ``image`` (or use ``segmentation``), crop every kept chromosome (others blanked)
     and classify the crops. With ``gradcam`` also returns the per-object Grad-CAM maps (for the
     predicted class) pasted into a float32 image-shaped map. ``adapt_priors`` (default): estimate
     this spread's class priors from its own kept objects (no labels; see :func:`predict_crops`)
     rather than assume the training class frequencies -- validated on the DDX11 spreads
-    (docs/validation.md, Whole spreads); ``False``: the model's probabilities as trained."""
+    (docs/validation.md, Whole spreads); ``False``: the model's probabilities as trained.
+
+    ``separated_class``: the class meaning "sister chromatids apart at the centromere too" (type C).
+    An object that segmentation built from two separate sister chromatids (``n_parts >= 2``) is
+    that type by definition, so it gets that class whatever the network says (column
+    ``called_by`` = ``"chromatid pair"``; the ``p_*`` columns stay the network's). ``"auto"``
+    uses a class named ``C`` (any case) when the model has one; ``None`` turns the rule off."""
     from .crops import DEFAULT_MARGIN, crop_chromosomes
 
     image = np.asarray(image)
@@ -106,6 +135,7 @@ def predict_spread(
     for column in BBOX_COLUMNS:
         meta[column] = objects.loc[labels, column].astype(int).to_numpy() if labels else []
     table = pd.concat([meta, table.reset_index(drop=True)], axis=1)
+    _call_chromatid_pairs(table, objects, _separated_class(model, separated_class))
     heat = None
     if gradcam:
         from .gradcam import spread_gradcam

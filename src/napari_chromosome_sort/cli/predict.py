@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "together without labels (EM, Saerens et al. 2002) instead of assuming the training "
         "priors (default: on with --spreads, off for crops)",
     )
+    parser.add_argument(
+        "--no-pair-rule",
+        action="store_true",
+        help="with --spreads: let the network call objects that segmentation built from two "
+        "separate sister chromatids (by default they are type C, the class named C)",
+    )
 
 
 def _expand(inputs) -> list:
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 gradcam=gradcam_dir is not None,
                 tta=tta,
                 adapt_priors=args.adapt_priors is not False,
+                separated_class=None if args.no_pair_rule else "auto",
             )
             table = result.table.copy()
             table.insert(0, "source", str(path))
