@@ -33,9 +33,9 @@ import pandas as pd
 
 from .atomic import write_csv_atomic
 from .errors import ChromosortError
+from .io import IMAGE_SUFFIXES
 from .progress import Progress
 
-IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 DONE = "DONE"
 
 
@@ -64,7 +64,7 @@ class BatchResult:
 
 
 def find_spreads(
-    input_dir, out_dir, exclude: tuple[str, ...] = (), extensions=IMAGE_EXTENSIONS
+    input_dir, out_dir, exclude: tuple[str, ...] = (), extensions=IMAGE_SUFFIXES
 ) -> list[SpreadJob]:
     """Every image below ``input_dir``. Sample = first-level sub-folder (files directly in
     ``input_dir`` form a sample named after it). ``exclude``: glob patterns on file names

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .atomic import write_bytes_atomic
 from .errors import ChromosortError
+from .io import IMAGE_SUFFIXES
 
 MANIFEST = "manifest.csv"
 COLUMNS = [
@@ -30,7 +31,6 @@ COLUMNS = [
     "bbox_x1",
     "labelled_at",
 ]
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
 
 def sanitise_class_name(name: str) -> str:

@@ -11,6 +11,9 @@ import numpy as np
 
 from .errors import ChromosortError
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+"""File endings read as images when scanning folders."""
+
 POLARITIES = ("dark_on_light", "bright_on_dark")
 
 _TIFF_SUFFIXES = (".tif", ".tiff")

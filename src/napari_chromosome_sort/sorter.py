@@ -25,11 +25,11 @@ import pandas as pd
 
 from .atomic import write_csv_atomic
 from .errors import ChromosortError
+from .io import IMAGE_SUFFIXES
 from .progress import Progress
 
 TASK = "whole_image_sorter"
 REVIEW = "_review"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MAX_SIDE = 512  # images are downsampled to this longest side when loaded (input is 224)
 
 
@@ -73,7 +73,7 @@ def list_images(folder, exclude: Path | None = None) -> list[Path]:
         raise ChromosortError(f"image folder {folder} does not exist")
     out = []
     for p in sorted(folder.rglob("*")):
-        if not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS or p.name.startswith("."):
+        if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith("."):
             continue
         if exclude is not None and exclude in p.resolve().parents:
             continue
@@ -205,7 +205,7 @@ def sort_folder(
         raise ChromosortError("min-confidence must be between 0 and 1")
     paths = list_images(input_dir, exclude=out_dir)
     if not paths:
-        raise ChromosortError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) below {input_dir}")
+        raise ChromosortError(f"no images ({', '.join(IMAGE_SUFFIXES)}) below {input_dir}")
     table = None
     for report in predict_images(model, paths, tta=tta, progress=True):
         if report.result is not None:

@@ -26,8 +26,6 @@ import numpy as np
 from .errors import ChromosortError
 from .progress import Progress
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
 
 @dataclass
 class TrainingConfig:
@@ -82,30 +80,11 @@ class TrainingConfig:
 
 
 def scan_folder(root) -> tuple[list[Path], np.ndarray, list[str]]:
-    """Folder-per-class image set -> (paths, targets, classes); uses dataset.py when present."""
-    try:
-        from .dataset import scan_image_folder
-    except ImportError:
-        scan_image_folder = None
-    if scan_image_folder is not None:
-        paths, targets, classes = scan_image_folder(root)
-        return [Path(p) for p in paths], np.asarray(targets, int), list(classes)
-    root = Path(root)
-    if not root.is_dir():
-        raise ChromosortError(f"dataset folder not found: {root}")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    paths, targets = [], []
-    for k, c in enumerate(classes):
-        files = sorted(
-            p for p in (root / c).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        )
-        if not files:
-            raise ChromosortError(f"class folder {root / c} holds no images")
-        paths += files
-        targets += [k] * len(files)
-    if len(classes) < 2:
-        raise ChromosortError(f"{root} needs at least 2 class sub-folders, found {len(classes)}")
-    return paths, np.asarray(targets, int), classes
+    """Folder-per-class image set -> (paths, targets, classes) (see dataset.scan_image_folder)."""
+    from .dataset import scan_image_folder
+
+    paths, targets, classes = scan_image_folder(root)
+    return [Path(p) for p in paths], np.asarray(targets, int), list(classes)
 
 
 # --------------------------------------------------------------------------- head fitting
