@@ -388,3 +388,31 @@ def test_whole_chromosomes_are_not_paired_as_chromatids():
     # without the width limit they look like two chromatids side by side and are grouped
     off = segment_spread(image, SegmentationParams(pair_max_blob_width_factor=0.0))
     assert set(np.unique(off.labels[top])) - {0} == set(np.unique(off.labels[bottom])) - {0}
+
+
+def test_reconcile_objects_after_hand_edits():
+    """Merge/split/erase edits: deleted rows dropped, new labels kept, user statuses survive."""
+    from napari_chromosome_sort.segmentation import USER_REASON, reconcile_objects
+
+    labels = np.zeros((40, 40), np.int32)
+    labels[2:8, 2:8] = 1
+    labels[20:26, 20:26] = 2
+    labels[30:34, 2:6] = 3
+    objects = pd.DataFrame(
+        {
+            "label": [1, 2, 3],
+            "status": ["chromosome", "debris", "chromosome"],
+            "reason": ["single", "too small", "single"],
+            "area": [36, 36, 16],
+        }
+    )
+    edited = labels.copy()
+    edited[edited == 3] = 0  # erased
+    edited[2:8, 8:12] = 1  # painted onto object 1: its area changes
+    edited[10:14, 30:34] = 7  # a new object
+    table = reconcile_objects(edited, objects).set_index("label")
+    assert sorted(table.index) == [1, 2, 7]
+    assert table.loc[2, "status"] == "debris" and table.loc[2, "reason"] == "too small"
+    assert table.loc[1, "area"] == 60 and table.loc[1, "reason"] == USER_REASON
+    assert table.loc[7, "status"] == "chromosome" and table.loc[7, "reason"] == USER_REASON
+    assert table.loc[7, "bbox_y0"] == 10 and table.loc[7, "bbox_x1"] == 34

@@ -18,6 +18,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtGui import QImage, QPixmap
 
 from ..errors import ChromosortError
+from ..segmentation import reconcile_objects
 
 STATUS_COLOURS = {
     "chromosome": "#33dd55",
@@ -39,7 +40,6 @@ CLASS_PALETTE = [
     "#aaaaaa",
 ]
 KEPT = "chromosome"
-USER_REASON = "edited by user"
 
 
 # ----------------------------------------------------------------------------- errors / workers
@@ -120,74 +120,9 @@ def layer_image(layer) -> np.ndarray:
     return np.asarray(data)
 
 
-def measure_labels(labels: np.ndarray) -> pd.DataFrame:
-    """Area, bbox (y1/x1 exclusive) and centroid of every label, in full-image pixels."""
-    from skimage.measure import regionprops_table
-
-    if not np.any(labels):
-        return pd.DataFrame(
-            columns=[
-                "label",
-                "area",
-                "bbox_y0",
-                "bbox_x0",
-                "bbox_y1",
-                "bbox_x1",
-                "centroid_y",
-                "centroid_x",
-            ]
-        )
-    table = pd.DataFrame(
-        regionprops_table(np.asarray(labels), properties=("label", "area", "bbox", "centroid"))
-    )
-    return table.rename(
-        columns={
-            "bbox-0": "bbox_y0",
-            "bbox-1": "bbox_x0",
-            "bbox-2": "bbox_y1",
-            "bbox-3": "bbox_x1",
-            "centroid-0": "centroid_y",
-            "centroid-1": "centroid_x",
-        }
-    )
-
-
 def sync_features(layer) -> pd.DataFrame:
-    """Make ``layer.features`` match ``layer.data`` after hand edits (merge, split, paint, erase).
-
-    Rows of deleted labels are dropped; new labels become kept chromosomes with reason
-    "edited by user"; area/bbox/centroid are re-measured for every label whose pixels changed.
-    The status a user set is kept.
-    """
-    labels = np.asarray(layer.data)
-    measured = measure_labels(labels)
-    old = layer.features.copy() if len(layer.features) else pd.DataFrame({"label": []})
-    if "label" not in old:
-        old["label"] = np.arange(1, len(old) + 1)
-    old["label"] = old["label"].astype(int)
-    old = old.drop_duplicates("label").set_index("label")
-    measured = measured.set_index("label")
-    rows = []
-    for label, meas in measured.iterrows():
-        if label in old.index:
-            row = old.loc[label].to_dict()
-            changed = "area" in row and not np.isclose(float(row.get("area", -1)), meas["area"])
-            if changed and row.get("reason") != USER_REASON:
-                row["reason"] = USER_REASON
-        else:
-            row = {"status": KEPT, "reason": USER_REASON}
-        row.update(meas.to_dict())
-        row["label"] = int(label)
-        rows.append(row)
-    columns = ["label"] + [c for c in old.columns if c not in ("label", "index")]
-    for extra in ("status", "reason", *measured.columns):
-        if extra not in columns:
-            columns.append(extra)
-    table = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
-    if len(table):
-        table["status"] = table["status"].fillna(KEPT)
-        table["reason"] = table["reason"].fillna("")
-    table = _fill_index_features(table, int(labels.max()) if labels.size else 0)
+    """Make ``layer.features`` match ``layer.data`` after hand edits (see reconcile_objects)."""
+    table = with_index(reconcile_objects(np.asarray(layer.data), layer.features))
     layer.features = table
     return table
 
