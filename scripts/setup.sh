@@ -40,6 +40,9 @@ stamp="$VENV/.chromosort-setup"
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing napari-chromosome-sort and its dependencies (first run: a few minutes)"
-  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[testing]"
+  # (pip's warnings about index folders that lack a package are noise on machines whose pip
+  #  config lists local indexes; everything else it says is kept.)
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[testing]" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   echo "$want" > "$stamp"
 fi
