@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from ._common import (
     KEPT,
@@ -101,7 +102,11 @@ class SegmentWidget(QWidget):
         top.addRow("Image", self.image_picker.combo)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(self.form.native)
+        # Every knob adapts to the image by default: keep them folded away until asked for.
+        self.parameters = QCollapsible("Parameters (defaults adapt to each image)", self)
+        self.parameters.addWidget(self.form.native)
+        self.parameters.collapse(animate=False)
+        layout.addWidget(self.parameters)
         row = QHBoxLayout()
         row.addWidget(self.live)
         row.addWidget(self.run_button)
