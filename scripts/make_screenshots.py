@@ -46,7 +46,7 @@ def settle(seconds=0.5):
 
 
 def show_dock(viewer, title):
-    dock = viewer.window._dock_widgets[title]
+    dock = viewer.window.dock_widgets[title].parent()
     dock.show()
     dock.raise_()
     settle(0.5)
@@ -54,12 +54,14 @@ def show_dock(viewer, title):
 
 def zoom_to_chromosomes(viewer, features, pad=60):
     """Centre the camera on the kept chromosomes (the spread, not the nuclei around it)."""
+    from napari_chromosome_sort._widgets._common import camera
+
     kept = features[features["status"] == "chromosome"]
     y0, x0 = kept["bbox_y0"].min() - pad, kept["bbox_x0"].min() - pad
     y1, x1 = kept["bbox_y1"].max() + pad, kept["bbox_x1"].max() + pad
-    viewer.camera.center = ((y0 + y1) / 2, (x0 + x1) / 2)
+    camera(viewer).center = ((y0 + y1) / 2, (x0 + x1) / 2)
     height, width = viewer.window._qt_viewer.canvas.size
-    viewer.camera.zoom = 0.95 * min(height / (y1 - y0), width / (x1 - x0))
+    camera(viewer).zoom = 0.95 * min(height / (y1 - y0), width / (x1 - x0))
 
 
 def shoot(viewer, name):

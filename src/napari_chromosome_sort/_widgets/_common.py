@@ -139,6 +139,12 @@ def with_index(table: pd.DataFrame) -> pd.DataFrame:
     return _fill_index_features(table.copy())
 
 
+def camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
 def label_at(layer, position) -> int:
     """Label value under a world position (0 if outside or background)."""
     value = layer.get_value(position, world=True)

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
 from ..errors import ChromosortError
 from ._common import (
     LayerPicker,
+    camera,
     class_colours,
     feature_row,
     kept_labels,
@@ -217,7 +218,7 @@ class LabelWidget(QWidget):
         row = feature_row(layer, label)
         if row and "centroid_y" in row:
             world = layer.data_to_world((row["centroid_y"], row["centroid_x"]))
-            self.viewer.camera.center = tuple(world)
+            camera(self.viewer).center = tuple(world)
 
     def _crop(self, label: int):
         image_layer = self.image_picker.layer()
