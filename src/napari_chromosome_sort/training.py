@@ -115,6 +115,29 @@ def _standardise(head, X: np.ndarray) -> None:
     head.sigma.copy_(torch.from_numpy(sd.astype(np.float32)))
 
 
+def _lbfgs_logistic(params, logits_fn, weight, ys, sw, l2: float, max_iter: int, tol: float):
+    """Minimise sample-weighted cross-entropy + 0.5 * l2 * |weight|^2 over ``params`` by L-BFGS."""
+    torch = _torch()
+    opt = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=1e-6,
+        tolerance_change=tol,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        loss = (torch.nn.functional.cross_entropy(logits_fn(), ys, reduction="none") * sw).mean()
+        loss = loss + 0.5 * l2 * (weight**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+
+
 def fit_head(X: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2: float, init=None):
     """Train a ``PooledHead`` on cached features X (n, views, D) with targets y (n,).
 
@@ -138,25 +161,9 @@ def fit_head(X: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2: f
         lin = head.net
         if init is not None:
             head.load_state_dict(init.state_dict())
-        opt = torch.optim.LBFGS(
-            lin.parameters(),
-            lr=1.0,
-            max_iter=config.max_iter,
-            tolerance_grad=1e-6,
-            tolerance_change=1e-9,
-            history_size=20,
-            line_search_fn="strong_wolfe",
+        _lbfgs_logistic(
+            list(lin.parameters()), lambda: lin(z), lin.weight, ys, sw, l2, config.max_iter, 1e-9
         )
-
-        def closure():
-            opt.zero_grad()
-            logits = lin(z)
-            loss = (torch.nn.functional.cross_entropy(logits, ys, reduction="none") * sw).mean()
-            loss = loss + 0.5 * l2 * (lin.weight**2).sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
         head.eval()
         return head
 
@@ -271,25 +278,7 @@ def _fit_linear(Z: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2
         with torch.no_grad():
             w.copy_(torch.from_numpy(init[0]))
             b.copy_(torch.from_numpy(init[1]))
-    opt = torch.optim.LBFGS(
-        [w, b],
-        lr=1.0,
-        max_iter=config.max_iter,
-        tolerance_grad=1e-6,
-        tolerance_change=1e-10,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure():
-        opt.zero_grad()
-        logits = zs @ w.T + b
-        loss = (torch.nn.functional.cross_entropy(logits, ys, reduction="none") * sw).mean()
-        loss = loss + 0.5 * l2 * (w**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    _lbfgs_logistic([w, b], lambda: zs @ w.T + b, w, ys, sw, l2, config.max_iter, 1e-10)
     return w.detach().numpy().copy(), b.detach().numpy().copy()
 
 
