@@ -284,6 +284,17 @@ def backbone_class():
     return _BACKBONE_CLASS
 
 
+def shape_mismatch(state: dict, own: dict) -> str | None:
+    """``"<key> has shape (..), expected (..)"`` for the first tensor of ``state`` that is absent
+    from or shaped differently in ``own`` (a module's state_dict); None when all fit."""
+    for key, value in state.items():
+        if key not in own:
+            return f"{key} is not a tensor of this model"
+        if tuple(value.shape) != tuple(own[key].shape):
+            return f"{key} has shape {tuple(value.shape)}, expected {tuple(own[key].shape)}"
+    return None
+
+
 def _load_into_trunk(spec: BackboneSpec, model, state: dict, source: str) -> None:
     """Load a full or backbone-only state_dict into ``model``'s trunk; refuse foreign files."""
     own = model.state_dict()
@@ -296,12 +307,9 @@ def _load_into_trunk(spec: BackboneSpec, model, state: dict, source: str) -> Non
             f"{source} is not a {spec.name} weights file: {len(missing)} of {len(trunk_keys)} "
             f"backbone tensors missing (e.g. {missing[0]!r}; the file has {found} backbone keys)"
         )
-    for key, value in usable.items():
-        if tuple(value.shape) != tuple(own[key].shape):
-            raise ChromosortError(
-                f"{source} does not fit {spec.name}: {key} has shape {tuple(value.shape)}, "
-                f"expected {tuple(own[key].shape)}"
-            )
+    mismatch = shape_mismatch(usable, own)
+    if mismatch:
+        raise ChromosortError(f"{source} does not fit {spec.name}: {mismatch}")
     model.load_state_dict(usable, strict=False)
 
 

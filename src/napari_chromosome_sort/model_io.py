@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .atomic import write_bytes_atomic
+from .backbones import shape_mismatch
 from .errors import ChromosortError
 
 FORMAT_KEY = "napari-chromosome-sort"
@@ -122,12 +123,9 @@ def load_model(path):
             f"{path} does not match its own description: missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}"
         )
-    for key, value in tensors.items():
-        if tuple(value.shape) != tuple(own[key].shape):
-            raise ChromosortError(
-                f"{path} is corrupt: {key} has shape {tuple(value.shape)}, "
-                f"expected {tuple(own[key].shape)}"
-            )
+    mismatch = shape_mismatch(tensors, own)
+    if mismatch:
+        raise ChromosortError(f"{path} is corrupt: {mismatch}")
     model.load_state_dict(tensors, strict=True)
     model.backbone.weights_source = meta.get("weights_source", model.backbone.weights_source)
     model.eval()
@@ -214,12 +212,9 @@ def import_state_dict(
             f"{path} is not a complete {backbone} model: {len(missing)} tensors missing "
             f"(e.g. {missing[0]})"
         )
-    for key, value in new_state.items():
-        if key not in own or tuple(own[key].shape) != tuple(value.shape):
-            raise ChromosortError(
-                f"{path} does not fit {backbone}: tensor {key} has the "
-                f"wrong shape {tuple(value.shape)}"
-            )
+    mismatch = shape_mismatch(new_state, own)
+    if mismatch:
+        raise ChromosortError(f"{path} does not fit {backbone}: {mismatch}")
     with torch.no_grad():
         model.load_state_dict(new_state, strict=False)
     model.backbone.weights_source = str(path)
