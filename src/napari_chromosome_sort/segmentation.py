@@ -832,19 +832,7 @@ def measure_labels(labels: np.ndarray) -> pd.DataFrame:
     """Area, bbox (y1/x1 exclusive) and centroid of every label, in full-image pixels."""
     from skimage.measure import regionprops_table
 
-    if not np.any(labels):
-        return pd.DataFrame(
-            columns=[
-                "label",
-                "area",
-                "bbox_y0",
-                "bbox_x0",
-                "bbox_y1",
-                "bbox_x1",
-                "centroid_y",
-                "centroid_x",
-            ]
-        )
+    # (an empty label image gives the same columns, empty)
     table = pd.DataFrame(
         regionprops_table(np.asarray(labels), properties=("label", "area", "bbox", "centroid"))
     )
