@@ -333,6 +333,54 @@ def test_bent_chromosome_without_bright_overlap_is_kept():
     assert status[int(ids[ids > 0][np.argmax(counts[ids > 0])])] == "chromosome"
 
 
+def _cut_pairs(cut_gain: float):
+    """Labels + signal: three pairs of kept rods meeting end to end, each pair along a cut whose
+    signal is ``cut_gain`` x the rods' (a crossing's overlap cut in two: brighter; touching
+    neighbours: a valley)."""
+    labels = np.zeros((60, 200), np.int32)
+    signal = np.zeros((60, 200), np.float32)
+    for k, gain in enumerate((cut_gain, 0.6, cut_gain)):
+        x = 10 + 65 * k
+        labels[20:30, x : x + 20] = 2 * k + 1
+        labels[20:30, x + 20 : x + 40] = 2 * k + 2
+        signal[20:30, x : x + 40] = 1.0
+        signal[20:30, x + 15 : x + 25] = gain
+    return labels, signal
+
+
+def test_kept_pieces_meeting_along_a_bright_cut_become_clusters():
+    """A crossing that was cut through its overlap: both pieces meet along a cut brighter than
+    either of them -> cluster. Pieces meeting in a valley, and grouped chromatid pairs, stay."""
+    from scipy import ndimage as ndi
+
+    from napari_chromosome_sort.segmentation import _flag_bright_contacts
+
+    labels, signal = _cut_pairs(cut_gain=1.4)  # below the 1.6x plateau of the X/T test
+    smooth = ndi.gaussian_filter(signal, 2.5)
+    objects = [
+        {"label": k, "status": "chromosome", "reason": "", "n_parts": 2 if k == 6 else 1}
+        for k in range(1, 7)
+    ]
+    _flag_bright_contacts(labels, objects, smooth, 10.0, SegmentationParams())
+    status = {o["label"]: o["status"] for o in objects}
+    assert status == {
+        1: "cluster",
+        2: "cluster",  # bright cut
+        3: "chromosome",
+        4: "chromosome",  # valley: touching neighbours
+        5: "cluster",
+        6: "chromosome",  # a grouped sister-chromatid pair is never flagged
+    }
+    assert "crossing" in objects[0]["reason"]
+    # a cut only as bright as the rods is not an overlap
+    labels, signal = _cut_pairs(cut_gain=1.0)
+    objects = [{"label": k, "status": "chromosome", "reason": "", "n_parts": 1} for k in (1, 2)]
+    _flag_bright_contacts(
+        labels, objects, ndi.gaussian_filter(signal, 2.5), 10.0, SegmentationParams()
+    )
+    assert all(o["status"] == "chromosome" for o in objects)
+
+
 def test_real_dapi_overlaps_are_clusters(dapi_dir):
     """Objects covering a real overlap region of the K.tif truth (connected 255 area of at least
     half a chromatid width squared) are mostly flagged ``cluster`` rather than kept."""
@@ -359,7 +407,8 @@ def test_real_dapi_overlaps_are_clusters(dapi_dir):
         n_objects += len(ids)
         n_cluster += sum(status[lab] == "cluster" for lab in ids)
     assert n_objects >= 10
-    assert n_cluster / n_objects >= 0.5, (n_cluster, n_objects)
+    # 16 / 27 on these 18 spreads (the full set: 69 / 104, scripts/validate_segmentation.py)
+    assert n_cluster / n_objects >= 0.55, (n_cluster, n_objects)
 
 
 def _stacked_short_chromosomes():

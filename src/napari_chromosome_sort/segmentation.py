@@ -15,7 +15,9 @@ Qt-free. Pipeline (every threshold adapts to the image; every knob is in Segment
    split that is kept only if every piece is chromosome-sized, else ``cluster``.
 6. Objects touching the image edge -> ``border``; everything else -> ``chromosome``.
 7. Crossings: a kept single piece that is larger than the median chromosome, not convex, with a
-   branched skeleton and a brighter (double-DNA) overlap plateau -> ``cluster``.
+   branched skeleton and a brighter (double-DNA) overlap plateau -> ``cluster``; and kept single
+   pieces that meet another kept object along a cut brighter than both (a crossing that step 5
+   cut through its overlap; touching neighbours meet in a valley) -> ``cluster``.
 """
 
 from __future__ import annotations
@@ -113,6 +115,10 @@ class SegmentationParams:
     crossing_min_plateau: float = 0.1  # ... covering at least this x chromatid width squared
     crossing_shape_area_factor: float = 2.2  # without a bright overlap: branched, larger than
     crossing_shape_max_solidity: float = 0.7  # ... this x the median and less solid than this
+    crossing_contact_brightness: float = 1.15  # two kept objects meeting along a cut at least
+    # this x brighter than both objects' median (a crossing cut through its overlap) -> both
+    # cluster (0 = off) ...
+    crossing_contact_min_length: float = 0.5  # ... along at least this x the chromatid width
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -508,16 +514,21 @@ def _skeleton_branched(mask: np.ndarray, prune: float) -> bool:
 def _flag_crossings(label_img, objects, corrected, med_obj, width, params) -> None:
     """Kept single pieces that look like two crossing chromosomes become ``cluster``: larger
     than the median chromosome, not convex, a branched skeleton, and a bright plateau (the
-    double-DNA overlap) of about one chromatid width squared. Sister-chromatid pairs grouped from
-    separate blobs are never crossings."""
+    double-DNA overlap) of about one chromatid width squared; or meeting another kept object
+    along a cut brighter than both (:func:`_flag_bright_contacts`). Sister-chromatid pairs
+    grouped from separate blobs are never crossings."""
     from scipy import ndimage as ndi
 
     candidates = [o for o in objects if o["status"] == "chromosome" and o["n_parts"] == 1]
     if not candidates:
         return
+    smooth = ndi.gaussian_filter(corrected, max(1.0, width / 4.0))
+    if params.crossing_contact_brightness > 0:
+        _flag_bright_contacts(label_img, objects, smooth, width, params)
     slices = ndi.find_objects(label_img)
-    smooth = None
     for o in candidates:
+        if o["status"] != "chromosome":
+            continue
         sl = slices[o["label"] - 1]
         if sl is None:
             continue
@@ -539,8 +550,6 @@ def _flag_crossings(label_img, objects, corrected, med_obj, width, params) -> No
                 f"{solidity:.2f}): crossing or overlapping chromosomes"
             )
             continue
-        if smooth is None:
-            smooth = ndi.gaussian_filter(corrected, max(1.0, width / 4.0))
         values = smooth[sl][local]
         plateau = int(np.sum(values > params.crossing_brightness * float(np.median(values))))
         if plateau < params.crossing_min_plateau * width * width:
@@ -550,6 +559,61 @@ def _flag_crossings(label_img, objects, corrected, med_obj, width, params) -> No
             f"X/T-shaped ({rel:.1f}x the median object, branched, with a "
             f"{params.crossing_brightness:g}x brighter overlap): crossing or overlapping "
             "chromosomes"
+        )
+
+
+def _flag_bright_contacts(label_img, objects, smooth, width, params) -> None:
+    """A crossing that the split cut through its overlap leaves kept pieces that meet along a
+    cut brighter than both of them (the double-DNA overlap); touching neighbours meet in a
+    valley. Single pieces meeting another kept object along such a cut -> ``cluster``."""
+    from scipy import ndimage as ndi
+
+    n_labels = int(label_img.max()) + 1
+    kept = np.zeros(n_labels, bool)
+    for o in objects:
+        kept[o["label"]] = o["status"] == "chromosome"
+    here, other, values = [], [], []
+    for axis in (0, 1):
+        a = label_img[:-1] if axis == 0 else label_img[:, :-1]
+        b = label_img[1:] if axis == 0 else label_img[:, 1:]
+        sel = (a != b) & kept[a] & kept[b]
+        if not sel.any():
+            continue
+        sa = smooth[:-1] if axis == 0 else smooth[:, :-1]
+        sb = smooth[1:] if axis == 0 else smooth[:, 1:]
+        # every contact pixel pair seen from both sides: (this object, the other, value here)
+        here += [a[sel], b[sel]]
+        other += [b[sel], a[sel]]
+        values += [sa[sel], sb[sel]]
+    if not here:
+        return
+    key = np.concatenate(here).astype(np.int64) * n_labels + np.concatenate(other)
+    values = np.concatenate(values)
+    order = np.argsort(key, kind="stable")
+    key, values = key[order], values[order]
+    bounds = np.r_[np.flatnonzero(np.r_[True, key[1:] != key[:-1]]), key.size]
+    contact = {}  # (this, other) -> median smoothed signal on this one's side of the contact
+    for i0, i1 in zip(bounds[:-1], bounds[1:], strict=True):
+        if i1 - i0 >= params.crossing_contact_min_length * width:
+            contact[divmod(int(key[i0]), n_labels)] = float(np.median(values[i0:i1]))
+    if not contact:
+        return
+    slices = ndi.find_objects(label_img)
+    median = {
+        lab: float(np.median(smooth[slices[lab - 1]][label_img[slices[lab - 1]] == lab]))
+        for lab in {lab for pair in contact for lab in pair}
+    }
+    info = {o["label"]: o for o in objects}
+    level = params.crossing_contact_brightness
+    for (this, that), value in contact.items():
+        rel = min(value / max(median[this], 1e-9), contact[(that, this)] / max(median[that], 1e-9))
+        o = info[this]
+        if o["n_parts"] != 1 or rel < level:
+            continue
+        o["status"] = "cluster"
+        o["reason"] = (
+            f"meets object {that} along a cut {rel:.2f}x brighter than both (>= {level:g}x): "
+            "crossing chromosomes cut through their double-DNA overlap"
         )
 
 
