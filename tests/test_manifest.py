@@ -109,3 +109,11 @@ def test_dataclass_form_round_trips_defaults():
     _, read, widgets = dataclass_form(TrainingConfig, skip=("backbone", "weights"))
     assert read() == TrainingConfig()
     assert "pad" in widgets["geometry"].choices
+    # fields left to inner cross-validation show "auto"; setting one fixes it
+    assert widgets["geometry"].value == "auto" and widgets["input_size"].value == -1
+    assert widgets["input_size"].native.specialValueText() == "auto"
+    widgets["input_size"].value, widgets["geometry"].value = 160, "stretch"
+    widgets["l2"].value = 0.1
+    config = read()
+    assert (config.input_size, config.geometry, config.l2) == (160, "stretch", 0.1)
+    assert [(p.size, p.geometry) for p in config.preprocessings()] == [(160, "stretch")]

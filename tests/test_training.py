@@ -35,11 +35,59 @@ def test_head_learns_cached_features_with_nested_l2_and_prior_correction():
     config = TrainingConfig(l2_grid=(0.01, 0.1, 1.0), inner_folds=3, views=4, pca=16)
     reports = list(train_head(X, y, ["a", "b", "c"], config))
     head, info = reports[-1].result
-    assert info["l2"] in (0.01, 0.1, 1.0) and len(info["inner_cv_accuracy"]) == 3
+    assert [m["l2"] for m in info["members"]][0] in (0.01, 0.1, 1.0) and len(info["inner_cv"]) == 3
     Xt, yt = _features(seed=0)  # same centres, fresh noise
     Xt = Xt + np.random.default_rng(5).normal(0, 0.1, Xt.shape).astype(np.float32)
     acc = (tta_proba(head_logits(head, Xt)).argmax(1) == yt).mean()
     assert acc > 0.9
+
+
+def test_feature_sets_select_pooled_columns():
+    from napari_chromosome_sort.backbones import FEATURE_SETS, feature_columns
+
+    sizes = {name: feature_columns("squeezenet1_1", name).size for name in FEATURE_SETS}
+    assert sizes == {"all": 4352, "all_avg": 2176, "last": 1024, "last_avg": 512}
+    last_avg = feature_columns("squeezenet1_1", "last_avg")
+    assert last_avg[0] == 4352 - 1024 and np.all(np.diff(last_avg) == 1)  # avg of Fire 12
+    assert set(last_avg) <= set(feature_columns("squeezenet1_1", "all_avg"))
+    with pytest.raises(ChromosortError, match="unknown feature set"):
+        feature_columns("squeezenet1_1", "middle")
+
+
+def test_preprocessing_candidates_follow_fixed_fields():
+    assert len(TrainingConfig(appearance="plain").preprocessings()) == 3
+    # canonical crops are square, so "stretch" would repeat "pad" at the same size
+    assert {p.geometry for p in TrainingConfig().preprocessings()} == {"pad"}
+    only = TrainingConfig(geometry="stretch").preprocessings()
+    assert [(p.size, p.geometry) for p in only] == [(224, "stretch")]
+    assert [p.size for p in TrainingConfig(input_size=48).preprocessings()] == [48]
+
+
+def test_inner_cv_chooses_the_informative_preprocessing_and_feature_set():
+    from napari_chromosome_sort.backbones import feature_columns
+    from napari_chromosome_sort.features import Preprocessing
+
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1, 2], [40, 30, 20])
+    noise = rng.normal(0, 1, (len(y), 2, 4352)).astype(np.float32)
+    informative = noise.copy()
+    last_avg = feature_columns("squeezenet1_1", "last_avg")
+    informative[:, :, last_avg[:20]] += 3.0 * np.eye(3, 20)[y][:, None, :]  # class signal
+    good, bad = Preprocessing(size=64), Preprocessing(size=32)
+    config = TrainingConfig(l2_grid=(0.1,), pca_grid=(0,), inner_folds=3, views=2)
+    head, info = run_to_end(train_head({bad: noise, good: informative}, y, "abc", config))
+    (member,) = info["members"]
+    assert info["preprocessing"] == good and member["feature_set"] in ("last_avg", "last")
+    assert len(info["inner_cv"]) == 2 * 4  # every (preprocessing, feature set) was scored
+    weight = head.net.weight.detach().numpy()
+    unused = np.setdiff1d(np.arange(4352), feature_columns("squeezenet1_1", member["feature_set"]))
+    assert np.all(weight[:, unused] == 0)  # the chosen design is one Linear over all features
+    assert (tta_proba(head_logits(head, informative)).argmax(1) == y).mean() > 0.9
+
+    config.combine = "ensemble"  # every feature set of the chosen preprocessing, averaged
+    head, info = run_to_end(train_head({bad: noise, good: informative}, y, "abc", config))
+    assert info["preprocessing"] == good and len(info["members"]) == 4
+    assert (tta_proba(head_logits(head, informative)).argmax(1) == y).mean() > 0.9
 
 
 def test_prior_shift_matches_class_frequencies():

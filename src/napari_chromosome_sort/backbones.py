@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .errors import ChromosortError
 
 WEIGHTS_ENV = "CHROMOSORT_WEIGHTS_DIR"
@@ -262,6 +264,33 @@ def _make_backbone_class():
                         p.requires_grad_(True)
 
     return Backbone
+
+
+FEATURE_SETS = {
+    "all": "average and max pooling of every tap",
+    "all_avg": "average pooling of every tap",
+    "last": "average and max pooling of the last tap",
+    "last_avg": "average pooling of the last tap (the usual global-average-pooled feature)",
+}
+
+
+def feature_columns(backbone: str, feature_set: str) -> np.ndarray:
+    """Column indices of ``feature_set`` in the pooled feature vector of ``pool_taps``
+    (laid out as [avg, max] per tap, taps in order)."""
+    spec = get_spec(backbone)
+    if feature_set not in FEATURE_SETS:
+        raise ChromosortError(
+            f"unknown feature set {feature_set!r}; choose one of {', '.join(FEATURE_SETS)}"
+        )
+    columns, offset = [], 0
+    last = len(spec.channels) - 1
+    for index, c in enumerate(spec.channels):
+        if feature_set.startswith("all") or index == last:
+            columns.append(np.arange(offset, offset + c))  # average pooling
+            if not feature_set.endswith("_avg"):
+                columns.append(np.arange(offset + c, offset + 2 * c))  # max pooling
+        offset += 2 * c
+    return np.concatenate(columns)
 
 
 def pool_taps(maps):

@@ -1,10 +1,12 @@
 """Training: frozen backbone + trained head on cached features (the seed paper's mode).
 
 1. Every crop's pooled multi-layer features are computed ONCE for all 8 dihedral views
-   (``features.extract_features``; memory + optional disk cache).
+   (``features.extract_features``; memory + optional disk cache), for each candidate
+   preprocessing (input size x geometry).
 2. The head (standardisation + linear, or a small MLP) is trained on the cached features with
-   a class-balanced loss. Its L2 strength is chosen by an inner stratified cross-validation on
-   the training crops only (nested: never on test folds); the inner out-of-fold predictions also
+   a class-balanced loss. Its design -- preprocessing, feature set (pooled layers), PCA
+   components and L2 strength -- is chosen by an inner stratified cross-validation (log loss) on the
+   training crops only (nested: never on test folds); the inner out-of-fold predictions also
    fit a prior correction (a logit shift) so that the predicted class frequencies match the
    training frequencies. A linear head is fitted by L-BFGS (convex, deterministic); an MLP
    head by Adam with a validation split and early stopping.
@@ -29,24 +31,34 @@ from .progress import Progress
 
 @dataclass
 class TrainingConfig:
-    """Every knob of training; defaults are the validated ones (docs/validation.md)."""
+    """Every knob of training. A field left at None is chosen by inner cross-validation on the
+    training crops from its ``*_grid`` (docs/validation.md); setting it fixes it."""
 
     backbone: str = "squeezenet1_1"
     weights: str | None = None  # None/"imagenet" | path | "random"
-    input_size: int = 224
-    geometry: str = "pad"  # "pad" | "stretch" | "canvas" (see features.Preprocessing)
+    input_size: int | None = None  # network input side (px); None = from preprocessing_grid
+    geometry: str | None = None  # "pad" | "stretch" | "canvas"; None = from preprocessing_grid
+    # candidate (input size, geometry) pairs; each costs one feature extraction
+    preprocessing_grid: tuple[tuple[int, str], ...] = ((224, "pad"), (224, "stretch"), (160, "pad"))
     scale: float = 1.0  # pixel scale for geometry="canvas"
     appearance: str = "canonical"  # "canonical" | "plain"
     views: int = 8  # dihedral views used for training features and test-time averaging
     hidden: int = 0  # 0 = linear head, else MLP hidden units
     dropout: float = 0.0
-    l2: float | None = None  # None = chosen by inner cross-validation from l2_grid
-    l2_grid: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+    feature_set: str | None = None  # "all" | "all_avg" | "last" | "last_avg"; None = from grid
+    feature_set_grid: tuple[str, ...] = ("all", "all_avg", "last", "last_avg")
+    pca: int | None = None  # principal components for a linear head (0 = all); None = from grid
+    pca_grid: tuple[int, ...] = (128, 256)
+    l2: float | None = None  # L2 strength; None = from l2_grid
+    l2_grid: tuple[float, ...] = (3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+    # "best": the single best design by inner CV; "ensemble": the logits of every
+    # (feature set, PCA) design averaged, each with its best L2
+    combine: str = "best"
+    select_by: str = "log_loss"  # inner-CV criterion: "log_loss" | "accuracy"
     inner_folds: int = 3
     class_balance: bool = True
     prior_correction: bool = True
     max_iter: int = 200  # L-BFGS iterations for a linear head
-    pca: int = 256  # linear head fitted on this many principal components (0 = all features)
     epochs: int = 300  # Adam epochs for an MLP head (early stopping)
     patience: int = 20
     lr: float = 1e-3
@@ -60,19 +72,30 @@ class TrainingConfig:
     cache_dir: str | None = None
     extra: dict = field(default_factory=dict)
 
-    def preprocessing(self):
+    def preprocessings(self) -> list:
+        """Candidate ``features.Preprocessing`` objects (one unless left to inner CV)."""
         from .features import Preprocessing
 
-        return Preprocessing(
-            size=self.input_size,
-            appearance=self.appearance,
-            geometry=self.geometry,
-            scale=self.scale,
-        )
+        pairs = [
+            (size, geometry)
+            for size, geometry in self.preprocessing_grid
+            if self.input_size in (None, size) and self.geometry in (None, geometry)
+        ] or [(self.input_size or 224, self.geometry or "pad")]
+        if self.geometry is None and self.appearance == "canonical":
+            # canonical crops are square: "stretch" gives the same input as "pad"
+            pairs = [(s, g) for s, g in pairs if g != "stretch" or (s, "pad") not in pairs]
+        return [
+            Preprocessing(
+                size=int(size), appearance=self.appearance, geometry=geometry, scale=self.scale
+            )
+            for size, geometry in dict.fromkeys(pairs)
+        ]
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["l2_grid"] = list(self.l2_grid)
+        for key, value in d.items():
+            if isinstance(value, tuple):
+                d[key] = [list(v) if isinstance(v, tuple) else v for v in value]
         return d
 
 
@@ -264,16 +287,19 @@ def _projection(X: np.ndarray, n_components: int):
 
 
 def _fit_linear(Z: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2: float, init=None):
-    """Class-balanced L2 multinomial logistic regression by L-BFGS on Z (n, views, r)."""
+    """Class-balanced L2 multinomial logistic regression by L-BFGS on Z (n, views, r).
+
+    In float64, so that the fit (and the inner-CV choice built on it) does not depend on the
+    number of CPU threads."""
     torch = _torch()
     n, v, r = Z.shape
-    zs = torch.from_numpy(np.ascontiguousarray(Z.reshape(n * v, r), dtype=np.float32))
+    zs = torch.from_numpy(np.ascontiguousarray(Z.reshape(n * v, r), dtype=np.float64))
     ys = torch.from_numpy(np.repeat(y, v)).long()
-    sw = _class_weights(y, k, config.class_balance)[ys]
+    sw = _class_weights(y, k, config.class_balance)[ys].double()
     sw = sw / sw.mean()
     torch.manual_seed(config.seed)
-    w = torch.zeros(k, r, requires_grad=True)
-    b = torch.zeros(k, requires_grad=True)
+    w = torch.zeros(k, r, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
     if init is not None:
         with torch.no_grad():
             w.copy_(torch.from_numpy(init[0]))
@@ -292,93 +318,186 @@ def _inner_splits(y: np.ndarray, folds: int, seed: int):
     return list(skf.split(np.zeros(len(y)), y))
 
 
-def train_head(
-    X: np.ndarray, y: np.ndarray, classes: Sequence[str], config: TrainingConfig
-) -> Iterator[Progress]:
-    """Nested selection of L2 + prior correction on the training crops, then the final head.
+def _svd_basis(X: np.ndarray):
+    """Standardisation (mu, sd) and principal axes (D, r_max) of the per-crop mean features."""
+    return _projection(X, max(1, min(X.shape[0], X.shape[-1]) - 1))
 
-    Final result: ``(head, info)`` with info = chosen l2, inner-CV accuracies, logit shift.
+
+def _log_loss(logits: np.ndarray, y: np.ndarray) -> float:
+    p = tta_proba(logits)
+    return float(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)).mean())
+
+
+def _oof_score(oof: np.ndarray, y: np.ndarray, k: int, prior_correction: bool):
+    """(accuracy, -log loss) of inner out-of-fold logits, after the prior shift if used."""
+    shift = fit_prior_shift(oof, y, k) if prior_correction else np.zeros(k, np.float32)
+    acc = float((tta_proba(oof + shift).argmax(1) == y).mean())
+    return acc, -_log_loss(oof + shift, y)
+
+
+def train_head(
+    features, y: np.ndarray, classes: Sequence[str], config: TrainingConfig
+) -> Iterator[Progress]:
+    """Nested selection of the head's design on the training crops, then the final head.
+
+    ``features``: cached features (n, views, D), or a dict {preprocessing: features} of
+    candidate preprocessings. A linear head's design = (preprocessing, feature set, PCA
+    components, L2), chosen by the inner stratified CV's log loss after the prior correction
+    (``select_by``), or an average of designs (``combine="ensemble"``); an MLP head chooses
+    preprocessing and L2 on all features.
+    Final result: ``(head, info)``; info holds the chosen design and the inner-CV scores.
     """
     torch = _torch()
+    from .backbones import feature_columns
+    from .classifier import PooledHead
+
     k = len(classes)
     y = np.asarray(y, int)
-    X = X[:, : config.views]
-    grid = [config.l2] if config.l2 is not None else list(config.l2_grid)
+    arrays = dict(features) if isinstance(features, dict) else {None: features}
+    unique: dict = {}
+    for key, X in arrays.items():  # e.g. pad == stretch when every crop is square
+        X = X[:, : config.views]
+        if not any(X.shape == U.shape and np.array_equal(X, U) for U in unique.values()):
+            unique[key] = X
+    arrays = unique
+    width = next(iter(arrays.values())).shape[-1]
+    linear = config.hidden == 0 and config.dropout == 0
+    l2s = sorted([config.l2] if config.l2 is not None else config.l2_grid, reverse=True)
+    fsets = [config.feature_set] if config.feature_set else list(config.feature_set_grid)
+    pcas = [config.pca] if config.pca is not None else list(config.pca_grid)
+    if not linear:
+        fsets, pcas = ["all"], [0]
+    if width == feature_columns(config.backbone, "all").size:
+        columns = {name: feature_columns(config.backbone, name) for name in fsets}
+    else:  # features from elsewhere (not this backbone's pooled taps): use them all
+        fsets = ["all"]
+        columns = {"all": np.arange(width)}
+    designs = [(key, name, r) for key in arrays for name in fsets for r in dict.fromkeys(pcas)]
+    n_candidates = len(designs) * len(l2s)
     splits = (
         _inner_splits(y, config.inner_folds, config.seed)
-        if (len(grid) > 1 or config.prior_correction)
+        if (n_candidates > 1 or config.prior_correction)
         else []
     )
-    linear = config.hidden == 0 and config.dropout == 0
-    if linear:
-        # standardise + project on the principal components of the per-crop mean features of
-        # these training crops (unsupervised; test crops never enter); the linear head is
-        # fitted in that subspace and mapped back, so the final head is one Linear(D, k).
-        mu, sd, proj = _projection(X, config.pca)
-        Z = ((X - mu) / sd) @ proj  # (n, views, r)
+    bases: dict = {}
 
-        def fit(idx, l2, init=None):
-            return _fit_linear(Z[idx], y[idx], k, config, l2, init)
+    def reduced(key, name, r):
+        """Standardised, projected features of one design: (mu, sd, basis, Z)."""
+        if (key, name) not in bases:
+            bases[(key, name)] = _svd_basis(arrays[key][..., columns[name]])
+        mu, sd, basis = bases[(key, name)]
+        if r > 0:
+            basis = basis[:, :r]
+        X = arrays[key][..., columns[name]]
+        return mu, sd, basis, ((X - mu) / sd) @ basis
 
-        def logits(params, idx):
-            return Z[idx] @ params[0].T + params[1]
-    else:
-
-        def fit(idx, l2, init=None):
-            return fit_head(X[idx], y[idx], k, config, l2, init=init)
-
-        def logits(params, idx):
-            return head_logits(params, X[idx])
-
-    total = len(grid) * len(splits) + 1
+    total = n_candidates * len(splits) + 1
     step = 0
-    oof = {l2: np.zeros((len(y), X.shape[1], k), np.float32) for l2 in grid}
-    scores = {}
-    warm: dict[int, object] = {}
-    for l2 in sorted(grid, reverse=True):  # strong to weak L2, warm-started
-        for f, (tr, te) in enumerate(splits):
-            params = fit(tr, l2, warm.get(f))
-            warm[f] = params
-            oof[l2][te] = logits(params, te)
-            step += 1
-            yield Progress(step, total, f"inner CV l2={l2:g}")
-        if splits:
-            scores[l2] = float((tta_proba(oof[l2]).argmax(1) == y).mean())
-    best_l2 = max(grid, key=lambda g: (scores.get(g, 0.0), g)) if scores else grid[0]
+    scores: dict = {}
+    oofs: dict = {}
+    for key, name, r in designs:
+        Z = reduced(key, name, r)[3] if linear else None
+        warm: dict[int, object] = {}
+        for l2 in l2s:  # strong to weak L2, warm-started
+            oof = np.zeros((len(y), arrays[key].shape[1], k), np.float32)
+            for f, (tr, te) in enumerate(splits):
+                if linear:
+                    params = _fit_linear(Z[tr], y[tr], k, config, l2, warm.get(f))
+                    oof[te] = Z[te] @ params[0].T + params[1]
+                else:
+                    params = fit_head(arrays[key][tr], y[tr], k, config, l2)
+                    oof[te] = head_logits(params, arrays[key][te])
+                warm[f] = params
+                step += 1
+                yield Progress(step, total, f"inner CV {name} pca={r} l2={l2:g}")
+            if splits:
+                scores[(key, name, r, l2)] = _oof_score(oof, y, k, config.prior_correction)
+                oofs[(key, name, r, l2)] = oof
+    members, key, oof = _choose_members(designs, l2s, scores, oofs, y, k, config, linear)
     shift = np.zeros(k, np.float32)
-    if config.prior_correction and splits:
-        shift = fit_prior_shift(oof[best_l2], y, k)
-    everything = np.arange(len(y))
+    if config.prior_correction and oof is not None:
+        shift = fit_prior_shift(oof, y, k)
     if linear:
-        from .classifier import PooledHead
-
-        w_r, b = fit(everything, best_l2)
-        head = PooledHead(X.shape[-1], k)
-        head.mu.copy_(torch.from_numpy(mu.astype(np.float32)))
-        head.sigma.copy_(torch.from_numpy(sd.astype(np.float32)))
+        # every member is a linear map of the (standardised) features: their mean logits are
+        # one Linear over all features (zero weight on columns that no member uses)
+        weight = np.zeros((k, width), np.float64)
+        bias = np.zeros(k, np.float64)
+        mu_full = np.zeros(width, np.float32)
+        sd_full = np.ones(width, np.float32)
+        for _, name, r, l2 in members:
+            mu, sd, basis, Z = reduced(key, name, r)
+            w_r, b = _fit_linear(Z, y, k, config, l2)
+            weight[:, columns[name]] += (w_r @ basis.T) / len(members)
+            bias += b / len(members)
+            mu_full[columns[name]], sd_full[columns[name]] = mu, sd
+        head = PooledHead(width, k)
+        head.mu.copy_(torch.from_numpy(mu_full))
+        head.sigma.copy_(torch.from_numpy(sd_full))
         with torch.no_grad():
-            head.net.weight.copy_(torch.from_numpy((w_r @ proj.T).astype(np.float32)))
-            head.net.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+            head.net.weight.copy_(torch.from_numpy(weight.astype(np.float32)))
+            head.net.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
         head.eval()
     else:
-        head = fit(everything, best_l2)
+        head = fit_head(arrays[key], y, k, config, members[0][3])
     head.logit_shift.copy_(torch.from_numpy(shift))
     inner_acc = None
-    if splits:
-        inner_acc = float((tta_proba(oof[best_l2] + shift).argmax(1) == y).mean())
+    if oof is not None:
+        inner_acc = float((tta_proba(oof + shift).argmax(1) == y).mean())
     info = {
-        "l2": best_l2,
-        "inner_cv_accuracy": scores,
+        "preprocessing": key,
+        "members": [{"feature_set": m[1], "pca": int(m[2]), "l2": float(m[3])} for m in members],
+        "inner_cv": [
+            {
+                "preprocessing": c[0].to_dict() if hasattr(c[0], "to_dict") else c[0],
+                "feature_set": c[1],
+                "pca": int(c[2]),
+                "l2": float(c[3]),
+                "accuracy": round(s[0], 4),
+                "log_loss": round(-s[1], 4),
+            }
+            for c, s in scores.items()
+        ],
         "logit_shift": shift.tolist(),
         "inner_cv_accuracy_corrected": inner_acc,
     }
     yield Progress(
         total,
         total,
-        f"head trained (l2={best_l2:g})",
+        f"head trained ({len(members)} design(s))",
         {"inner_acc": inner_acc or 0.0},
         result=(head, info),
     )
+
+
+def _choose_members(designs, l2s, scores, oofs, y, k, config, linear):
+    """(members, preprocessing, out-of-fold logits) of the head to build.
+
+    ``combine="best"``: the single best (preprocessing, feature set, PCA, L2) by inner CV.
+    ``combine="ensemble"`` (linear heads): every (feature set, PCA) design with its best L2,
+    logits averaged; only the preprocessing is then chosen, by the ensemble's inner-CV score.
+    """
+    keys = list(dict.fromkeys(d[0] for d in designs))
+    if not scores:  # no inner CV possible: the first design with the first L2
+        return [designs[0] + (l2s[0],)], designs[0][0], None
+
+    def rank(score):  # score = (accuracy, -log loss)
+        return score if config.select_by == "accuracy" else (score[1], score[0])
+
+    def best_l2(design):
+        return max((design + (l2,) for l2 in l2s), key=lambda c: rank(scores[c]))
+
+    if config.combine == "ensemble" and linear:
+        options = []
+        for key in keys:
+            members = [best_l2(d) for d in designs if d[0] == key]
+            oof = np.mean([oofs[m] for m in members], axis=0)
+            options.append((_oof_score(oof, y, k, config.prior_correction), members, key, oof))
+        _, members, key, oof = max(options, key=lambda o: rank(o[0]))
+        return members, key, oof
+    if config.combine not in ("best", "ensemble"):
+        raise ChromosortError(f"unknown combine {config.combine!r}; use 'best' or 'ensemble'")
+    best = max((best_l2(d) for d in designs), key=lambda c: rank(scores[c]))
+    return [best], best[0], oofs[best]
 
 
 # --------------------------------------------------------------------------- full training
@@ -461,6 +580,30 @@ def _finetune(model, images, y, config: TrainingConfig, device) -> Iterator[Prog
     model.eval()
 
 
+def candidate_features(backbone, images, config: TrainingConfig, device=None):
+    """Cached features of ``images`` for every candidate preprocessing of ``config``.
+
+    Final result: {Preprocessing: (n, views, D) array}."""
+    from .features import extract_features
+
+    preps = config.preprocessings()
+    arrays = {}
+    for i, prep in enumerate(preps):
+        for report in extract_features(
+            backbone, images, prep, views=config.views, cache_dir=config.cache_dir, device=device
+        ):
+            if report.result is not None:
+                arrays[prep] = report.result
+            else:
+                label = f"{prep.size} px {prep.geometry}"
+                yield Progress(
+                    i * len(images) + report.step,
+                    len(preps) * len(images),
+                    f"{report.message} ({label}, {i + 1}/{len(preps)})",
+                )
+    yield Progress(1, 1, "features done", result=arrays)
+
+
 def train_classifier(
     images: Sequence, targets, classes: Sequence[str], config: TrainingConfig | None = None
 ) -> Iterator[Progress]:
@@ -471,7 +614,6 @@ def train_classifier(
     from . import __version__
     from .backbones import build_backbone
     from .classifier import ChromosomeClassifier
-    from .features import extract_features
 
     config = config or TrainingConfig()
     classes = [str(c) for c in classes]
@@ -490,16 +632,13 @@ def train_classifier(
     t0 = time.perf_counter()
     device = _device(config)
     backbone = build_backbone(config.backbone, config.weights).to(device)
-    prep = config.preprocessing()
-    X = None
-    for report in extract_features(
-        backbone, images, prep, views=config.views, cache_dir=config.cache_dir, device=device
-    ):
+    arrays = None
+    for report in candidate_features(backbone, images, config, device):
         if report.result is not None:
-            X = report.result
+            arrays = report.result
         yield Progress(report.step, report.total, report.message)
     head = info = None
-    for report in train_head(X, y, classes, config):
+    for report in train_head(arrays, y, classes, config):
         if report.result is not None:
             head, info = report.result
         yield (
@@ -508,6 +647,7 @@ def train_classifier(
             else Progress(report.step, report.total, report.message, report.metrics)
         )
     backbone = backbone.cpu()
+    prep = info.pop("preprocessing")
     model = ChromosomeClassifier(backbone, head, classes, prep, "pooled")
     model.to(device)
     if config.finetune_blocks > 0:
@@ -542,29 +682,46 @@ def train_from_folder(root, config: TrainingConfig | None = None) -> Iterator[Pr
 
 
 def crossvalidate_features(
-    X: np.ndarray,
+    features,
     y,
     classes: Sequence[str],
     config: TrainingConfig,
     folds: int = 5,
     repeats: int = 1,
 ) -> Iterator[Progress]:
-    """Outer stratified k-fold CV of the head on cached features (inner CV nested inside)."""
+    """Outer stratified k-fold CV of the head on cached features (the whole design selection
+    of ``train_head`` nested inside every training fold). ``features``: as for train_head."""
     from .metrics import crossvalidate
 
     y = np.asarray(y, int)
+    arrays = dict(features) if isinstance(features, dict) else {None: features}
+    chosen = []
 
     def fit_predict(tr, te):
-        head = None
-        for report in train_head(X[tr], y[tr], classes, config):
+        head = info = None
+        subsets = {key: X[tr] for key, X in arrays.items()}
+        for report in train_head(subsets, y[tr], classes, config):
             if report.result is not None:
-                head, _ = report.result
+                head, info = report.result
             else:
                 yield report
-        pred = tta_proba(head_logits(head, X[te, : config.views])).argmax(1)
+        X_te = arrays[info["preprocessing"]][te, : config.views]
+        chosen.append(_design_summary(info))
+        pred = tta_proba(head_logits(head, X_te)).argmax(1)
         yield Progress(1, 1, "fold done", result=pred)
 
-    yield from crossvalidate(fit_predict, y, classes, folds, repeats, config.seed)
+    for report in crossvalidate(fit_predict, y, classes, folds, repeats, config.seed):
+        if report.result is not None:
+            report.result["chosen_per_fold"] = chosen
+        yield report
+
+
+def _design_summary(info: dict) -> dict:
+    prep = info["preprocessing"]
+    out = {"members": info["members"]}
+    if prep is not None:
+        out.update(input_size=prep.size, geometry=prep.geometry)
+    return out
 
 
 def crossvalidate_folder(
@@ -572,7 +729,6 @@ def crossvalidate_folder(
 ) -> Iterator[Progress]:
     """Features once for the whole folder, then nested CV of the head over the folds."""
     from .backbones import build_backbone
-    from .features import extract_features
 
     config = config or TrainingConfig()
     if config.finetune_blocks:
@@ -580,21 +736,14 @@ def crossvalidate_folder(
     paths, y, classes = scan_folder(root)
     device = _device(config)
     backbone = build_backbone(config.backbone, config.weights).to(device)
-    X = None
-    for report in extract_features(
-        backbone,
-        paths,
-        config.preprocessing(),
-        views=config.views,
-        cache_dir=config.cache_dir,
-        device=device,
-    ):
+    arrays = None
+    for report in candidate_features(backbone, paths, config, device):
         if report.result is not None:
-            X = report.result
+            arrays = report.result
         else:
-            yield Progress(report.step, report.total, report.message)
+            yield report
     result = None
-    for report in crossvalidate_features(X, y, classes, config, folds, repeats):
+    for report in crossvalidate_features(arrays, y, classes, config, folds, repeats):
         if report.result is not None:
             result = report.result
         else:

@@ -223,11 +223,16 @@ def field_help(cls) -> dict[str, str]:
     return helps
 
 
+AUTO = -1  # spin-box value shown as "auto" for a number field left at None
+
+
 def dataclass_form(cls, skip: Iterable[str] = (), on_change: Callable[[], None] | None = None):
     """A magicgui Container with one widget per simple field of dataclass ``cls``.
 
-    Returns ``(container, read)`` where ``read()`` builds a ``cls`` instance from the widgets.
-    Fields whose default is not a bool/int/float/str/None-able str are left at their default.
+    Returns ``(container, read, widgets)``; ``read()`` builds a ``cls`` instance from the
+    widgets. A field whose default is None ("chosen automatically") gets an "auto" entry: the
+    first item of a choice box (choices are the quoted words of its help) or the lowest value
+    of a spin box. Other fields that are not bool/int/float/str keep their default.
     """
     from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
 
@@ -240,42 +245,52 @@ def dataclass_form(cls, skip: Iterable[str] = (), on_change: Callable[[], None] 
         value = getattr(instance, f.name)
         tooltip = helps.get(f.name, f.name.replace("_", " "))
         label = f.name.replace("_", " ")
-        if isinstance(value, bool):
+        kind = str(f.type).split("|")[0].strip() if value is None else type(value).__name__
+        choices = list(dict.fromkeys(_CHOICES.findall(tooltip)))
+        if kind == "bool":
             widget = CheckBox(value=value, label=label, tooltip=tooltip)
-        elif isinstance(value, int):
-            widget = SpinBox(value=value, min=-(10**9), max=10**9, label=label, tooltip=tooltip)
-        elif isinstance(value, float):
-            span = max(abs(value) * 100, 1000.0)
-            widget = FloatSpinBox(
-                value=value, min=-span, max=span, step=_step(value), label=label, tooltip=tooltip
-            )
-        elif f.name == "polarity":
-            widget = ComboBox(
-                choices=["auto", "dark_on_light", "bright_on_dark"],
-                value=value or "auto",
+        elif kind == "int":
+            widget = SpinBox(
+                value=AUTO if value is None else value,
+                min=AUTO if value is None else -(10**9),
+                max=10**9,
                 label=label,
                 tooltip=tooltip,
             )
-        elif isinstance(value, str) and len(_CHOICES.findall(tooltip)) > 1:
-            choices = list(dict.fromkeys(_CHOICES.findall(tooltip)))
-            if value not in choices:
+        elif kind == "float":
+            span = max(abs(value or 0) * 100, 1000.0)
+            widget = FloatSpinBox(
+                value=AUTO if value is None else value,
+                min=AUTO if value is None else -span,
+                max=span,
+                step=0.001 if value is None else _step(value),
+                label=label,
+                tooltip=tooltip,
+            )
+        elif kind == "str" and len(choices) > 1:
+            if value is None:
+                choices.insert(0, "auto")
+            elif value not in choices:
                 choices.insert(0, value)
-            widget = ComboBox(choices=choices, value=value, label=label, tooltip=tooltip)
-        elif isinstance(value, str):
+            widget = ComboBox(choices=choices, value=value or "auto", label=label, tooltip=tooltip)
+        elif kind == "str" and value is not None:
             widget = LineEdit(value=value, label=label, tooltip=tooltip)
         else:
             continue
+        if value is None and kind in ("int", "float"):
+            widget.native.setSpecialValueText("auto")
         widget.native.setToolTip(tooltip)
         widgets[f.name] = widget
         if on_change is not None:
             widget.changed.connect(lambda *_: on_change())
     container = Container(widgets=list(widgets.values()), labels=True)
+    optional = {f.name for f in dataclasses.fields(cls) if getattr(instance, f.name) is None}
 
     def read():
         values = {}
         for name, widget in widgets.items():
             value = widget.value
-            if name == "polarity" and value == "auto":
+            if name in optional and (value == "auto" or value == AUTO):
                 value = None
             values[name] = value
         return dataclasses.replace(instance, **values)

@@ -269,6 +269,9 @@ class TrainWidget(QWidget):
         inner = metrics.get("inner_cv_accuracy")
         if inner is not None:
             lines.append(f"Inner-CV accuracy (model selection) {100 * float(inner):.1f}%")
+        prep = getattr(model, "preprocessing", None)
+        if prep is not None:
+            lines.append(f"Chosen input: {prep.size} px, {prep.geometry}")
         if "accuracy" in metrics:
             lines.append(
                 f"{self.cv_folds.value()}-fold CV concordance {100 * metrics['accuracy']:.1f}% "

@@ -26,7 +26,12 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder for cached features (keyed by image hash + backbone)",
     )
     parser.add_argument("--device", default=None, help="cuda | mps | cpu (default: best)")
-    parser.add_argument("--input-size", type=int, default=224, help="network input side (px)")
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="network input side in px (default: chosen by inner cross-validation)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         "backbone": model.backbone_name,
         "counts": model.metadata["training"]["counts"],
         "inner_cv_accuracy": model.metadata["metrics"].get("inner_cv_accuracy"),
+        "input_size": model.preprocessing.size,
+        "geometry": model.preprocessing.geometry,
+        "head": model.metadata["training"]["chosen"].get("members"),
     }
     print(json.dumps(summary), file=sys.stdout)
     return 0
