@@ -58,13 +58,23 @@ def _learning_curve(args, images: Path) -> dict:
     )
 
     weights = Path(args.crops).parents[1] / "weights" / "squeezenet1_1_imagenet_features.pth"
-    config = TrainingConfig(weights=str(weights), views=1, l2_grid=(1e-2, 1e-1))
+    config = TrainingConfig(
+        weights=str(weights),
+        views=1,
+        input_size=224,
+        feature_set="all",
+        pca=256,
+        l2_grid=(1e-2, 1e-1),
+    )
     paths, y, classes = scan_folder(args.crops)
     from napari_chromosome_sort.features import extract_features
 
     X = run_to_end(
         extract_features(
-            build_backbone("squeezenet1_1", str(weights)), paths, config.preprocessing(), views=1
+            build_backbone("squeezenet1_1", str(weights)),
+            paths,
+            config.preprocessings()[0],
+            views=1,
         )
     )
 
