@@ -51,9 +51,7 @@ class TrainingConfig:
     pca_grid: tuple[int, ...] = (128, 256)
     l2: float | None = None  # L2 strength; None = from l2_grid
     l2_grid: tuple[float, ...] = (3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
-    # "best": the single best design by inner CV; "ensemble": the logits of every
-    # (feature set, PCA) design averaged, each with its best L2
-    combine: str = "best"
+    combine: str = "best"  # "best" (one design by inner CV) | "ensemble" (average all designs)
     select_by: str = "log_loss"  # inner-CV criterion: "log_loss" | "accuracy"
     inner_folds: int = 3
     class_balance: bool = True

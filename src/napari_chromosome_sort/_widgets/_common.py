@@ -239,6 +239,7 @@ def dataclass_form(cls, skip: Iterable[str] = (), on_change: Callable[[], None] 
     instance = cls()
     helps = field_help(cls)
     widgets = {}
+    integers: set[str] = set()
     for f in dataclasses.fields(cls):
         if f.name in skip or f.name.startswith("_"):
             continue
@@ -249,14 +250,14 @@ def dataclass_form(cls, skip: Iterable[str] = (), on_change: Callable[[], None] 
         choices = list(dict.fromkeys(_CHOICES.findall(tooltip)))
         if kind == "bool":
             widget = CheckBox(value=value, label=label, tooltip=tooltip)
-        elif kind == "int":
-            widget = SpinBox(
-                value=AUTO if value is None else value,
-                min=AUTO if value is None else -(10**9),
-                max=10**9,
-                label=label,
-                tooltip=tooltip,
+        elif kind == "int" and value is not None:
+            widget = SpinBox(value=value, min=-(10**9), max=10**9, label=label, tooltip=tooltip)
+        elif kind == "int":  # a QDoubleSpinBox with whole steps: it can show "auto"
+            widget = FloatSpinBox(
+                value=AUTO, min=AUTO, max=10**6, step=1, label=label, tooltip=tooltip
             )
+            widget.native.setDecimals(0)
+            integers.add(f.name)
         elif kind == "float":
             span = max(abs(value or 0) * 100, 1000.0)
             widget = FloatSpinBox(
@@ -292,6 +293,8 @@ def dataclass_form(cls, skip: Iterable[str] = (), on_change: Callable[[], None] 
             value = widget.value
             if name in optional and (value == "auto" or value == AUTO):
                 value = None
+            elif name in integers:
+                value = int(round(value))
             values[name] = value
         return dataclasses.replace(instance, **values)
 
