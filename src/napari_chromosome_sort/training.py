@@ -47,7 +47,7 @@ class TrainingConfig:
     dropout: float = 0.0
     feature_set: str | None = None  # "all" | "all_avg" | "last" | "last_avg"; None = from grid
     feature_set_grid: tuple[str, ...] = ("all", "all_avg", "last", "last_avg")
-    pca: int | None = None  # principal components for a linear head (0 = all); None = from grid
+    pca: int | None = None  # principal components for a linear head (0 = no PCA); None = grid
     pca_grid: tuple[int, ...] = (128, 256)
     l2: float | None = None  # L2 strength; None = from l2_grid
     l2_grid: tuple[float, ...] = (3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
@@ -264,24 +264,19 @@ def fit_prior_shift(logits: np.ndarray, y: np.ndarray, k: int, iters: int = 200)
     return b.astype(np.float32)
 
 
-def _projection(X: np.ndarray, n_components: int):
-    """Standardisation (mu, sd) and orthonormal PCA basis (D, r) of training features X.
-
-    The basis spans the top principal components of the per-crop mean (over views) features:
-    an exact, cheap SVD of an (n_crops x D) matrix. ``n_components <= 0``: identity (no PCA).
-    """
+def _pca_basis(X: np.ndarray):
+    """Standardisation (mu, sd) and the principal axes (D, r), strongest first, of training
+    features X (n, views, D): an exact, cheap SVD of the per-crop mean (over views) features."""
     n, v, d = X.shape
     flat = X.reshape(-1, d)
     mu = flat.mean(0)
     sd = flat.std(0)
     sd = np.where(sd > 1e-6, sd, 1.0)
-    if n_components <= 0 or n_components >= d:
-        return mu, sd, np.eye(d, dtype=np.float32)
     m = ((X.mean(1) - mu) / sd).astype(np.float64)
     m -= m.mean(0)
     _, s, vt = np.linalg.svd(m, full_matrices=False)
-    r = int(min(n_components, int((s > s[0] * 1e-6).sum())))
-    return mu, sd, np.ascontiguousarray(vt[:r].T.astype(np.float32))
+    r = int((s > s[0] * 1e-6).sum()) if s.size and s[0] > 0 else 0
+    return mu, sd, np.ascontiguousarray(vt[: max(r, 1)].T.astype(np.float32))
 
 
 def _fit_linear(Z: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2: float, init=None):
@@ -314,11 +309,6 @@ def _inner_splits(y: np.ndarray, folds: int, seed: int):
         return []
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return list(skf.split(np.zeros(len(y)), y))
-
-
-def _svd_basis(X: np.ndarray):
-    """Standardisation (mu, sd) and principal axes (D, r_max) of the per-crop mean features."""
-    return _projection(X, max(1, min(X.shape[0], X.shape[-1]) - 1))
 
 
 def _log_loss(logits: np.ndarray, y: np.ndarray) -> float:
@@ -380,13 +370,13 @@ def train_head(
     bases: dict = {}
 
     def reduced(key, name, r):
-        """Standardised, projected features of one design: (mu, sd, basis, Z)."""
+        """Standardised features of one design projected on its top ``r`` principal axes
+        (r = 0: all features, no projection): (mu, sd, basis, Z)."""
         if (key, name) not in bases:
-            bases[(key, name)] = _svd_basis(arrays[key][..., columns[name]])
+            bases[(key, name)] = _pca_basis(arrays[key][..., columns[name]])
         mu, sd, basis = bases[(key, name)]
-        if r > 0:
-            basis = basis[:, :r]
         X = arrays[key][..., columns[name]]
+        basis = basis[:, :r] if r > 0 else np.eye(X.shape[-1], dtype=np.float32)
         return mu, sd, basis, ((X - mu) / sd) @ basis
 
     total = n_candidates * len(splits) + 1
@@ -474,6 +464,12 @@ def _choose_members(designs, l2s, scores, oofs, y, k, config, linear):
     ``combine="ensemble"`` (linear heads): every (feature set, PCA) design with its best L2,
     logits averaged; only the preprocessing is then chosen, by the ensemble's inner-CV score.
     """
+    if config.combine not in ("best", "ensemble"):
+        raise ChromosortError(f"unknown combine {config.combine!r}; use 'best' or 'ensemble'")
+    if config.select_by not in ("log_loss", "accuracy"):
+        raise ChromosortError(
+            f"unknown select_by {config.select_by!r}; use 'log_loss' or 'accuracy'"
+        )
     keys = list(dict.fromkeys(d[0] for d in designs))
     if not scores:  # no inner CV possible: the first design with the first L2
         return [designs[0] + (l2s[0],)], designs[0][0], None
@@ -492,8 +488,6 @@ def _choose_members(designs, l2s, scores, oofs, y, k, config, linear):
             options.append((_oof_score(oof, y, k, config.prior_correction), members, key, oof))
         _, members, key, oof = max(options, key=lambda o: rank(o[0]))
         return members, key, oof
-    if config.combine not in ("best", "ensemble"):
-        raise ChromosortError(f"unknown combine {config.combine!r}; use 'best' or 'ensemble'")
     best = max((best_l2(d) for d in designs), key=lambda c: rank(scores[c]))
     return [best], best[0], oofs[best]
 
