@@ -122,6 +122,21 @@ def test_training_is_a_cancellable_generator():
     steps.close()  # stopping between steps is just closing the generator
 
 
+def test_relay_passes_reports_on_and_returns_the_result():
+    from napari_chromosome_sort.progress import relay
+
+    def inner():
+        yield Progress(1, 2, "half")
+        yield Progress(2, 2, "done", result="value")
+
+    def outer():
+        value = yield from relay(inner())
+        yield Progress(1, 1, "outer", result=value.upper())
+
+    reports = list(outer())
+    assert [r.message for r in reports] == ["half", "outer"] and reports[-1].result == "VALUE"
+
+
 def test_bad_training_input():
     images, y = _crops(2, 0)
     with pytest.raises(ChromosortError, match="no training crops"):

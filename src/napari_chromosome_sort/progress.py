@@ -37,6 +37,18 @@ def run_to_end(steps: Iterator[Progress] | Generator[Progress, None, Any]) -> An
     return result
 
 
+def relay(steps: Iterator[Progress]) -> Generator[Progress, None, Any]:
+    """Pass on every report of ``steps`` but the final one, whose ``result`` is returned:
+    ``result = yield from relay(steps)`` inside another progress generator."""
+    result = None
+    for report in steps:
+        if report.result is not None:
+            result = report.result
+        else:
+            yield report
+    return result
+
+
 def with_tqdm(steps: Iterator[Progress], desc: str = "", disable: bool | None = None) -> Any:
     """Drain a progress generator with a tqdm bar on stderr; returns the final result."""
     from tqdm import tqdm

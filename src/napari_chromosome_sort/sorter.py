@@ -26,7 +26,7 @@ import pandas as pd
 from .atomic import write_csv_atomic
 from .errors import ChromosortError
 from .io import IMAGE_SUFFIXES
-from .progress import Progress
+from .progress import Progress, relay
 
 TASK = "whole_image_sorter"
 REVIEW = "_review"
@@ -92,12 +92,7 @@ def train_sorter_images(
 
     config = config or sorter_config()
     images = [load_rgb(im) if isinstance(im, (str, os.PathLike)) else im for im in images]
-    model = None
-    for report in train_classifier(images, targets, classes, config):
-        if report.result is not None:
-            model = report.result
-        else:
-            yield report
+    model = yield from relay(train_classifier(images, targets, classes, config))
     model.metadata["task"] = TASK
     yield Progress(1, 1, "sorter trained", result=model)
 
@@ -112,12 +107,7 @@ def train_sorter(root, config=None) -> Iterator[Progress]:
         images.append(load_rgb(p))
         if i % 20 == 0:
             yield Progress(i, len(paths), f"loading {p.name}")
-    model = None
-    for report in train_sorter_images(images, targets, classes, config):
-        if report.result is not None:
-            model = report.result
-        else:
-            yield report
+    model = yield from relay(train_sorter_images(images, targets, classes, config))
     model.metadata.setdefault("training", {})["dataset"] = str(Path(root).resolve())
     yield Progress(1, 1, "sorter trained", result=model)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ChromosortError
-from .progress import Progress
+from .progress import Progress, relay
 
 
 @dataclass
@@ -663,12 +663,7 @@ def train_classifier(
 def train_from_folder(root, config: TrainingConfig | None = None) -> Iterator[Progress]:
     """``train_classifier`` on a folder-per-class image set; metadata records the folder."""
     paths, targets, classes = scan_folder(root)
-    model = None
-    for report in train_classifier(paths, targets, classes, config):
-        if report.result is not None:
-            model = report.result
-        else:
-            yield report
+    model = yield from relay(train_classifier(paths, targets, classes, config))
     model.metadata["training"]["dataset"] = str(Path(root).resolve())
     yield Progress(1, 1, "training done", result=model)
 
@@ -690,13 +685,8 @@ def crossvalidate_features(
     chosen = []
 
     def fit_predict(tr, te):
-        head = info = None
         subsets = {key: X[tr] for key, X in arrays.items()}
-        for report in train_head(subsets, y[tr], classes, config):
-            if report.result is not None:
-                head, info = report.result
-            else:
-                yield report
+        head, info = yield from relay(train_head(subsets, y[tr], classes, config))
         X_te = arrays[info["preprocessing"]][te, : config.views]
         chosen.append(_design_summary(info))
         pred = tta_proba(head_logits(head, X_te)).argmax(1)
@@ -728,18 +718,8 @@ def crossvalidate_folder(
     paths, y, classes = scan_folder(root)
     device = _device(config)
     backbone = build_backbone(config.backbone, config.weights).to(device)
-    arrays = None
-    for report in candidate_features(backbone, paths, config, device):
-        if report.result is not None:
-            arrays = report.result
-        else:
-            yield report
-    result = None
-    for report in crossvalidate_features(arrays, y, classes, config, folds, repeats):
-        if report.result is not None:
-            result = report.result
-        else:
-            yield report
+    arrays = yield from relay(candidate_features(backbone, paths, config, device))
+    result = yield from relay(crossvalidate_features(arrays, y, classes, config, folds, repeats))
     result["backbone"] = config.backbone
     result["weights"] = backbone.weights_source
     yield Progress(1, 1, "cross-validation done", result=result)
