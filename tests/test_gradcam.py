@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from napari_chromosome_sort.crops import Crop, CropGeometry
@@ -48,3 +49,168 @@ def test_spread_gradcam_is_pasted_at_the_crop_window(ikemoto_model_file, wt_crop
     assert full[:50].max() == 0 and full[:, :70].max() == 0
     assert np.allclose(full[50 : 50 + side, 70 : 70 + side], gradcam(model, square), atol=1e-5)
     assert overlay(np.zeros((300, 400, 3), np.uint8), full).shape == (300, 400, 3)
+
+
+# --------------------------------------------------------------------------- multi-layer Grad-CAM
+
+
+def _pooled_classifier(backbone_name: str, weights="random", size: int = 64, seed: int = 0):
+    """A pooled-head classifier with a random head (no training, no network)."""
+    import torch
+
+    from napari_chromosome_sort.backbones import build_backbone
+    from napari_chromosome_sort.classifier import ChromosomeClassifier, PooledHead
+    from napari_chromosome_sort.features import Preprocessing
+
+    torch.manual_seed(seed)
+    backbone = build_backbone(backbone_name, weights=weights)
+    head = PooledHead(backbone.feature_dim, 3)
+    with torch.no_grad():
+        head.mu.uniform_(0.0, 1.0)
+        head.sigma.uniform_(0.5, 2.0)
+    prep = Preprocessing(size=size, appearance="canonical", geometry="pad")
+    return ChromosomeClassifier(backbone, head, ["A", "B", "C"], prep).eval()
+
+
+def _keep_columns(model, feature_set: str) -> None:
+    """Zero the head's weights outside ``feature_set`` (e.g. "last": last tap only)."""
+    import torch
+
+    from napari_chromosome_sort.backbones import feature_columns
+
+    keep = torch.zeros(model.head.in_dim, dtype=torch.bool)
+    keep[feature_columns(model.backbone_name, feature_set)] = True
+    with torch.no_grad():
+        model.head.net.weight[:, ~keep] = 0.0
+
+
+def _synthetic_crop(seed: int = 0, size: int = 48) -> np.ndarray:
+    from napari_chromosome_sort.synthetic import make_crop
+
+    return make_crop("B", np.random.default_rng(seed), size)
+
+
+@pytest.mark.parametrize("backbone", ["squeezenet1_1", "resnet18"])
+def test_multilayer_equals_classic_for_a_last_layer_head(backbone):
+    model = _pooled_classifier(backbone)
+    crop = _synthetic_crop()
+    full_head = gradcam(model, crop, class_index=1, reference="zero")
+    _keep_columns(model, "last")
+    for reference in ("zero", "blank"):
+        multi = gradcam(model, crop, class_index=1, layers="head", reference=reference)
+        classic = gradcam(model, crop, class_index=1, layers="last", reference=reference)
+        assert multi.shape == crop.shape[:2] and multi.dtype == np.float32
+        assert np.allclose(multi, classic, atol=1e-5)
+    # layers="last" defaults to the classic map (raw activations, no reference)
+    assert np.array_equal(
+        gradcam(model, crop, class_index=1, layers="last"),
+        gradcam(model, crop, class_index=1, layers="last", reference="zero"),
+    )
+    # the head's other layers do change the map
+    assert not np.allclose(full_head, gradcam(model, crop, class_index=1, reference="zero"))
+
+
+@pytest.mark.parametrize("backbone", ["squeezenet1_1", "resnet18"])
+def test_multilayer_terms_add_up_to_the_score(backbone):
+    """Average-pooled head: every layer's term has mean c_l / N_L, so the terms add up to the
+    class logit minus its constant part ("zero") or minus the blank crop's logit ("blank")."""
+    import torch
+
+    from napari_chromosome_sort.backbones import pool_taps
+    from napari_chromosome_sort.gradcam import _head_layer_terms, blank_like
+
+    model = _pooled_classifier(backbone, seed=1)
+    _keep_columns(model, "all_avg")
+    x = model.preprocess([_synthetic_crop(1)])
+    taps = model.backbone.forward_taps(x)
+    cells = taps[-1].shape[-2] * taps[-1].shape[-1]
+    with torch.no_grad():
+        logits = model(x)[0]
+        blank_logits = model(blank_like(x))[0]
+        w = model.head.net.weight / model.head.sigma
+        constant = model.head.net.bias + model.head.logit_shift - w @ model.head.mu
+    for c in range(3):
+        terms, cls = _head_layer_terms(model, x, c, "zero")
+        assert cls == c and len(terms) == len(model.backbone.taps)
+        total = sum(float(t.mean()) for t in terms) * cells
+        assert total == pytest.approx(float(logits[c] - constant[c]), rel=1e-3, abs=1e-3)
+        terms, _ = _head_layer_terms(model, x, c, "blank")
+        total = sum(float(t.mean()) for t in terms) * cells
+        assert total == pytest.approx(float(logits[c] - blank_logits[c]), rel=1e-3, abs=1e-3)
+    # pool_taps layout: the last features are the last tap's max pooling
+    assert pool_taps(taps).shape[1] == model.head.in_dim
+
+
+def test_resnet18_multilayer_gradcam_and_spread():
+    model = _pooled_classifier("resnet18")
+    crop = _synthetic_crop(2)
+    heat = gradcam(model, crop)
+    assert heat.shape == crop.shape[:2] and heat.dtype == np.float32
+    assert np.isfinite(heat).all() and heat.min() >= 0.0 and heat.max() == pytest.approx(1.0)
+    geometry = CropGeometry(10, 20, 10 + crop.shape[0], 20 + crop.shape[1], crop.shape[0], (80, 90))
+    full = spread_gradcam(model, [Crop(crop, geometry, 1, "x")], [0], layers="last")
+    assert full.shape == (80, 90) and full[:10].max() == 0
+    assert np.allclose(
+        full[10 : 10 + crop.shape[0], 20 : 20 + crop.shape[1]],
+        gradcam(model, crop, 0, layers="last"),
+        atol=1e-5,
+    )
+
+
+def test_gradcam_rejects_unknown_options():
+    from napari_chromosome_sort.errors import ChromosortError
+
+    model = _pooled_classifier("squeezenet1_1")
+    with pytest.raises(ChromosortError, match="layers"):
+        gradcam(model, _synthetic_crop(), layers="all")
+    with pytest.raises(ChromosortError, match="reference"):
+        gradcam(model, _synthetic_crop(), reference="mean")
+
+
+@pytest.fixture(scope="module")
+def wt_pooled_model(squeezenet_features_file, wt_crops_dir):
+    """Pooled all-layer head with strong L2 (the default design) on a third of the WT crops."""
+    from PIL import Image
+
+    from napari_chromosome_sort.progress import run_to_end
+    from napari_chromosome_sort.training import TrainingConfig, train_classifier
+
+    classes = ["a", "b", "c"]
+    images, targets = [], []
+    for k, cls in enumerate(classes):
+        for f in sorted((wt_crops_dir / cls).glob("*.jpg"))[1::6]:
+            images.append(np.asarray(Image.open(f).convert("RGB")))
+            targets.append(k)
+    config = TrainingConfig(
+        weights=str(squeezenet_features_file),
+        input_size=224,
+        geometry="pad",
+        views=1,
+        feature_set="all",
+        pca=128,
+        l2=1.0,
+        inner_folds=2,
+    )
+    return run_to_end(train_classifier(images, targets, classes, config))
+
+
+def test_multilayer_gradcam_mass_on_chromosome(wt_pooled_model, wt_crops_dir):
+    """Held-out WT crops: the default (multi-layer, blank reference) map sits on the chromosome,
+    clearly more than the classic last-layer map of the same all-layer head."""
+    from PIL import Image
+
+    files = sorted(glob.glob(str(wt_crops_dir / "*" / "*.jpg")))[::6][::12]
+    mass, classic, area = [], [], []
+    for f in files:
+        crop = np.asarray(Image.open(f).convert("RGB"))
+        chromosome = crop.mean(2) < 200
+        chromosome = ndimage.binary_dilation(chromosome, iterations=max(2, crop.shape[0] // 20))
+        heat = gradcam(wt_pooled_model, crop)
+        assert heat.shape == crop.shape[:2] and heat.min() >= 0.0 and heat.max() <= 1.0
+        mass.append(heat[chromosome].sum() / heat.sum())
+        last = gradcam(wt_pooled_model, crop, layers="last")
+        classic.append(last[chromosome].sum() / last.sum())
+        area.append(chromosome.mean())
+    assert np.mean(mass) > 0.55
+    assert np.mean(mass) > 1.5 * np.mean(area)
+    assert np.mean(mass) > np.mean(classic) + 0.05

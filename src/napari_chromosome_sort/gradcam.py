@@ -1,10 +1,43 @@
-"""Grad-CAM (Selvaraju et al. 2017) on ``model.cam_layer``, per crop and pasted onto the spread.
+"""Grad-CAM per crop, pasted onto the spread: by default over every layer the pooled head reads.
 
-``cam = ReLU(sum_k w_k A_k)``, ``w_k = mean_xy d(score_c)/d(A_k)`` where ``A`` is the activation
-of ``model.cam_layer`` (SqueezeNet 1.1: the last Fire module ``features[12]``; ResNet-18:
-``layer4``). The map is computed on the network input, mapped back through the classifier's
-preprocessing (canonical reframing, pad/canvas geometry) to the crop's pixel grid, and then via
-:class:`crops.CropGeometry` to the full image, so it paints exactly over the chromosome.
+Classic Grad-CAM (Selvaraju et al. 2017; ``layers="last"``) at ``model.cam_layer`` (SqueezeNet
+1.1: the last Fire module ``features[12]``; ResNet-18: ``layer4``):
+``cam = ReLU(sum_k w_k A_k)``, ``w_k = mean_xy d(score_c)/d(A_k)``, ``A`` that layer's activation.
+
+The pooled head (``head_kind == "pooled"``) reads average- and max-pooled features of *several*
+layers (``backbone.taps``: SqueezeNet Fire 4, 7, 9, 10, 11, 12; ResNet-18 layer2, 3, 4), so the
+gradient at the last layer sees only the part of the score that flows through that layer's
+features. ``layers="head"`` (default) takes a Grad-CAM term at every tapped layer ``l``, with the
+gradient of the score through the head's own read-out of that layer (not through the later
+layers, which the head reads directly anyway)::
+
+    term_l = (N_l / N_L) * sum_k w_lk (A_lk - R_lk),
+    w_lk = mean_xy d(score_c)/d(A_lk) along the head's path = (g_avg_lk + g_max_lk) / N_l
+    cam = sum_l up(ReLU(term_l))
+
+``g_avg``/``g_max``: gradients of the score with respect to the pooled features; ``N_l = H_l W_l``
+the layer's number of cells, ``N_L`` the last layer's; ``up``: bilinear upsampling to the network
+input. The factor ``N_l / N_L`` puts all terms in one unit: each term's spatial mean is
+``c_l / N_L`` with ``c_l`` the layer's linear contribution to the score (exact for average-pooled
+features; for max-pooled ones Grad-CAM's mean gradient spreads it over the map, as usual). Each
+layer goes through its own ReLU (its positive evidence) before the layers are added, as in
+LayerCAM's multi-layer fusion (Jiang et al. 2021, IEEE TIP); summed before one ReLU, the layers'
+signed terms mostly cancel on these heads (docs/validation.md).
+
+``R`` is the reference (``reference=``): ``"blank"`` (default with ``layers="head"``) the same
+layer's activation for a blank input (every pixel the crop's background colour), so a term shows
+what the chromosome changes with respect to an empty crop (a difference-from-reference, as in
+DeepLIFT, Shrikumar et al. 2017; Score-CAM's baseline image). Without it (``"zero"``, classic
+Grad-CAM) the early layers' terms are dominated by what a white background alone activates, which
+the standardising head cancels with its offsets. A layer whose head weights are all zero (feature
+set ``"last"``) adds nothing, so for such a head ``layers="head"`` equals ``layers="last"`` with
+the same reference. Heads that read only the trunk's output (``squeezenet_conv``,
+``avgpool_fc``) get the single-layer map either way. ``layers="last"`` defaults to ``"zero"``:
+the classic map, unchanged.
+
+The map on the network input is mapped back through the classifier's preprocessing (canonical
+reframing, pad/canvas geometry) to the crop's pixel grid, and then via :class:`crops.CropGeometry`
+to the full image, so it paints exactly over the chromosome.
 """
 
 from __future__ import annotations
@@ -36,49 +69,152 @@ def _input_to_prepared_frame(cam: np.ndarray, prepared_shape: tuple[int, int], p
     return canvas[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
 
 
-def _raw_cam(model, x, class_index: int | None) -> tuple[np.ndarray, int]:
+LAYERS = ("head", "last")
+REFERENCES = ("blank", "zero")
+
+
+def _check(layers: str, reference: str | None) -> str:
+    """Validate the options; returns the reference actually used (None: by ``layers``)."""
+    from .errors import ChromosortError
+
+    if layers not in LAYERS:
+        raise ChromosortError(f"unknown Grad-CAM layers {layers!r}; choose one of {LAYERS}")
+    if reference is None:
+        return "blank" if layers == "head" else "zero"
+    if reference not in REFERENCES:
+        raise ChromosortError(
+            f"unknown Grad-CAM reference {reference!r}; choose one of {REFERENCES} or None"
+        )
+    return reference
+
+
+def blank_like(x):
+    """The reference input: ``x`` with every pixel set to its background colour (per channel,
+    the median of the border pixels of the network input: the pad colour of padded crops)."""
+    import torch
+
+    border = torch.cat(
+        [x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1
+    )  # (N, C, 4S)
+    return border.median(dim=-1).values[..., None, None].expand_as(x).contiguous()
+
+
+def _last_layer_terms(model, x, class_index: int | None, reference: str):
+    """Grad-CAM term at ``model.cam_layer`` (full gradient, hooks): ``([term], class)``."""
     import torch
 
     store: dict = {}
 
     def forward_hook(_module, _inputs, output):
         store["act"] = output
-        output.register_hook(lambda grad: store.__setitem__("grad", grad))
+        if output.requires_grad:
+            output.register_hook(lambda grad: store.__setitem__("grad", grad))
 
     handle = model.cam_layer.register_forward_hook(forward_hook)
-    was_training = model.training
-    model.eval()
     try:
         with torch.enable_grad():
-            x = x.detach().clone().requires_grad_(True)  # frozen backbones still get gradients
-            logits = model(x)
+            x_in = x.detach().clone().requires_grad_(True)  # frozen backbones get gradients too
+            logits = model(x_in)
             if class_index is None:
                 class_index = int(logits[0].argmax())
             model.zero_grad(set_to_none=True)
             logits[0, class_index].backward()
+        act = store["act"].detach()[0]
+        grad = store["grad"].detach()[0]
+        if reference == "blank":
+            with torch.no_grad():
+                model(blank_like(x))
+            act = act - store["act"].detach()[0]
     finally:
         handle.remove()
-        model.train(was_training)
-    act = store["act"].detach()[0]
-    grad = store["grad"].detach()[0]
     weights = grad.mean(dim=(1, 2))
-    cam = torch.relu((weights[:, None, None] * act).sum(0))
-    return cam.cpu().numpy().astype(np.float32), class_index
+    return [(weights[:, None, None] * act).sum(0)], class_index
 
 
-def gradcam(model, crop_rgb: np.ndarray, class_index: int | None = None, normalise: bool = True):
-    """Grad-CAM heatmap of one RGB crop, float32 with the crop's height x width, in [0, 1] when
-    ``normalise`` (max scaled to 1). ``class_index=None`` explains the predicted class."""
+def _head_layer_terms(model, x, class_index: int | None, reference: str):
+    """Grad-CAM terms of every layer the pooled head reads, in units of the last layer's cells
+    (see the module docstring): ``([term_l, ...], class)``."""
+    import torch
+
+    from .backbones import pool_taps
+
+    with torch.no_grad():
+        taps = model.backbone.forward_taps(x)
+        features = pool_taps(taps)
+        if reference == "blank":
+            blank_taps = model.backbone.forward_taps(blank_like(x))
+        else:
+            blank_taps = [None] * len(taps)
+    with torch.enable_grad():
+        features = features.detach().clone().requires_grad_(True)
+        logits = model.head(features)
+        if class_index is None:
+            class_index = int(logits[0].argmax())
+        (grad,) = torch.autograd.grad(logits[0, class_index], features)
+    grad = grad[0]
+    last_cells = taps[-1].shape[-2] * taps[-1].shape[-1]
+    terms, offset = [], 0
+    for act, blank in zip(taps, blank_taps, strict=True):
+        act = act[0] if blank is None else act[0] - blank[0]
+        c = act.shape[0]
+        # d(score)/d(A_k) through the head: g_avg/N everywhere + g_max at the argmax; its spatial
+        # mean is (g_avg + g_max)/N_l, and the factor N_l/N_L leaves (g_avg + g_max)/N_L.
+        g = grad[offset : offset + c] + grad[offset + c : offset + 2 * c]
+        offset += 2 * c
+        if torch.any(g != 0):
+            terms.append((g[:, None, None] * act).sum(0) / last_cells)
+    if offset != grad.numel():
+        raise RuntimeError(f"pooled head reads {grad.numel()} features, taps give {offset}")
+    return terms, class_index
+
+
+def _raw_cam(
+    model, x, class_index: int | None, layers: str = "head", reference: str | None = None
+) -> tuple[np.ndarray, int]:
+    """Grad-CAM on the network input (S x S, float32, >= 0) of one preprocessed crop ``x``:
+    every layer's term through a ReLU at its own resolution, upsampled, summed."""
     from skimage.transform import resize
 
+    reference = _check(layers, reference)
+    was_training = model.training
+    model.eval()
+    try:
+        if layers == "head" and getattr(model, "head_kind", None) == "pooled":
+            terms, class_index = _head_layer_terms(model, x, class_index, reference)
+        else:
+            terms, class_index = _last_layer_terms(model, x, class_index, reference)
+    finally:
+        model.train(was_training)
+    size = x.shape[-1]
+    cam = np.zeros((size, size), np.float32)
+    for term in terms:
+        term = np.maximum(term.detach().cpu().numpy().astype(np.float32), 0.0)
+        cam += resize(term, (size, size), order=1, mode="edge", preserve_range=True)
+    return cam.astype(np.float32), class_index
+
+
+def gradcam(
+    model,
+    crop_rgb: np.ndarray,
+    class_index: int | None = None,
+    normalise: bool = True,
+    layers: str = "head",
+    reference: str | None = None,
+):
+    """Grad-CAM heatmap of one RGB crop, float32 with the crop's height x width, in [0, 1] when
+    ``normalise`` (max scaled to 1). ``class_index=None`` explains the predicted class.
+    ``layers``: ``"head"`` (default) sums the Grad-CAM terms of every layer the pooled head
+    reads, each through its ReLU; ``"last"`` is the single-layer map at ``model.cam_layer``.
+    ``reference``: ``"blank"`` explains the activations minus those of a blank crop (the crop's
+    background colour everywhere), ``"zero"`` the raw activations (classic Grad-CAM); None (default)
+    means ``"blank"`` for ``layers="head"`` and ``"zero"`` for ``"last"`` (the classic map)."""
     from .appearance import canonical_window
     from .crops import as_rgb_uint8
 
+    _check(layers, reference)
     crop = as_rgb_uint8(crop_rgb)
     x = model.preprocess([crop]).to(next(model.parameters()).device)
-    cam, _ = _raw_cam(model, x, class_index)
-    size = x.shape[-1]
-    cam = resize(cam, (size, size), order=1, mode="edge", preserve_range=True).astype(np.float32)
+    cam, _ = _raw_cam(model, x, class_index, layers, reference)
     prep = getattr(model, "preprocessing", None)
     canonical = prep is None or getattr(prep, "appearance", "canonical") == "canonical"
     if canonical:
@@ -95,15 +231,19 @@ def gradcam(model, crop_rgb: np.ndarray, class_index: int | None = None, normali
     return heat
 
 
-def spread_gradcam(model, crops, class_indices=None) -> np.ndarray:
+def spread_gradcam(
+    model, crops, class_indices=None, layers: str = "head", reference: str | None = None
+) -> np.ndarray:
     """Per-object Grad-CAM maps pasted into one float32 image-shaped map (max where objects'
-    windows overlap). ``crops``: list of :class:`crops.Crop` from the same image."""
+    windows overlap). ``crops``: list of :class:`crops.Crop` from the same image; ``layers`` and
+    ``reference`` as in :func:`gradcam`."""
+    _check(layers, reference)
     if not crops:
         raise ValueError("spread_gradcam needs at least one crop")
     out = np.zeros(crops[0].geometry.image_shape[:2], dtype=np.float32)
     for i, crop in enumerate(crops):
         cls = None if class_indices is None else int(class_indices[i])
-        heat = gradcam(model, crop.pixels, cls)
+        heat = gradcam(model, crop.pixels, cls, layers=layers, reference=reference)
         np.maximum(out, crop.geometry.to_image(heat), out=out)
     return out
 
