@@ -90,6 +90,21 @@ def test_inner_cv_chooses_the_informative_preprocessing_and_feature_set():
     assert (tta_proba(head_logits(head, informative)).argmax(1) == y).mean() > 0.9
 
 
+def test_inner_cv_repeats_score_every_crop_once_per_repeat():
+    X, y = _features(sep=1.0)
+    config = TrainingConfig(l2_grid=(0.1, 1.0), inner_folds=3, views=4, pca=8, inner_repeats=2)
+    reports = list(train_head(X, y, ["a", "b", "c"], config))
+    assert reports[-1].total == 2 * 3 * 2 + 1  # L2 values x folds x repeats, then the final fit
+    head, info = reports[-1].result
+    config.inner_repeats = 1
+    single = run_to_end(train_head(X, y, ["a", "b", "c"], config))[1]
+    # a second partition changes the inner scores, never their meaning (accuracy in [0, 1])
+    assert [c["l2"] for c in info["inner_cv"]] == [c["l2"] for c in single["inner_cv"]]
+    assert all(0 <= c["accuracy"] <= 1 for c in info["inner_cv"])
+    assert info["inner_cv"] != single["inner_cv"]
+    assert (tta_proba(head_logits(head, X)).argmax(1) == y).mean() > 0.8
+
+
 def test_prior_shift_matches_class_frequencies():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 1, (200, 2, 3)).astype(np.float32)

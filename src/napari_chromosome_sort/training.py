@@ -54,6 +54,7 @@ class TrainingConfig:
     combine: str = "best"  # "best" (one design by inner CV) | "ensemble" (average all designs)
     select_by: str = "log_loss"  # inner-CV criterion: "log_loss" | "accuracy"
     inner_folds: int = 3
+    inner_repeats: int = 1  # repeats of the inner CV (new partitions), averaged
     class_balance: bool = True
     prior_correction: bool = True
     max_iter: int = 200  # L-BFGS iterations for a linear head
@@ -301,14 +302,16 @@ def _fit_linear(Z: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2
     return w.detach().numpy().copy(), b.detach().numpy().copy()
 
 
-def _inner_splits(y: np.ndarray, folds: int, seed: int):
-    from sklearn.model_selection import StratifiedKFold
+def _inner_splits(y: np.ndarray, folds: int, seed: int, repeats: int = 1):
+    """Stratified inner splits, ``repeats`` partitions one after another (all folds of one
+    partition together)."""
+    from sklearn.model_selection import RepeatedStratifiedKFold
 
     folds = int(min(folds, np.bincount(y).min()))
     if folds < 2:
         return []
-    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return list(skf.split(np.zeros(len(y)), y))
+    cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=max(1, repeats), random_state=seed)
+    return list(cv.split(np.zeros(len(y)), y))
 
 
 def _log_loss(logits: np.ndarray, y: np.ndarray) -> float:
@@ -363,10 +366,13 @@ def train_head(
     designs = [(key, name, r) for key in arrays for name in fsets for r in dict.fromkeys(pcas)]
     n_candidates = len(designs) * len(l2s)
     splits = (
-        _inner_splits(y, config.inner_folds, config.seed)
+        _inner_splits(y, config.inner_folds, config.seed, config.inner_repeats)
         if (n_candidates > 1 or config.prior_correction)
         else []
     )
+    n_repeats = max(1, config.inner_repeats) if splits else 1
+    per_repeat = max(1, len(splits) // n_repeats)
+    y_oof = np.tile(y, n_repeats)
     bases: dict = {}
 
     def reduced(key, name, r):
@@ -387,24 +393,26 @@ def train_head(
         Z = reduced(key, name, r)[3] if linear else None
         warm: dict[int, object] = {}
         for l2 in l2s:  # strong to weak L2, warm-started
-            oof = np.zeros((len(y), arrays[key].shape[1], k), np.float32)
+            # one out-of-fold prediction of every crop per inner repeat, stacked
+            oof = np.zeros((n_repeats, len(y), arrays[key].shape[1], k), np.float32)
             for f, (tr, te) in enumerate(splits):
                 if linear:
                     params = _fit_linear(Z[tr], y[tr], k, config, l2, warm.get(f))
-                    oof[te] = Z[te] @ params[0].T + params[1]
+                    oof[f // per_repeat, te] = Z[te] @ params[0].T + params[1]
                 else:
                     params = fit_head(arrays[key][tr], y[tr], k, config, l2)
-                    oof[te] = head_logits(params, arrays[key][te])
+                    oof[f // per_repeat, te] = head_logits(params, arrays[key][te])
                 warm[f] = params
                 step += 1
                 yield Progress(step, total, f"inner CV {name} pca={r} l2={l2:g}")
             if splits:
-                scores[(key, name, r, l2)] = _oof_score(oof, y, k, config.prior_correction)
+                oof = oof.reshape(-1, *oof.shape[2:])
+                scores[(key, name, r, l2)] = _oof_score(oof, y_oof, k, config.prior_correction)
                 oofs[(key, name, r, l2)] = oof
-    members, key, oof = _choose_members(designs, l2s, scores, oofs, y, k, config, linear)
+    members, key, oof = _choose_members(designs, l2s, scores, oofs, y_oof, k, config, linear)
     shift = np.zeros(k, np.float32)
     if config.prior_correction and oof is not None:
-        shift = fit_prior_shift(oof, y, k)
+        shift = fit_prior_shift(oof, y_oof, k)
     if linear:
         # every member is a linear map of the (standardised) features: their mean logits are
         # one Linear over all features (zero weight on columns that no member uses)
@@ -430,7 +438,7 @@ def train_head(
     head.logit_shift.copy_(torch.from_numpy(shift))
     inner_acc = None
     if oof is not None:
-        inner_acc = float((tta_proba(oof + shift).argmax(1) == y).mean())
+        inner_acc = float((tta_proba(oof + shift).argmax(1) == y_oof).mean())
     info = {
         "preprocessing": key,
         "members": [{"feature_set": m[1], "pca": int(m[2]), "l2": float(m[3])} for m in members],
