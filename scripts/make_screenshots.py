@@ -98,7 +98,6 @@ def main(argv=None) -> int:
 
     # 1. segment + review
     show_dock(viewer, "Segment spread")
-    segment.parameters.expand(animate=False)  # show the (normally folded) parameters
     segment.run()
     wait(lambda: "spread 1 objects" in viewer.layers and not segment.running)
     objects = viewer.layers["spread 1 objects"]

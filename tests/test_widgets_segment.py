@@ -98,6 +98,20 @@ def test_live_preview_debounced(make_napari_viewer, qtbot):
     assert widget.run_button.isEnabled()
 
 
+def test_main_parameters_in_view_the_rest_under_advanced(make_napari_viewer):
+    from napari_chromosome_sort._widgets.segment import MAIN_PARAMETERS
+
+    widget = SegmentWidget(make_napari_viewer())
+    main = {w.label.replace(" ", "_") for w in widget.form}
+    advanced = {w.label.replace(" ", "_") for w in widget.advanced_form}
+    assert main == set(MAIN_PARAMETERS) and not main & advanced and "min_area_px" in advanced
+    widget.param_widgets["pair_chromatids"].value = False  # main form
+    widget.param_widgets["min_area_px"].value = 50  # advanced form
+    params = widget.params()
+    assert params.pair_chromatids is False and params.min_area_px == 50
+    assert params.polarity is None  # "auto" still means auto-detect
+
+
 def test_no_image_is_a_notification(make_napari_viewer, monkeypatch):
     viewer = make_napari_viewer()
     widget = SegmentWidget(viewer)

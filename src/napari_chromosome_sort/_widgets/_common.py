@@ -226,8 +226,14 @@ def field_help(cls) -> dict[str, str]:
 AUTO = -1  # spin-box value shown as "auto" for a number field left at None
 
 
-def dataclass_form(cls, skip: Iterable[str] = (), on_change: Callable[[], None] | None = None):
-    """A magicgui Container with one widget per simple field of dataclass ``cls``.
+def dataclass_form(
+    cls,
+    skip: Iterable[str] = (),
+    on_change: Callable[[], None] | None = None,
+    keep: Iterable[str] | None = None,
+):
+    """A magicgui Container with one widget per simple field of dataclass ``cls`` (only the
+    fields in ``keep`` when given, never those in ``skip``).
 
     Returns ``(container, read, widgets)``; ``read()`` builds a ``cls`` instance from the
     widgets. A field whose default is None ("chosen automatically") gets an "auto" entry: the
@@ -241,7 +247,7 @@ def dataclass_form(cls, skip: Iterable[str] = (), on_change: Callable[[], None] 
     widgets = {}
     integers: set[str] = set()
     for f in dataclasses.fields(cls):
-        if f.name in skip or f.name.startswith("_"):
+        if f.name in skip or f.name.startswith("_") or (keep is not None and f.name not in keep):
             continue
         value = getattr(instance, f.name)
         tooltip = helps.get(f.name, f.name.replace("_", " "))

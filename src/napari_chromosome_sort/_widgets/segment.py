@@ -32,6 +32,15 @@ from ._common import (
 )
 
 META_KEY = "chromosort"
+#: SegmentationParams shown in the widget's main form (the others under "Advanced")
+MAIN_PARAMETERS = (
+    "polarity",
+    "pair_chromatids",
+    "split_touching",
+    "detect_crossings",
+    "debris_area_fraction",
+    "border_margin_px",
+)
 
 
 def _segment(image: np.ndarray, params):
@@ -65,9 +74,16 @@ class SegmentWidget(QWidget):
         self._selected = 0
 
         self.image_picker = LayerPicker(napari_viewer, (Image,))
-        self.form, self._read_params, self.param_widgets = dataclass_form(
-            SegmentationParams, on_change=self._params_changed
+        # the few knobs a user may need, in view; every other one folded under "Advanced"
+        self.form, self._read_main, main_widgets = dataclass_form(
+            SegmentationParams,
+            keep=MAIN_PARAMETERS,
+            on_change=self._params_changed,
         )
+        self.advanced_form, self._read_advanced, advanced_widgets = dataclass_form(
+            SegmentationParams, skip=MAIN_PARAMETERS, on_change=self._params_changed
+        )
+        self.param_widgets = {**main_widgets, **advanced_widgets}
         self.live = QCheckBox("Live preview")
         self.live.setToolTip(
             "Re-segment automatically (in the background) when a parameter changes"
@@ -102,9 +118,10 @@ class SegmentWidget(QWidget):
         top.addRow("Image", self.image_picker.combo)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        # Every knob adapts to the image by default: keep them folded away until asked for.
-        self.parameters = QCollapsible("Parameters (defaults adapt to each image)", self)
-        self.parameters.addWidget(self.form.native)
+        # Every knob adapts to the image by default; the rarely needed ones stay folded away.
+        layout.addWidget(self.form.native)
+        self.parameters = QCollapsible("Advanced parameters (defaults adapt to each image)", self)
+        self.parameters.addWidget(self.advanced_form.native)
         self.parameters.collapse(animate=False)
         layout.addWidget(self.parameters)
         row = QHBoxLayout()
@@ -129,7 +146,10 @@ class SegmentWidget(QWidget):
 
     # ------------------------------------------------------------------ running
     def params(self):
-        return self._read_params()
+        main = self._read_main()
+        return dataclasses.replace(
+            self._read_advanced(), **{name: getattr(main, name) for name in MAIN_PARAMETERS}
+        )
 
     def _params_changed(self, *_):
         if self.live.isChecked():
