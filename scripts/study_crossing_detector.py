@@ -44,6 +44,9 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from validate_segmentation import dapi_pairs  # noqa: E402  (the same spread/truth pairs)
 
 SHAPE_FEATURES = (
     "log_rel_area",
@@ -155,15 +158,6 @@ def shape_features(label_img, corrected, labels, median_area, width, n_parts) ->
 
 
 # ------------------------------------------------------------------------------ data set
-
-
-def dapi_pairs(root: Path) -> list[tuple[Path, Path]]:
-    pairs = []
-    for dapi in sorted(root.glob("*/*D.tif")):
-        truth = dapi.with_name(dapi.name[:-5] + "K.tif")
-        if truth.exists():
-            pairs.append((dapi, truth))
-    return pairs
 
 
 def spread_objects(dapi: Path, truth_path: Path, cache: Path) -> Path:
