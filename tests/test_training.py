@@ -105,6 +105,19 @@ def test_inner_cv_repeats_score_every_crop_once_per_repeat():
     assert (tta_proba(head_logits(head, X)).argmax(1) == y).mean() > 0.8
 
 
+def test_refit_keeps_the_validated_l2_strength_per_crop():
+    X, y = _features(sep=1.0)
+    config = TrainingConfig(l2_grid=(1.0,), inner_folds=3, views=4, pca=8)
+    head, info = run_to_end(train_head(X, y, ["a", "b", "c"], config))
+    assert info["l2_refit_factor"] == pytest.approx(2 / 3, abs=0.01)  # 3 inner folds
+    config.rescale_l2 = False
+    plain, info = run_to_end(train_head(X, y, ["a", "b", "c"], config))
+    assert info["l2_refit_factor"] == 1.0
+    # weaker L2 on more crops: larger weights, same design
+    norm = lambda h: float((h.net.weight.detach() ** 2).sum())  # noqa: E731
+    assert norm(head) > norm(plain)
+
+
 def test_prior_shift_matches_class_frequencies():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 1, (200, 2, 3)).astype(np.float32)

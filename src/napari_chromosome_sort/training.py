@@ -6,7 +6,8 @@
 2. The head (standardisation + linear, or a small MLP) is trained on the cached features with
    a class-balanced loss. Its design -- preprocessing, feature set (pooled layers), PCA
    components and L2 strength -- is chosen by an inner stratified cross-validation (log loss) on the
-   training crops only (nested: never on test folds); the inner out-of-fold predictions also
+   training crops only (nested: never on test folds), and refitted on all of them with the L2
+   scaled by (inner training size / training size); the inner out-of-fold predictions also
    fit a prior correction (a logit shift) so that the predicted class frequencies match the
    training frequencies. A linear head is fitted by L-BFGS (convex, deterministic); an MLP
    head by Adam with a validation split and early stopping.
@@ -55,6 +56,9 @@ class TrainingConfig:
     select_by: str = "log_loss"  # inner-CV criterion: "log_loss" | "accuracy"
     inner_folds: int = 3
     inner_repeats: int = 1  # repeats of the inner CV (new partitions), averaged
+    # refit the chosen design with L2 x (inner training size / training size): the penalty is on
+    # the mean loss, so this keeps the prior strength per crop that the inner CV validated
+    rescale_l2: bool = True
     class_balance: bool = True
     prior_correction: bool = True
     max_iter: int = 200  # L-BFGS iterations for a linear head
@@ -410,6 +414,12 @@ def train_head(
                 scores[(key, name, r, l2)] = _oof_score(oof, y_oof, k, config.prior_correction)
                 oofs[(key, name, r, l2)] = oof
     members, key, oof = _choose_members(designs, l2s, scores, oofs, y_oof, k, config, linear)
+    # the penalty is on the MEAN loss, so a fixed prior per crop means l2 x n = constant
+    l2_factor = (
+        float(np.mean([len(tr) for tr, _ in splits])) / len(y)
+        if (config.rescale_l2 and splits)
+        else 1.0
+    )
     shift = np.zeros(k, np.float32)
     if config.prior_correction and oof is not None:
         shift = fit_prior_shift(oof, y_oof, k)
@@ -422,7 +432,7 @@ def train_head(
         sd_full = np.ones(width, np.float32)
         for _, name, r, l2 in members:
             mu, sd, basis, Z = reduced(key, name, r)
-            w_r, b = _fit_linear(Z, y, k, config, l2)
+            w_r, b = _fit_linear(Z, y, k, config, l2 * l2_factor)
             weight[:, columns[name]] += (w_r @ basis.T) / len(members)
             bias += b / len(members)
             mu_full[columns[name]], sd_full[columns[name]] = mu, sd
@@ -434,7 +444,7 @@ def train_head(
             head.net.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
         head.eval()
     else:
-        head = fit_head(arrays[key], y, k, config, members[0][3])
+        head = fit_head(arrays[key], y, k, config, members[0][3] * l2_factor)
     head.logit_shift.copy_(torch.from_numpy(shift))
     inner_acc = None
     if oof is not None:
@@ -453,6 +463,7 @@ def train_head(
             }
             for c, s in scores.items()
         ],
+        "l2_refit_factor": l2_factor,
         "logit_shift": shift.tolist(),
         "inner_cv_accuracy_corrected": inner_acc,
     }
