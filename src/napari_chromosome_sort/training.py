@@ -56,8 +56,8 @@ class TrainingConfig:
     select_by: str = "log_loss"  # inner-CV criterion: "log_loss" | "accuracy"
     inner_folds: int = 3
     inner_repeats: int = 1  # repeats of the inner CV (new partitions), averaged
-    # refit the chosen design with L2 x (inner training size / training size): the penalty is on
-    # the mean loss, so this keeps the prior strength per crop that the inner CV validated
+    # refit a linear head with L2 x (inner training size / training size): the penalty is on the
+    # mean loss, so this keeps the prior strength per crop that the inner CV validated
     rescale_l2: bool = True
     class_balance: bool = True
     prior_correction: bool = True
@@ -414,10 +414,11 @@ def train_head(
                 scores[(key, name, r, l2)] = _oof_score(oof, y_oof, k, config.prior_correction)
                 oofs[(key, name, r, l2)] = oof
     members, key, oof = _choose_members(designs, l2s, scores, oofs, y_oof, k, config, linear)
-    # the penalty is on the MEAN loss, so a fixed prior per crop means l2 x n = constant
+    # the linear head's penalty is on the MEAN loss, so a fixed prior per crop means
+    # l2 x n = constant (AdamW's decoupled weight decay of an MLP head is left as validated)
     l2_factor = (
         float(np.mean([len(tr) for tr, _ in splits])) / len(y)
-        if (config.rescale_l2 and splits)
+        if (config.rescale_l2 and splits and linear)
         else 1.0
     )
     shift = np.zeros(k, np.float32)
@@ -444,7 +445,7 @@ def train_head(
             head.net.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
         head.eval()
     else:
-        head = fit_head(arrays[key], y, k, config, members[0][3] * l2_factor)
+        head = fit_head(arrays[key], y, k, config, members[0][3])
     head.logit_shift.copy_(torch.from_numpy(shift))
     inner_acc = None
     if oof is not None:
