@@ -14,7 +14,9 @@ ways (variants, all label-free):
 * ``wt_prior``: as trained (the WT class frequencies imposed on every spread);
 * ``em_spread``: EM prior adaptation (Saerens et al. 2002, ``priors.adapt_priors``) on all kept
   objects of each spread, starting from the WT priors the corrected model is calibrated to
-  (= ``predict_spread(..., adapt_priors=True)`` / ``chromosort predict --spreads``);
+  (maximum likelihood: ``predict_spread(..., prior_pseudo_counts=0)``);
+* ``map_em_spread``: the same with one Dirichlet pseudo-count (MAP-EM, ``pseudo_counts=1``;
+  the default of ``predict_spread`` / ``chromosort predict --spreads`` since it was added);
 * ``em_sample``: the same EM on the pooled objects of the 3 spreads (one DDX11 sample);
 * ``em_balanced_uniform``: EM on the balanced probabilities taken as calibrated to uniform priors.
 
@@ -179,7 +181,7 @@ def softmax_views(logits: np.ndarray) -> np.ndarray:
 
 def variants(model, logits: list) -> dict:
     """Label-free post-processings of the per-spread logits -> {name: [proba per spread]}."""
-    from napari_chromosome_sort.predict import calibration_priors
+    from napari_chromosome_sort.predict import PRIOR_PSEUDO_COUNTS, calibration_priors
     from napari_chromosome_sort.priors import adapt_priors
 
     shift = model.head.logit_shift.numpy()
@@ -192,6 +194,9 @@ def variants(model, logits: list) -> dict:
         "balanced": balanced,
         "wt_prior": corrected,
         "em_spread": [adapt_priors(p, wt_prior)[0] for p in corrected],
+        "map_em_spread": [
+            adapt_priors(p, wt_prior, pseudo_counts=PRIOR_PSEUDO_COUNTS)[0] for p in corrected
+        ],
         "em_sample": np.split(pooled, cuts),
         "em_balanced_uniform": [adapt_priors(p)[0] for p in balanced],
     }

@@ -122,6 +122,10 @@ def test_cli_predict_crops_and_spreads(tiny_model, tmp_path):
     assert main([*args, "--out", str(plain), "--no-adapt-priors"]) == 0
     assert len(pd.read_csv(plain)) == len(table)
     assert main(["predict", str(model_path), str(tmp_path / "nope.png"), "--out", str(out)]) == 2
+    ml = tmp_path / "ml.csv"
+    assert main([*args, "--out", str(ml), "--prior-pseudo-counts", "0", "--calibrate"]) == 0
+    assert len(pd.read_csv(ml)) == len(table)
+    assert main([*args, "--out", str(ml), "--prior-pseudo-counts", "-1"]) == 2
 
 
 def test_predict_crops_adapt_priors(tiny_model):
@@ -136,9 +140,57 @@ def test_predict_crops_adapt_priors(tiny_model):
     assert np.allclose(table[["p_A", "p_B", "p_C"]].sum(1), 1.0, atol=1e-6)
     base = calibration_priors(tiny_model)
     assert base.shape == (3,) and np.isclose(base.sum(), 1.0)
-    expected, _ = adapt_priors(tiny_model.predict_proba(images, tta=False), base)
+    raw = tiny_model.predict_proba(images, tta=False)
+    # default: MAP-EM with one Dirichlet pseudo-count
+    expected, _ = adapt_priors(raw, base, pseudo_counts=1.0)
     assert np.allclose(table[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-6)
+    # pseudo-counts 0: the former maximum-likelihood EM
+    ml = predict_crops(tiny_model, images, tta=False, adapt_priors=True, prior_pseudo_counts=0)
+    assert np.allclose(ml[["p_A", "p_B", "p_C"]].to_numpy(), adapt_priors(raw, base)[0], atol=1e-6)
     assert len(predict_crops(tiny_model, [], adapt_priors=True)) == 0
+    with pytest.raises(ChromosortError, match="pseudo-counts"):
+        predict_crops(tiny_model, images, adapt_priors=True, prior_pseudo_counts=-1)
+
+
+def test_stored_calibration_and_old_models(tiny_model, tmp_path):
+    """Training stores a BCTS calibration; ``calibrate=True`` applies it before the prior
+    estimate; a model saved without one (older files) loads and predicts as before."""
+    import copy
+
+    from napari_chromosome_sort.model_io import load_model, save_model
+    from napari_chromosome_sort.predict import (
+        calibration_priors,
+        estimate_priors,
+        stored_calibration,
+    )
+    from napari_chromosome_sort.priors import adapt_priors, calibrate
+    from napari_chromosome_sort.synthetic import make_crop
+
+    calibration = tiny_model.metadata["training"]["chosen"]["calibration"]
+    assert calibration["method"] == "bcts" and calibration["temperature"] > 0
+    assert np.isclose(sum(calibration["priors"]), 1) and len(calibration["confusion"]) == 3
+    stored = stored_calibration(tiny_model)
+    rng = np.random.default_rng(5)
+    images = [make_crop(c, rng, 48) for c in "AABCC"]
+    raw = tiny_model.predict_proba(images, tta=False)
+    adapted, _ = estimate_priors(tiny_model, raw, calibrate=True)
+    cal = calibrate(raw, stored["temperature"], stored["bias"])
+    assert np.allclose(adapted, adapt_priors(cal, stored["priors"], pseudo_counts=1.0)[0])
+    table = predict_crops(tiny_model, images, tta=False, adapt_priors=True, calibrate=True)
+    assert np.allclose(table[["p_A", "p_B", "p_C"]].to_numpy(), adapted, atol=1e-6)
+    # the calibration survives a save/load round trip
+    path = save_model(tiny_model, tmp_path / "new.safetensors")
+    assert stored_calibration(load_model(path))["temperature"] == stored["temperature"]
+    # an old-format model (no calibration in its metadata) loads, predicts, falls back
+    old = copy.deepcopy(tiny_model)
+    del old.metadata["training"]["chosen"]["calibration"]
+    old = load_model(save_model(old, tmp_path / "old.safetensors"))
+    assert stored_calibration(old) is None
+    plain = predict_crops(old, images, tta=False, adapt_priors=True)
+    with_flag = predict_crops(old, images, tta=False, adapt_priors=True, calibrate=True)
+    pd.testing.assert_frame_equal(plain, with_flag)
+    expected = adapt_priors(raw, calibration_priors(old), pseudo_counts=1.0)[0]
+    assert np.allclose(plain[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-6)
 
 
 def test_chromatid_pairs_are_called_separated(tiny_model):

@@ -54,6 +54,35 @@ def test_summarize_counts_percent_and_spreads():
         readout.summarize(table.rename(columns={"class": "cls"}))
 
 
+def test_summarize_estimated_distribution_from_probabilities():
+    """With p_<class> columns the summary adds the expected share (mean probability) per
+    sample and per spread; chromatid-pair calls count wholly for their class; tables without
+    the columns keep the former columns only."""
+    table = pd.DataFrame(
+        {
+            "sample": ["s1"] * 4,
+            "spread": ["a", "a", "b", "b"],
+            "class": ["A", "A", "B", "C"],
+            "called_by": ["model", "model", "model", "chromatid pair"],
+            "p_A": [0.6, 0.8, 0.3, 0.5],
+            "p_B": [0.4, 0.2, 0.7, 0.5],
+            "p_C": [0.0, 0.0, 0.0, 0.0],
+        }
+    )
+    full = readout.summarize(table, classes=["A", "B", "C"])
+    s1 = full.set_index("class")
+    assert s1.loc["A", "percent"] == pytest.approx(50)  # the calls
+    assert s1.loc["A", "est_percent"] == pytest.approx(100 * (0.6 + 0.8 + 0.3) / 4)
+    assert s1.loc["C", "est_percent"] == pytest.approx(25)  # the pair-rule object
+    assert s1.loc["A", "spread_est_mean"] == pytest.approx(100 * (0.7 + 0.15) / 2)
+    assert s1.loc["A", "spread_est_sd"] == pytest.approx(100 * np.std([0.7, 0.15], ddof=1))
+    assert np.isclose(s1["est_percent"].sum(), 100)
+    plain = readout.summarize(table.drop(columns=["p_C"]), classes=["A", "B", "C"])
+    assert "est_percent" not in plain.columns and "spread_est_mean" not in plain.columns
+    assert list(plain.columns) == [c for c in full.columns if "_est" not in c and "est_" not in c]
+    assert list(full.columns[: len(plain.columns)]) == list(plain.columns)  # columns added
+
+
 def test_planted_paper_shift_detected():
     rng = np.random.default_rng(0)
     wt = {k: v for k, v in readout.PAPER_DISTRIBUTIONS["WT"].items()}

@@ -102,15 +102,19 @@ def find_spreads(
 
 def fingerprint(model_path, params: dict | None, gradcam: bool) -> str:
     """What a finished spread was computed with: model file (size, mtime), segmentation
-    parameters, Grad-CAM flag and package version. A spread whose DONE marker holds another
-    fingerprint is recomputed (the model or the settings changed since)."""
+    parameters, Grad-CAM flag, package version and prior-estimate setting. A spread whose DONE
+    marker holds another fingerprint is recomputed (the model or the settings changed since)."""
     import hashlib
 
     from . import __version__
+    from .predict import PRIOR_PSEUDO_COUNTS
 
     st = os.stat(model_path)
+    # the prior estimate's setting: spreads done with another one are recomputed
+    priors = {"pseudo_counts": PRIOR_PSEUDO_COUNTS}
     key = json.dumps(
-        [str(model_path), st.st_size, st.st_mtime_ns, params or {}, bool(gradcam), __version__],
+        [str(model_path), st.st_size, st.st_mtime_ns, params or {}, bool(gradcam), __version__]
+        + [priors],
         sort_keys=True,
         default=str,
     )

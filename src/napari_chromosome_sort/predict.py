@@ -51,22 +51,80 @@ def calibration_priors(model) -> np.ndarray:
     return np.full(k, 1.0 / k)
 
 
-def predict_crops(model, images, tta: bool = True, adapt_priors: bool = False) -> pd.DataFrame:
+# Dirichlet pseudo-counts of the MAP prior estimate (one crop's worth, spread evenly over the
+# classes): keeps a small spread from collapsing onto its main class (docs/validation.md)
+PRIOR_PSEUDO_COUNTS = 1.0
+
+
+def stored_calibration(model) -> dict | None:
+    """The calibration that training fitted on its inner-CV out-of-fold predictions
+    (``metadata.training.chosen.calibration``: BCTS temperature + bias, the class frequencies
+    it refers to); None for models saved before it existed or trained without inner CV."""
+    training = dict(getattr(model, "metadata", {}).get("training") or {})
+    calibration = (training.get("chosen") or {}).get("calibration")
+    k = len(model.classes)
+    if not isinstance(calibration, dict):
+        return None
+    try:
+        temperature = float(calibration["temperature"])
+        bias = np.asarray(calibration["bias"], dtype=float)
+        priors = np.asarray(calibration["priors"], dtype=float)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if bias.shape != (k,) or priors.shape != (k,) or not temperature > 0:
+        return None
+    return {"temperature": temperature, "bias": bias, "priors": priors}
+
+
+def estimate_priors(
+    model,
+    proba: np.ndarray,
+    *,
+    pseudo_counts: float = PRIOR_PSEUDO_COUNTS,
+    calibrate: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label-free class priors of one sample (the rows of ``proba``, the model's posteriors)
+    and the posteriors re-weighted to them: MAP-EM (:func:`.priors.adapt_priors`) with
+    ``pseudo_counts`` Dirichlet pseudo-counts (0 = the maximum-likelihood EM of Saerens et al.),
+    starting from :func:`calibration_priors`. ``calibrate``: first apply the calibration stored
+    at training (BCTS); models without one keep their probabilities as they are.
+    Returns ``(adapted_proba, priors)``."""
+    from . import priors as P
+
+    if not np.isfinite(pseudo_counts) or pseudo_counts < 0:
+        raise ChromosortError(f"prior pseudo-counts must be >= 0, got {pseudo_counts}")
+    base = calibration_priors(model)
+    stored = stored_calibration(model) if calibrate else None
+    if stored is not None:
+        proba = P.calibrate(proba, stored["temperature"], stored["bias"])
+        base = stored["priors"]
+    return P.adapt_priors(proba, base, pseudo_counts=pseudo_counts)
+
+
+def predict_crops(
+    model,
+    images,
+    tta: bool = True,
+    adapt_priors: bool = False,
+    *,
+    prior_pseudo_counts: float = PRIOR_PSEUDO_COUNTS,
+    calibrate: bool = False,
+) -> pd.DataFrame:
     """One row per RGB crop: predicted ``class`` and ``p_<class>`` for every class.
 
     ``adapt_priors``: treat the crops as one sample and re-estimate its class priors without
-    labels (EM of Saerens et al. 2002, :mod:`.priors`) from the uncorrected posteriors, instead
-    of assuming the training priors; the probabilities are re-weighted to the estimated priors.
-    The EM starts from :func:`calibration_priors` (the priors the posteriors are calibrated to).
+    labels instead of assuming the training priors; the probabilities are re-weighted to the
+    estimated priors, so their mean over the crops is the estimated class distribution
+    (see :func:`estimate_priors` for ``prior_pseudo_counts`` and ``calibrate``).
     """
     images = list(images)
     if not images:
         return _probability_table(model, np.zeros((0, len(model.classes))))
-    if not adapt_priors:
-        return _probability_table(model, model.predict_proba(images, tta=tta))
-    from .priors import adapt_priors as em
-
-    proba, _ = em(model.predict_proba(images, tta=tta), calibration_priors(model))
+    proba = model.predict_proba(images, tta=tta)
+    if adapt_priors:
+        proba, _ = estimate_priors(
+            model, proba, pseudo_counts=prior_pseudo_counts, calibrate=calibrate
+        )
     return _probability_table(model, proba)
 
 
@@ -103,6 +161,8 @@ def predict_spread(
     tta: bool = True,
     adapt_priors: bool = True,
     separated_class: str | None = "auto",
+    prior_pseudo_counts: float = PRIOR_PSEUDO_COUNTS,
+    calibrate: bool = False,
 ) -> SpreadPrediction:
     """Segment ``image`` (or use ``segmentation``), crop every kept chromosome (others blanked)
     and classify the crops. With ``gradcam`` also returns the per-object Grad-CAM maps (for the
@@ -110,6 +170,7 @@ def predict_spread(
     this spread's class priors from its own kept objects (no labels; see :func:`predict_crops`)
     rather than assume the training class frequencies -- validated on the DDX11 spreads
     (docs/validation.md, Whole spreads); ``False``: the model's probabilities as trained.
+    ``prior_pseudo_counts``, ``calibrate``: see :func:`estimate_priors`.
 
     ``separated_class``: the class meaning "sister chromatids apart at the centromere too" (type C).
     An object that segmentation built from two separate sister chromatids (``n_parts >= 2``) is
@@ -130,7 +191,14 @@ def predict_spread(
     )
     objects = segmentation.objects.set_index("label", drop=False)
     labels = [c.label for c in crops]
-    table = predict_crops(model, [c.pixels for c in crops], tta=tta, adapt_priors=adapt_priors)
+    table = predict_crops(
+        model,
+        [c.pixels for c in crops],
+        tta=tta,
+        adapt_priors=adapt_priors,
+        prior_pseudo_counts=prior_pseudo_counts,
+        calibrate=calibrate,
+    )
     meta = pd.DataFrame({"label": labels})
     for column in BBOX_COLUMNS:
         meta[column] = objects.loc[labels, column].astype(int).to_numpy() if labels else []

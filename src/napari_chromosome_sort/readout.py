@@ -85,6 +85,29 @@ def count_table(
     return counts.reindex(index=samples, columns=classes, fill_value=0).astype(int)
 
 
+def class_probabilities(table: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame | None:
+    """Per-object class probabilities from the ``p_<class>`` columns (rows normalised), or None
+    when a column is missing or a value is not finite. An object called by the chromatid-pair
+    rule (``called_by == "chromatid pair"``) counts wholly for its called class."""
+    columns = [f"p_{c}" for c in classes]
+    if not classes or any(c not in table.columns for c in columns):
+        return None
+    prob = table[columns].to_numpy(dtype=float, na_value=np.nan)
+    if len(prob) and (not np.isfinite(prob).all() or (prob < 0).any()):
+        return None
+    prob = prob / np.maximum(prob.sum(1, keepdims=True), 1e-300)
+    if "called_by" in table.columns:
+        rule = (table["called_by"].astype(str) == "chromatid pair").to_numpy()
+        called = table["class"].astype(str).to_numpy() if "class" in table.columns else None
+        if called is not None and rule.any():
+            index = {c: j for j, c in enumerate(classes)}
+            for i in np.flatnonzero(rule):
+                if called[i] in index:
+                    prob[i] = 0.0
+                    prob[i, index[called[i]]] = 1.0
+    return pd.DataFrame(prob, columns=list(classes), index=table.index)
+
+
 def summarize(
     table: pd.DataFrame,
     sample_col: str = "sample",
@@ -98,10 +121,17 @@ def summarize(
     Columns: ``sample, class, count, n, percent, ci_low, ci_high`` (Wilson, percent), and when
     the spread column exists ``n_spreads, spread_mean, spread_sd`` (mean ± SD over spreads of the
     per-spread percentage; SD is NaN for a single spread).
+
+    When the table has a ``p_<class>`` column for every class (``chromosort predict``, batch
+    ``objects.csv``) it also gets ``est_percent`` (mean over the objects of their probability
+    of the class: the expected share, which with the prior-adapted probabilities of
+    ``predict --spreads`` is the spread's label-free estimate of its class distribution;
+    docs/validation.md, Whole spreads) and with spreads ``spread_est_mean, spread_est_sd``.
     """
     counts = count_table(table, sample_col, class_col, classes)
     calls = _classified(table, class_col)
     has_spreads = spread_col is not None and spread_col in table.columns
+    prob = class_probabilities(calls, [str(c) for c in counts.columns])
     rows = []
     for sample in counts.index:
         n = int(counts.loc[sample].sum())
@@ -111,6 +141,12 @@ def summarize(
             per_spread = pd.crosstab(sub[spread_col].astype(str), sub[class_col])
             per_spread = per_spread.reindex(columns=counts.columns, fill_value=0)
             fractions = per_spread.div(per_spread.sum(axis=1), axis=0) * 100
+        if prob is not None:
+            sample_prob = prob.loc[calls[sample_col].astype(str) == sample]
+            est = sample_prob.mean() * 100
+            if has_spreads:
+                spreads = calls.loc[sample_prob.index, spread_col].astype(str)
+                spread_est = sample_prob.groupby(spreads).mean() * 100
         for j, cls in enumerate(counts.columns):
             k = int(counts.loc[sample, cls])
             row = {
@@ -128,6 +164,12 @@ def summarize(
                 row["spread_sd"] = (
                     float(fractions[cls].std(ddof=1)) if len(fractions) > 1 else np.nan
                 )
+            if prob is not None:
+                row["est_percent"] = float(est[cls]) if n else np.nan
+                if has_spreads:
+                    col = spread_est[cls]
+                    row["spread_est_mean"] = float(col.mean()) if len(col) else np.nan
+                    row["spread_est_sd"] = float(col.std(ddof=1)) if len(col) > 1 else np.nan
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -269,6 +269,25 @@ def fit_prior_shift(logits: np.ndarray, y: np.ndarray, k: int, iters: int = 200)
     return b.astype(np.float32)
 
 
+def fit_oof_calibration(proba: np.ndarray, y: np.ndarray, k: int) -> dict:
+    """Calibration of the (prior-corrected) head for label-free prior estimation, from the
+    inner-CV out-of-fold probabilities ``proba`` (n, k) of the training crops ``y``:
+    bias-corrected temperature scaling (``priors.fit_calibration``), the class frequencies the
+    calibrated probabilities refer to, and their soft confusion matrix (for BBSE). Stored in
+    the model metadata (``training.chosen.calibration``); see ``predict.prior_model``."""
+    from .priors import calibrate, fit_calibration, soft_confusion
+
+    temperature, bias = fit_calibration(proba, y)
+    return {
+        "method": "bcts",
+        "temperature": round(float(temperature), 6),
+        "bias": [round(float(b), 6) for b in bias],
+        "priors": (np.bincount(y, minlength=k) / len(y)).tolist(),
+        "confusion": soft_confusion(calibrate(proba, temperature, bias), y).tolist(),
+        "n": int(len(y)),
+    }
+
+
 def _pca_basis(X: np.ndarray):
     """Standardisation (mu, sd) and the principal axes (D, r), strongest first, of training
     features X (n, views, D): an exact, cheap SVD of the per-crop mean (over views) features."""
@@ -448,8 +467,10 @@ def train_head(
         head = fit_head(arrays[key], y, k, config, members[0][3])
     head.logit_shift.copy_(torch.from_numpy(shift))
     inner_acc = None
+    calibration = None
     if oof is not None:
         inner_acc = float((tta_proba(oof + shift).argmax(1) == y_oof).mean())
+        calibration = fit_oof_calibration(tta_proba(oof + shift), y_oof, k)
     info = {
         "preprocessing": key,
         "members": [{"feature_set": m[1], "pca": int(m[2]), "l2": float(m[3])} for m in members],
@@ -467,6 +488,7 @@ def train_head(
         "l2_refit_factor": l2_factor,
         "logit_shift": shift.tolist(),
         "inner_cv_accuracy_corrected": inner_acc,
+        "calibration": calibration,
     }
     yield Progress(
         total,

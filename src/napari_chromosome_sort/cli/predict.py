@@ -37,6 +37,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "priors (default: on with --spreads, off for crops)",
     )
     parser.add_argument(
+        "--prior-pseudo-counts",
+        type=float,
+        default=None,
+        metavar="A",
+        help="Dirichlet pseudo-counts of the estimated priors (MAP-EM; default 1.0, spread "
+        "evenly over the classes; 0 = maximum-likelihood EM, the former default)",
+    )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="before estimating the priors, apply the temperature/bias calibration that "
+        "training stored in the model (models without one: no change)",
+    )
+    parser.add_argument(
         "--no-pair-rule",
         action="store_true",
         help="with --spreads: let the network call objects that segmentation built from two "
@@ -90,10 +104,15 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..crops import as_rgb_uint8
+    from ..errors import ChromosortError
     from ..io import read_image
     from ..model_io import load_model
-    from ..predict import predict_crops, predict_spread
+    from ..predict import PRIOR_PSEUDO_COUNTS, predict_crops, predict_spread
 
+    pseudo = PRIOR_PSEUDO_COUNTS if args.prior_pseudo_counts is None else args.prior_pseudo_counts
+    if not pseudo >= 0 or pseudo == float("inf"):
+        raise ChromosortError(f"--prior-pseudo-counts must be a number >= 0, got {pseudo}")
+    prior_options = {"prior_pseudo_counts": pseudo, "calibrate": bool(args.calibrate)}
     model = load_model(args.model)
     files = _expand(args.inputs)
     gradcam_dir = Path(args.gradcam) if args.gradcam else None
@@ -115,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
                 tta=tta,
                 adapt_priors=args.adapt_priors is not False,
                 separated_class=None if args.no_pair_rule else "auto",
+                **prior_options,
             )
             table = result.table.copy()
             table.insert(0, "source", str(path))
@@ -129,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path.name}: {len(table)} chromosomes", file=sys.stderr)
     else:
         images = [as_rgb_uint8(read_image(p)) for p in files]
-        table = predict_crops(model, images, tta=tta, adapt_priors=bool(args.adapt_priors))
+        table = predict_crops(
+            model, images, tta=tta, adapt_priors=bool(args.adapt_priors), **prior_options
+        )
         table.insert(0, "source", [str(p) for p in files])
         tables.append(table)
         if gradcam_dir is not None:
