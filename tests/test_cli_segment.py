@@ -58,6 +58,11 @@ def test_segment_options(spread_files, tmp_path):
     assert main(["segment", image, "--out", str(out / "d"), "--no-split", "--no-pairing",
                  "--threshold", "0.3", "--quiet", "--no-crops"]) == 0  # fmt: skip
     assert (out / "d" / "d1" / "objects.csv").exists()
+    assert main(["segment", image, "--out", str(out / "e"), "--crossing-score", "off",
+                 "--quiet", "--no-crops"]) == 0  # fmt: skip
+    no_score = pd.read_csv(out / "e" / "d1" / "objects.csv")
+    assert not no_score.reason.str.startswith("crossing score").any()
+    assert len(no_score) == len(auto)
     assert main(["segment", image, "--out", str(out / "c"), "--polarity", "dark_on_light",
                  "--quiet", "--no-crops"]) == 0  # fmt: skip
     wrong = pd.read_csv(out / "c" / "d1" / "objects.csv")

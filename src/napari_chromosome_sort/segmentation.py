@@ -18,6 +18,9 @@ Qt-free. Pipeline (every threshold adapts to the image; every knob is in Segment
    branched skeleton and a brighter (double-DNA) overlap plateau -> ``cluster``; and kept single
    pieces that meet another kept object along a cut brighter than both (a crossing that step 5
    cut through its overlap; touching neighbours meet in a valley) -> ``cluster``.
+8. Fluorescence spreads only (by default): the learned crossing score of each kept single piece
+   (:mod:`.crossing_model`, 16 shape measures, relative to the spread's typical object) above
+   the model's threshold -> ``cluster``.
 """
 
 from __future__ import annotations
@@ -119,6 +122,10 @@ class SegmentationParams:
     # this x brighter than both objects' median (a crossing cut through its overlap) -> both
     # cluster (0 = off) ...
     crossing_contact_min_length: float = 0.5  # ... along at least this x the chromatid width
+    crossing_score: str = "auto"  # learned shape score (crossing_model.py) -> cluster: "auto" =
+    # fluorescence (bright-on-dark) spreads only, "on", "off"; off when detect_crossings is off
+    crossing_score_threshold: float | None = None  # on the spread-relative logit; None = model's
+    crossing_model: str | None = None  # path of a crossing model JSON; None = the shipped one
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -220,6 +227,7 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     from .io import chromosome_signal, detect_polarity, to_gray
 
     params = params or SegmentationParams()
+    validate_params(params)
     gray = to_gray(image)
     polarity = params.polarity or detect_polarity(gray)
     raw = chromosome_signal(image, polarity)
@@ -489,6 +497,8 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     # overlap is brighter (double DNA); they cannot be cut cleanly -> cluster -----------------
     if params.detect_crossings and objects:
         _flag_crossings(label_img, objects, corrected, med_obj, width, params)
+        if _crossing_score_on(params, polarity):
+            _flag_by_crossing_score(label_img, objects, corrected, med_obj, width, params)
     stats = {"threshold_low": t_low, "threshold": t_obj, "median_area": med_obj, "width": width}
     return _finish(label_img, objects, corrected, polarity, params, shape, stats)
 
@@ -560,6 +570,47 @@ def _flag_crossings(label_img, objects, corrected, med_obj, width, params) -> No
             f"{params.crossing_brightness:g}x brighter overlap): crossing or overlapping "
             "chromosomes"
         )
+
+
+def _crossing_score_on(params: SegmentationParams, polarity: str) -> bool:
+    # bright-field (Giemsa) cohesion spreads resolve sister chromatids: their open X-shaped
+    # chromosomes (types B/C) look like crossings to a score trained on DAPI spreads
+    if params.crossing_score == "auto":
+        return polarity == "bright_on_dark"
+    return params.crossing_score == "on"
+
+
+def _flag_by_crossing_score(label_img, objects, corrected, med_obj, width, params) -> None:
+    """Kept single pieces of at least ``min_rel_area`` x the median object whose learned crossing
+    score, relative to the spread's typical kept object, is above the threshold -> ``cluster``
+    (:meth:`.crossing_model.CrossingModel.flags`)."""
+    from .crossing_model import FEATURES, load_crossing_model, shape_measures
+
+    model = load_crossing_model(params.crossing_model)
+    kept = [o for o in objects if o["status"] == "chromosome"]
+    if not kept:
+        return
+    x = shape_measures(
+        label_img,
+        corrected,
+        [o["label"] for o in kept],
+        med_obj,
+        width,
+        [o["n_parts"] for o in kept],
+    )
+    threshold = params.crossing_score_threshold
+    threshold = model.threshold if threshold is None else threshold
+    scores = model.relative_scores(x)
+    flagged = model.flags(x, threshold=threshold)
+    rel_area = np.exp(x[:, FEATURES.index("log_rel_area")])
+    for o, score, flag, rel in zip(kept, scores, flagged, rel_area, strict=True):
+        if flag:
+            o["status"] = "cluster"
+            o["reason"] = (
+                f"crossing score {score:.1f} (> {threshold:.1f}) at "
+                f"{rel:.1f}x the median object: shaped unlike this spread's typical "
+                "chromosome, like two crossing or overlapping chromosomes"
+            )
 
 
 def _flag_bright_contacts(label_img, objects, smooth, width, params) -> None:
@@ -886,6 +937,10 @@ def _finish(label_img, objects, signal, polarity, params, shape, stats=None) -> 
 def validate_params(params: SegmentationParams) -> None:
     if params.polarity not in (None, "dark_on_light", "bright_on_dark"):
         raise ChromosortError(f"unknown polarity {params.polarity!r}")
+    if params.crossing_score not in ("auto", "on", "off"):
+        raise ChromosortError(
+            f"crossing_score must be 'auto', 'on' or 'off', got {params.crossing_score!r}"
+        )
 
 
 # ----------------------------------------------------------------------------- hand edits

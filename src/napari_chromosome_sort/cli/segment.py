@@ -25,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not group separated sister chromatids (type C) into one object",
     )
     parser.add_argument(
+        "--crossing-score",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="learned crossing score -> cluster: auto (default: fluorescence spreads only) | on | "
+        "off (e.g. fluorescence cohesion spreads whose large chromosomes open into X shapes)",
+    )
+    parser.add_argument(
         "--threshold", type=float, default=None, help="fixed object threshold (default: automatic)"
     )
     parser.add_argument("--no-crops", action="store_true", help="skip writing crops")
@@ -60,6 +67,7 @@ def run(args) -> int:
         polarity=None if args.polarity == "auto" else args.polarity,
         split_touching=not args.no_split,
         pair_chromatids=not args.no_pairing,
+        crossing_score=args.crossing_score,
         threshold=args.threshold,
     )
     try:

@@ -1,0 +1,119 @@
+"""The learned crossing score: model file, spread-relative scores, shape measures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_chromosome_sort.crossing_model import (
+    FEATURES,
+    CrossingModel,
+    load_crossing_model,
+    shape_measures,
+    skeleton_counts,
+)
+from napari_chromosome_sort.errors import ChromosortError
+
+
+def _model(**kw) -> CrossingModel:
+    n = len(FEATURES)
+    fields = dict(
+        mean=(0.0,) * n,
+        scale=(1.0,) * n,
+        coef=(1.0,) + (0.0,) * (n - 1),
+        intercept=-1.0,
+        threshold=2.0,
+        typical_median=0.5,
+        min_objects=4,
+    )
+    return CrossingModel(**{**fields, **kw})
+
+
+def test_shipped_model_loads_and_round_trips(tmp_path):
+    model = load_crossing_model()
+    assert model.features == FEATURES and "ADIR" in model.provenance
+    path = model.save(tmp_path / "m.json")
+    assert load_crossing_model(path) == model
+
+
+def test_scores_are_relative_to_the_spread():
+    model = _model()
+    x = np.zeros((6, len(FEATURES)))
+    x[:, 0] = [1, 2, 3, 4, 5, 30]  # logit = value - 1
+    z = model.relative_scores(x)
+    assert np.allclose(z, x[:, 0] - 1 - np.median(x[:, 0] - 1))
+    # the same objects in a spread whose typical object scores 10 higher: same relative scores
+    shifted = x.copy()
+    shifted[:, 0] += 10
+    assert np.allclose(model.relative_scores(shifted), z)
+    # too few objects for a median: the training spreads' typical median is the reference
+    assert np.allclose(model.relative_scores(x[:3]), x[:3, 0] - 1 - 0.5)
+
+
+def test_only_large_single_pieces_are_flagged():
+    """A crossing is two chromosomes: pieces under ``min_rel_area`` x the median object (e.g. one
+    chromosome with open sister chromatids) and grouped chromatid pairs are never flagged."""
+    model = _model(coef=(0.0,) * (len(FEATURES) - 2) + (1.0, 0.0), min_rel_area=1.8)
+    x = np.zeros((12, len(FEATURES)))
+    x[:, FEATURES.index("n_parts")] = 1
+    col = FEATURES.index("contact_brightness")  # the only weighted feature of this model
+    x[:3, col] = 10.0  # three high scores ...
+    x[0, 0] = np.log(2.0)  # ... one large single piece
+    x[1, 0] = np.log(1.5)  # ... one chromosome-sized
+    x[2, 0] = np.log(3.0)  # ... one large grouped pair
+    x[2, FEATURES.index("n_parts")] = 2
+    assert model.flags(x).tolist() == [True] + [False] * 11
+    assert not model.flags(x, threshold=20.0).any()
+    assert model.flags(x[:0]).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("{not json", "cannot read"),
+        (json.dumps({"format": "something else"}), "not a crossing model"),
+        (json.dumps({"format": "chromosort-crossing-model/1", "mean": [0]}), "malformed"),
+    ],
+)
+def test_bad_model_files_are_named(tmp_path, text, match):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(ChromosortError, match=match):
+        load_crossing_model(path)
+    with pytest.raises(ChromosortError, match="cannot read"):
+        load_crossing_model(tmp_path / "missing.json")
+
+
+def test_model_checks_its_shapes():
+    with pytest.raises(ChromosortError, match="'coef' must have"):
+        _model(coef=(1.0,))
+    with pytest.raises(ChromosortError, match="scale"):
+        _model(scale=(0.0,) * len(FEATURES))
+    with pytest.raises(ChromosortError, match="expects features"):
+        _model(features=("area",) * len(FEATURES))
+
+
+def test_skeleton_counts_of_rod_and_cross():
+    rod = np.zeros((40, 40), bool)
+    rod[18:23, 5:35] = True
+    assert skeleton_counts(rod, 3) == (2, 0)
+    cross = rod | rod.T
+    ends, branches = skeleton_counts(cross, 3)
+    assert ends == 4 and branches >= 1
+
+
+def test_shape_measures_tell_a_cross_from_a_rod():
+    labels = np.zeros((60, 120), np.int32)
+    labels[28:33, 5:45] = 1  # rod
+    labels[28:33, 65:105] = 2  # cross: rod + rod across it
+    labels[10:50, 83:88] = 2
+    signal = (labels > 0).astype(np.float32)
+    x = shape_measures(labels, signal, [1, 2], median_area=200, width=5, n_parts=[1, 1])
+    f = dict(zip(FEATURES, x.T, strict=True))
+    assert f["skeleton_ends"][0] == 2 and f["skeleton_ends"][1] == 4
+    assert f["solidity"][1] < f["solidity"][0]
+    assert f["log_rel_area"][1] > f["log_rel_area"][0]
+    assert np.all(f["n_parts"] == 1)
+    assert shape_measures(labels, signal, [], 200, 5, []).shape == (0, len(FEATURES))
