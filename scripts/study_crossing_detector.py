@@ -1,13 +1,17 @@
 """Study: a learned crossing detector for kept DAPI objects, evaluated by grouped CV only.
 
-Not adopted (see docs/validation.md, "Segmentation", study table): this script reproduces the
-numbers behind that decision.
+These absolute-score variants were not adopted (docs/validation.md, "Segmentation", study
+table): their score scale moves between probe sets. What ships is the shape-only score made
+relative to each spread's median kept object (``scripts/train_crossing_model.py``, which reuses
+this script's data set and cache).
 
-For every DAPI spread with ``K.tif`` truth, ``segment_spread`` (default parameters) is run and
+For every DAPI spread with ``K.tif`` truth, ``segment_spread`` (hand-made rules only,
+``crossing_score="off"``) is run and
 every object with status ``chromosome`` or ``cluster`` is described by
 
-* 16 shape measures (size, solidity, skeleton ends/branch points, brightness profile, contacts;
-  all relative to the spread's median object and chromatid width), and
+* 16 shape measures (``crossing_model.shape_measures``: size, solidity, skeleton ends/branch
+  points, brightness profile, contacts; relative to the spread's median object and chromatid
+  width), and
 * the frozen SqueezeNet 1.1 (ImageNet) pooled features of its crop (``crops.crop_object``: other
   objects blanked, inverted to dark-on-light; ``Preprocessing(appearance="plain",
   geometry="pad")``), averaged over the 8 dihedral views.
