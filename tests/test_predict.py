@@ -126,6 +126,7 @@ def test_cli_predict_crops_and_spreads(tiny_model, tmp_path):
     assert main([*args, "--out", str(ml), "--prior-pseudo-counts", "0", "--calibrate"]) == 0
     assert len(pd.read_csv(ml)) == len(table)
     assert main([*args, "--out", str(ml), "--prior-pseudo-counts", "-1"]) == 2
+    assert main([*args, "--out", str(ml), "--prior-method", "bbse"]) == 0
 
 
 def test_predict_crops_adapt_priors(tiny_model):
@@ -163,7 +164,7 @@ def test_stored_calibration_and_old_models(tiny_model, tmp_path):
         estimate_priors,
         stored_calibration,
     )
-    from napari_chromosome_sort.priors import adapt_priors, calibrate
+    from napari_chromosome_sort.priors import adapt_priors, bbse_priors, calibrate, reweight
     from napari_chromosome_sort.synthetic import make_crop
 
     calibration = tiny_model.metadata["training"]["chosen"]["calibration"]
@@ -191,6 +192,15 @@ def test_stored_calibration_and_old_models(tiny_model, tmp_path):
     pd.testing.assert_frame_equal(plain, with_flag)
     expected = adapt_priors(raw, calibration_priors(old), pseudo_counts=1.0)[0]
     assert np.allclose(plain[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-6)
+    # BBSE needs the stored confusion matrix: new model works, old one is a clear error
+    bbse = predict_crops(tiny_model, images, tta=False, adapt_priors=True, prior_method="bbse")
+    pi = bbse_priors(cal, stored["confusion"], stored["priors"])
+    expected = reweight(cal, stored["priors"], pi)
+    assert np.allclose(bbse[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-6)
+    with pytest.raises(ChromosortError, match="retrain"):
+        predict_crops(old, images, adapt_priors=True, prior_method="bbse")
+    with pytest.raises(ChromosortError, match="unknown prior method"):
+        predict_crops(tiny_model, images, adapt_priors=True, prior_method="median")
 
 
 def test_chromatid_pairs_are_called_separated(tiny_model):

@@ -56,10 +56,14 @@ def calibration_priors(model) -> np.ndarray:
 PRIOR_PSEUDO_COUNTS = 1.0
 
 
+PRIOR_METHODS = ("em", "bbse")
+
+
 def stored_calibration(model) -> dict | None:
     """The calibration that training fitted on its inner-CV out-of-fold predictions
     (``metadata.training.chosen.calibration``: BCTS temperature + bias, the class frequencies
-    it refers to); None for models saved before it existed or trained without inner CV."""
+    it refers to, the soft confusion matrix of the calibrated predictions or None); None for
+    models saved before it existed or trained without inner CV."""
     training = dict(getattr(model, "metadata", {}).get("training") or {})
     calibration = (training.get("chosen") or {}).get("calibration")
     k = len(model.classes)
@@ -69,11 +73,18 @@ def stored_calibration(model) -> dict | None:
         temperature = float(calibration["temperature"])
         bias = np.asarray(calibration["bias"], dtype=float)
         priors = np.asarray(calibration["priors"], dtype=float)
+        confusion = np.asarray(calibration.get("confusion", np.nan), dtype=float)
     except (KeyError, TypeError, ValueError):
         return None
     if bias.shape != (k,) or priors.shape != (k,) or not temperature > 0:
         return None
-    return {"temperature": temperature, "bias": bias, "priors": priors}
+    ok = confusion.shape == (k, k) and np.isfinite(confusion).all()
+    return {
+        "temperature": temperature,
+        "bias": bias,
+        "priors": priors,
+        "confusion": confusion if ok else None,
+    }
 
 
 def estimate_priors(
@@ -82,22 +93,37 @@ def estimate_priors(
     *,
     pseudo_counts: float = PRIOR_PSEUDO_COUNTS,
     calibrate: bool = False,
+    method: str = "em",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label-free class priors of one sample (the rows of ``proba``, the model's posteriors)
-    and the posteriors re-weighted to them: MAP-EM (:func:`.priors.adapt_priors`) with
-    ``pseudo_counts`` Dirichlet pseudo-counts (0 = the maximum-likelihood EM of Saerens et al.),
-    starting from :func:`calibration_priors`. ``calibrate``: first apply the calibration stored
-    at training (BCTS); models without one keep their probabilities as they are.
-    Returns ``(adapted_proba, priors)``."""
+    and the posteriors re-weighted to them.
+
+    ``method="em"`` (default): MAP-EM (:func:`.priors.adapt_priors`) with ``pseudo_counts``
+    Dirichlet pseudo-counts (0 = the maximum-likelihood EM of Saerens et al.), starting from
+    :func:`calibration_priors`; ``calibrate``: first apply the calibration stored at training
+    (BCTS); models without one keep their probabilities as they are.
+    ``method="bbse"``: black-box shift estimation from the out-of-fold confusion matrix stored at
+    training (calibration always applied; ``pseudo_counts`` unused); needs a model trained since
+    the calibration is stored. Returns ``(adapted_proba, priors)``."""
     from . import priors as P
 
+    if method not in PRIOR_METHODS:
+        raise ChromosortError(f"unknown prior method {method!r}; use one of {PRIOR_METHODS}")
     if not np.isfinite(pseudo_counts) or pseudo_counts < 0:
         raise ChromosortError(f"prior pseudo-counts must be >= 0, got {pseudo_counts}")
     base = calibration_priors(model)
-    stored = stored_calibration(model) if calibrate else None
+    stored = stored_calibration(model) if (calibrate or method == "bbse") else None
+    if method == "bbse" and (stored is None or stored["confusion"] is None):
+        raise ChromosortError(
+            "prior method 'bbse' needs the out-of-fold confusion matrix stored at training; "
+            "this model has none (retrain it, or use method 'em')"
+        )
     if stored is not None:
         proba = P.calibrate(proba, stored["temperature"], stored["bias"])
         base = stored["priors"]
+    if method == "bbse":
+        priors = P.bbse_priors(proba, stored["confusion"], base)
+        return P.reweight(proba, base, priors), priors
     return P.adapt_priors(proba, base, pseudo_counts=pseudo_counts)
 
 
@@ -109,13 +135,15 @@ def predict_crops(
     *,
     prior_pseudo_counts: float = PRIOR_PSEUDO_COUNTS,
     calibrate: bool = False,
+    prior_method: str = "em",
 ) -> pd.DataFrame:
     """One row per RGB crop: predicted ``class`` and ``p_<class>`` for every class.
 
     ``adapt_priors``: treat the crops as one sample and re-estimate its class priors without
     labels instead of assuming the training priors; the probabilities are re-weighted to the
-    estimated priors, so their mean over the crops is the estimated class distribution
-    (see :func:`estimate_priors` for ``prior_pseudo_counts`` and ``calibrate``).
+    estimated priors, so their mean over the crops is (close to) the estimated class
+    distribution (see :func:`estimate_priors` for ``prior_pseudo_counts``, ``calibrate`` and
+    ``prior_method``).
     """
     images = list(images)
     if not images:
@@ -123,7 +151,11 @@ def predict_crops(
     proba = model.predict_proba(images, tta=tta)
     if adapt_priors:
         proba, _ = estimate_priors(
-            model, proba, pseudo_counts=prior_pseudo_counts, calibrate=calibrate
+            model,
+            proba,
+            pseudo_counts=prior_pseudo_counts,
+            calibrate=calibrate,
+            method=prior_method,
         )
     return _probability_table(model, proba)
 
@@ -163,6 +195,7 @@ def predict_spread(
     separated_class: str | None = "auto",
     prior_pseudo_counts: float = PRIOR_PSEUDO_COUNTS,
     calibrate: bool = False,
+    prior_method: str = "em",
 ) -> SpreadPrediction:
     """Segment ``image`` (or use ``segmentation``), crop every kept chromosome (others blanked)
     and classify the crops. With ``gradcam`` also returns the per-object Grad-CAM maps (for the
@@ -170,7 +203,7 @@ def predict_spread(
     this spread's class priors from its own kept objects (no labels; see :func:`predict_crops`)
     rather than assume the training class frequencies -- validated on the DDX11 spreads
     (docs/validation.md, Whole spreads); ``False``: the model's probabilities as trained.
-    ``prior_pseudo_counts``, ``calibrate``: see :func:`estimate_priors`.
+    ``prior_pseudo_counts``, ``calibrate``, ``prior_method``: see :func:`estimate_priors`.
 
     ``separated_class``: the class meaning "sister chromatids apart at the centromere too" (type C).
     An object that segmentation built from two separate sister chromatids (``n_parts >= 2``) is
@@ -198,6 +231,7 @@ def predict_spread(
         adapt_priors=adapt_priors,
         prior_pseudo_counts=prior_pseudo_counts,
         calibrate=calibrate,
+        prior_method=prior_method,
     )
     meta = pd.DataFrame({"label": labels})
     for column in BBOX_COLUMNS:

@@ -45,6 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "evenly over the classes; 0 = maximum-likelihood EM, the former default)",
     )
     parser.add_argument(
+        "--prior-method",
+        choices=["em", "bbse"],
+        default="em",
+        help="label-free prior estimate: 'em' (MAP-EM, default) or 'bbse' (confusion-matrix "
+        "estimate; needs a model trained with this version; collapses minority classes more "
+        "often, see docs/validation.md)",
+    )
+    parser.add_argument(
         "--calibrate",
         action="store_true",
         help="before estimating the priors, apply the temperature/bias calibration that "
@@ -112,7 +120,11 @@ def run(args: argparse.Namespace) -> int:
     pseudo = PRIOR_PSEUDO_COUNTS if args.prior_pseudo_counts is None else args.prior_pseudo_counts
     if not pseudo >= 0 or pseudo == float("inf"):
         raise ChromosortError(f"--prior-pseudo-counts must be a number >= 0, got {pseudo}")
-    prior_options = {"prior_pseudo_counts": pseudo, "calibrate": bool(args.calibrate)}
+    prior_options = {
+        "prior_pseudo_counts": pseudo,
+        "calibrate": bool(args.calibrate),
+        "prior_method": args.prior_method,
+    }
     model = load_model(args.model)
     files = _expand(args.inputs)
     gradcam_dir = Path(args.gradcam) if args.gradcam else None
@@ -161,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                 heat = gradcam(model, image)
                 Image.fromarray(overlay(image, heat)).save(gradcam_dir / f"{path.stem}_gradcam.png")
     columns = ["source", "label", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1", "class"]
-    columns += [f"p_{c}" for c in model.classes]
+    columns += [f"p_{c}" for c in model.classes] + ["called_by"]  # called_by: spreads only
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
     table = table[[c for c in columns if c in table.columns]]
     _write_csv(table, args.out)
