@@ -286,10 +286,10 @@ def main(argv=None) -> int:
                 json.dumps(results[name]["overall"]),
             )
     if args.loso:
-        from napari_chromosome_sort.predict import calibration_priors
+        from napari_chromosome_sort.predict import PRIOR_PSEUDO_COUNTS, calibration_priors
         from napari_chromosome_sort.priors import adapt_priors
 
-        rows, rows_em = {}, {}
+        rows, rows_em, rows_map = {}, {}, {}
         for held in spreads:
             extra_images, extra_targets = [], []
             for s in spreads:
@@ -310,19 +310,29 @@ def main(argv=None) -> int:
             rows[held["name"]] = score(proba, held, classes, list(model.classes))
             adapted, _ = adapt_priors(proba, calibration_priors(model))
             rows_em[held["name"]] = score(adapted, held, classes, list(model.classes))
+            adapted, _ = adapt_priors(
+                proba, calibration_priors(model), pseudo_counts=PRIOR_PSEUDO_COUNTS
+            )
+            rows_map[held["name"]] = score(adapted, held, classes, list(model.classes))
             print(
                 "loso",
                 held["name"],
                 round(rows[held["name"]].get("accuracy", 0), 3),
                 "em_spread",
                 round(rows_em[held["name"]].get("accuracy", 0), 3),
+                "map_em_spread",
+                round(rows_map[held["name"]].get("accuracy", 0), 3),
             )
         results["loso"] = dict(per_spread=rows, overall=summarise(list(rows.values())))
         results["loso_em_spread"] = dict(
             per_spread=rows_em, overall=summarise(list(rows_em.values()))
         )
         print("loso", json.dumps(results["loso"]["overall"]))
+        results["loso_map_em_spread"] = dict(
+            per_spread=rows_map, overall=summarise(list(rows_map.values()))
+        )
         print("loso_em_spread", json.dumps(results["loso_em_spread"]["overall"]))
+        print("loso_map_em_spread", json.dumps(results["loso_map_em_spread"]["overall"]))
     results["seconds"] = round(time.time() - t0, 1)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
