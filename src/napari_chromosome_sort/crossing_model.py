@@ -21,6 +21,7 @@ spreads is used instead.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -229,7 +230,16 @@ class CrossingModel:
 
 
 def load_crossing_model(path: str | Path | None = None) -> CrossingModel:
-    """The crossing model at ``path``, or the one shipped with the package."""
+    """The crossing model at ``path``, or the one shipped with the package (read once)."""
+    return _shipped_model() if path is None else _read_model(path)
+
+
+@functools.cache
+def _shipped_model() -> CrossingModel:
+    return _read_model(None)
+
+
+def _read_model(path: str | Path | None) -> CrossingModel:
     try:
         if path is None:
             text = resources.files(__package__).joinpath("data", DEFAULT_MODEL).read_text()
