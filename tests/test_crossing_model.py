@@ -117,3 +117,24 @@ def test_shape_measures_tell_a_cross_from_a_rod():
     assert f["log_rel_area"][1] > f["log_rel_area"][0]
     assert np.all(f["n_parts"] == 1)
     assert shape_measures(labels, signal, [], 200, 5, []).shape == (0, len(FEATURES))
+
+
+def test_shipped_model_is_what_the_training_script_makes(dapi_dir, tmp_path):
+    """Retraining on the real DAPI spreads reproduces the shipped coefficients: a change to the
+    segmentation or the measures that would make the shipped model stale fails here."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_crossing_model.py"
+    spec = importlib.util.spec_from_file_location("train_crossing_model", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "model.json"
+    args = ["--data", str(dapi_dir.parent), "--cache", str(tmp_path / "cache"), "--out", str(out)]
+    assert module.main(args) == 0
+    retrained, shipped = load_crossing_model(out), load_crossing_model()
+    for name in ("mean", "scale", "coef"):
+        assert np.allclose(getattr(retrained, name), getattr(shipped, name), rtol=1e-6), name
+    assert np.isclose(retrained.intercept, shipped.intercept, rtol=1e-6)
+    assert np.isclose(retrained.threshold, shipped.threshold)
+    assert retrained.min_rel_area == shipped.min_rel_area
