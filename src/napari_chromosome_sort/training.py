@@ -274,7 +274,7 @@ def fit_oof_calibration(proba: np.ndarray, y: np.ndarray, k: int) -> dict:
     inner-CV out-of-fold probabilities ``proba`` (n, k) of the training crops ``y``:
     bias-corrected temperature scaling (``priors.fit_calibration``), the class frequencies the
     calibrated probabilities refer to, and their soft confusion matrix (for BBSE). Stored in
-    the model metadata (``training.chosen.calibration``); see ``predict.prior_model``."""
+    the model metadata (``training.chosen.calibration``); see ``predict.stored_calibration``."""
     from .priors import calibrate, fit_calibration, soft_confusion
 
     temperature, bias = fit_calibration(proba, y)
