@@ -162,3 +162,38 @@ def test_batch_cli_errors(tmp_path, random_model):
         )
         == 2
     )
+
+
+def test_batch_settings_reach_every_spread(spread_tree, random_model, tmp_path):
+    """Segmentation parameters and prior options are used and fingerprinted: changing one
+    recomputes the finished spreads; bad prior options fail before any spread is run."""
+    from napari_chromosome_sort.batch import prior_options
+    from napari_chromosome_sort.cli import main
+    from napari_chromosome_sort.segmentation import SegmentationParams
+
+    out = tmp_path / "out"
+    kw = dict(exclude=("*K.tif",), formats=("png",))
+    base = run_to_end(run_batch(spread_tree, random_model, out, "serial", **kw))
+    assert base.n_spreads == 2 and base.n_skipped == 0
+    same = run_to_end(
+        run_batch(spread_tree, random_model, out, "serial", priors=prior_options(), **kw)
+    )
+    assert same.n_skipped == 2  # the defaults spelled out are the defaults
+    ml = run_to_end(
+        run_batch(spread_tree, random_model, out, "serial", priors=prior_options(0.0), **kw)
+    )
+    assert ml.n_skipped == 0  # another prior setting: recomputed
+    off = SegmentationParams(crossing_score="off")
+    rules = run_to_end(run_batch(spread_tree, random_model, out, "serial", params=off, **kw))
+    assert rules.n_skipped == 0
+    by_score = ml.objects["reason"].astype(str).str.startswith("crossing score")
+    assert by_score.sum() >= 1  # A0102XYD has a crossing that only the learned score flags
+    assert not rules.objects["reason"].astype(str).str.startswith("crossing score").any()
+    with pytest.raises(ChromosortError, match="pseudo-counts"):
+        prior_options(-1)
+    with pytest.raises(ChromosortError, match="prior method"):
+        prior_options(method="magic")
+    args = ["batch", str(spread_tree), "--model", str(random_model), "--out", str(out)]
+    assert main(args + ["--prior-pseudo-counts", "-1"]) == 2
+    assert main(args + ["--scheduler", "serial", "--exclude", "*K.tif", "--crossing-score",
+                        "off", "--format", "png"]) == 0  # fmt: skip

@@ -100,21 +100,33 @@ def find_spreads(
     return jobs
 
 
-def fingerprint(model_path, params: dict | None, gradcam: bool) -> str:
+def prior_options(
+    pseudo_counts: float | None = None, method: str = "em", calibrate: bool = False
+) -> dict:
+    """The prior-estimate keywords of :func:`.predict.predict_spread` (None = the default
+    pseudo-counts), checked here so that a bad value fails before any spread is run."""
+    from .predict import PRIOR_METHODS, PRIOR_PSEUDO_COUNTS
+
+    pseudo = PRIOR_PSEUDO_COUNTS if pseudo_counts is None else float(pseudo_counts)
+    if not 0 <= pseudo < float("inf"):
+        raise ChromosortError(f"prior pseudo-counts must be a number >= 0, got {pseudo_counts}")
+    if method not in PRIOR_METHODS:
+        raise ChromosortError(f"unknown prior method {method!r}; use one of {PRIOR_METHODS}")
+    return {"prior_pseudo_counts": pseudo, "prior_method": method, "calibrate": bool(calibrate)}
+
+
+def fingerprint(model_path, params: dict | None, gradcam: bool, priors: dict | None = None) -> str:
     """What a finished spread was computed with: model file (size, mtime), segmentation
-    parameters, Grad-CAM flag, package version and prior-estimate setting. A spread whose DONE
+    parameters, Grad-CAM flag, package version and prior-estimate options. A spread whose DONE
     marker holds another fingerprint is recomputed (the model or the settings changed since)."""
     import hashlib
 
     from . import __version__
-    from .predict import PRIOR_PSEUDO_COUNTS
 
     st = os.stat(model_path)
-    # the prior estimate's setting: spreads done with another one are recomputed
-    priors = {"pseudo_counts": PRIOR_PSEUDO_COUNTS}
     key = json.dumps(
         [str(model_path), st.st_size, st.st_mtime_ns, params or {}, bool(gradcam), __version__]
-        + [priors],
+        + [priors or prior_options()],
         sort_keys=True,
         default=str,
     )
@@ -167,9 +179,11 @@ def process_spread(
     gradcam: bool = True,
     torch_threads: int = 1,
     fingerprint: str | None = None,
+    priors: dict | None = None,
 ) -> dict:
     """Segment, classify (and Grad-CAM) one spread; write its results atomically. Returns a small
-    summary dict (picklable). Runs in a worker: loads the model from ``model_path``."""
+    summary dict (picklable). Runs in a worker: loads the model from ``model_path``. ``priors``:
+    :func:`prior_options` (default: the defaults)."""
     import numpy as np
     import torch
 
@@ -185,7 +199,11 @@ def process_spread(
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
         pred = predict.predict_spread(
-            model, image, params=_params_from_dict(params), gradcam=gradcam
+            model,
+            image,
+            params=_params_from_dict(params),
+            gradcam=gradcam,
+            **(priors or prior_options()),
         )
     finally:  # in-process ("serial") runs must not change the caller's torch settings
         torch.set_num_threads(previous_threads)
@@ -304,6 +322,7 @@ def run_batch(
     torch_threads: int = 1,
     exclude: tuple[str, ...] = (),
     formats=("png", "svg"),
+    priors: dict | None = None,
 ) -> Iterator[Progress]:
     """Generator of :class:`Progress`; the last report's ``result`` is a :class:`BatchResult`.
 
@@ -311,7 +330,8 @@ def run_batch(
     (default: all cores) of one thread each; an address (``tcp://host:port``) -> that existing
     Dask scheduler; ``"serial"`` -> in this process, one spread after another (no Dask).
     Failures of single spreads are reported in ``result.failures`` and the run goes on; the
-    failed spreads are retried by the next run.
+    failed spreads are retried by the next run. ``params``: segmentation parameters
+    (:class:`.SegmentationParams` or dict); ``priors``: :func:`prior_options`.
     """
     model_path = str(Path(model_path).resolve())
     if not Path(model_path).is_file():
@@ -320,7 +340,8 @@ def run_batch(
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = find_spreads(input_dir, out_dir, exclude=exclude)
     pdict = _params_to_dict(params)
-    fp = fingerprint(model_path, pdict, gradcam)
+    priors = priors or prior_options()
+    fp = fingerprint(model_path, pdict, gradcam, priors)
     todo = [j for j in jobs if not is_done(j, fp)]
     skipped = len(jobs) - len(todo)
     total = len(jobs) + 1
@@ -337,6 +358,7 @@ def run_batch(
         gradcam=gradcam,
         torch_threads=torch_threads,
         fingerprint=fp,
+        priors=priors,
     )
     if todo and scheduler == "serial":
         for job in todo:

@@ -27,6 +27,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-gradcam", action="store_true", help="skip Grad-CAM maps")
     parser.add_argument(
+        "--crossing-score",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="learned crossing score -> cluster: auto (default: fluorescence spreads only) | on | "
+        "off (e.g. fluorescence cohesion spreads whose large chromosomes open into X shapes)",
+    )
+    parser.add_argument(
+        "--prior-pseudo-counts",
+        type=float,
+        default=None,
+        metavar="A",
+        help="Dirichlet pseudo-counts of each spread's estimated class priors (MAP-EM; default "
+        "1.0; 0 = maximum-likelihood EM)",
+    )
+    parser.add_argument(
+        "--prior-method",
+        choices=("em", "bbse"),
+        default="em",
+        help="label-free prior estimate per spread: em (default) | bbse (see chromosort predict)",
+    )
+    parser.add_argument(
         "--exclude",
         action="append",
         default=[],
@@ -46,8 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..batch import run_batch
+    from ..batch import prior_options, run_batch
     from ..progress import with_tqdm
+    from ..segmentation import SegmentationParams
 
     result = with_tqdm(
         run_batch(
@@ -60,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             torch_threads=args.torch_threads,
             exclude=tuple(args.exclude),
             formats=tuple(args.formats or ("png", "svg")),
+            params=SegmentationParams(crossing_score=args.crossing_score),
+            priors=prior_options(args.prior_pseudo_counts, args.prior_method),
         ),
         desc="batch",
     )
