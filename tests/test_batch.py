@@ -167,8 +167,8 @@ def test_batch_cli_errors(tmp_path, random_model):
 def test_batch_settings_reach_every_spread(spread_tree, random_model, tmp_path):
     """Segmentation parameters and prior options are used and fingerprinted: changing one
     recomputes the finished spreads; bad prior options fail before any spread is run."""
-    from napari_chromosome_sort.batch import prior_options
     from napari_chromosome_sort.cli import main
+    from napari_chromosome_sort.predict import prior_options
     from napari_chromosome_sort.segmentation import SegmentationParams
 
     out = tmp_path / "out"

@@ -100,21 +100,6 @@ def find_spreads(
     return jobs
 
 
-def prior_options(
-    pseudo_counts: float | None = None, method: str = "em", calibrate: bool = False
-) -> dict:
-    """The prior-estimate keywords of :func:`.predict.predict_spread` (None = the default
-    pseudo-counts), checked here so that a bad value fails before any spread is run."""
-    from .predict import PRIOR_METHODS, PRIOR_PSEUDO_COUNTS
-
-    pseudo = PRIOR_PSEUDO_COUNTS if pseudo_counts is None else float(pseudo_counts)
-    if not 0 <= pseudo < float("inf"):
-        raise ChromosortError(f"prior pseudo-counts must be a number >= 0, got {pseudo_counts}")
-    if method not in PRIOR_METHODS:
-        raise ChromosortError(f"unknown prior method {method!r}; use one of {PRIOR_METHODS}")
-    return {"prior_pseudo_counts": pseudo, "prior_method": method, "calibrate": bool(calibrate)}
-
-
 def fingerprint(model_path, params: dict | None, gradcam: bool, priors: dict | None = None) -> str:
     """What a finished spread was computed with: model file (size, mtime), segmentation
     parameters, Grad-CAM flag, package version and prior-estimate options. A spread whose DONE
@@ -122,6 +107,7 @@ def fingerprint(model_path, params: dict | None, gradcam: bool, priors: dict | N
     import hashlib
 
     from . import __version__
+    from .predict import prior_options
 
     st = os.stat(model_path)
     key = json.dumps(
@@ -183,12 +169,13 @@ def process_spread(
 ) -> dict:
     """Segment, classify (and Grad-CAM) one spread; write its results atomically. Returns a small
     summary dict (picklable). Runs in a worker: loads the model from ``model_path``. ``priors``:
-    :func:`prior_options` (default: the defaults)."""
+    :func:`.predict.prior_options` (default: the defaults)."""
     import numpy as np
     import torch
 
     from . import io, predict
 
+    priors = priors or predict.prior_options()
     previous_threads = torch.get_num_threads()
     final = Path(job.out_dir)
     if is_done(job, fingerprint):
@@ -203,7 +190,7 @@ def process_spread(
             image,
             params=_params_from_dict(params),
             gradcam=gradcam,
-            **(priors or prior_options()),
+            **priors,
         )
     finally:  # in-process ("serial") runs must not change the caller's torch settings
         torch.set_num_threads(previous_threads)
@@ -331,7 +318,7 @@ def run_batch(
     Dask scheduler; ``"serial"`` -> in this process, one spread after another (no Dask).
     Failures of single spreads are reported in ``result.failures`` and the run goes on; the
     failed spreads are retried by the next run. ``params``: segmentation parameters
-    (:class:`.SegmentationParams` or dict); ``priors``: :func:`prior_options`.
+    (:class:`.SegmentationParams` or dict); ``priors``: :func:`.predict.prior_options`.
     """
     model_path = str(Path(model_path).resolve())
     if not Path(model_path).is_file():
@@ -339,6 +326,8 @@ def run_batch(
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = find_spreads(input_dir, out_dir, exclude=exclude)
+    from .predict import prior_options
+
     pdict = _params_to_dict(params)
     priors = priors or prior_options()
     fp = fingerprint(model_path, pdict, gradcam, priors)

@@ -59,6 +59,19 @@ PRIOR_PSEUDO_COUNTS = 1.0
 PRIOR_METHODS = ("em", "bbse")
 
 
+def prior_options(
+    pseudo_counts: float | None = None, method: str = "em", calibrate: bool = False
+) -> dict:
+    """The prior-estimate keywords of :func:`predict_spread` (None = the default
+    pseudo-counts), checked here so that a bad value fails before any spread is run."""
+    pseudo = PRIOR_PSEUDO_COUNTS if pseudo_counts is None else float(pseudo_counts)
+    if not 0 <= pseudo < float("inf"):
+        raise ChromosortError(f"prior pseudo-counts must be a number >= 0, got {pseudo_counts}")
+    if method not in PRIOR_METHODS:
+        raise ChromosortError(f"unknown prior method {method!r}; use one of {PRIOR_METHODS}")
+    return {"prior_pseudo_counts": pseudo, "prior_method": method, "calibrate": bool(calibrate)}
+
+
 def stored_calibration(model) -> dict | None:
     """The calibration that training fitted on its inner-CV out-of-fold predictions
     (``metadata.training.chosen.calibration``: BCTS temperature + bias, the class frequencies
@@ -107,10 +120,7 @@ def estimate_priors(
     the calibration is stored. Returns ``(adapted_proba, priors)``."""
     from . import priors as P
 
-    if method not in PRIOR_METHODS:
-        raise ChromosortError(f"unknown prior method {method!r}; use one of {PRIOR_METHODS}")
-    if not np.isfinite(pseudo_counts) or pseudo_counts < 0:
-        raise ChromosortError(f"prior pseudo-counts must be >= 0, got {pseudo_counts}")
+    prior_options(pseudo_counts, method)  # checks both
     base = calibration_priors(model)
     stored = stored_calibration(model) if (calibrate or method == "bbse") else None
     if method == "bbse" and (stored is None or stored["confusion"] is None):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .segment import add_crossing_score_argument
+
 HELP = (
     "segment, classify and explain every spread below INPUT_DIR (sub-folders = samples); resumable"
 )
@@ -26,13 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--torch-threads", type=int, default=1, help="torch threads per task (default 1)"
     )
     parser.add_argument("--no-gradcam", action="store_true", help="skip Grad-CAM maps")
-    parser.add_argument(
-        "--crossing-score",
-        default="auto",
-        choices=("auto", "on", "off"),
-        help="learned crossing score -> cluster: auto (default: fluorescence spreads only) | on | "
-        "off (e.g. fluorescence cohesion spreads whose large chromosomes open into X shapes)",
-    )
+    add_crossing_score_argument(parser)
     parser.add_argument(
         "--prior-pseudo-counts",
         type=float,
@@ -67,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..batch import prior_options, run_batch
+    from ..batch import run_batch
+    from ..predict import prior_options
     from ..progress import with_tqdm
     from ..segmentation import SegmentationParams
 

@@ -112,19 +112,11 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..crops import as_rgb_uint8
-    from ..errors import ChromosortError
     from ..io import read_image
     from ..model_io import load_model
-    from ..predict import PRIOR_PSEUDO_COUNTS, predict_crops, predict_spread
+    from ..predict import predict_crops, predict_spread, prior_options
 
-    pseudo = PRIOR_PSEUDO_COUNTS if args.prior_pseudo_counts is None else args.prior_pseudo_counts
-    if not pseudo >= 0 or pseudo == float("inf"):
-        raise ChromosortError(f"--prior-pseudo-counts must be a number >= 0, got {pseudo}")
-    prior_options = {
-        "prior_pseudo_counts": pseudo,
-        "calibrate": bool(args.calibrate),
-        "prior_method": args.prior_method,
-    }
+    options = prior_options(args.prior_pseudo_counts, args.prior_method, args.calibrate)
     model = load_model(args.model)
     files = _expand(args.inputs)
     gradcam_dir = Path(args.gradcam) if args.gradcam else None
@@ -146,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                 tta=tta,
                 adapt_priors=args.adapt_priors is not False,
                 separated_class=None if args.no_pair_rule else "auto",
-                **prior_options,
+                **options,
             )
             table = result.table.copy()
             table.insert(0, "source", str(path))
@@ -162,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         images = [as_rgb_uint8(read_image(p)) for p in files]
         table = predict_crops(
-            model, images, tta=tta, adapt_priors=bool(args.adapt_priors), **prior_options
+            model, images, tta=tta, adapt_priors=bool(args.adapt_priors), **options
         )
         table.insert(0, "source", [str(p) for p in files])
         tables.append(table)

@@ -7,6 +7,17 @@ import argparse
 HELP = "segment metaphase spreads: instance labels, an objects table and chromosome crops"
 
 
+def add_crossing_score_argument(parser: argparse.ArgumentParser) -> None:
+    """``--crossing-score`` (:attr:`.SegmentationParams.crossing_score`), shared with batch."""
+    parser.add_argument(
+        "--crossing-score",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="learned crossing score -> cluster: auto (default: fluorescence spreads only) | on | "
+        "off (e.g. fluorescence cohesion spreads whose large chromosomes open into X shapes)",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="spread image files (PNG, JPEG, TIFF...)")
     parser.add_argument("--out", required=True, help="output folder (one sub-folder per image)")
@@ -24,13 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not group separated sister chromatids (type C) into one object",
     )
-    parser.add_argument(
-        "--crossing-score",
-        default="auto",
-        choices=("auto", "on", "off"),
-        help="learned crossing score -> cluster: auto (default: fluorescence spreads only) | on | "
-        "off (e.g. fluorescence cohesion spreads whose large chromosomes open into X shapes)",
-    )
+    add_crossing_score_argument(parser)
     parser.add_argument(
         "--threshold", type=float, default=None, help="fixed object threshold (default: automatic)"
     )
