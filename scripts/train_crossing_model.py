@@ -33,7 +33,10 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from study_crossing_detector import Study, build  # noqa: E402
 
-from napari_chromosome_sort.crossing_model import FEATURES, CrossingModel  # noqa: E402
+from napari_chromosome_sort.crossing_model import (  # noqa: E402
+    CrossingModel,
+    crossing_candidates,
+)
 
 CS = (0.01, 0.1, 1.0)
 
@@ -55,13 +58,6 @@ def relative(logits: np.ndarray, images: np.ndarray, kept: np.ndarray) -> np.nda
         here = images == image
         out[here] -= np.median(logits[here & kept])
     return out
-
-
-def candidates(x: np.ndarray, min_rel_area: float) -> np.ndarray:
-    """Objects the score may flag: single pieces at least ``min_rel_area`` x the median."""
-    return (np.exp(x[:, FEATURES.index("log_rel_area")]) >= min_rel_area) & (
-        x[:, FEATURES.index("n_parts")] == 1
-    )
 
 
 def choose(study: Study, x, images, rows, slides, budget, cand) -> tuple[float, float, int]:
@@ -114,7 +110,7 @@ def main(argv=None) -> int:
     x = x.astype(np.float64)
     study = Study(df)
     images, slides, groups = (df[k].to_numpy() for k in ("image", "slide", "group"))
-    cand = candidates(x, args.min_rel_area)
+    cand = crossing_candidates(x, args.min_rel_area)
     kept_pos = int((study.kept & study.pos).sum())
     n_single = int(study.n_match.sum())
     print(f"{len(df)} objects, {kept_pos} kept overlap objects, {n_single} matched singles")

@@ -320,14 +320,14 @@ def run_batch(
     failed spreads are retried by the next run. ``params``: segmentation parameters
     (:class:`.SegmentationParams` or dict); ``priors``: :func:`.predict.prior_options`.
     """
+    from .predict import prior_options
+
     model_path = str(Path(model_path).resolve())
     if not Path(model_path).is_file():
         raise ChromosortError(f"model file {model_path} does not exist")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = find_spreads(input_dir, out_dir, exclude=exclude)
-    from .predict import prior_options
-
     pdict = _params_to_dict(params)
     priors = priors or prior_options()
     fp = fingerprint(model_path, pdict, gradcam, priors)

@@ -12,11 +12,10 @@ The score is **relative to the spread**: the median score of the spread's kept o
 subtracted before the threshold (the typical chromosome of a spread scores 0). Only objects at
 least ``min_rel_area`` (1.8) x the spread's median object are flagged: a crossing is two
 chromosomes, while a single chromosome whose sister chromatids have come apart (a type B/C
-cohesion call, X-shaped too) is one. A spread-level
-shift of the score scale was what kept a model trained on two slide sets from carrying over to a
-third (``docs/validation.md``, "Segmentation"); the typical chromosome of a spread is the
-reference that travels. With fewer than ``min_objects`` kept objects the median of the training
-spreads is used instead.
+cohesion call, X-shaped too) is one. A spread-level shift of the score scale was what kept a
+model trained on two slide sets from carrying over to a third (``docs/validation.md``,
+"Segmentation"); the typical chromosome of a spread is the reference that travels. With fewer
+than ``min_objects`` kept objects the median of the training spreads is used instead.
 """
 
 from __future__ import annotations
@@ -151,6 +150,14 @@ def shape_measures(label_img, signal, labels, median_area, width, n_parts) -> np
     return out
 
 
+def crossing_candidates(x: np.ndarray, min_rel_area: float) -> np.ndarray:
+    """Rows of ``x`` (:data:`FEATURES`) the score may flag: single pieces (``n_parts`` 1) of at
+    least ``min_rel_area`` x the median object."""
+    x = np.asarray(x, float).reshape(-1, len(FEATURES))
+    big = np.exp(x[:, FEATURES.index("log_rel_area")]) >= min_rel_area
+    return big & (x[:, FEATURES.index("n_parts")] == 1)
+
+
 @dataclass(frozen=True)
 class CrossingModel:
     """Standardised logistic regression on :data:`FEATURES`, thresholded on the spread-relative
@@ -199,16 +206,14 @@ class CrossingModel:
         reference: np.ndarray | None = None,
         threshold: float | None = None,
     ) -> np.ndarray:
-        """Which rows of ``x`` are crossings: single pieces (``n_parts`` 1) of at least
-        ``min_rel_area`` x the median object whose spread-relative score is above the
-        threshold (default: the model's)."""
+        """Which rows of ``x`` are crossings: :func:`crossing_candidates` whose spread-relative
+        score is above the threshold (default: the model's)."""
         x = np.asarray(x, float)
         if len(x) == 0:
             return np.zeros(0, bool)
+        threshold = self.threshold if threshold is None else threshold
         scores = self.relative_scores(x, reference)
-        big = np.exp(x[:, FEATURES.index("log_rel_area")]) >= self.min_rel_area
-        single = x[:, FEATURES.index("n_parts")] == 1
-        return big & single & (scores > (self.threshold if threshold is None else threshold))
+        return crossing_candidates(x, self.min_rel_area) & (scores > threshold)
 
     def to_json(self) -> str:
         return json.dumps({"format": MODEL_FORMAT, **asdict(self)}, indent=1)

@@ -584,7 +584,7 @@ def _flag_by_crossing_score(label_img, objects, corrected, med_obj, width, param
     """Kept single pieces of at least ``min_rel_area`` x the median object whose learned crossing
     score, relative to the spread's typical kept object, is above the threshold -> ``cluster``
     (:meth:`.crossing_model.CrossingModel.flags`)."""
-    from .crossing_model import FEATURES, load_crossing_model, shape_measures
+    from .crossing_model import FEATURES, crossing_candidates, load_crossing_model, shape_measures
 
     model = load_crossing_model(params.crossing_model)
     kept = [o for o in objects if o["status"] == "chromosome"]
@@ -600,8 +600,8 @@ def _flag_by_crossing_score(label_img, objects, corrected, med_obj, width, param
     )
     threshold = params.crossing_score_threshold
     threshold = model.threshold if threshold is None else threshold
-    scores = model.relative_scores(x)
-    flagged = model.flags(x, threshold=threshold)
+    scores = model.relative_scores(x)  # what model.flags(x) compares, kept for the reason
+    flagged = crossing_candidates(x, model.min_rel_area) & (scores > threshold)
     rel_area = np.exp(x[:, FEATURES.index("log_rel_area")])
     for o, score, flag, rel in zip(kept, scores, flagged, rel_area, strict=True):
         if flag:
