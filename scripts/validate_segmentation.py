@@ -70,37 +70,46 @@ def greedy_match(iou: np.ndarray, thr: float = 0.5) -> list[tuple[int, int]]:
     return pairs
 
 
-def giemsa_table(root: Path, params=None) -> pd.DataFrame:
-    rows = []
+def giemsa_stats(image: np.ndarray, boxes: np.ndarray, name: str, params=None) -> dict:
+    """Recall of the YOLO ``boxes`` (n, 5: cls, y0, x0, y1, x1) by kept objects of ``image``."""
+    t0 = time.perf_counter()
+    seg = segment_spread(image, params)
+    seconds = time.perf_counter() - t0
+    obj = seg.objects
+    kept = obj[obj["status"] == "chromosome"]
+    kept_boxes = kept[["bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]].to_numpy(float)
+    matches = greedy_match(box_iou(boxes[:, 1:], kept_boxes))
+    # a nucleus kept as chromosome: a kept object much larger than the largest annotated box
+    box_areas = (boxes[:, 3] - boxes[:, 1]) * (boxes[:, 4] - boxes[:, 2])
+    kept_areas = (kept_boxes[:, 2] - kept_boxes[:, 0]) * (kept_boxes[:, 3] - kept_boxes[:, 1])
+    nuclei_kept = int(np.sum(kept_areas > 4 * box_areas.max())) if len(kept_areas) else 0
+    return {
+        "image": name,
+        "boxes": len(boxes),
+        "matched": len(matches),
+        "recall": len(matches) / max(len(boxes), 1),
+        "kept": len(kept),
+        "kept_unmatched": len(kept) - len(matches),
+        "nuclei": int((obj["status"] == "nucleus").sum()),
+        "nucleus_kept": nuclei_kept,
+        "cluster": int((obj["status"] == "cluster").sum()),
+        "type_c_recall": _class_recall(boxes, matches, 2),
+        "seconds": round(seconds, 2),
+    }
+
+
+def giemsa_spreads(root: Path) -> list[tuple[Path, np.ndarray, np.ndarray]]:
+    """(path, image, boxes) of each annotated Giemsa spread."""
+    out = []
     for image_path in sorted((root / "images").glob("*.png")):
         image = read_image(image_path)
-        t0 = time.perf_counter()
-        seg = segment_spread(image, params)
-        seconds = time.perf_counter() - t0
         boxes = read_yolo_boxes(root / "labels" / f"{image_path.stem}.txt", image.shape)
-        obj = seg.objects
-        kept = obj[obj["status"] == "chromosome"]
-        kept_boxes = kept[["bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]].to_numpy(float)
-        matches = greedy_match(box_iou(boxes[:, 1:], kept_boxes))
-        # a nucleus kept as chromosome: a kept object much larger than the largest annotated box
-        box_areas = (boxes[:, 3] - boxes[:, 1]) * (boxes[:, 4] - boxes[:, 2])
-        kept_areas = (kept_boxes[:, 2] - kept_boxes[:, 0]) * (kept_boxes[:, 3] - kept_boxes[:, 1])
-        nuclei_kept = int(np.sum(kept_areas > 4 * box_areas.max())) if len(kept_areas) else 0
-        rows.append(
-            {
-                "image": image_path.name,
-                "boxes": len(boxes),
-                "matched": len(matches),
-                "recall": len(matches) / max(len(boxes), 1),
-                "kept": len(kept),
-                "kept_unmatched": len(kept) - len(matches),
-                "nuclei": int((obj["status"] == "nucleus").sum()),
-                "nucleus_kept": nuclei_kept,
-                "cluster": int((obj["status"] == "cluster").sum()),
-                "type_c_recall": _class_recall(boxes, matches, 2),
-                "seconds": round(seconds, 2),
-            }
-        )
+        out.append((image_path, image, boxes))
+    return out
+
+
+def giemsa_table(root: Path, params=None) -> pd.DataFrame:
+    rows = [giemsa_stats(im, boxes, p.name, params) for p, im, boxes in giemsa_spreads(root)]
     table = pd.DataFrame(rows)
     total = {
         "image": "ALL",
@@ -135,13 +144,20 @@ def dapi_pairs(root: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def read_dapi_pair(dapi: Path, truth_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The DAPI image and its K.tif truth (classes 1-24, overlap 255) as a 2-D array."""
+    truth = read_image(truth_path)
+    return read_image(dapi), truth[..., 0] if truth.ndim == 3 else truth
+
+
 def dapi_image_stats(dapi: Path, truth_path: Path, params=None) -> dict:
+    return dapi_stats(*read_dapi_pair(dapi, truth_path), dapi.name, params)
+
+
+def dapi_stats(image: np.ndarray, truth: np.ndarray, name: str, params=None) -> dict:
+    """Truth chromosomes found as single kept objects, and overlap objects flagged ``cluster``."""
     from scipy import ndimage as ndi
 
-    image = read_image(dapi)
-    truth = read_image(truth_path)
-    if truth.ndim == 3:
-        truth = truth[..., 0]
     seg = segment_spread(image, params)
     labels = seg.labels
     obj = seg.objects.set_index("label")
@@ -189,7 +205,7 @@ def dapi_image_stats(dapi: Path, truth_path: Path, params=None) -> dict:
     sub_cluster = sum(status[lab] == "cluster" for lab in sub_objects)
     sub_kept = sum(status[lab] == "chromosome" for lab in sub_objects)
     return {
-        "image": dapi.name,
+        "image": name,
         "truth": n_truth,
         "found": int(found),
         "recall": found / max(n_truth, 1),
