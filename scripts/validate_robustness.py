@@ -12,7 +12,8 @@ nearest-neighbour).
 Degradations: ``scale0.5`` etc. (anti-aliased resampling), ``noise5`` etc. (Gaussian noise of
 that many grey levels on 8-bit Giemsa; on DAPI a percentage of the 99.9th percentile,
 ``noise3`` = 3 %), ``jpeg70`` (JPEG quality 70), ``gamma0.7`` / ``gamma1.5`` (contrast curve),
-``grey`` (RGB averaged to one channel).
+``grey`` (RGB averaged to one channel), ``gradient`` / ``vignette`` (uneven illumination:
+the light falls by 40 % from left to right, or towards the corners).
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ from validate_segmentation import (  # noqa: E402
 )
 
 GIEMSA = ("none", "scale0.5", "scale0.75", "scale1.5", "noise5", "noise10", "noise20", "jpeg70",
-          "gamma0.7", "gamma1.5", "grey")  # fmt: skip
-DAPI = ("none", "scale0.5", "scale0.75", "scale1.5", "noise3", "noise6", "gamma0.7")
+          "gamma0.7", "gamma1.5", "grey", "gradient", "vignette")  # fmt: skip
+DAPI = ("none", "scale0.5", "scale0.75", "scale1.5", "noise3", "noise6", "gamma0.7", "gradient",
+        "vignette")  # fmt: skip
 
 
 def degrade(image: np.ndarray, how: str, noise_unit: float = 1.0) -> tuple[np.ndarray, float]:
@@ -69,6 +71,16 @@ def degrade(image: np.ndarray, how: str, noise_unit: float = 1.0) -> tuple[np.nd
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, "JPEG", quality=int(how[4:]))
         return np.asarray(Image.open(buffer)), scale
+    elif how in ("gradient", "vignette"):
+        # uneven illumination: 40 % falloff left to right, or towards the corners
+        h, w = x.shape[:2]
+        yy, xx = np.mgrid[:h, :w]
+        if how == "gradient":
+            gain = 1.0 - 0.4 * xx / max(w - 1, 1)
+        else:
+            r2 = ((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2
+            gain = 1.0 - 0.2 * r2
+        x = x * (gain[..., None] if x.ndim == 3 else gain)
     elif how == "grey":
         x = x.mean(axis=-1) if x.ndim == 3 else x
     else:

@@ -151,6 +151,24 @@ def test_polarity_detection(giemsa, dapi):
     assert detect_polarity(255 - giemsa.image) == "bright_on_dark"
 
 
+def _uneven(image: np.ndarray, falloff: float) -> np.ndarray:
+    """``image`` lit unevenly: the light falls by ``falloff`` from left to right."""
+    w = image.shape[1]
+    gain = 1.0 - falloff * np.arange(w) / (w - 1)
+    gain = gain[None, :, None] if image.ndim == 3 else gain[None, :]
+    return (image.astype(float) * gain).astype(image.dtype)
+
+
+def test_polarity_under_uneven_illumination():
+    """A lamp that lights one side of the field more than the other spreads the background over
+    the histogram; the local background (tile medians) takes the gradient out."""
+    for seed in (0, 1):
+        giemsa = make_spread(seed=seed, modality="giemsa").image  # 512 x 512: a field of view
+        dapi = make_spread(seed=seed, modality="dapi").image
+        assert detect_polarity(_uneven(giemsa, 0.5)) == "dark_on_light"
+        assert detect_polarity(_uneven(dapi, 0.5)) == "bright_on_dark"
+
+
 def test_chromosome_signal_objects_bright_and_override(giemsa, dapi):
     for spread in (giemsa, dapi):
         signal = chromosome_signal(spread.image)
@@ -166,6 +184,7 @@ def test_chromosome_signal_objects_bright_and_override(giemsa, dapi):
 def test_real_polarity(giemsa_dir, dapi_dir):
     for path in sorted((giemsa_dir / "images").glob("*.png")):
         assert detect_polarity(read_image(path)) == "dark_on_light"
+        assert detect_polarity(_uneven(read_image(path), 0.4)) == "dark_on_light", path.name
     dapi_files = sorted(dapi_dir.glob("*/*D.tif"))[:10]
     assert dapi_files
     for path in dapi_files:

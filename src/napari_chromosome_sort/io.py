@@ -160,12 +160,30 @@ def to_gray(image) -> np.ndarray:
     return np.clip(gray, 0.0, 1.0).astype(np.float32)
 
 
+FIELD_MIN_SIZE = 256  # px: images at least this large on both sides are fields of view
+
+
+def _local_background(gray: np.ndarray, blocks: int = 8) -> np.ndarray:
+    """The image's local background level: the median of each of ``blocks`` x ``blocks`` tiles
+    (robust to the objects in a tile), interpolated back to full size."""
+    from scipy import ndimage as ndi
+
+    h, w = gray.shape
+    by, bx = max(1, h // blocks), max(1, w // blocks)
+    ny, nx = h // by, w // bx
+    tiles = gray[: ny * by, : nx * bx].reshape(ny, by, nx, bx)
+    medians = np.median(tiles, axis=(1, 3))
+    return ndi.zoom(medians, (h / ny, w / nx), order=1, mode="nearest", grid_mode=True)
+
+
 def detect_polarity(image) -> str:
     """``"dark_on_light"`` (bright-field, Giemsa) or ``"bright_on_dark"`` (fluorescence, DAPI).
 
-    The background is the most common grey level (mode of a smoothed histogram). Objects lie in
-    the longer tail away from it: if the mass far below the background exceeds the mass far above,
-    objects are dark on a light background.
+    The background is the most common grey level (mode of a smoothed histogram; in a field of
+    view of at least :data:`FIELD_MIN_SIZE` px, of the grey levels minus the local background,
+    which makes it indifferent to uneven illumination). Objects lie in the longer tail away from
+    it: if the mass far below the background exceeds the mass far above, objects are dark on a
+    light background.
     """
     gray = (
         image
@@ -174,7 +192,13 @@ def detect_polarity(image) -> str:
     )
     gray = np.asarray(gray, dtype=np.float32)
     step = max(1, int(np.sqrt(gray.size / 250_000)))
-    sample = gray[::step, ::step].ravel()
+    sample = gray[::step, ::step]
+    if min(sample.shape) >= FIELD_MIN_SIZE:
+        # a field of view: grey levels relative to the local background, so that uneven
+        # illumination does not spread the background over the histogram; a crop (smaller,
+        # mostly object) has no background to take the tiles' median of
+        sample = sample - _local_background(sample)
+    sample = sample.ravel()
     lo, hi = np.percentile(sample, [0.5, 99.5])
     if hi - lo < 1e-6:
         return "dark_on_light" if float(np.median(sample)) > 0.5 else "bright_on_dark"
