@@ -7,7 +7,11 @@ boxes matched by kept objects; DAPI: truth chromosomes found as single kept obje
 overlap regions flagged ``cluster``). Truth is resampled with the image (boxes scaled, K.tif
 nearest-neighbour).
 
-    .venv/bin/python scripts/validate_robustness.py [--dapi-every 3] [--jobs 2]
+    .venv/bin/python scripts/validate_robustness.py [--dapi-every 3] [--jobs 2] [--classify M]
+
+With ``--classify MODEL`` (a ``chromosort train`` model) every degraded Giemsa spread is also
+classified end to end (``predict_spread`` defaults) and the calls of the kept objects matched to
+a box are compared with the box classes.
 
 Degradations: ``scale0.5`` etc. (anti-aliased resampling), ``noise5`` etc. (Gaussian noise of
 that many grey levels on 8-bit Giemsa; on DAPI a percentage of the 99.9th percentile,
@@ -33,10 +37,12 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from validate_segmentation import (  # noqa: E402
+    box_iou,
     dapi_pairs,
     dapi_stats,
     giemsa_spreads,
     giemsa_stats,
+    greedy_match,
     read_dapi_pair,
 )
 
@@ -89,11 +95,28 @@ def degrade(image: np.ndarray, how: str, noise_unit: float = 1.0) -> tuple[np.nd
 
 
 def _giemsa_one(job) -> dict:
-    path, image, boxes, how = job
+    path, image, boxes, how, model_path = job
     degraded, scale = degrade(image, how)
     scaled = boxes.copy()
     scaled[:, 1:] *= scale
-    return {"degradation": how, **giemsa_stats(degraded, scaled, path.name)}
+    row = {"degradation": how, **giemsa_stats(degraded, scaled, path.name)}
+    if model_path is not None:
+        row.update(_calls_vs_boxes(model_path, degraded, scaled))
+    return row
+
+
+def _calls_vs_boxes(model_path: Path, image: np.ndarray, boxes: np.ndarray) -> dict:
+    """Classify the spread; kept objects matched one-to-one to a box (IoU >= 0.5): how many
+    carry the box's class (box classes 0, 1, 2 = the model's classes in order, A, B, C)."""
+    from napari_chromosome_sort.model_io import load_model
+    from napari_chromosome_sort.predict import predict_spread
+
+    model = load_model(model_path)
+    table = predict_spread(model, image).table
+    kept = table[["bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]].to_numpy(float)
+    pairs = greedy_match(box_iou(boxes[:, 1:], kept))
+    agree = sum(model.classes[int(boxes[i, 0])] == table["class"].iloc[j] for i, j in pairs)
+    return {"called": len(pairs), "agree": int(agree)}
 
 
 def _dapi_one(job) -> dict:
@@ -124,6 +147,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--dapi-every", type=int, default=3, help="every Nth DAPI spread")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--classify", type=Path, default=None, help="model: also classify Giemsa")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     pd.set_option("display.width", 200)
@@ -131,13 +155,17 @@ def main(argv=None) -> int:
         giemsa = args.data / "giemsa_spreads_ddx11"
         if giemsa.exists():
             spreads = giemsa_spreads(giemsa)
-            jobs = [(p, im, b, how) for how in GIEMSA for p, im, b in spreads]
+            jobs = [(p, im, b, how, args.classify) for how in GIEMSA for p, im, b in spreads]
             rows = list(pool.map(_giemsa_one, jobs))
             print("## Giemsa (3 spreads): boxes matched by kept objects")
             table = _summary(rows, {"boxes matched": ("matched", "boxes")})
             sums = pd.DataFrame(rows).groupby("degradation", sort=False).sum(numeric_only=True)
             table["kept unmatched"] = sums["kept_unmatched"]
             table["nuclei"] = sums["nuclei"]
+            if args.classify is not None:
+                table["calls agreeing with the box"] = _summary(rows, {"x": ("agree", "called")})[
+                    "x"
+                ]
             print(table.to_string())
         dapi = args.data / "adir_dapi_spreads"
         if dapi.exists():

@@ -80,6 +80,40 @@ def test_delta_heatmap_lands_on_the_object():
     assert abs(cy - 55) < 3 and abs(cx - 55) < 3
 
 
+def test_crops_of_a_noisy_spread_are_denoised():
+    """A spread that segmentation denoised gives denoised crops (the classifier was trained on
+    clean ones); a clean spread's crops are left exactly as they were."""
+    from napari_chromosome_sort.crops import crop_chromosomes
+    from napari_chromosome_sort.segmentation import segment_spread
+    from napari_chromosome_sort.synthetic import make_spread
+
+    spread = make_spread(seed=2, n_chromosomes=15, n_nuclei=0, n_debris=0, n_clusters=0)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(spread.image + rng.normal(0, 25, spread.image.shape), 0, 255).astype(np.uint8)
+    seg = segment_spread(noisy)
+    assert seg.stats["denoised"]
+    crops = crop_chromosomes(noisy, seg, margin=0.3)
+    raw = crop_chromosomes(noisy, seg, margin=0.3, denoise=False)
+    assert len(crops) == len(raw) >= 12
+
+    # the same windows cut from the noise-free image: denoised crops are much closer to them
+    truth = crop_chromosomes(spread.image, seg, margin=0.3, denoise=False)
+
+    def distance(a, b):
+        return [np.abs(x.pixels.astype(float) - y.pixels).mean() for x, y in zip(a, b, strict=True)]
+
+    assert np.median(distance(crops, truth)) < 0.5 * np.median(distance(raw, truth))
+    # the chromosome stays as dark as in the raw crop (denoising keeps its contrast)
+    for crop, plain in zip(crops, raw, strict=True):
+        dark = plain.pixels.mean(axis=-1) < 120
+        assert abs(crop.pixels[dark].mean() - plain.pixels[dark].mean()) < 15
+    clean = segment_spread(spread.image)
+    assert not clean.stats["denoised"]
+    same = crop_chromosomes(spread.image, clean, margin=0.3)
+    plain = crop_chromosomes(spread.image, clean, margin=0.3, denoise=False)
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(same, plain, strict=True))
+
+
 def test_bright_on_dark_is_inverted():
     image, labels = _scene()
     crop = crop_object(255 - image, labels, 1, polarity="bright_on_dark")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_chromosome_sort.denoising import estimate_noise
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.io import read_image
 from napari_chromosome_sort.segmentation import (
@@ -17,7 +18,6 @@ from napari_chromosome_sort.segmentation import (
     Segmentation,
     SegmentationParams,
     denoise,
-    estimate_noise,
     segment_spread,
 )
 from napari_chromosome_sort.synthetic import _render, _segment_mask, make_spread

@@ -186,6 +186,7 @@ def crop_object(
     background: np.ndarray | None = None,
     blank_dilation: int = 2,
     isolate: bool = True,
+    denoise: bool = False,
 ) -> Crop:
     """Crop object ``label`` of ``labels`` out of ``image`` (see module docstring).
 
@@ -194,6 +195,8 @@ def crop_object(
     Other labelled objects are blanked after a ``blank_dilation``-pixel dilation (their halo),
     never over the object itself; with ``isolate=True`` (default) everything farther than a
     feathered rim of ``max(3, 0.08 * extent)`` px from the object becomes background too.
+    ``denoise``: the window is denoised first (non-local means, :mod:`.denoising`); set it for a
+    spread that segmentation denoised (``Segmentation.stats["denoised"]``).
     """
     labels = np.asarray(labels)
     if labels.shape != np.asarray(image).shape[:2]:
@@ -215,6 +218,10 @@ def crop_object(
     out_size = int(size) if size else side
     geometry = CropGeometry(y0, x0, y0 + side, x0 + side, out_size, tuple(labels.shape[:2]))
     pixels = _cut_window(rgb, geometry, 0)
+    if denoise:
+        from .denoising import denoise_rgb_uint8
+
+        pixels = denoise_rgb_uint8(pixels)
     window_labels = _cut_window(labels, geometry, -1)  # -1 = outside the image
     mine = window_labels == label
     if background is None:
@@ -255,6 +262,7 @@ def crop_chromosomes(image: np.ndarray, segmentation, **kwargs) -> list[Crop]:
     kept = objects.loc[objects["status"] == "chromosome", "label"].astype(int).tolist()
     if "polarity" not in kwargs:
         kwargs["polarity"] = getattr(segmentation, "polarity", None)
+    kwargs.setdefault("denoise", bool(getattr(segmentation, "stats", {}).get("denoised")))
     rgb = as_rgb_uint8(image)
     polarity = _polarity(image, kwargs.pop("polarity"))
     if polarity == "bright_on_dark":

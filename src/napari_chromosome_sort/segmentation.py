@@ -188,33 +188,18 @@ def _background(signal: np.ndarray, params: SegmentationParams) -> np.ndarray:
     return bg.astype(np.float32)
 
 
-def estimate_noise(signal: np.ndarray) -> float:
-    """Standard deviation of the pixel noise of ``signal`` (Immerkaer 1996: the mean absolute
-    response to a Laplacian difference kernel that cancels smooth structure)."""
-    from scipy import ndimage as ndi
-
-    if min(signal.shape) < 3:
-        return 0.0
-    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
-    response = ndi.convolve(np.asarray(signal, np.float32), kernel)[1:-1, 1:-1]
-    return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6.0)
-
-
 def denoise(raw: np.ndarray, params: SegmentationParams) -> tuple[np.ndarray, float, bool]:
     """(signal, its pixel noise, whether it was denoised). A signal (in [0, 1]) whose noise the
     ``smooth_sigma`` Gaussian would leave above ``max_noise`` (white noise: sigma_n / (2 sqrt(pi)
     s)) is denoised first by non-local means, which keeps thin chromatids and the gaps between
     them that a wider Gaussian would blur together."""
+    from .denoising import estimate_noise, nl_means
+
     noise = estimate_noise(raw)
     left = noise / (2.0 * np.sqrt(np.pi) * max(float(params.smooth_sigma), 0.5))
     if params.max_noise <= 0 or left <= params.max_noise:
         return raw, noise, False
-    from skimage.restoration import denoise_nl_means
-
-    clean = denoise_nl_means(
-        raw, h=0.6 * noise, sigma=noise, patch_size=5, patch_distance=6, fast_mode=True
-    )
-    return clean.astype(np.float32), noise, True
+    return nl_means(raw, noise), noise, True
 
 
 def _otsu(values: np.ndarray) -> float:

@@ -228,9 +228,13 @@ class LabelWidget(QWidget):
         from ..crops import crop_object
 
         try:
-            polarity = layer.metadata.get("chromosort", {}).get("polarity")
+            meta = layer.metadata.get("chromosort", {})
             return crop_object(
-                layer_image(image_layer), np.asarray(layer.data), int(label), polarity=polarity
+                layer_image(image_layer),
+                np.asarray(layer.data),
+                int(label),
+                polarity=meta.get("polarity"),
+                denoise=bool(meta.get("denoised")),
             )
         except Exception as error:  # noqa: BLE001 - shown to the user
             report_error(error, "Label chromosomes")

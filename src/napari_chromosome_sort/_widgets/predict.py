@@ -52,6 +52,7 @@ def _segmentation_from_layer(layer):
         objects=objects,
         polarity=meta.get("polarity") or "dark_on_light",
         params=SegmentationParams(**known),
+        stats={"denoised": bool(meta.get("denoised"))},
     )
 
 

@@ -200,6 +200,8 @@ class SegmentWidget(QWidget):
                 "kind": "segmentation",
                 "image_layer": image_layer.name,
                 "polarity": getattr(segmentation, "polarity", None),
+                # a noisy spread is denoised for segmentation; its crops must be too
+                "denoised": bool(getattr(segmentation, "stats", {}).get("denoised")),
                 "params": dataclasses.asdict(segmentation.params)
                 if dataclasses.is_dataclass(getattr(segmentation, "params", None))
                 else {},

@@ -94,7 +94,12 @@ def run(args) -> int:
         for label in seg.kept_labels():
             if crop_object is not None:
                 pixels = crop_object(
-                    image, seg.labels, label, polarity=seg.polarity, source=str(path)
+                    image,
+                    seg.labels,
+                    label,
+                    polarity=seg.polarity,
+                    source=str(path),
+                    denoise=bool(seg.stats.get("denoised")),
                 ).pixels
             else:  # pragma: no cover
                 pixels = _bbox_crop(image, seg.labels, label)
