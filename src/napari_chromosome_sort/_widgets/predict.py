@@ -262,7 +262,15 @@ class PredictWidget(QWidget):
             dict(zip(table["label"].astype(int), table["class"].astype(str), strict=True)), colours
         )
         placement = {"scale": image_layer.scale[-2:], "translate": image_layer.translate[-2:]}
-        meta = {"chromosort": {"kind": "prediction", "image_layer": image_layer.name}}
+        segmentation = prediction.segmentation
+        meta = {
+            "chromosort": {
+                "kind": "prediction",
+                "image_layer": image_layer.name,
+                "polarity": segmentation.polarity,
+                "denoised": bool(segmentation.stats.get("denoised")),
+            }
+        }
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.data = kept
