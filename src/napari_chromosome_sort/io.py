@@ -163,7 +163,7 @@ def to_gray(image) -> np.ndarray:
 FIELD_MIN_SIZE = 256  # px: images at least this large on both sides are fields of view
 
 
-def _local_background(gray: np.ndarray, blocks: int = 8) -> np.ndarray:
+def _tile_background(gray: np.ndarray, blocks: int = 8) -> np.ndarray:
     """The image's local background level: the median of each of ``blocks`` x ``blocks`` tiles
     (robust to the objects in a tile), interpolated back to full size."""
     from scipy import ndimage as ndi
@@ -197,7 +197,7 @@ def detect_polarity(image) -> str:
         # a field of view: grey levels relative to the local background, so that uneven
         # illumination does not spread the background over the histogram; a crop (smaller,
         # mostly object) has no background to take the tiles' median of
-        sample = sample - _local_background(sample)
+        sample = sample - _tile_background(sample)
     sample = sample.ravel()
     lo, hi = np.percentile(sample, [0.5, 99.5])
     if hi - lo < 1e-6:

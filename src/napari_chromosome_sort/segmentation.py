@@ -61,7 +61,7 @@ class SegmentationParams:
     unless the name says ``_px``; intensities are relative to the median object peak."""
 
     polarity: str | None = None  # None = auto ("dark_on_light" | "bright_on_dark")
-    smooth_sigma: float = 0.7  # px, Gaussian before thresholding (more for noisy images)
+    smooth_sigma: float = 0.7  # px, Gaussian before thresholding
     max_noise: float = 0.01  # noisier images (after smooth_sigma, x range) are denoised first
     background_fraction: float = 1 / 8  # background opening size as a fraction of min(H, W)
     background_downsample: int = 4
@@ -196,6 +196,7 @@ def denoise(raw: np.ndarray, params: SegmentationParams) -> tuple[np.ndarray, fl
     from .denoising import estimate_noise, nl_means
 
     noise = estimate_noise(raw)
+    # (a Gaussian narrower than half a pixel averages next to nothing)
     left = noise / (2.0 * np.sqrt(np.pi) * max(float(params.smooth_sigma), 0.5))
     if params.max_noise <= 0 or left <= params.max_noise:
         return raw, noise, False
@@ -267,8 +268,7 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     raw = chromosome_signal(image, polarity)
     shape = raw.shape
     raw, pixel_noise, denoised = denoise(raw, params)
-    sigma = float(params.smooth_sigma)
-    signal = ndi.gaussian_filter(raw, sigma) if sigma > 0 else raw
+    signal = ndi.gaussian_filter(raw, params.smooth_sigma) if params.smooth_sigma > 0 else raw
     corrected = np.clip(signal - _background(signal, params), 0, None).astype(np.float32)
 
     # ---- thresholds ----------------------------------------------------------------------
