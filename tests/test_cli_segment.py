@@ -45,6 +45,26 @@ def test_segment_writes_labels_objects_crops(spread_files, tmp_path, capsys):
     assert "chromosome" in capsys.readouterr().err
 
 
+def test_segment_denoises_the_crops_of_a_noisy_spread(tmp_path):
+    """A noisy spread's crops are written denoised, like the spread segmentation saw."""
+    from napari_chromosome_sort.crops import crop_object
+
+    spread = make_spread(seed=23, n_chromosomes=12, n_nuclei=0, n_debris=0, n_clusters=0)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(spread.image + rng.normal(0, 25, spread.image.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    assert main(["segment", str(tmp_path / "noisy.png"), "--out", str(tmp_path), "--quiet"]) == 0
+    labels = tifffile.imread(tmp_path / "noisy" / "labels.tif")
+    objects = pd.read_csv(tmp_path / "noisy" / "objects.csv", keep_default_na=False)
+    label = int(objects.label[objects.status == "chromosome"].iloc[0])
+    written = np.asarray(Image.open(tmp_path / "noisy" / "crops" / f"noisy_{label}.png"))
+    raw = crop_object(noisy, labels, label).pixels
+    clean = crop_object(spread.image, labels, label).pixels  # the same window without noise
+    assert written.shape == raw.shape == clean.shape
+    error = np.abs(written.astype(float) - clean).mean()
+    assert error < 0.5 * np.abs(raw.astype(float) - clean).mean()
+
+
 def test_segment_options(spread_files, tmp_path):
     out = tmp_path / "o"
     image = str(spread_files / "d1.tif")
