@@ -15,7 +15,9 @@ a box are compared with the box classes.
 
 Degradations: ``scale0.5`` etc. (anti-aliased resampling), ``noise5`` etc. (Gaussian noise of
 that many grey levels on 8-bit Giemsa; on DAPI a percentage of the 99.9th percentile,
-``noise3`` = 3 %), ``jpeg70`` (JPEG quality 70), ``gamma0.7`` / ``gamma1.5`` (contrast curve),
+``noise3`` = 3 %), ``photons100`` / ``photons30`` (DAPI: photon noise of a dim exposure, the
+99.9th percentile at 100 or 30 photons), ``jpeg70`` (JPEG quality 70), ``gamma0.7`` /
+``gamma1.5`` (contrast curve),
 ``grey`` (RGB averaged to one channel), ``gradient`` / ``vignette`` (uneven illumination:
 the light falls by 40 % from left to right, or towards the corners).
 """
@@ -48,8 +50,8 @@ from validate_segmentation import (  # noqa: E402
 
 GIEMSA = ("none", "scale0.5", "scale0.75", "scale1.5", "noise5", "noise10", "noise20", "jpeg70",
           "gamma0.7", "gamma1.5", "grey", "gradient", "vignette")  # fmt: skip
-DAPI = ("none", "scale0.5", "scale0.75", "scale1.5", "noise3", "noise6", "gamma0.7", "gradient",
-        "vignette")  # fmt: skip
+DAPI = ("none", "scale0.5", "scale0.75", "scale1.5", "noise3", "noise6", "photons100",
+        "photons30", "gamma0.7", "gradient", "vignette")  # fmt: skip
 
 
 def degrade(image: np.ndarray, how: str, noise_unit: float = 1.0) -> tuple[np.ndarray, float]:
@@ -70,6 +72,12 @@ def degrade(image: np.ndarray, how: str, noise_unit: float = 1.0) -> tuple[np.nd
     elif how.startswith("noise"):
         rng = np.random.default_rng(0)
         x = x + rng.normal(0.0, float(how[5:]) * noise_unit, x.shape)
+    elif how.startswith("photons"):
+        # a dim exposure: photon (Poisson) noise with the 99.9th percentile at that many photons
+        peak = float(np.quantile(x, 0.999)) or 1.0
+        photons = float(how[7:])
+        rng = np.random.default_rng(0)
+        x = rng.poisson(np.clip(x, 0, None) / peak * photons) * (peak / photons)
     elif how.startswith("gamma"):
         peak = float(np.quantile(x, 0.999)) or 1.0
         x = peak * (np.clip(x, 0, None) / peak) ** float(how[5:])

@@ -193,9 +193,9 @@ def denoise(raw: np.ndarray, params: SegmentationParams) -> tuple[np.ndarray, fl
     ``smooth_sigma`` Gaussian would leave above ``max_noise`` (white noise: sigma_n / (2 sqrt(pi)
     s)) is denoised first by non-local means, which keeps thin chromatids and the gaps between
     them that a wider Gaussian would blur together."""
-    from .denoising import estimate_noise, nl_means
+    from .denoising import nl_means, stain_noise
 
-    noise = estimate_noise(raw)
+    noise = stain_noise(raw)
     # (a Gaussian narrower than half a pixel averages next to nothing)
     left = noise / (2.0 * np.sqrt(np.pi) * max(float(params.smooth_sigma), 0.5))
     if params.max_noise <= 0 or left <= params.max_noise:
