@@ -47,6 +47,18 @@ def test_segment_synthetic(make_napari_viewer, qtbot):
     widget, layer = _segment(viewer, qtbot, image)
     _check_result(layer, image)
     assert "objects" in widget.summary.text()
+    assert "denoised" not in widget.summary.text()
+
+
+def test_segment_noisy_image_says_it_was_denoised(make_napari_viewer, qtbot):
+    image = _synthetic_image()
+    rng = np.random.default_rng(0)
+    noisy = np.clip(image + rng.normal(0, 30, image.shape), 0, 255).astype(np.uint8)
+    viewer = make_napari_viewer()
+    widget, layer = _segment(viewer, qtbot, noisy, name="noisy")
+    _check_result(layer, noisy)
+    assert layer.metadata["chromosort"]["denoised"]
+    assert "denoised" in widget.summary.text()
 
 
 def test_segment_giemsa(make_napari_viewer, qtbot, giemsa_dir):

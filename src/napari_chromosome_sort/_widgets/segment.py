@@ -298,4 +298,7 @@ class SegmentWidget(QWidget):
             return
         counts = layer.features["status"].value_counts()
         parts = [f"{counts.get(s, 0)} {s}" for s in STATUS_COLOURS if counts.get(s, 0)]
-        self.summary.setText(f"<b>{len(layer.features)} objects</b>: " + ", ".join(parts))
+        text = f"<b>{len(layer.features)} objects</b>: " + ", ".join(parts)
+        if layer.metadata.get(META_KEY, {}).get("denoised"):
+            text += " (noisy image: denoised before segmenting, and so are its crops)"
+        self.summary.setText(text)
