@@ -45,7 +45,7 @@ def test_segment_writes_labels_objects_crops(spread_files, tmp_path, capsys):
     assert "chromosome" in capsys.readouterr().err
 
 
-def test_segment_denoises_the_crops_of_a_noisy_spread(tmp_path):
+def test_segment_denoises_the_crops_of_a_noisy_spread(tmp_path, capsys):
     """A noisy spread's crops are written denoised, like the spread segmentation saw."""
     from napari_chromosome_sort.crops import crop_object
 
@@ -53,7 +53,8 @@ def test_segment_denoises_the_crops_of_a_noisy_spread(tmp_path):
     rng = np.random.default_rng(0)
     noisy = np.clip(spread.image + rng.normal(0, 25, spread.image.shape), 0, 255).astype(np.uint8)
     Image.fromarray(noisy).save(tmp_path / "noisy.png")
-    assert main(["segment", str(tmp_path / "noisy.png"), "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["segment", str(tmp_path / "noisy.png"), "--out", str(tmp_path)]) == 0
+    assert "denoised" in capsys.readouterr().err
     labels = tifffile.imread(tmp_path / "noisy" / "labels.tif")
     objects = pd.read_csv(tmp_path / "noisy" / "objects.csv", keep_default_na=False)
     label = int(objects.label[objects.status == "chromosome"].iloc[0])

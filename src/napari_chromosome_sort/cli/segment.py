@@ -109,6 +109,8 @@ def run(args) -> int:
         counts = seg.status_counts()
         if not args.quiet:
             summary = ", ".join(f"{k} {v}" for k, v in counts.items())
+            if seg.stats.get("denoised"):
+                summary += " (noisy image: denoised before segmenting and cropping)"
             print(f"{path.name}: {summary}", file=sys.stderr)
     return 0
 
