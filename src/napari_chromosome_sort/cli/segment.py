@@ -75,10 +75,7 @@ def run(args) -> int:
         crossing_score=args.crossing_score,
         threshold=args.threshold,
     )
-    try:
-        from ..crops import crop_object
-    except ImportError:  # pragma: no cover - crops module is part of the package
-        crop_object = None
+    from ..crops import crop_chromosomes
 
     for path in tqdm(paths, desc="segment", unit="image", disable=args.quiet, file=sys.stderr):
         image = read_image(path)
@@ -91,20 +88,10 @@ def run(args) -> int:
             continue
         crops_dir = folder / "crops"
         crops_dir.mkdir(exist_ok=True)
-        for label in seg.kept_labels():
-            if crop_object is not None:
-                pixels = crop_object(
-                    image,
-                    seg.labels,
-                    label,
-                    polarity=seg.polarity,
-                    source=str(path),
-                    denoise=bool(seg.stats.get("denoised")),
-                ).pixels
-            else:  # pragma: no cover
-                pixels = _bbox_crop(image, seg.labels, label)
-            Image.fromarray(np.ascontiguousarray(pixels)).save(
-                crops_dir / f"{path.stem}_{label}.png"
+        # (crops of a spread that segmentation denoised are denoised too: crop_chromosomes)
+        for crop in crop_chromosomes(image, seg, source=str(path)):
+            Image.fromarray(np.ascontiguousarray(crop.pixels)).save(
+                crops_dir / f"{path.stem}_{crop.label}.png"
             )
         counts = seg.status_counts()
         if not args.quiet:
@@ -113,17 +100,3 @@ def run(args) -> int:
                 summary += " (noisy image: denoised before segmenting and cropping)"
             print(f"{path.name}: {summary}", file=sys.stderr)
     return 0
-
-
-def _bbox_crop(image, labels, label):
-    """Fallback crop: bounding box with other objects blanked to the median background."""
-    import numpy as np
-
-    ys, xs = np.nonzero(labels == label)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    crop = np.array(image[y0:y1, x0:x1])
-    other = (labels[y0:y1, x0:x1] != label) & (labels[y0:y1, x0:x1] > 0)
-    crop[other] = np.median(image[labels == 0], axis=0).astype(image.dtype)
-    if crop.dtype != np.uint8:
-        crop = (255 * (crop - crop.min()) / max(np.ptp(crop), 1e-6)).astype(np.uint8)
-    return crop
