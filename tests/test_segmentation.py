@@ -487,7 +487,7 @@ def test_kept_pieces_meeting_along_a_bright_cut_become_clusters():
     either of them -> cluster. Pieces meeting in a valley, and grouped chromatid pairs, stay."""
     from scipy import ndimage as ndi
 
-    from napari_chromosome_sort.segmentation import _flag_bright_contacts
+    from napari_chromosome_sort.segmentation.crossings import flag_bright_contacts
 
     labels, signal = _cut_pairs(cut_gain=1.4)  # below the 1.6x plateau of the X/T test
     smooth = ndi.gaussian_filter(signal, 2.5)
@@ -495,7 +495,7 @@ def test_kept_pieces_meeting_along_a_bright_cut_become_clusters():
         {"label": k, "status": "chromosome", "reason": "", "n_parts": 2 if k == 6 else 1}
         for k in range(1, 7)
     ]
-    _flag_bright_contacts(labels, objects, smooth, 10.0, SegmentationParams())
+    flag_bright_contacts(labels, objects, smooth, 10.0, SegmentationParams())
     status = {o["label"]: o["status"] for o in objects}
     assert status == {
         1: "cluster",
@@ -509,7 +509,7 @@ def test_kept_pieces_meeting_along_a_bright_cut_become_clusters():
     # a cut only as bright as the rods is not an overlap
     labels, signal = _cut_pairs(cut_gain=1.0)
     objects = [{"label": k, "status": "chromosome", "reason": "", "n_parts": 1} for k in (1, 2)]
-    _flag_bright_contacts(
+    flag_bright_contacts(
         labels, objects, ndi.gaussian_filter(signal, 2.5), 10.0, SegmentationParams()
     )
     assert all(o["status"] == "chromosome" for o in objects)

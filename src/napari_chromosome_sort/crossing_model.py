@@ -1,6 +1,6 @@
 """Learned crossing score: is a kept object two chromosomes lying across each other?
 
-The segmentation's hand-made crossing rules (:func:`.segmentation._flag_crossings`) catch
+The segmentation's hand-made crossing rules (:func:`.segmentation.crossings.flag_crossings`) catch
 crossings with a bright double-DNA overlap or a bright cut; in fluorescence spreads many
 crossings have neither (their overlap is no brighter than a DAPI band). This score looks at the
 whole shape instead: 16 measures of each kept object (:data:`FEATURES`, all relative to the

@@ -1,0 +1,48 @@
+"""Segment a metaphase spread into objects, each with a status and a human-readable reason.
+
+Qt-free. The pipeline (:mod:`.pipeline`; every threshold adapts to the image, every knob is in
+``SegmentationParams``):
+
+1. ``chromosome_signal`` (objects bright, polarity auto-detected), light smoothing, subtraction of a
+   smooth background estimated by a large grey opening on a downsampled copy.
+2. A low (Otsu) threshold finds everything stained. Its components give the spread's typical
+   object peak intensity; the object threshold is a fraction of that peak ("half maximum"), which
+   separates sister chromatids and neighbours far better than Otsu on a blurred image.
+3. Nuclei: low-threshold components much larger than the median object and round -> ``nucleus``
+   (object pieces inside them are absorbed).
+4. Sister-chromatid pairs (type C: two parallel blobs with a gap) are grouped into ONE object by
+   proximity, similar size, parallel orientation and side-by-side placement (mutual best match).
+5. Sizes relative to the median object: too small -> ``debris``; too large -> optional watershed
+   split that is kept only if every piece is chromosome-sized, else ``cluster``.
+6. Objects touching the image edge -> ``border``; everything else -> ``chromosome``.
+7. Crossings: a kept single piece that is larger than the median chromosome, not convex, with a
+   branched skeleton and a brighter (double-DNA) overlap plateau -> ``cluster``; and kept single
+   pieces that meet another kept object along a cut brighter than both (a crossing that step 5
+   cut through its overlap; touching neighbours meet in a valley) -> ``cluster``.
+8. Fluorescence spreads only (by default): the learned crossing score of each kept single piece
+   (:mod:`napari_chromosome_sort.crossing_model`, 16 shape measures, relative to the spread's
+   typical object) above the model's threshold -> ``cluster``.
+
+The modules, one step each: ``params`` (every knob), ``signal`` (denoising, background,
+threshold), ``nuclei``, ``pairing`` (chromatid pairs), ``splitting`` (watershed), ``crossings``,
+``shapes`` (shape measures), ``result`` (the ``Segmentation``), ``edits`` (hand edits).
+"""
+
+from .edits import USER_REASON, measure_labels, reconcile_objects
+from .params import OBJECT_COLUMNS, STATUSES, SegmentationParams, validate_params
+from .pipeline import segment_spread
+from .result import Segmentation
+from .signal import denoise
+
+__all__ = [
+    "OBJECT_COLUMNS",
+    "STATUSES",
+    "USER_REASON",
+    "Segmentation",
+    "SegmentationParams",
+    "denoise",
+    "measure_labels",
+    "reconcile_objects",
+    "segment_spread",
+    "validate_params",
+]

@@ -1,0 +1,120 @@
+"""Sister-chromatid pairing: two blobs lying side by side become one chromosome (type C)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .shapes import angle_diff
+
+
+def median_object_area(pieces, group, params) -> float:
+    grouped = group[pieces]
+    grouped[pieces == 0] = 0
+    g_areas = np.bincount(grouped.ravel())
+    g_areas = g_areas[1:][g_areas[1:] > 0]
+    if g_areas.size == 0:
+        return 1.0
+    med = float(np.median(g_areas))
+    plausible = g_areas[g_areas >= params.debris_area_fraction * med]
+    return float(np.median(plausible)) if plausible.size else med
+
+
+def group_pairs(
+    pieces,
+    n_pieces,
+    width,
+    med_piece,
+    params,
+    max_union=None,
+    piece_half_width=None,
+    twin_max_half_width=None,
+) -> np.ndarray:
+    """piece id -> representative id after grouping sister-chromatid pairs (mutual best)."""
+    from skimage.measure import regionprops
+    from skimage.segmentation import expand_labels
+
+    group = np.arange(n_pieces + 1)
+    if not params.pair_chromatids or n_pieces < 2:
+        return group
+    region_of = {r.label: r for r in regionprops(pieces)}
+    gap = max(1.0, params.pair_max_gap_factor * width)
+    expanded = expand_labels(pieces, distance=gap / 2.0 + 0.5)
+    pairs = set()
+    for a, b in ((expanded[:, :-1], expanded[:, 1:]), (expanded[:-1, :], expanded[1:, :])):
+        sel = (a != b) & (a > 0) & (b > 0)
+        for u, v in zip(a[sel].tolist(), b[sel].tolist(), strict=True):
+            pairs.add((min(u, v), max(u, v)))
+    candidates = []
+    for u, v in pairs:
+        if u not in region_of or v not in region_of:
+            continue
+        if max_union is not None and region_of[u].area + region_of[v].area > max_union:
+            continue
+        twins_ok = twin_max_half_width is not None and (
+            max(piece_half_width[u - 1], piece_half_width[v - 1]) <= twin_max_half_width
+        )
+        score = _pair_score(
+            region_of[u], region_of[v], pieces, width, gap, med_piece, params, twins_ok
+        )
+        if score is not None:
+            candidates.append((score, u, v))
+    candidates.sort()
+    used = set()
+    for _score, u, v in candidates:
+        if u in used or v in used:
+            continue
+        used.update((u, v))
+        group[v] = u
+    return group
+
+
+def _pair_score(ru, rv, pieces, width, gap, med_piece, params, twins_ok=False) -> float | None:
+    """Score (lower = better) for two blobs being sister chromatids of one chromosome, or None."""
+    from scipy import ndimage as ndi
+
+    au, av = float(ru.area), float(rv.area)
+    if max(au, av) / max(min(au, av), 1.0) > params.pair_max_area_ratio:
+        return None
+    if params.pair_max_blob_width_factor > 0 and (
+        max(ru.axis_minor_length, rv.axis_minor_length) > params.pair_max_blob_width_factor * width
+    ):
+        return None
+    if min(au, av) < params.debris_area_fraction * med_piece:
+        return None
+    elong_u = ru.axis_major_length / max(ru.axis_minor_length, 1.0)
+    elong_v = rv.axis_major_length / max(rv.axis_minor_length, 1.0)
+    elongated = min(elong_u, elong_v) >= params.pair_min_elongation
+    angle = np.degrees(angle_diff(ru.orientation, rv.orientation))
+    d = np.array(rv.centroid) - np.array(ru.centroid)
+    mean_len = 0.5 * (ru.axis_major_length + rv.axis_major_length)
+    theta = ru.orientation if au >= av else rv.orientation
+    axis = np.array([np.cos(theta), np.sin(theta)])  # (row, col) direction of major axis
+    along = abs(float(d @ axis))
+    across = abs(float(d @ np.array([-axis[1], axis[0]])))
+    side_by_side = (
+        not (elongated and angle > params.pair_max_angle_deg)
+        and along <= params.pair_max_axial_offset * mean_len
+        and across <= 2.0 * width + gap
+    )
+    # twins: near-identical blobs (sisters are copies) close together, in any arrangement
+    twins = twins_ok and max(au, av) / max(min(au, av), 1.0) <= params.pair_twin_area_ratio
+    if not side_by_side and not twins:
+        return None
+    # actual gap between the two blobs
+    y0 = min(ru.bbox[0], rv.bbox[0])
+    x0 = min(ru.bbox[1], rv.bbox[1])
+    y1 = max(ru.bbox[2], rv.bbox[2])
+    x1 = max(ru.bbox[3], rv.bbox[3])
+    local = pieces[y0:y1, x0:x1]
+    gap_px = float(ndi.distance_transform_edt(local != ru.label)[local == rv.label].min())
+    if gap_px > gap + 1:
+        return None
+    score = 0.5 * angle / params.pair_max_angle_deg if elongated else 0.5
+    if not side_by_side:
+        score += params.pair_twin_penalty
+    score += (
+        min(along / max(mean_len, 1.0), 1.0)
+        + 3.0 * abs(np.log(au / av))
+        + params.pair_gap_weight * gap_px / max(width, 1.0)
+    )
+    return score

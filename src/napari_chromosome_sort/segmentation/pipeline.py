@@ -1,0 +1,376 @@
+"""``segment_spread``: the steps of the segmentation in order, each a short function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .crossings import crossing_score_on, flag_by_crossing_score, flag_crossings
+from .nuclei import find_nuclei
+from .pairing import group_pairs, median_object_area
+from .params import SegmentationParams, validate_params
+from .result import Segmentation, build_segmentation, empty_segmentation
+from .shapes import round_blobs
+from .signal import denoise, estimate_background, otsu_threshold
+from .splitting import split_by_levels
+
+
+@dataclass
+class _Levels:
+    """The spread's intensity levels and typical object size, as measured at the low threshold."""
+
+    low: float  # Otsu threshold: everything stained
+    object: float  # object threshold: a fraction of the typical object peak
+    typical_peak: float
+    typical_area: float  # area-weighted median of the low-threshold components
+
+
+def segment_spread(image, params: SegmentationParams | None = None) -> Segmentation:
+    """Segment a spread (grey or RGB, any dtype) into labelled objects with status + reason."""
+    params = params or SegmentationParams()
+    validate_params(params)
+    polarity, corrected, pixel_noise, denoised = _corrected_signal(image, params)
+    shape = corrected.shape
+    levels = _levels(corrected, params)
+    if levels is None:
+        return empty_segmentation(shape, polarity, params, corrected)
+
+    label_img = np.zeros(shape, np.int32)
+    objects: list[dict] = []
+    pieces, n_pieces, nucleus_mask = _pieces_and_nuclei(corrected, levels, params)
+    _add_nuclei(label_img, objects, nucleus_mask, levels.typical_area, params)
+    if n_pieces == 0:
+        return build_segmentation(label_img, objects, corrected, polarity, params, shape)
+
+    width, half_widths, med_piece = _piece_measures(pieces, n_pieces)
+    group, med_obj, twin_width = _pair_chromatids(
+        pieces, n_pieces, width, half_widths, med_piece, params
+    )
+    _add_objects(
+        label_img, objects, pieces, group, n_pieces, corrected, med_obj, width, twin_width, params
+    )
+    _grow_objects(label_img, objects, corrected, levels, width, params)
+    _flag_faint(label_img, objects, corrected, params)
+    # ---- crossings: two chromosomes lying across each other form one X/T-shaped piece whose
+    # overlap is brighter (double DNA); they cannot be cut cleanly -> cluster -----------------
+    if params.detect_crossings and objects:
+        flag_crossings(label_img, objects, corrected, med_obj, width, params)
+        if crossing_score_on(params, polarity):
+            flag_by_crossing_score(label_img, objects, corrected, med_obj, width, params)
+    stats = {
+        "threshold_low": levels.low,
+        "threshold": levels.object,
+        "median_area": med_obj,
+        "width": width,
+        "noise": pixel_noise,
+        "denoised": denoised,
+    }
+    return build_segmentation(label_img, objects, corrected, polarity, params, shape, stats)
+
+
+def _corrected_signal(image, params: SegmentationParams):
+    """(polarity, background-corrected signal with objects bright, pixel noise, denoised?)."""
+    from scipy import ndimage as ndi
+
+    from ..io import chromosome_signal, detect_polarity, to_gray
+
+    polarity = params.polarity or detect_polarity(to_gray(image))
+    raw = chromosome_signal(image, polarity)
+    raw, pixel_noise, denoised = denoise(raw, params)
+    signal = ndi.gaussian_filter(raw, params.smooth_sigma) if params.smooth_sigma > 0 else raw
+    corrected = np.clip(signal - estimate_background(signal, params), 0, None).astype(np.float32)
+    return polarity, corrected, pixel_noise, denoised
+
+
+def _levels(corrected: np.ndarray, params: SegmentationParams) -> _Levels | None:
+    """The thresholds and typical object size; None when nothing is stained."""
+    from scipy import ndimage as ndi
+
+    t_low = otsu_threshold(corrected)
+    if not np.isfinite(t_low):
+        return None
+    low_lab, n_low = ndi.label(corrected > t_low)
+    low_areas = np.bincount(low_lab.ravel(), minlength=n_low + 1)
+    low_areas[0] = 0
+    idx = np.arange(1, n_low + 1)
+    peaks = np.asarray(ndi.maximum(corrected, low_lab, idx)) if n_low else np.zeros(0)
+    ok = low_areas[1:] >= max(params.min_area_px, 3)
+    if not ok.any():
+        return None
+    med_low = float(np.median(low_areas[1:][ok]))
+    # nucleus-like blobs are left out of the typical object size: where nuclei hold most of the
+    # stain they would otherwise set it, and nuclei would then be too small to be found
+    nucleus_like = round_blobs(low_lab, low_areas, 5 * med_low, params)
+    typical = ok & (low_areas[1:] < 20 * med_low) & ~nucleus_like
+    if typical.any():
+        # area-weighted median: the size of the object an average stained pixel belongs to,
+        # robust to many specks of debris
+        sizes = np.sort(low_areas[1:][typical]).astype(float)
+        cumulative = np.cumsum(sizes)
+        med_low = float(sizes[np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+    typical_peak = float(np.median(peaks[typical])) if typical.any() else float(peaks.max())
+    if params.threshold is not None:
+        t_obj = float(params.threshold)
+    else:
+        t_obj = max(t_low, params.peak_fraction * typical_peak)
+    return _Levels(low=t_low, object=t_obj, typical_peak=typical_peak, typical_area=med_low)
+
+
+def _pieces_and_nuclei(corrected: np.ndarray, levels: _Levels, params: SegmentationParams):
+    """(pieces above the object threshold, their number, nucleus mask).
+
+    Nuclei are found on a smoothed signal above the noise floor, so that pale nuclei are whole
+    discs, then opened with a disk wider than a chromosome so that chromosomes lying against a
+    nucleus and the chromosome spread itself fall away; a nucleus must be almost fully stained.
+    Pieces lying mostly in a nucleus' interior are absorbed into it; pieces on its rim
+    (chromosomes lying against a nucleus) are kept and cut out of the nucleus.
+    """
+    from scipy import ndimage as ndi
+
+    shape = corrected.shape
+    nucleus_mask = find_nuclei(corrected, levels.typical_area, levels.low, params)
+    pieces, n_pieces = ndi.label(corrected > levels.object)
+    piece_areas = np.bincount(pieces.ravel(), minlength=n_pieces + 1)
+    if nucleus_mask.any():
+        rim = max(1.0, params.nucleus_rim_factor * np.sqrt(levels.typical_area))
+        interior = np.zeros(shape, bool)
+        for sl in ndi.find_objects(ndi.label(nucleus_mask)[0]):
+            interior[sl] = ndi.distance_transform_edt(np.pad(nucleus_mask[sl], 1))[1:-1, 1:-1] > rim
+        inside = np.bincount(pieces[interior], minlength=n_pieces + 1)
+        frac = inside / np.maximum(piece_areas, 1)
+        absorb_ids = np.flatnonzero(frac > 0.5)
+        absorb_ids = absorb_ids[absorb_ids > 0]
+        if absorb_ids.size:
+            absorb = np.isin(pieces, absorb_ids)
+            nucleus_mask |= absorb
+            pieces[absorb] = 0
+        pieces[interior] = 0  # a nucleus keeps its interior ...
+        nucleus_mask &= pieces == 0  # ... and chromosomes lying on its rim keep theirs
+        piece_areas = np.bincount(pieces.ravel(), minlength=n_pieces + 1)
+    small = piece_areas < params.min_area_px
+    small[0] = False
+    pieces[small[pieces]] = 0
+    pieces, n_pieces = ndi.label(pieces > 0)
+    return pieces, n_pieces, nucleus_mask
+
+
+def _add_nuclei(label_img, objects, nucleus_mask, typical_area, params) -> None:
+    """One ``nucleus`` object per connected component of the nucleus mask."""
+    from scipy import ndimage as ndi
+
+    nuc_lab, _ = ndi.label(ndi.binary_fill_holes(nucleus_mask))
+    for sl_i, sl in enumerate(ndi.find_objects(nuc_lab)):
+        if sl is None:
+            continue
+        local = nuc_lab[sl] == sl_i + 1
+        if local.sum() < 0.5 * params.nucleus_area_factor * typical_area:
+            continue  # a sliver left over after cutting out a chromosome lying on the rim
+        label = len(objects) + 1
+        label_img[sl][local] = label
+        size = local.sum() / max(typical_area, 1)
+        objects.append(
+            {
+                "label": label,
+                "status": "nucleus",
+                "reason": "large, round, uniformly stained object "
+                f"(~{size:.0f}x the typical object): interphase nucleus",
+                "n_parts": 1,
+            }
+        )
+
+
+def _piece_measures(pieces, n_pieces) -> tuple[float, np.ndarray, float]:
+    """(chromatid width, each piece's largest inscribed radius, median piece area)."""
+    from scipy import ndimage as ndi
+
+    areas = np.bincount(pieces.ravel(), minlength=n_pieces + 1)[1:].astype(float)
+    med_piece = float(np.median(areas)) if len(areas) else 1.0
+    half_widths = np.zeros(n_pieces, float)
+    for i, sl in enumerate(ndi.find_objects(pieces)):
+        if sl is not None:
+            local = np.pad(pieces[sl] == i + 1, 1)
+            half_widths[i] = float(ndi.distance_transform_edt(local).max())
+    typical_pieces = (areas >= 0.3 * med_piece) & (areas <= 3 * med_piece)
+    width = float(2 * np.median(half_widths[typical_pieces])) if typical_pieces.any() else 4.0
+    return width, half_widths, med_piece
+
+
+def _pair_chromatids(pieces, n_pieces, width, half_widths, med_piece, params):
+    """(piece -> group representative, median object area, twin half-width limit or None).
+
+    Two passes: the first gives the median chromosome size, the second refuses pairs whose
+    union would be larger than a chromosome can be (two whole chromosomes side by side). Twins,
+    i.e. near-identical blobs in any arrangement, are only allowed in the second pass and only
+    for blobs as thin as the chromatids of the confident side-by-side pairs.
+    """
+    group = group_pairs(pieces, n_pieces, width, med_piece, params)
+    med_obj = median_object_area(pieces, group, params)
+    twin_width = None
+    if params.pair_chromatids:
+        max_pair = params.pair_max_union_factor * med_obj
+        paired = np.flatnonzero(np.bincount(group[1:], minlength=n_pieces + 1) > 1)
+        in_pair = np.isin(group[1:], paired)
+        twin_width = (
+            params.pair_twin_width_factor * float(np.median(half_widths[in_pair]))
+            if in_pair.sum() >= 4
+            else None
+        )
+        group = group_pairs(
+            pieces,
+            n_pieces,
+            width,
+            med_piece,
+            params,
+            max_union=max_pair,
+            piece_half_width=half_widths,
+            twin_max_half_width=twin_width,
+        )
+        med_obj = median_object_area(pieces, group, params)
+    return group, med_obj, twin_width
+
+
+def _add_objects(
+    label_img, objects, pieces, group, n_pieces, corrected, med_obj, width, twin_width, params
+) -> None:
+    """One object per group of pieces, with its status by size and place: ``debris``,
+    ``border``, ``cluster`` (too large; split into chromosome-shaped pieces where it can be) or
+    ``chromosome``."""
+    from scipy import ndimage as ndi
+
+    grouped = group[pieces]
+    grouped[pieces == 0] = 0
+    n_parts_of = np.bincount(group[1:], minlength=n_pieces + 1)
+    group_ids = np.unique(grouped)
+    group_ids = group_ids[group_ids > 0]
+    g_slices = ndi.find_objects(grouped)
+    H, W = label_img.shape
+    margin = params.border_margin_px
+    for gid in group_ids:
+        sl = g_slices[gid - 1]
+        local = grouped[sl] == gid
+        area = int(local.sum())
+        n_parts = int(n_parts_of[gid])
+        y0, x0 = sl[0].start, sl[1].start
+        y1, x1 = sl[0].stop, sl[1].stop
+        at_border = y0 < margin or x0 < margin or y1 > H - margin or x1 > W - margin
+        rel = area / max(med_obj, 1.0)
+        if area < params.debris_area_fraction * med_obj:
+            status = "debris"
+            reason = (
+                f"too small: {area} px < {params.debris_area_fraction:g}x the median object "
+                f"({med_obj:.0f} px)"
+            )
+        elif at_border:
+            status = "border"
+            reason = "touches the image edge (may be cut off)"
+        elif rel > params.cluster_area_factor:
+            status = "cluster"
+            reason = (
+                f"too large for one chromosome ({rel:.1f}x the median object): touching or "
+                "overlapping chromosomes"
+            )
+            if params.split_touching and n_parts == 1:
+                split = split_by_levels(local, corrected[sl], med_obj, params, width)
+                if split is not None:
+                    _add_split_pieces(
+                        label_img, objects, sl, *split, med_obj, width, twin_width, params
+                    )
+                    continue
+                reason += " that could not be split into chromosome-sized pieces"
+        else:
+            status = "chromosome"
+            reason = (
+                f"{n_parts} separated sister chromatids grouped as one chromosome"
+                if n_parts > 1
+                else f"single object, {rel:.1f}x the median size"
+            )
+        label = len(objects) + 1
+        label_img[sl][local] = label
+        objects.append({"label": label, "status": status, "reason": reason, "n_parts": n_parts})
+
+
+def _add_split_pieces(label_img, objects, sl, ws, good, med_obj, width, twin_width, params) -> None:
+    """The pieces of a split object (``ws`` labels in the window ``sl``): chromosome-shaped
+    ones are kept (sister chromatids among them grouped again), the others stay ``cluster``."""
+    from scipy import ndimage as ndi
+
+    n_ws = len(good)
+    sub = np.where(np.isin(ws, np.flatnonzero(good) + 1), ws, 0).astype(np.int32)
+    sub_half_width = np.array(
+        [ndi.distance_transform_edt(np.pad(ws == k, 1)).max() for k in range(1, n_ws + 1)]
+    )
+    sub_group = group_pairs(
+        sub,
+        n_ws,
+        width,
+        med_obj,
+        params,
+        max_union=params.pair_max_union_factor * med_obj,
+        piece_half_width=sub_half_width,
+        twin_max_half_width=twin_width,
+    )
+    merged = sub_group[ws]
+    merged[ws == 0] = 0
+    ids = np.unique(merged[merged > 0])
+    for k in ids:
+        piece = merged == k
+        parts = int(np.sum(sub_group[1:] == k))
+        label = len(objects) + 1
+        label_img[sl][piece] = label
+        if good[k - 1]:
+            status = "chromosome"
+            reason = f"split from a group of touching objects ({len(ids)} pieces)"
+            if parts > 1:
+                reason += "; separated sister chromatids grouped"
+        else:
+            status = "cluster"
+            reason = "part of a touching group that could not be cut into chromosome-shaped pieces"
+        objects.append({"label": label, "status": status, "reason": reason, "n_parts": parts})
+
+
+def _grow_objects(label_img, objects, corrected, levels: _Levels, width, params) -> None:
+    """Grow the objects back to their full extent: the object threshold is tight so that
+    neighbours and chromatids separate; the outline of a chromosome lies lower."""
+    if not (params.grow_fraction and params.grow_fraction > 0 and objects):
+        return
+    from skimage.segmentation import expand_labels
+
+    step = max(1, corrected.size // 400_000)
+    sample = corrected.ravel()[::step]
+    center = float(np.median(sample))
+    noise = 1.4826 * float(np.median(np.abs(sample - center)))
+    t_grow = max(
+        params.grow_fraction * levels.typical_peak, center + params.nucleus_noise_k * noise
+    )
+    if t_grow >= levels.object:
+        return
+    growable = np.array(
+        [0] + [o["status"] != "nucleus" for o in sorted(objects, key=lambda o: o["label"])],
+        bool,
+    )
+    seeds = np.where(growable[label_img], label_img, 0)
+    grown = expand_labels(seeds, distance=max(1.0, params.grow_max_factor * width))
+    add = (label_img == 0) & (grown > 0) & (corrected > t_grow)
+    label_img[add] = grown[add]
+
+
+def _flag_faint(label_img, objects, corrected, params) -> None:
+    """Chromosomes are the most densely stained objects of a spread: a kept object much fainter
+    than the typical one is a piece of a nucleus or background stain -> ``debris``."""
+    if not (params.faint_fraction and params.faint_fraction > 0 and objects):
+        return
+    from scipy import ndimage as ndi
+
+    kept = [o for o in objects if o["status"] == "chromosome"]
+    if len(kept) < 3:
+        return
+    means = np.asarray(ndi.mean(corrected, label_img, [o["label"] for o in kept]))
+    typical = float(np.median(means))
+    for o, m in zip(kept, means, strict=True):
+        if m < params.faint_fraction * typical:
+            o["status"] = "debris"
+            o["reason"] = (
+                f"too faint for a chromosome ({m / typical:.2f}x the typical stain): "
+                "a piece of a nucleus or background stain"
+            )

@@ -1,0 +1,84 @@
+"""The result of a segmentation: a label image and one row per object with status and reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .params import OBJECT_COLUMNS, STATUSES, SegmentationParams
+
+
+@dataclass
+class Segmentation:
+    labels: np.ndarray  # int32 HxW, 0 = background
+    objects: pd.DataFrame
+    polarity: str = "dark_on_light"
+    params: SegmentationParams = field(default_factory=SegmentationParams)
+    signal: np.ndarray | None = field(default=None, repr=False)  # corrected signal, objects bright
+    stats: dict = field(default_factory=dict)  # thresholds and typical sizes actually used
+
+    def kept_labels(self) -> list[int]:
+        if self.objects.empty:
+            return []
+        return [int(v) for v in self.objects.loc[self.objects["status"] == "chromosome", "label"]]
+
+    def status_counts(self) -> dict[str, int]:
+        counts = self.objects["status"].value_counts().to_dict() if len(self.objects) else {}
+        return {status: int(counts.get(status, 0)) for status in STATUSES}
+
+
+def empty_segmentation(shape, polarity, params, signal) -> Segmentation:
+    return Segmentation(
+        labels=np.zeros(shape, np.int32),
+        objects=pd.DataFrame(columns=OBJECT_COLUMNS),
+        polarity=polarity,
+        params=params,
+        signal=signal,
+    )
+
+
+def build_segmentation(
+    label_img, objects, signal, polarity, params, shape, stats=None
+) -> Segmentation:
+    from skimage.measure import regionprops
+
+    if not objects:
+        return empty_segmentation(shape, polarity, params, signal)
+    info = {o["label"]: o for o in objects}
+    rows = []
+    for region in regionprops(label_img, intensity_image=signal):
+        o = info[region.label]
+        y0, x0, y1, x1 = region.bbox
+        cy, cx = region.centroid
+        rows.append(
+            {
+                "label": int(region.label),
+                "status": o["status"],
+                "reason": o["reason"],
+                "area": int(region.area),
+                "bbox_y0": int(y0),
+                "bbox_x0": int(x0),
+                "bbox_y1": int(y1),
+                "bbox_x1": int(x1),
+                "centroid_y": float(cy),
+                "centroid_x": float(cx),
+                "eccentricity": float(region.eccentricity),
+                "solidity": float(region.solidity),
+                "major_axis": float(region.axis_major_length),
+                "minor_axis": float(region.axis_minor_length),
+                "orientation": float(region.orientation),
+                "mean_intensity": float(region.intensity_mean),
+                "n_parts": int(o["n_parts"]),
+            }
+        )
+    table = pd.DataFrame(rows, columns=OBJECT_COLUMNS)
+    return Segmentation(
+        labels=label_img,
+        objects=table,
+        polarity=polarity,
+        params=params,
+        signal=signal,
+        stats=stats or {},
+    )

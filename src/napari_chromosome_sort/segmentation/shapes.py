@@ -1,0 +1,64 @@
+"""Shape measures of single binary objects."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .params import SegmentationParams
+
+
+def shape_props(mask: np.ndarray) -> dict:
+    """Shape measures of one binary mask (local crop)."""
+    from skimage.measure import regionprops
+
+    region = regionprops(mask.astype(np.uint8))[0]
+    return {
+        "area": int(region.area),
+        "eccentricity": float(region.eccentricity),
+        "solidity": float(region.solidity),
+        "major_axis": float(region.axis_major_length),
+        "minor_axis": float(region.axis_minor_length),
+        "orientation": float(region.orientation),
+    }
+
+
+def angle_diff(a: float, b: float) -> float:
+    d = abs(a - b) % np.pi
+    return float(min(d, np.pi - d))
+
+
+def round_blobs(lab, areas, min_area: float, params: SegmentationParams) -> np.ndarray:
+    """Per component 1..n of ``lab``: larger than ``min_area``, round and solid like an interphase
+    nucleus (``nucleus_min_solidity``, ``nucleus_max_eccentricity``), not like a chromosome or a
+    group of them."""
+    from scipy import ndimage as ndi
+
+    out = np.zeros(len(areas) - 1, bool)
+    big = np.flatnonzero(areas[1:] > min_area)
+    if big.size:
+        slices = ndi.find_objects(lab)
+        for i in big:
+            p = shape_props(lab[slices[i]] == i + 1)
+            out[i] = (
+                p["solidity"] >= params.nucleus_min_solidity
+                and p["eccentricity"] <= params.nucleus_max_eccentricity
+            )
+    return out
+
+
+def skeleton_branched(mask: np.ndarray, prune: float) -> bool:
+    """True when the skeleton of ``mask`` still branches (a point with >= 3 neighbours, or >= 3
+    end points) after spurs shorter than ``prune`` px have been pruned away."""
+    from scipy import ndimage as ndi
+    from skimage.morphology import skeletonize
+
+    kernel = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], np.uint8)
+    skel = skeletonize(np.pad(mask, 1))
+    for _ in range(max(1, int(round(prune)))):
+        nb = ndi.convolve(skel.astype(np.uint8), kernel, mode="constant")
+        ends = skel & (nb <= 1)
+        if not ends.any():
+            break
+        skel &= ~ends
+    nb = ndi.convolve(skel.astype(np.uint8), kernel, mode="constant")
+    return bool((skel & (nb >= 3)).any() or (skel & (nb == 1)).sum() >= 3)
