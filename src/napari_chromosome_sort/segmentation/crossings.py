@@ -60,6 +60,7 @@ def flag_crossings(label_img, objects, corrected, med_obj, width, params) -> Non
 
 
 def crossing_score_on(params: SegmentationParams, polarity: str) -> bool:
+    """Whether the learned crossing score applies (by ``crossing_score`` and the polarity)."""
     # bright-field (Giemsa) cohesion spreads resolve sister chromatids: their open X-shaped
     # chromosomes (types B/C) look like crossings to a score trained on DAPI spreads
     if params.crossing_score == "auto":

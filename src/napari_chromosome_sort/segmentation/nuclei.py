@@ -8,6 +8,9 @@ from .shapes import shape_props
 
 
 def find_nuclei(corrected, med_low, t_low, params) -> np.ndarray:
+    """Mask of interphase nuclei: large, round, almost fully stained regions above the noise
+    floor, opened with a disk wider than a chromosome so that chromosomes lying against them
+    fall away."""
     from scipy import ndimage as ndi
 
     shape = corrected.shape

@@ -8,6 +8,7 @@ from .shapes import angle_diff
 
 
 def median_object_area(pieces, group, params) -> float:
+    """Median area of the objects the grouping makes, leaving out debris-sized ones."""
     grouped = group[pieces]
     grouped[pieces == 0] = 0
     g_areas = np.bincount(grouped.ravel())

@@ -107,6 +107,7 @@ class SegmentationParams:
 
 
 def validate_params(params: SegmentationParams) -> None:
+    """Raise a ``ChromosortError`` naming the first invalid choice."""
     if params.polarity not in (None, "dark_on_light", "bright_on_dark"):
         raise ChromosortError(f"unknown polarity {params.polarity!r}")
     if not params.smooth_sigma >= 0 or not params.max_noise >= 0:

@@ -12,6 +12,8 @@ from .params import OBJECT_COLUMNS, STATUSES, SegmentationParams
 
 @dataclass
 class Segmentation:
+    """A label image and its objects table (one row per label, with status and reason)."""
+
     labels: np.ndarray  # int32 HxW, 0 = background
     objects: pd.DataFrame
     polarity: str = "dark_on_light"
@@ -30,6 +32,7 @@ class Segmentation:
 
 
 def empty_segmentation(shape, polarity, params, signal) -> Segmentation:
+    """A segmentation without objects (nothing stained)."""
     return Segmentation(
         labels=np.zeros(shape, np.int32),
         objects=pd.DataFrame(columns=OBJECT_COLUMNS),
@@ -42,6 +45,7 @@ def empty_segmentation(shape, polarity, params, signal) -> Segmentation:
 def build_segmentation(
     label_img, objects, signal, polarity, params, shape, stats=None
 ) -> Segmentation:
+    """The ``Segmentation`` of a finished label image: each object measured, with its status."""
     from skimage.measure import regionprops
 
     if not objects:

@@ -23,6 +23,7 @@ def shape_props(mask: np.ndarray) -> dict:
 
 
 def angle_diff(a: float, b: float) -> float:
+    """Smallest difference between two orientations (radians, modulo pi)."""
     d = abs(a - b) % np.pi
     return float(min(d, np.pi - d))
 

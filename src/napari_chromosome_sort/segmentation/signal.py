@@ -8,6 +8,8 @@ from .params import SegmentationParams
 
 
 def estimate_background(signal: np.ndarray, params: SegmentationParams) -> np.ndarray:
+    """Smooth background of the signal: a large grey opening (or a fit to the background
+    pixels only, ``background_method="masked"``) on a downsampled copy."""
     from scipy import ndimage as ndi
 
     f = max(1, int(params.background_downsample))
@@ -56,6 +58,7 @@ def denoise(raw: np.ndarray, params: SegmentationParams) -> tuple[np.ndarray, fl
 
 
 def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu threshold of the finite values (subsampled to 400 000); inf when they are flat."""
     from skimage.filters import threshold_otsu
 
     values = values[np.isfinite(values)]
