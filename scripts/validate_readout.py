@@ -47,14 +47,13 @@ def _learning_curve(args, images: Path) -> dict:
     """Concordance vs training crops per class (5-fold CV) and the pooled CV confusion."""
     from napari_chromosome_sort import metrics, plots
     from napari_chromosome_sort.backbones import build_backbone
+    from napari_chromosome_sort.heads import head_logits, tta_proba
     from napari_chromosome_sort.progress import Progress, run_to_end
     from napari_chromosome_sort.training import (
         TrainingConfig,
         crossvalidate_features,
-        head_logits,
         scan_folder,
         train_head,
-        tta_proba,
     )
 
     weights = Path(args.crops).parents[1] / "weights" / "squeezenet1_1_imagenet_features.pth"

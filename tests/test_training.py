@@ -6,17 +6,15 @@ import numpy as np
 import pytest
 
 from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.heads import fit_prior_shift, head_logits, tta_proba
 from napari_chromosome_sort.progress import Progress, run_to_end
 from napari_chromosome_sort.training import (
     TrainingConfig,
     crossvalidate_features,
-    fit_prior_shift,
-    head_logits,
     scan_folder,
     train_classifier,
     train_from_folder,
     train_head,
-    tta_proba,
 )
 
 SMALL = dict(weights="random", input_size=48, views=2, l2_grid=(0.1,), inner_folds=2)
