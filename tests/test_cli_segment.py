@@ -77,8 +77,9 @@ def test_segment_options(spread_files, tmp_path):
     forced = pd.read_csv(out / "b" / "d1" / "objects.csv")
     pd.testing.assert_frame_equal(auto, forced)
     assert main(["segment", image, "--out", str(out / "d"), "--no-split", "--no-pairing",
-                 "--threshold", "0.3", "--quiet", "--no-crops"]) == 0  # fmt: skip
-    assert (out / "d" / "d1" / "objects.csv").exists()
+                 "--no-band-join", "--threshold", "0.3", "--quiet", "--no-crops"]) == 0  # fmt: skip
+    plain = pd.read_csv(out / "d" / "d1" / "objects.csv")
+    assert not plain.reason.str.contains("joined|split from|chromatids grouped").any()
     assert main(["segment", image, "--out", str(out / "e"), "--crossing-score", "off",
                  "--quiet", "--no-crops"]) == 0  # fmt: skip
     no_score = pd.read_csv(out / "e" / "d1" / "objects.csv")

@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not group separated sister chromatids (type C) into one object",
     )
+    parser.add_argument(
+        "--no-band-join",
+        action="store_true",
+        help="do not join the pieces of a chromosome cut at a dark band",
+    )
     add_crossing_score_argument(parser)
     parser.add_argument(
         "--threshold", type=float, default=None, help="fixed object threshold (default: automatic)"
@@ -72,6 +77,7 @@ def run(args) -> int:
         polarity=None if args.polarity == "auto" else args.polarity,
         split_touching=not args.no_split,
         pair_chromatids=not args.no_pairing,
+        join_bands=not args.no_band_join,
         crossing_score=args.crossing_score,
         threshold=args.threshold,
     )

@@ -15,6 +15,8 @@ Qt-free. The pipeline (:mod:`.pipeline`; every threshold adapts to the image, ev
 5. Sizes relative to the median object: too small -> ``debris``; too large -> optional watershed
    split that is kept only if every piece is chromosome-sized, else ``cluster``.
 6. Objects touching the image edge -> ``border``; everything else -> ``chromosome``.
+   Objects are grown back to their outline; kept pieces of one chromosome cut at a dark band
+   (meeting end to end across a bright contact, into one unbranched rod) are joined.
 7. Crossings: a kept single piece that is larger than the median chromosome, not convex, with a
    branched skeleton and a brighter (double-DNA) overlap plateau -> ``cluster``; and kept single
    pieces that meet another kept object along a cut brighter than both (a crossing that step 5
@@ -24,8 +26,9 @@ Qt-free. The pipeline (:mod:`.pipeline`; every threshold adapts to the image, ev
    typical object) above the model's threshold -> ``cluster``.
 
 The modules, one step each: ``params`` (every knob), ``signal`` (denoising, background,
-threshold), ``nuclei``, ``pairing`` (chromatid pairs), ``splitting`` (watershed), ``crossings``,
-``shapes`` (shape measures), ``result`` (the ``Segmentation``), ``edits`` (hand edits).
+threshold), ``nuclei``, ``pairing`` (chromatid pairs), ``splitting`` (watershed), ``bands``
+(pieces cut at a dark band), ``crossings``, ``shapes`` (shape measures), ``result`` (the
+``Segmentation``), ``edits`` (hand edits).
 """
 
 from .edits import USER_REASON, measure_labels, reconcile_objects

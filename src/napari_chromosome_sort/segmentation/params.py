@@ -83,6 +83,11 @@ class SegmentationParams:
     split_min_solidity: float = 0.6  # ... and at least this solid
     split_seed_factor: float = 0.2  # seeds smaller than this x median object are ignored
     border_margin_px: int = 1  # objects within this many px of the edge -> border
+    # one chromosome cut at a dark band (segmentation/bands.py)
+    join_bands: bool = True  # join kept pieces meeting end to end into one chromosome when ...
+    join_min_contact: float = 0.9  # ... they meet along at least this x the chromatid width ...
+    join_contact_brightness: float = 0.75  # ... with a contact this x the dimmer piece's median
+    join_min_elongation: float = 2.5  # ... into one unbranched rod this x as long as wide
     # crossing / overlapping chromosomes kept as one piece (X or T shape with a brighter
     # double-DNA region where they overlap) -> cluster
     detect_crossings: bool = True

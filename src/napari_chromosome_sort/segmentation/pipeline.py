@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .bands import join_band_cuts
 from .crossings import crossing_score_on, flag_by_crossing_score, flag_crossings
 from .nuclei import find_nuclei
 from .pairing import group_pairs, median_object_area
@@ -51,6 +52,8 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         label_img, objects, pieces, group, n_pieces, corrected, med_obj, width, twin_width, params
     )
     _grow_objects(label_img, objects, corrected, levels, width, params)
+    if join_band_cuts(label_img, objects, corrected, width, params):
+        _renumber(label_img, objects)
     _flag_faint(label_img, objects, corrected, params)
     # ---- crossings: two chromosomes lying across each other form one X/T-shaped piece whose
     # overlap is brighter (double DNA); they cannot be cut cleanly -> cluster -----------------
@@ -353,6 +356,15 @@ def _grow_objects(label_img, objects, corrected, levels: _Levels, width, params)
     grown = expand_labels(seeds, distance=max(1.0, params.grow_max_factor * width))
     add = (label_img == 0) & (grown > 0) & (corrected > t_grow)
     label_img[add] = grown[add]
+
+
+def _renumber(label_img, objects) -> None:
+    """Labels 1..n again, in the objects' order, after some were joined."""
+    lookup = np.zeros(int(label_img.max()) + 1, np.int32)
+    for new, o in enumerate(objects, 1):
+        lookup[o["label"]] = new
+        o["label"] = new
+    label_img[...] = lookup[label_img]
 
 
 def _flag_faint(label_img, objects, corrected, params) -> None:
