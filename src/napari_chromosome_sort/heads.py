@@ -91,12 +91,7 @@ def fit_head(X: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2: f
 
     # MLP / dropout head: Adam, validation split by crop, early stopping on validation loss
     rng = np.random.default_rng(config.seed)
-    val_mask = np.zeros(n, bool)
-    for c in range(k):
-        members = np.flatnonzero(y == c)
-        n_val = int(round(config.val_fraction * len(members)))
-        if len(members) > 2 and n_val:
-            val_mask[rng.choice(members, n_val, replace=False)] = True
+    val_mask = validation_mask(y, k, config.val_fraction, rng)
     tr_rows = np.flatnonzero(np.repeat(~val_mask, v))
     va_rows = np.flatnonzero(np.repeat(val_mask, v))
     opt = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=l2)
@@ -219,3 +214,14 @@ def fit_linear(Z: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2:
             b.copy_(torch.from_numpy(init[1]))
     _lbfgs_logistic([w, b], lambda: zs @ w.T + b, w, ys, sw, l2, config.max_iter, 1e-10)
     return w.detach().numpy().copy(), b.detach().numpy().copy()
+
+
+def validation_mask(y: np.ndarray, k: int, fraction: float, rng) -> np.ndarray:
+    """A stratified validation split: ``fraction`` of each class (of more than 2 members)."""
+    mask = np.zeros(len(y), bool)
+    for c in range(k):
+        members = np.flatnonzero(y == c)
+        n_val = int(round(fraction * len(members)))
+        if len(members) > 2 and n_val:
+            mask[rng.choice(members, n_val, replace=False)] = True
+    return mask

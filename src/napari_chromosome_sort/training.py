@@ -36,6 +36,7 @@ from .heads import (
     head_logits,
     pca_basis,
     tta_proba,
+    validation_mask,
 )
 from .progress import Progress, relay
 
@@ -354,13 +355,8 @@ def _finetune(model, images, y, config: TrainingConfig, device) -> Iterator[Prog
 
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    n, k = len(images), len(model.classes)
-    val = np.zeros(n, bool)
-    for c in range(k):
-        members = np.flatnonzero(y == c)
-        n_val = int(round(config.val_fraction * len(members)))
-        if len(members) > 2 and n_val:
-            val[rng.choice(members, n_val, replace=False)] = True
+    k = len(model.classes)
+    val = validation_mask(y, k, config.val_fraction, rng)
     tr, va = np.flatnonzero(~val), np.flatnonzero(val)
     x_all = model.preprocess(images)  # preprocessed once; views are applied on the fly
     yt = torch.from_numpy(y).long()

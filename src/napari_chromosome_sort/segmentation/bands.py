@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .params import SegmentationParams
-from .shapes import skeleton_branched
+from .shapes import neighbour_pairs, pair_sides, skeleton_branched
 
 
 def join_band_cuts(label_img, objects, corrected, width: float, params: SegmentationParams) -> int:
@@ -100,12 +100,8 @@ def _contact_lengths(label_img, info) -> dict[tuple[int, int], int]:
     for lab, o in info.items():
         joinable[lab] = o["status"] == "chromosome" and o["n_parts"] == 1
     lengths: dict[tuple[int, int], int] = {}
-    for axis in (0, 1):
-        a = label_img[:-1] if axis == 0 else label_img[:, :-1]
-        b = label_img[1:] if axis == 0 else label_img[:, 1:]
-        sel = (a != b) & joinable[a] & joinable[b]
-        if not sel.any():
-            continue
+    for axis, sel in neighbour_pairs(label_img, joinable):
+        a, b = pair_sides(label_img, axis)
         lo, hi = np.minimum(a[sel], b[sel]), np.maximum(a[sel], b[sel])
         ids, counts = np.unique(lo.astype(np.int64) * n_labels + hi, return_counts=True)
         for key, count in zip(ids.tolist(), counts.tolist(), strict=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .params import SegmentationParams
-from .shapes import shape_props, skeleton_branched
+from .shapes import neighbour_pairs, pair_sides, shape_props, skeleton_branched
 
 
 def flag_crossings(label_img, objects, corrected, med_obj, width, params) -> None:
@@ -112,14 +112,9 @@ def flag_bright_contacts(label_img, objects, smooth, width, params) -> None:
     for o in objects:
         kept[o["label"]] = o["status"] == "chromosome"
     here, other, values = [], [], []
-    for axis in (0, 1):
-        a = label_img[:-1] if axis == 0 else label_img[:, :-1]
-        b = label_img[1:] if axis == 0 else label_img[:, 1:]
-        sel = (a != b) & kept[a] & kept[b]
-        if not sel.any():
-            continue
-        sa = smooth[:-1] if axis == 0 else smooth[:, :-1]
-        sb = smooth[1:] if axis == 0 else smooth[:, 1:]
+    for axis, sel in neighbour_pairs(label_img, kept):
+        a, b = pair_sides(label_img, axis)
+        sa, sb = pair_sides(smooth, axis)
         # every contact pixel pair seen from both sides: (this object, the other, value here)
         here += [a[sel], b[sel]]
         other += [b[sel], a[sel]]

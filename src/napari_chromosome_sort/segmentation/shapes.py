@@ -63,3 +63,22 @@ def skeleton_branched(mask: np.ndarray, prune: float) -> bool:
         skel &= ~ends
     nb = ndi.convolve(skel.astype(np.uint8), kernel, mode="constant")
     return bool((skel & (nb >= 3)).any() or (skel & (nb == 1)).sum() >= 3)
+
+
+def neighbour_pairs(label_img: np.ndarray, allowed: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Where two different labels, both ``allowed`` (bool per label), are 4-neighbours: per
+    axis (0 = rows, 1 = columns), the mask over the pixel pairs (``label_img`` without its last
+    row / column, paired with the next pixel along that axis)."""
+    out = []
+    for axis in (0, 1):
+        a = label_img[:-1] if axis == 0 else label_img[:, :-1]
+        b = label_img[1:] if axis == 0 else label_img[:, 1:]
+        sel = (a != b) & allowed[a] & allowed[b]
+        if sel.any():
+            out.append((axis, sel))
+    return out
+
+
+def pair_sides(image: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two sides of the 4-neighbour pixel pairs along ``axis`` (see :func:`neighbour_pairs`)."""
+    return (image[:-1], image[1:]) if axis == 0 else (image[:, :-1], image[:, 1:])
