@@ -71,8 +71,7 @@ def neighbour_pairs(label_img: np.ndarray, allowed: np.ndarray) -> list[tuple[in
     row / column, paired with the next pixel along that axis)."""
     out = []
     for axis in (0, 1):
-        a = label_img[:-1] if axis == 0 else label_img[:, :-1]
-        b = label_img[1:] if axis == 0 else label_img[:, 1:]
+        a, b = pair_sides(label_img, axis)
         sel = (a != b) & allowed[a] & allowed[b]
         if sel.any():
             out.append((axis, sel))
