@@ -50,7 +50,11 @@ SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from validate_segmentation import dapi_pairs  # noqa: E402  (the same spread/truth pairs)
+from validate_segmentation import (  # noqa: E402  (the same spread/truth pairs and truth)
+    covers_overlap,
+    dapi_pairs,
+    truth_ious,
+)
 
 from napari_chromosome_sort.crossing_model import shape_measures  # noqa: E402
 
@@ -62,8 +66,6 @@ def spread_objects(dapi: Path, truth_path: Path, cache: Path) -> Path:
     out = cache / f"{dapi.stem}.npz"
     if out.exists():
         return out
-    from scipy import ndimage as ndi
-
     from napari_chromosome_sort.crops import crop_object
     from napari_chromosome_sort.io import read_image
     from napari_chromosome_sort.segmentation import SegmentationParams, segment_spread
@@ -74,30 +76,9 @@ def spread_objects(dapi: Path, truth_path: Path, cache: Path) -> Path:
     # the hand-made rules only: the learned score is what is studied / trained here
     seg = segment_spread(image, SegmentationParams(crossing_score="off"))
     labels = seg.labels
-    n = int(labels.max()) + 1
     width = float(seg.stats.get("width", 4.0))
-    w2 = width * width
-    overlap = truth == 255
-    comp, _ = ndi.label(overlap)
-    sizes = np.bincount(comp.ravel())
-    sizes[0] = 0
-    big = (sizes >= 0.5 * w2)[comp] & overlap
-    big_counts = np.bincount(labels[big], minlength=n)
-    areas = np.bincount(labels.ravel(), minlength=n)
-    best_iou = np.zeros(n)
-    n_match = np.zeros(n, int)
-    for cls in range(1, 25):
-        pieces, m = ndi.label(truth == cls)
-        piece_sizes = np.bincount(pieces.ravel())
-        for k in range(1, m + 1):
-            if piece_sizes[k] < 10:
-                continue
-            ids, counts = np.unique(labels[pieces == k], return_counts=True)
-            for lab, inter in zip(ids, counts, strict=True):
-                if lab:
-                    iou = inter / (piece_sizes[k] + areas[lab] - inter)
-                    best_iou[lab] = max(best_iou[lab], iou)
-                    n_match[lab] += iou >= 0.5
+    covers = covers_overlap(labels, truth, width)
+    best_iou, n_match = truth_ious(truth, labels)
     sel = seg.objects[seg.objects["status"].isin(["chromosome", "cluster"])]
     labs = sel["label"].astype(int).to_numpy()
     shape = shape_measures(
@@ -112,7 +93,7 @@ def spread_objects(dapi: Path, truth_path: Path, cache: Path) -> Path:
         object_labels=labs,
         status=sel["status"].to_numpy().astype(str),
         shape=shape,
-        pos=big_counts[labs] >= 0.3 * w2,
+        pos=covers[labs],
         best_iou=best_iou[labs],
         n_match=n_match[labs],
         **crops,

@@ -29,7 +29,14 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from validate_segmentation import dapi_pairs, read_dapi_pair  # noqa: E402
+from scipy.ndimage import binary_dilation  # noqa: E402
+from validate_segmentation import (  # noqa: E402
+    covers_overlap,
+    dapi_pairs,
+    overlap_regions,
+    read_dapi_pair,
+    truth_ious,
+)
 
 from napari_chromosome_sort.segmentation import segment_spread  # noqa: E402
 
@@ -60,38 +67,20 @@ def pixel_features(signal: np.ndarray, foreground: np.ndarray, width: float) -> 
 
 def spread_data(dapi: Path, truth_path: Path) -> dict:
     """Features, training pixels and kept-object categories of one spread."""
-    from scipy import ndimage as ndi
-
     image, truth = read_dapi_pair(dapi, truth_path)
     seg = segment_spread(image)
     labels, width = seg.labels, float(seg.stats["width"])
     foreground = labels > 0
     overlap = truth == 255
-    comp, _ = ndi.label(overlap)
-    sizes = np.bincount(comp.ravel())
-    sizes[0] = 0
-    region = (sizes >= 0.5 * width**2)[comp] & overlap
-    single = (truth > 0) & (truth < 255) & ~ndi.binary_dilation(overlap, iterations=2)
-    n = labels.max() + 1
-    areas = np.bincount(labels.ravel(), minlength=n)
-    best_iou = np.zeros(n)
-    for cls in range(1, 25):
-        pieces, k = ndi.label(truth == cls)
-        if k == 0:
-            continue
-        piece_sizes = np.bincount(pieces.ravel())
-        both = (pieces > 0) & foreground
-        pairs, inter = np.unique(np.stack([pieces[both], labels[both]]), axis=1, return_counts=True)
-        for (piece, lab), i in zip(pairs.T, inter, strict=True):
-            if piece_sizes[piece] >= 10:
-                best_iou[lab] = max(best_iou[lab], i / (piece_sizes[piece] + areas[lab] - i))
-    covers = np.bincount(labels[region], minlength=n) >= 0.3 * width**2
+    single = (truth > 0) & (truth < 255) & ~binary_dilation(overlap, iterations=2)
+    covers = covers_overlap(labels, truth, width)
+    best_iou, _ = truth_ious(truth, labels)
     kept = np.array(seg.kept_labels(), int)
     return {
         "name": dapi.name,
         "group": dapi.name[0],
         "features": pixel_features(seg.signal, foreground, width),
-        "positive": region & foreground,
+        "positive": overlap_regions(truth, width) & foreground,
         "negative": single & foreground,
         "labels": labels,
         "width": width,

@@ -150,6 +150,46 @@ def read_dapi_pair(dapi: Path, truth_path: Path) -> tuple[np.ndarray, np.ndarray
     return read_image(dapi), truth[..., 0] if truth.ndim == 3 else truth
 
 
+def overlap_regions(truth: np.ndarray, width: float) -> np.ndarray:
+    """Real overlap regions of a K.tif truth: connected 255 areas of >= 0.5 x width^2 (K.tif
+    also marks isolated specks and outline pixels as 255)."""
+    from scipy import ndimage as ndi
+
+    overlap = truth == 255
+    comp, _ = ndi.label(overlap)
+    sizes = np.bincount(comp.ravel())
+    sizes[0] = 0
+    return (sizes >= 0.5 * width**2)[comp] & overlap
+
+
+def covers_overlap(labels: np.ndarray, truth: np.ndarray, width: float) -> np.ndarray:
+    """Per label id: the object covers a real overlap region (>= 0.3 x width^2 of its pixels)."""
+    counts = np.bincount(labels[overlap_regions(truth, width)], minlength=labels.max() + 1)
+    return counts >= 0.3 * width**2
+
+
+def truth_ious(truth: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per label id: the best mask IoU with a truth chromosome (connected piece of one class,
+    >= 10 px) and how many truth chromosomes it matches at IoU >= 0.5."""
+    from scipy import ndimage as ndi
+
+    n = int(labels.max()) + 1
+    areas = np.bincount(labels.ravel(), minlength=n)
+    best_iou = np.zeros(n)
+    n_match = np.zeros(n, int)
+    for cls in range(1, 25):
+        pieces, _ = ndi.label(truth == cls)
+        piece_sizes = np.bincount(pieces.ravel())
+        both = (pieces > 0) & (labels > 0)
+        pairs, inter = np.unique(np.stack([pieces[both], labels[both]]), axis=1, return_counts=True)
+        for (piece, lab), i in zip(pairs.T, inter, strict=True):
+            if piece_sizes[piece] >= 10:
+                iou = i / (piece_sizes[piece] + areas[lab] - i)
+                best_iou[lab] = max(best_iou[lab], iou)
+                n_match[lab] += iou >= 0.5
+    return best_iou, n_match
+
+
 def dapi_image_stats(dapi: Path, truth_path: Path, params=None) -> dict:
     return dapi_stats(*read_dapi_pair(dapi, truth_path), dapi.name, params)
 
@@ -192,16 +232,9 @@ def dapi_stats(image: np.ndarray, truth: np.ndarray, name: str, params=None) -> 
     ov_objects = [lab for lab, c in zip(ov_labels, ov_counts, strict=True) if lab > 0 and c >= 3]
     ov_cluster = sum(status[lab] == "cluster" for lab in ov_objects)
     ov_not_kept = sum(status[lab] != "chromosome" for lab in ov_objects)
-    # substantial overlaps: K.tif also marks isolated specks and outline pixels as 255; an overlap
-    # region is a connected 255 area of >= 0.5 x chromatid width^2, and an object covers it when
-    # >= 0.3 x width^2 of its pixels lie in such regions
-    w2 = float(seg.stats.get("width", 4.0)) ** 2
-    ov_comp, _ = ndi.label(overlap)
-    ov_sizes = np.bincount(ov_comp.ravel())
-    ov_sizes[0] = 0
-    big = (ov_sizes >= 0.5 * w2)[ov_comp] & overlap
-    big_counts = np.bincount(labels[big], minlength=labels.max() + 1)
-    sub_objects = [lab for lab in np.flatnonzero(big_counts >= 0.3 * w2) if lab > 0]
+    # substantial overlaps: objects covering a real overlap region (not specks or outlines)
+    covers = covers_overlap(labels, truth, float(seg.stats.get("width", 4.0)))
+    sub_objects = [lab for lab in np.flatnonzero(covers) if lab > 0]
     sub_cluster = sum(status[lab] == "cluster" for lab in sub_objects)
     sub_kept = sum(status[lab] == "chromosome" for lab in sub_objects)
     return {
