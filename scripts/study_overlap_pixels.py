@@ -15,7 +15,7 @@ held-out spreads, flagged kept objects that cover a real overlap region ("overla
 objects still wrongly kept) and flagged kept objects that match one truth chromosome
 (mask IoU >= 0.5, "singles lost"):
 
-    .venv/bin/python scripts/study_overlap_pixels.py   # ~3 min on 2 cores
+    .venv/bin/python scripts/study_overlap_pixels.py   # ~2 min on 2 cores
 
 Result in ``docs/validation.md`` (section 2, study table).
 """
@@ -40,7 +40,8 @@ from validate_segmentation import (  # noqa: E402
 
 from napari_chromosome_sort.segmentation import segment_spread  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "adir_dapi_spreads"
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "adir_dapi_spreads"
 SCALES = (0.25, 0.5, 1.0, 2.0)
 NEGATIVES_PER_SPREAD = 4000
 
