@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from validation.data import data_root
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+DATA = data_root()
+SHARED = DATA.parent
 
 
 def _require(path: Path) -> Path:
@@ -23,20 +25,20 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def giemsa_dir() -> Path:
-    """3 Giemsa DDX11-/- spreads: images/{1,2,3}.png + labels/{1,2,3}.txt (YOLO boxes)."""
-    return _require(SHARED / "data" / "giemsa_spreads_ddx11")
+    """Giemsa DDX11-/- spreads: images/*.png + labels/*.txt (YOLO boxes)."""
+    return _require(DATA / "giemsa_spreads_ddx11")
 
 
 @pytest.fixture(scope="session")
 def dapi_dir() -> Path:
     """DAPI spreads: <slide>/<img>D.tif with <img>K.tif karyotype truth."""
-    return _require(SHARED / "data" / "adir_dapi_spreads")
+    return _require(DATA / "adir_dapi_spreads")
 
 
 @pytest.fixture(scope="session")
 def wt_crops_dir() -> Path:
     """652 labelled WT crops: {a,b,c}/*.jpg."""
-    return _require(SHARED / "data" / "ikemoto_crops_wt")
+    return _require(DATA / "ikemoto_crops_wt")
 
 
 @pytest.fixture(scope="session")

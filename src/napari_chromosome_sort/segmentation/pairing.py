@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .shapes import angle_diff
+
+
+@dataclass
+class PairLimits:
+    """What the spread allows a sister-chromatid pair to be (None = no limit yet)."""
+
+    max_union: float | None = None  # area of the pair, px
+    max_blob_width: float | None = None  # minor axis of each blob, px (a chromatid's width)
+    twin_max_half_width: float | None = None  # near-identical blobs pair if this thin
+    piece_half_width: np.ndarray | None = None  # largest inscribed radius of each piece
 
 
 def median_object_area(pieces, group, params) -> float:
@@ -20,16 +32,23 @@ def median_object_area(pieces, group, params) -> float:
     return float(np.median(plausible)) if plausible.size else med
 
 
-def group_pairs(
-    pieces,
-    n_pieces,
-    width,
-    med_piece,
-    params,
-    max_union=None,
-    piece_half_width=None,
-    twin_max_half_width=None,
-) -> np.ndarray:
+def median_object_width(pieces, group, med_obj, params) -> float:
+    """Median minor axis of the objects the grouping makes, leaving out debris-sized ones: the
+    width of a whole chromosome of the spread (a pair of chromatids counts as the chromosome
+    it is)."""
+    from skimage.measure import regionprops
+
+    grouped = group[pieces]
+    grouped[pieces == 0] = 0
+    widths = [
+        r.axis_minor_length
+        for r in regionprops(grouped)
+        if r.area >= params.debris_area_fraction * med_obj
+    ]
+    return float(np.median(widths)) if widths else float("inf")
+
+
+def group_pairs(pieces, n_pieces, width, med_piece, params, limits=None) -> np.ndarray:
     """piece id -> representative id after grouping sister-chromatid pairs (mutual best)."""
     from skimage.measure import regionprops
     from skimage.segmentation import expand_labels
@@ -45,18 +64,23 @@ def group_pairs(
         sel = (a != b) & (a > 0) & (b > 0)
         for u, v in zip(a[sel].tolist(), b[sel].tolist(), strict=True):
             pairs.add((min(u, v), max(u, v)))
+    limits = limits or PairLimits()
     candidates = []
     for u, v in pairs:
         if u not in region_of or v not in region_of:
             continue
-        if max_union is not None and region_of[u].area + region_of[v].area > max_union:
+        ru, rv = region_of[u], region_of[v]
+        if limits.max_union is not None and ru.area + rv.area > limits.max_union:
             continue
-        twins_ok = twin_max_half_width is not None and (
-            max(piece_half_width[u - 1], piece_half_width[v - 1]) <= twin_max_half_width
+        if limits.max_blob_width is not None and (
+            max(ru.axis_minor_length, rv.axis_minor_length) > limits.max_blob_width
+        ):
+            continue  # full width: whole chromosomes side by side, not sister chromatids
+        twins_ok = limits.twin_max_half_width is not None and (
+            max(limits.piece_half_width[u - 1], limits.piece_half_width[v - 1])
+            <= limits.twin_max_half_width
         )
-        score = _pair_score(
-            region_of[u], region_of[v], pieces, width, gap, med_piece, params, twins_ok
-        )
+        score = _pair_score(ru, rv, pieces, width, gap, med_piece, params, twins_ok)
         if score is not None:
             candidates.append((score, u, v))
     candidates.sort()
@@ -75,10 +99,6 @@ def _pair_score(ru, rv, pieces, width, gap, med_piece, params, twins_ok=False) -
 
     au, av = float(ru.area), float(rv.area)
     if max(au, av) / max(min(au, av), 1.0) > params.pair_max_area_ratio:
-        return None
-    if params.pair_max_blob_width_factor > 0 and (
-        max(ru.axis_minor_length, rv.axis_minor_length) > params.pair_max_blob_width_factor * width
-    ):
         return None
     if min(au, av) < params.debris_area_fraction * med_piece:
         return None

@@ -45,7 +45,7 @@ class SegmentationParams:
     threshold: float | None = None  # absolute threshold on the corrected signal (None = auto)
     peak_fraction: float = 0.5  # object threshold = this x median object peak (>= Otsu)
     faint_fraction: float = 0.5  # kept objects fainter than this x the typical one -> debris
-    grow_fraction: float = 0.3  # objects are grown back down to this x the peak (0 = off) ...
+    grow_fraction: float = 0.2  # objects are grown back down to this x the peak (0 = off) ...
     grow_max_factor: float = 0.5  # ... by at most this x the chromatid width
     min_area_px: int = 6  # smaller connected pieces are noise and dropped entirely
     debris_area_fraction: float = 0.12  # area < this x median object -> debris
@@ -60,6 +60,8 @@ class SegmentationParams:
     nucleus_fill_level: float = 0.3  # ... above this x its 90th percentile (a group of
     # chromosomes with halos between them is not uniformly stained)
     nucleus_rim_factor: float = 0.25  # rim width (x sqrt(median area)) where pieces stay separate
+    nucleus_enclosed_min_peak: float = 0.8  # pieces mostly surrounded by a nucleus stay apart
+    # from it only when their peak is at least this x the typical chromosome peak
     # chromatid pairing (type C)
     pair_chromatids: bool = True
     pair_max_gap_factor: float = 1.2  # max gap between the two blobs, x median blob width
@@ -67,13 +69,13 @@ class SegmentationParams:
     pair_min_elongation: float = 2.2  # orientation only compared when both blobs are this elongated
     pair_max_area_ratio: float = 1.5  # sisters are copies: near-equal areas
     pair_max_union_factor: float = 2.0  # a grouped pair is at most this x the median object
+    pair_max_width_ratio: float = 0.7  # each blob of a pair at most this x the median object
+    # width: sister chromatids are half a chromosome wide, whole ones full width (0.7 ~ sqrt 1/2)
     pair_twin_area_ratio: float = 1.15  # near-identical blobs pair in any arrangement ...
     pair_twin_penalty: float = 1.0  # ... but rank after side-by-side pairs
     pair_twin_width_factor: float = 1.25  # ... and only if as thin as paired chromatids
     pair_gap_weight: float = 0.0  # weight of the gap (in blob widths) in the pairing score
     pair_max_axial_offset: float = 0.6  # centroid offset along the axis, x mean blob length
-    pair_max_blob_width_factor: float = 1.8  # blobs wider (minor axis) than this x the chromatid
-    # width are whole chromosomes, never sister chromatids (0 = off)
     # touching neighbours
     split_touching: bool = True
     cluster_area_factor: float = 2.6  # area > this x median object -> split attempt / cluster

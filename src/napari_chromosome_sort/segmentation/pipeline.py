@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .bands import join_band_cuts
 from .crossings import crossing_score_on, flag_by_crossing_score, flag_crossings
 from .nuclei import find_nuclei
-from .pairing import group_pairs, median_object_area
+from .pairing import PairLimits, group_pairs, median_object_area, median_object_width
 from .params import SegmentationParams, validate_params
 from .result import Segmentation, build_segmentation, empty_segmentation
 from .shapes import round_blobs
@@ -45,11 +45,11 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         return build_segmentation(label_img, objects, corrected, polarity, params, shape)
 
     width, half_widths, med_piece = _piece_measures(pieces, n_pieces)
-    group, med_obj, twin_width = _pair_chromatids(
+    group, med_obj, pair_limits = _pair_chromatids(
         pieces, n_pieces, width, half_widths, med_piece, params
     )
     _add_objects(
-        label_img, objects, pieces, group, n_pieces, corrected, med_obj, width, twin_width, params
+        label_img, objects, pieces, group, n_pieces, corrected, med_obj, width, pair_limits, params
     )
     _grow_objects(label_img, objects, corrected, levels, width, params)
     if join_band_cuts(label_img, objects, corrected, width, params):
@@ -107,17 +107,25 @@ def _levels(corrected: np.ndarray, params: SegmentationParams) -> _Levels | None
     nucleus_like = round_blobs(low_lab, low_areas, 5 * med_low, params)
     typical = ok & (low_areas[1:] < 20 * med_low) & ~nucleus_like
     if typical.any():
-        # area-weighted median: the size of the object an average stained pixel belongs to,
-        # robust to many specks of debris
-        sizes = np.sort(low_areas[1:][typical]).astype(float)
-        cumulative = np.cumsum(sizes)
-        med_low = float(sizes[np.searchsorted(cumulative, 0.5 * cumulative[-1])])
-    typical_peak = float(np.median(peaks[typical])) if typical.any() else float(peaks.max())
+        # area-weighted medians: the size and peak of the object an average stained pixel
+        # belongs to, robust to many specks of debris or nucleus texture
+        sizes = low_areas[1:][typical].astype(float)
+        med_low = _weighted_median(sizes, sizes)
+        typical_peak = _weighted_median(peaks[typical], sizes)
+    else:
+        typical_peak = float(peaks.max())
     if params.threshold is not None:
         t_obj = float(params.threshold)
     else:
         t_obj = max(t_low, params.peak_fraction * typical_peak)
     return _Levels(low=t_low, object=t_obj, typical_peak=typical_peak, typical_area=med_low)
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The value below which half of the total weight lies."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
 def _pieces_and_nuclei(corrected: np.ndarray, levels: _Levels, params: SegmentationParams):
@@ -149,13 +157,37 @@ def _pieces_and_nuclei(corrected: np.ndarray, levels: _Levels, params: Segmentat
             nucleus_mask |= absorb
             pieces[absorb] = 0
         pieces[interior] = 0  # a nucleus keeps its interior ...
-        nucleus_mask &= pieces == 0  # ... and chromosomes lying on its rim keep theirs
+        nucleus_mask &= pieces == 0  # ... and chromosomes lying on its rim keep theirs ...
+        _absorb_enclosed(pieces, nucleus_mask, corrected, levels, params)  # ... or are its texture
         piece_areas = np.bincount(pieces.ravel(), minlength=n_pieces + 1)
     small = piece_areas < params.min_area_px
     small[0] = False
     pieces[small[pieces]] = 0
     pieces, n_pieces = ndi.label(pieces > 0)
     return pieces, n_pieces, nucleus_mask
+
+
+def _absorb_enclosed(pieces, nucleus_mask, corrected, levels: _Levels, params) -> None:
+    """Pieces whose outline lies mostly on a nucleus and that are fainter than a chromosome
+    (peak below ``nucleus_enclosed_min_peak`` x the typical peak) are dense spots of the
+    nucleus' own texture: they join the nucleus. A chromosome lying on a nucleus' halo is as
+    dense as the other chromosomes of the spread and stays."""
+    from scipy import ndimage as ndi
+
+    n = int(pieces.max()) + 1
+    ring = ndi.grey_dilation(pieces, size=3) * (pieces == 0)  # each piece's outer outline
+    on_nucleus = np.bincount(ring[nucleus_mask].ravel(), minlength=n)
+    outline = np.bincount(ring.ravel(), minlength=n)
+    peaks = np.zeros(n)
+    peaks[1:] = ndi.maximum(corrected, pieces, np.arange(1, n))
+    enclosed = (on_nucleus > 0.5 * np.maximum(outline, 1)) & (
+        peaks < params.nucleus_enclosed_min_peak * levels.typical_peak
+    )
+    enclosed[0] = False
+    if enclosed.any():
+        absorb = enclosed[pieces]
+        nucleus_mask |= absorb
+        pieces[absorb] = 0
 
 
 def _add_nuclei(label_img, objects, nucleus_mask, typical_area, params) -> None:
@@ -200,41 +232,40 @@ def _piece_measures(pieces, n_pieces) -> tuple[float, np.ndarray, float]:
 
 
 def _pair_chromatids(pieces, n_pieces, width, half_widths, med_piece, params):
-    """(piece -> group representative, median object area, twin half-width limit or None).
+    """(piece -> group representative, median object area, pair limits).
 
-    Two passes: the first gives the median chromosome size, the second refuses pairs whose
-    union would be larger than a chromosome can be (two whole chromosomes side by side). Twins,
+    Two passes: the first gives the spread's objects, hence the median chromosome size and
+    width; the second pairs only what the evidence supports. Sister chromatids are each about
+    half as wide as a whole chromosome of the spread, so both blobs of a pair must be at most
+    ``pair_max_width_ratio`` x the median object width; two whole chromosomes side by side are
+    full width and stay apart. A union larger than a chromosome can be is refused too. Twins,
     i.e. near-identical blobs in any arrangement, are only allowed in the second pass and only
-    for blobs as thin as the chromatids of the confident side-by-side pairs.
+    for blobs as thin as the chromatids of the side-by-side pairs.
     """
     group = group_pairs(pieces, n_pieces, width, med_piece, params)
     med_obj = median_object_area(pieces, group, params)
-    twin_width = None
+    limits = PairLimits()
     if params.pair_chromatids:
-        max_pair = params.pair_max_union_factor * med_obj
+        chromosome_width = median_object_width(pieces, group, med_obj, params)
+        limits = PairLimits(
+            max_union=params.pair_max_union_factor * med_obj,
+            max_blob_width=params.pair_max_width_ratio * chromosome_width,
+            piece_half_width=half_widths,
+        )
+        group = group_pairs(pieces, n_pieces, width, med_piece, params, limits=limits)
         paired = np.flatnonzero(np.bincount(group[1:], minlength=n_pieces + 1) > 1)
         in_pair = np.isin(group[1:], paired)
-        twin_width = (
-            params.pair_twin_width_factor * float(np.median(half_widths[in_pair]))
-            if in_pair.sum() >= 4
-            else None
-        )
-        group = group_pairs(
-            pieces,
-            n_pieces,
-            width,
-            med_piece,
-            params,
-            max_union=max_pair,
-            piece_half_width=half_widths,
-            twin_max_half_width=twin_width,
-        )
+        if in_pair.sum() >= 4:
+            limits.twin_max_half_width = params.pair_twin_width_factor * float(
+                np.median(half_widths[in_pair])
+            )
+            group = group_pairs(pieces, n_pieces, width, med_piece, params, limits=limits)
         med_obj = median_object_area(pieces, group, params)
-    return group, med_obj, twin_width
+    return group, med_obj, limits
 
 
 def _add_objects(
-    label_img, objects, pieces, group, n_pieces, corrected, med_obj, width, twin_width, params
+    label_img, objects, pieces, group, n_pieces, corrected, med_obj, width, pair_limits, params
 ) -> None:
     """One object per group of pieces, with its status by size and place: ``debris``,
     ``border``, ``cluster`` (too large; split into chromosome-shaped pieces where it can be) or
@@ -277,7 +308,7 @@ def _add_objects(
                 split = split_by_levels(local, corrected[sl], med_obj, params, width)
                 if split is not None:
                     _add_split_pieces(
-                        label_img, objects, sl, *split, med_obj, width, twin_width, params
+                        label_img, objects, sl, *split, med_obj, width, pair_limits, params
                     )
                     continue
                 reason += " that could not be split into chromosome-sized pieces"
@@ -293,7 +324,9 @@ def _add_objects(
         objects.append({"label": label, "status": status, "reason": reason, "n_parts": n_parts})
 
 
-def _add_split_pieces(label_img, objects, sl, ws, good, med_obj, width, twin_width, params) -> None:
+def _add_split_pieces(
+    label_img, objects, sl, ws, good, med_obj, width, pair_limits, params
+) -> None:
     """The pieces of a split object (``ws`` labels in the window ``sl``): chromosome-shaped
     ones are kept (sister chromatids among them grouped again), the others stay ``cluster``."""
     from scipy import ndimage as ndi
@@ -303,16 +336,8 @@ def _add_split_pieces(label_img, objects, sl, ws, good, med_obj, width, twin_wid
     sub_half_width = np.array(
         [ndi.distance_transform_edt(np.pad(ws == k, 1)).max() for k in range(1, n_ws + 1)]
     )
-    sub_group = group_pairs(
-        sub,
-        n_ws,
-        width,
-        med_obj,
-        params,
-        max_union=params.pair_max_union_factor * med_obj,
-        piece_half_width=sub_half_width,
-        twin_max_half_width=twin_width,
-    )
+    limits = replace(pair_limits, piece_half_width=sub_half_width)
+    sub_group = group_pairs(sub, n_ws, width, med_obj, params, limits=limits)
     merged = sub_group[ws]
     merged[ws == 0] = 0
     ids = np.unique(merged[merged > 0])
