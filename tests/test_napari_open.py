@@ -1,0 +1,48 @@
+"""Opening files through napari's own path: which reader napari offers, and every shared image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+from PIL import Image
+
+PLUGIN = "napari-chromosome-sort"
+
+
+def _readers(path: Path) -> dict[str, str]:
+    from napari.plugins._npe2 import get_readers
+
+    return get_readers(path)
+
+
+def _dataset(folder: Path) -> Path:
+    (folder / "a").mkdir(parents=True)
+    Image.fromarray(np.full((12, 10), 90, np.uint8)).save(folder / "a" / "c1.png")
+    pd.DataFrame({"file": ["a/c1.png"], "label": ["a"]}).to_csv(folder / "manifest.csv")
+    return folder
+
+
+def test_reader_not_offered_for_images(make_napari_viewer, tmp_path):
+    """File > Open of an image goes to napari's reader, never to this plugin's dataset reader."""
+    viewer = make_napari_viewer()
+    png, tif = tmp_path / "x.png", tmp_path / "x.tif"
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(png)
+    tifffile.imwrite(tif, np.arange(64, dtype=np.uint16).reshape(8, 8))
+    for path in (png, tif, tmp_path / "table.csv"):
+        assert PLUGIN not in _readers(path), path.name
+    viewer.open(png)
+    viewer.open(tif)
+    assert [layer.name for layer in viewer.layers] == ["x", "x [1]"]
+
+
+def test_reader_offered_for_a_dataset(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    folder = _dataset(tmp_path / "crops")
+    assert PLUGIN in _readers(folder / "manifest.csv")
+    assert PLUGIN in _readers(folder)
+    viewer.open(folder, plugin=PLUGIN)
+    layer = viewer.layers["crops crops"]
+    assert layer.data.shape[0] == 1 and "manifest" in layer.metadata
