@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import tifffile
 from PIL import Image
 
@@ -46,3 +47,33 @@ def test_reader_offered_for_a_dataset(make_napari_viewer, tmp_path):
     viewer.open(folder, plugin=PLUGIN)
     layer = viewer.layers["crops crops"]
     assert layer.data.shape[0] == 1 and "manifest" in layer.metadata
+
+
+def _dapi_sample(dapi_dir: Path) -> list[Path]:
+    """One DAPI image (``*D.tif``) per slide folder: all are LZW-compressed TIFFs."""
+    return [
+        sorted(folder.glob("*D.tif"))[0]
+        for folder in sorted(dapi_dir.iterdir())
+        if folder.is_dir() and any(folder.glob("*D.tif"))
+    ]
+
+
+def test_every_shared_spread_opens_in_napari(make_napari_viewer, giemsa_dir, dapi_dir):
+    """What a user opens with File > Open: napari's own reader, no plugin chosen by hand."""
+    import tifffile
+
+    viewer = make_napari_viewer()
+    dapi = _dapi_sample(dapi_dir)
+    compressions = set()
+    for path in dapi:
+        with tifffile.TiffFile(path) as tif:
+            compressions.add(tif.pages[0].compression.name)
+    if "LZW" not in compressions:
+        pytest.skip("no LZW-compressed DAPI TIFF in the shared data")
+    paths = sorted((giemsa_dir / "images").glob("*.png")) + dapi
+    for path in paths:
+        layers = viewer.open(path)
+        assert len(layers) == 1, path.name
+        data = np.asarray(layers[0].data)
+        assert data.ndim >= 2 and min(data.shape[:2]) > 100 and data.max() > data.min(), path.name
+    assert len(viewer.layers) == len(paths)
