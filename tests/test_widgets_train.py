@@ -118,3 +118,65 @@ def test_bad_dataset_error_is_notified(make_napari_viewer, qtbot, monkeypatch, t
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
     assert shown and "Train classifier" in shown[0]
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_label_a_few_then_train_saves_a_model(make_napari_viewer, qtbot, tmp_path):
+    """Label 2 B and 3 C crops (no A), train with 5 requested folds: a model, 2-fold CV."""
+    from napari_chromosome_sort._widgets.label import LabelWidget
+    from napari_chromosome_sort._widgets.segment import SegmentWidget
+    from napari_chromosome_sort.synthetic import make_spread
+
+    viewer = make_napari_viewer()
+    viewer.add_image(make_spread(seed=0).image, name="spread")
+    segment = SegmentWidget(viewer)
+    segment.run()
+    qtbot.waitUntil(
+        lambda: "spread objects" in viewer.layers and not segment.running, timeout=60000
+    )
+    layer = viewer.layers["spread objects"]
+    folder = tmp_path / "dataset"
+    label = LabelWidget(viewer)
+    label.folder.value = str(folder)
+    label.labels_picker.set_layer(layer)
+    label._labels_changed()
+    for cls in "BBCCC":
+        label.step(1)
+        assert label.current
+        label.assign(cls)
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["B", "C"]
+
+    warnings = []
+    import napari_chromosome_sort._widgets.train as train_module
+
+    model_path = tmp_path / "model.safetensors"
+    widget = _widget(viewer, folder, model_path, cv_folds=5)
+    original = train_module.show_warning
+    train_module.show_warning = warnings.append
+    try:
+        widget.start()
+    finally:
+        train_module.show_warning = original
+    assert widget.running, "the check before training refused the labelled set"
+    assert warnings and "only 2 crops" in warnings[0] and "2-fold" in warnings[0]
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert model_path.is_file()
+    from napari_chromosome_sort.model_io import load_model
+
+    assert list(load_model(model_path).classes) == ["B", "C"]
+    assert "2-fold CV concordance" in widget.results.text()
+
+
+def test_one_crop_class_trains_without_cv(make_napari_viewer, qtbot, tmp_path):
+    from napari_chromosome_sort.synthetic import make_crop_dataset
+
+    folder = make_crop_dataset(tmp_path / "set", n_per_class=3, seed=1, size=48)
+    for extra in sorted((folder / "A").iterdir())[1:]:
+        extra.unlink()
+    viewer = make_napari_viewer()
+    model_path = tmp_path / "model.safetensors"
+    widget = _widget(viewer, folder, model_path, cv_folds=5)
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert model_path.is_file()
+    assert "without the cross-validated concordance" in widget.results.text()
+    assert "concordance" not in widget.results.text().split("<i>")[0]

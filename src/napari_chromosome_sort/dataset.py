@@ -74,11 +74,14 @@ class CropDataset:
             p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
         )
 
-    def _ensure_class(self, cls: str) -> str:
+    def _ensure_class(self, cls: str, create: bool = False) -> str:
+        """Register a class; its folder is made only when a crop goes in (``create``), so a
+        class nobody labelled yet is no empty folder that training would trip over."""
         folder = sanitise_class_name(cls)
         if folder not in self._classes:
-            (self.root / folder).mkdir(exist_ok=True)
             self._classes.append(folder)
+        if create:
+            (self.root / folder).mkdir(exist_ok=True)
         return folder
 
     @property
@@ -127,7 +130,7 @@ class CropDataset:
         bbox = [None] * 4 if bbox is None else [int(v) for v in bbox]
         if len(bbox) != 4:
             raise ChromosortError(f"bbox must be (y0, x0, y1, x1), got {bbox}")
-        folder = self._ensure_class(cls)
+        folder = self._ensure_class(cls, create=True)
         stem = re.sub(r"[^\w\-.]+", "_", Path(str(source)).stem) or "crop"
         stamp = datetime.now(timezone.utc)
         name = f"{stem}_l{int(label)}_{stamp.strftime('%Y%m%dT%H%M%S%f')}.png"
@@ -173,7 +176,7 @@ class CropDataset:
     def relabel(self, file, cls: str) -> Path:
         """Move a stored crop to class ``cls`` (file moved, manifest updated); returns new path."""
         table, i = self._row(file)
-        folder = self._ensure_class(cls)
+        folder = self._ensure_class(cls, create=True)
         old = self.root / table.at[i, "file"]
         new = self.root / folder / old.name
         if new == old:
@@ -200,11 +203,11 @@ class CropDataset:
             path.unlink()
 
 
-def scan_image_folder(root) -> tuple[list[Path], np.ndarray, list[str]]:
+def scan_image_folder(root, skip_empty: bool = False) -> tuple[list[Path], np.ndarray, list[str]]:
     """Images of a folder-per-class set (ImageFolder convention: classes = sorted sub-folders).
 
-    Raises ChromosortError when the folder is unreadable, has fewer than 2 class folders or a
-    class folder without images."""
+    Raises ChromosortError when the folder is unreadable, has fewer than 2 classes with images
+    or (unless ``skip_empty``: then it is no class) a class folder without images."""
     root = Path(root)
     try:
         folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -216,8 +219,8 @@ def scan_image_folder(root) -> tuple[list[Path], np.ndarray, list[str]]:
         )
     paths: list[Path] = []
     targets: list[int] = []
-    classes = [f.name for f in folders]
-    for k, folder in enumerate(folders):
+    classes: list[str] = []
+    for folder in folders:
         try:
             files = sorted(
                 p
@@ -226,8 +229,16 @@ def scan_image_folder(root) -> tuple[list[Path], np.ndarray, list[str]]:
             )
         except OSError as error:
             raise ChromosortError(f"cannot read class folder {folder}: {error}") from None
+        if not files and skip_empty:
+            continue
         if not files:
             raise ChromosortError(f"class folder {folder} has no images")
         paths.extend(files)
-        targets.extend([k] * len(files))
+        targets.extend([len(classes)] * len(files))
+        classes.append(folder.name)
+    if len(classes) < 2:
+        raise ChromosortError(
+            f"{root} needs crops in at least 2 classes, found crops in {len(classes)}"
+            f" ({', '.join(classes) or 'none'})"
+        )
     return paths, np.asarray(targets, dtype=int), classes

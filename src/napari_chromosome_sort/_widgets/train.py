@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..progress import Progress
-from ._common import dataclass_form, start_worker, warm_imports
+from ._common import dataclass_form, report_error, start_worker, warm_imports
 
 WEIGHT_CHOICES = {
     "ImageNet (cached or downloaded)": "imagenet",
@@ -35,12 +35,17 @@ SPECIAL_FIELDS = ("backbone", "weights")
 def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
     """Generator run in the worker: train, optionally cross-validate, then save (atomically).
 
-    The model file is written only after everything finished, so cancelling (the consumer stops
-    iterating) leaves any previous model file untouched.
+    The folder and the folds the smallest class allows are checked first (``check_folder``),
+    so nothing that can be known up front fails after the long fitting. A failing evaluation
+    never discards a fitted model. The model file is written only after everything finished,
+    so cancelling (the consumer stops iterating) leaves any previous model file untouched.
+    Returns ``(model, model_path, evaluation, notes)``.
     """
+    from ..errors import ChromosortError
     from ..model_io import save_model
-    from ..training import crossvalidate_folder, train_from_folder
+    from ..training import check_folder, train_from_folder
 
+    cv_folds, notes = check_folder(folder, cv_folds)
     model = None
     for report in train_from_folder(folder, config):
         if report.result is not None:
@@ -50,23 +55,35 @@ def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
         raise RuntimeError("training finished without producing a model")
     evaluation = None
     if cv_folds >= 2:
-        for report in crossvalidate_folder(folder, config, folds=cv_folds):
-            if report.result is not None:
-                evaluation = report.result
-            else:
-                yield Progress(
-                    report.step, report.total, f"cross-validation: {report.message}", report.metrics
-                )
-        if evaluation is not None:
-            model.metadata.setdefault("metrics", {}).update(
-                {
-                    k: evaluation[k]
-                    for k in ("n", "accuracy", "kappa", "classes", "confusion")
-                    if k in evaluation
-                }
-            )
+        try:
+            evaluation = yield from _evaluate(folder, config, cv_folds)
+        except ChromosortError as error:
+            notes.append(f"Cross-validation failed ({error}); the model is saved without it.")
+    if evaluation is not None:
+        model.metadata.setdefault("metrics", {}).update(
+            {
+                k: evaluation[k]
+                for k in ("n", "accuracy", "kappa", "classes", "confusion", "n_folds")
+                if k in evaluation
+            }
+        )
     save_model(model, model_path)
-    return model, model_path, evaluation
+    return model, model_path, evaluation, notes
+
+
+def _evaluate(folder: str, config, folds: int):
+    """Cross-validation progress, relayed; returns the evaluation."""
+    from ..training import crossvalidate_folder
+
+    evaluation = None
+    for report in crossvalidate_folder(folder, config, folds=folds):
+        if report.result is not None:
+            evaluation = report.result
+        else:
+            yield Progress(
+                report.step, report.total, f"cross-validation: {report.message}", report.metrics
+            )
+    return evaluation
 
 
 class TrainWidget(QWidget):
@@ -206,6 +223,15 @@ class TrainWidget(QWidget):
         except Exception as error:  # noqa: BLE001 - shown to the user
             show_error(f"Train classifier: {error}")
             return
+        try:  # the quick check first: a folder that cannot train fails now, not after minutes
+            from ..training import check_folder
+
+            _, notes = check_folder(folder, self.cv_folds.value())
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            report_error(error, "Train classifier")
+            return
+        for note in notes:
+            show_warning(f"Train classifier: {note}")
         self.history = []
         self.model = None
         warm_imports()
@@ -260,7 +286,7 @@ class TrainWidget(QWidget):
     def _on_done(self, result):
         if result is None:
             return
-        model, path, evaluation = result
+        model, path, evaluation, notes = result
         self.model, self.model_path, self.evaluation = model, path, evaluation
         self.progress.setValue(self.progress.maximum())
         metrics = dict((getattr(model, "metadata", {}) or {}).get("metrics", {}) or {})
@@ -273,10 +299,12 @@ class TrainWidget(QWidget):
         if prep is not None:
             lines.append(f"Chosen input: {prep.size} px, {prep.geometry}")
         if "accuracy" in metrics:
+            folds = metrics.get("n_folds", self.cv_folds.value())
             lines.append(
-                f"{self.cv_folds.value()}-fold CV concordance {100 * metrics['accuracy']:.1f}% "
+                f"{folds}-fold CV concordance {100 * metrics['accuracy']:.1f}% "
                 f"(n = {metrics.get('n', '?')}), Cohen's κ {metrics.get('kappa', float('nan')):.3f}"
             )
+        lines.extend(f"<i>{note}</i>" for note in notes)
         self.results.setText("<br>".join(lines))
         self.status.setText("Done.")
         confusion = metrics.get("confusion")
