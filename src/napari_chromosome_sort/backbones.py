@@ -144,10 +144,7 @@ def read_state_dict(path: str | os.PathLike) -> dict:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip, safetensors errors all mean "not a weights file"
-        raise ChromosortError(
-            f"{path} is not a readable weights file (state_dict .pth or .safetensors): "
-            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        ) from None
+        raise ChromosortError(_unreadable_weights_message(path, error)) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state:
@@ -162,6 +159,25 @@ def read_state_dict(path: str | os.PathLike) -> dict:
         if all(k.startswith(prefix) for k in tensors):
             tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
     return tensors
+
+
+def _unreadable_weights_message(path: Path, error: Exception) -> str:
+    """Why a weights file was not read. A pickle holding more than tensors gets its own
+    message: torch's own text would suggest ``weights_only=False``, which runs the file's code."""
+    import pickle
+
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError) or "weights_only" in text:
+        return (
+            f"{path} holds Python objects besides tensors (a pickled model or training "
+            "checkpoint, not a plain state_dict); refused for safety, since loading it could run "
+            "code from the file. Save only model.state_dict() (or a .safetensors file) and use that"
+        )
+    first = text.splitlines()[0] if text else ""
+    return (
+        f"{path} is not a readable weights file (state_dict .pth or .safetensors): "
+        f"{type(error).__name__}: {first[:200]}"
+    )
 
 
 def _hub_checkpoint(spec: BackboneSpec) -> Path:

@@ -43,6 +43,11 @@ class Preprocessing:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
+    def __post_init__(self):
+        from .model_schema import check_preprocessing
+
+        check_preprocessing(self.to_dict())  # bounds: e.g. no input size that exhausts memory
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)

@@ -5,22 +5,34 @@ The file holds the module's tensors plus, in the safetensors ``__metadata__``, t
 preprocessing, head layout, training data summary, metrics, package version. Nothing is ever
 unpickled: imported ``.pth`` files are read with ``torch.load(weights_only=True)``.
 Saving is atomic (temporary file + ``os.replace``): a failed save never leaves a half-written
-model, nor clobbers the previous one.
+model, nor clobbers the previous one; temporary files that a killed save left beside the model
+are removed by the next save. Every file read is checked against :mod:`.model_schema` before
+anything is built from it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from .atomic import write_bytes_atomic
 from .backbones import shape_mismatch
 from .errors import ChromosortError
+from .model_schema import (
+    FORMAT_VERSION,
+    MAX_METADATA_CHARS,
+    check_architecture,
+    check_metadata,
+    check_tensors,
+)
 
 FORMAT_KEY = "napari-chromosome-sort"
-FORMAT_VERSION = 1
+STALE_TEMP_SECONDS = 60
+"""A temporary save file untouched this long is a leftover of a killed save (not one running)."""
 
 
 def _metadata_blob(model) -> dict[str, str]:
@@ -34,6 +46,10 @@ def _metadata_blob(model) -> dict[str, str]:
         text = json.dumps(meta, default=_json_default)
     except (TypeError, ValueError) as error:
         raise ChromosortError(f"model metadata is not JSON-serialisable: {error}") from None
+    try:
+        check_metadata(json.loads(text))
+    except ChromosortError as error:
+        raise ChromosortError(f"cannot save this model: {error}") from None
     return {FORMAT_KEY: text, "format": "napari-chromosome-sort model"}
 
 
@@ -61,8 +77,27 @@ def save_model(model, path) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ChromosortError(f"cannot save model: folder {folder} does not exist")
+    if path.is_dir():
+        raise ChromosortError(f"cannot save model: {path} is a folder; give a file name")
+    remove_stale_temps(path)
     write_bytes_atomic(path, blob)
     return path
+
+
+def remove_stale_temps(path: Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete the temporary files (``.<name>.*.tmp<suffix>``) that killed saves of ``path``
+    left beside it, when untouched for ``older_than`` seconds (a save still running is
+    younger). Returns the deleted paths."""
+    removed = []
+    now = time.time()
+    for tmp in path.parent.glob(f".{path.name}.*.tmp{path.suffix}"):
+        try:
+            if tmp.is_file() and not tmp.is_symlink() and now - tmp.stat().st_mtime >= older_than:
+                os.unlink(tmp)
+                removed.append(tmp)
+        except OSError:
+            continue  # gone already, or not ours to delete
+    return removed
 
 
 def read_metadata(path) -> dict:
@@ -88,17 +123,27 @@ def read_metadata(path) -> dict:
             f"{path} is a safetensors file but not a napari-chromosome-sort model "
             f"(no {FORMAT_KEY!r} metadata; made by another tool?)"
         )
+    meta = _parse_metadata(raw[FORMAT_KEY], path)
     try:
-        meta = json.loads(raw[FORMAT_KEY])
-    except json.JSONDecodeError as error:
-        raise ChromosortError(f"{path}: model metadata is corrupt ({error})") from None
+        return check_metadata(meta)
+    except ChromosortError as error:
+        raise ChromosortError(f"{path} is refused: {error}") from None
+
+
+def _parse_metadata(text: str, path: Path) -> dict:
+    """The metadata JSON of ``path`` (size-limited; deep nesting is corrupt, not a crash)."""
+    if len(text) > MAX_METADATA_CHARS:
+        raise ChromosortError(
+            f"{path}: model metadata is {len(text)} characters long "
+            f"(at most {MAX_METADATA_CHARS}); refused"
+        )
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise ChromosortError(f"{path}: model metadata is corrupt ({reason})") from None
     if not isinstance(meta, dict):
         raise ChromosortError(f"{path}: model metadata is corrupt (not a JSON object)")
-    version = meta.get("format_version", 1)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ChromosortError(
-            f"{path} was written by a newer napari-chromosome-sort (format {version}); update"
-        )
     return meta
 
 
@@ -115,17 +160,10 @@ def load_model(path):
     except Exception as error:
         raise ChromosortError(f"{path} is corrupt: tensors unreadable ({error})") from None
     model = build_classifier(meta, weights="random", metadata=meta)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    if missing or unexpected:
-        raise ChromosortError(
-            f"{path} does not match its own description: missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}"
-        )
-    mismatch = shape_mismatch(tensors, own)
-    if mismatch:
-        raise ChromosortError(f"{path} is corrupt: {mismatch}")
+    try:
+        check_tensors(tensors, model.state_dict())
+    except ChromosortError as error:
+        raise ChromosortError(f"{path} is refused: {error}") from None
     model.load_state_dict(tensors, strict=True)
     model.backbone.weights_source = meta.get("weights_source", model.backbone.weights_source)
     model.eval()
@@ -163,8 +201,6 @@ def import_state_dict(
     classes = [str(c).strip() for c in classes if str(c).strip()]
     if len(classes) < 2:
         raise ChromosortError("import needs at least 2 class names, in the model's output order")
-    if len(set(classes)) != len(classes):
-        raise ChromosortError(f"duplicate class names: {classes}")
     spec = get_spec(backbone)
     state = read_state_dict(path)
     prep = preprocessing or Preprocessing(size=224, appearance="plain", geometry="stretch")
@@ -195,6 +231,7 @@ def import_state_dict(
         "preprocessing": prep.to_dict(),
         "head": {"kind": kind, "in_dim": head_in},
     }
+    check_architecture(arch)
     model = build_classifier(arch, weights="random")
     own = model.state_dict()
     new_state = {}
