@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import ChromosortError
 from ..sorter import REVIEW, add_to_training_set, list_images, load_rgb, predict_images
-from ._common import report_error, rgb_pixmap, start_worker
+from ._common import ScrollDock, report_error, rgb_pixmap, start_worker
 
 THUMB = 96
 PATH_ROLE = Qt.ItemDataRole.UserRole
@@ -244,3 +244,10 @@ class GalleryWidget(QWidget):
         self.tabs.setCurrentIndex(self.classes.index(cls))
         show_info(f"{Path(path).name} → {cls} (written to {dest})")
         return dest
+
+
+class GalleryDock(ScrollDock):
+    """The GalleryWidget in a scroll area: what napari docks (Plugins menu)."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(GalleryWidget(napari_viewer))

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
 from ..errors import ChromosortError
 from ._common import (
     LayerPicker,
+    ScrollDock,
     camera,
     class_colours,
     feature_row,
@@ -342,3 +343,10 @@ class LabelWidget(QWidget):
                 translate=layer.translate,
             )
             self.viewer.layers.selection.active = layer
+
+
+class LabelDock(ScrollDock):
+    """The LabelWidget in a scroll area: what napari docks (Plugins menu)."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(LabelWidget(napari_viewer))

@@ -13,14 +13,17 @@ WIDGETS = (
 
 
 def dock_all(viewer) -> dict:
-    """Dock every plugin widget (tabbed on the right); returns {title: widget}."""
+    """Dock every plugin widget (tabbed on the right, each in a scroll area as from the Plugins
+    menu); returns {title: widget}."""
     import importlib
+
+    from ._common import ScrollDock
 
     docked = {}
     for module_name, class_name, title in WIDGETS:
         module = importlib.import_module(f"napari_chromosome_sort._widgets.{module_name}")
         widget = getattr(module, class_name)(viewer)
-        viewer.window.add_dock_widget(widget, name=title, area="right", tabify=True)
+        viewer.window.add_dock_widget(ScrollDock(widget), name=title, area="right", tabify=True)
         docked[title] = widget
     return docked
 

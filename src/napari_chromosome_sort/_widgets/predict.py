@@ -24,8 +24,10 @@ from qtpy.QtWidgets import (
 from ..progress import Progress
 from ._common import (
     LayerPicker,
+    ScrollDock,
     class_colours,
     colormap_from_mapping,
+    fit_table_to_rows,
     label_at,
     layer_image,
     rgb_pixmap,
@@ -113,7 +115,7 @@ class PredictWidget(QWidget):
         self.status.setWordWrap(True)
         self.distribution = QTableWidget(0, 3)
         self.distribution.setHorizontalHeaderLabels(["class", "count", "%"])
-        self.distribution.setMaximumHeight(150)
+        fit_table_to_rows(self.distribution)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
         self.crop_view = QLabel()
@@ -331,7 +333,7 @@ class PredictWidget(QWidget):
             n = int(counts.get(cls, 0))
             for column, value in enumerate((cls, str(n), f"{100 * n / total:.1f}")):
                 self.distribution.setItem(row, column, QTableWidgetItem(value))
-        self.distribution.resizeColumnsToContents()
+        fit_table_to_rows(self.distribution)
 
     def table(self) -> pd.DataFrame | None:
         if self.layer is None or not len(self.layer.features):
@@ -396,3 +398,10 @@ class PredictWidget(QWidget):
         if len(index) and len(crops) == len(table):
             return crops[int(np.flatnonzero(table["label"].astype(int) == int(label))[0])]
         return None
+
+
+class PredictDock(ScrollDock):
+    """The PredictWidget in a scroll area: what napari docks (Plugins menu)."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(PredictWidget(napari_viewer))

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 
 from .. import plots, readout
 from ..errors import ChromosortError
-from ._common import report_error
+from ._common import ScrollDock, report_error
 
 TABLE = "predictions table (CSV)"
 LAYERS = "Labels layers (features)"
@@ -225,3 +225,10 @@ class ReadoutWidget(QWidget):
         files += plots.save_figure(fig, folder / "stacked_bar")
         show_info(f"readout saved to {folder}")
         return files
+
+
+class ReadoutDock(ScrollDock):
+    """The ReadoutWidget in a scroll area: what napari docks (Plugins menu)."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(ReadoutWidget(napari_viewer))

@@ -22,6 +22,7 @@ from ._common import (
     KEPT,
     STATUS_COLOURS,
     LayerPicker,
+    ScrollDock,
     dataclass_form,
     feature_row,
     label_at,
@@ -302,3 +303,10 @@ class SegmentWidget(QWidget):
         if layer.metadata.get(META_KEY, {}).get("denoised"):
             text += " (noisy image: denoised before segmenting, and so are its crops)"
         self.summary.setText(text)
+
+
+class SegmentDock(ScrollDock):
+    """The SegmentWidget in a scroll area: what napari docks (Plugins menu)."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(SegmentWidget(napari_viewer))

@@ -22,7 +22,14 @@ from qtpy.QtWidgets import (
 )
 
 from ..progress import Progress
-from ._common import dataclass_form, report_error, start_worker, warm_imports
+from ._common import (
+    ScrollDock,
+    dataclass_form,
+    fit_table_to_rows,
+    report_error,
+    start_worker,
+    warm_imports,
+)
 
 WEIGHT_CHOICES = {
     "ImageNet (cached or downloaded)": "imagenet",
@@ -146,7 +153,6 @@ class TrainWidget(QWidget):
         self.results.setWordWrap(True)
         self.confusion = QTableWidget()
         self.confusion.setVisible(False)
-        self.confusion.setMaximumHeight(160)
 
         form = QFormLayout()
         form.addRow("Dataset", self.folder.native)
@@ -325,5 +331,12 @@ class TrainWidget(QWidget):
             for j in range(n):
                 value = confusion[i, j] if i < confusion.shape[0] and j < confusion.shape[1] else 0
                 self.confusion.setItem(i, j, QTableWidgetItem(str(int(value))))
-        self.confusion.resizeColumnsToContents()
+        fit_table_to_rows(self.confusion)
         self.confusion.setVisible(True)
+
+
+class TrainDock(ScrollDock):
+    """The TrainWidget in a scroll area: what napari docks (Plugins menu)."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(TrainWidget(napari_viewer))

@@ -1,0 +1,114 @@
+"""Every dock fits a 1920x1080 screen: docks scroll, tables show all their rows, nothing is cut."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from qtpy.QtWidgets import (
+    QAbstractScrollArea,
+    QApplication,
+    QComboBox,
+    QScrollArea,
+    QTableWidget,
+    QWidget,
+)
+
+from napari_chromosome_sort import readout
+
+PLUGIN = "napari-chromosome-sort"
+WIDGETS = (
+    "Segment spread",
+    "Label chromosomes",
+    "Train classifier",
+    "Predict & explain",
+    "Type readout",
+    "Sorter gallery",
+)
+SCREEN = (1920, 1080)
+
+
+def _labels_with_calls(viewer, name: str, seed: int, n: int = 60):
+    rng = np.random.default_rng(seed)
+    data = np.zeros((40, 40), np.int32)
+    for i in range(n):
+        data[(i % 10) * 4 : (i % 10) * 4 + 3, (i // 10) * 4 : (i // 10) * 4 + 3] = i + 1
+    dist = readout.PAPER_DISTRIBUTIONS["WT"]
+    classes = rng.choice(list(dist), n, p=list(dist.values()))
+    features = pd.DataFrame(
+        {"label": np.arange(1, n + 1), "status": "chromosome", "class": classes}
+    )
+    return viewer.add_labels(data, name=name, features=features)
+
+
+def _fill(widgets: dict) -> None:
+    """Results in every table and chart, as after a real run."""
+    widgets["Train classifier"]._show_confusion(np.arange(9).reshape(3, 3), ["A", "B", "C"])
+    widgets["Train classifier"].results.setText("Model saved to <b>model.safetensors</b>")
+    calls = pd.DataFrame({"class": list("AABBBCCCCD")})
+    widgets["Predict & explain"]._show_distribution(calls, ["A", "B", "C", "D"])
+    widgets["Type readout"].compute()
+
+
+def _not_laid_out_by_the_dock(widget: QWidget, top: QWidget) -> bool:
+    """Qt's own parts, parts of a table, list or combo box (sized by their owner), and the
+    content of a folded section (height 0 on purpose)."""
+    if widget.objectName().startswith("qt_") or widget.maximumHeight() == 0:
+        return True
+    parent = widget.parentWidget()
+    while parent is not None and parent is not top:
+        if isinstance(parent, (QAbstractScrollArea, QComboBox)) or parent.maximumHeight() == 0:
+            return True
+        parent = parent.parentWidget()
+    return False
+
+
+def _cut(inner: QWidget) -> list[str]:
+    """Visible parts of ``inner`` squeezed below their minimum or lying outside it."""
+    problems = []
+    for widget in inner.findChildren(QWidget):
+        if not widget.isVisibleTo(inner) or _not_laid_out_by_the_dock(widget, inner):
+            continue
+        name = f"{type(widget).__name__} {widget.objectName() or ''}".strip()
+        hint = widget.minimumSizeHint()
+        need = widget.heightForWidth(widget.width()) if widget.hasHeightForWidth() else -1
+        need = min(max(need, hint.height(), widget.minimumHeight()), widget.maximumHeight())
+        if widget.height() < need or widget.width() < min(hint.width(), inner.width()):
+            problems.append(f"{name} is {widget.width()}x{widget.height()}, needs {need} high")
+        top_left = widget.mapTo(inner, widget.rect().topLeft())
+        if top_left.y() + widget.height() > inner.height() or top_left.x() < 0:
+            problems.append(f"{name} lies outside its dock")
+        if isinstance(widget, QTableWidget) and widget.rowCount():
+            rows = sum(widget.rowHeight(r) for r in range(widget.rowCount()))
+            if widget.viewport().height() < rows:
+                problems.append(f"table shows {widget.viewport().height()} of {rows} px of rows")
+    return problems
+
+
+@pytest.mark.timeout(300)
+def test_docks_fit_a_1080_screen(make_napari_viewer, qtbot):
+    from napari_chromosome_sort.synthetic import make_spread
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(*SCREEN)
+    viewer.add_image(make_spread(seed=0).image, name="spread")
+    _labels_with_calls(viewer, "WT spread", 0)
+    docks, widgets = {}, {}
+    for name in WIDGETS:
+        dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)
+        docks[name], widgets[name] = dock, getattr(widget, "inner", widget)
+    _fill(widgets)
+    qtbot.waitExposed(window)
+    for name in WIDGETS:
+        docks[name].raise_()
+        docks[name].show()
+        QApplication.processEvents()
+        qtbot.wait(50)
+        assert window.height() <= SCREEN[1], f"{name}: window {window.height()} px high"
+        assert window.width() <= SCREEN[0], f"{name}: window {window.width()} px wide"
+        assert docks[name].height() <= SCREEN[1] and docks[name].isVisible()
+        assert _cut(widgets[name]) == [], name
+        scroll = widgets[name].parentWidget().parentWidget()  # viewport, then the scroll area
+        assert isinstance(scroll, QScrollArea), f"{name} does not scroll"
+        assert scroll.viewport().width() >= widgets[name].minimumSizeHint().width(), name
