@@ -77,3 +77,17 @@ def test_every_shared_spread_opens_in_napari(make_napari_viewer, giemsa_dir, dap
         data = np.asarray(layers[0].data)
         assert data.ndim >= 2 and min(data.shape[:2]) > 100 and data.max() > data.min(), path.name
     assert len(viewer.layers) == len(paths)
+
+
+def test_real_sample_spread_opens_from_the_menu(make_napari_viewer):
+    """File > Open Sample > Chromosome Sort: the real Giemsa spread, with its licence shipped."""
+    from napari_chromosome_sort._sample_data import sample_path
+
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "giemsa_spread")
+    viewer.open_sample(PLUGIN, "synthetic_spread")
+    layer = viewer.layers["Giemsa spread (DDX11-/-)"]
+    assert layer.data.shape[:2] == (1024, 1440) and layer.data.std() > 5
+    assert "synthetic spread" in viewer.layers
+    licence = sample_path("giemsa_ddx11_spread_3.LICENSE.txt").read_text()
+    assert "MIT License" in licence and "Kosuke Oshima" in licence

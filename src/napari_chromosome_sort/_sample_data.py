@@ -1,6 +1,24 @@
-"""Sample data: a synthetic Giemsa-like metaphase spread (generated locally, no download)."""
+"""Sample data: a real Giemsa spread shipped with the package, and a synthetic spread."""
 
 from __future__ import annotations
+
+from importlib.resources import files
+
+GIEMSA_SAMPLE = "giemsa_ddx11_spread_3.png"  # source, licence: giemsa_ddx11_spread_3.LICENSE.txt
+
+
+def sample_path(name: str = GIEMSA_SAMPLE):
+    """Path of a file shipped in the package's ``data`` folder."""
+    return files("napari_chromosome_sort") / "data" / name
+
+
+def make_giemsa_spread():
+    """napari sample: a real Giemsa-stained DDX11-/- metaphase spread (MIT, see its licence)."""
+    from .io import read_image
+
+    image = read_image(sample_path())
+    meta = {"name": "Giemsa spread (DDX11-/-)", "metadata": {"source": sample_path().name}}
+    return [(image, meta, "image")]
 
 
 def make_sample_spread():
