@@ -165,3 +165,22 @@ def test_predict_folder(make_napari_viewer, qtbot, tmp_path, tiny_model):
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert (tmp_path / "out" / "objects.csv").is_file()
     assert "out" in widget.status.text()
+
+
+def test_reviewed_objects_layer_is_chosen(make_napari_viewer, qtbot):
+    """Predict offers the spread's objects layer from Segment spread, not re-segmenting."""
+    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    viewer = make_napari_viewer()
+    viewer.add_image(synthetic.make_spread(seed=0).image, name="spread")
+    widget = PredictWidget(viewer)
+    assert widget.objects_picker.layer() is None  # nothing reviewed yet: segment automatically
+    segment = SegmentWidget(viewer)
+    segment.run()
+    qtbot.waitUntil(
+        lambda: "spread objects" in viewer.layers and not segment.running, timeout=60000
+    )
+    assert widget.objects_picker.layer() is viewer.layers["spread objects"]
+    assert PredictWidget(viewer).objects_picker.layer() is viewer.layers["spread objects"]
+    viewer.add_image(synthetic.make_spread(seed=1).image, name="other")
+    widget.image_picker.set_layer(viewer.layers["other"])
+    assert widget.objects_picker.layer() is None  # the other spread has no reviewed objects

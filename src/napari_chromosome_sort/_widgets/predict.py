@@ -83,6 +83,12 @@ def folder_job(folder: str, model_path: str, out_dir: str):
     return result
 
 
+def _objects_of(layer) -> str | None:
+    """The image layer name an objects layer from Segment spread belongs to (else None)."""
+    meta = layer.metadata.get("chromosort", {}) if isinstance(layer, Labels) else {}
+    return meta.get("image_layer") if meta.get("kind") == "segmentation" else None
+
+
 class PredictWidget(QWidget):
     """Load a model, classify the chromosomes of a spread and show why (Grad-CAM)."""
 
@@ -149,9 +155,25 @@ class PredictWidget(QWidget):
         layout.addWidget(self.detail)
         layout.addStretch(1)
 
+        self.image_picker.combo.currentIndexChanged.connect(self._objects_for_image)
+        napari_viewer.layers.events.inserted.connect(self._objects_for_image)
+        self._objects_for_image()
         self.run_button.clicked.connect(self.run)
         self.folder_button.clicked.connect(self.run_folder)
         self.export_button.clicked.connect(lambda: self.export_csv(None))
+
+    def _objects_for_image(self, *_):
+        """Offer the chosen image's reviewed objects layer (from Segment spread) when there is
+        one, else segment automatically; a choice for this image is left as it is."""
+        image = self.image_picker.layer()
+        if image is None:
+            return
+        current = self.objects_picker.layer()
+        reviewed = [layer for layer in self.viewer.layers if _objects_of(layer) == image.name]
+        if reviewed and current not in reviewed:
+            self.objects_picker.set_layer(reviewed[-1])
+        elif current is not None and _objects_of(current) not in (None, image.name):
+            self.objects_picker.combo.setCurrentText(AUTO)  # another spread's objects
 
     # ------------------------------------------------------------------ running
     @property
