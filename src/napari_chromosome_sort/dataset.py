@@ -2,7 +2,8 @@
 
 Every write is atomic (temporary file in the same folder, then ``os.replace``), so a crash never
 leaves a half-written image or manifest. Relabelling moves the file between class folders and
-rewrites the manifest row; nothing is lost.
+rewrites the manifest row; nothing is lost. Every path in ``manifest.csv`` must lead to a file
+inside the dataset folder: a manifest that points elsewhere is refused, never followed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 from .atomic import write_bytes_atomic
 from .errors import ChromosortError
 from .io import IMAGE_SUFFIXES
+from .safety import check_name, check_relative, inside, unique_in
 
 MANIFEST = "manifest.csv"
 COLUMNS = [
@@ -39,7 +41,7 @@ def sanitise_class_name(name: str) -> str:
     safe = re.sub(r"[^\w\-. ]+", "_", text).strip(" .")
     if not safe.strip("_"):
         raise ChromosortError(f"class name {name!r} is empty after removing unsafe characters")
-    return safe
+    return check_name(safe)
 
 
 def _png_bytes(pixels: np.ndarray) -> bytes:
@@ -102,7 +104,8 @@ class CropDataset:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
         try:
             table = pd.read_csv(
-                self.manifest_path, dtype={"file": str, "class": str, "source": str}
+                self.manifest_path,
+                dtype={"file": str, "class": str, "source": str, "labelled_at": str},
             )
         except Exception as error:
             raise ChromosortError(f"cannot read {self.manifest_path}: {error}") from None
@@ -110,7 +113,18 @@ class CropDataset:
         if missing:
             raise ChromosortError(f"{self.manifest_path} lacks columns {', '.join(missing)}")
         table["source"] = table["source"].fillna("")
+        self._check_files(table)
         return table[COLUMNS]
+
+    def _check_files(self, table: pd.DataFrame) -> None:
+        """Refuse a manifest whose ``file`` column names a path outside the dataset folder."""
+        for row, file in enumerate(table["file"], start=2):  # line 1 is the header
+            try:
+                check_relative(file, "file")
+            except ChromosortError as error:
+                raise ChromosortError(
+                    f"{self.manifest_path} line {row} is refused: {error}"
+                ) from None
 
     def _write_manifest(self, table: pd.DataFrame) -> None:
         write_bytes_atomic(self.manifest_path, table[COLUMNS].to_csv(index=False).encode())
@@ -165,7 +179,12 @@ class CropDataset:
     def _row(self, file) -> tuple[pd.DataFrame, int]:
         table = self.manifest()
         path = Path(file)
-        rel = path.relative_to(self.root).as_posix() if path.is_absolute() else path.as_posix()
+        rel = path.as_posix()
+        if path.is_absolute():
+            try:
+                rel = path.resolve().relative_to(self.root.resolve()).as_posix()
+            except ValueError:
+                raise ChromosortError(f"{file} is not inside the dataset {self.root}") from None
         hits = np.flatnonzero(table["file"].to_numpy() == rel)
         if len(hits) == 0:
             hits = np.flatnonzero(table["file"].map(lambda f: Path(f).name).to_numpy() == path.name)
@@ -173,16 +192,21 @@ class CropDataset:
             raise ChromosortError(f"{file} is not (uniquely) in {self.manifest_path}")
         return table, int(hits[0])
 
+    def _stored(self, file: str) -> Path:
+        """The crop file a manifest row names, refused unless it lies inside the dataset."""
+        return inside(self.root, file, f"manifest file entry of {self.manifest_path}")
+
     def relabel(self, file, cls: str) -> Path:
         """Move a stored crop to class ``cls`` (file moved, manifest updated); returns new path."""
         table, i = self._row(file)
         folder = self._ensure_class(cls, create=True)
-        old = self.root / table.at[i, "file"]
+        old = self._stored(table.at[i, "file"])
         new = self.root / folder / old.name
         if new == old:
             return old
         if not old.exists():
             raise ChromosortError(f"crop file {old} is missing")
+        new = unique_in(self.root / folder, old.name)  # never onto another crop
         os.replace(old, new)
         table.at[i, "file"] = f"{folder}/{new.name}"
         table.at[i, "class"] = folder
@@ -197,7 +221,7 @@ class CropDataset:
     def remove(self, file) -> None:
         """Delete a stored crop and its manifest row."""
         table, i = self._row(file)
-        path = self.root / table.at[i, "file"]
+        path = self._stored(table.at[i, "file"])
         self._write_manifest(table.drop(index=i).reset_index(drop=True))
         if path.exists():
             path.unlink()

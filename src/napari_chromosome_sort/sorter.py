@@ -9,7 +9,9 @@ preprocessing travels in the model file, so prediction applies exactly the same 
 Sorting never moves or deletes an original: images are copied (or hard-linked / symlinked) into
 ``OUT/<class>/``; images whose highest probability is below ``min_confidence`` go to
 ``OUT/_review/`` instead and are listed in ``review.csv``; ``predictions.csv`` holds every
-image's probabilities.
+image's probabilities. Class names come from the model file and are checked before they become
+folder names (:func:`.safety.check_name`): nothing is ever written outside ``OUT``. Two inputs
+that flatten to one name (``x/a.jpg``, ``x__a.jpg``) get distinct names (``x__a-2.jpg``).
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from .atomic import write_csv_atomic
 from .errors import ChromosortError
 from .io import IMAGE_SUFFIXES
 from .progress import Progress, relay
+from .safety import check_name, check_relative, flat_names, inside, parent_inside, unique_in
 
 TASK = "whole_image_sorter"
 REVIEW = "_review"
+RESERVED = (REVIEW, "predictions.csv", "review.csv")
+CORRECTIONS = "corrections.csv"
 MAX_SIDE = 512  # images are downsampled to this longest side when loaded (input is 224)
 
 
@@ -193,6 +198,7 @@ def sort_folder(
         raise ChromosortError("--out must differ from the input folder (originals stay in place)")
     if not 0 <= min_confidence <= 1:
         raise ChromosortError("min-confidence must be between 0 and 1")
+    _check_output_classes(model.classes)
     paths = list_images(input_dir, exclude=out_dir)
     if not paths:
         raise ChromosortError(f"no images ({', '.join(IMAGE_SUFFIXES)}) below {input_dir}")
@@ -204,11 +210,11 @@ def sort_folder(
             yield Progress(report.step, 2 * len(paths), report.message)
     table["review"] = table["confidence"] < min_confidence
     placed, how = [], []
-    for i, (path, row) in enumerate(zip(paths, table.itertuples(index=False), strict=True)):
-        rel = path.relative_to(input_dir)
-        name = "__".join(rel.parts)
+    names = flat_names(p.relative_to(input_dir) for p in paths)
+    rows = zip(paths, names, table.itertuples(index=False), strict=True)
+    for i, (path, name, row) in enumerate(rows):
         folder = REVIEW if row.review else str(row[1])
-        dest = out_dir / folder / name
+        dest = parent_inside(out_dir, out_dir / folder / name, "sorted image")
         how.append(_place(path, dest, link))
         placed.append(str(dest))
         yield Progress(len(paths) + i + 1, 2 * len(paths), f"{folder}/{name}")
@@ -222,6 +228,14 @@ def sort_folder(
     yield Progress(2 * len(paths), 2 * len(paths), "sorted", result=result)
 
 
+def _check_output_classes(classes: Sequence[str]) -> None:
+    """Class names become folders of ``OUT``: each must be a safe name and not one of ours."""
+    for cls in classes:
+        check_name(cls)
+        if cls.lower() in RESERVED:
+            raise ChromosortError(f"class name {cls!r} is reserved for sort's own output")
+
+
 # ------------------------------------------------------------------ corrections
 
 
@@ -231,35 +245,28 @@ def add_to_training_set(image_path, dataset_root, cls: str) -> Path:
     another class is re-labelled (renamed inside the dataset); originals are never touched."""
     src = Path(image_path).resolve()
     root = Path(dataset_root)
-    if not cls or cls.startswith((".", "_")) or "/" in cls or "\\" in cls:
-        raise ChromosortError(f"invalid class name {cls!r}")
+    check_name(cls)
+    if cls.startswith("_"):
+        raise ChromosortError(f"invalid class name {cls!r} (names starting with '_' are ours)")
     if not src.is_file():
         raise ChromosortError(f"image {src} does not exist")
     root.mkdir(parents=True, exist_ok=True)
-    log_path = root / "corrections.csv"
-    log = (
-        pd.read_csv(log_path)
-        if log_path.is_file()
-        else pd.DataFrame(columns=["source", "file", "class"])
-    )
+    log_path = root / CORRECTIONS
+    log = read_corrections(log_path)
     previous = log[log["source"] == str(src)]
     dest_dir = root / cls
     dest_dir.mkdir(parents=True, exist_ok=True)
     if len(previous):
-        old = root / str(previous.iloc[-1]["file"])
+        old = inside(root, previous.iloc[-1]["file"], f"file entry of {log_path}")
         dest = dest_dir / old.name
         if old.is_file() and old.resolve() != dest.resolve():
+            dest = unique_in(dest_dir, old.name)  # never onto another image of the class
             os.replace(old, dest)  # our own earlier copy: re-label it
         elif not old.is_file():
             _place(src, dest, False)
         log = log[log["source"] != str(src)]
     else:
-        stem, suffix = src.stem, src.suffix
-        dest = dest_dir / src.name
-        k = 1
-        while dest.exists():
-            dest = dest_dir / f"{stem}_{k}{suffix}"
-            k += 1
+        dest = unique_in(dest_dir, src.name)
         _place(src, dest, False)
     log = pd.concat(
         [log, pd.DataFrame([{"source": str(src), "file": f"{cls}/{dest.name}", "class": cls}])],
@@ -267,3 +274,25 @@ def add_to_training_set(image_path, dataset_root, cls: str) -> Path:
     )
     write_csv_atomic(log, log_path)
     return dest
+
+
+def read_corrections(log_path: Path) -> pd.DataFrame:
+    """``corrections.csv`` (empty when absent); refused when unreadable, lacking a column, or
+    naming a file other than ``<class>/<image>`` inside the dataset folder."""
+    columns = ["source", "file", "class"]
+    if not log_path.is_file():
+        return pd.DataFrame(columns=columns)
+    try:
+        log = pd.read_csv(log_path, dtype=str, keep_default_na=False)
+    except Exception as error:  # noqa: BLE001 - any parse failure is a bad file
+        raise ChromosortError(f"cannot read {log_path}: {type(error).__name__}") from None
+    missing = [c for c in columns if c not in log.columns]
+    if missing:
+        raise ChromosortError(f"{log_path} lacks columns {', '.join(missing)}")
+    for line, file in enumerate(log["file"], start=2):
+        try:
+            if len(check_relative(file, "file").parts) != 2:
+                raise ChromosortError(f"file {file!r:.60} is not <class>/<image>")
+        except ChromosortError as error:
+            raise ChromosortError(f"{log_path} line {line} is refused: {error}") from None
+    return log[columns]
