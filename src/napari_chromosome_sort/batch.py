@@ -12,8 +12,12 @@ Layout of ``OUT_DIR``::
 
 Each spread is computed into a temporary sibling directory which is renamed into place only when
 complete, so an interrupted run leaves either a finished spread or nothing; re-running skips
-spreads whose ``DONE`` marker exists and records the same model file and settings (a changed
-model file or segmentation parameters recompute the spread).
+spreads whose ``DONE`` marker exists, whose results are all there, and which record the same
+model file and settings (a changed model file or segmentation parameters recompute the spread).
+
+One run at a time writes to an output folder: a run holds a lock on ``OUT_DIR/.chromosort-batch
+.lock`` (released by the operating system even when the run is killed), and a second run on the
+same folder stops with a message instead of deleting the first one's unfinished spreads.
 
 Every task receives the *path* of the model file and loads it itself (cached per worker process);
 torch modules are never pickled. Torch threads per task are limited (``torch_threads``).
@@ -21,9 +25,12 @@ torch modules are never pickled. Torch threads per task are limited (``torch_thr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -37,6 +44,8 @@ from .io import IMAGE_SUFFIXES
 from .progress import Progress
 
 DONE = "DONE"
+RESULT_FILES = ("objects.csv", "labels.npy")  # a finished spread has each of these
+LOCK = ".chromosort-batch.lock"
 
 
 @dataclass
@@ -124,6 +133,8 @@ def is_done(job: SpreadJob, fingerprint: str | None = None) -> bool:
     marker = Path(job.out_dir) / DONE
     if not marker.is_file():
         return False
+    if not all((Path(job.out_dir) / name).is_file() for name in RESULT_FILES):
+        return False  # damaged (e.g. by a file manager or another program): compute it again
     if fingerprint is None:
         return True
     try:
@@ -247,8 +258,8 @@ def collect_objects(out_dir) -> pd.DataFrame:
         path = done.parent / "objects.csv"
         try:
             frames.append(pd.read_csv(path, keep_default_na=True))
-        except pd.errors.EmptyDataError:
-            continue
+        except (pd.errors.EmptyDataError, FileNotFoundError):
+            continue  # empty, or damaged and not recomputed (then listed in failures.csv)
     if not frames:
         return pd.DataFrame(columns=["sample", "spread", "label", "class"])
     table = pd.concat(frames, ignore_index=True)
@@ -287,6 +298,60 @@ def write_reports(out_dir, objects: pd.DataFrame, classes=None, formats=("png", 
     return summary, comparisons, files
 
 
+# ------------------------------------------------------------------ one run per output
+
+
+def _try_lock(handle) -> bool:
+    """An exclusive, non-blocking lock on an open file; False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _holder(handle) -> str:
+    try:
+        handle.seek(0)
+        return handle.read(200).strip()
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: Path):
+    """Hold ``out_dir``'s batch lock for the block; ChromosortError when another run has it.
+    The lock dies with its process, so a killed run never blocks the next one."""
+    path = Path(out_dir) / LOCK
+    try:
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
+    except OSError as error:
+        raise ChromosortError(f"cannot lock output folder {out_dir}: {error}") from None
+    with handle:
+        if not _try_lock(handle):
+            holder = _holder(handle) or "another process"
+            raise ChromosortError(
+                f"another chromosort batch ({holder}) is writing to {out_dir}; wait for it to "
+                "finish or choose another output folder"
+            )
+        handle.seek(0)
+        handle.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {started}")
+        handle.flush()
+        yield path  # closing the file releases the lock
+
+
 # ------------------------------------------------------------------ the run
 
 
@@ -320,13 +385,48 @@ def run_batch(
     failed spreads are retried by the next run. ``params``: segmentation parameters
     (:class:`.SegmentationParams` or dict); ``priors``: :func:`.predict.prior_options`.
     """
-    from .predict import prior_options
-
     model_path = str(Path(model_path).resolve())
     if not Path(model_path).is_file():
         raise ChromosortError(f"model file {model_path} does not exist")
     out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ChromosortError(f"cannot create output folder {out_dir}: {error}") from None
+    with output_lock(out_dir):
+        return (
+            yield from _run_locked(
+                input_dir,
+                model_path,
+                out_dir,
+                scheduler,
+                workers,
+                params,
+                gradcam,
+                torch_threads,
+                exclude,
+                formats,
+                priors,
+            )
+        )
+
+
+def _run_locked(
+    input_dir,
+    model_path: str,
+    out_dir: Path,
+    scheduler,
+    workers,
+    params,
+    gradcam,
+    torch_threads,
+    exclude,
+    formats,
+    priors,
+) -> Iterator[Progress]:
+    """:func:`run_batch` once this process holds the output folder's lock."""
+    from .predict import prior_options
+
     jobs = find_spreads(input_dir, out_dir, exclude=exclude)
     pdict = _params_to_dict(params)
     priors = priors or prior_options()
@@ -334,7 +434,7 @@ def run_batch(
     todo = [j for j in jobs if not is_done(j, fp)]
     skipped = len(jobs) - len(todo)
     total = len(jobs) + 1
-    # clean temporary leftovers of interrupted runs
+    # temporary leftovers of interrupted runs (no other run is writing: we hold the lock)
     for leftover in (out_dir / "spreads").glob("*/.*.tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True)
     step = skipped

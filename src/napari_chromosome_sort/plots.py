@@ -17,6 +17,12 @@ from .atomic import atomic_path
 _TYPE_COLOURS = ["#3b4cc0", "#f4a582", "#b2182b", "#8fbc8f", "#999999", "#e7d87d", "#6a3d9a"]
 
 
+def _plain(text) -> str:
+    """``text`` shown as typed: ``$`` escaped, so that a class or sample name like ``$x$`` is
+    no matplotlib mathtext (which can fail to parse and abort the plot)."""
+    return str(text).replace("$", r"\$")
+
+
 def _new_figure(figsize=(5, 4)) -> tuple[Figure, object]:
     fig = Figure(figsize=figsize, dpi=100, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
@@ -49,7 +55,7 @@ def stacked_bar(
         sub = summary[summary["class"] == cls].set_index("sample").reindex(samples)
         pct = sub["percent"].fillna(0).to_numpy()
         colour = _TYPE_COLOURS[j % len(_TYPE_COLOURS)]
-        ax.bar(x, pct, bottom=bottom, color=colour, edgecolor="white", width=0.6, label=str(cls))
+        ax.bar(x, pct, bottom=bottom, color=colour, edgecolor="white", width=0.6, label=_plain(cls))
         for i, value in enumerate(pct):
             if value >= 4:
                 ax.text(
@@ -68,7 +74,7 @@ def stacked_bar(
             ax.errorbar(
                 x + 0.22,
                 top,
-                yerr=[pct - lo, hi - pct],
+                yerr=np.clip([pct - lo, hi - pct], 0, None),  # rounding: 100 % - 1e-14
                 fmt="none",
                 ecolor="black",
                 elinewidth=0.8,
@@ -76,11 +82,11 @@ def stacked_bar(
             )
         bottom = bottom + pct
     n = summary.groupby("sample", sort=False)["n"].first().reindex(samples)
-    ax.set_xticks(x, [f"{s}\n(n = {int(k)})" for s, k in zip(samples, n, strict=True)])
+    ax.set_xticks(x, [f"{_plain(s)}\n(n = {int(k)})" for s, k in zip(samples, n, strict=True)])
     ax.set_ylabel("% of chromosomes")
     ax.set_ylim(0, 118 if comparisons else 100)
     ax.set_yticks([0, 20, 40, 60, 80, 100])
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_plain(title), fontsize=10)
     ax.legend(title="type", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     if comparisons:
         for k, comp in enumerate(comparisons):
@@ -122,11 +128,11 @@ def confusion_matrix_plot(
                 fontsize=8,
                 color="white" if shown[i, j] > 0.6 * (shown.max() or 1) else "black",
             )
-    ax.set_xticks(range(len(classes)), classes)
-    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xticks(range(len(classes)), [_plain(c) for c in classes])
+    ax.set_yticks(range(len(classes)), [_plain(c) for c in classes])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_plain(title), fontsize=10)
     fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of true class" if normalize else "count")
     return fig
 
@@ -155,13 +161,13 @@ def learning_curve_plot(history, title: str = "Learning curve", x: str | None = 
     scores = [c for c in numeric if c not in losses]
     fig, ax = _new_figure((5, 3.6))
     for col in losses:
-        ax.plot(xs, df[col], marker="o", ms=3, label=col)
+        ax.plot(xs, df[col], marker="o", ms=3, label=_plain(col))
     score_ax = ax.twinx() if losses and scores else ax
     for k, col in enumerate(scores):
         if k == 0 and sd is not None:
-            score_ax.errorbar(xs, df[col], yerr=sd, marker="s", ms=3, capsize=2, label=col)
+            score_ax.errorbar(xs, df[col], yerr=sd, marker="s", ms=3, capsize=2, label=_plain(col))
         else:
-            score_ax.plot(xs, df[col], marker="s", ms=3, ls="--", label=col)
+            score_ax.plot(xs, df[col], marker="s", ms=3, ls="--", label=_plain(col))
     ax.set_xlabel(x or "epoch")
     ax.set_ylabel("loss" if losses else "score")
     if scores:
@@ -173,7 +179,7 @@ def learning_curve_plot(history, title: str = "Learning curve", x: str | None = 
         handles, labels = handles + h2, labels + l2
     if handles:
         ax.legend(handles, labels, fontsize=8, loc="lower right")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_plain(title), fontsize=10)
     return fig
 
 
@@ -184,7 +190,7 @@ def agreement_plot(
 ) -> Figure:
     """Annotator x annotator heat map (paper's Fig. 1B): upper triangle concordance (%), lower
     triangle Cohen's kappa, or kappa everywhere when no concordance is given."""
-    names = list(kappa.index)
+    names = [_plain(n) for n in kappa.index]
     k = kappa.to_numpy(dtype=float)
     fig, ax = _new_figure((1.6 + 0.8 * len(names), 1.2 + 0.7 * len(names)))
     shown = k.copy()
@@ -214,7 +220,7 @@ def agreement_plot(
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
     sub = "upper: concordance, lower: Cohen's κ" if concordance is not None else "Cohen's κ"
-    ax.set_title(f"{title}\n({sub})", fontsize=9)
+    ax.set_title(f"{_plain(title)}\n({sub})", fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
 
