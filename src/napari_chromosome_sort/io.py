@@ -18,14 +18,48 @@ POLARITIES = ("dark_on_light", "bright_on_dark")
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
+MAX_PIXELS = 100_000_000
+"""Largest image read (pixels per plane, e.g. 10 000 x 10 000); a larger one is refused before
+it is decoded, since segmenting it would exhaust the memory of a typical workstation."""
+
+
+def check_pixel_count(shape, what: str = "image") -> None:
+    """Refuse an image of ``shape`` (height, width, ...) above :data:`MAX_PIXELS` pixels."""
+    h, w = int(shape[0]), int(shape[1])
+    if h * w > MAX_PIXELS:
+        raise ChromosortError(_too_large(what, f"{w} x {h} pixels"))
+
+
+def _too_large(what: str, size: str) -> str:
+    return (
+        f"{what} is {size}; at most {MAX_PIXELS // 1_000_000} million pixels are read "
+        "(crop or downscale it, or split it into tiles)"
+    )
+
+
+def _tiff_planes(tif) -> tuple[object, tuple[int, ...]]:
+    """The TIFF object to read and the image shape: a series that tifffile stored as one page per
+    row (an H x W x C array written without photometric tags) is read whole, not as page 0."""
+    page, series = tif.pages[0], tif.series[0]
+    shape = tuple(series.shape)
+    rows_as_pages = (
+        len(page.shape) == 2
+        and len(shape) == 3
+        and shape[1:] == tuple(page.shape)
+        and page.shape[-1] <= 4
+        and shape[0] > 4
+    )
+    return (series, shape) if rows_as_pages else (page, tuple(page.shape))
+
 
 def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        colormap = page.colormap
-        data = page.asarray()
+        source, shape = _tiff_planes(tif)
+        check_pixel_count(shape, f"image {path.name}")
+        colormap = tif.pages[0].colormap
+        data = source.asarray()
     if colormap is not None and data.ndim == 2 and np.issubdtype(data.dtype, np.integer):
         cmap = np.asarray(colormap)
         if cmap.ndim == 2 and cmap.shape[0] == 3:
@@ -46,7 +80,12 @@ def _read_tiff(path: Path) -> np.ndarray:
 def _read_pil(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as img:
+    try:
+        opened = Image.open(path)
+    except Image.DecompressionBombError:  # Pillow's own limit, above ours
+        raise ChromosortError(_too_large(f"image {path.name}", "far too large")) from None
+    with opened as img:
+        check_pixel_count(img.size[::-1], f"image {path.name}")
         img.load()
         if img.mode == "P":
             palette = img.getpalette() or []
@@ -85,17 +124,43 @@ def _check_array(image: np.ndarray, what: str = "image") -> np.ndarray:
         )
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
+    if image.ndim == 3 and image.shape[-1] not in (3, 4) and image.shape[-1] < 8:
+        raise ChromosortError(
+            f"{what} has {image.shape[-1]} channels (shape {image.shape}); expected grey or "
+            "RGB(A): save the channel to analyse as a grey image"
+        )
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
         raise ChromosortError(
             f"{what} has shape {image.shape}; expected a 2-D grey image or HxWx3/HxWx4 colour image"
         )
     if image.size == 0 or min(image.shape[:2]) < 2:
         raise ChromosortError(f"{what} is empty (shape {image.shape})")
-    if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
-        image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
+    check_pixel_count(image.shape, what)
     if image.ndim == 3 and image.shape[-1] == 4:
         image = image[..., :3]
+    if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
+        image = _fill_non_finite(image, what)
     return image
+
+
+def _fill_non_finite(image: np.ndarray, what: str) -> np.ndarray:
+    """NaN / infinite pixels (no measurement) set to the median of the finite ones, the
+    background level in a spread, so that they form no objects."""
+    finite = np.isfinite(image)
+    if not finite.any():
+        raise ChromosortError(f"{what} has no finite pixel values (all NaN or infinite)")
+    out = image.copy()
+    out[~finite] = np.median(image[finite])
+    return out
+
+
+def require_contrast(image, what: str = "image") -> None:
+    """Refuse an image whose pixels all have one value: there is nothing to segment in it."""
+    image = np.asarray(image)
+    if image.size and float(image.min()) == float(image.max()):
+        raise ChromosortError(
+            f"{what} is uniform (every pixel is {image.flat[0]}): nothing to segment"
+        )
 
 
 def read_image(path) -> np.ndarray:
@@ -120,6 +185,8 @@ def read_image(path) -> np.ndarray:
         try:
             data = reader(path)
             break
+        except ChromosortError:
+            raise  # too large: the next reader must not decode it either
         except Exception as error:  # noqa: BLE001 - try the next reader
             errors.append(f"{type(error).__name__}: {error}")
     if data is None:
@@ -141,9 +208,13 @@ def read_image(path) -> np.ndarray:
 
 
 def to_gray(image) -> np.ndarray:
-    """Any grey/RGB(A) image of any numeric dtype -> float32 HxW in [0, 1]."""
+    """Any grey/RGB(A) image of any numeric dtype -> float32 HxW in [0, 1].
+
+    8- and 16-bit integers are scaled by their type's range; wider integers (32/64-bit, whose
+    range dwarfs any camera's) and floats outside [0, 1] by the image's own minimum and maximum.
+    """
     image = _check_array(image)
-    if image.dtype.kind in "ui":
+    if image.dtype.kind in "ui" and image.dtype.itemsize <= 2:
         info = np.iinfo(image.dtype)
         scale_lo, scale_hi = float(info.min), float(info.max)
         img = image.astype(np.float32)

@@ -226,8 +226,10 @@ def predict_spread(
     if image.ndim not in (2, 3) or min(image.shape[:2]) < 2:
         raise ChromosortError(f"expected a 2-D grey or RGB image, got shape {image.shape}")
     if segmentation is None:
+        from .io import require_contrast
         from .segmentation import segment_spread
 
+        require_contrast(image)
         segmentation = segment_spread(image, params)
     crops = crop_chromosomes(
         image, segmentation, margin=DEFAULT_MARGIN if margin is None else margin

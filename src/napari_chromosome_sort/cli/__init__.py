@@ -55,14 +55,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    """An OS error as one line (its text is the OS's, e.g. ``[Errno 28] No space left...``)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: parse, run, and turn user errors into one line on stderr + exit code 2."""
+    """Entry point: parse, run, and turn user errors into one line on stderr + exit code 2
+    (operating-system errors such as a full disk: exit code 1)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except ChromosortError as error:
         print(f"chromosort {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # disk full, no permission, a folder where a file should be...
+        print(f"chromosort {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"chromosort {args.command}: error: out of memory", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"chromosort {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -66,12 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _expand(inputs) -> list:
+def _expand(inputs) -> tuple[list, list]:
+    """Input files and, for each, its name relative to the input it came from (a folder's
+    images by their path inside it, a file by its name): Grad-CAM files are named by these."""
     from pathlib import Path
 
     from ..errors import ChromosortError
 
-    files = []
+    files, relatives = [], []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -83,24 +85,37 @@ def _expand(inputs) -> list:
             if not found:
                 raise ChromosortError(f"folder {path} has no images")
             files.extend(found)
+            relatives.extend(p.relative_to(path) for p in found)
         elif path.is_file():
             files.append(path)
+            relatives.append(Path(path.name))
         else:
             raise ChromosortError(f"input {path} does not exist")
-    return files
+    return files, relatives
 
 
-def _write_csv(table, out) -> None:
-    import os
-    import tempfile
+def _check_out(out) -> None:
+    """Fail before any work when ``--out`` cannot be the CSV file it has to be."""
     from pathlib import Path
 
+    from ..errors import ChromosortError
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out)
+    if out.is_dir():
+        raise ChromosortError(
+            f"--out {out} is a folder; give the CSV file to write, e.g. {out}/calls.csv"
+        )
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ChromosortError(f"--out {out}: {out.parent} is a file, not a folder")
+
+
+def _gradcam_names(relatives, suffix: str) -> list[str]:
+    """One distinct Grad-CAM file name per input (by its relative path, never by stem only)."""
+    from pathlib import Path
+
+    from ..safety import flat_names
+
+    return flat_names((Path(r).with_suffix(suffix) for r in relatives), suffix="_gradcam")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,14 +126,17 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     from PIL import Image
 
+    from ..atomic import write_csv_atomic
     from ..crops import as_rgb_uint8
-    from ..io import read_image
+    from ..errors import ChromosortError
+    from ..io import read_image, require_contrast
     from ..model_io import load_model
     from ..predict import predict_crops, predict_spread, prior_options
 
     options = prior_options(args.prior_pseudo_counts, args.prior_method, args.calibrate)
+    _check_out(args.out)
     model = load_model(args.model)
-    files = _expand(args.inputs)
+    files, relatives = _expand(args.inputs)
     gradcam_dir = Path(args.gradcam) if args.gradcam else None
     if gradcam_dir:
         gradcam_dir.mkdir(parents=True, exist_ok=True)
@@ -129,8 +147,15 @@ def run(args: argparse.Namespace) -> int:
 
         from ..gradcam import overlay
 
-        for path in files:
+        tif_names = _gradcam_names(relatives, ".tif")
+        png_names = _gradcam_names(relatives, ".png")
+        for n, path in enumerate(files):
             image = read_image(path)
+            try:
+                require_contrast(image, f"image {path.name}")
+            except ChromosortError as error:
+                print(f"{path.name}: skipped: {error}", file=sys.stderr)
+                continue
             result = predict_spread(
                 model,
                 image,
@@ -144,12 +169,8 @@ def run(args: argparse.Namespace) -> int:
             table.insert(0, "source", str(path))
             tables.append(table)
             if gradcam_dir is not None:
-                tifffile.imwrite(
-                    gradcam_dir / f"{path.stem}_gradcam.tif", result.gradcam_map.astype(np.float32)
-                )
-                Image.fromarray(overlay(image, result.gradcam_map)).save(
-                    gradcam_dir / f"{path.stem}_gradcam.png"
-                )
+                tifffile.imwrite(gradcam_dir / tif_names[n], result.gradcam_map.astype(np.float32))
+                Image.fromarray(overlay(image, result.gradcam_map)).save(gradcam_dir / png_names[n])
             print(f"{path.name}: {len(table)} chromosomes", file=sys.stderr)
     else:
         images = [as_rgb_uint8(read_image(p)) for p in files]
@@ -161,14 +182,15 @@ def run(args: argparse.Namespace) -> int:
         if gradcam_dir is not None:
             from ..gradcam import gradcam, overlay
 
-            for path, image in zip(files, images, strict=True):
+            names = _gradcam_names(relatives, ".png")
+            for name, image in zip(names, images, strict=True):
                 heat = gradcam(model, image)
-                Image.fromarray(overlay(image, heat)).save(gradcam_dir / f"{path.stem}_gradcam.png")
+                Image.fromarray(overlay(image, heat)).save(gradcam_dir / name)
     columns = ["source", "label", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1", "class"]
     columns += [f"p_{c}" for c in model.classes] + ["called_by"]  # called_by: spreads only
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
     table = table[[c for c in columns if c in table.columns]]
-    _write_csv(table, args.out)
+    write_csv_atomic(table, args.out)
     counts = table["class"].value_counts().to_dict() if len(table) else {}
     print(f"{len(table)} rows -> {args.out} {counts}", file=sys.stderr)
     return 0

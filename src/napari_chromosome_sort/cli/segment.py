@@ -58,7 +58,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..errors import ChromosortError
-    from ..io import read_image
+    from ..io import read_image, require_contrast
     from ..segmentation import SegmentationParams, segment_spread
 
     paths = [Path(p) for p in args.images]
@@ -85,6 +85,11 @@ def run(args) -> int:
 
     for path in tqdm(paths, desc="segment", unit="image", disable=args.quiet, file=sys.stderr):
         image = read_image(path)
+        try:
+            require_contrast(image, f"image {path.name}")
+        except ChromosortError as error:
+            print(f"{path.name}: skipped: {error}", file=sys.stderr)
+            continue
         seg = segment_spread(image, params)
         folder = out / path.stem
         folder.mkdir(parents=True, exist_ok=True)
