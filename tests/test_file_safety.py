@@ -689,3 +689,17 @@ def test_a_model_that_could_not_be_loaded_is_not_saved(model_file, tmp_path):
     with pytest.raises(ChromosortError, match="cannot save this model: .*path separator"):
         save_model(model, tmp_path / "m.safetensors")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_crafted_metrics_in_a_model_give_one_line(model_file, tmp_path, capsys):
+    crafted = craft(
+        model_file,
+        tmp_path / "m.safetensors",
+        metrics={"confusion": "not a matrix", "classes": CLASSES, "accuracy": "high"},
+    )
+    calls = pd.DataFrame({"sample": ["wt"] * 4 + ["mut"] * 4, "class": list("ABCA" * 2)})
+    calls.to_csv(tmp_path / "calls.csv", index=False)
+    code, err = run_cli(
+        capsys, "readout", tmp_path / "calls.csv", "--out", tmp_path / "out", "--model", crafted
+    )
+    assert_one_line_error(code, err, "metrics of model are malformed")

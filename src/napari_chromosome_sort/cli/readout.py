@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .. import plots, readout
+    from ..errors import ChromosortError
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,7 +167,13 @@ def run(args: argparse.Namespace) -> int:
         plots.save_figure(plots.agreement_plot(kappa, conc), out / "agreement")
         print("Cohen's kappa:\n" + kappa.round(3).to_string())
     for name, report in _model_reports(args):
-        for path in plot_model_report(report, out, name):
+        try:
+            files = plot_model_report(report, out, name)
+        except (ValueError, TypeError, KeyError, IndexError) as error:  # crafted or damaged
+            raise ChromosortError(
+                f"metrics of {name} are malformed: {type(error).__name__}: {error}"
+            ) from None
+        for path in files:
             print(f"wrote {path}")
     print(f"written to {out}")
     return 0
