@@ -6,11 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from qtpy.QtWidgets import (
+    QAbstractButton,
     QAbstractScrollArea,
+    QAbstractSpinBox,
     QApplication,
     QComboBox,
+    QLineEdit,
+    QListWidget,
     QScrollArea,
+    QTabBar,
     QTableWidget,
+    QTabWidget,
     QWidget,
 )
 
@@ -112,3 +118,32 @@ def test_docks_fit_a_1080_screen(make_napari_viewer, qtbot):
         scroll = widgets[name].parentWidget().parentWidget()  # viewport, then the scroll area
         assert isinstance(scroll, QScrollArea), f"{name} does not scroll"
         assert scroll.viewport().width() >= widgets[name].minimumSizeHint().width(), name
+
+
+def _without_help(inner: QWidget) -> list[str]:
+    """Visible inputs of a dock with no tooltip (on themselves or on the row they sit in)."""
+    inputs = (QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QListWidget)
+    missing = []
+    for widget in inner.findChildren(QWidget):
+        if not isinstance(widget, inputs) or widget.objectName().startswith("qt_"):
+            continue
+        if _not_laid_out_by_the_dock(widget, inner) and not isinstance(widget, QLineEdit):
+            continue
+        parent, tip = widget, ""
+        while parent is not None and parent is not inner and not tip:
+            if isinstance(parent, (QTabWidget, QAbstractSpinBox)) and parent is not widget:
+                break  # a tab bar's scroll buttons, a spin box's own line edit
+            tip = parent.toolTip()
+            parent = parent.parentWidget()
+        own_part = (QAbstractSpinBox, QComboBox, QTabBar)  # a spin box's arrows, tab scrolling
+        if not tip and not isinstance(widget.parentWidget(), own_part):
+            text = widget.text() if hasattr(widget, "text") else ""
+            missing.append(f"{type(widget).__name__} {text!r}")
+    return missing
+
+
+def test_every_option_has_help(make_napari_viewer):
+    viewer = make_napari_viewer()
+    for name in WIDGETS:
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)
+        assert _without_help(getattr(widget, "inner", widget)) == [], name

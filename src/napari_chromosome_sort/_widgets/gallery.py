@@ -85,8 +85,15 @@ class GalleryWidget(QWidget):
         self.threshold.setRange(0.0, 1.0)
         self.threshold.setSingleStep(0.05)
         self.threshold.setValue(0.6)
+        self.threshold.setToolTip(
+            "Images the model is less sure of than this (0-1) go to the '_review' tab"
+        )
+        self.model_button.setToolTip("A whole-image sorter model file")
+        self.folder_button.setToolTip("The folder of images to sort")
+        self.dataset_button.setToolTip("Where your corrections are saved as new training images")
         self.run_button = QPushButton("Classify folder")
         self.run_button.clicked.connect(self.run)
+        self.run_button.setToolTip("Sort every image of the folder by the model's class")
         self.progress = QProgressBar()
         self.tabs = QTabWidget()
         self.status = QLabel("")

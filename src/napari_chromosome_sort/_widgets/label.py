@@ -60,6 +60,12 @@ class LabelWidget(QWidget):
 
         self.labels_picker = LayerPicker(napari_viewer, (Labels,))
         self.image_picker = LayerPicker(napari_viewer, (Image,))
+        self.labels_picker.combo.setToolTip(
+            "The objects layer made by 'Segment spread': click its chromosomes to label them"
+        )
+        self.image_picker.combo.setToolTip(
+            "The spread the crops are cut from (chosen for you from the objects layer)"
+        )
         self.folder = FileEdit(mode="d", value=str(Path.home() / "chromosort_dataset"))
         self.folder.native.setToolTip(
             "Dataset folder (one sub-folder per class + manifest.csv); labels from several "
@@ -78,6 +84,9 @@ class LabelWidget(QWidget):
         self.next_button = QPushButton("Next ▶")
         self.class_buttons_box = QGridLayout()
         self.clear_button = QPushButton("Clear (0)")
+        self.prev_button.setToolTip("Go to the previous kept chromosome and centre the view on it")
+        self.next_button.setToolTip("Go to the next kept chromosome and centre the view on it")
+        self.clear_button.setToolTip("Remove the selected chromosome's label (its crop is deleted)")
 
         form = QFormLayout()
         form.addRow("Objects", self.labels_picker.combo)
@@ -133,6 +142,7 @@ class LabelWidget(QWidget):
                 button.deleteLater()
         for i, cls in enumerate(self._classes):
             button = QPushButton(f"{i + 1}: {cls}")
+            button.setToolTip(f"Label the selected chromosome as {cls} (key {i + 1})")
             button.setStyleSheet(f"border-left: 6px solid {self.colours[cls]};")
             button.clicked.connect(lambda _=False, c=cls: self.assign(c))
             self.class_buttons_box.addWidget(button, i // 3, i % 3)

@@ -110,12 +110,19 @@ class PredictWidget(QWidget):
         self.objects_picker.combo.setToolTip(
             "Use a reviewed/edited objects layer from 'Segment spread', or segment automatically"
         )
+        self.image_picker.combo.setToolTip("The spread whose chromosomes are classified")
         self.run_button = QPushButton("Predict spread")
+        self.run_button.setToolTip(
+            "Classify every kept chromosome of the spread and show where the network looked"
+        )
         self.folder = FileEdit(mode="d")
         self.folder.native.setToolTip("A folder of spreads (sub-folders = samples)")
         self.out_folder = FileEdit(mode="d")
         self.out_folder.native.setToolTip("Where the batch tables, plots and maps are written")
         self.folder_button = QPushButton("Predict folder")
+        self.folder_button.setToolTip(
+            "Segment and classify every spread of the folder; tables and plots per sample"
+        )
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -123,6 +130,7 @@ class PredictWidget(QWidget):
         self.distribution.setHorizontalHeaderLabels(["class", "count", "%"])
         fit_table_to_rows(self.distribution)
         self.export_button = QPushButton("Export CSV…")
+        self.export_button.setToolTip("Save the table of chromosomes, classes and probabilities")
         self.export_button.setEnabled(False)
         self.crop_view = QLabel()
         self.crop_view.setMinimumSize(150, 150)

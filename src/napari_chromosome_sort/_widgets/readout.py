@@ -80,11 +80,24 @@ class ReadoutWidget(QWidget):
         self.sample_col = QComboBox()
         self.class_col = QComboBox()
         self.reference = QComboBox()
+        self.source.setToolTip(
+            "Where the calls come from: the predicted-class layers open in napari, or a table "
+            "saved by 'Predict folder' / Export CSV"
+        )
+        self.open_button.setToolTip("Open a table of calls (CSV), e.g. objects.csv of a batch run")
+        self.layer_list.setToolTip("The spreads (predicted-class layers) to count, one sample each")
+        self.sample_col.setToolTip("The table column naming each chromosome's sample")
+        self.class_col.setToolTip("The table column holding each chromosome's class (type)")
+        self.reference.setToolTip("The sample the others are compared with (e.g. wild type)")
         self.compute_button = QPushButton("Compute readout")
         self.compute_button.clicked.connect(self.compute)
+        self.compute_button.setToolTip(
+            "Count the types per sample, plot them and test whether the samples differ"
+        )
         self.save_button = QPushButton("Save CSV + plots…")
         self.save_button.clicked.connect(self._choose_save)
         self.save_button.setEnabled(False)
+        self.save_button.setToolTip("Save the counts, the tests and the plot to a folder")
 
         self.figure = Figure(figsize=(4, 3.6), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)

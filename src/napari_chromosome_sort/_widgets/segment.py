@@ -75,6 +75,9 @@ class SegmentWidget(QWidget):
         self._selected = 0
 
         self.image_picker = LayerPicker(napari_viewer, (Image,))
+        self.image_picker.combo.setToolTip(
+            "The metaphase spread to segment (Giemsa or DAPI, grey or colour)"
+        )
         # the few knobs a user may need, in view; every other one folded under "Advanced"
         self.form, self._read_main, main_widgets = dataclass_form(
             SegmentationParams,
@@ -124,6 +127,9 @@ class SegmentWidget(QWidget):
         self.parameters = QCollapsible("Advanced parameters (defaults adapt to each image)", self)
         self.parameters.addWidget(self.advanced_form.native)
         self.parameters.collapse(animate=False)
+        self.parameters.setToolTip(
+            "Settings that rarely need changing; each one adapts to the image by default"
+        )
         layout.addWidget(self.parameters)
         row = QHBoxLayout()
         row.addWidget(self.live)

@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from ..progress import Progress
 from ._common import (
@@ -37,6 +38,47 @@ WEIGHT_CHOICES = {
     "Random (no pretraining)": "random",
 }
 SPECIAL_FIELDS = ("backbone", "weights")
+MAIN_OPTIONS = ("input_size", "views")  # in view; every other option folded under "Advanced"
+# What each option means for the user, in plain words (the core's comments are for developers)
+PLAIN_HELP = {
+    "input_size": "Size (px) each crop is scaled to before the network sees it; auto tries a "
+    "few sizes on your crops and keeps the best (fixing one makes training faster)",
+    "geometry": "How a crop is made square: pad with background (keeps the shape), stretch, or "
+    "canvas (keeps the true chromosome size); auto: chosen on your crops",
+    "scale": "Pixel scale used by the 'canvas' geometry (1 = as imaged)",
+    "appearance": "canonical: crops are normalised to dark chromosomes on a light background "
+    "(Giemsa and DAPI alike); plain: as imaged",
+    "views": "How many rotated/mirrored copies of each crop are used (1-8): more is more robust "
+    "to orientation but slower",
+    "hidden": "0 = a simple (linear) classifier, the robust choice for a few hundred crops; a "
+    "number = a small neural network with that many units",
+    "dropout": "Random switching-off of units while training the small network (0 = none)",
+    "feature_set": "Which network layers describe a crop (fine detail to overall shape); auto: "
+    "chosen on your crops",
+    "pca": "Number of summary measures kept per crop (0 = all); auto: chosen on your crops",
+    "l2": "How strongly the classifier is kept simple (larger = simpler, fewer surprises on new "
+    "spreads); auto: chosen on your crops",
+    "combine": "best: the single best setting on your crops; ensemble: an average of all settings",
+    "select_by": "How settings are compared on your crops: confidence (log_loss) or plain accuracy",
+    "inner_folds": "Parts your crops are split into to choose the settings (each part is held "
+    "out once)",
+    "inner_repeats": "How often that split is redone with other parts (more = steadier, slower)",
+    "rescale_l2": "Keep the simplicity setting right when the final model sees all crops",
+    "class_balance": "Give a rare class as much weight as a common one while training",
+    "prior_correction": "Correct for the class frequencies of the training set (a mutant "
+    "spread may have other frequencies)",
+    "max_iter": "Most fitting steps of the simple classifier",
+    "epochs": "Most passes over the crops when training the small network",
+    "patience": "Stop training the small network after this many passes without improvement",
+    "lr": "Step size when training the small network",
+    "batch_size": "Crops per training step",
+    "val_fraction": "Share of crops held out to decide when to stop training (0-1)",
+    "finetune_blocks": "0 = keep the pretrained network as it is (fast, robust); a number = "
+    "also retrain its last blocks on your crops (needs many crops, slow)",
+    "finetune_epochs": "Passes over the crops when retraining network blocks",
+    "finetune_lr": "Step size when retraining network blocks",
+    "seed": "Random seed: the same seed and crops give the same model",
+}
 
 
 def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
@@ -132,9 +174,21 @@ class TrainWidget(QWidget):
         self.model_file.native.setToolTip(
             "Where the trained model is saved; written only after training completes"
         )
-        self.options, self._read_config, self.option_widgets = dataclass_form(
-            TrainingConfig, skip=SPECIAL_FIELDS
+        self.options, self._read_main, main_widgets = dataclass_form(
+            TrainingConfig, keep=MAIN_OPTIONS
         )
+        self.advanced_options, self._read_advanced, advanced_widgets = dataclass_form(
+            TrainingConfig, skip=SPECIAL_FIELDS + MAIN_OPTIONS
+        )
+        self.option_widgets = {**main_widgets, **advanced_widgets}
+        for name, widget in self.option_widgets.items():
+            if name in PLAIN_HELP:
+                widget.tooltip = PLAIN_HELP[name]
+                widget.native.setToolTip(PLAIN_HELP[name])
+        self.advanced = QCollapsible("Advanced options (chosen for your data by default)", self)
+        self.advanced.addWidget(self.advanced_options.native)
+        self.advanced.collapse(animate=False)
+        self.advanced.setToolTip("Settings of the classifier that rarely need changing")
         self.cv_folds = QSpinBox()
         self.cv_folds.setRange(0, 20)
         self.cv_folds.setValue(5)
@@ -143,7 +197,9 @@ class TrainWidget(QWidget):
             "(0 = skip; the inner-CV accuracy from training is still shown)"
         )
         self.train_button = QPushButton("Train")
+        self.train_button.setToolTip("Train a classifier on the labelled crops (in the background)")
         self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop training; an earlier model file stays as it was")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setFormat("%p%")
@@ -164,6 +220,7 @@ class TrainWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.options.native)
+        layout.addWidget(self.advanced)
         row = QHBoxLayout()
         row.addWidget(self.train_button)
         row.addWidget(self.cancel_button)
@@ -195,6 +252,11 @@ class TrainWidget(QWidget):
         if choice == "file":
             return str(self.weights_file.value)
         return choice
+
+    def _read_config(self):
+        main = self._read_main()
+        values = {name: getattr(main, name) for name in MAIN_OPTIONS}
+        return dataclasses.replace(self._read_advanced(), **values)
 
     def config(self):
         config = self._read_config()
@@ -267,7 +329,13 @@ class TrainWidget(QWidget):
     def _set_running(self, running: bool):
         self.train_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        for widget in (self.folder, self.model_file, self.weights_file, self.options):
+        for widget in (
+            self.folder,
+            self.model_file,
+            self.weights_file,
+            self.options,
+            self.advanced_options,
+        ):
             widget.enabled = not running
         self.backbone.setEnabled(not running)
         self.cv_folds.setEnabled(not running)
