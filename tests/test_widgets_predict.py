@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from napari_chromosome_sort._widgets._common import hex_to_rgba
 from napari_chromosome_sort._widgets.predict import PredictWidget
 from napari_chromosome_sort._widgets.segment import SegmentWidget
 
@@ -81,6 +84,15 @@ def test_predict_synthetic(make_napari_viewer, qtbot, tmp_path, tiny_model):
     viewer = make_napari_viewer()
     widget = _predict(viewer, qtbot, tiny_model, image)
     layer = _check(viewer, widget, image)
+
+    # the legend names every class in the colour its chromosomes have on the spread
+    legend = re.findall(r'color:(#[0-9a-fA-F]{6})">■</span> (\w+)', widget.legend.text())
+    colours = {cls: colour for colour, cls in legend}
+    assert set(colours) == set(widget.model.classes)
+    for label, cls in zip(layer.features["label"], layer.features["class"], strict=True):
+        np.testing.assert_allclose(
+            layer.get_color(int(label))[:3], hex_to_rgba(colours[cls])[:3], atol=0.01
+        )
 
     # CSV export of the table
     path = widget.export_csv(str(tmp_path / "predictions.csv"))

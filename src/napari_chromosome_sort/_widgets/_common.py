@@ -120,6 +120,15 @@ def class_colours(classes: Iterable[str]) -> dict[str, str]:
     return {c: CLASS_PALETTE[i % len(CLASS_PALETTE)] for i, c in enumerate(classes)}
 
 
+def class_legend(classes: Iterable[str], keys: bool = False) -> str:
+    """Rich text: a coloured square and the name of each class (with its number key)."""
+    colours = class_colours(classes)
+    return "  ".join(
+        f'<span style="color:{colour}">■</span> {f"{i + 1}: " if keys else ""}{cls}'
+        for i, (cls, colour) in enumerate(colours.items())
+    )
+
+
 # ----------------------------------------------------------------------------- layers
 def layer_image(layer) -> np.ndarray:
     """The pixels of an image layer as a numpy array (first scale of multiscale data)."""

@@ -25,6 +25,7 @@ from ._common import (
     ScrollDock,
     camera,
     class_colours,
+    class_legend,
     feature_row,
     kept_labels,
     label_at,
@@ -74,6 +75,7 @@ class LabelWidget(QWidget):
         self.classes_edit = QLineEdit(DEFAULT_CLASSES)
         self.classes_edit.setToolTip("Class names separated by commas; key 1 = first class …")
         self.swatches = QLabel()
+        self.swatches.setToolTip("Class colours, as on the spread; the number is the class key")
         self.counts_label = QLabel()
         self.counts_label.setWordWrap(True)
         self.preview = QLabel()
@@ -128,12 +130,7 @@ class LabelWidget(QWidget):
             report_error(error, "Label chromosomes")
             self._classes = parse_classes(DEFAULT_CLASSES)
         self.colours = class_colours(self._classes)
-        self.swatches.setText(
-            "  ".join(
-                f'<span style="color:{self.colours[c]}">■</span> {i + 1}: {c}'
-                for i, c in enumerate(self._classes)
-            )
-        )
+        self.swatches.setText(class_legend(self._classes, keys=True))
         while self.class_buttons_box.count():
             item = self.class_buttons_box.takeAt(0)
             button = item.widget()

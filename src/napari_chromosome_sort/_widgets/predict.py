@@ -26,6 +26,7 @@ from ._common import (
     LayerPicker,
     ScrollDock,
     class_colours,
+    class_legend,
     colormap_from_mapping,
     fit_table_to_rows,
     label_at,
@@ -129,6 +130,9 @@ class PredictWidget(QWidget):
         self.distribution = QTableWidget(0, 3)
         self.distribution.setHorizontalHeaderLabels(["class", "count", "%"])
         fit_table_to_rows(self.distribution)
+        self.legend = QLabel("")
+        self.legend.setWordWrap(True)
+        self.legend.setToolTip("Class colours of the predicted-class layer and its labels")
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setToolTip("Save the table of chromosomes, classes and probabilities")
         self.export_button.setEnabled(False)
@@ -154,6 +158,7 @@ class PredictWidget(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(QLabel("<b>Type distribution</b>"))
+        layout.addWidget(self.legend)
         layout.addWidget(self.distribution)
         layout.addWidget(self.export_button)
         views = QHBoxLayout()
@@ -350,6 +355,7 @@ class PredictWidget(QWidget):
             )
         self.viewer.layers.selection.active = layer
         self._show_distribution(table, classes)
+        self.legend.setText(class_legend(classes))
         self.export_button.setEnabled(True)
         self.status.setText(
             f"{len(table)} chromosomes classified with {getattr(self.model, 'backbone_name', '')}"
