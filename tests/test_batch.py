@@ -179,16 +179,17 @@ def test_batch_settings_reach_every_spread(spread_tree, random_model, tmp_path):
         run_batch(spread_tree, random_model, out, "serial", priors=prior_options(), **kw)
     )
     assert same.n_skipped == 2  # the defaults spelled out are the defaults
-    ml = run_to_end(
-        run_batch(spread_tree, random_model, out, "serial", priors=prior_options(0.0), **kw)
-    )
+    adapted = prior_options(0.0, adapt=True)
+    ml = run_to_end(run_batch(spread_tree, random_model, out, "serial", priors=adapted, **kw))
     assert ml.n_skipped == 0  # another prior setting: recomputed
-    off = SegmentationParams(crossing_score="off")
-    rules = run_to_end(run_batch(spread_tree, random_model, out, "serial", params=off, **kw))
-    assert rules.n_skipped == 0
-    by_score = ml.objects["reason"].astype(str).str.startswith("crossing score")
+    scored = SegmentationParams(crossing_score="auto")
+    score = run_to_end(
+        run_batch(spread_tree, random_model, out, "serial", params=scored, priors=adapted, **kw)
+    )
+    assert score.n_skipped == 0
+    by_score = score.objects["reason"].astype(str).str.startswith("crossing score")
     assert by_score.sum() >= 1  # A0102XYD has a crossing that only the learned score flags
-    assert not rules.objects["reason"].astype(str).str.startswith("crossing score").any()
+    assert not ml.objects["reason"].astype(str).str.startswith("crossing score").any()
     with pytest.raises(ChromosortError, match="pseudo-counts"):
         prior_options(-1)
     with pytest.raises(ChromosortError, match="prior method"):

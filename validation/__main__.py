@@ -58,7 +58,7 @@ def _calls(args) -> dict[str, pd.DataFrame]:
     from .data import squeezenet_weights
 
     weights = args.weights or (squeezenet_weights() if squeezenet_weights().exists() else None)
-    tables = calls_report(weights, args.cache)
+    tables = calls_report(args.model, weights, args.cache)
     return {
         "Whole spreads, WT-crop model, per prior handling and spread": tables["per_spread"],
         "Whole spreads pooled": tables["pooled"],
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("calls", help="Giemsa spreads end to end with a WT-crop model; priors")
     c.add_argument("--weights", default=None, help="backbone weights (default: shared file)")
     c.add_argument("--cache", default=None, help="feature cache folder (faster re-runs)")
+    c.add_argument("--model", default=None, help="WT model file: loaded if present, else saved")
     c.set_defaults(run=_calls)
     args = parser.parse_args(argv)
     _print(args.run(args), args.json)

@@ -17,9 +17,20 @@ import pandas as pd
 from .boxes import match_boxes
 from .data import AnnotatedSpread, giemsa_spreads, wt_crops_dir
 
-#: Label-free prior handlings: the training priors as they are, or re-estimated by MAP-EM on
-#: each spread's kept objects, or on all spreads of the sample pooled.
-PRIOR_HANDLINGS = ("none", "per_spread", "per_sample")
+#: Label-free prior handlings: the training priors as they are; re-estimated by MAP-EM on each
+#: spread's kept objects (the Dirichlet prior: one pseudo-count spread evenly, or ``s`` crops'
+#: worth centred on the training priors, which shrinks a small spread's estimate towards them);
+#: or on all spreads of the sample pooled.
+PRIOR_HANDLINGS = (
+    "none",
+    "per_spread",
+    "per_spread_shrunk_10",
+    "per_spread_shrunk_30",
+    "per_spread_shrunk_100",
+    "per_sample",
+)
+#: how far a handling may fall below no adaptation on any held-out spread (right calls / boxes)
+MAX_LOSS_VS_NONE = 0.01
 
 
 @dataclass
@@ -87,11 +98,18 @@ def _softmax_mean(logits: np.ndarray) -> np.ndarray:
 def calls_under(model, all_calls: list[SpreadCalls], handling: str) -> list[np.ndarray]:
     """Per spread, the class index of every kept object under one prior handling (the
     chromatid-pair rule of ``predict_spread`` applied)."""
-    from napari_chromosome_sort.predict import estimate_priors
+    from napari_chromosome_sort.predict import calibration_priors, estimate_priors
+    from napari_chromosome_sort.priors import adapt_priors
 
     probas = [_softmax_mean(c.logits) for c in all_calls]
     if handling == "per_spread":
         probas = [estimate_priors(model, p)[0] if len(p) else p for p in probas]
+    elif handling.startswith("per_spread_shrunk_"):
+        base = calibration_priors(model)
+        strength = float(handling.rsplit("_", 1)[1])
+        probas = [
+            adapt_priors(p, base, pseudo_counts=strength * base)[0] if len(p) else p for p in probas
+        ]
     elif handling == "per_sample":
         pooled, _ = estimate_priors(model, np.concatenate(probas))
         probas = np.split(pooled, np.cumsum([len(p) for p in probas])[:-1])
@@ -139,14 +157,22 @@ def handling_table(model, all_calls: list[SpreadCalls]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _safe_best(table: pd.DataFrame) -> str:
+    """The handling with the most right calls among those never more than
+    ``MAX_LOSS_VS_NONE`` below no adaptation on any spread of ``table`` (ties: none)."""
+    wide = table.pivot(index="handling", columns="spread", values="right_of_boxes")
+    safe = (wide.sub(wide.loc["none"], axis=1) >= -MAX_LOSS_VS_NONE - 1e-9).all(axis=1)
+    right = table.groupby("handling")["right"].sum()
+    candidates = [h for h in PRIOR_HANDLINGS if safe.get(h, False)]
+    return max(candidates, key=lambda h: (right[h], h == "none"))
+
+
 def choose_handling_loso(table: pd.DataFrame) -> pd.DataFrame:
-    """For each spread, the prior handling with the most right calls on the *other* spreads
-    (ties: none), judged on the held-out spread beside no adaptation."""
+    """For each spread, the handling chosen on the *other* spreads (:func:`_safe_best`), judged
+    on the held-out spread beside no adaptation."""
     rows = []
     for spread in table["spread"].unique():
-        others = table[table["spread"] != spread].groupby("handling")["right"].sum()
-        others = others.reindex(list(PRIOR_HANDLINGS))
-        chosen = others.index[int(np.argmax(others.to_numpy() + 0.5 * (others.index == "none")))]
+        chosen = _safe_best(table[table["spread"] != spread])
         held = table[table["spread"] == spread].set_index("handling")
         rows.append(
             {
@@ -155,24 +181,35 @@ def choose_handling_loso(table: pd.DataFrame) -> pd.DataFrame:
                 "right_of_boxes": held.at[chosen, "right_of_boxes"],
                 "none_right_of_boxes": held.at["none", "right_of_boxes"],
                 "max_share_error": held.at[chosen, "max_share_error"],
+                "none_max_share_error": held.at["none", "max_share_error"],
             }
         )
     return pd.DataFrame(rows)
 
 
-def calls_report(weights=None, cache_dir=None) -> dict[str, pd.DataFrame]:
-    """The whole-spread tables: per handling and spread, pooled, and the LOSO choice."""
+def wt_model(model_path=None, weights=None, cache_dir=None):
+    """The WT-crop model: loaded from ``model_path`` when it exists, else trained (and saved
+    there when a path is given)."""
+    from pathlib import Path
+
+    from napari_chromosome_sort.model_io import load_model, save_model
+
+    if model_path is not None and Path(model_path).exists():
+        return load_model(model_path)
     model = train_wt_model(weights, cache_dir)
+    if model_path is not None:
+        save_model(model, model_path)
+    return model
+
+
+def calls_report(model_path=None, weights=None, cache_dir=None) -> dict[str, pd.DataFrame]:
+    """The whole-spread tables: per handling and spread, pooled, and the LOSO choice."""
+    model = wt_model(model_path, weights, cache_dir)
     all_calls = [spread_calls(model, s, cache_dir) for s in giemsa_spreads()]
     table = handling_table(model, all_calls)
-    pooled = (
-        table.groupby("handling")[["boxes", "matched", "right"]]
-        .sum()
-        .reset_index()
-        .assign(
-            right_of_boxes=lambda t: t["right"] / t["boxes"],
-            worst_spread_right=table.groupby("handling")["right_of_boxes"].min().to_numpy(),
-            worst_share_error=table.groupby("handling")["max_share_error"].max().to_numpy(),
-        )
-    )
+    grouped = table.groupby("handling", sort=False)
+    pooled = grouped[["boxes", "matched", "right"]].sum().reset_index()
+    pooled["right_of_boxes"] = pooled["right"] / pooled["boxes"]
+    pooled["worst_spread_right"] = grouped["right_of_boxes"].min().to_numpy()
+    pooled["worst_share_error"] = grouped["max_share_error"].max().to_numpy()
     return {"per_spread": table, "pooled": pooled, "loso": choose_handling_loso(table)}

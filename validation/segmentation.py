@@ -82,6 +82,7 @@ def giemsa_table(
 #: The constants of the segmentation that set its thresholds and the pairing rule, each with the
 #: values the protocol may choose from (the shipped default among them).
 GIEMSA_GRID: dict[str, list] = {
+    "peak_quantile": [0.9, 1.0],
     "peak_fraction": [0.4, 0.5],
     "grow_fraction": [0.15, 0.2, 0.3],
     "pair_max_width_ratio": [0.7, 0.75, 0.8],
@@ -169,11 +170,28 @@ def truth_found(truth: np.ndarray, labels: np.ndarray, kept_ids) -> tuple[int, i
     return found, n_truth
 
 
+def overlap_objects(truth: np.ndarray, labels: np.ndarray, width: float) -> np.ndarray:
+    """Label ids of the objects covering a real overlap region of the truth: a connected area
+    of overlap pixels (255) of >= 0.5 x width^2 (K.tif also marks specks and outline pixels),
+    of which the object holds >= 0.3 x width^2."""
+    overlap = truth == 255
+    comp, _ = ndi.label(overlap)
+    sizes = np.bincount(comp.ravel())
+    sizes[0] = 0
+    real = (sizes >= 0.5 * width**2)[comp] & overlap
+    counts = np.bincount(labels[real], minlength=int(labels.max()) + 1)
+    ids = np.flatnonzero(counts >= 0.3 * width**2)
+    return ids[ids > 0]
+
+
 def dapi_row(dapi: Path, truth_path: Path, params: SegmentationParams | None = None) -> dict:
-    """Truth chromosomes found on one DAPI spread by the segmentation and the naive baseline."""
+    """Truth chromosomes found on one DAPI spread by the segmentation and the naive baseline,
+    and how many objects on a real overlap are set aside as ``cluster``."""
     image, truth = read_dapi_pair(dapi, truth_path)
     seg = segment_spread(image, params)
     found, n_truth = truth_found(truth, seg.labels, seg.kept_labels())
+    on_overlap = overlap_objects(truth, seg.labels, float(seg.stats.get("width", 4.0)))
+    status = seg.objects.set_index("label")["status"]
     naive_labels, naive = otsu_objects(image)
     naive_found, _ = truth_found(truth, naive_labels, kept(naive)["label"])
     return {
@@ -184,6 +202,8 @@ def dapi_row(dapi: Path, truth_path: Path, params: SegmentationParams | None = N
         "recall": found / max(n_truth, 1),
         "naive_recall": naive_found / max(n_truth, 1),
         "kept": len(seg.kept_labels()),
+        "overlap_objects": len(on_overlap),
+        "overlap_cluster": int((status.loc[on_overlap] == "cluster").sum()),
     }
 
 
@@ -191,15 +211,20 @@ def _dapi_row(args) -> dict:
     return dapi_row(*args)
 
 
-def dapi_table(limit: int | None = None, jobs: int = 2) -> pd.DataFrame:
+def dapi_table(
+    limit: int | None = None, jobs: int = 2, params: SegmentationParams | None = None
+) -> pd.DataFrame:
     """One row per DAPI spread with truth (the first ``limit`` only, when given)."""
     pairs = dapi_pairs()[:limit]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        return pd.DataFrame(list(pool.map(_dapi_row, pairs)))
+        return pd.DataFrame(list(pool.map(_dapi_row, [(d, t, params) for d, t in pairs])))
 
 
 def dapi_groups(table: pd.DataFrame) -> pd.DataFrame:
     """Pooled figures per slide group and over all, each with its worst slide."""
-    rows = [summary_row(sub, f"group {g}") for g, sub in table.groupby("group")]
-    rows.append(summary_row(table, "all"))
+    rows = []
+    for name, sub in [*((f"group {g}", sub) for g, sub in table.groupby("group")), ("all", table)]:
+        row = summary_row(sub, name)
+        row["overlap_cluster"] = sub["overlap_cluster"].sum() / max(sub["overlap_objects"].sum(), 1)
+        rows.append(row)
     return pd.DataFrame(rows)

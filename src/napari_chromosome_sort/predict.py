@@ -60,16 +60,25 @@ PRIOR_METHODS = ("em", "bbse")
 
 
 def prior_options(
-    pseudo_counts: float | None = None, method: str = "em", calibrate: bool = False
+    pseudo_counts: float | None = None,
+    method: str = "em",
+    calibrate: bool = False,
+    adapt: bool = False,
 ) -> dict:
-    """The prior-estimate keywords of :func:`predict_spread` (None = the default
-    pseudo-counts), checked here so that a bad value fails before any spread is run."""
+    """The prior keywords of :func:`predict_spread` and :func:`predict_crops` (``adapt``: estimate
+    the priors at all; None pseudo-counts = the default), checked here so that a bad value fails
+    before any spread is run."""
     pseudo = PRIOR_PSEUDO_COUNTS if pseudo_counts is None else float(pseudo_counts)
     if not 0 <= pseudo < float("inf"):
         raise ChromosortError(f"prior pseudo-counts must be a number >= 0, got {pseudo_counts}")
     if method not in PRIOR_METHODS:
         raise ChromosortError(f"unknown prior method {method!r}; use one of {PRIOR_METHODS}")
-    return {"prior_pseudo_counts": pseudo, "prior_method": method, "calibrate": bool(calibrate)}
+    return {
+        "adapt_priors": bool(adapt),
+        "prior_pseudo_counts": pseudo,
+        "prior_method": method,
+        "calibrate": bool(calibrate),
+    }
 
 
 def stored_calibration(model) -> dict | None:
@@ -201,7 +210,7 @@ def predict_spread(
     segmentation=None,
     margin: float | None = None,
     tta: bool = True,
-    adapt_priors: bool = True,
+    adapt_priors: bool = False,
     separated_class: str | None = "auto",
     prior_pseudo_counts: float = PRIOR_PSEUDO_COUNTS,
     calibrate: bool = False,
@@ -209,10 +218,11 @@ def predict_spread(
 ) -> SpreadPrediction:
     """Segment ``image`` (or use ``segmentation``), crop every kept chromosome (others blanked)
     and classify the crops. With ``gradcam`` also returns the per-object Grad-CAM maps (for the
-    predicted class) pasted into a float32 image-shaped map. ``adapt_priors`` (default): estimate
-    this spread's class priors from its own kept objects (no labels; see :func:`predict_crops`)
-    rather than assume the training class frequencies -- validated on the DDX11 spreads
-    (docs/validation.md, Whole spreads); ``False``: the model's probabilities as trained.
+    predicted class) pasted into a float32 image-shaped map. ``adapt_priors``: estimate this
+    spread's class priors from its own kept objects (no labels; see :func:`predict_crops`)
+    rather than assume the training class frequencies; off by default, because on the
+    annotated spreads it helps some and costs others up to 12 points (docs/validation.md,
+    Whole spreads).
     ``prior_pseudo_counts``, ``calibrate``, ``prior_method``: see :func:`estimate_priors`.
 
     ``separated_class``: the class meaning "sister chromatids apart at the centromere too" (type C).

@@ -30,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-gradcam", action="store_true", help="skip Grad-CAM maps")
     add_crossing_score_argument(parser)
     parser.add_argument(
+        "--adapt-priors",
+        action="store_true",
+        help="estimate each spread's class priors without labels instead of assuming the "
+        "training priors (off by default; see chromosort predict)",
+    )
+    parser.add_argument(
         "--prior-pseudo-counts",
         type=float,
         default=None,
@@ -80,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
             exclude=tuple(args.exclude),
             formats=tuple(args.formats or ("png", "svg")),
             params=SegmentationParams(crossing_score=args.crossing_score),
-            priors=prior_options(args.prior_pseudo_counts, args.prior_method),
+            priors=prior_options(
+                args.prior_pseudo_counts, args.prior_method, adapt=args.adapt_priors
+            ),
         ),
         desc="batch",
     )

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="estimate the class priors of each spread (with --spreads) or of all the crops "
         "together without labels (EM, Saerens et al. 2002) instead of assuming the training "
-        "priors (default: on with --spreads, off for crops)",
+        "priors (default: off; chosen leave-one-spread-out, docs/validation.md)",
     )
     parser.add_argument(
         "--prior-pseudo-counts",
@@ -133,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
     from ..model_io import load_model
     from ..predict import predict_crops, predict_spread, prior_options
 
-    options = prior_options(args.prior_pseudo_counts, args.prior_method, args.calibrate)
+    options = prior_options(
+        args.prior_pseudo_counts, args.prior_method, args.calibrate, bool(args.adapt_priors)
+    )
     _check_out(args.out)
     model = load_model(args.model)
     files, relatives = _expand(args.inputs)
@@ -161,7 +163,6 @@ def run(args: argparse.Namespace) -> int:
                 image,
                 gradcam=gradcam_dir is not None,
                 tta=tta,
-                adapt_priors=args.adapt_priors is not False,
                 separated_class=None if args.no_pair_rule else "auto",
                 **options,
             )
@@ -174,9 +175,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path.name}: {len(table)} chromosomes", file=sys.stderr)
     else:
         images = [as_rgb_uint8(read_image(p)) for p in files]
-        table = predict_crops(
-            model, images, tta=tta, adapt_priors=bool(args.adapt_priors), **options
-        )
+        table = predict_crops(model, images, tta=tta, **options)
         table.insert(0, "source", [str(p) for p in files])
         tables.append(table)
         if gradcam_dir is not None:

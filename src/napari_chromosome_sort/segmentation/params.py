@@ -44,6 +44,8 @@ class SegmentationParams:
     background_k: float = 3.0  # background pixels: below median + k x noise sigma
     threshold: float | None = None  # absolute threshold on the corrected signal (None = auto)
     peak_fraction: float = 0.5  # object threshold = this x median object peak (>= Otsu)
+    peak_quantile: float = 0.9  # an object's peak: this quantile of its pixels (1 = brightest
+    # pixel; a lower quantile is not set by a few bright spots, e.g. DAPI-bright heterochromatin)
     faint_fraction: float = 0.5  # kept objects fainter than this x the typical one -> debris
     grow_fraction: float = 0.2  # objects are grown back down to this x the peak (0 = off) ...
     grow_max_factor: float = 0.5  # ... by at most this x the chromatid width
@@ -104,7 +106,7 @@ class SegmentationParams:
     # this x brighter than both objects' median (a crossing cut through its overlap) -> both
     # cluster (0 = off) ...
     crossing_contact_min_length: float = 0.5  # ... along at least this x the chromatid width
-    crossing_score: str = "auto"  # learned shape score (crossing_model.py) -> cluster: "auto" =
+    crossing_score: str = "off"  # learned shape score (crossing_model.py) -> cluster: "auto" =
     # fluorescence (bright-on-dark) spreads only, "on", "off"; off when detect_crossings is off
     crossing_score_threshold: float | None = None  # on the spread-relative logit; None = model's
     crossing_model: str | None = None  # path of a crossing model JSON; None = the shipped one

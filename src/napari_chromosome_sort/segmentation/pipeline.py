@@ -96,8 +96,7 @@ def _levels(corrected: np.ndarray, params: SegmentationParams) -> _Levels | None
     low_lab, n_low = ndi.label(corrected > t_low)
     low_areas = np.bincount(low_lab.ravel(), minlength=n_low + 1)
     low_areas[0] = 0
-    idx = np.arange(1, n_low + 1)
-    peaks = np.asarray(ndi.maximum(corrected, low_lab, idx)) if n_low else np.zeros(0)
+    peaks = _component_levels(corrected, low_lab, n_low, params.peak_quantile)
     ok = low_areas[1:] >= max(params.min_area_px, 3)
     if not ok.any():
         return None
@@ -119,6 +118,21 @@ def _levels(corrected: np.ndarray, params: SegmentationParams) -> _Levels | None
     else:
         t_obj = max(t_low, params.peak_fraction * typical_peak)
     return _Levels(low=t_low, object=t_obj, typical_peak=typical_peak, typical_area=med_low)
+
+
+def _component_levels(values, labels, n, q: float) -> np.ndarray:
+    """The ``q`` quantile of ``values`` in each of the ``n`` labelled components."""
+    if n == 0:
+        return np.zeros(0)
+    flat = labels.ravel()
+    inside = flat > 0
+    lab, val = flat[inside], values.ravel()[inside]
+    order = np.lexsort((val, lab))
+    lab, val = lab[order], val[order]
+    starts = np.searchsorted(lab, np.arange(1, n + 1))
+    counts = np.bincount(lab, minlength=n + 1)[1:]
+    pick = starts + np.floor(q * np.maximum(counts - 1, 0)).astype(int)
+    return val[np.minimum(pick, len(val) - 1)]
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
