@@ -152,6 +152,19 @@ def test_no_object_built_from_two_parts_on_a_b_spreads(seed):
     assert (seg.objects.n_parts == 1).all(), seg.objects[seg.objects.n_parts > 1]
 
 
+def test_debris_reason_states_the_area_it_was_judged_on():
+    """'too small' names the core area the decision was made on, never a number larger than
+    the object's area in the table (the object is grown back to its outline afterwards)."""
+    import re
+
+    seg = segment_spread(make_spread(seed=1, n_debris=12).image)
+    small = seg.objects[seg.objects.reason.str.startswith("too small")]
+    assert len(small)
+    for _, row in small.iterrows():
+        core = int(re.match(r"too small: (\d+) px above the object threshold", row.reason)[1])
+        assert core <= row.area
+
+
 def _touching_row_image():
     rng = np.random.default_rng(0)
     shape = (256, 256)

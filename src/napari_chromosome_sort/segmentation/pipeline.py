@@ -306,8 +306,8 @@ def _add_objects(
         if area < params.debris_area_fraction * med_obj:
             status = "debris"
             reason = (
-                f"too small: {area} px < {params.debris_area_fraction:g}x the median object "
-                f"({med_obj:.0f} px)"
+                f"too small: {area} px above the object threshold < "
+                f"{params.debris_area_fraction:g}x the median object ({med_obj:.0f} px)"
             )
         elif at_border:
             status = "border"
