@@ -221,7 +221,7 @@ def predict_spread(
     predicted class) pasted into a float32 image-shaped map. ``adapt_priors``: estimate this
     spread's class priors from its own kept objects (no labels; see :func:`predict_crops`)
     rather than assume the training class frequencies; off by default, because on the
-    annotated spreads it helps some and costs others up to 12 points (docs/validation.md,
+    annotated spreads it helps some and costs others up to 14 points (docs/validation.md,
     Whole spreads).
     ``prior_pseudo_counts``, ``calibrate``, ``prior_method``: see :func:`estimate_priors`.
 
