@@ -66,6 +66,12 @@ def _calls(args) -> dict[str, pd.DataFrame]:
     }
 
 
+def _segment_learn(args) -> dict[str, pd.DataFrame]:
+    from .learned import learned_report
+
+    return learned_report(jobs=args.jobs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m validation", description=__doc__.split("\n")[0]
@@ -84,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--cache", default=None, help="feature cache folder (faster re-runs)")
     c.add_argument("--model", default=None, help="WT model file: loaded if present, else saved")
     c.set_defaults(run=_calls)
+    sl = sub.add_parser(
+        "segment-learn", help="Giemsa: a segmentation model learned from 1-2 spreads, on the others"
+    )
+    sl.set_defaults(run=_segment_learn)
     args = parser.parse_args(argv)
     _print(args.run(args), args.json)
     return 0

@@ -16,6 +16,7 @@ from ..errors import ChromosortError
 # command name -> module name in this package
 COMMANDS = {
     "segment": "segment",
+    "segment-learn": "segment_learn",
     "train": "train",
     "predict": "predict",
     "evaluate": "evaluate",

@@ -44,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold", type=float, default=None, help="fixed object threshold (default: automatic)"
     )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a segmentation model from 'chromosort segment-learn' (its settings and classifier)",
+    )
     parser.add_argument("--no-crops", action="store_true", help="skip writing crops")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -82,6 +87,9 @@ def run(args) -> int:
         threshold=args.threshold,
     )
     from ..crops import crop_chromosomes
+    from ..segmentation.learned import load_segmentation_model, segment_with_model
+
+    model = load_segmentation_model(args.model) if args.model else None
 
     for path in tqdm(paths, desc="segment", unit="image", disable=args.quiet, file=sys.stderr):
         image = read_image(path)
@@ -90,7 +98,7 @@ def run(args) -> int:
         except ChromosortError as error:
             print(f"{path.name}: skipped: {error}", file=sys.stderr)
             continue
-        seg = segment_spread(image, params)
+        seg = segment_with_model(image, model, params) if model else segment_spread(image, params)
         folder = out / path.stem
         folder.mkdir(parents=True, exist_ok=True)
         tifffile.imwrite(folder / "labels.tif", seg.labels.astype(np.int32), compression=None)

@@ -32,6 +32,12 @@ threshold), ``nuclei``, ``pairing`` (chromatid pairs), ``splitting`` (watershed)
 """
 
 from .edits import USER_REASON, measure_labels, reconcile_objects
+from .learned import (
+    SegmentationModel,
+    learn_segmentation,
+    load_segmentation_model,
+    segment_with_model,
+)
 from .params import OBJECT_COLUMNS, STATUSES, SegmentationParams, validate_params
 from .pipeline import segment_spread
 from .result import Segmentation
@@ -42,10 +48,14 @@ __all__ = [
     "STATUSES",
     "USER_REASON",
     "Segmentation",
+    "SegmentationModel",
     "SegmentationParams",
     "denoise",
+    "learn_segmentation",
+    "load_segmentation_model",
     "measure_labels",
     "reconcile_objects",
     "segment_spread",
+    "segment_with_model",
     "validate_params",
 ]
