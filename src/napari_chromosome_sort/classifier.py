@@ -159,13 +159,27 @@ class ChromosomeClassifier(nn.Module):
         self.eval()
         device = self.device
         views = N_VIEWS if tta else 1
+        forward = self.fast_logits(len(images) * views) or self
         out = []
         for start in range(0, len(images), batch_size):
             x = self.preprocess(images[start : start + batch_size]).to(device)
-            p = sum(torch.softmax(self(dihedral(x, v)), dim=1) for v in range(views)) / views
+            p = sum(torch.softmax(forward(dihedral(x, v)), dim=1) for v in range(views)) / views
             out.append(p.float().cpu().numpy())
         self.train(was_training)
         return np.concatenate(out)
+
+    def fast_logits(self, forwards: int):
+        """The frozen forward (tensor in, logits out) in ONNX Runtime when on CPU and worth it for
+        ``forwards`` crop views (see :mod:`.fast_inference`); None means: use torch."""
+        from .fast_inference import onnx_runner
+
+        if self.head_kind == "pooled":
+            features = onnx_runner(self.backbone, self.input_size, "pooled-taps", forwards)
+            if features is None:
+                return None
+            return lambda x: self.head(torch.from_numpy(features(x.numpy())))
+        logits = onnx_runner(self, self.input_size, f"logits-{self.head_kind}", forwards)
+        return None if logits is None else (lambda x: torch.from_numpy(logits(x.numpy())))
 
     def predict(self, images: Sequence, tta: bool = True) -> list[str]:
         proba = self.predict_proba(images, tta=tta)

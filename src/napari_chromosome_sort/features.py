@@ -234,11 +234,12 @@ def extract_features(
     backbone.eval()
     if cache is not None and total:
         cache.mkdir(parents=True, exist_ok=True)
+    forward = _frozen_forward(backbone, prep, total * views, device)
     with torch.no_grad():
         for start in range(0, total, batch_size):
             idx = todo[start : start + batch_size]
             x = preprocess([images[i] for i in idx], prep).to(device)
-            per_view = [backbone(dihedral(x, v)).float().cpu().numpy() for v in range(views)]
+            per_view = [forward(dihedral(x, v)) for v in range(views)]
             feats = np.stack(per_view, axis=1).astype(np.float32)  # (b, views, D)
             for j, i in enumerate(idx):
                 out[i] = feats[j]
@@ -251,6 +252,19 @@ def extract_features(
     backbone.train(was_training)
     result = np.stack(out) if out else np.zeros((0, views, backbone.feature_dim), np.float32)
     yield Progress(total, total, "features done", result=result)
+
+
+def _frozen_forward(backbone, prep: Preprocessing, forwards: int, device):
+    """Tensor batch -> pooled features (numpy float32): ONNX Runtime on CPU where available and
+    worth it (:mod:`.fast_inference`), else the torch backbone."""
+    from .fast_inference import onnx_runner
+
+    runner = None
+    if device is None or str(device) == "cpu":
+        runner = onnx_runner(backbone, prep.size, "pooled-taps", forwards)
+    if runner is not None:
+        return lambda x: runner(x.numpy())
+    return lambda x: backbone(x).float().cpu().numpy()
 
 
 def clear_memory_cache() -> None:

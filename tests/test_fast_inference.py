@@ -1,0 +1,152 @@
+"""ONNX Runtime frozen forward: same features and logits as torch, cached, torch as fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from napari_chromosome_sort import fast_inference  # noqa: E402
+from napari_chromosome_sort.features import dihedral  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(fast_inference.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(fast_inference.DISABLE_ENV, raising=False)
+    fast_inference.clear_sessions()
+    yield
+    fast_inference.clear_sessions()
+
+
+def _crops(n: int = 4) -> list[np.ndarray]:
+    from napari_chromosome_sort.synthetic import make_crop
+
+    rng = np.random.default_rng(3)
+    return [make_crop("ABC"[i % 3], rng, 40 + 4 * i) for i in range(n)]
+
+
+def _classifier(head_kind: str = "pooled", size: int = 96):
+    import torch
+
+    from napari_chromosome_sort.backbones import build_backbone
+    from napari_chromosome_sort.classifier import (
+        ChromosomeClassifier,
+        PooledHead,
+        squeezenet_conv_head,
+    )
+    from napari_chromosome_sort.features import Preprocessing
+
+    torch.manual_seed(0)
+    backbone = build_backbone("squeezenet1_1", weights="random")
+    if head_kind == "pooled":
+        head = PooledHead(backbone.feature_dim, 3)
+        with torch.no_grad():
+            head.mu.uniform_(0.0, 1.0)
+            head.sigma.uniform_(0.5, 2.0)
+    else:
+        head = squeezenet_conv_head(3)
+    prep = Preprocessing(size=size, geometry="pad")
+    return ChromosomeClassifier(backbone, head, ["A", "B", "C"], prep, head_kind).eval()
+
+
+@pytest.mark.parametrize("head_kind", ["pooled", "squeezenet_conv"])
+def test_onnx_logits_equal_torch(head_kind):
+    import torch
+
+    model = _classifier(head_kind)
+    fast = model.fast_logits(fast_inference.MIN_FORWARDS)
+    assert fast is not None
+    x = model.preprocess(_crops())
+    with torch.no_grad():
+        for view in (0, 3, 5):
+            xv = dihedral(x, view)
+            expected = model(xv)
+            got = fast(xv)
+            assert got.shape == expected.shape
+            assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+    # the graph is cached on disk: a fresh process state loads it even for a tiny job
+    files = list((fast_inference.user_cache_dir() / "onnx").glob("*.onnx"))
+    assert len(files) == 1
+    fast_inference.clear_sessions()
+    assert model.fast_logits(1) is not None
+
+
+def test_small_jobs_do_not_export_and_predictions_match():
+    import torch
+
+    model = _classifier()
+    assert model.fast_logits(fast_inference.MIN_FORWARDS - 1) is None
+    crops = _crops(8)  # 8 crops x 8 views = MIN_FORWARDS: exported
+    fast = model.predict_proba(crops, tta=True)
+    assert list((fast_inference.user_cache_dir() / "onnx").glob("*.onnx"))
+    x = model.preprocess(crops)
+    with torch.no_grad():
+        slow = sum(torch.softmax(model(dihedral(x, v)), 1) for v in range(8)).numpy() / 8
+    assert np.allclose(fast, slow, atol=1e-5)
+
+
+def test_onnx_features_equal_torch():
+    from napari_chromosome_sort.features import (
+        Preprocessing,
+        clear_memory_cache,
+        extract_features,
+    )
+    from napari_chromosome_sort.progress import run_to_end
+
+    model = _classifier()
+    prep = Preprocessing(size=96, geometry="pad")
+    crops = _crops(8)
+    clear_memory_cache()
+    fast = run_to_end(extract_features(model.backbone, crops, prep, views=8))
+    assert list((fast_inference.user_cache_dir() / "onnx").glob("*.onnx"))
+    clear_memory_cache()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(fast_inference.DISABLE_ENV, "0")
+        slow = run_to_end(extract_features(model.backbone, crops, prep, views=8))
+    clear_memory_cache()
+    assert fast.shape == slow.shape == (8, 8, model.backbone.feature_dim)
+    assert np.allclose(fast, slow, atol=1e-4, rtol=1e-4)
+
+
+def test_falls_back_to_torch(monkeypatch):
+    model = _classifier()
+    crops = _crops(8)
+    monkeypatch.setenv(fast_inference.DISABLE_ENV, "0")
+    assert model.fast_logits(10_000) is None
+    reference = model.predict_proba(crops)
+    monkeypatch.delenv(fast_inference.DISABLE_ENV)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("exporter broke")
+
+    monkeypatch.setattr(fast_inference, "_export", broken)
+    assert model.fast_logits(10_000) is None
+    assert np.array_equal(model.predict_proba(crops), reference)
+    assert not (fast_inference.user_cache_dir() / "onnx").exists()
+
+
+def test_corrupt_cached_graph_is_replaced():
+    model = _classifier()
+    assert model.fast_logits(fast_inference.MIN_FORWARDS) is not None
+    (path,) = (fast_inference.user_cache_dir() / "onnx").glob("*.onnx")
+    path.write_bytes(b"not a graph")
+    fast_inference.clear_sessions()
+    assert model.fast_logits(1) is None  # tiny job: no new export, torch
+    assert model.fast_logits(fast_inference.MIN_FORWARDS) is not None
+    assert path.stat().st_size > 1000
+
+
+def test_cache_is_size_bounded(tmp_path):
+    folder = tmp_path / "graphs"
+    folder.mkdir()
+    import os
+
+    for i in range(4):
+        path = folder / f"{i}.onnx"
+        path.write_bytes(b"x" * 100)
+        os.utime(path, (1000 + i, 1000 + i))
+    fast_inference._prune(folder, keep=folder / "0.onnx", limit=250)
+    assert sorted(p.name for p in folder.glob("*.onnx")) == ["0.onnx", "2.onnx", "3.onnx"]
