@@ -44,7 +44,6 @@ def test_napari_discovers_plugin():
 
 
 def test_sample_data_is_synthetic_spread():
-    pytest.importorskip("napari_chromosome_sort.synthetic")
     from napari_chromosome_sort._sample_data import make_sample_spread
 
     layers = make_sample_spread()
@@ -69,9 +68,9 @@ def test_writer_writes_features_csv(tmp_path):
 
 
 def test_reader_opens_dataset_folder(tmp_path):
-    dataset = pytest.importorskip("napari_chromosome_sort.dataset")
     import numpy as np
 
+    from napari_chromosome_sort import dataset
     from napari_chromosome_sort._reader import get_reader
 
     assert get_reader(str(tmp_path)) is None
@@ -87,7 +86,6 @@ def test_reader_opens_dataset_folder(tmp_path):
 
 
 def test_demo_viewer_docks_every_widget(make_napari_viewer, monkeypatch):
-    pytest.importorskip("napari_chromosome_sort.synthetic")
     import napari
 
     from napari_chromosome_sort._widgets import launch

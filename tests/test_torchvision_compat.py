@@ -8,7 +8,9 @@ def test_import_torchvision_and_build_models():
     from napari_chromosome_sort import _torchvision_compat as compat
 
     tv = compat.import_torchvision()
-    assert compat.extension_loaded in (True, False)
+    if compat.extension_loaded is not None:  # None: torchvision was imported before
+        # op schemas are defined exactly when torchvision's own extension failed to load
+        assert (compat._library is not None) == (not compat.extension_loaded)
     model = tv.models.squeezenet1_1(weights=None, num_classes=3)
     assert model.classifier[1].out_channels == 3
 

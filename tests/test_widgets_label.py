@@ -46,7 +46,8 @@ def test_parse_classes():
 
 
 def test_label_synthetic_keys_buttons_clear(make_napari_viewer, qtbot, tmp_path):
-    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    from napari_chromosome_sort import synthetic
+
     viewer = make_napari_viewer()
     layer = _segmented(viewer, qtbot, synthetic.make_spread(seed=0).image, "spread")
     folder = tmp_path / "dataset"
@@ -115,7 +116,8 @@ def test_label_giemsa_accumulates_spreads(make_napari_viewer, qtbot, tmp_path, g
 
 
 def test_edited_label_is_cropped(make_napari_viewer, qtbot, tmp_path):
-    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    from napari_chromosome_sort import synthetic
+
     viewer = make_napari_viewer()
     layer = _segmented(viewer, qtbot, synthetic.make_spread(seed=1).image, "spread")
     widget = _label_widget(viewer, layer, tmp_path / "ds")

@@ -18,7 +18,7 @@ TIMEOUT_MS = 120_000
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A small model trained on synthetic crops with random weights (no network)."""
-    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    from napari_chromosome_sort import synthetic
     from napari_chromosome_sort.model_io import save_model
     from napari_chromosome_sort.progress import run_to_end
     from napari_chromosome_sort.training import TrainingConfig, train_from_folder
@@ -79,7 +79,8 @@ def _check(viewer, widget, image, name="spread"):
 
 
 def test_predict_synthetic(make_napari_viewer, qtbot, tmp_path, tiny_model):
-    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    from napari_chromosome_sort import synthetic
+
     image = synthetic.make_spread(seed=0).image
     viewer = make_napari_viewer()
     widget = _predict(viewer, qtbot, tiny_model, image)
@@ -116,7 +117,8 @@ def test_predict_synthetic(make_napari_viewer, qtbot, tmp_path, tiny_model):
 
 def test_predict_uses_reviewed_objects(make_napari_viewer, qtbot, tiny_model):
     """A rejected object is not classified: predict follows the reviewed Labels layer."""
-    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    from napari_chromosome_sort import synthetic
+
     image = synthetic.make_spread(seed=0).image
     viewer = make_napari_viewer()
     viewer.add_image(image, name="spread")
@@ -158,8 +160,9 @@ def test_missing_model_is_a_notification(make_napari_viewer, monkeypatch, tmp_pa
 
 def test_predict_folder(make_napari_viewer, qtbot, tmp_path, tiny_model):
     """A folder of spreads goes through the core batch run; tables land in the output folder."""
-    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
     from PIL import Image
+
+    from napari_chromosome_sort import synthetic
 
     folder = tmp_path / "spreads" / "sample1"
     folder.mkdir(parents=True)
@@ -181,7 +184,8 @@ def test_predict_folder(make_napari_viewer, qtbot, tmp_path, tiny_model):
 
 def test_reviewed_objects_layer_is_chosen(make_napari_viewer, qtbot):
     """Predict offers the spread's objects layer from Segment spread, not re-segmenting."""
-    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    from napari_chromosome_sort import synthetic
+
     viewer = make_napari_viewer()
     viewer.add_image(synthetic.make_spread(seed=0).image, name="spread")
     widget = PredictWidget(viewer)

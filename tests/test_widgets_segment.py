@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from napari_chromosome_sort._widgets.segment import SegmentWidget
 
 
 def _synthetic_image():
-    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    from napari_chromosome_sort import synthetic
+
     return synthetic.make_spread(seed=0).image
 
 

@@ -14,7 +14,8 @@ TIMEOUT_MS = 120_000
 
 @pytest.fixture(scope="module")
 def crop_folder(tmp_path_factory):
-    synthetic = pytest.importorskip("napari_chromosome_sort.synthetic")
+    from napari_chromosome_sort import synthetic
+
     return synthetic.make_crop_dataset(
         tmp_path_factory.mktemp("crops") / "set", n_per_class=8, seed=0, size=48
     )
