@@ -329,13 +329,27 @@ def _add_objects(
         else:
             status = "chromosome"
             reason = (
-                f"{n_parts} separated sister chromatids grouped as one chromosome"
+                _pair_reason(pieces[sl], grouped[sl] == gid, n_parts, pair_limits, params)
                 if n_parts > 1
                 else f"single object, {rel:.1f}x the median size"
             )
         label = len(objects) + 1
         label_img[sl][local] = label
         objects.append({"label": label, "status": status, "reason": reason, "n_parts": n_parts})
+
+
+def _pair_reason(pieces, member, n_parts: int, limits: PairLimits, params) -> str:
+    """The pairing decision with its measured cue: each blob's width (minor axis) relative to
+    the width of the spread's chromosomes."""
+    from skimage.measure import regionprops
+
+    reason = f"{n_parts} separated sister chromatids grouped as one chromosome"
+    if limits.max_blob_width is None or not params.pair_max_width_ratio > 0:
+        return reason
+    chromosome_width = limits.max_blob_width / params.pair_max_width_ratio
+    widths = [r.axis_minor_length for r in regionprops(np.where(member, pieces, 0))]
+    ratios = ", ".join(f"{w / chromosome_width:.2f}" for w in widths)
+    return f"{reason} (blob widths {ratios} x the spread's chromosome width)"
 
 
 def _add_split_pieces(
