@@ -130,11 +130,11 @@ def test_multilayer_terms_add_up_to_the_score(backbone):
         w = model.head.net.weight / model.head.sigma
         constant = model.head.net.bias + model.head.logit_shift - w @ model.head.mu
     for c in range(3):
-        terms, cls = _head_layer_terms(model, x, c, "zero")
-        assert cls == c and len(terms) == len(model.backbone.taps)
+        terms, cls = _head_layer_terms(model, x, [c], "zero")
+        assert cls == [c] and len(terms) == len(model.backbone.taps)
         total = sum(float(t.mean()) for t in terms) * cells
         assert total == pytest.approx(float(logits[c] - constant[c]), rel=1e-3, abs=1e-3)
-        terms, _ = _head_layer_terms(model, x, c, "blank")
+        terms, _ = _head_layer_terms(model, x, [c], "blank")
         total = sum(float(t.mean()) for t in terms) * cells
         assert total == pytest.approx(float(logits[c] - blank_logits[c]), rel=1e-3, abs=1e-3)
     # pool_taps layout: the last features are the last tap's max pooling
@@ -214,3 +214,33 @@ def test_multilayer_gradcam_mass_on_chromosome(wt_pooled_model, wt_crops_dir):
     assert np.mean(mass) > 0.55
     assert np.mean(mass) > 1.5 * np.mean(area)
     assert np.mean(mass) > np.mean(classic) + 0.05
+
+
+@pytest.mark.parametrize(("layers", "reference"), [("head", None), ("last", "blank")])
+def test_batched_gradcam_equals_one_crop_at_a_time(layers, reference):
+    """Batches (blank reference once per background colour) give each crop's own map."""
+    from napari_chromosome_sort.gradcam import gradcams
+
+    model = _pooled_classifier("squeezenet1_1")
+    crops = [_synthetic_crop(seed, 40 + 6 * seed) for seed in range(5)]
+    crops[1] = (crops[1] * 0.8).astype(np.uint8)  # a grey background: a second blank colour
+    classes = [1, None, 0, None, 2]
+    batched = gradcams(model, crops, classes, layers=layers, reference=reference, batch_size=3)
+    assert len(batched) == len(crops)
+    for crop, cls, heat in zip(crops, classes, batched, strict=True):
+        alone = gradcam(model, crop, cls, layers=layers, reference=reference)
+        assert heat.shape == crop.shape[:2] and heat.max() == pytest.approx(1.0)
+        assert np.allclose(heat, alone, atol=1e-4)  # float32 noise of batched convolutions
+    assert not np.allclose(batched[0], gradcam(model, crops[0], 2, layers=layers))
+
+
+def test_cam_upsampling_equals_skimage_bilinear_resize():
+    """The maps are upsampled as skimage's resize(order=1, mode="edge") would."""
+    import torch
+    import torch.nn.functional as F
+    from skimage.transform import resize
+
+    term = np.random.default_rng(0).random((13, 13)).astype(np.float32)
+    ours = F.interpolate(torch.from_numpy(term)[None, None], size=(96, 96), mode="bilinear")
+    theirs = resize(term, (96, 96), order=1, mode="edge", preserve_range=True)
+    assert np.allclose(ours[0, 0].numpy(), theirs, atol=1e-5)

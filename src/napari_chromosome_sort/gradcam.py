@@ -99,8 +99,25 @@ def blank_like(x):
     return border.median(dim=-1).values[..., None, None].expand_as(x).contiguous()
 
 
-def _last_layer_terms(model, x, class_index: int | None, reference: str):
-    """Grad-CAM term at ``model.cam_layer`` (full gradient, hooks): ``([term], class)``."""
+def _blank_acts(forward, x):
+    """``forward(blank_like(x))`` with each distinct background colour run once (spreads' crops
+    share one): a list of per-crop tensors (N, ...) of ``forward``'s outputs."""
+    import torch
+
+    colours = blank_like(x)[:, :, 0, 0]
+    unique, inverse = torch.unique(colours, dim=0, return_inverse=True)
+    blanks = unique[:, :, None, None].expand(-1, -1, *x.shape[-2:]).contiguous()
+    with torch.no_grad():
+        return [out[inverse] for out in forward(blanks)]
+
+
+def _classes(logits, class_indices) -> list[int]:
+    return [int(logits[i].argmax()) if c is None else int(c) for i, c in enumerate(class_indices)]
+
+
+def _last_layer_terms(model, x, class_indices, reference: str):
+    """Grad-CAM terms at ``model.cam_layer`` (full gradient, hooks) of a batch:
+    ``([(N, h, w)], classes)``."""
     import torch
 
     store: dict = {}
@@ -115,25 +132,27 @@ def _last_layer_terms(model, x, class_index: int | None, reference: str):
         with torch.enable_grad():
             x_in = x.detach().clone().requires_grad_(True)  # frozen backbones get gradients too
             logits = model(x_in)
-            if class_index is None:
-                class_index = int(logits[0].argmax())
+            classes = _classes(logits, class_indices)
             model.zero_grad(set_to_none=True)
-            logits[0, class_index].backward()
-        act = store["act"].detach()[0]
-        grad = store["grad"].detach()[0]
+            logits[torch.arange(len(classes)), classes].sum().backward()
+        act = store["act"].detach()
+        grad = store["grad"].detach()
         if reference == "blank":
-            with torch.no_grad():
-                model(blank_like(x))
-            act = act - store["act"].detach()[0]
+
+            def cam_act(blanks):
+                model(blanks)
+                return [store["act"].detach()]
+
+            act = act - _blank_acts(cam_act, x)[0]
     finally:
         handle.remove()
-    weights = grad.mean(dim=(1, 2))
-    return [(weights[:, None, None] * act).sum(0)], class_index
+    weights = grad.mean(dim=(2, 3))
+    return [(weights[:, :, None, None] * act).sum(1)], classes
 
 
-def _head_layer_terms(model, x, class_index: int | None, reference: str):
+def _head_layer_terms(model, x, class_indices, reference: str):
     """Grad-CAM terms of every layer the pooled head reads, in units of the last layer's cells
-    (see the module docstring): ``([term_l, ...], class)``."""
+    (see the module docstring), of a batch: ``([(N, h_l, w_l), ...], classes)``."""
     import torch
 
     from .backbones import pool_taps
@@ -142,55 +161,122 @@ def _head_layer_terms(model, x, class_index: int | None, reference: str):
         taps = model.backbone.forward_taps(x)
         features = pool_taps(taps)
         if reference == "blank":
-            blank_taps = model.backbone.forward_taps(blank_like(x))
+            blank_taps = _blank_acts(model.backbone.forward_taps, x)
         else:
             blank_taps = [None] * len(taps)
     with torch.enable_grad():
         features = features.detach().clone().requires_grad_(True)
         logits = model.head(features)
-        if class_index is None:
-            class_index = int(logits[0].argmax())
-        (grad,) = torch.autograd.grad(logits[0, class_index], features)
-    grad = grad[0]
+        classes = _classes(logits, class_indices)
+        score = logits[torch.arange(len(classes)), classes].sum()
+        (grad,) = torch.autograd.grad(score, features)
     last_cells = taps[-1].shape[-2] * taps[-1].shape[-1]
     terms, offset = [], 0
     for act, blank in zip(taps, blank_taps, strict=True):
-        act = act[0] if blank is None else act[0] - blank[0]
-        c = act.shape[0]
+        act = act if blank is None else act - blank
+        c = act.shape[1]
         # d(score)/d(A_k) through the head: g_avg/N everywhere + g_max at the argmax; its spatial
         # mean is (g_avg + g_max)/N_l, and the factor N_l/N_L leaves (g_avg + g_max)/N_L.
-        g = grad[offset : offset + c] + grad[offset + c : offset + 2 * c]
+        g = grad[:, offset : offset + c] + grad[:, offset + c : offset + 2 * c]
         offset += 2 * c
         if torch.any(g != 0):
-            terms.append((g[:, None, None] * act).sum(0) / last_cells)
-    if offset != grad.numel():
-        raise RuntimeError(f"pooled head reads {grad.numel()} features, taps give {offset}")
-    return terms, class_index
+            terms.append(torch.einsum("nc,nchw->nhw", g, act) / last_cells)
+    if offset != grad.shape[1]:
+        raise RuntimeError(f"pooled head reads {grad.shape[1]} features, taps give {offset}")
+    return terms, classes
 
 
-def _raw_cam(
-    model, x, class_index: int | None, layers: str = "head", reference: str | None = None
-) -> tuple[np.ndarray, int]:
-    """Grad-CAM on the network input (S x S, float32, >= 0) of one preprocessed crop ``x``:
-    every layer's term through a ReLU at its own resolution, upsampled, summed."""
-    from skimage.transform import resize
+def _raw_cams(
+    model, x, class_indices, layers: str = "head", reference: str | None = None
+) -> tuple[np.ndarray, list[int]]:
+    """Grad-CAM on the network input ((N, S, S) float32, >= 0) of a batch of preprocessed crops
+    ``x``: every layer's term through a ReLU at its own resolution, upsampled (bilinear,
+    half-pixel centres, edge values beyond), summed."""
+    import torch
+    import torch.nn.functional as F
 
     reference = _check(layers, reference)
     was_training = model.training
     model.eval()
     try:
         if layers == "head" and getattr(model, "head_kind", None) == "pooled":
-            terms, class_index = _head_layer_terms(model, x, class_index, reference)
+            terms, classes = _head_layer_terms(model, x, class_indices, reference)
         else:
-            terms, class_index = _last_layer_terms(model, x, class_index, reference)
+            terms, classes = _last_layer_terms(model, x, class_indices, reference)
     finally:
         model.train(was_training)
     size = x.shape[-1]
-    cam = np.zeros((size, size), np.float32)
+    cam = torch.zeros((x.shape[0], size, size))
     for term in terms:
-        term = np.maximum(term.detach().cpu().numpy().astype(np.float32), 0.0)
-        cam += resize(term, (size, size), order=1, mode="edge", preserve_range=True)
-    return cam.astype(np.float32), class_index
+        term = torch.relu(term.detach().float().cpu())[:, None]
+        cam += F.interpolate(term, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    return cam.numpy(), classes
+
+
+def _raw_cam(
+    model, x, class_index: int | None, layers: str = "head", reference: str | None = None
+) -> tuple[np.ndarray, int]:
+    """:func:`_raw_cams` of one preprocessed crop ``x`` (1, 3, S, S): ``(S x S map, class)``."""
+    cams, classes = _raw_cams(model, x, [class_index], layers, reference)
+    return cams[0], classes[0]
+
+
+def _to_crop(cam: np.ndarray, crop: np.ndarray, prep, normalise: bool) -> np.ndarray:
+    """A map on the network input, mapped back onto the crop's pixels (>= 0, max 1 when
+    ``normalise``)."""
+    from .appearance import canonical_window
+
+    canonical = prep is None or getattr(prep, "appearance", "canonical") == "canonical"
+    if canonical:
+        from .appearance import DEFAULT_SIZE
+
+        window = canonical_window(crop, DEFAULT_SIZE)
+        prepared = _input_to_prepared_frame(cam, (window.size, window.size), prep)
+        heat = window.to_input(prepared, crop.shape[:2])
+    else:
+        heat = _input_to_prepared_frame(cam, crop.shape[:2], prep)
+    heat = np.maximum(heat, 0.0).astype(np.float32)
+    if normalise and heat.max() > 0:
+        heat /= heat.max()
+    return heat
+
+
+GRADCAM_BATCH = 16  # crops per batched Grad-CAM pass (bounds the memory of the activations)
+
+
+def gradcams(
+    model,
+    crops_rgb,
+    class_indices=None,
+    normalise: bool = True,
+    layers: str = "head",
+    reference: str | None = None,
+    batch_size: int = GRADCAM_BATCH,
+) -> list[np.ndarray]:
+    """:func:`gradcam` of many RGB crops, computed in batches (one forward and one backward per
+    batch, the blank reference once per background colour): a list of float32 maps, each with
+    its crop's height x width. ``class_indices``: one per crop (None entries or None: the
+    predicted class)."""
+    from .crops import as_rgb_uint8
+
+    _check(layers, reference)
+    crops = [as_rgb_uint8(c) for c in crops_rgb]
+    wanted = [None] * len(crops) if class_indices is None else list(class_indices)
+    if len(wanted) != len(crops):
+        from .errors import ChromosortError
+
+        raise ChromosortError(f"{len(crops)} crops but {len(wanted)} class indices")
+    device = next(model.parameters()).device
+    prep = getattr(model, "preprocessing", None)
+    heats = []
+    for start in range(0, len(crops), batch_size):
+        chunk = crops[start : start + batch_size]
+        x = model.preprocess(chunk).to(device)
+        cams, _ = _raw_cams(model, x, wanted[start : start + batch_size], layers, reference)
+        heats.extend(
+            _to_crop(cam, crop, prep, normalise) for cam, crop in zip(cams, chunk, strict=True)
+        )
+    return heats
 
 
 def gradcam(
@@ -208,27 +294,7 @@ def gradcam(
     ``reference``: ``"blank"`` explains the activations minus those of a blank crop (the crop's
     background colour everywhere), ``"zero"`` the raw activations (classic Grad-CAM); None (default)
     means ``"blank"`` for ``layers="head"`` and ``"zero"`` for ``"last"`` (the classic map)."""
-    from .appearance import canonical_window
-    from .crops import as_rgb_uint8
-
-    _check(layers, reference)
-    crop = as_rgb_uint8(crop_rgb)
-    x = model.preprocess([crop]).to(next(model.parameters()).device)
-    cam, _ = _raw_cam(model, x, class_index, layers, reference)
-    prep = getattr(model, "preprocessing", None)
-    canonical = prep is None or getattr(prep, "appearance", "canonical") == "canonical"
-    if canonical:
-        from .appearance import DEFAULT_SIZE
-
-        window = canonical_window(crop, DEFAULT_SIZE)
-        prepared = _input_to_prepared_frame(cam, (window.size, window.size), prep)
-        heat = window.to_input(prepared, crop.shape[:2])
-    else:
-        heat = _input_to_prepared_frame(cam, crop.shape[:2], prep)
-    heat = np.maximum(heat, 0.0).astype(np.float32)
-    if normalise and heat.max() > 0:
-        heat /= heat.max()
-    return heat
+    return gradcams(model, [crop_rgb], [class_index], normalise, layers, reference)[0]
 
 
 def spread_gradcam(
@@ -236,14 +302,15 @@ def spread_gradcam(
 ) -> np.ndarray:
     """Per-object Grad-CAM maps pasted into one float32 image-shaped map (max where objects'
     windows overlap). ``crops``: list of :class:`crops.Crop` from the same image; ``layers`` and
-    ``reference`` as in :func:`gradcam`."""
+    ``reference`` as in :func:`gradcam`; the crops go through the network in batches."""
     _check(layers, reference)
     if not crops:
         raise ValueError("spread_gradcam needs at least one crop")
     out = np.zeros(crops[0].geometry.image_shape[:2], dtype=np.float32)
-    for i, crop in enumerate(crops):
-        cls = None if class_indices is None else int(class_indices[i])
-        heat = gradcam(model, crop.pixels, cls, layers=layers, reference=reference)
+    heats = gradcams(
+        model, [c.pixels for c in crops], class_indices, layers=layers, reference=reference
+    )
+    for crop, heat in zip(crops, heats, strict=True):
         np.maximum(out, crop.geometry.to_image(heat), out=out)
     return out
 
