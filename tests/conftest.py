@@ -67,3 +67,20 @@ def _no_network(monkeypatch):
         raise RuntimeError(f"test tried to reach the network: {address!r}")
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """The plugin's user cache (exported ONNX graphs) goes to a temporary folder, not the
+    user's real cache."""
+    import os
+
+    from napari_chromosome_sort.fast_inference import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("user_cache"))
+    yield
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
