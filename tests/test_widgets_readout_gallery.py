@@ -57,6 +57,33 @@ def test_readout_widget_layers_and_table(make_napari_viewer, tmp_path):
     assert not widget.comparisons[0].significant
 
 
+def test_readout_bars_in_the_class_colours_of_the_spread(make_napari_viewer):
+    """Predict's layers: each sample is named after its image and each class's bars have the
+    colour its chromosomes have on the spread (the model's class order, from the p_ columns)."""
+    from matplotlib.colors import to_hex
+
+    from napari_chromosome_sort._widgets._common import class_colours
+
+    viewer = make_napari_viewer()
+    dist = {"C": 0.2, "A": 0.5, "B": 0.3}  # calls listed in another order than the model's
+    for name, seed in (("WT", 0), ("KO", 1)):
+        layer = _labels_with_calls(viewer, f"{name} predicted classes", dist, 60, seed)
+        features = layer.features.copy()
+        for cls in "ABC":
+            features[f"p_{cls}"] = 1 / 3
+        layer.features = features
+    widget = ReadoutWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.compute()
+    assert set(widget.summary["sample"]) == {"WT", "KO"}
+    expected = class_colours(["A", "B", "C"])
+    ax = widget.figure.axes[0]
+    handles, names = ax.get_legend_handles_labels()
+    assert {
+        n: to_hex(h.patches[0].get_facecolor()) for h, n in zip(handles, names, strict=True)
+    } == {c: to_hex(v) for c, v in expected.items()}
+
+
 def test_gallery_widget_classify_and_correct(make_napari_viewer, qtbot, tmp_path):
     torch = pytest.importorskip("torch")
     from napari_chromosome_sort.backbones import build_backbone

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from .atomic import atomic_path
@@ -35,12 +36,14 @@ def stacked_bar(
     comparisons: Sequence | None = None,
     show_ci: bool = True,
     fig: Figure | None = None,
+    colours: dict[str, str] | None = None,
 ) -> Figure:
     """Stacked 100 % bars, one per sample, segments = classes (paper's Fig. 5 style).
 
     ``summary`` is :func:`readout.summarize` output. Segment labels give the percentage; when
     ``show_ci`` a whisker at each segment's top spans that class's own Wilson 95 % CI.
-    ``comparisons`` (``readout.Comparison`` list) adds p-values above the bars.
+    ``comparisons`` (``readout.Comparison`` list) adds p-values above the bars. ``colours``
+    ({class: colour}) gives the classes the colours they have elsewhere (e.g. on the spread).
     """
     if fig is None:
         fig, ax = _new_figure((1.6 + 1.1 * summary["sample"].nunique(), 4.2))
@@ -54,7 +57,9 @@ def stacked_bar(
     for j, cls in enumerate(classes):
         sub = summary[summary["class"] == cls].set_index("sample").reindex(samples)
         pct = sub["percent"].fillna(0).to_numpy()
-        colour = _TYPE_COLOURS[j % len(_TYPE_COLOURS)]
+        colour = (colours or {}).get(cls) or _TYPE_COLOURS[j % len(_TYPE_COLOURS)]
+        r, g, b = to_rgb(colour)
+        text_colour = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
         ax.bar(x, pct, bottom=bottom, color=colour, edgecolor="white", width=0.6, label=_plain(cls))
         for i, value in enumerate(pct):
             if value >= 4:
@@ -65,7 +70,7 @@ def stacked_bar(
                     ha="center",
                     va="center",
                     fontsize=8,
-                    color="white" if j % 3 != 1 else "black",
+                    color=text_colour,
                 )
         if show_ci and j < len(classes) - 1:
             lo = sub["ci_low"].fillna(0).to_numpy()

@@ -25,7 +25,18 @@ def dock_all(viewer) -> dict:
         widget = getattr(module, class_name)(viewer)
         viewer.window.add_dock_widget(ScrollDock(widget), name=title, area="right", tabify=True)
         docked[title] = widget
+    _readable_tabs(viewer)
     return docked
+
+
+def _readable_tabs(viewer) -> None:
+    """Whole tab titles ("Label chromosomes", not "Label chrom…"), scrolling when they overflow."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QTabBar
+
+    for bar in viewer.window._qt_window.findChildren(QTabBar):
+        bar.setElideMode(Qt.TextElideMode.ElideNone)
+        bar.setUsesScrollButtons(True)
 
 
 def open_demo_viewer(show: bool = True, run: bool = False):

@@ -133,6 +133,13 @@ class PredictWidget(QWidget):
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
         self.legend.setToolTip("Class colours of the predicted-class layer and its labels")
+        self.cam_note = QLabel(
+            "Grad-CAM (colour bar at the top right of the spread): where the network looked "
+            "for its call, dark = ignored, bright yellow = mattered most. Hide it or lower its "
+            "opacity in the layer list to see the class colours."
+        )
+        self.cam_note.setWordWrap(True)
+        self.cam_note.setVisible(False)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setToolTip("Save the table of chromosomes, classes and probabilities")
         self.export_button.setEnabled(False)
@@ -160,6 +167,7 @@ class PredictWidget(QWidget):
         layout.addWidget(QLabel("<b>Type distribution</b>"))
         layout.addWidget(self.legend)
         layout.addWidget(self.distribution)
+        layout.addWidget(self.cam_note)
         layout.addWidget(self.export_button)
         views = QHBoxLayout()
         views.addWidget(self.crop_view)
@@ -326,7 +334,7 @@ class PredictWidget(QWidget):
             if cam_name in self.viewer.layers:
                 self.viewer.layers[cam_name].data = cam
             else:
-                self.viewer.add_image(
+                cam_layer = self.viewer.add_image(
                     cam,
                     name=cam_name,
                     colormap="inferno",
@@ -335,6 +343,9 @@ class PredictWidget(QWidget):
                     contrast_limits=(0.0, max(float(np.max(cam)), 1e-6)),
                     **placement,
                 )
+                if hasattr(cam_layer, "colorbar"):  # napari >= 0.5.5: a colour bar overlay
+                    cam_layer.colorbar.visible = True
+            self.cam_note.setVisible(True)
 
         text_name = f"{image_layer.name} class names"
         coords = table[["centroid_y", "centroid_x"]].to_numpy(float) if len(table) else None

@@ -31,10 +31,21 @@ from qtpy.QtWidgets import (
 
 from .. import plots, readout
 from ..errors import ChromosortError
-from ._common import ScrollDock, report_error
+from ._common import ScrollDock, class_colours, report_error
 
 TABLE = "predictions table (CSV)"
 LAYERS = "Labels layers (features)"
+PREDICTED = " predicted classes"  # Predict's layer name: "<image> predicted classes"
+
+
+def class_order(layers) -> list[str]:
+    """The classes in the model's order (the ``p_<class>`` columns of Predict's layers), which
+    is the order that gives each class its colour on the spread."""
+    for layer in layers:
+        columns = [c for c in pd.DataFrame(layer.features).columns if str(c).startswith("p_")]
+        if columns:
+            return [c[2:] for c in columns]
+    return []
 
 
 def table_from_layers(layers) -> pd.DataFrame:
@@ -49,7 +60,8 @@ def table_from_layers(layers) -> pd.DataFrame:
             features = features[features["status"].isna() | (features["status"] == "chromosome")]
         features["spread"] = layer.name
         if "sample" not in features.columns or features["sample"].isna().all():
-            features["sample"] = layer.name
+            # the spread's image name, not "<image> predicted classes"
+            features["sample"] = layer.name.removesuffix(PREDICTED) or layer.name
         frames.append(features[["sample", "spread", "class"]])
     if not frames:
         raise ChromosortError(
@@ -69,6 +81,7 @@ class ReadoutWidget(QWidget):
         self.table: pd.DataFrame | None = None
         self.summary: pd.DataFrame | None = None
         self.comparisons: list = []
+        self.colours: dict[str, str] = {}
 
         self.source = QComboBox()
         self.source.addItems([LAYERS, TABLE])
@@ -187,9 +200,15 @@ class ReadoutWidget(QWidget):
             layers = [self.viewer.layers[n] for n in names if n in self.viewer.layers]
             if not layers:
                 raise ChromosortError("tick at least one Labels layer with predictions")
-            return table_from_layers(layers), "sample", "class"
+            table = table_from_layers(layers)
+            order = class_order(layers)
+            order += sorted(set(table["class"].astype(str)) - set(order))
+            self.colours = class_colours(order)
+            return table, "sample", "class"
         if self.table is None:
             raise ChromosortError("open a predictions table first")
+        probabilities = [c[2:] for c in self.table.columns if str(c).startswith("p_")]
+        self.colours = class_colours(probabilities)  # the model's order, as on the spread
         return self.table, self.sample_col.currentText(), self.class_col.currentText()
 
     # ------------------------------------------------------------------ compute
@@ -212,7 +231,7 @@ class ReadoutWidget(QWidget):
             report_error(error, "Readout")
             return
         self.summary, self.comparisons = summary, comparisons
-        plots.stacked_bar(summary, comparisons=comparisons, fig=self.figure)
+        plots.stacked_bar(summary, comparisons=comparisons, fig=self.figure, colours=self.colours)
         self.canvas.draw_idle()
         self.result_label.setText("\n\n".join(lines))
         self.save_button.setEnabled(True)
@@ -234,7 +253,7 @@ class ReadoutWidget(QWidget):
                 folder / "comparisons.csv", index=False
             )
             files.append(folder / "comparisons.csv")
-        fig = plots.stacked_bar(self.summary, comparisons=self.comparisons)
+        fig = plots.stacked_bar(self.summary, comparisons=self.comparisons, colours=self.colours)
         files += plots.save_figure(fig, folder / "stacked_bar")
         show_info(f"readout saved to {folder}")
         return files
