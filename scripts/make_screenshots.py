@@ -1,15 +1,20 @@
-"""Render screenshots of every plugin widget in use on a real Giemsa spread.
+"""Render screenshots of every plugin widget in use on a real Giemsa and a real DAPI spread.
 
-    xvfb-run -a .venv/bin/python scripts/make_screenshots.py [--fast]
+    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/make_screenshots.py [--fast]
 
-Writes docs/images/widget_{segment,label,train,predict}.png. The predict screenshot needs a
-model: one is trained here on the WT crops (ImageNet SqueezeNet features file, no network);
-``--fast`` (or a missing crops folder) imports the published model instead.
+The napari window is 1920x1080. Writes docs/images/widget_<widget>_<stain>.png (segment, label,
+predict for each of the Giemsa spread shipped as the plugin's sample and a DAPI spread of the
+ADIR set), widget_train.png and widget_readout.png, each downscaled to 1280 px wide.
+
+The model is trained here on a small subset of the wild-type crops (``--per-class`` crops per
+class, local ImageNet SqueezeNet features file, no network) — a couple of minutes on a laptop
+CPU; ``--model FILE`` uses a ready model file instead, ``--fast`` imports the published model.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -17,11 +22,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-SPREAD = SHARED / "data" / "giemsa_spreads_ddx11" / "images" / "1.png"
+GIEMSA = REPO / "src" / "napari_chromosome_sort" / "data" / "giemsa_ddx11_spread_3.png"
+DAPI = SHARED / "data" / "adir_dapi_spreads" / "A01__XY" / "A0101XYD.tif"
 WT_CROPS = SHARED / "data" / "ikemoto_crops_wt"
 FEATURE_WEIGHTS = SHARED / "weights" / "squeezenet1_1_imagenet_features.pth"
 PUBLISHED = SHARED / "weights" / "ikemoto2022_squeezenet_1.pth"
 OUT = REPO / "docs" / "images"
+WIDTH = 1280  # saved screenshots are downscaled to this width
 
 
 def wait(condition, timeout=1800.0):
@@ -65,96 +72,68 @@ def zoom_to_chromosomes(viewer, features, pad=60):
 
 
 def shoot(viewer, name):
+    """Screenshot of the whole window, downscaled to WIDTH px wide."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+    from PIL import Image
+
     OUT.mkdir(parents=True, exist_ok=True)
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()  # a finished job's toast would cover the canvas
     settle(1.0)
     path = OUT / f"widget_{name}.png"
-    viewer.screenshot(str(path), canvas_only=False)
-    print(f"wrote {path}")
+    image = viewer.screenshot(canvas_only=False, flash=False)
+    picture = Image.fromarray(image[..., :3])
+    if picture.width > WIDTH:
+        height = round(picture.height * WIDTH / picture.width)
+        picture = picture.resize((WIDTH, height), Image.LANCZOS)
+    picture.save(path, optimize=True)
+    print(f"wrote {path} ({picture.width}x{picture.height})")
+    return path
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="import the published model")
-    parser.add_argument("--views", type=int, default=1, help="dihedral views for training")
-    parser.add_argument("--cv", type=int, default=2, help="cross-validation folds")
-    args = parser.parse_args(argv)
+def small_training_set(folder: Path, per_class: int) -> Path:
+    """The first ``per_class`` crops of each class, copied (an ImageFolder-style set)."""
+    for cls in sorted(p for p in WT_CROPS.iterdir() if p.is_dir()):
+        (folder / cls.name).mkdir(parents=True)
+        for crop in sorted(cls.iterdir())[:per_class]:
+            shutil.copy2(crop, folder / cls.name / crop.name)
+    return folder
 
-    import napari
-    import numpy as np
 
-    from napari_chromosome_sort._widgets.launch import dock_all
-    from napari_chromosome_sort.io import read_image
-
-    work = Path(tempfile.mkdtemp(prefix="chromosort_screens_"))
-    viewer = napari.Viewer(title="napari-chromosome-sort", show=True)
-    viewer.window._qt_window.resize(1600, 1000)
-    image = read_image(SPREAD)
-    viewer.add_image(image, name="spread 1")
-    widgets = dock_all(viewer)
-    segment = widgets["Segment spread"]
-    label = widgets["Label chromosomes"]
-    train = widgets["Train classifier"]
-    predict = widgets["Predict & explain"]
-
-    # 1. segment + review
-    show_dock(viewer, "Segment spread")
+def segment_spread(viewer, segment, name):
+    segment.image_picker.set_layer(viewer.layers[name])
     segment.run()
-    wait(lambda: "spread 1 objects" in viewer.layers and not segment.running)
-    objects = viewer.layers["spread 1 objects"]
-    kept = objects.features.loc[objects.features["status"] == "chromosome", "label"].astype(int)
-    areas = objects.features.set_index("label").loc[kept, "area"]
+    wait(lambda: f"{name} objects" in viewer.layers and not segment.running)
+    objects = viewer.layers[f"{name} objects"]
+    features = objects.features
+    kept = features.loc[features["status"] == "chromosome", "label"].astype(int)
+    areas = features.set_index("label").loc[kept, "area"]
     segment.set_status(int(areas.idxmin()), "rejected")  # e.g. a speck the user rejects
-    segment.select(int(kept.iloc[0]))
+    segment.select(int(kept.iloc[len(kept) // 2]))
     settle(0.5)
-    zoom_to_chromosomes(viewer, objects.features)
-    shoot(viewer, "segment")
+    zoom_to_chromosomes(viewer, features)
+    return objects
 
-    # 2. model: train on the WT crops (or import the published one)
-    model_path = work / "wt_squeezenet.safetensors"
-    show_dock(viewer, "Train classifier")
-    if args.fast or not WT_CROPS.is_dir():
-        from napari_chromosome_sort.model_io import import_state_dict, save_model
 
-        save_model(import_state_dict(PUBLISHED, classes=["A", "B", "C"]), model_path)
-        train.results.setText(f"Model imported to <b>{model_path}</b>")
-    else:
-        train.folder.value = str(WT_CROPS)
-        train.set_weights(str(FEATURE_WEIGHTS))
-        train.model_file.value = str(model_path)
-        train.cv_folds.setValue(args.cv)
-        train.option_widgets["views"].value = args.views
-        train.feature_cache = str(Path.home() / ".cache" / "chromosort_screenshots")
-        train.start()
-        train.worker.yielded.connect(lambda r: print(f"  {r.step}/{r.total} {r.message}"))
-        wait(lambda: not train.running)
-        if not model_path.is_file():
-            print("training failed", file=sys.stderr)
-            return 1
-    shoot(viewer, "train")
-
-    # 3. predict + explain (click an object)
-    show_dock(viewer, "Predict & explain")
+def predict_spread(viewer, predict, name, objects, model_path):
     predict.model_file.value = str(model_path)
-    predict.image_picker.set_layer(viewer.layers["spread 1"])
+    predict.image_picker.set_layer(viewer.layers[name])
     predict.objects_picker.set_layer(objects)
     predict.run()
     wait(lambda: not predict.running)
     table = predict.prediction.table
-    chosen = int(table["label"].iloc[len(table) // 2])
-    predict.show_object(chosen)
+    predict.show_object(int(table["label"].iloc[len(table) // 2]))
     objects.visible = False
-    viewer.layers["spread 1 Grad-CAM"].opacity = 0.7
     zoom_to_chromosomes(viewer, objects.features)
-    shoot(viewer, "predict")
+    return table
 
-    # 4. label: the same spread, a few chromosomes labelled (classes from the model's calls,
-    #    standing in for an expert's), one selected with its crop preview
-    for name in ("spread 1 predicted classes", "spread 1 Grad-CAM", "spread 1 class names"):
-        viewer.layers[name].visible = False
+
+def label_spread(viewer, label, name, objects, table, classes, folder):
+    for suffix in ("predicted classes", "Grad-CAM", "class names"):
+        viewer.layers[f"{name} {suffix}"].visible = False
     objects.visible = True
-    show_dock(viewer, "Label chromosomes")
-    label.folder.value = str(work / "dataset")
-    label.classes_edit.setText(",".join(predict.model.classes))
+    label.folder.value = str(folder)
+    label.classes_edit.setText(",".join(classes))
     label._classes_changed()
     label.labels_picker.set_layer(objects)
     label._labels_changed()
@@ -165,17 +144,99 @@ def main(argv=None) -> int:
     label.step(1)
     viewer.layers.selection.active = objects
     zoom_to_chromosomes(viewer, objects.features)
-    shoot(viewer, "label")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fast", action="store_true", help="import the published model")
+    parser.add_argument("--model", help="a ready model file (no training)")
+    parser.add_argument("--per-class", type=int, default=20, help="WT crops per class to train")
+    parser.add_argument("--views", type=int, default=1, help="dihedral views for training")
+    parser.add_argument("--cv", type=int, default=2, help="cross-validation folds")
+    args = parser.parse_args(argv)
+
+    import napari
+
+    from napari_chromosome_sort._widgets.launch import dock_all
+    from napari_chromosome_sort.io import read_image
+
+    work = Path(tempfile.mkdtemp(prefix="chromosort_screens_"))
+    viewer = napari.Viewer(title="napari-chromosome-sort", show=True)
+    viewer.window._qt_window.showNormal()
+    viewer.window._qt_window.resize(1920, 1080)
+    settle(1.0)
+    widgets = dock_all(viewer)
+    segment = widgets["Segment spread"]
+    label = widgets["Label chromosomes"]
+    train = widgets["Train classifier"]
+    predict = widgets["Predict & explain"]
+    readout = widgets["Type readout"]
+    spreads = {"giemsa": ("Giemsa spread 3", GIEMSA), "dapi": ("DAPI A0101", DAPI)}
+    written = []
+
+    # the model: trained on a few WT crops per class, or a ready/published one
+    model_path = work / "wt_squeezenet.safetensors"
+    if args.model:
+        model_path = Path(args.model)
+    elif args.fast or not WT_CROPS.is_dir():
+        from napari_chromosome_sort.model_io import import_state_dict, save_model
+
+        save_model(import_state_dict(PUBLISHED, classes=["A", "B", "C"]), model_path)
+
+    for stain, (name, path) in spreads.items():
+        for layer in viewer.layers:
+            layer.visible = False
+        viewer.add_image(read_image(path), name=name)
+
+        show_dock(viewer, "Segment spread")
+        objects = segment_spread(viewer, segment, name)
+        written.append(shoot(viewer, f"segment_{stain}"))
+
+        if stain == "giemsa" and not model_path.is_file():
+            show_dock(viewer, "Train classifier")
+            subset = small_training_set(work / "wt_subset", args.per_class)
+            train.folder.value = str(subset)
+            train.set_weights(str(FEATURE_WEIGHTS))
+            train.model_file.value = str(model_path)
+            train.cv_folds.setValue(args.cv)
+            train.option_widgets["views"].value = args.views
+            train.option_widgets["input_size"].value = 224
+            train.start()
+            train.worker.yielded.connect(lambda r: print(f"  {r.step}/{r.total} {r.message}"))
+            wait(lambda: not train.running)
+            if not model_path.is_file():
+                print("training failed", file=sys.stderr)
+                return 1
+            written.append(shoot(viewer, "train"))
+
+        show_dock(viewer, "Predict & explain")
+        table = predict_spread(viewer, predict, name, objects, model_path)
+        written.append(shoot(viewer, f"predict_{stain}"))
+
+        show_dock(viewer, "Label chromosomes")
+        label_spread(viewer, label, name, objects, table, predict.model.classes, work / "dataset")
+        written.append(shoot(viewer, f"label_{stain}"))
+
+    # readout: the two spreads' predicted classes as two samples
+    for layer in viewer.layers:
+        layer.visible = False
+    name = spreads["giemsa"][0]
+    for suffix in ("", " predicted classes"):
+        viewer.layers[f"{name}{suffix}"].visible = True
+    viewer.reset_view()
+    show_dock(viewer, "Type readout")
+    from qtpy.QtCore import Qt
+
+    for i in range(readout.layer_list.count()):
+        item = readout.layer_list.item(i)
+        wanted = item.text().endswith("predicted classes")
+        item.setCheckState(Qt.CheckState.Checked if wanted else Qt.CheckState.Unchecked)
+    readout.compute()
+    written.append(shoot(viewer, "readout"))
 
     viewer.close()
     print("all screenshots in", OUT)
-    return (
-        0
-        if np.all(
-            [(OUT / f"widget_{n}.png").is_file() for n in ("segment", "train", "predict", "label")]
-        )
-        else 1
-    )
+    return 0 if all(p.is_file() for p in written) else 1
 
 
 if __name__ == "__main__":
