@@ -16,7 +16,7 @@ every object with status ``chromosome`` or ``cluster`` is described by
   objects blanked, inverted to dark-on-light; ``Preprocessing(appearance="plain",
   geometry="pad")``), averaged over the 8 dihedral views.
 
-Labels as in ``scripts/validate_segmentation.py``: an object is an *overlap object* when it
+Labels as in ``validation/segmentation.py``: an object is an *overlap object* when it
 covers a real overlap region (connected 255 area of K.tif >= 0.5 x width^2, >= 0.3 x width^2 of
 the object's pixels in such regions); a *single* when it matches one truth chromosome (mask IoU
 >= 0.5) and is no overlap object. The head (StandardScaler + class-balanced L2 logistic
@@ -48,13 +48,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
 
-from validate_segmentation import (  # noqa: E402  (the same spread/truth pairs and truth)
-    covers_overlap,
-    dapi_pairs,
-    truth_ious,
-)
+from validation.data import dapi_pairs  # noqa: E402  (the same spread/truth pairs and truth)
+from validation.segmentation import covers_overlap, truth_ious  # noqa: E402
 
 from napari_chromosome_sort.crossing_model import shape_measures  # noqa: E402
 

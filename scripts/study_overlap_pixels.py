@@ -1,7 +1,7 @@
 """Study: can a pixel classifier find the overlap regions of DAPI spreads? (It cannot, here.)
 
 An ilastik-style pixel classifier is trained on the overlap pixels of ``K.tif`` (connected 255
-areas of >= 0.5 x width^2, the "real overlap regions" of ``scripts/validate_segmentation.py``)
+areas of >= 0.5 x width^2, the "real overlap regions" of ``validation/segmentation.py``)
 against chromosome pixels (classes 1-24, >= 2 px from any 255 pixel), inside the segmented
 foreground. Features per pixel, all relative to the spread (intensity / median foreground
 signal, scales in chromatid widths ``w``): Gaussian smoothing, both Hessian eigenvalues
@@ -28,15 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scipy.ndimage import binary_dilation  # noqa: E402
-from validate_segmentation import (  # noqa: E402
-    covers_overlap,
-    dapi_pairs,
-    overlap_regions,
-    read_dapi_pair,
-    truth_ious,
-)
+from validation.data import dapi_pairs, read_dapi_pair  # noqa: E402
+from validation.segmentation import covers_overlap, overlap_regions, truth_ious  # noqa: E402
 
 from napari_chromosome_sort.segmentation import segment_spread  # noqa: E402
 

@@ -358,7 +358,7 @@ def _giemsa_recall(seg: Segmentation, boxes: np.ndarray) -> float:
 
 
 def test_real_giemsa_holds_up_on_noisy_and_smaller_copies(giemsa_dir):
-    """Degraded copies of real spreads (``scripts/validate_robustness.py`` has the full table):
+    """Degraded copies of real spreads (``python -m validation robustness`` has the full table):
     camera noise is denoised away, and at 3/4 resolution spread 1 (type C chromosomes among
     eight nuclei) still gives its chromosomes and sets its nuclei aside."""
     from skimage.transform import rescale
@@ -585,8 +585,8 @@ def test_real_dapi_overlaps_are_clusters(dapi_dir):
             n_objects += len(ids) if mode == "auto" else 0
             n_cluster[mode] += sum(status[lab] == "cluster" for lab in ids)
     assert n_objects >= 10
-    # the full set: 88 / 103 with the learned score, 70 / 103 by the rules alone
-    # (scripts/validate_segmentation.py)
+    # (the learned score sets aside more real overlaps than the rules alone; the full-set
+    # figures: python -m validation dapi)
     assert n_cluster["auto"] / n_objects >= 0.65, (n_cluster, n_objects)
     assert n_cluster["auto"] > n_cluster["off"], n_cluster
 

@@ -72,6 +72,18 @@ def _segment_learn(args) -> dict[str, pd.DataFrame]:
     return learned_report(jobs=args.jobs)
 
 
+def _robustness(args) -> dict[str, pd.DataFrame]:
+    from .robustness import robustness_tables
+
+    tables = robustness_tables(args.dapi_every, jobs=args.jobs)
+    return {
+        "Giemsa spreads degraded: boxes found": tables["giemsa"],
+        f"DAPI spreads (every {args.dapi_every}th) degraded: truth chromosomes found": tables[
+            "dapi"
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m validation", description=__doc__.split("\n")[0]
@@ -94,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         "segment-learn", help="Giemsa: a segmentation model learned from 1-2 spreads, on the others"
     )
     sl.set_defaults(run=_segment_learn)
+    r = sub.add_parser("robustness", help="both stains degraded (resolution, noise, JPEG, light)")
+    r.add_argument("--dapi-every", type=int, default=6, help="every Nth DAPI spread")
+    r.set_defaults(run=_robustness)
     args = parser.parse_args(argv)
     _print(args.run(args), args.json)
     return 0

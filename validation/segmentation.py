@@ -170,24 +170,59 @@ def truth_found(truth: np.ndarray, labels: np.ndarray, kept_ids) -> tuple[int, i
     return found, n_truth
 
 
-def overlap_objects(truth: np.ndarray, labels: np.ndarray, width: float) -> np.ndarray:
-    """Label ids of the objects covering a real overlap region of the truth: a connected area
-    of overlap pixels (255) of >= 0.5 x width^2 (K.tif also marks specks and outline pixels),
-    of which the object holds >= 0.3 x width^2."""
+def overlap_regions(truth: np.ndarray, width: float) -> np.ndarray:
+    """Real overlap regions of a K.tif truth: connected areas of overlap pixels (255) of
+    >= 0.5 x width^2 (K.tif also marks isolated specks and outline pixels as 255)."""
     overlap = truth == 255
     comp, _ = ndi.label(overlap)
     sizes = np.bincount(comp.ravel())
     sizes[0] = 0
-    real = (sizes >= 0.5 * width**2)[comp] & overlap
-    counts = np.bincount(labels[real], minlength=int(labels.max()) + 1)
-    ids = np.flatnonzero(counts >= 0.3 * width**2)
+    return (sizes >= 0.5 * width**2)[comp] & overlap
+
+
+def covers_overlap(labels: np.ndarray, truth: np.ndarray, width: float) -> np.ndarray:
+    """Per label id: the object covers a real overlap region (>= 0.3 x width^2 of its pixels)."""
+    counts = np.bincount(labels[overlap_regions(truth, width)], minlength=labels.max() + 1)
+    return counts >= 0.3 * width**2
+
+
+def overlap_objects(truth: np.ndarray, labels: np.ndarray, width: float) -> np.ndarray:
+    """Label ids of the objects covering a real overlap region of the truth."""
+    ids = np.flatnonzero(covers_overlap(labels, truth, width))
     return ids[ids > 0]
 
 
+def truth_ious(truth: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per label id: the best mask IoU with a truth chromosome (connected piece of one class,
+    >= 10 px) and how many truth chromosomes it matches at IoU >= 0.5."""
+    n = int(labels.max()) + 1
+    areas = np.bincount(labels.ravel(), minlength=n)
+    best_iou = np.zeros(n)
+    n_match = np.zeros(n, int)
+    for cls in range(1, 25):
+        pieces, _ = ndi.label(truth == cls)
+        piece_sizes = np.bincount(pieces.ravel())
+        both = (pieces > 0) & (labels > 0)
+        pairs, inter = np.unique(np.stack([pieces[both], labels[both]]), axis=1, return_counts=True)
+        for (piece, lab), i in zip(pairs.T, inter, strict=True):
+            if piece_sizes[piece] >= 10:
+                iou = i / (piece_sizes[piece] + areas[lab] - i)
+                best_iou[lab] = max(best_iou[lab], iou)
+                n_match[lab] += iou >= 0.5
+    return best_iou, n_match
+
+
 def dapi_row(dapi: Path, truth_path: Path, params: SegmentationParams | None = None) -> dict:
+    """:func:`dapi_stats` of one DAPI spread read from its files."""
+    image, truth = read_dapi_pair(dapi, truth_path)
+    return dapi_stats(image, truth, dapi.name, params)
+
+
+def dapi_stats(
+    image: np.ndarray, truth: np.ndarray, name: str, params: SegmentationParams | None = None
+) -> dict:
     """Truth chromosomes found on one DAPI spread by the segmentation and the naive baseline,
     and how many objects on a real overlap are set aside as ``cluster``."""
-    image, truth = read_dapi_pair(dapi, truth_path)
     seg = segment_spread(image, params)
     found, n_truth = truth_found(truth, seg.labels, seg.kept_labels())
     on_overlap = overlap_objects(truth, seg.labels, float(seg.stats.get("width", 4.0)))
@@ -195,8 +230,8 @@ def dapi_row(dapi: Path, truth_path: Path, params: SegmentationParams | None = N
     naive_labels, naive = otsu_objects(image)
     naive_found, _ = truth_found(truth, naive_labels, kept(naive)["label"])
     return {
-        "spread": dapi.name,
-        "group": slide_group(dapi.name),
+        "spread": name,
+        "group": slide_group(name),
         "boxes": n_truth,  # truth chromosomes (named like the Giemsa column for summary_row)
         "found": found,
         "recall": found / max(n_truth, 1),
