@@ -198,3 +198,16 @@ def test_batch_settings_reach_every_spread(spread_tree, random_model, tmp_path):
     assert main(args + ["--prior-pseudo-counts", "-1"]) == 2
     assert main(args + ["--scheduler", "serial", "--exclude", "*K.tif", "--crossing-score",
                         "off", "--format", "png"]) == 0  # fmt: skip
+
+
+def test_batch_without_dask_runs_in_process(spread_tree, random_model, tmp_path, monkeypatch):
+    """Dask is an extra: without it a plain run goes on in this process, and asking for a Dask
+    scheduler says which extra to install."""
+    from napari_chromosome_sort import batch
+
+    monkeypatch.setattr(batch, "dask_available", lambda: False)
+    kw = dict(exclude=("*K.tif",), formats=("png",))
+    result = run_to_end(run_batch(spread_tree, random_model, tmp_path / "out", None, **kw))
+    assert result.n_spreads == 2 and not result.failures
+    with pytest.raises(ChromosortError, match=r"napari-chromosome-sort\[batch\]"):
+        run_to_end(run_batch(spread_tree, random_model, tmp_path / "o2", "tcp://127.0.0.1:1"))

@@ -379,8 +379,9 @@ def run_batch(
     """Generator of :class:`Progress`; the last report's ``result`` is a :class:`BatchResult`.
 
     ``scheduler``: ``None`` -> a local ``distributed.LocalCluster`` with ``workers`` processes
-    (default: all cores) of one thread each; an address (``tcp://host:port``) -> that existing
-    Dask scheduler; ``"serial"`` -> in this process, one spread after another (no Dask).
+    (default: all cores) of one thread each, or in this process when Dask is not installed (the
+    ``batch`` extra); an address (``tcp://host:port``) -> that existing Dask scheduler;
+    ``"serial"`` -> in this process, one spread after another (no Dask).
     Failures of single spreads are reported in ``result.failures`` and the run goes on; the
     failed spreads are retried by the next run. ``params``: segmentation parameters
     (:class:`.SegmentationParams` or dict); ``priors``: :func:`.predict.prior_options`.
@@ -388,6 +389,12 @@ def run_batch(
     model_path = str(Path(model_path).resolve())
     if not Path(model_path).is_file():
         raise ChromosortError(f"model file {model_path} does not exist")
+    if scheduler != "serial" and not dask_available():
+        if scheduler:
+            raise ChromosortError(
+                "a Dask scheduler needs Dask: pip install 'napari-chromosome-sort[batch]'"
+            )
+        scheduler = "serial"
     out_dir = Path(out_dir).resolve()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -409,6 +416,16 @@ def run_batch(
                 priors,
             )
         )
+
+
+def dask_available() -> bool:
+    """Whether Dask's distributed scheduler (the ``batch`` extra) is installed."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("distributed") is not None
+    except ValueError:  # a module set to None in sys.modules
+        return False
 
 
 def _run_locked(

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scheduler",
         default=None,
         help="address of an existing Dask scheduler (tcp://host:port); 'serial' runs in this "
-        "process; default: a local cluster using --workers processes",
+        "process; default: a local Dask cluster using --workers processes (this process when "
+        "Dask, the 'batch' extra, is not installed)",
     )
     parser.add_argument(
         "--workers", type=int, default=None, help="local worker processes (default: all cores)"
