@@ -8,7 +8,11 @@ project's own path (``ChromosomeClassifier.predict_proba``: preprocessing includ
 * crops/s with one view and with 8-view averaging, with ONNX Runtime (the default on CPU) and
   with torch only (``CHROMOSORT_ONNX=0``);
 * Grad-CAM per crop (``spread_gradcam``, the default multi-layer map), as a multiple of the
-  anchor's time per crop.
+  anchor's time per crop;
+* one whole spread (``predict_spread(..., gradcam=True)``: segment, crop, classify with the
+  default views, Grad-CAM; after one warm-up spread, as the extra spread of a run would be), as
+  a multiple of one anchor pass over as many crops as the spread keeps. The spread is 2.png of
+  the shared Giemsa spreads (102 chromosomes) when present, else a synthetic one.
 
     .venv/bin/python benchmarks/bench_inference.py [--crops 96] [--repeats 3]
 
@@ -106,6 +110,22 @@ def gradcam_seconds(model, crops, repeats: int) -> float:
     return best_time(lambda: spread_gradcam(model, placed), repeats) / len(crops)
 
 
+def spread_seconds(model, repeats: int) -> tuple[float, int, str]:
+    """(seconds of one predict_spread with Grad-CAM, kept objects, which spread)."""
+    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.predict import predict_spread
+
+    path = REPO.parent / "shared" / "data" / "giemsa_spreads_ddx11" / "images" / "2.png"
+    if path.is_file():
+        image, name = read_image(path), "Giemsa 2.png"
+    else:
+        from napari_chromosome_sort.synthetic import make_spread
+
+        image, name = make_spread(seed=0, n_chromosomes=60).image, "synthetic spread"
+    kept = len(predict_spread(model, image).table)
+    return best_time(lambda: predict_spread(model, image, gradcam=True), repeats), kept, name
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crops", type=int, default=96)
@@ -136,6 +156,11 @@ def main(argv=None) -> None:
             print(f"{path:13s} {views:9s} {rate:7.1f}   {rate / anchor:6.2f}")
     print(
         f"\nGrad-CAM: {1000 * cam:.1f} ms per crop = {cam * anchor:.2f}x the anchor's time per crop"
+    )
+    seconds, kept, name = spread_seconds(model, max(1, args.repeats - 1))
+    print(
+        f"whole spread ({name}, {kept} chromosomes; segment + 8-view calls + Grad-CAM): "
+        f"{seconds:.1f} s = {seconds / (kept / anchor):.2f}x one anchor pass over its crops"
     )
 
 
