@@ -248,13 +248,13 @@ def _piece_measures(pieces, n_pieces) -> tuple[float, np.ndarray, float]:
 def _pair_chromatids(pieces, n_pieces, width, half_widths, med_piece, params):
     """(piece -> group representative, median object area, pair limits).
 
-    Two passes: the first gives the spread's objects, hence the median chromosome size and
-    width; the second pairs only what the evidence supports. Sister chromatids are each about
+    The first pass gives the spread's objects, hence the median chromosome size and width; the
+    second pairs only what the evidence supports. Sister chromatids are each about
     half as wide as a whole chromosome of the spread, so both blobs of a pair must be at most
     ``pair_max_width_ratio`` x the median object width; two whole chromosomes side by side are
-    full width and stay apart. A union larger than a chromosome can be is refused too. Twins,
-    i.e. near-identical blobs in any arrangement, are only allowed in the second pass and only
-    for blobs as thin as the chromatids of the side-by-side pairs.
+    full width and stay apart. A union larger than a chromosome can be is refused too. When the
+    second pass found pairs, a third also allows twins, i.e. near-identical blobs in any
+    arrangement, as thin as the chromatids of those pairs.
     """
     group = group_pairs(pieces, n_pieces, width, med_piece, params)
     med_obj = median_object_area(pieces, group, params)
