@@ -18,7 +18,7 @@ from napari_chromosome_sort.segmentation.truth import (
     read_yolo,
 )
 
-__all__ = ["BOX_COLUMNS", "box_iou", "greedy_match", "match_boxes", "object_boxes"]
+__all__ = ["BOX_COLUMNS", "box_areas", "box_iou", "greedy_match", "match_boxes", "object_boxes"]
 
 
 def read_yolo_boxes(path: Path, shape) -> np.ndarray:
@@ -26,6 +26,12 @@ def read_yolo_boxes(path: Path, shape) -> np.ndarray:
     lines = [line.split() for line in Path(path).read_text().splitlines() if line.split()]
     classes = np.array([float(parts[0]) for parts in lines]).reshape(-1, 1)
     return np.hstack([classes, read_yolo(path, shape)])
+
+
+def box_areas(boxes: np.ndarray) -> np.ndarray:
+    """Areas of boxes whose last four columns are y0, x0, y1, x1."""
+    b = np.asarray(boxes, float).reshape(len(boxes), -1)[:, -4:]
+    return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
 
 
 def object_boxes(objects: pd.DataFrame) -> np.ndarray:

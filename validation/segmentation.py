@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 from napari_chromosome_sort.segmentation import SegmentationParams, segment_spread
 
 from .baseline import otsu_objects
-from .boxes import match_boxes, object_boxes
+from .boxes import box_areas, match_boxes, object_boxes
 from .data import AnnotatedSpread, dapi_pairs, giemsa_spreads, read_dapi_pair, slide_group
 
 
@@ -35,8 +35,8 @@ def giemsa_row(spread: AnnotatedSpread, params: SegmentationParams | None = None
     naive_matches = match_boxes(spread.boxes, kept(naive))
     found = {i for i, _ in matches}
     c_rows = np.flatnonzero(spread.classes == 2)
-    box_area = np.prod(np.diff(spread.boxes[:, 1:].reshape(-1, 2, 2), axis=1)[:, 0], axis=1)
-    kept_area = np.prod(np.diff(object_boxes(objects).reshape(-1, 2, 2), axis=1)[:, 0], axis=1)
+    box_area = box_areas(spread.boxes)
+    kept_area = box_areas(object_boxes(objects))
     return {
         "spread": spread.name,
         "boxes": len(spread.boxes),
