@@ -63,7 +63,7 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
 
 def anchor_rate(repeats: int, batches: int = 3) -> float:
     """Crops/s of eager torchvision squeezenet1_1, batch 32, 224 px, inference_mode."""
-    from napari_chromosome_sort._torchvision_compat import import_torchvision
+    from napari_chromosome_sort.classification._torchvision_compat import import_torchvision
 
     net = import_torchvision().models.squeezenet1_1(weights=None).eval()
     x = torch.randn(32, 3, 224, 224)
@@ -78,9 +78,9 @@ def anchor_rate(repeats: int, batches: int = 3) -> float:
 
 def project_model():
     """SqueezeNet 1.1 (random weights) + pooled head, 224 px, the default preprocessing."""
-    from napari_chromosome_sort.backbones import build_backbone
-    from napari_chromosome_sort.classifier import ChromosomeClassifier, PooledHead
-    from napari_chromosome_sort.features import Preprocessing
+    from napari_chromosome_sort.classification.backbones import build_backbone
+    from napari_chromosome_sort.classification.classifier import ChromosomeClassifier, PooledHead
+    from napari_chromosome_sort.classification.features import Preprocessing
 
     torch.manual_seed(0)
     backbone = build_backbone("squeezenet1_1", weights="random")
@@ -97,8 +97,8 @@ def predict_rates(model, crops, repeats: int) -> dict[str, float]:
 
 def gradcam_seconds(model, crops, repeats: int) -> float:
     """Seconds per crop of spread_gradcam over ``crops`` pasted side by side."""
+    from napari_chromosome_sort.classification.gradcam import spread_gradcam
     from napari_chromosome_sort.crops import Crop, CropGeometry
-    from napari_chromosome_sort.gradcam import spread_gradcam
 
     side = max(max(c.shape[:2]) for c in crops)
     placed = []
@@ -112,8 +112,8 @@ def gradcam_seconds(model, crops, repeats: int) -> float:
 
 def spread_seconds(model, repeats: int) -> tuple[float, int, str]:
     """(seconds of one predict_spread with Grad-CAM, kept objects, which spread)."""
+    from napari_chromosome_sort.classification.predict import predict_spread
     from napari_chromosome_sort.io import read_image
-    from napari_chromosome_sort.predict import predict_spread
 
     path = REPO.parent / "shared" / "data" / "giemsa_spreads_ddx11" / "images" / "2.png"
     if path.is_file():

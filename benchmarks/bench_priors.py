@@ -25,7 +25,7 @@ import json
 
 import numpy as np
 
-from napari_chromosome_sort import priors as P
+from napari_chromosome_sort.classification import priors as P
 
 FIXED = {
     "C80 (A 2 / B 18 / C 80, like 2.png)": [0.02, 0.18, 0.80],
@@ -40,7 +40,7 @@ def out_of_fold(X, y, classes, seed):
     """Outer-CV test probabilities + per-fold inner OOF probabilities and labels."""
     from sklearn.model_selection import StratifiedKFold
 
-    from napari_chromosome_sort import training as T
+    from napari_chromosome_sort.classification import training as T
 
     captured = {}
     original = T._choose_members
@@ -146,7 +146,7 @@ def main(argv=None):
     parser.add_argument("--draws", type=int, default=900)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    from napari_chromosome_sort.training import scan_folder
+    from napari_chromosome_sort.classification.training import scan_folder
 
     _, y, classes = scan_folder(args.data)
     X = np.load(args.features)

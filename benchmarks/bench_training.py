@@ -26,7 +26,7 @@ SHARED = REPO.parent / "shared"
 
 
 def load_data(n_crops: int, seed: int):
-    from napari_chromosome_sort.training import scan_folder
+    from napari_chromosome_sort.classification.training import scan_folder
 
     wt = SHARED / "data" / "ikemoto_crops_wt"
     weights = SHARED / "weights" / "squeezenet1_1_imagenet_features.pth"
@@ -58,7 +58,7 @@ def load_data(n_crops: int, seed: int):
 
 def train_head_epochs(feature_fn, y_tr, k, dim, epochs, seed, views, batch=32):
     """Adam on a PooledHead; ``feature_fn(idx, view)`` gives (len(idx), D) features."""
-    from napari_chromosome_sort.classifier import PooledHead
+    from napari_chromosome_sort.classification.classifier import PooledHead
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -84,8 +84,8 @@ def train_head_epochs(feature_fn, y_tr, k, dim, epochs, seed, views, batch=32):
 
 
 def main() -> None:
-    from napari_chromosome_sort.backbones import build_backbone
-    from napari_chromosome_sort.features import (
+    from napari_chromosome_sort.classification.backbones import build_backbone
+    from napari_chromosome_sort.classification.features import (
         Preprocessing,
         dihedral,
         extract_features,
@@ -117,7 +117,7 @@ def main() -> None:
             return float((head(x_test).argmax(1).numpy() == y[te]).mean())
 
     # (a) cached: features of every training crop, every view, once
-    from napari_chromosome_sort.features import clear_memory_cache
+    from napari_chromosome_sort.classification.features import clear_memory_cache
 
     clear_memory_cache()
     t0 = time.perf_counter()
@@ -153,7 +153,7 @@ def main() -> None:
     print(f"speed-up cached vs naive: {time_naive / time_cached:.1f}x")
 
     # prediction speed of a full model
-    from napari_chromosome_sort.classifier import ChromosomeClassifier
+    from napari_chromosome_sort.classification.classifier import ChromosomeClassifier
 
     model = ChromosomeClassifier(backbone, head_a, classes, prep).eval()
     sample = list(images[te][:64])

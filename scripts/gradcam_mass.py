@@ -34,10 +34,10 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
 
+    from napari_chromosome_sort.classification.gradcam import gradcam
+    from napari_chromosome_sort.classification.model_io import load_model
     from napari_chromosome_sort.crops import crop_chromosomes
-    from napari_chromosome_sort.gradcam import gradcam
     from napari_chromosome_sort.io import read_image
-    from napari_chromosome_sort.model_io import load_model
     from napari_chromosome_sort.segmentation import segment_spread
 
     model = load_model(args.model)

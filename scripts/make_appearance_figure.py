@@ -23,7 +23,7 @@ TILE = 112
 
 
 def stats(rgb: np.ndarray) -> tuple[float, float, float]:
-    from napari_chromosome_sort.appearance import levels, object_mask
+    from napari_chromosome_sort.classification.appearance import levels, object_mask
 
     g = rgb.astype(float).mean(2)
     background, core = levels(rgb)
@@ -47,7 +47,7 @@ def tile(rgb: np.ndarray) -> np.ndarray:
 
 
 def main() -> int:
-    from napari_chromosome_sort.appearance import canonical_appearance
+    from napari_chromosome_sort.classification.appearance import canonical_appearance
     from napari_chromosome_sort.crops import crop_chromosomes
     from napari_chromosome_sort.io import read_image
     from napari_chromosome_sort.segmentation import segment_spread

@@ -38,17 +38,17 @@ def main(argv=None) -> int:
     parser.add_argument("--spread", default="2.png")
     args = parser.parse_args(argv)
 
-    from napari_chromosome_sort.gradcam import gradcam, overlay
+    from napari_chromosome_sort.classification.gradcam import gradcam, overlay
+    from napari_chromosome_sort.classification.predict import predict_spread
     from napari_chromosome_sort.io import read_image
-    from napari_chromosome_sort.predict import predict_spread
 
     if args.model:
-        from napari_chromosome_sort.model_io import load_model
+        from napari_chromosome_sort.classification.model_io import load_model
 
         model = load_model(args.model)
     else:
-        from napari_chromosome_sort.features import Preprocessing
-        from napari_chromosome_sort.model_io import import_state_dict
+        from napari_chromosome_sort.classification.features import Preprocessing
+        from napari_chromosome_sort.classification.model_io import import_state_dict
 
         model = import_state_dict(
             SHARED / "weights" / "ikemoto2022_squeezenet_1.pth",

@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     if args.model:
         model_path = Path(args.model)
     elif args.fast or not WT_CROPS.is_dir():
-        from napari_chromosome_sort.model_io import import_state_dict, save_model
+        from napari_chromosome_sort.classification.model_io import import_state_dict, save_model
 
         save_model(import_state_dict(PUBLISHED, classes=["A", "B", "C"]), model_path)
 

@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 from validation.data import dapi_pairs  # noqa: E402  (the same spread/truth pairs and truth)
 from validation.segmentation import covers_overlap, truth_ious  # noqa: E402
 
-from napari_chromosome_sort.crossing_model import shape_measures  # noqa: E402
+from napari_chromosome_sort.segmentation.crossing_model import shape_measures  # noqa: E402
 
 # ------------------------------------------------------------------------------ data set
 
@@ -127,8 +127,8 @@ def build(data: Path, cache: Path, jobs: int) -> tuple[pd.DataFrame, np.ndarray,
 def cnn_features(crops: list, weights: Path, cache: Path, threads: int) -> np.ndarray:
     import torch
 
-    from napari_chromosome_sort.backbones import build_backbone
-    from napari_chromosome_sort.features import Preprocessing, extract_features
+    from napari_chromosome_sort.classification.backbones import build_backbone
+    from napari_chromosome_sort.classification.features import Preprocessing, extract_features
 
     torch.set_num_threads(threads)
     backbone = build_backbone("squeezenet1_1", weights=str(weights))

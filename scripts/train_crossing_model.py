@@ -2,7 +2,7 @@
 
 Data as in ``scripts/study_crossing_detector.py`` (same cache): every object that the
 segmentation's hand-made rules keep or flag ``cluster`` on the 72 ADIR DAPI spreads, described by
-the 16 shape measures of :func:`napari_chromosome_sort.crossing_model.shape_measures`; positives
+the 16 shape measures of :func:`~.crossing_model.shape_measures`; positives
 are objects covering a real overlap region, negatives kept objects matching one truth chromosome.
 Scores are spread-relative (the median logit of the spread's kept objects is subtracted).
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from study_crossing_detector import Study, build  # noqa: E402
 
-from napari_chromosome_sort.crossing_model import (  # noqa: E402
+from napari_chromosome_sort.segmentation.crossing_model import (  # noqa: E402
     CrossingModel,
     crossing_candidates,
 )

@@ -53,9 +53,9 @@ def crossval(repeats: int, cache_dir: str | None) -> dict:
 
 
 def imported_model() -> dict:
-    from napari_chromosome_sort.metrics import evaluate
-    from napari_chromosome_sort.model_io import import_state_dict
-    from napari_chromosome_sort.training import scan_folder
+    from napari_chromosome_sort.analysis.metrics import evaluate
+    from napari_chromosome_sort.classification.model_io import import_state_dict
+    from napari_chromosome_sort.classification.training import scan_folder
 
     model = import_state_dict(PAPER, ["a", "b", "c"], "squeezenet1_1")
     paths, y, classes = scan_folder(WT)

@@ -45,16 +45,16 @@ def _resample(calls: pd.DataFrame, dist: dict, n: int, rng, name: str) -> pd.Dat
 
 def _learning_curve(args, images: Path) -> dict:
     """Concordance vs training crops per class (5-fold CV) and the pooled CV confusion."""
-    from napari_chromosome_sort import metrics, plots
-    from napari_chromosome_sort.backbones import build_backbone
-    from napari_chromosome_sort.heads import head_logits, tta_proba
-    from napari_chromosome_sort.progress import Progress, run_to_end
-    from napari_chromosome_sort.training import (
+    from napari_chromosome_sort.analysis import metrics, plots
+    from napari_chromosome_sort.classification.backbones import build_backbone
+    from napari_chromosome_sort.classification.heads import head_logits, tta_proba
+    from napari_chromosome_sort.classification.training import (
         TrainingConfig,
         crossvalidate_features,
         scan_folder,
         train_head,
     )
+    from napari_chromosome_sort.progress import Progress, run_to_end
 
     weights = Path(args.crops).parents[1] / "weights" / "squeezenet1_1_imagenet_features.pth"
     config = TrainingConfig(
@@ -66,7 +66,7 @@ def _learning_curve(args, images: Path) -> dict:
         l2_grid=(1e-2, 1e-1),
     )
     paths, y, classes = scan_folder(args.crops)
-    from napari_chromosome_sort.features import extract_features
+    from napari_chromosome_sort.classification.features import extract_features
 
     X = run_to_end(
         extract_features(
@@ -111,7 +111,7 @@ def _learning_curve(args, images: Path) -> dict:
 def _truth_vs_model(args, images: Path) -> dict:
     """Per-spread truth (YOLO classes 0/1/2 = A/B/C) of the 3 Giemsa spreads vs the model's calls
     on the same spreads from a batch run."""
-    from napari_chromosome_sort import plots, readout
+    from napari_chromosome_sort.analysis import plots, readout
 
     labels = Path(args.crops).parent / "giemsa_spreads_ddx11" / "labels"
     rows = []
@@ -136,7 +136,7 @@ def _truth_vs_model(args, images: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    from napari_chromosome_sort import plots, readout
+    from napari_chromosome_sort.analysis import plots, readout
 
     repo = Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 def main(argv=None) -> int:
     from sklearn.model_selection import GroupKFold
 
-    from napari_chromosome_sort import metrics, plots
+    from napari_chromosome_sort.analysis import metrics, plots
     from napari_chromosome_sort.progress import run_to_end
     from napari_chromosome_sort.sorter import (
         load_rgb,

@@ -75,7 +75,7 @@ def _private_cache(tmp_path_factory):
     user's real cache."""
     import os
 
-    from napari_chromosome_sort.fast_inference import CACHE_ENV
+    from napari_chromosome_sort.classification.fast_inference import CACHE_ENV
 
     before = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("user_cache"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_chromosome_sort.appearance import (
+from napari_chromosome_sort.classification.appearance import (
     CORE_RGB,
     FILL,
     canonical_appearance,

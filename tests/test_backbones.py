@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_chromosome_sort.backbones import BACKBONES, build_backbone, get_spec
+from napari_chromosome_sort.classification.backbones import BACKBONES, build_backbone, get_spec
 from napari_chromosome_sort.errors import ChromosortError
 
 
 def _tv():
-    from napari_chromosome_sort._torchvision_compat import import_torchvision
+    from napari_chromosome_sort.classification._torchvision_compat import import_torchvision
 
     return import_torchvision()
 
@@ -102,8 +102,8 @@ def _crops(n_per_class, seed):
 
 @pytest.mark.parametrize("name", ["squeezenet1_1", "resnet18"])
 def test_every_backbone_trains_and_learns_synthetic_crops(name):
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
     from napari_chromosome_sort.progress import Progress
-    from napari_chromosome_sort.training import TrainingConfig, train_classifier
 
     torch.manual_seed(0)
     images, y = _crops(14, seed=1)

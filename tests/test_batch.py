@@ -19,10 +19,13 @@ def random_model(tmp_path_factory) -> Path:
     """A real classifier built with the classifier API, weights="random" (explicitly)."""
     import torch
 
-    from napari_chromosome_sort import model_io
-    from napari_chromosome_sort.backbones import build_backbone
-    from napari_chromosome_sort.classifier import ChromosomeClassifier, squeezenet_conv_head
-    from napari_chromosome_sort.features import Preprocessing
+    from napari_chromosome_sort.classification import model_io
+    from napari_chromosome_sort.classification.backbones import build_backbone
+    from napari_chromosome_sort.classification.classifier import (
+        ChromosomeClassifier,
+        squeezenet_conv_head,
+    )
+    from napari_chromosome_sort.classification.features import Preprocessing
 
     torch.manual_seed(0)
     model = ChromosomeClassifier(
@@ -167,8 +170,8 @@ def test_batch_cli_errors(tmp_path, random_model):
 def test_batch_settings_reach_every_spread(spread_tree, random_model, tmp_path):
     """Segmentation parameters and prior options are used and fingerprinted: changing one
     recomputes the finished spreads; bad prior options fail before any spread is run."""
+    from napari_chromosome_sort.classification.predict import prior_options
     from napari_chromosome_sort.cli import main
-    from napari_chromosome_sort.predict import prior_options
     from napari_chromosome_sort.segmentation import SegmentationParams
 
     out = tmp_path / "out"

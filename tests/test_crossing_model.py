@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from napari_chromosome_sort.crossing_model import (
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.segmentation.crossing_model import (
     FEATURES,
     CrossingModel,
     load_crossing_model,
     shape_measures,
     skeleton_counts,
 )
-from napari_chromosome_sort.errors import ChromosortError
 
 
 def _model(**kw) -> CrossingModel:

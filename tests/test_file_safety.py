@@ -22,9 +22,9 @@ import pandas as pd
 import pytest
 import torch
 
+from napari_chromosome_sort.classification.model_io import FORMAT_KEY, load_model, save_model
 from napari_chromosome_sort.cli import main
 from napari_chromosome_sort.errors import ChromosortError
-from napari_chromosome_sort.model_io import FORMAT_KEY, load_model, save_model
 
 CLASSES = ["A", "B", "C"]
 
@@ -72,9 +72,12 @@ def assert_one_line_error(code: int, err: str, pattern: str) -> None:
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     """A small untrained classifier (random SqueezeNet, 32 px input), saved once."""
-    from napari_chromosome_sort.backbones import build_backbone
-    from napari_chromosome_sort.classifier import ChromosomeClassifier, squeezenet_conv_head
-    from napari_chromosome_sort.features import Preprocessing
+    from napari_chromosome_sort.classification.backbones import build_backbone
+    from napari_chromosome_sort.classification.classifier import (
+        ChromosomeClassifier,
+        squeezenet_conv_head,
+    )
+    from napari_chromosome_sort.classification.features import Preprocessing
 
     torch.manual_seed(0)
     model = ChromosomeClassifier(
@@ -398,7 +401,7 @@ def test_a_killed_save_leaves_nothing_after_the_next_save(model_file, tmp_path):
     target = tmp_path / "m.safetensors"
     script = (
         "import os, sys\n"
-        "from napari_chromosome_sort.model_io import load_model, save_model\n"
+        "from napari_chromosome_sort.classification.model_io import load_model, save_model\n"
         "model = load_model(sys.argv[1])\n"
         "os.fsync = lambda fd: os._exit(9)  # killed after writing, before the rename\n"
         "save_model(model, sys.argv[2])\n"
@@ -499,7 +502,7 @@ def test_two_channel_tiff_is_refused_not_misread(tmp_path):
 def test_a_uniform_image_is_reported(model_file, tmp_path, capsys):
     from PIL import Image
 
-    from napari_chromosome_sort.predict import predict_spread
+    from napari_chromosome_sort.classification.predict import predict_spread
 
     white = np.full((120, 120, 3), 255, np.uint8)
     Image.fromarray(white).save(tmp_path / "white.png")
@@ -597,7 +600,7 @@ def test_a_huge_image_is_refused_before_decoding(tmp_path, capsys, monkeypatch):
 
 
 def test_training_input_size_has_a_stated_limit():
-    from napari_chromosome_sort.features import Preprocessing
+    from napari_chromosome_sort.classification.features import Preprocessing
 
     with pytest.raises(ChromosortError, match="input size 100000 is outside .*16..1024"):
         Preprocessing(size=100000)

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from napari_chromosome_sort.classification.gradcam import gradcam, overlay, spread_gradcam
 from napari_chromosome_sort.crops import Crop, CropGeometry
-from napari_chromosome_sort.gradcam import gradcam, overlay, spread_gradcam
 
 
 def test_published_model_gradcam_mass_on_chromosome(ikemoto_model_file, wt_crops_dir):
     from PIL import Image
 
-    from napari_chromosome_sort.model_io import import_state_dict
+    from napari_chromosome_sort.classification.model_io import import_state_dict
 
     model = import_state_dict(ikemoto_model_file, ["A", "B", "C"])
     files = sorted(glob.glob(str(wt_crops_dir / "*" / "*.jpg")))[::120]
@@ -36,7 +36,7 @@ def test_published_model_gradcam_mass_on_chromosome(ikemoto_model_file, wt_crops
 def test_spread_gradcam_is_pasted_at_the_crop_window(ikemoto_model_file, wt_crops_dir):
     from PIL import Image
 
-    from napari_chromosome_sort.model_io import import_state_dict
+    from napari_chromosome_sort.classification.model_io import import_state_dict
 
     model = import_state_dict(ikemoto_model_file, ["A", "B", "C"])
     pixels = np.asarray(Image.open(sorted(wt_crops_dir.glob("a/*.jpg"))[0]).convert("RGB"))
@@ -58,9 +58,9 @@ def _pooled_classifier(backbone_name: str, weights="random", size: int = 64, see
     """A pooled-head classifier with a random head (no training, no network)."""
     import torch
 
-    from napari_chromosome_sort.backbones import build_backbone
-    from napari_chromosome_sort.classifier import ChromosomeClassifier, PooledHead
-    from napari_chromosome_sort.features import Preprocessing
+    from napari_chromosome_sort.classification.backbones import build_backbone
+    from napari_chromosome_sort.classification.classifier import ChromosomeClassifier, PooledHead
+    from napari_chromosome_sort.classification.features import Preprocessing
 
     torch.manual_seed(seed)
     backbone = build_backbone(backbone_name, weights=weights)
@@ -76,7 +76,7 @@ def _keep_columns(model, feature_set: str) -> None:
     """Zero the head's weights outside ``feature_set`` (e.g. "last": last tap only)."""
     import torch
 
-    from napari_chromosome_sort.backbones import feature_columns
+    from napari_chromosome_sort.classification.backbones import feature_columns
 
     keep = torch.zeros(model.head.in_dim, dtype=torch.bool)
     keep[feature_columns(model.backbone_name, feature_set)] = True
@@ -116,8 +116,8 @@ def test_multilayer_terms_add_up_to_the_score(backbone):
     class logit minus its constant part ("zero") or minus the blank crop's logit ("blank")."""
     import torch
 
-    from napari_chromosome_sort.backbones import pool_taps
-    from napari_chromosome_sort.gradcam import _head_layer_terms, blank_like
+    from napari_chromosome_sort.classification.backbones import pool_taps
+    from napari_chromosome_sort.classification.gradcam import _head_layer_terms, blank_like
 
     model = _pooled_classifier(backbone, seed=1)
     _keep_columns(model, "all_avg")
@@ -172,8 +172,8 @@ def wt_pooled_model(squeezenet_features_file, wt_crops_dir):
     """Pooled all-layer head with strong L2 (the default design) on a third of the WT crops."""
     from PIL import Image
 
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
     from napari_chromosome_sort.progress import run_to_end
-    from napari_chromosome_sort.training import TrainingConfig, train_classifier
 
     classes = ["a", "b", "c"]
     images, targets = [], []
@@ -219,7 +219,7 @@ def test_multilayer_gradcam_mass_on_chromosome(wt_pooled_model, wt_crops_dir):
 @pytest.mark.parametrize(("layers", "reference"), [("head", None), ("last", "blank")])
 def test_batched_gradcam_equals_one_crop_at_a_time(layers, reference):
     """Batches (blank reference once per background colour) give each crop's own map."""
-    from napari_chromosome_sort.gradcam import gradcams
+    from napari_chromosome_sort.classification.gradcam import gradcams
 
     model = _pooled_classifier("squeezenet1_1")
     crops = [_synthetic_crop(seed, 40 + 6 * seed) for seed in range(5)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_chromosome_sort.analysis.metrics import crossvalidate, evaluate, learning_curve
 from napari_chromosome_sort.errors import ChromosortError
-from napari_chromosome_sort.metrics import crossvalidate, evaluate, learning_curve
 from napari_chromosome_sort.progress import Progress, run_to_end
 
 

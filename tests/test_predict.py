@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_chromosome_sort.classification.predict import predict_crops, predict_spread
 from napari_chromosome_sort.errors import ChromosortError
-from napari_chromosome_sort.predict import predict_crops, predict_spread
 
 
 @pytest.fixture(scope="module")
@@ -15,9 +15,9 @@ def tiny_model():
     """A small classifier trained on synthetic crops (random backbone: only the plumbing)."""
     import torch
 
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
     from napari_chromosome_sort.progress import run_to_end
     from napari_chromosome_sort.synthetic import make_crop
-    from napari_chromosome_sort.training import TrainingConfig, train_classifier
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -78,8 +78,8 @@ def test_predict_spread_synthetic(tiny_model):
 def test_cli_predict_crops_and_spreads(tiny_model, tmp_path):
     from PIL import Image
 
+    from napari_chromosome_sort.classification.model_io import save_model
     from napari_chromosome_sort.cli import main
-    from napari_chromosome_sort.model_io import save_model
     from napari_chromosome_sort.synthetic import make_crop_dataset, make_spread
 
     model_path = save_model(tiny_model, tmp_path / "m.safetensors")
@@ -130,8 +130,8 @@ def test_cli_predict_crops_and_spreads(tiny_model, tmp_path):
 
 
 def test_predict_crops_adapt_priors(tiny_model):
-    from napari_chromosome_sort.predict import calibration_priors
-    from napari_chromosome_sort.priors import adapt_priors
+    from napari_chromosome_sort.classification.predict import calibration_priors
+    from napari_chromosome_sort.classification.priors import adapt_priors
     from napari_chromosome_sort.synthetic import make_crop
 
     rng = np.random.default_rng(2)
@@ -158,13 +158,18 @@ def test_stored_calibration_and_old_models(tiny_model, tmp_path):
     estimate; a model saved without one (older files) loads and predicts as before."""
     import copy
 
-    from napari_chromosome_sort.model_io import load_model, save_model
-    from napari_chromosome_sort.predict import (
+    from napari_chromosome_sort.classification.model_io import load_model, save_model
+    from napari_chromosome_sort.classification.predict import (
         calibration_priors,
         estimate_priors,
         stored_calibration,
     )
-    from napari_chromosome_sort.priors import adapt_priors, bbse_priors, calibrate, reweight
+    from napari_chromosome_sort.classification.priors import (
+        adapt_priors,
+        bbse_priors,
+        calibrate,
+        reweight,
+    )
     from napari_chromosome_sort.synthetic import make_crop
 
     calibration = tiny_model.metadata["training"]["chosen"]["calibration"]

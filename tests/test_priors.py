@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_chromosome_sort.priors import (
+from napari_chromosome_sort.classification.priors import (
     adapt_priors,
     bbse_priors,
     calibrate,

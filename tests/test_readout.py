@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_chromosome_sort import plots, readout
+from napari_chromosome_sort.analysis import plots, readout
 from napari_chromosome_sort.errors import ChromosortError
 
 

@@ -5,7 +5,7 @@ import sys
 
 
 def test_import_torchvision_and_build_models():
-    from napari_chromosome_sort import _torchvision_compat as compat
+    from napari_chromosome_sort.classification import _torchvision_compat as compat
 
     tv = compat.import_torchvision()
     if compat.extension_loaded is not None:  # None: torchvision was imported before

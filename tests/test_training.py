@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_chromosome_sort.errors import ChromosortError
-from napari_chromosome_sort.heads import fit_prior_shift, head_logits, tta_proba
-from napari_chromosome_sort.progress import Progress, run_to_end
-from napari_chromosome_sort.training import (
+from napari_chromosome_sort.classification.heads import fit_prior_shift, head_logits, tta_proba
+from napari_chromosome_sort.classification.training import (
     TrainingConfig,
     crossvalidate_features,
     scan_folder,
@@ -16,6 +14,8 @@ from napari_chromosome_sort.training import (
     train_from_folder,
     train_head,
 )
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.progress import Progress, run_to_end
 
 SMALL = dict(weights="random", input_size=48, views=2, l2_grid=(0.1,), inner_folds=2)
 
@@ -41,7 +41,7 @@ def test_head_learns_cached_features_with_nested_l2_and_prior_correction():
 
 
 def test_feature_sets_select_pooled_columns():
-    from napari_chromosome_sort.backbones import FEATURE_SETS, feature_columns
+    from napari_chromosome_sort.classification.backbones import FEATURE_SETS, feature_columns
 
     sizes = {name: feature_columns("squeezenet1_1", name).size for name in FEATURE_SETS}
     assert sizes == {"all": 4352, "all_avg": 2176, "last": 1024, "last_avg": 512}
@@ -62,8 +62,8 @@ def test_preprocessing_candidates_follow_fixed_fields():
 
 
 def test_inner_cv_chooses_the_informative_preprocessing_and_feature_set():
-    from napari_chromosome_sort.backbones import feature_columns
-    from napari_chromosome_sort.features import Preprocessing
+    from napari_chromosome_sort.classification.backbones import feature_columns
+    from napari_chromosome_sort.classification.features import Preprocessing
 
     rng = np.random.default_rng(1)
     y = np.repeat([0, 1, 2], [40, 30, 20])

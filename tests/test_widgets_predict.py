@@ -19,9 +19,9 @@ TIMEOUT_MS = 120_000
 def tiny_model(tmp_path_factory):
     """A small model trained on synthetic crops with random weights (no network)."""
     from napari_chromosome_sort import synthetic
-    from napari_chromosome_sort.model_io import save_model
+    from napari_chromosome_sort.classification.model_io import save_model
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_from_folder
     from napari_chromosome_sort.progress import run_to_end
-    from napari_chromosome_sort.training import TrainingConfig, train_from_folder
 
     root = tmp_path_factory.mktemp("predict")
     folder = synthetic.make_crop_dataset(root / "crops", n_per_class=6, seed=1, size=48)
@@ -32,7 +32,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ikemoto_model(tmp_path_factory, ikemoto_model_file):
-    from napari_chromosome_sort.model_io import import_state_dict, save_model
+    from napari_chromosome_sort.classification.model_io import import_state_dict, save_model
 
     model = import_state_dict(ikemoto_model_file, classes=["A", "B", "C"])
     return save_model(model, tmp_path_factory.mktemp("ikemoto") / "ikemoto.safetensors")

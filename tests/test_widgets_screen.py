@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_chromosome_sort import readout
+from napari_chromosome_sort.analysis import readout
 
 PLUGIN = "napari-chromosome-sort"
 WIDGETS = (

@@ -45,10 +45,10 @@ class SpreadCalls:
 
 def train_wt_model(weights=None, cache_dir=None):
     """The classifier of ``chromosort train WT_CROPS`` (TrainingConfig defaults)."""
+    from napari_chromosome_sort.classification.features import as_rgb_uint8
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
     from napari_chromosome_sort.dataset import scan_image_folder
-    from napari_chromosome_sort.features import as_rgb_uint8
     from napari_chromosome_sort.progress import run_to_end
-    from napari_chromosome_sort.training import TrainingConfig, train_classifier
 
     paths, targets, classes = scan_image_folder(wt_crops_dir())
     images = [as_rgb_uint8(p) for p in paths]
@@ -61,8 +61,8 @@ def spread_calls(model, spread: AnnotatedSpread, cache_dir=None) -> SpreadCalls:
     """Segment, crop and compute per-view logits of every kept object of one spread."""
     import torch
 
+    from napari_chromosome_sort.classification.features import extract_features
     from napari_chromosome_sort.crops import crop_chromosomes
-    from napari_chromosome_sort.features import extract_features
     from napari_chromosome_sort.progress import run_to_end
     from napari_chromosome_sort.segmentation import segment_spread
 
@@ -98,8 +98,8 @@ def _softmax_mean(logits: np.ndarray) -> np.ndarray:
 def calls_under(model, all_calls: list[SpreadCalls], handling: str) -> list[np.ndarray]:
     """Per spread, the class index of every kept object under one prior handling (the
     chromatid-pair rule of ``predict_spread`` applied)."""
-    from napari_chromosome_sort.predict import calibration_priors, estimate_priors
-    from napari_chromosome_sort.priors import adapt_priors
+    from napari_chromosome_sort.classification.predict import calibration_priors, estimate_priors
+    from napari_chromosome_sort.classification.priors import adapt_priors
 
     probas = [_softmax_mean(c.logits) for c in all_calls]
     if handling == "per_spread":
@@ -192,7 +192,7 @@ def wt_model(model_path=None, weights=None, cache_dir=None):
     there when a path is given)."""
     from pathlib import Path
 
-    from napari_chromosome_sort.model_io import load_model, save_model
+    from napari_chromosome_sort.classification.model_io import load_model, save_model
 
     if model_path is not None and Path(model_path).exists():
         return load_model(model_path)

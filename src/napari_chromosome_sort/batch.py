@@ -116,7 +116,7 @@ def fingerprint(model_path, params: dict | None, gradcam: bool, priors: dict | N
     import hashlib
 
     from . import __version__
-    from .predict import prior_options
+    from .classification.predict import prior_options
 
     st = os.stat(model_path)
     key = json.dumps(
@@ -149,7 +149,7 @@ _MODEL_CACHE: dict = {}
 
 
 def _load_model_cached(model_path: str):
-    from . import model_io
+    from .classification import model_io
 
     key = (model_path, os.stat(model_path).st_mtime_ns)
     model = _MODEL_CACHE.get(key)
@@ -184,7 +184,8 @@ def process_spread(
     import numpy as np
     import torch
 
-    from . import io, predict
+    from . import io
+    from .classification import predict
 
     priors = priors or predict.prior_options()
     previous_threads = torch.get_num_threads()
@@ -270,7 +271,7 @@ def collect_objects(out_dir) -> pd.DataFrame:
 
 def write_reports(out_dir, objects: pd.DataFrame, classes=None, formats=("png", "svg")):
     """summary.csv, comparisons.csv, stats.txt and the stacked-bar plot from ``objects``."""
-    from . import plots, readout
+    from .analysis import plots, readout
 
     out_dir = Path(out_dir)
     files = []
@@ -442,7 +443,7 @@ def _run_locked(
     priors,
 ) -> Iterator[Progress]:
     """:func:`run_batch` once this process holds the output folder's lock."""
-    from .predict import prior_options
+    from .classification.predict import prior_options
 
     jobs = find_spreads(input_dir, out_dir, exclude=exclude)
     pdict = _params_to_dict(params)

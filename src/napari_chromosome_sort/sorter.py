@@ -40,7 +40,7 @@ MAX_SIDE = 512  # images are downsampled to this longest side when loaded (input
 
 def sorter_config(**overrides):
     """A ``training.TrainingConfig`` for whole images (plain appearance, stretched)."""
-    from .training import TrainingConfig
+    from .classification.training import TrainingConfig
 
     base = dict(appearance="plain", geometry="stretch")
     base.update(overrides)
@@ -93,7 +93,7 @@ def train_sorter_images(
     images: Sequence, targets, classes: Sequence[str], config=None
 ) -> Iterator[Progress]:
     """Train a whole-image sorter on images (arrays or paths) + integer targets."""
-    from .training import train_classifier
+    from .classification.training import train_classifier
 
     config = config or sorter_config()
     images = [load_rgb(im) if isinstance(im, (str, os.PathLike)) else im for im in images]
@@ -104,7 +104,7 @@ def train_sorter_images(
 
 def train_sorter(root, config=None) -> Iterator[Progress]:
     """Train on a folder-per-class set of whole images (ImageFolder convention)."""
-    from .training import scan_folder
+    from .classification.training import scan_folder
 
     paths, targets, classes = scan_folder(root)
     images = []

@@ -443,7 +443,7 @@ def warm_imports() -> None:
     import sklearn.model_selection  # noqa: F401
     import torch  # noqa: F401
 
-    from .._torchvision_compat import import_torchvision
+    from ..classification._torchvision_compat import import_torchvision
 
     import_torchvision()
     _WARM = True

@@ -40,7 +40,7 @@ PATH_ROLE = Qt.ItemDataRole.UserRole
 
 def _predict_job(model_path: str, folder: str):
     """Worker generator: load the sorter, classify every image in ``folder``."""
-    from .. import model_io
+    from ..classification import model_io
     from ..progress import Progress
 
     model = model_io.load_model(model_path)

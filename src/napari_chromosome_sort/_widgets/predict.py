@@ -61,8 +61,8 @@ def _segmentation_from_layer(layer):
 
 def predict_job(model_path: str, image: np.ndarray, segmentation=None):
     """Worker generator: load the model, predict the spread with Grad-CAM."""
-    from ..model_io import load_model
-    from ..predict import predict_spread
+    from ..classification.model_io import load_model
+    from ..classification.predict import predict_spread
 
     yield Progress(0, 2, "Loading model…")
     model = load_model(model_path)
@@ -427,7 +427,7 @@ class PredictWidget(QWidget):
             return
         self.crop_view.setPixmap(rgb_pixmap(crop.pixels, 150))
         try:
-            from ..gradcam import gradcam, overlay
+            from ..classification.gradcam import gradcam, overlay
 
             classes = list(self.model.classes)
             heat = gradcam(self.model, crop.pixels, class_index=classes.index(row["class"]))

@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import plots, readout
+from ..analysis import plots, readout
 from ..errors import ChromosortError
 from ._common import ScrollDock, class_colours, report_error
 

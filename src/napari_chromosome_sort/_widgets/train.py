@@ -90,9 +90,9 @@ def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
     so cancelling (the consumer stops iterating) leaves any previous model file untouched.
     Returns ``(model, model_path, evaluation, notes)``.
     """
+    from ..classification.model_io import save_model
+    from ..classification.training import check_folder, train_from_folder
     from ..errors import ChromosortError
-    from ..model_io import save_model
-    from ..training import check_folder, train_from_folder
 
     cv_folds, notes = check_folder(folder, cv_folds)
     model = None
@@ -122,7 +122,7 @@ def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
 
 def _evaluate(folder: str, config, folds: int):
     """Cross-validation progress, relayed; returns the evaluation."""
-    from ..training import crossvalidate_folder
+    from ..classification.training import crossvalidate_folder
 
     evaluation = None
     for report in crossvalidate_folder(folder, config, folds=folds):
@@ -142,8 +142,8 @@ class TrainWidget(QWidget):
         super().__init__()
         from magicgui.widgets import FileEdit
 
-        from ..backbones import BACKBONES
-        from ..training import TrainingConfig
+        from ..classification.backbones import BACKBONES
+        from ..classification.training import TrainingConfig
 
         self.viewer = napari_viewer
         self.worker = None
@@ -292,7 +292,7 @@ class TrainWidget(QWidget):
             show_error(f"Train classifier: {error}")
             return
         try:  # the quick check first: a folder that cannot train fails now, not after minutes
-            from ..training import check_folder
+            from ..classification.training import check_folder
 
             _, notes = check_folder(folder, self.cv_folds.value())
         except Exception as error:  # noqa: BLE001 - shown to the user

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..batch import run_batch
-    from ..predict import prior_options
+    from ..classification.predict import prior_options
     from ..progress import with_tqdm
     from ..segmentation import SegmentationParams
 

@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from ..classification.training import crossvalidate_folder
     from ..progress import with_tqdm
-    from ..training import crossvalidate_folder
     from .evaluate import format_report
     from .train import config_from_args
 

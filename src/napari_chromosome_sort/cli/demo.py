@@ -31,9 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(dataset: Path, weights: str, out: Path):
+    from ..classification.training import TrainingConfig, train_from_folder
     from ..errors import ChromosortError
     from ..progress import with_tqdm
-    from ..training import TrainingConfig, train_from_folder
 
     candidates = ["imagenet", "random"] if weights == "auto" else [weights]
     for choice in candidates:
@@ -159,8 +159,8 @@ def run(args: argparse.Namespace) -> int:
     import tifffile
     from imageio.v3 import imwrite
 
-    from ..model_io import save_model
-    from ..predict import predict_spread
+    from ..classification.model_io import save_model
+    from ..classification.predict import predict_spread
     from ..synthetic import make_crop_dataset, make_spread
 
     out = Path(args.out)

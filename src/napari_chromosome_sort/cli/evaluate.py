@@ -41,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from ..analysis.metrics import evaluate
+    from ..classification.model_io import load_model
+    from ..classification.training import scan_folder
     from ..errors import ChromosortError
-    from ..metrics import evaluate
-    from ..model_io import load_model
-    from ..training import scan_folder
 
     model = load_model(args.model)
     paths, targets, classes = scan_folder(args.dataset)

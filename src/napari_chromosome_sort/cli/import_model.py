@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..features import Preprocessing
-    from ..model_io import import_state_dict, save_model
+    from ..classification.features import Preprocessing
+    from ..classification.model_io import import_state_dict, save_model
 
     prep = Preprocessing(
         size=224,

@@ -127,11 +127,11 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..atomic import write_csv_atomic
+    from ..classification.model_io import load_model
+    from ..classification.predict import predict_crops, predict_spread, prior_options
     from ..crops import as_rgb_uint8
     from ..errors import ChromosortError
     from ..io import read_image, require_contrast
-    from ..model_io import load_model
-    from ..predict import predict_crops, predict_spread, prior_options
 
     options = prior_options(
         args.prior_pseudo_counts, args.prior_method, args.calibrate, bool(args.adapt_priors)
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if args.spreads:
         import tifffile
 
-        from ..gradcam import overlay
+        from ..classification.gradcam import overlay
 
         tif_names = _gradcam_names(relatives, ".tif")
         png_names = _gradcam_names(relatives, ".png")
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         table.insert(0, "source", [str(p) for p in files])
         tables.append(table)
         if gradcam_dir is not None:
-            from ..gradcam import gradcam, overlay
+            from ..classification.gradcam import gradcam, overlay
 
             names = _gradcam_names(relatives, ".png")
             for name, image in zip(names, images, strict=True):

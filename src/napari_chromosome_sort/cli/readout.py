@@ -52,8 +52,8 @@ def _load_calls(args):
 
     import pandas as pd
 
+    from ..analysis.readout import calls_from_folder
     from ..errors import ChromosortError
-    from ..readout import calls_from_folder
 
     source = Path(args.source)
     if source.is_dir() and (source / "objects.csv").is_file():
@@ -81,7 +81,7 @@ def _model_reports(args):
         except (OSError, ValueError) as error:
             raise ChromosortError(f"cannot read metrics JSON {path}: {error}") from None
     if args.model:
-        from ..model_io import read_metadata
+        from ..classification.model_io import read_metadata
 
         meta = read_metadata(args.model)
         reports.append(("model", {"classes": meta.get("classes"), **(meta.get("metrics") or {})}))
@@ -92,7 +92,7 @@ def plot_model_report(report, out, name: str = "model") -> list:
     """Confusion matrix (+ CSV) and/or learning curve (+ CSV) from a metrics report."""
     import pandas as pd
 
-    from .. import plots
+    from ..analysis import plots
 
     files = []
     curve = report if isinstance(report, list) else report.get("learning_curve")
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from .. import plots, readout
+    from ..analysis import plots, readout
     from ..errors import ChromosortError
 
     out = Path(args.out)

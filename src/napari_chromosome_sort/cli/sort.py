@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import with_tqdm
 
     if args.train:
-        from .. import model_io
+        from ..classification import model_io
         from ..sorter import sorter_config, train_sorter
 
         if not args.model_out:
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             "usage: chromosort sort MODEL INPUT_DIR --out OUT_DIR "
             "(or --train DATASET --model-out MODEL)"
         )
-    from .. import model_io
+    from ..classification import model_io
     from ..sorter import TASK, sort_folder
 
     model = model_io.load_model(args.model)

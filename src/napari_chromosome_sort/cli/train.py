@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args):
-    from ..training import TrainingConfig
+    from ..classification.training import TrainingConfig
 
     config = TrainingConfig(
         backbone=args.backbone,
@@ -84,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from ..model_io import save_model
+    from ..classification.model_io import save_model
+    from ..classification.training import train_from_folder
     from ..progress import with_tqdm
-    from ..training import train_from_folder
 
     model = with_tqdm(
         train_from_folder(args.dataset, config_from_args(args)),

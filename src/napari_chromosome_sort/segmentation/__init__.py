@@ -22,7 +22,7 @@ Qt-free. The pipeline (:mod:`.pipeline`; every threshold adapts to the image, ev
    pieces that meet another kept object along a cut brighter than both (a crossing that step 5
    cut through its overlap; touching neighbours meet in a valley) -> ``cluster``.
 8. Fluorescence spreads only (by default): the learned crossing score of each kept single piece
-   (:mod:`napari_chromosome_sort.crossing_model`, 16 shape measures, relative to the spread's
+   (:mod:`.crossing_model`, 16 shape measures, relative to the spread's
    typical object) above the model's threshold -> ``cluster``.
 
 The modules, one step each: ``params`` (every knob), ``signal`` (denoising, background,

@@ -72,7 +72,7 @@ def flag_by_crossing_score(label_img, objects, corrected, med_obj, width, params
     """Kept single pieces of at least ``min_rel_area`` x the median object whose learned crossing
     score, relative to the spread's typical kept object, is above the threshold -> ``cluster``
     (:meth:`.crossing_model.CrossingModel.flags`)."""
-    from ..crossing_model import FEATURES, crossing_candidates, load_crossing_model, shape_measures
+    from .crossing_model import FEATURES, crossing_candidates, load_crossing_model, shape_measures
 
     model = load_crossing_model(params.crossing_model)
     kept = [o for o in objects if o["status"] == "chromosome"]

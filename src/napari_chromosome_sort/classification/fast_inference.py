@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_bytes_atomic
+from ..atomic import write_bytes_atomic
 
 DISABLE_ENV = "CHROMOSORT_ONNX"
 CACHE_ENV = "CHROMOSORT_CACHE_DIR"

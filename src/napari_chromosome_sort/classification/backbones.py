@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ChromosortError
+from ..errors import ChromosortError
 
 WEIGHTS_ENV = "CHROMOSORT_WEIGHTS_DIR"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 
-from .errors import ChromosortError
-from .safety import check_names
+from ..errors import ChromosortError
+from ..safety import check_names
 
 FORMAT_VERSION = 1
 MAX_CLASSES = 256

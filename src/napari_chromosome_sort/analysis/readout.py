@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import ChromosortError
+from ..errors import ChromosortError
 
 # The seed paper's biology (Ikemoto et al. 2022): type distribution in WT vs CTF18-/- TK6 cells.
 PAPER_DISTRIBUTIONS = {

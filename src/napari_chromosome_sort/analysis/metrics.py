@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import ChromosortError
-from .progress import Progress
+from ..errors import ChromosortError
+from ..progress import Progress
 
 
 def _as_indices(values, classes: Sequence[str]) -> np.ndarray:

@@ -75,7 +75,7 @@ REFERENCES = ("blank", "zero")
 
 def _check(layers: str, reference: str | None) -> str:
     """Validate the options; returns the reference actually used (None: by ``layers``)."""
-    from .errors import ChromosortError
+    from ..errors import ChromosortError
 
     if layers not in LAYERS:
         raise ChromosortError(f"unknown Grad-CAM layers {layers!r}; choose one of {LAYERS}")
@@ -257,13 +257,13 @@ def gradcams(
     batch, the blank reference once per background colour): a list of float32 maps, each with
     its crop's height x width. ``class_indices``: one per crop (None entries or None: the
     predicted class)."""
-    from .crops import as_rgb_uint8
+    from ..crops import as_rgb_uint8
 
     _check(layers, reference)
     crops = [as_rgb_uint8(c) for c in crops_rgb]
     wanted = [None] * len(crops) if class_indices is None else list(class_indices)
     if len(wanted) != len(crops):
-        from .errors import ChromosortError
+        from ..errors import ChromosortError
 
         raise ChromosortError(f"{len(crops)} crops but {len(wanted)} class indices")
     device = next(model.parameters()).device
@@ -317,7 +317,7 @@ def spread_gradcam(
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """uint8 RGB overlay of a [0, 1] heatmap (jet-like colours) on an image, for PNG export."""
-    from .crops import as_rgb_uint8
+    from ..crops import as_rgb_uint8
 
     rgb = as_rgb_uint8(image).astype(np.float32)
     h = np.clip(np.asarray(heatmap, np.float32), 0.0, 1.0)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import ChromosortError
-from .progress import Progress
+from ..atomic import atomic_path
+from ..errors import ChromosortError
+from ..progress import Progress
 
 N_VIEWS = 8
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ChromosortError
+from ..errors import ChromosortError
+from ..progress import Progress, relay
 from .heads import (
     class_weights,
     fit_head,
@@ -38,7 +39,6 @@ from .heads import (
     tta_proba,
     validation_mask,
 )
-from .progress import Progress, relay
 
 
 @dataclass
@@ -120,7 +120,7 @@ def scan_folder(root) -> tuple[list[Path], np.ndarray, list[str]]:
     """Folder-per-class image set -> (paths, targets, classes) (see dataset.scan_image_folder).
 
     A class folder without images is no class (a class nobody labelled yet)."""
-    from .dataset import scan_image_folder
+    from ..dataset import scan_image_folder
 
     paths, targets, classes = scan_image_folder(root, skip_empty=True)
     return [Path(p) for p in paths], np.asarray(targets, int), list(classes)
@@ -479,7 +479,7 @@ def train_classifier(
 
     Final ``result``: the classifier, ``metadata["metrics"]`` holding the inner-CV concordance.
     """
-    from . import __version__
+    from .. import __version__
     from .backbones import build_backbone
     from .classifier import ChromosomeClassifier
 
@@ -555,7 +555,7 @@ def crossvalidate_features(
 ) -> Iterator[Progress]:
     """Outer stratified k-fold CV of the head on cached features (the whole design selection
     of ``train_head`` nested inside every training fold). ``features``: as for train_head."""
-    from .metrics import crossvalidate
+    from ..analysis.metrics import crossvalidate
 
     y = np.asarray(y, int)
     arrays = dict(features) if isinstance(features, dict) else {None: features}

@@ -19,9 +19,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .atomic import write_bytes_atomic
+from ..atomic import write_bytes_atomic
+from ..errors import ChromosortError
 from .backbones import shape_mismatch
-from .errors import ChromosortError
 from .model_schema import (
     FORMAT_VERSION,
     MAX_METADATA_CHARS,
@@ -36,7 +36,7 @@ STALE_TEMP_SECONDS = 60
 
 
 def _metadata_blob(model) -> dict[str, str]:
-    from . import __version__
+    from .. import __version__
 
     meta = dict(model.metadata)
     meta.update(model.architecture())
@@ -192,7 +192,7 @@ def import_state_dict(
     """
     import torch
 
-    from . import __version__
+    from .. import __version__
     from .backbones import get_spec, read_state_dict
     from .classifier import build_classifier
     from .features import Preprocessing

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..errors import ChromosortError
 from .backbones import build_backbone, pool_taps
-from .errors import ChromosortError
 from .features import N_VIEWS, Preprocessing, dihedral, preprocess
 
 

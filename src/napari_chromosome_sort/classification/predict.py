@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .errors import ChromosortError
+from ..errors import ChromosortError
 
 BBOX_COLUMNS = ["bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]
 
@@ -230,14 +230,14 @@ def predict_spread(
     that type by definition, so it gets that class whatever the network says (column
     ``called_by`` = ``"chromatid pair"``; the ``p_*`` columns stay the network's). ``"auto"``
     uses a class named ``C`` (any case) when the model has one; ``None`` turns the rule off."""
-    from .crops import DEFAULT_MARGIN, crop_chromosomes
+    from ..crops import DEFAULT_MARGIN, crop_chromosomes
 
     image = np.asarray(image)
     if image.ndim not in (2, 3) or min(image.shape[:2]) < 2:
         raise ChromosortError(f"expected a 2-D grey or RGB image, got shape {image.shape}")
     if segmentation is None:
-        from .io import require_contrast
-        from .segmentation import segment_spread
+        from ..io import require_contrast
+        from ..segmentation import segment_spread
 
         require_contrast(image)
         segmentation = segment_spread(image, params)

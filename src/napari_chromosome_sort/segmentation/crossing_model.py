@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_bytes_atomic
-from .errors import ChromosortError
+from ..atomic import write_bytes_atomic
+from ..errors import ChromosortError
 
 FEATURES = (
     "log_rel_area",
@@ -247,7 +247,8 @@ def _shipped_model() -> CrossingModel:
 def _read_model(path: str | Path | None) -> CrossingModel:
     try:
         if path is None:
-            text = resources.files(__package__).joinpath("data", DEFAULT_MODEL).read_text()
+            package_data = resources.files("napari_chromosome_sort") / "data"
+            text = package_data.joinpath(DEFAULT_MODEL).read_text()
         else:
             text = Path(path).read_text()
         data = json.loads(text)
