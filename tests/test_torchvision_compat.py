@@ -17,7 +17,7 @@ def test_import_torchvision_and_build_models():
 
 def test_schemas_defined_only_when_extension_fails():
     code = (
-        "from napari_chromosome_sort import _torchvision_compat as c;"
+        "from napari_chromosome_sort.classification import _torchvision_compat as c;"
         "c.import_torchvision();"
         "import torch;"
         "print(c.extension_loaded, c._library is not None, hasattr(torch.ops.torchvision, 'nms'))"
