@@ -169,7 +169,7 @@ def main(argv=None) -> int:
     segment = widgets["Segment spread"]
     label = widgets["Label chromosomes"]
     train = widgets["Train classifier"]
-    predict = widgets["Predict & explain"]
+    predict = widgets["Predict and explain"]
     readout = widgets["Type readout"]
     spreads = {"giemsa": ("Giemsa spread 3", GIEMSA), "dapi": ("DAPI A0101", DAPI)}
     written = []
@@ -209,7 +209,7 @@ def main(argv=None) -> int:
                 return 1
             written.append(shoot(viewer, "train"))
 
-        show_dock(viewer, "Predict & explain")
+        show_dock(viewer, "Predict and explain")
         table = predict_spread(viewer, predict, name, objects, model_path)
         written.append(shoot(viewer, f"predict_{stain}"))
 

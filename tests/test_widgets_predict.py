@@ -1,4 +1,4 @@
-"""Predict & explain widget: class Labels layer, Grad-CAM layer, table, CSV, object details."""
+"""Predict and explain widget: class Labels layer, Grad-CAM layer, table, CSV, object details."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ WIDGETS = (
     "Segment spread",
     "Label chromosomes",
     "Train classifier",
-    "Predict & explain",
+    "Predict and explain",
     "Type readout",
     "Sorter gallery",
 )
@@ -52,7 +52,7 @@ def _fill(widgets: dict) -> None:
     widgets["Train classifier"]._show_confusion(np.arange(9).reshape(3, 3), ["A", "B", "C"])
     widgets["Train classifier"].results.setText("Model saved to <b>model.safetensors</b>")
     calls = pd.DataFrame({"class": list("AABBBCCCCD")})
-    widgets["Predict & explain"]._show_distribution(calls, ["A", "B", "C", "D"])
+    widgets["Predict and explain"]._show_distribution(calls, ["A", "B", "C", "D"])
     widgets["Type readout"].compute()
 
 

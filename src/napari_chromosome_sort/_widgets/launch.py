@@ -6,7 +6,7 @@ WIDGETS = (
     ("segment", "SegmentWidget", "Segment spread"),
     ("label", "LabelWidget", "Label chromosomes"),
     ("train", "TrainWidget", "Train classifier"),
-    ("predict", "PredictWidget", "Predict & explain"),
+    ("predict", "PredictWidget", "Predict and explain"),
     ("readout", "ReadoutWidget", "Type readout"),
     ("gallery", "GalleryWidget", "Sorter gallery"),
 )

@@ -139,7 +139,7 @@ def _napari_screenshot(path: Path, image, prediction, classes) -> None:
         )
     viewer.window.resize(1500, 950)
     docked = dock_all(viewer)
-    predict_widget = docked.get("Predict & explain")
+    predict_widget = docked.get("Predict and explain")
     if predict_widget is not None:  # bring the tab that explains the picture to the front
         predict_widget.parentWidget().raise_()
     imwrite(path, viewer.screenshot(canvas_only=False, flash=False))
