@@ -18,6 +18,24 @@ def _require(path: Path) -> Path:
     return path
 
 
+REAL_DATA_FIXTURES = {
+    "shared_dir",
+    "giemsa_dir",
+    "dapi_dir",
+    "wt_crops_dir",
+    "squeezenet_features_file",
+    "ikemoto_model_file",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses a real-data fixture (directly or through another fixture) is marked
+    ``real_data``: ``-m "not real_data"`` runs the rest."""
+    for item in items:
+        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_data)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     return _require(SHARED)

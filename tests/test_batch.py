@@ -41,16 +41,13 @@ def random_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def spread_tree(tmp_path_factory, request) -> Path:
+def spread_tree(tmp_path_factory, dapi_dir) -> Path:
     """Two samples of real DAPI spreads (K.tif truth files mixed in, to be excluded)."""
-    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "adir_dapi_spreads"
-    if not shared.exists():
-        pytest.skip(f"real data not available: {shared} is absent")
     root = tmp_path_factory.mktemp("spreads")
     for sample, names in {"wt": ["A0101XYD.tif", "A0101XYK.tif"], "mut": ["A0102XYD.tif"]}.items():
         (root / sample).mkdir()
         for name in names:
-            shutil.copy(shared / "A01__XY" / name, root / sample / name)
+            shutil.copy(dapi_dir / "A01__XY" / name, root / sample / name)
     return root
 
 

@@ -3,7 +3,6 @@ low-confidence review, corrections written back, CLI, real mitotic vs interphase
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +120,7 @@ def test_corrections_written_to_training_set(tmp_path):
         add_to_training_set(src, ds, "_review")
 
 
+@pytest.mark.slow
 def test_sort_cli_train_and_sort(tmp_path):
     from napari_chromosome_sort.cli import main
 
@@ -155,13 +155,11 @@ def test_sort_cli_train_and_sort(tmp_path):
     assert main(["sort", str(model)]) == 2
 
 
-def test_real_mitotic_tiles_split_by_spread(tmp_path, shared_dir, squeezenet_features_file):
-    script = Path(__file__).resolve().parents[1] / "scripts" / "make_mitotic_tiles.py"
-    spec = importlib.util.spec_from_file_location("make_mitotic_tiles", script)
-    tiles_mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tiles_mod)
-    rng = np.random.default_rng(0)
-    rows, _ = tiles_mod.giemsa_tiles(shared_dir / "data" / "giemsa_spreads_ddx11", rng)
+@pytest.mark.slow
+def test_real_mitotic_tiles_split_by_spread(tmp_path, giemsa_dir, squeezenet_features_file):
+    from validation.sorter import giemsa_tiles
+
+    rows, _ = giemsa_tiles(giemsa_dir, np.random.default_rng(0))
     assert {r[0] for r in rows} == {"mitotic", "interphase"}
     train_root, test_root = tmp_path / "train", tmp_path / "test"
     truth = {}

@@ -1,4 +1,4 @@
-"""``python -m validation <data set>``: the figures of docs/validation.md, reproduced.
+"""``python -m validation <command>``: the figures of docs/validation.md, reproduced.
 
 Each sub-command prints its tables (or JSON with ``--json``); the data root is
 ``$CHROMOSORT_DATA``, else ``../shared/data`` beside the repository.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -84,13 +85,78 @@ def _robustness(args) -> dict[str, pd.DataFrame]:
     }
 
 
+def _crossing_model(args) -> dict[str, pd.DataFrame]:
+    from .crossing import crossing_report
+
+    tables = crossing_report(args.out, args.cache, args.jobs, args.budget, args.min_rel_area)
+    return {
+        "DAPI crossing score, probe set held out (C and threshold chosen on the others)": tables[
+            "held_out"
+        ],
+        "DAPI crossing score retrained on all spreads, beside the shipped model": tables[
+            "retrained"
+        ],
+    }
+
+
+def _crops(args) -> dict[str, pd.DataFrame]:
+    from .crops import crops_report
+
+    tables = crops_report(args.repeats, args.cache, args.skip_crossval)
+    return {"WT crops: concordance with the researcher, kappa, class fractions": tables["runs"]}
+
+
+def _readout(args) -> dict[str, pd.DataFrame]:
+    from .readout import learning_curve, readout_report, truth_vs_model
+
+    tables = readout_report(
+        splits=args.splits, draws=args.draws, n=args.n, seed=args.seed, figures=args.figures
+    )
+    out = {
+        "Null: random halves of the WT crops, flagged at alpha 0.05": tables["null"],
+        "Planted shift resampled from the WT crops: share of draws flagged": tables["planted"],
+        "Example (figure readout_stacked_bar)": tables["example_summary"],
+        "Example comparison": tables["example"],
+    }
+    if args.learning_curve:
+        out["Learning curve, 5-fold CV concordance vs crops per class"] = learning_curve(
+            args.figures
+        )
+    if args.batch_objects:
+        out["Giemsa spreads: truth vs a batch run's calls"] = truth_vs_model(
+            args.batch_objects, args.figures
+        )
+    return out
+
+
+def _sorter(args) -> dict[str, pd.DataFrame]:
+    from .sorter import sorter_report
+
+    tables = sorter_report(args.tiles, args.folds, args.group_by, args.views, args.figures)
+    return {
+        f"Sorter, mitotic vs interphase tiles, {args.group_by} held out": tables["summary"],
+        "Sorter folds": tables["folds"],
+        "Sorter confusion (rows true, columns sorted as)": tables["confusion"],
+    }
+
+
+def _gradcam(args) -> dict[str, pd.DataFrame]:
+    from .gradcam import gradcam_mass
+
+    return {
+        "Grad-CAM: share of each crop's map on its chromosome (medians over the crops)": (
+            gradcam_mass(args.model, args.spread, tuple(args.modes))
+        )
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m validation", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
-    sub = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     g = sub.add_parser("giemsa", help="Giemsa DDX11-/- spreads: boxes found, per spread, vs naive")
     g.add_argument("--loso", action="store_true", help="also choose the constants leave-one-out")
     g.set_defaults(run=_giemsa)
@@ -109,6 +175,61 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("robustness", help="both stains degraded (resolution, noise, JPEG, light)")
     r.add_argument("--dapi-every", type=int, default=6, help="every Nth DAPI spread")
     r.set_defaults(run=_robustness)
+    x = sub.add_parser(
+        "crossing-model",
+        help="DAPI: retrain the shipped crossing score; its probe-set-held-out estimate",
+    )
+    x.add_argument("--out", type=Path, default=None, help="write the retrained model here")
+    x.add_argument("--cache", type=Path, default=None, help="per-spread cache folder")
+    x.add_argument("--budget", type=float, default=0.03, help="share of singles to lose")
+    x.add_argument(
+        "--min-rel-area", type=float, default=1.8, help="flag objects >= this x the median"
+    )
+    x.set_defaults(run=_crossing_model)
+    k = sub.add_parser("crops", help="WT crops: nested cross-validation, published model imported")
+    k.add_argument("--repeats", type=int, default=1, help="repeats of the 5 folds")
+    k.add_argument("--cache", default=None, help="feature cache folder (faster re-runs)")
+    k.add_argument("--skip-crossval", action="store_true", help="only the published model")
+    k.set_defaults(run=_crops)
+    o = sub.add_parser("readout", help="per-sample comparison: null halves and planted shifts")
+    o.add_argument("--splits", type=int, default=1000, help="random halves (null)")
+    o.add_argument("--draws", type=int, default=500, help="resampled pairs per planted shift")
+    o.add_argument("--n", type=int, default=200, help="crops per sample")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--figures", type=Path, default=None, help="write the figures here")
+    o.add_argument(
+        "--learning-curve", action="store_true", help="also a learning curve on the WT crops"
+    )
+    o.add_argument(
+        "--batch-objects",
+        type=Path,
+        default=None,
+        help="objects.csv of a `chromosort batch` run with the Giemsa spreads as sample "
+        "giemsa_ddx11: its calls against the box classes",
+    )
+    o.set_defaults(run=_readout)
+    so = sub.add_parser("sorter", help="whole-image sorter: mitotic vs interphase tiles held out")
+    so.add_argument("--tiles", type=Path, default=None, help="tile folder (made if empty)")
+    so.add_argument("--folds", type=int, default=4)
+    so.add_argument(
+        "--group-by",
+        default="slide",
+        choices=["slide", "modality"],
+        help="held-out unit: slides/spreads, or a whole stain (2 folds)",
+    )
+    so.add_argument("--views", type=int, default=2)
+    so.add_argument("--figures", type=Path, default=None, help="write the confusion figure here")
+    so.set_defaults(run=_sorter)
+    gc = sub.add_parser("gradcam", help="Grad-CAM focus: map mass on the chromosome, one spread")
+    gc.add_argument("model", type=Path, help="classifier model file")
+    gc.add_argument("--spread", default="3.png", help="Giemsa spread (file name)")
+    gc.add_argument(
+        "--modes",
+        nargs="+",
+        default=["head", "last"],
+        help="LAYERS[:REFERENCE] of gradcam(); default: the default map and the classic one",
+    )
+    gc.set_defaults(run=_gradcam)
     args = parser.parse_args(argv)
     _print(args.run(args), args.json)
     return 0

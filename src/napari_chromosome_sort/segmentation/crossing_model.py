@@ -6,7 +6,8 @@ crossings have neither (their overlap is no brighter than a DAPI band). This sco
 whole shape instead: 16 measures of each kept object (:data:`FEATURES`, all relative to the
 spread's median object, chromatid width or the object's own intensity), combined by a
 standardised logistic regression trained on the ADIR DAPI spreads with ``K.tif`` overlap truth
-(``scripts/train_crossing_model.py``; the coefficients ship as ``data/crossing_model.json``).
+(:func:`fit_crossing_model`, run on the real data by ``python -m validation crossing-model``;
+the coefficients ship as ``data/crossing_model.json``).
 
 The score is **relative to the spread**: the median score of the spread's kept objects is
 subtracted before the threshold (the typical chromosome of a spread scores 0). Only objects at
@@ -51,6 +52,7 @@ FEATURES = (
 )
 MODEL_FORMAT = "chromosort-crossing-model/1"
 DEFAULT_MODEL = "crossing_model.json"
+L2_GRID = (0.01, 0.1, 1.0)  # inverse L2 strengths C tried by the inner cross-validation
 
 
 def skeleton_counts(mask: np.ndarray, prune: float) -> tuple[int, int]:
@@ -255,3 +257,150 @@ def _read_model(path: str | Path | None) -> CrossingModel:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ChromosortError(f"cannot read crossing model {path or DEFAULT_MODEL}: {exc}") from exc
     return CrossingModel.from_dict(data)
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def _head(c: float):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
+    )
+
+
+@dataclass(frozen=True)
+class CrossingTable:
+    """Training objects of :func:`fit_crossing_model`, one row each (kept or ``cluster``).
+
+    ``x``: :data:`FEATURES`; ``positive``: covers a real overlap of two chromosomes;
+    ``n_match``: truth chromosomes it matches one-to-one (mask IoU >= 0.5); ``kept``: status
+    ``chromosome`` (else ``cluster``); ``spreads``: the spread of each row (scores are relative
+    to it); ``groups``: the unit held out together by the inner cross-validation (a slide).
+    """
+
+    x: np.ndarray
+    positive: np.ndarray
+    n_match: np.ndarray
+    kept: np.ndarray
+    spreads: np.ndarray
+    groups: np.ndarray
+
+    @property
+    def matched(self) -> np.ndarray:
+        """Kept objects that are one truth chromosome (the singles a threshold may lose)."""
+        return self.kept & (self.n_match > 0)
+
+    @property
+    def trainable(self) -> np.ndarray:
+        """Kept singles and kept overlap objects, plus overlap objects already ``cluster``."""
+        single = (self.n_match > 0) & ~self.positive
+        return (self.kept & (self.positive | single)) | (~self.kept & self.positive)
+
+
+def spread_relative(logits: np.ndarray, spreads: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Logits minus the median logit of the same spread's kept objects (NaN rows stay NaN)."""
+    out = np.array(logits, float)
+    for spread in np.unique(spreads[~np.isnan(out)]):
+        here = spreads == spread
+        out[here] -= np.median(out[here & kept])
+    return out
+
+
+def choose_head(
+    table: CrossingTable,
+    rows: np.ndarray,
+    budget: float = 0.03,
+    min_rel_area: float = 1.8,
+    l2_grid: tuple[float, ...] = L2_GRID,
+    folds: int = 5,
+) -> tuple[float, float, int]:
+    """(C, threshold, overlap objects caught), chosen on ``rows`` by GroupKFold over ``groups``.
+
+    For each C the out-of-fold spread-relative scores are computed; the threshold is the score
+    at which the candidates among the matched singles lose ``budget`` of all matched singles,
+    and the C catching the most kept overlap candidates above it wins.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    x, y, n = np.asarray(table.x, np.float64), table.positive.astype(int), len(table.x)
+    candidates = crossing_candidates(x, min_rel_area)
+    fold = np.full(n, -1)
+    for k, (_, te) in enumerate(GroupKFold(folds).split(rows, groups=table.groups[rows])):
+        fold[rows[te]] = k
+    best = None
+    for c in l2_grid:
+        logits = np.full(n, np.nan)
+        for k in range(folds):
+            fit = np.flatnonzero((fold >= 0) & (fold != k) & table.trainable)
+            test = fold == k
+            logits[test] = _head(c).fit(x[fit], y[fit]).decision_function(x[test])
+        z = spread_relative(logits, table.spreads, table.kept)
+        ev = fold >= 0
+        n_singles = int((ev & table.matched).sum())
+        singles = np.sort(z[ev & candidates & table.matched])[::-1]
+        if not singles.size:
+            raise ChromosortError("no matched single is large enough to be flagged: no threshold")
+        threshold = float(singles[min(int(budget * n_singles), singles.size - 1)])
+        caught = int((ev & table.kept & candidates & table.positive & (z > threshold)).sum())
+        if best is None or caught > best[2]:
+            best = (c, threshold, caught)
+    return best
+
+
+def fit_crossing_model(
+    table: CrossingTable,
+    rows: np.ndarray | None = None,
+    budget: float = 0.03,
+    min_rel_area: float = 1.8,
+    l2_grid: tuple[float, ...] = L2_GRID,
+    provenance: str = "",
+) -> CrossingModel:
+    """The crossing model of ``rows`` (default: all) of ``table``: C and threshold by
+    :func:`choose_head`, then the head refitted on every trainable row of ``rows``.
+
+    ``provenance`` (where the data come from) is completed with how the model was fitted.
+    """
+    rows = np.arange(len(table.x)) if rows is None else np.asarray(rows)
+    c, threshold, _ = choose_head(table, rows, budget, min_rel_area, l2_grid)
+    how = (
+        f"L2 logistic regression C={c:g}, class-balanced; threshold = loss of {budget:.0%} of "
+        f"matched singles on slide-grouped out-of-fold scores, objects >= {min_rel_area:g} x the "
+        "median object"
+    )
+    return refit_head(
+        table, rows, c, threshold, min_rel_area, f"{provenance}; {how}" if provenance else how
+    )
+
+
+def refit_head(
+    table: CrossingTable,
+    rows: np.ndarray,
+    c: float,
+    threshold: float,
+    min_rel_area: float = 1.8,
+    provenance: str = "",
+) -> CrossingModel:
+    """The head of strength ``c`` fitted on the trainable ``rows`` of ``table``, as a model."""
+    x, y = np.asarray(table.x, np.float64), table.positive.astype(int)
+    fit = np.zeros(len(x), bool)
+    fit[rows] = True
+    fit &= table.trainable
+    head = _head(c).fit(x[fit], y[fit])
+    scaler, logistic = head[0], head[1]
+    logits = head.decision_function(x[rows])
+    spreads, kept = table.spreads[rows], table.kept[rows]
+    medians = [np.median(logits[(spreads == s) & kept]) for s in np.unique(spreads)]
+    return CrossingModel(
+        mean=tuple(float(v) for v in scaler.mean_),
+        scale=tuple(float(v) for v in scaler.scale_),
+        coef=tuple(float(v) for v in logistic.coef_[0]),
+        intercept=float(logistic.intercept_[0]),
+        threshold=round(threshold, 4),
+        typical_median=float(np.median(medians)),
+        min_rel_area=min_rel_area,
+        provenance=provenance,
+    )

@@ -1,24 +1,25 @@
-"""Build a real mitotic-vs-interphase tile set from the shared spreads.
+"""The whole-image sorter on real mitotic vs interphase tiles, split by slide or spread.
 
-    python scripts/make_mitotic_tiles.py --data ../shared/data --out out/mitotic_tiles
+Tiles (:func:`make_tiles`) are cut from the shared spreads:
 
-* Giemsa DDX11-/- spreads (3): chromosome positions from the YOLO boxes; mitotic tiles are
-  centred on chromosome-dense points (>= 8 boxes in the tile); interphase tiles on large round
-  dark blobs (Otsu on the inverted grey image, area/solidity filter) that hold no box.
-* DAPI ADIR spreads (<slide>/<img>D.tif with K.tif truth): mitotic tiles centred on
-  chromosome-dense points of the K truth (> 0); interphase tiles on large round bright blobs
-  (Otsu, area >= 2500 px, solidity >= 0.85) of which < 5 % are K-truth chromosome pixels.
-  Spreads without K.tif are skipped (no truth).
+* Giemsa DDX11-/- spreads: mitotic tiles centred on chromosome-dense points (>= 8 YOLO boxes in
+  the tile); interphase tiles on large round dark blobs (Otsu on the inverted grey image,
+  area/solidity filter) that hold no box.
+* ADIR DAPI spreads with K.tif truth: mitotic tiles centred on chromosome-dense points of the
+  truth; interphase tiles on large round bright blobs (Otsu, area >= 2500 px, solidity >= 0.85)
+  of which < 5 % are truth chromosome pixels.
 
-Writes ``OUT/{mitotic,interphase}/<name>.png`` (128 x 128, RGB for Giemsa, grey for DAPI) and
-``OUT/manifest.csv`` (file, class, modality, slide, spread, cy, cx, side) so a validation can split
-by slide/spread.
+:func:`sorter_report` holds each group (a DAPI slide folder or a Giemsa spread; or a whole
+stain) out in one of K folds (GroupKFold), trains a squeezenet1_1 sorter on the tiles of the
+other groups only, sorts the held-out tiles with ``sorter.sort_folder`` exactly as a user would
+(copies into class folders) and reports accuracy, Cohen's kappa, per-stain accuracy and the
+confusion matrix.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,9 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage import filters, measure
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from napari_chromosome_sort.io import read_image  # noqa: E402
+from napari_chromosome_sort.io import read_image
+
+from .data import dapi_dir, giemsa_dir, squeezenet_weights
 
 TILE = 128
 
@@ -74,6 +76,8 @@ def _dense_centres(points: np.ndarray, side: int, min_count: int, n: int, rng, s
 
 
 def giemsa_tiles(folder: Path, rng, side: int = 256, per_spread: int = 12):
+    """Mitotic tiles on chromosome-dense points of the YOLO boxes, interphase tiles on large
+    round dark blobs holding no box; rows (class, tile, slide, spread, cy, cx, side, k)."""
     rows = []
     for img_path in sorted((folder / "images").glob("*.png")):
         image = read_image(img_path)
@@ -115,6 +119,9 @@ def giemsa_tiles(folder: Path, rng, side: int = 256, per_spread: int = 12):
 
 
 def dapi_tiles(folder: Path, rng, side: int = 160, per_spread: int = 3):
+    """Mitotic tiles on chromosome-dense points of the K.tif truth (not mostly nucleus),
+    interphase tiles on large round bright blobs of < 5 % truth pixels; rows as
+    :func:`giemsa_tiles`."""
     rows = []
     for d_path in sorted(folder.glob("*/*D.tif")):
         k_path = d_path.with_name(d_path.name[:-5] + "K.tif")
@@ -166,20 +173,12 @@ def dapi_tiles(folder: Path, rng, side: int = 160, per_spread: int = 3):
     return rows, "dapi"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    repo = Path(__file__).resolve().parents[1]
-    parser.add_argument("--data", default=str(repo.parent / "shared" / "data"))
-    parser.add_argument("--out", default=str(repo / "out" / "mitotic_tiles"))
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    data, out = Path(args.data), Path(args.out)
-    rng = np.random.default_rng(args.seed)
+def make_tiles(out: Path, seed: int = 0) -> pd.DataFrame:
+    """Write ``out/{mitotic,interphase}/<name>.png`` (128 x 128, RGB for Giemsa, grey for DAPI)
+    and ``out/manifest.csv`` (file, class, modality, slide, spread, cy, cx, side)."""
+    rng = np.random.default_rng(seed)
     records = []
-    for rows, modality in (
-        giemsa_tiles(data / "giemsa_spreads_ddx11", rng),
-        dapi_tiles(data / "adir_dapi_spreads", rng),
-    ):
+    for rows, modality in (giemsa_tiles(giemsa_dir(), rng), dapi_tiles(dapi_dir(), rng)):
         for cls, tile, slide, spread, cy, cx, side, k in rows:
             folder = out / cls
             folder.mkdir(parents=True, exist_ok=True)
@@ -199,10 +198,101 @@ def main(argv=None) -> int:
             )
     manifest = pd.DataFrame(records)
     manifest.to_csv(out / "manifest.csv", index=False)
-    print(manifest.groupby(["modality", "class"]).size().to_string())
-    print(f"{len(manifest)} tiles from {manifest['spread'].nunique()} spreads -> {out}")
-    return 0
+    return manifest
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def sorter_report(
+    tiles: Path | None = None,
+    folds: int = 4,
+    group_by: str = "slide",
+    views: int = 2,
+    figures: Path | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Held-out accuracy of the sorter on the tiles in ``tiles`` (made there first when it has
+    no ``manifest.csv``; in a temporary folder without ``tiles``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tiles) if tiles else Path(tmp) / "tiles"
+        if not (folder / "manifest.csv").exists():
+            make_tiles(folder)
+        return _cross_validate(folder, folds, group_by, views, figures)
+
+
+def _cross_validate(tiles: Path, folds, group_by, views, figures) -> dict[str, pd.DataFrame]:
+    import torch
+    from sklearn.model_selection import GroupKFold
+
+    from napari_chromosome_sort.analysis import metrics, plots
+    from napari_chromosome_sort.progress import run_to_end
+    from napari_chromosome_sort.sorter import (
+        load_rgb,
+        sort_folder,
+        sorter_config,
+        train_sorter_images,
+    )
+
+    torch.set_num_threads(1)
+    manifest = pd.read_csv(tiles / "manifest.csv")
+    classes = sorted(manifest["class"].unique())
+    groups = np.where(manifest["modality"] == "giemsa", manifest["spread"], manifest["slide"])
+    if group_by == "modality":
+        groups, folds = manifest["modality"].to_numpy(), 2
+    y = manifest["class"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    images = [load_rgb(tiles / f) for f in manifest["file"]]
+    pred = np.empty(len(manifest), dtype=object)
+    conf = np.zeros(len(manifest))
+    truth = manifest["class"].to_numpy()
+    config = sorter_config(backbone="squeezenet1_1", weights=str(squeezenet_weights()), views=views)
+    fold_rows = []
+    for k, (tr, te) in enumerate(GroupKFold(folds).split(images, y, groups)):
+        model = run_to_end(train_sorter_images([images[i] for i in tr], y[tr], classes, config))
+        # sort the held-out tiles exactly as a user would (copies into class folders)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "in"
+            src.mkdir()
+            for i in te:
+                shutil.copy2(tiles / manifest["file"].iloc[i], src / f"{i:05d}.png")
+            table = run_to_end(sort_folder(model, src, Path(tmp) / "sorted")).table
+            idx = [int(Path(f).stem) for f in table["file"]]
+            pred[idx] = table["class"].to_numpy()
+            conf[idx] = table["confidence"].to_numpy()
+        fold_rows.append(
+            {
+                "fold": k,
+                "groups_held_out": len(set(groups[te])),
+                "tiles": len(te),
+                "accuracy": float((pred[te] == truth[te]).mean()),
+            }
+        )
+    report = metrics.evaluate(list(truth), list(pred), classes)
+    stains = sorted(manifest["modality"].unique())
+    summary = {
+        "tiles": int(len(manifest)),
+        "groups": int(len(set(groups))),
+        "folds": folds,
+        "held_out": group_by,
+        "accuracy": report["accuracy"],
+        "kappa": report["kappa"],
+        **{
+            f"accuracy_{m}": float(
+                (pred[manifest["modality"] == m] == truth[manifest["modality"] == m]).mean()
+            )
+            for m in stains
+        },
+        "review_share_at_0.6": float((conf < 0.6).mean()),
+        "accuracy_above_0.6": float((pred[conf >= 0.6] == truth[conf >= 0.6]).mean()),
+    }
+    if figures is not None:
+        plots.save_figure(
+            plots.confusion_matrix_plot(
+                report["confusion"]["counts"], classes, "Sorter: held-out slides"
+            ),
+            Path(figures) / f"readout_sorter_confusion_{group_by}",
+            ("png",),
+        )
+    confusion = pd.DataFrame(report["confusion"]["counts"], columns=classes)
+    confusion.insert(0, "true", classes)
+    return {
+        "summary": pd.DataFrame([summary]),
+        "folds": pd.DataFrame(fold_rows),
+        "confusion": confusion,
+    }
