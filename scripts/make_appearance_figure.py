@@ -4,7 +4,9 @@
 Writes docs/images/appearance_side_by_side.png and prints a markdown table of background level,
 chromosome-core level and object-to-crop extent ratio (medians) for both sets, before and after.
 
-    python scripts/make_appearance_figure.py
+    PYTHONPATH=. .venv/bin/python scripts/make_appearance_figure.py   # from the repository root
+
+The data root is validation's (``$CHROMOSORT_DATA``, else ``../shared/data``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from validation.data import giemsa_dir, wt_crops_dir
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-sys.path.insert(0, str(REPO / "src"))
 
 TILE = 112
 
@@ -53,11 +54,11 @@ def main() -> int:
     from napari_chromosome_sort.segmentation import segment_spread
 
     rng = np.random.default_rng(0)
-    wt_paths = sorted((SHARED / "ikemoto_crops_wt").glob("*/*.jpg"))
+    wt_paths = sorted(wt_crops_dir().glob("*/*.jpg"))
     published = [np.asarray(Image.open(p).convert("RGB")) for p in wt_paths]
     spread_crops = []
     for name in ("1.png", "2.png", "3.png"):
-        image = read_image(SHARED / "giemsa_spreads_ddx11" / "images" / name)
+        image = read_image(giemsa_dir() / "images" / name)
         spread_crops += [c.pixels for c in crop_chromosomes(image, segment_spread(image))]
 
     rows = []

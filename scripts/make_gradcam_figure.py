@@ -5,7 +5,8 @@ Writes docs/images/gradcam_spread.png: left, the whole spread with the per-objec
 showing that each map sits on its chromosome. Also writes docs/images/gradcam_crops.png: a few
 crops with their Grad-CAM and predicted class.
 
-    python scripts/make_gradcam_figure.py --model MODEL.safetensors [--spread 2.png]
+    PYTHONPATH=. .venv/bin/python scripts/make_gradcam_figure.py --model MODEL.safetensors \
+        [--spread 2.png]   # from the repository root; data root as in validation
 
 Without --model the seed paper's published SqueezeNet is imported (classes A/B/C) with the
 canonical appearance preprocessing.
@@ -19,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from validation.data import data_root, giemsa_dir
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-sys.path.insert(0, str(REPO / "src"))
 
 
 def outline(labels: np.ndarray) -> np.ndarray:
@@ -51,11 +51,11 @@ def main(argv=None) -> int:
         from napari_chromosome_sort.classification.model_io import import_state_dict
 
         model = import_state_dict(
-            SHARED / "weights" / "ikemoto2022_squeezenet_1.pth",
+            data_root().parent / "weights" / "ikemoto2022_squeezenet_1.pth",
             ["A", "B", "C"],
             preprocessing=Preprocessing(size=224, appearance="canonical", geometry="pad"),
         )
-    image = read_image(SHARED / "data" / "giemsa_spreads_ddx11" / "images" / args.spread)
+    image = read_image(giemsa_dir() / "images" / args.spread)
     result = predict_spread(model, image, gradcam=True)
     heat = result.gradcam_map
     over = overlay(image, heat, alpha=0.6)
