@@ -72,7 +72,7 @@ def test_predict_spread_synthetic(tiny_model):
         g = crop.geometry
         near[max(g.y0, 0) : g.y1, max(g.x0, 0) : g.x1] = True
     assert heat[~near].max() == 0 and heat.max() > 0  # only inside crop windows
-    assert (labels[heat > 0] >= 0).all()
+    assert heat[labels > 0].max() > 0  # the maps fall on the segmented chromosomes
 
 
 def test_cli_predict_crops_and_spreads(tiny_model, tmp_path):
