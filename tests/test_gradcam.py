@@ -12,6 +12,7 @@ from napari_chromosome_sort.classification.gradcam import gradcam, overlay, spre
 from napari_chromosome_sort.crops import Crop, CropGeometry
 
 
+@pytest.mark.slow
 def test_published_model_gradcam_mass_on_chromosome(ikemoto_model_file, wt_crops_dir):
     from PIL import Image
 
@@ -194,6 +195,7 @@ def wt_pooled_model(squeezenet_features_file, wt_crops_dir):
     return run_to_end(train_classifier(images, targets, classes, config))
 
 
+@pytest.mark.slow
 def test_multilayer_gradcam_mass_on_chromosome(wt_pooled_model, wt_crops_dir):
     """Held-out WT crops: the default (multi-layer, blank reference) map sits on the chromosome,
     clearly more than the classic last-layer map of the same all-layer head."""
