@@ -16,6 +16,7 @@ from napari_chromosome_sort.segmentation.truth import (
     box_iou,
     greedy_match,
     read_yolo,
+    read_yolo_classes,
 )
 
 __all__ = ["BOX_COLUMNS", "box_areas", "box_iou", "greedy_match", "match_boxes", "object_boxes"]
@@ -23,8 +24,7 @@ __all__ = ["BOX_COLUMNS", "box_areas", "box_iou", "greedy_match", "match_boxes",
 
 def read_yolo_boxes(path: Path, shape) -> np.ndarray:
     """YOLO ``class cx cy w h`` (normalised) -> float array (n, 5): cls, y0, x0, y1, x1 in px."""
-    lines = [line.split() for line in Path(path).read_text().splitlines() if line.split()]
-    classes = np.array([float(parts[0]) for parts in lines]).reshape(-1, 1)
+    classes = read_yolo_classes(path).astype(float).reshape(-1, 1)
     return np.hstack([classes, read_yolo(path, shape)])
 
 

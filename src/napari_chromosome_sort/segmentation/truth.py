@@ -83,6 +83,20 @@ def read_yolo(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return np.array(rows, float).reshape(-1, 4)
 
 
+def read_yolo_classes(path: Path) -> np.ndarray:
+    """The class index of every box of a YOLO file, in the order of :func:`read_yolo`."""
+    classes = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            classes.append(int(float(parts[0])))
+        except ValueError:
+            raise ChromosortError(f"{path}: line {number} is not 'class cx cy w h'") from None
+    return np.array(classes, int)
+
+
 def _coco_boxes(data: dict, image_name: str) -> np.ndarray:
     try:
         images = {Path(im["file_name"]).name: im["id"] for im in data["images"]}
