@@ -41,6 +41,7 @@ def out_of_fold(X, y, classes, seed):
     from sklearn.model_selection import StratifiedKFold
 
     from napari_chromosome_sort.classification import training as T
+    from napari_chromosome_sort.progress import run_to_end
 
     captured = {}
     original = T._choose_members
@@ -57,9 +58,7 @@ def out_of_fold(X, y, classes, seed):
         inner = []
         cv = StratifiedKFold(5, shuffle=True, random_state=seed)
         for f, (tr, te) in enumerate(cv.split(X[:, 0, 0], y)):
-            for report in T.train_head(X[tr], y[tr], classes, T.TrainingConfig()):
-                if report.result is not None:
-                    head, info = report.result
+            head, info = run_to_end(T.train_head(X[tr], y[tr], classes, T.TrainingConfig()))
             p_te[te] = T.tta_proba(T.head_logits(head, X[te]))
             fold[te] = f
             shift = np.asarray(info["logit_shift"])

@@ -103,7 +103,7 @@ def _crops(n_per_class, seed):
 @pytest.mark.parametrize("name", ["squeezenet1_1", "resnet18"])
 def test_every_backbone_trains_and_learns_synthetic_crops(name):
     from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
-    from napari_chromosome_sort.progress import Progress
+    from napari_chromosome_sort.progress import Progress, run_to_end
 
     torch.manual_seed(0)
     images, y = _crops(14, seed=1)
@@ -111,9 +111,9 @@ def test_every_backbone_trains_and_learns_synthetic_crops(name):
     config = TrainingConfig(
         backbone=name, weights="random", input_size=64, l2_grid=(0.01, 0.1), inner_folds=2, views=4
     )
-    reports = list(train_classifier(images, y, ["A", "B", "C"], config))
-    assert all(isinstance(r, Progress) for r in reports)
-    model = reports[-1].result
+    reports = []
+    model = run_to_end(train_classifier(images, y, ["A", "B", "C"], config), reports.append)
+    assert reports and all(isinstance(r, Progress) for r in reports)
     assert model.classes == ["A", "B", "C"] and model.backbone_name == name
     proba = model.predict_proba(test_images)
     assert proba.shape == (24, 3) and np.allclose(proba.sum(1), 1, atol=1e-5)

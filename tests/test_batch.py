@@ -167,7 +167,7 @@ def test_batch_cli_errors(tmp_path, random_model):
 def test_batch_settings_reach_every_spread(spread_tree, random_model, tmp_path):
     """Segmentation parameters and prior options are used and fingerprinted: changing one
     recomputes the finished spreads; bad prior options fail before any spread is run."""
-    from napari_chromosome_sort.classification.predict import prior_options
+    from napari_chromosome_sort.classification.predict import PriorOptions
     from napari_chromosome_sort.cli import main
     from napari_chromosome_sort.segmentation import SegmentationParams
 
@@ -176,10 +176,10 @@ def test_batch_settings_reach_every_spread(spread_tree, random_model, tmp_path):
     base = run_to_end(run_batch(spread_tree, random_model, out, "serial", **kw))
     assert base.n_spreads == 2 and base.n_skipped == 0
     same = run_to_end(
-        run_batch(spread_tree, random_model, out, "serial", priors=prior_options(), **kw)
+        run_batch(spread_tree, random_model, out, "serial", priors=PriorOptions(), **kw)
     )
     assert same.n_skipped == 2  # the defaults spelled out are the defaults
-    adapted = prior_options(0.0, adapt=True)
+    adapted = PriorOptions(adapt=True, pseudo_counts=0.0)
     ml = run_to_end(run_batch(spread_tree, random_model, out, "serial", priors=adapted, **kw))
     assert ml.n_skipped == 0  # another prior setting: recomputed
     scored = SegmentationParams(crossing_score="auto")
@@ -190,10 +190,17 @@ def test_batch_settings_reach_every_spread(spread_tree, random_model, tmp_path):
     by_score = score.objects["reason"].astype(str).str.startswith("crossing score")
     assert by_score.sum() >= 1  # A0102XYD has a crossing that only the learned score flags
     assert not ml.objects["reason"].astype(str).str.startswith("crossing score").any()
+    # the fingerprint keeps the key names and values that finished spreads were marked with
+    assert adapted.key() == {
+        "adapt_priors": True,
+        "prior_pseudo_counts": 0.0,
+        "prior_method": "em",
+        "calibrate": False,
+    }
     with pytest.raises(ChromosortError, match="pseudo-counts"):
-        prior_options(-1)
+        PriorOptions(pseudo_counts=-1)
     with pytest.raises(ChromosortError, match="prior method"):
-        prior_options(method="magic")
+        PriorOptions(method="magic")
     args = ["batch", str(spread_tree), "--model", str(random_model), "--out", str(out)]
     assert main(args + ["--prior-pseudo-counts", "-1"]) == 2
     assert main(args + ["--scheduler", "serial", "--exclude", "*K.tif", "--crossing-score",

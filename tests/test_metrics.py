@@ -42,7 +42,7 @@ def _oracle(targets, wrong_every=0):
         pred = targets[test].copy()
         if wrong_every:
             pred[::wrong_every] = (pred[::wrong_every] + 1) % 3
-        yield Progress(1, 1, "done", result=pred)
+        return pred
 
     return fit_predict
 

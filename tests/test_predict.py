@@ -130,13 +130,13 @@ def test_cli_predict_crops_and_spreads(tiny_model, tmp_path):
 
 
 def test_predict_crops_adapt_priors(tiny_model):
-    from napari_chromosome_sort.classification.predict import calibration_priors
+    from napari_chromosome_sort.classification.predict import PriorOptions, calibration_priors
     from napari_chromosome_sort.classification.priors import adapt_priors
     from napari_chromosome_sort.synthetic import make_crop
 
     rng = np.random.default_rng(2)
     images = [make_crop(c, rng, 48) for c in "AAAAAABC"]
-    table = predict_crops(tiny_model, images, tta=False, adapt_priors=True)
+    table = predict_crops(tiny_model, images, tta=False, priors=PriorOptions(adapt=True))
     assert list(table.columns) == ["class", "p_A", "p_B", "p_C"] and len(table) == 8
     assert np.allclose(table[["p_A", "p_B", "p_C"]].sum(1), 1.0, atol=1e-6)
     base = calibration_priors(tiny_model)
@@ -146,11 +146,16 @@ def test_predict_crops_adapt_priors(tiny_model):
     expected, _ = adapt_priors(raw, base, pseudo_counts=1.0)
     assert np.allclose(table[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-6)
     # pseudo-counts 0: the former maximum-likelihood EM
-    ml = predict_crops(tiny_model, images, tta=False, adapt_priors=True, prior_pseudo_counts=0)
+    ml = predict_crops(tiny_model, images, tta=False, priors=PriorOptions(True, 0))
     assert np.allclose(ml[["p_A", "p_B", "p_C"]].to_numpy(), adapt_priors(raw, base)[0], atol=1e-6)
-    assert len(predict_crops(tiny_model, [], adapt_priors=True)) == 0
+    assert len(predict_crops(tiny_model, [], priors=PriorOptions(adapt=True))) == 0
     with pytest.raises(ChromosortError, match="pseudo-counts"):
-        predict_crops(tiny_model, images, adapt_priors=True, prior_pseudo_counts=-1)
+        PriorOptions(adapt=True, pseudo_counts=-1)
+    # the defaults: no adaptation, one pseudo-count, EM, no calibration
+    assert PriorOptions() == PriorOptions(False, None, "em", False)
+    assert PriorOptions().pseudo_counts == 1.0 and not PriorOptions().adapt
+    plain = predict_crops(tiny_model, images, tta=False)
+    assert np.allclose(plain[["p_A", "p_B", "p_C"]].to_numpy(), raw, atol=1e-6)
 
 
 def test_stored_calibration_and_old_models(tiny_model, tmp_path):
@@ -160,6 +165,7 @@ def test_stored_calibration_and_old_models(tiny_model, tmp_path):
 
     from napari_chromosome_sort.classification.model_io import load_model, save_model
     from napari_chromosome_sort.classification.predict import (
+        PriorOptions,
         calibration_priors,
         estimate_priors,
         stored_calibration,
@@ -179,10 +185,11 @@ def test_stored_calibration_and_old_models(tiny_model, tmp_path):
     rng = np.random.default_rng(5)
     images = [make_crop(c, rng, 48) for c in "AABCC"]
     raw = tiny_model.predict_proba(images, tta=False)
-    adapted, _ = estimate_priors(tiny_model, raw, calibrate=True)
+    adapted, _ = estimate_priors(tiny_model, raw, PriorOptions(calibrate=True))
     cal = calibrate(raw, stored["temperature"], stored["bias"])
     assert np.allclose(adapted, adapt_priors(cal, stored["priors"], pseudo_counts=1.0)[0])
-    table = predict_crops(tiny_model, images, tta=False, adapt_priors=True, calibrate=True)
+    calibrated = PriorOptions(adapt=True, calibrate=True)
+    table = predict_crops(tiny_model, images, tta=False, priors=calibrated)
     assert np.allclose(table[["p_A", "p_B", "p_C"]].to_numpy(), adapted, atol=1e-6)
     # the calibration survives a save/load round trip
     path = save_model(tiny_model, tmp_path / "new.safetensors")
@@ -192,20 +199,21 @@ def test_stored_calibration_and_old_models(tiny_model, tmp_path):
     del old.metadata["training"]["chosen"]["calibration"]
     old = load_model(save_model(old, tmp_path / "old.safetensors"))
     assert stored_calibration(old) is None
-    plain = predict_crops(old, images, tta=False, adapt_priors=True)
-    with_flag = predict_crops(old, images, tta=False, adapt_priors=True, calibrate=True)
+    plain = predict_crops(old, images, tta=False, priors=PriorOptions(adapt=True))
+    with_flag = predict_crops(old, images, tta=False, priors=calibrated)
     pd.testing.assert_frame_equal(plain, with_flag)
     expected = adapt_priors(raw, calibration_priors(old), pseudo_counts=1.0)[0]
     assert np.allclose(plain[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-6)
     # BBSE needs the stored confusion matrix: new model works, old one is a clear error
-    bbse = predict_crops(tiny_model, images, tta=False, adapt_priors=True, prior_method="bbse")
+    bbse_options = PriorOptions(adapt=True, method="bbse")
+    bbse = predict_crops(tiny_model, images, tta=False, priors=bbse_options)
     pi = bbse_priors(cal, stored["confusion"], stored["priors"])
     expected = reweight(cal, stored["priors"], pi)
     assert np.allclose(bbse[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-6)
     with pytest.raises(ChromosortError, match="retrain"):
-        predict_crops(old, images, adapt_priors=True, prior_method="bbse")
+        predict_crops(old, images, priors=bbse_options)
     with pytest.raises(ChromosortError, match="unknown prior method"):
-        predict_crops(tiny_model, images, adapt_priors=True, prior_method="median")
+        PriorOptions(adapt=True, method="median")
 
 
 def test_chromatid_pairs_are_called_separated(tiny_model):

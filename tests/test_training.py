@@ -15,7 +15,7 @@ from napari_chromosome_sort.classification.training import (
     train_head,
 )
 from napari_chromosome_sort.errors import ChromosortError
-from napari_chromosome_sort.progress import Progress, run_to_end
+from napari_chromosome_sort.progress import Progress, relay, run_to_end
 
 SMALL = dict(weights="random", input_size=48, views=2, l2_grid=(0.1,), inner_folds=2)
 
@@ -31,8 +31,7 @@ def _features(n_per_class=(60, 30, 6), d=40, views=4, seed=0, sep=1.5):
 def test_head_learns_cached_features_with_nested_l2_and_prior_correction():
     X, y = _features()
     config = TrainingConfig(l2_grid=(0.01, 0.1, 1.0), inner_folds=3, views=4, pca=16)
-    reports = list(train_head(X, y, ["a", "b", "c"], config))
-    head, info = reports[-1].result
+    head, info = run_to_end(train_head(X, y, ["a", "b", "c"], config))
     assert [m["l2"] for m in info["members"]][0] in (0.01, 0.1, 1.0) and len(info["inner_cv"]) == 3
     Xt, yt = _features(seed=0)  # same centres, fresh noise
     Xt = Xt + np.random.default_rng(5).normal(0, 0.1, Xt.shape).astype(np.float32)
@@ -91,9 +90,9 @@ def test_inner_cv_chooses_the_informative_preprocessing_and_feature_set():
 def test_inner_cv_repeats_score_every_crop_once_per_repeat():
     X, y = _features(sep=1.0)
     config = TrainingConfig(l2_grid=(0.1, 1.0), inner_folds=3, views=4, pca=8, inner_repeats=2)
-    reports = list(train_head(X, y, ["a", "b", "c"], config))
+    reports = []
+    head, info = run_to_end(train_head(X, y, ["a", "b", "c"], config), reports.append)
     assert reports[-1].total == 2 * 3 * 2 + 1  # L2 values x folds x repeats, then the final fit
-    head, info = reports[-1].result
     config.inner_repeats = 1
     single = run_to_end(train_head(X, y, ["a", "b", "c"], config))[1]
     # a second partition changes the inner scores, never their meaning (accuracy in [0, 1])
@@ -148,19 +147,34 @@ def test_training_is_a_cancellable_generator():
     steps.close()  # stopping between steps is just closing the generator
 
 
-def test_relay_passes_reports_on_and_returns_the_result():
-    from napari_chromosome_sort.progress import relay
+def test_steps_return_their_result_through_relay_run_to_end_and_with_tqdm():
+    from napari_chromosome_sort.progress import with_tqdm
+
+    closed = []
 
     def inner():
-        yield Progress(1, 2, "half")
-        yield Progress(2, 2, "done", result="value")
+        try:
+            yield Progress(1, 2, "half")
+            yield Progress(2, 2, "done")
+        finally:
+            closed.append(True)
+        return "value"
 
     def outer():
-        value = yield from relay(inner())
-        yield Progress(1, 1, "outer", result=value.upper())
+        value = yield from relay(inner(), lambda r: Progress(r.step, r.total, f"in: {r.message}"))
+        yield Progress(1, 1, "outer")
+        return value.upper()
 
-    reports = list(outer())
-    assert [r.message for r in reports] == ["half", "outer"] and reports[-1].result == "VALUE"
+    reports = []
+    assert run_to_end(outer(), reports.append) == "VALUE"
+    assert [r.message for r in reports] == ["in: half", "in: done", "outer"]
+    assert with_tqdm(outer(), disable=True) == "VALUE"
+    # cancelling the outer step (closing it) closes the relayed inner one
+    closed.clear()
+    steps = outer()
+    next(steps)
+    steps.close()
+    assert closed == [True]
 
 
 def test_bad_training_input():

@@ -32,9 +32,10 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -42,6 +43,9 @@ from .atomic import write_csv_atomic
 from .errors import ChromosortError
 from .io import IMAGE_SUFFIXES
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from .classification.predict import PriorOptions
 
 DONE = "DONE"
 RESULT_FILES = ("objects.csv", "labels.npy")  # a finished spread has each of these
@@ -109,19 +113,21 @@ def find_spreads(
     return jobs
 
 
-def fingerprint(model_path, params: dict | None, gradcam: bool, priors: dict | None = None) -> str:
+def fingerprint(
+    model_path, params: dict | None, gradcam: bool, priors: PriorOptions | None = None
+) -> str:
     """What a finished spread was computed with: model file (size, mtime), segmentation
     parameters, Grad-CAM flag, package version and prior-estimate options. A spread whose DONE
     marker holds another fingerprint is recomputed (the model or the settings changed since)."""
     import hashlib
 
     from . import __version__
-    from .classification.predict import prior_options
+    from .classification.predict import PriorOptions
 
     st = os.stat(model_path)
     key = json.dumps(
         [str(model_path), st.st_size, st.st_mtime_ns, params or {}, bool(gradcam), __version__]
-        + [priors or prior_options()],
+        + [(priors or PriorOptions()).key()],
         sort_keys=True,
         default=str,
     )
@@ -176,18 +182,18 @@ def process_spread(
     gradcam: bool = True,
     torch_threads: int = 1,
     fingerprint: str | None = None,
-    priors: dict | None = None,
+    priors: PriorOptions | None = None,
 ) -> dict:
     """Segment, classify (and Grad-CAM) one spread; write its results atomically. Returns a small
     summary dict (picklable). Runs in a worker: loads the model from ``model_path``. ``priors``:
-    :func:`.predict.prior_options` (default: the defaults)."""
+    :class:`.predict.PriorOptions` (default: the defaults)."""
     import numpy as np
     import torch
 
     from . import io
     from .classification import predict
 
-    priors = priors or predict.prior_options()
+    priors = priors or predict.PriorOptions()
     previous_threads = torch.get_num_threads()
     final = Path(job.out_dir)
     if is_done(job, fingerprint):
@@ -202,7 +208,7 @@ def process_spread(
             image,
             params=_params_from_dict(params),
             gradcam=gradcam,
-            **priors,
+            priors=priors,
         )
     finally:  # in-process ("serial") runs must not change the caller's torch settings
         torch.set_num_threads(previous_threads)
@@ -375,9 +381,9 @@ def run_batch(
     torch_threads: int = 1,
     exclude: tuple[str, ...] = (),
     formats=("png", "svg"),
-    priors: dict | None = None,
-) -> Iterator[Progress]:
-    """Generator of :class:`Progress`; the last report's ``result`` is a :class:`BatchResult`.
+    priors: PriorOptions | None = None,
+) -> Generator[Progress, None, BatchResult]:
+    """Generator of :class:`Progress` that returns a :class:`BatchResult`.
 
     ``scheduler``: ``None`` -> a local ``distributed.LocalCluster`` with ``workers`` processes
     (default: all cores) of one thread each, or in this process when Dask is not installed (the
@@ -385,7 +391,7 @@ def run_batch(
     ``"serial"`` -> in this process, one spread after another (no Dask).
     Failures of single spreads are reported in ``result.failures`` and the run goes on; the
     failed spreads are retried by the next run. ``params``: segmentation parameters
-    (:class:`.SegmentationParams` or dict); ``priors``: :func:`.predict.prior_options`.
+    (:class:`.SegmentationParams` or dict); ``priors``: :class:`.predict.PriorOptions`.
     """
     model_path = str(Path(model_path).resolve())
     if not Path(model_path).is_file():
@@ -441,13 +447,13 @@ def _run_locked(
     exclude,
     formats,
     priors,
-) -> Iterator[Progress]:
+) -> Generator[Progress, None, BatchResult]:
     """:func:`run_batch` once this process holds the output folder's lock."""
-    from .classification.predict import prior_options
+    from .classification.predict import PriorOptions
 
     jobs = find_spreads(input_dir, out_dir, exclude=exclude)
     pdict = _params_to_dict(params)
-    priors = priors or prior_options()
+    priors = priors or PriorOptions()
     fp = fingerprint(model_path, pdict, gradcam, priors)
     todo = [j for j in jobs if not is_done(j, fp)]
     skipped = len(jobs) - len(todo)
@@ -520,7 +526,8 @@ def _run_locked(
             pd.DataFrame({"image": list(failures), "error": list(failures.values())}),
             out_dir / "failures.csv",
         )
-    result = BatchResult(
+    yield Progress(total, total, "reports written")
+    return BatchResult(
         out_dir=out_dir,
         objects=objects,
         summary=summary,
@@ -531,4 +538,3 @@ def _run_locked(
         failures=failures,
         files=files,
     )
-    yield Progress(total, total, "reports written", result=result)

@@ -1,61 +1,76 @@
-"""Progress reports yielded by every long-running step (training, batch prediction...).
+"""Progress reports of every long-running step (training, batch prediction...).
 
-Widgets run the generators in napari thread workers, the CLI wraps them in tqdm, tests just
-iterate. A consumer cancels by no longer iterating (``generator.close()``).
+A long step is a generator that yields :class:`Progress` reports and returns its result
+(``Generator[Progress, None, T]``). Widgets run it in a napari thread worker, whose
+``returned`` signal hands over the result; the CLI drains it with :func:`with_tqdm`, tests and
+scripts with :func:`run_to_end`; a step inside another passes its reports on with
+``result = yield from step(...)`` (or :func:`relay` to change them on the way). A consumer
+cancels by no longer iterating (``generator.close()``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
 
 @dataclass
 class Progress:
-    """One step of a long task; the last one of a task carries its ``result``."""
+    """One step of a long task."""
 
     step: int
     total: int
     message: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
-    result: Any = None
 
     @property
     def fraction(self) -> float:
         return self.step / self.total if self.total else 1.0
 
 
-def run_to_end(steps: Iterator[Progress] | Generator[Progress, None, Any]) -> Any:
-    """Drain a progress generator and return the ``result`` of its last report."""
-    result = None
-    for report in steps:
-        if report.result is not None:
-            result = report.result
-    return result
+def run_to_end(
+    steps: Generator[Progress, None, T], each: Callable[[Progress], object] | None = None
+) -> T:
+    """Drain a progress generator (calling ``each(report)`` on every report) and return what
+    it returns."""
+    while True:
+        try:
+            report = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if each is not None:
+            each(report)
 
 
-def relay(steps: Iterator[Progress]) -> Generator[Progress, None, Any]:
-    """Pass on every report of ``steps`` but the final one, whose ``result`` is returned:
-    ``result = yield from relay(steps)`` inside another progress generator."""
-    result = None
-    for report in steps:
-        if report.result is not None:
-            result = report.result
-        else:
-            yield report
-    return result
+def relay(
+    steps: Generator[Progress, None, T], change: Callable[[Progress], Progress]
+) -> Generator[Progress, None, T]:
+    """Pass on ``change(report)`` for every report of ``steps`` and return its result:
+    ``result = yield from relay(inner(...), change)`` inside another progress generator.
+    Closing the outer generator closes ``steps`` too, as ``yield from`` does."""
+    try:
+        while True:
+            try:
+                report = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            yield change(report)
+    finally:
+        steps.close()
 
 
-def with_tqdm(steps: Iterator[Progress], desc: str = "", disable: bool | None = None) -> Any:
-    """Drain a progress generator with a tqdm bar on stderr; returns the final result."""
+def with_tqdm(
+    steps: Generator[Progress, None, T], desc: str = "", disable: bool | None = None
+) -> T:
+    """Drain a progress generator with a tqdm bar on stderr; returns what it returns."""
     from tqdm import tqdm
 
-    result = None
     with tqdm(desc=desc, unit="step", disable=disable, leave=False) as bar:
-        for report in steps:
+
+        def show(report: Progress) -> None:
             bar.total = report.total
             bar.n = report.step
             if report.metrics:
@@ -63,6 +78,5 @@ def with_tqdm(steps: Iterator[Progress], desc: str = "", disable: bool | None = 
             elif report.message:
                 bar.set_postfix_str(report.message)
             bar.refresh()
-            if report.result is not None:
-                result = report.result
-    return result
+
+        return run_to_end(steps, show)

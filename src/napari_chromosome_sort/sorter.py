@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,9 @@ from .errors import ChromosortError
 from .io import IMAGE_SUFFIXES
 from .progress import Progress, relay
 from .safety import check_name, check_relative, flat_names, inside, parent_inside, unique_in
+
+if TYPE_CHECKING:
+    from .classification.classifier import ChromosomeClassifier
 
 TASK = "whole_image_sorter"
 REVIEW = "_review"
@@ -91,19 +95,21 @@ def list_images(folder, exclude: Path | None = None) -> list[Path]:
 
 def train_sorter_images(
     images: Sequence, targets, classes: Sequence[str], config=None
-) -> Iterator[Progress]:
-    """Train a whole-image sorter on images (arrays or paths) + integer targets."""
+) -> Generator[Progress, None, ChromosomeClassifier]:
+    """Train a whole-image sorter on images (arrays or paths) + integer targets; returns the
+    model."""
     from .classification.training import train_classifier
 
     config = config or sorter_config()
     images = [load_rgb(im) if isinstance(im, (str, os.PathLike)) else im for im in images]
-    model = yield from relay(train_classifier(images, targets, classes, config))
+    model = yield from train_classifier(images, targets, classes, config)
     model.metadata["task"] = TASK
-    yield Progress(1, 1, "sorter trained", result=model)
+    return model
 
 
-def train_sorter(root, config=None) -> Iterator[Progress]:
-    """Train on a folder-per-class set of whole images (ImageFolder convention)."""
+def train_sorter(root, config=None) -> Generator[Progress, None, ChromosomeClassifier]:
+    """Train on a folder-per-class set of whole images (ImageFolder convention); returns the
+    model."""
     from .classification.training import scan_folder
 
     paths, targets, classes = scan_folder(root)
@@ -112,9 +118,9 @@ def train_sorter(root, config=None) -> Iterator[Progress]:
         images.append(load_rgb(p))
         if i % 20 == 0:
             yield Progress(i, len(paths), f"loading {p.name}")
-    model = yield from relay(train_sorter_images(images, targets, classes, config))
+    model = yield from train_sorter_images(images, targets, classes, config)
     model.metadata.setdefault("training", {})["dataset"] = str(Path(root).resolve())
-    yield Progress(1, 1, "sorter trained", result=model)
+    return model
 
 
 # ------------------------------------------------------------------ prediction / sorting
@@ -125,7 +131,7 @@ def predict_images(
 ):
     """Probabilities for image files -> DataFrame ``file, class, confidence, p_<class>...``.
 
-    With ``progress=True`` returns a generator of Progress whose last ``result`` is the table.
+    With ``progress=True`` returns a generator of Progress that returns the table.
     """
     gen = _predict_images(model, list(paths), tta, batch_size)
     if progress:
@@ -135,7 +141,7 @@ def predict_images(
     return run_to_end(gen)
 
 
-def _predict_images(model, paths, tta, batch_size) -> Iterator[Progress]:
+def _predict_images(model, paths, tta, batch_size) -> Generator[Progress, None, pd.DataFrame]:
     classes = list(model.classes)
     probs = []
     for start in range(0, len(paths), batch_size):
@@ -148,7 +154,7 @@ def _predict_images(model, paths, tta, batch_size) -> Iterator[Progress]:
     table["confidence"] = p.max(1) if len(p) else []
     for j, c in enumerate(classes):
         table[f"p_{c}"] = p[:, j] if len(p) else []
-    yield Progress(len(paths), len(paths), "classified", result=table)
+    return table
 
 
 def _place(src: Path, dest: Path, link: bool | str) -> str:
@@ -189,10 +195,10 @@ def sort_folder(
     link: bool | str = False,
     min_confidence: float = 0.6,
     tta: bool = True,
-) -> Iterator[Progress]:
+) -> Generator[Progress, None, SortResult]:
     """Classify every image below ``input_dir`` and place a copy/link in ``out_dir/<class>/``
     (``out_dir/_review/`` when max p < ``min_confidence``). Originals are never moved or deleted.
-    Last report's ``result``: :class:`SortResult`."""
+    Returns a :class:`SortResult`."""
     input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir).resolve()
     if out_dir == input_dir:
         raise ChromosortError("--out must differ from the input folder (originals stay in place)")
@@ -202,12 +208,10 @@ def sort_folder(
     paths = list_images(input_dir, exclude=out_dir)
     if not paths:
         raise ChromosortError(f"no images ({', '.join(IMAGE_SUFFIXES)}) below {input_dir}")
-    table = None
-    for report in predict_images(model, paths, tta=tta, progress=True):
-        if report.result is not None:
-            table = report.result
-        else:
-            yield Progress(report.step, 2 * len(paths), report.message)
+    table = yield from relay(
+        predict_images(model, paths, tta=tta, progress=True),
+        lambda report: Progress(report.step, 2 * len(paths), report.message),
+    )
     table["review"] = table["confidence"] < min_confidence
     placed, how = [], []
     names = flat_names(p.relative_to(input_dir) for p in paths)
@@ -224,8 +228,8 @@ def sort_folder(
     write_csv_atomic(table, out_dir / "predictions.csv")
     write_csv_atomic(table[table["review"]], out_dir / "review.csv")
     counts = table[~table["review"]]["class"].value_counts().to_dict()
-    result = SortResult(out_dir, table, counts, int(table["review"].sum()))
-    yield Progress(2 * len(paths), 2 * len(paths), "sorted", result=result)
+    yield Progress(2 * len(paths), 2 * len(paths), "sorted")
+    return SortResult(out_dir, table, counts, int(table["review"].sum()))
 
 
 def _check_output_classes(classes: Sequence[str]) -> None:

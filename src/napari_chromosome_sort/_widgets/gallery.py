@@ -39,21 +39,16 @@ PATH_ROLE = Qt.ItemDataRole.UserRole
 
 
 def _predict_job(model_path: str, folder: str):
-    """Worker generator: load the sorter, classify every image in ``folder``."""
+    """Worker generator: load the sorter, classify every image in ``folder``; returns
+    ``(classes, table)``."""
     from ..classification import model_io
-    from ..progress import Progress
 
     model = model_io.load_model(model_path)
     paths = list_images(folder)
     if not paths:
         raise ChromosortError(f"no images in {folder}")
-    table = None
-    for report in predict_images(model, paths, tta=True, progress=True):
-        if report.result is not None:
-            table = report.result
-        else:
-            yield report
-    yield Progress(1, 1, "done", result=(list(model.classes), table))
+    table = yield from predict_images(model, paths, tta=True, progress=True)
+    return list(model.classes), table
 
 
 class GalleryWidget(QWidget):
@@ -157,6 +152,7 @@ class GalleryWidget(QWidget):
             self.model_path,
             self.folder,
             on_yield=self._on_progress,
+            on_return=lambda result: self.show_predictions(*result),
             on_finish=lambda: self.run_button.setEnabled(True),
             what="Gallery",
         )
@@ -165,8 +161,6 @@ class GalleryWidget(QWidget):
     def _on_progress(self, report):
         self.progress.setMaximum(max(report.total, 1))
         self.progress.setValue(report.step)
-        if report.result is not None:
-            self.show_predictions(*report.result)
 
     def show_predictions(self, classes: list[str], table: pd.DataFrame) -> None:
         self.classes = list(classes)

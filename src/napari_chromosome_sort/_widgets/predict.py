@@ -73,15 +73,11 @@ def predict_job(model_path: str, image: np.ndarray, segmentation=None):
 
 
 def folder_job(folder: str, model_path: str, out_dir: str):
-    """Worker generator: the core batch run over a folder of spreads (in this process)."""
+    """Worker generator: the core batch run over a folder of spreads (in this process);
+    returns its :class:`.BatchResult`."""
     from ..batch import run_batch
 
-    result = None
-    for report in run_batch(folder, model_path, out_dir, scheduler="serial"):
-        if report.result is not None:
-            result = report.result
-        yield report
-    return result
+    return (yield from run_batch(folder, model_path, out_dir, scheduler="serial"))
 
 
 def _objects_of(layer) -> str | None:

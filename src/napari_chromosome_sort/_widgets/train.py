@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..progress import Progress
+from ..progress import Progress, relay
 from ._common import (
     ScrollDock,
     dataclass_form,
@@ -95,13 +95,7 @@ def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
     from ..errors import ChromosortError
 
     cv_folds, notes = check_folder(folder, cv_folds)
-    model = None
-    for report in train_from_folder(folder, config):
-        if report.result is not None:
-            model = report.result
-        yield Progress(report.step, report.total, f"training: {report.message}", report.metrics)
-    if model is None:
-        raise RuntimeError("training finished without producing a model")
+    model = yield from relay(train_from_folder(folder, config), _prefixed("training"))
     evaluation = None
     if cv_folds >= 2:
         try:
@@ -120,19 +114,19 @@ def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
     return model, model_path, evaluation, notes
 
 
+def _prefixed(stage: str):
+    """A report's message prefixed with ``stage`` (for :func:`.progress.relay`)."""
+    return lambda report: Progress(
+        report.step, report.total, f"{stage}: {report.message}", report.metrics
+    )
+
+
 def _evaluate(folder: str, config, folds: int):
     """Cross-validation progress, relayed; returns the evaluation."""
     from ..classification.training import crossvalidate_folder
 
-    evaluation = None
-    for report in crossvalidate_folder(folder, config, folds=folds):
-        if report.result is not None:
-            evaluation = report.result
-        else:
-            yield Progress(
-                report.step, report.total, f"cross-validation: {report.message}", report.metrics
-            )
-    return evaluation
+    steps = crossvalidate_folder(folder, config, folds=folds)
+    return (yield from relay(steps, _prefixed("cross-validation")))
 
 
 class TrainWidget(QWidget):

@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import ChromosortError
-from ..progress import Progress
+from ..progress import Progress, relay, run_to_end
 
 
 def _as_indices(values, classes: Sequence[str]) -> np.ndarray:
@@ -107,17 +108,17 @@ def summarise_folds(fold_reports: list[dict], pooled: dict) -> dict:
 
 
 def crossvalidate(
-    fit_predict: Callable[[np.ndarray, np.ndarray], Iterator[Progress]],
+    fit_predict: Callable[[np.ndarray, np.ndarray], Generator[Progress, None, Any]],
     targets,
     classes: Sequence[str],
     folds: int = 5,
     repeats: int = 1,
     seed: int = 0,
-) -> Iterator[Progress]:
+) -> Generator[Progress, None, dict]:
     """Stratified k-fold CV with repeats.
 
-    ``fit_predict(train_idx, test_idx)`` is a progress generator whose final ``result`` is the
-    predicted class indices for ``test_idx``. Final result: ``evaluate`` of the pooled
+    ``fit_predict(train_idx, test_idx)`` is a progress generator that returns the predicted
+    class indices for ``test_idx``. Returns ``evaluate`` of the pooled
     out-of-fold predictions (per repeat, averaged into one report over all) with ``folds``
     (one report per fold), ``accuracy_mean/sd``, ``kappa_mean/sd`` and ``repeats``.
     """
@@ -125,13 +126,12 @@ def crossvalidate(
     splits = stratified_splits(targets, folds, repeats, seed)
     fold_reports, pooled_true, pooled_pred = [], [], []
     for step, (r, f, tr, te) in enumerate(splits):
-        pred = None
-        for report in fit_predict(tr, te):
-            if report.result is not None:
-                pred = report.result
-            yield Progress(
-                step, len(splits), f"repeat {r + 1} fold {f + 1}: {report.message}", report.metrics
-            )
+
+        def change(report: Progress, step: int = step, r: int = r, f: int = f) -> Progress:
+            message = f"repeat {r + 1} fold {f + 1}: {report.message}"
+            return Progress(step, len(splits), message, report.metrics)
+
+        pred = yield from relay(fit_predict(tr, te), change)
         if pred is None:
             raise ChromosortError("fit_predict gave no predictions")
         rep = evaluate(targets[te], np.asarray(pred), classes)
@@ -147,21 +147,22 @@ def crossvalidate(
     pooled["n"] = int(len(targets))  # each crop predicted once per repeat
     result = summarise_folds(fold_reports, pooled)
     result.update(repeats=repeats, n_folds=folds)
-    yield Progress(len(splits), len(splits), "cross-validation done", result=result)
+    yield Progress(len(splits), len(splits), "cross-validation done")
+    return result
 
 
 def learning_curve(
-    fit_predict: Callable[[np.ndarray, np.ndarray], Iterator[Progress]],
+    fit_predict: Callable[[np.ndarray, np.ndarray], Generator[Progress, None, Any]],
     targets,
     classes: Sequence[str],
     per_class: Sequence[int] = (5, 10, 20, 40, 80),
     folds: int = 5,
     seed: int = 0,
-) -> Iterator[Progress]:
+) -> Generator[Progress, None, list[dict]]:
     """Concordance vs. training crops per class (capped at what a class has).
 
     For each fold, the training part is subsampled to at most ``m`` crops per class; the test
-    part stays whole. Final result: list of ``{"per_class", "n_train", "accuracy", "sd"}``.
+    part stays whole. Returns a list of ``{"per_class", "n_train", "accuracy", "sd"}``.
     """
     targets = np.asarray(targets)
     rng = np.random.default_rng(seed)
@@ -176,10 +177,7 @@ def learning_curve(
                 members = tr[targets[tr] == c]
                 chosen.append(rng.permutation(members)[: min(m, len(members))])
             sub = np.sort(np.concatenate(chosen))
-            pred = None
-            for report in fit_predict(sub, te):
-                if report.result is not None:
-                    pred = report.result
+            pred = run_to_end(fit_predict(sub, te))
             accs.append(float((np.asarray(pred) == targets[te]).mean()))
             sizes.append(len(sub))
             step += 1
@@ -192,4 +190,5 @@ def learning_curve(
                 "sd": float(np.std(accs, ddof=1)),
             }
         )
-    yield Progress(total, total, "learning curve done", result=curve)
+    yield Progress(total, total, "learning curve done")
+    return curve

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -201,8 +201,8 @@ def extract_features(
     batch_size: int = 32,
     cache_dir: str | os.PathLike | None = None,
     device=None,
-) -> Iterator[Progress]:
-    """Pooled frozen features of every crop in every view: final result (N, views, D) float32.
+) -> Generator[Progress, None, np.ndarray]:
+    """Pooled frozen features of every crop in every view; returns them, (N, views, D) float32.
 
     Cached in memory for the process and, with ``cache_dir``, on disk (one .npy per crop).
     """
@@ -250,8 +250,7 @@ def extract_features(
             done = min(start + batch_size, total)
             yield Progress(done, total, f"features {done}/{total}")
     backbone.train(was_training)
-    result = np.stack(out) if out else np.zeros((0, views, backbone.feature_dim), np.float32)
-    yield Progress(total, total, "features done", result=result)
+    return np.stack(out) if out else np.zeros((0, views, backbone.feature_dim), np.float32)
 
 
 def _frozen_forward(backbone, prep: Preprocessing, forwards: int, device):

@@ -59,26 +59,42 @@ PRIOR_PSEUDO_COUNTS = 1.0
 PRIOR_METHODS = ("em", "bbse")
 
 
-def prior_options(
-    pseudo_counts: float | None = None,
-    method: str = "em",
-    calibrate: bool = False,
-    adapt: bool = False,
-) -> dict:
-    """The prior keywords of :func:`predict_spread` and :func:`predict_crops` (``adapt``: estimate
-    the priors at all; None pseudo-counts = the default), checked here so that a bad value fails
-    before any spread is run."""
-    pseudo = PRIOR_PSEUDO_COUNTS if pseudo_counts is None else float(pseudo_counts)
-    if not 0 <= pseudo < float("inf"):
-        raise ChromosortError(f"prior pseudo-counts must be a number >= 0, got {pseudo_counts}")
-    if method not in PRIOR_METHODS:
-        raise ChromosortError(f"unknown prior method {method!r}; use one of {PRIOR_METHODS}")
-    return {
-        "adapt_priors": bool(adapt),
-        "prior_pseudo_counts": pseudo,
-        "prior_method": method,
-        "calibrate": bool(calibrate),
-    }
+@dataclass(frozen=True)
+class PriorOptions:
+    """How :func:`predict_spread` and :func:`predict_crops` treat the class priors, checked on
+    creation so that a bad value fails before any spread is run.
+
+    ``adapt``: estimate each sample's class priors without labels instead of assuming the
+    training class frequencies (off by default, docs/validation.md); ``pseudo_counts`` (None =
+    the default), ``method`` and ``calibrate``: how, see :func:`estimate_priors`."""
+
+    adapt: bool = False
+    pseudo_counts: float = PRIOR_PSEUDO_COUNTS
+    method: str = "em"
+    calibrate: bool = False
+
+    def __post_init__(self):
+        given = self.pseudo_counts
+        pseudo = PRIOR_PSEUDO_COUNTS if given is None else float(given)
+        if not 0 <= pseudo < float("inf"):
+            raise ChromosortError(f"prior pseudo-counts must be a number >= 0, got {given}")
+        if self.method not in PRIOR_METHODS:
+            raise ChromosortError(
+                f"unknown prior method {self.method!r}; use one of {PRIOR_METHODS}"
+            )
+        object.__setattr__(self, "adapt", bool(self.adapt))
+        object.__setattr__(self, "pseudo_counts", pseudo)
+        object.__setattr__(self, "calibrate", bool(self.calibrate))
+
+    def key(self) -> dict:
+        """The options as a batch run's fingerprint records them (the key names finished spreads
+        were marked with, so that they stay recognised)."""
+        return {
+            "adapt_priors": self.adapt,
+            "prior_pseudo_counts": self.pseudo_counts,
+            "prior_method": self.method,
+            "calibrate": self.calibrate,
+        }
 
 
 def stored_calibration(model) -> dict | None:
@@ -110,26 +126,22 @@ def stored_calibration(model) -> dict | None:
 
 
 def estimate_priors(
-    model,
-    proba: np.ndarray,
-    *,
-    pseudo_counts: float = PRIOR_PSEUDO_COUNTS,
-    calibrate: bool = False,
-    method: str = "em",
+    model, proba: np.ndarray, options: PriorOptions = PriorOptions()
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label-free class priors of one sample (the rows of ``proba``, the model's posteriors)
-    and the posteriors re-weighted to them.
+    and the posteriors re-weighted to them (``options.adapt`` is not consulted: this is the
+    adaptation).
 
-    ``method="em"`` (default): MAP-EM (:func:`.priors.adapt_priors`) with ``pseudo_counts``
-    Dirichlet pseudo-counts (0 = the maximum-likelihood EM of Saerens et al.), starting from
-    :func:`calibration_priors`; ``calibrate``: first apply the calibration stored at training
-    (BCTS); models without one keep their probabilities as they are.
-    ``method="bbse"``: black-box shift estimation from the out-of-fold confusion matrix stored at
-    training (calibration always applied; ``pseudo_counts`` unused); needs a model trained since
-    the calibration is stored. Returns ``(adapted_proba, priors)``."""
+    ``options.method="em"`` (default): MAP-EM (:func:`.priors.adapt_priors`) with
+    ``options.pseudo_counts`` Dirichlet pseudo-counts (0 = the maximum-likelihood EM of Saerens
+    et al.), starting from :func:`calibration_priors`; ``options.calibrate``: first apply the
+    calibration stored at training (BCTS); models without one keep their probabilities as they
+    are. ``method="bbse"``: black-box shift estimation from the out-of-fold confusion matrix
+    stored at training (calibration always applied; pseudo-counts unused); needs a model trained
+    since the calibration is stored. Returns ``(adapted_proba, priors)``."""
     from . import priors as P
 
-    prior_options(pseudo_counts, method)  # checks both
+    method, calibrate = options.method, options.calibrate
     base = calibration_priors(model)
     stored = stored_calibration(model) if (calibrate or method == "bbse") else None
     if method == "bbse" and (stored is None or stored["confusion"] is None):
@@ -143,39 +155,28 @@ def estimate_priors(
     if method == "bbse":
         priors = P.bbse_priors(proba, stored["confusion"], base)
         return P.reweight(proba, base, priors), priors
-    return P.adapt_priors(proba, base, pseudo_counts=pseudo_counts)
+    return P.adapt_priors(proba, base, pseudo_counts=options.pseudo_counts)
 
 
 def predict_crops(
     model,
     images,
     tta: bool = True,
-    adapt_priors: bool = False,
-    *,
-    prior_pseudo_counts: float = PRIOR_PSEUDO_COUNTS,
-    calibrate: bool = False,
-    prior_method: str = "em",
+    priors: PriorOptions = PriorOptions(),
 ) -> pd.DataFrame:
     """One row per RGB crop: predicted ``class`` and ``p_<class>`` for every class.
 
-    ``adapt_priors``: treat the crops as one sample and re-estimate its class priors without
+    ``priors.adapt``: treat the crops as one sample and re-estimate its class priors without
     labels instead of assuming the training priors; the probabilities are re-weighted to the
     estimated priors, so their mean over the crops is (close to) the estimated class
-    distribution (see :func:`estimate_priors` for ``prior_pseudo_counts``, ``calibrate`` and
-    ``prior_method``).
+    distribution (see :func:`estimate_priors` for the other options).
     """
     images = list(images)
     if not images:
         return _probability_table(model, np.zeros((0, len(model.classes))))
     proba = model.predict_proba(images, tta=tta)
-    if adapt_priors:
-        proba, _ = estimate_priors(
-            model,
-            proba,
-            pseudo_counts=prior_pseudo_counts,
-            calibrate=calibrate,
-            method=prior_method,
-        )
+    if priors.adapt:
+        proba, _ = estimate_priors(model, proba, priors)
     return _probability_table(model, proba)
 
 
@@ -210,20 +211,16 @@ def predict_spread(
     segmentation=None,
     margin: float | None = None,
     tta: bool = True,
-    adapt_priors: bool = False,
+    priors: PriorOptions = PriorOptions(),
     separated_class: str | None = "auto",
-    prior_pseudo_counts: float = PRIOR_PSEUDO_COUNTS,
-    calibrate: bool = False,
-    prior_method: str = "em",
 ) -> SpreadPrediction:
     """Segment ``image`` (or use ``segmentation``), crop every kept chromosome (others blanked)
     and classify the crops. With ``gradcam`` also returns the per-object Grad-CAM maps (for the
-    predicted class) pasted into a float32 image-shaped map. ``adapt_priors``: estimate this
+    predicted class) pasted into a float32 image-shaped map. ``priors.adapt``: estimate this
     spread's class priors from its own kept objects (no labels; see :func:`predict_crops`)
     rather than assume the training class frequencies; off by default, because on the
     annotated spreads it helps some and costs others up to 14 points (docs/validation.md,
-    Whole spreads).
-    ``prior_pseudo_counts``, ``calibrate``, ``prior_method``: see :func:`estimate_priors`.
+    Whole spreads). The other :class:`PriorOptions`: see :func:`estimate_priors`.
 
     ``separated_class``: the class meaning "sister chromatids apart at the centromere too" (type C).
     An object that segmentation built from two separate sister chromatids (``n_parts >= 2``) is
@@ -246,15 +243,7 @@ def predict_spread(
     )
     objects = segmentation.objects.set_index("label", drop=False)
     labels = [c.label for c in crops]
-    table = predict_crops(
-        model,
-        [c.pixels for c in crops],
-        tta=tta,
-        adapt_priors=adapt_priors,
-        prior_pseudo_counts=prior_pseudo_counts,
-        calibrate=calibrate,
-        prior_method=prior_method,
-    )
+    table = predict_crops(model, [c.pixels for c in crops], tta=tta, priors=priors)
     meta = pd.DataFrame({"label": labels})
     for column in BBOX_COLUMNS:
         meta[column] = objects.loc[labels, column].astype(int).to_numpy() if labels else []

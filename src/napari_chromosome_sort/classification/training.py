@@ -14,15 +14,16 @@
 3. Optionally the last ``finetune_blocks`` backbone blocks are fine-tuned end to end
    (random dihedral views, validation split, early stopping).
 
-Every step is a generator of ``Progress``; stop by no longer iterating.
+Every step is a generator of ``Progress`` that returns its result; stop by no longer iterating.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from .heads import (
     tta_proba,
     validation_mask,
 )
+
+if TYPE_CHECKING:
+    from .classifier import ChromosomeClassifier
 
 
 @dataclass
@@ -187,7 +191,7 @@ def _oof_score(oof: np.ndarray, y: np.ndarray, k: int, prior_correction: bool):
 
 def train_head(
     features, y: np.ndarray, classes: Sequence[str], config: TrainingConfig
-) -> Iterator[Progress]:
+) -> Generator[Progress, None, tuple]:
     """Nested selection of the head's design on the training crops, then the final head.
 
     ``features``: cached features (n, views, D), or a dict {preprocessing: features} of
@@ -195,7 +199,7 @@ def train_head(
     components, L2), chosen by the inner stratified CV's log loss after the prior correction
     (``select_by``), or an average of designs (``combine="ensemble"``); an MLP head chooses
     preprocessing and L2 on all features.
-    Final result: ``(head, info)``; info holds the chosen design and the inner-CV scores.
+    Returns ``(head, info)``; info holds the chosen design and the inner-CV scores.
     """
     import torch
 
@@ -332,8 +336,8 @@ def train_head(
         total,
         f"head trained ({len(members)} design(s))",
         {"inner_acc": inner_acc or 0.0},
-        result=(head, info),
     )
+    return head, info
 
 
 def _choose_members(designs, l2s, scores, oofs, y, k, config, linear):
@@ -384,7 +388,7 @@ def _device(config: TrainingConfig):
     return best_device()
 
 
-def _finetune(model, images, y, config: TrainingConfig, device) -> Iterator[Progress]:
+def _finetune(model, images, y, config: TrainingConfig, device) -> Generator[Progress, None, None]:
     """Fine-tune the last ``finetune_blocks`` blocks + head end to end; early stopping."""
     import torch
 
@@ -448,36 +452,47 @@ def _finetune(model, images, y, config: TrainingConfig, device) -> Iterator[Prog
     model.eval()
 
 
-def candidate_features(backbone, images, config: TrainingConfig, device=None):
+def candidate_features(
+    backbone, images, config: TrainingConfig, device=None
+) -> Generator[Progress, None, dict]:
     """Cached features of ``images`` for every candidate preprocessing of ``config``.
 
-    Final result: {Preprocessing: (n, views, D) array}."""
+    Returns {Preprocessing: (n, views, D) array}."""
     from .features import extract_features
 
     preps = config.preprocessings()
     arrays = {}
     for i, prep in enumerate(preps):
-        for report in extract_features(
-            backbone, images, prep, views=config.views, cache_dir=config.cache_dir, device=device
-        ):
-            if report.result is not None:
-                arrays[prep] = report.result
-            else:
-                label = f"{prep.size} px {prep.geometry}"
-                yield Progress(
-                    i * len(images) + report.step,
-                    len(preps) * len(images),
-                    f"{report.message} ({label}, {i + 1}/{len(preps)})",
-                )
-    yield Progress(1, 1, "features done", result=arrays)
+        label = f"{prep.size} px {prep.geometry}"
+
+        def change(report: Progress, i: int = i, label: str = label) -> Progress:
+            return Progress(
+                i * len(images) + report.step,
+                len(preps) * len(images),
+                f"{report.message} ({label}, {i + 1}/{len(preps)})",
+            )
+
+        arrays[prep] = yield from relay(
+            extract_features(
+                backbone,
+                images,
+                prep,
+                views=config.views,
+                cache_dir=config.cache_dir,
+                device=device,
+            ),
+            change,
+        )
+    yield Progress(1, 1, "features done")
+    return arrays
 
 
 def train_classifier(
     images: Sequence, targets, classes: Sequence[str], config: TrainingConfig | None = None
-) -> Iterator[Progress]:
+) -> Generator[Progress, None, ChromosomeClassifier]:
     """Train a ``ChromosomeClassifier`` on RGB crops (arrays or paths) with integer targets.
 
-    Final ``result``: the classifier, ``metadata["metrics"]`` holding the inner-CV concordance.
+    Returns the classifier, ``metadata["metrics"]`` holding the inner-CV concordance.
     """
     from .. import __version__
     from .backbones import build_backbone
@@ -500,20 +515,8 @@ def train_classifier(
     t0 = time.perf_counter()
     device = _device(config)
     backbone = build_backbone(config.backbone, config.weights).to(device)
-    arrays = None
-    for report in candidate_features(backbone, images, config, device):
-        if report.result is not None:
-            arrays = report.result
-        yield Progress(report.step, report.total, report.message)
-    head = info = None
-    for report in train_head(arrays, y, classes, config):
-        if report.result is not None:
-            head, info = report.result
-        yield (
-            report
-            if report.result is None
-            else Progress(report.step, report.total, report.message, report.metrics)
-        )
+    arrays = yield from candidate_features(backbone, images, config, device)
+    head, info = yield from train_head(arrays, y, classes, config)
     backbone = backbone.cpu()
     prep = info.pop("preprocessing")
     model = ChromosomeClassifier(backbone, head, classes, prep, "pooled")
@@ -533,16 +536,19 @@ def train_classifier(
         },
         metrics={"inner_cv_accuracy": info.get("inner_cv_accuracy_corrected")},
     )
-    yield Progress(1, 1, "training done", result=model)
+    yield Progress(1, 1, "training done")
+    return model
 
 
-def train_from_folder(root, config: TrainingConfig | None = None) -> Iterator[Progress]:
+def train_from_folder(
+    root, config: TrainingConfig | None = None
+) -> Generator[Progress, None, ChromosomeClassifier]:
     """``train_classifier`` on a folder-per-class image set; metadata records the folder."""
     paths, targets, classes = scan_folder(root)
-    model = yield from relay(train_classifier(paths, targets, classes, config))
+    model = yield from train_classifier(paths, targets, classes, config)
     model.metadata["training"]["dataset"] = str(Path(root).resolve())
     model.metadata["training"]["empty_classes_left_out"] = empty_classes(root, classes)
-    yield Progress(1, 1, "training done", result=model)
+    return model
 
 
 def crossvalidate_features(
@@ -552,9 +558,10 @@ def crossvalidate_features(
     config: TrainingConfig,
     folds: int = 5,
     repeats: int = 1,
-) -> Iterator[Progress]:
+) -> Generator[Progress, None, dict]:
     """Outer stratified k-fold CV of the head on cached features (the whole design selection
-    of ``train_head`` nested inside every training fold). ``features``: as for train_head."""
+    of ``train_head`` nested inside every training fold). ``features``: as for train_head.
+    Returns :func:`.metrics.crossvalidate`'s report with ``chosen_per_fold``."""
     from ..analysis.metrics import crossvalidate
 
     y = np.asarray(y, int)
@@ -563,16 +570,14 @@ def crossvalidate_features(
 
     def fit_predict(tr, te):
         subsets = {key: X[tr] for key, X in arrays.items()}
-        head, info = yield from relay(train_head(subsets, y[tr], classes, config))
+        head, info = yield from train_head(subsets, y[tr], classes, config)
         X_te = arrays[info["preprocessing"]][te, : config.views]
         chosen.append(_design_summary(info))
-        pred = tta_proba(head_logits(head, X_te)).argmax(1)
-        yield Progress(1, 1, "fold done", result=pred)
+        return tta_proba(head_logits(head, X_te)).argmax(1)
 
-    for report in crossvalidate(fit_predict, y, classes, folds, repeats, config.seed):
-        if report.result is not None:
-            report.result["chosen_per_fold"] = chosen
-        yield report
+    result = yield from crossvalidate(fit_predict, y, classes, folds, repeats, config.seed)
+    result["chosen_per_fold"] = chosen
+    return result
 
 
 def _design_summary(info: dict) -> dict:
@@ -585,8 +590,9 @@ def _design_summary(info: dict) -> dict:
 
 def crossvalidate_folder(
     root, config: TrainingConfig | None = None, folds: int = 5, repeats: int = 1
-) -> Iterator[Progress]:
-    """Features once for the whole folder, then nested CV of the head over the folds."""
+) -> Generator[Progress, None, dict]:
+    """Features once for the whole folder, then nested CV of the head over the folds; returns
+    the cross-validation report with the backbone and its weights."""
     from .backbones import build_backbone
 
     config = config or TrainingConfig()
@@ -595,8 +601,8 @@ def crossvalidate_folder(
     paths, y, classes = scan_folder(root)
     device = _device(config)
     backbone = build_backbone(config.backbone, config.weights).to(device)
-    arrays = yield from relay(candidate_features(backbone, paths, config, device))
-    result = yield from relay(crossvalidate_features(arrays, y, classes, config, folds, repeats))
+    arrays = yield from candidate_features(backbone, paths, config, device)
+    result = yield from crossvalidate_features(arrays, y, classes, config, folds, repeats)
     result["backbone"] = config.backbone
     result["weights"] = backbone.weights_source
-    yield Progress(1, 1, "cross-validation done", result=result)
+    return result

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..batch import run_batch
-    from ..classification.predict import prior_options
+    from ..classification.predict import PriorOptions
     from ..progress import with_tqdm
     from ..segmentation import SegmentationParams
 
@@ -87,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
             exclude=tuple(args.exclude),
             formats=tuple(args.formats or ("png", "svg")),
             params=SegmentationParams(crossing_score=args.crossing_score),
-            priors=prior_options(
-                args.prior_pseudo_counts, args.prior_method, adapt=args.adapt_priors
+            priors=PriorOptions(
+                adapt=args.adapt_priors,
+                pseudo_counts=args.prior_pseudo_counts,
+                method=args.prior_method,
             ),
         ),
         desc="batch",

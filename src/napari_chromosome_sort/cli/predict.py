@@ -128,13 +128,16 @@ def run(args: argparse.Namespace) -> int:
 
     from ..atomic import write_csv_atomic
     from ..classification.model_io import load_model
-    from ..classification.predict import predict_crops, predict_spread, prior_options
+    from ..classification.predict import PriorOptions, predict_crops, predict_spread
     from ..crops import as_rgb_uint8
     from ..errors import ChromosortError
     from ..io import read_image, require_contrast
 
-    options = prior_options(
-        args.prior_pseudo_counts, args.prior_method, args.calibrate, bool(args.adapt_priors)
+    priors = PriorOptions(
+        adapt=bool(args.adapt_priors),
+        pseudo_counts=args.prior_pseudo_counts,
+        method=args.prior_method,
+        calibrate=args.calibrate,
     )
     _check_out(args.out)
     model = load_model(args.model)
@@ -163,8 +166,8 @@ def run(args: argparse.Namespace) -> int:
                 image,
                 gradcam=gradcam_dir is not None,
                 tta=tta,
+                priors=priors,
                 separated_class=None if args.no_pair_rule else "auto",
-                **options,
             )
             table = result.table.copy()
             table.insert(0, "source", str(path))
@@ -175,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path.name}: {len(table)} chromosomes", file=sys.stderr)
     else:
         images = [as_rgb_uint8(read_image(p)) for p in files]
-        table = predict_crops(model, images, tta=tta, **options)
+        table = predict_crops(model, images, tta=tta, priors=priors)
         table.insert(0, "source", [str(p) for p in files])
         tables.append(table)
         if gradcam_dir is not None:
