@@ -1,5 +1,6 @@
-"""The segmentation model learned from corrections: it fixes a planted error, its file is safe,
-its truth readers agree, and the command line round trip works."""
+"""The segmentation model learned from corrections: it fixes a planted error, splits what it
+learned to split, orders objects by its uncertainty, its file is safe, its truth readers agree,
+and the command line round trip works."""
 
 from __future__ import annotations
 
@@ -19,7 +20,16 @@ from napari_chromosome_sort.segmentation import (
     segment_spread,
     segment_with_model,
 )
-from napari_chromosome_sort.segmentation.learned import TrainingSpread
+from napari_chromosome_sort.segmentation.learned import (
+    SPLIT_FEATURES,
+    Candidates,
+    SplitOption,
+    TrainingSpread,
+    _measure_pieces,
+    apply_model,
+    choose_settings,
+    least_sure_first,
+)
 from napari_chromosome_sort.segmentation.truth import BOX_COLUMNS, matched_objects, read_truth
 from napari_chromosome_sort.synthetic import make_spread
 
@@ -90,6 +100,9 @@ def _edited(model, **changes) -> str:
         ("EDIT settings={'min_area_px': 3}", "'settings' may only hold"),
         ("EDIT features=['a']", "expects features"),
         ("DROP mean", "incomplete or malformed"),
+        ('{"format": "chromosort-segmentation-model/9"}', "learn the model again"),
+        ("EDIT split_coef=[1.0, 2.0]", "'split_coef' must be none or 5 numbers"),
+        ("EDIT split_intercept=NaN", "split classifier has non-finite numbers"),
     ],
 )
 def test_corrupt_or_foreign_model_file_is_refused(model, tmp_path, text, message):
@@ -105,6 +118,108 @@ def test_corrupt_or_foreign_model_file_is_refused(model, tmp_path, text, message
     path.write_text(text)
     with pytest.raises(ChromosortError, match=message):
         load_segmentation_model(path)
+
+
+def test_model_of_the_first_format_still_loads(model, tmp_path):
+    data = json.loads(model.to_json())
+    data["format"] = "chromosort-segmentation-model/1"
+    for key in ("split_mean", "split_scale", "split_coef", "split_intercept"):
+        del data[key]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    old = load_segmentation_model(path)
+    assert not old.splits and old.coef == model.coef
+
+
+def test_settings_leave_the_defaults_only_for_a_clear_gain():
+    spreads = [TrainingSpread("s", np.zeros((8, 8)), np.zeros((100, 4)))]
+    base = SegmentationParams()
+    found = {0.5: 90, 0.4: 91, 0.3: 93}  # 0.4 is within chance of the default, 0.3 is not
+
+    def segment(spread, params):
+        objects = pd.DataFrame({"status": ["chromosome"] * found[params.peak_fraction]})
+        return Candidates(type("Seg", (), {"objects": objects})())
+
+    import napari_chromosome_sort.segmentation.learned as learned
+
+    original = learned._found
+    learned._found = lambda seg, boxes: len(seg.objects)
+    try:
+        two = {"peak_fraction": [0.4, 0.5]}
+        three = {"peak_fraction": [0.3, 0.4, 0.5]}
+        assert choose_settings(spreads, base, two, segment=segment)[0] == {"peak_fraction": 0.5}
+        assert choose_settings(spreads, base, three, segment=segment)[0] == {"peak_fraction": 0.3}
+    finally:
+        learned._found = original
+
+
+def _two_rod_candidates():
+    """A segmentation of one object made of two rods end to end, and its split into the two."""
+    labels = np.zeros((40, 80), np.int32)
+    labels[15:22, 5:35] = 1
+    labels[15:22, 35:70] = 1
+    signal = (labels > 0).astype(np.float32)
+    pieces_full = np.zeros_like(labels)
+    pieces_full[15:22, 5:35] = 1
+    pieces_full[15:22, 35:70] = 2
+    window = (slice(15, 22), slice(5, 70))
+    from napari_chromosome_sort.segmentation.result import build_segmentation
+
+    seg = build_segmentation(
+        labels,
+        [{"label": 1, "status": "chromosome", "reason": "single object", "n_parts": 1}],
+        signal,
+        "dark_on_light",
+        SegmentationParams(),
+        labels.shape,
+    )
+    pieces = pieces_full[window]
+    option = SplitOption(1, window, pieces, _measure_pieces(pieces, window, signal))
+    return Candidates(seg, [option])
+
+
+def _with_split_classifier(model, intercept: float):
+    from dataclasses import replace
+
+    m = len(SPLIT_FEATURES)
+    return replace(
+        model,
+        split_mean=(0.0,) * m,
+        split_scale=(1.0,) * m,
+        split_coef=(0.0,) * m,
+        split_intercept=intercept,
+        coef=(0.0,) * len(model.coef),
+        intercept=3.0,
+    )
+
+
+def test_a_learned_split_replaces_the_object_by_its_pieces(model):
+    c = _two_rod_candidates()
+    split = apply_model(c, _with_split_classifier(model, 3.0))
+    assert sorted(split.objects["label"]) == [2, 3]
+    assert set(np.unique(split.labels)) == {0, 2, 3}
+    assert (split.objects["status"] == "chromosome").all()
+    assert split.objects["reason"].str.startswith("split from a touching group (2 pieces)").all()
+    assert split.objects["area"].sum() == c.seg.objects["area"].sum()
+    kept_whole = apply_model(c, _with_split_classifier(model, -3.0))
+    assert list(kept_whole.objects["label"]) == [1] and kept_whole.labels.max() == 1
+    assert not model.splits  # learned without right splits: never splits
+    assert list(apply_model(c, model).objects["label"]) == [1]
+
+
+def test_least_sure_first_orders_by_distance_from_the_threshold(model):
+    seg = segment_spread(_spread(35).image, PLANTED)
+    order = least_sure_first(seg, model)
+    assert sorted(order["label"]) == sorted(seg.objects["label"])
+    assert np.all(np.diff(order["certainty"]) >= 0)
+    p = pd.Series(model.probabilities(seg.objects), index=seg.objects["label"].to_numpy())
+    assert np.allclose(order["p"], p.loc[order["label"]].to_numpy())
+    distance = np.abs(order["p"] - model.threshold)
+    assert distance.iloc[0] == distance.min()
+    # after the model was applied, its probabilities are read from the reasons
+    applied = least_sure_first(segment_with_model(_spread(35).image, model, PLANTED), model)
+    assert np.all(np.diff(applied["certainty"]) >= 0)
+    assert applied["p"].between(0, 1).all()
 
 
 def _write_truth_forms(spread, folder) -> dict[str, object]:

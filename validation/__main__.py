@@ -68,9 +68,11 @@ def _calls(args) -> dict[str, pd.DataFrame]:
 
 
 def _segment_learn(args) -> dict[str, pd.DataFrame]:
-    from .learned import learned_report
+    from .learned import dapi_report, learned_report
 
-    return learned_report(jobs=args.jobs)
+    if args.dapi:
+        return dapi_report(jobs=args.jobs, splits=not args.no_splits)
+    return learned_report(jobs=args.jobs, splits=not args.no_splits, two=not args.one_only)
 
 
 def _robustness(args) -> dict[str, pd.DataFrame]:
@@ -171,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     sl = sub.add_parser(
         "segment-learn", help="Giemsa: a segmentation model learned from 1-2 spreads, on the others"
     )
+    sl.add_argument(
+        "--dapi", action="store_true", help="DAPI instead: learned from 3 slides, on the others"
+    )
+    sl.add_argument("--no-splits", action="store_true", help="models that never split objects")
+    sl.add_argument("--one-only", action="store_true", help="Giemsa: only the one-spread pairs")
     sl.set_defaults(run=_segment_learn)
     r = sub.add_parser("robustness", help="both stains degraded (resolution, noise, JPEG, light)")
     r.add_argument("--dapi-every", type=int, default=6, help="every Nth DAPI spread")

@@ -1,19 +1,33 @@
 """A segmentation model of the user's lab, learned from corrected spreads.
 
-Two things are learned from spreads with truth boxes (:mod:`.truth`):
+Three things are learned from spreads with truth boxes (:mod:`.truth`):
 
-1. **Settings**: the object threshold and the grow-back level (``peak_fraction``,
-   ``grow_fraction`` of :class:`.SegmentationParams`) chosen from :data:`SETTING_GRID` by the
-   truth boxes found on the training spreads (ties go to the shipped defaults).
+1. **Settings**: the object threshold, the grow-back level and how wide paired sister chromatids
+   may be (``peak_fraction``, ``grow_fraction``, ``pair_max_width_ratio`` of
+   :class:`.SegmentationParams`) chosen from :data:`SETTING_GRID` by the truth boxes found on the
+   training spreads (ties go to the shipped defaults).
 2. **An object classifier**: a standardised logistic regression over the candidate objects of the
    segmentation with those settings. Its features (:data:`FEATURES`) are the shape and intensity
    measures of the objects table made relative to the spread (area and intensity over the
    spread's median chromosome), so that they carry over to other spreads, and the status the
    rules gave. Target: the object's box matches a truth box at IoU >= 0.5 (one-to-one).
+3. **Splits of touching chromosomes**: the rules only try to split objects larger than
+   ``cluster_area_factor`` x the median; two chromosomes touching end to end or side by side are
+   often smaller. Every kept object of at least :data:`SPLIT_MIN_AREA` x the median that the
+   watershed of :mod:`.splitting` cuts into chromosome-sized pieces offers that split
+   (:func:`propose_splits`). A second logistic regression (:data:`SPLIT_FEATURES`: the whole
+   object's size and solidity, its pieces' solidity, balance and number) learns whether the
+   pieces match more truth boxes than the whole. It is learned only when the training spreads
+   hold at least :data:`MIN_SPLIT_EXAMPLES` such right splits; otherwise the model never splits.
+   A split is taken when its probability is >= 0.5 and every piece passes the object classifier.
+
+Settings move away from the defaults only for a clear gain on the training spreads
+(:func:`choose_settings`).
 
 Applied, objects with probability >= the model's threshold become ``chromosome`` (reason
 ``learned: p=0.93``); the others keep their status, or, if the rules had kept them, become
 ``debris`` (smaller than the typical chromosome) or ``cluster``.
+:func:`least_sure_first` orders a segmentation's objects by the model's uncertainty, for review.
 
 The model file is JSON (no pickle): the format, feature names, numbers, settings and the names of
 the spreads it learned from. Reading checks all of it.
@@ -22,6 +36,7 @@ the spreads it learned from. Reading checks all of it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -31,12 +46,14 @@ import pandas as pd
 
 from ..atomic import write_bytes_atomic
 from ..errors import ChromosortError
-from .params import SegmentationParams
+from .params import OBJECT_COLUMNS, SegmentationParams
 from .pipeline import segment_spread
 from .result import Segmentation
+from .splitting import split_by_levels
 from .truth import matched_objects
 
-MODEL_FORMAT = "chromosort-segmentation-model/1"
+MODEL_FORMAT = "chromosort-segmentation-model/2"
+READ_FORMATS = ("chromosort-segmentation-model/1", MODEL_FORMAT)  # /1: without splits
 PRIOR_STATUSES = ("chromosome", "debris", "cluster", "nucleus", "border")
 FEATURES = (
     "log_rel_area",
@@ -47,11 +64,30 @@ FEATURES = (
     "log_rel_intensity",
     "several_parts",
 ) + tuple(f"was_{status}" for status in PRIOR_STATUSES)
-#: The settings a model may re-estimate, with the values it chooses from (defaults among them).
+#: Measures of a proposed split (whole object, its pieces) for the split classifier.
+SPLIT_FEATURES = (
+    "log_rel_area",
+    "whole_solidity",
+    "min_piece_solidity",
+    "piece_area_ratio",
+    "n_pieces",
+)
+#: The settings a model may re-estimate, with the values it chooses from (defaults among them):
+#: how bright an object is (its threshold), how far its outline reaches, and how wide the two
+#: blobs of a chromosome with separated sister chromatids may be before they count as two.
 SETTING_GRID: dict[str, list[float]] = {
     "peak_fraction": [0.4, 0.5],
     "grow_fraction": [0.15, 0.2, 0.3],
+    "pair_max_width_ratio": [0.7, 0.85],
 }
+#: Kept objects at least this x the spread's median chromosome offer a split as candidates: two
+#: touching chromosomes are together at least as large as a typical one.
+SPLIT_MIN_AREA = 1.0
+#: Share of the training boxes a setting must gain to leave its default (:func:`choose_settings`).
+SETTINGS_MARGIN = 0.03
+#: A split classifier is learned only from at least this many right splits (else no splitting).
+MIN_SPLIT_EXAMPLES = 2
+_P_IN_REASON = re.compile(r"learned: p=([0-9.]+)")
 
 
 @dataclass
@@ -63,28 +99,49 @@ class TrainingSpread:
     boxes: np.ndarray
 
 
+@dataclass
+class SplitOption:
+    """A kept object cut into chromosome-sized pieces: the object's label, its window in the
+    label image, the pieces' labels in that window (1..k, 0 outside) and their objects rows."""
+
+    label: int
+    window: tuple[slice, slice]
+    pieces: np.ndarray
+    objects: pd.DataFrame
+
+
+@dataclass
+class Candidates:
+    """A segmentation by the rules and the splits it offers (:func:`propose_splits`)."""
+
+    seg: Segmentation
+    splits: list[SplitOption] = field(default_factory=list)
+
+
 def _typical(values: pd.Series, kept: pd.Series) -> float:
     """The median over the kept objects (all objects when none is kept), at least a tiny bit."""
     pool = values[kept] if kept.any() else values
     return max(float(np.median(pool)), 1e-6) if len(pool) else 1.0
 
 
-def object_features(objects: pd.DataFrame) -> np.ndarray:
-    """The (n, len(FEATURES)) features of an objects table, relative to its spread."""
+def object_features(objects: pd.DataFrame, spread: pd.DataFrame | None = None) -> np.ndarray:
+    """The (n, len(FEATURES)) features of an objects table, relative to its spread (the objects
+    table ``spread``, by default ``objects`` itself)."""
     if len(objects) == 0:
         return np.zeros((0, len(FEATURES)))
-    kept = objects["status"] == "chromosome"
+    spread = objects if spread is None else spread
+    kept = spread["status"] == "chromosome"
+
+    def rel(column: str) -> pd.Series:
+        return objects[column] / _typical(spread[column], kept)
+
     columns = [
-        np.log(objects["area"] / _typical(objects["area"], kept)),
+        np.log(rel("area")),
         objects["eccentricity"],
         objects["solidity"],
-        objects["major_axis"] / _typical(objects["major_axis"], kept),
-        objects["minor_axis"] / _typical(objects["minor_axis"], kept),
-        np.log(
-            np.clip(
-                objects["mean_intensity"] / _typical(objects["mean_intensity"], kept), 1e-3, None
-            )
-        ),
+        rel("major_axis"),
+        rel("minor_axis"),
+        np.log(np.clip(rel("mean_intensity"), 1e-3, None)),
         objects["n_parts"] > 1,
     ] + [objects["status"] == status for status in PRIOR_STATUSES]
     return np.column_stack([np.asarray(c, float) for c in columns])
@@ -100,18 +157,38 @@ class SegmentationModel:
     intercept: float
     threshold: float = 0.5
     settings: dict = field(default_factory=dict)
+    # the split classifier (SPLIT_FEATURES); empty when the training spreads showed no split
+    split_mean: tuple[float, ...] = ()
+    split_scale: tuple[float, ...] = ()
+    split_coef: tuple[float, ...] = ()
+    split_intercept: float = 0.0
     spreads: tuple[str, ...] = ()
-    examples: dict = field(default_factory=dict)  # {"chromosome": n, "other": m}
+    examples: dict = field(default_factory=dict)  # {"chromosome": n, "other": m, ...}
     features: tuple[str, ...] = FEATURES
 
     def __post_init__(self):
         _check_model(self)
 
-    def probabilities(self, objects: pd.DataFrame) -> np.ndarray:
-        """P(one annotated chromosome) of each row of an objects table."""
-        x = object_features(objects)
+    def probabilities(
+        self, objects: pd.DataFrame, spread: pd.DataFrame | None = None
+    ) -> np.ndarray:
+        """P(one annotated chromosome) of each row of an objects table (relative to ``spread``,
+        by default the table itself)."""
+        x = object_features(objects, spread)
         z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
         return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
+
+    @property
+    def splits(self) -> bool:
+        """Whether the model splits touching chromosomes."""
+        return len(self.split_coef) > 0
+
+    def split_probability(self, whole: pd.Series, pieces: pd.DataFrame, typical_area) -> float:
+        """P(the pieces match more truth chromosomes than the whole object)."""
+        x = split_features(whole, pieces, typical_area)
+        z = (x - np.asarray(self.split_mean)) / np.asarray(self.split_scale)
+        logit = z @ np.asarray(self.split_coef) + self.split_intercept
+        return float(1.0 / (1.0 + np.exp(-logit)))
 
     def params(self, base: SegmentationParams | None = None) -> SegmentationParams:
         """``base`` (default: the shipped defaults) with the learned settings."""
@@ -125,12 +202,21 @@ class SegmentationModel:
 
     @classmethod
     def from_dict(cls, data) -> SegmentationModel:
-        if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+        kind = data.get("format") if isinstance(data, dict) else None
+        if isinstance(kind, str) and kind.startswith(MODEL_FORMAT.split("/")[0] + "/"):
+            if kind not in READ_FORMATS:
+                raise ChromosortError(
+                    f"segmentation model of format {kind!r}; this version reads "
+                    f"{MODEL_FORMAT!r}: learn the model again with 'chromosort segment-learn'"
+                )
+        elif kind != MODEL_FORMAT:
             raise ChromosortError(f"not a segmentation model (expected format {MODEL_FORMAT!r})")
         fields = {k: v for k, v in data.items() if k != "format"}
         try:
             for key in ("mean", "scale", "coef", "features", "spreads"):
                 fields[key] = tuple(fields[key])
+            for key in ("split_mean", "split_scale", "split_coef"):
+                fields[key] = tuple(fields.get(key, ()))
             return cls(**fields)
         except (KeyError, TypeError) as exc:
             raise ChromosortError(f"segmentation model is incomplete or malformed: {exc}") from None
@@ -160,6 +246,20 @@ def _check_model(model: SegmentationModel) -> None:
         )
     if not all(isinstance(v, int | float) and 0 <= v <= 1 for v in model.settings.values()):
         raise ChromosortError("segmentation model: each setting must be a number in [0, 1]")
+    m = len(SPLIT_FEATURES)
+    for name in ("split_mean", "split_scale", "split_coef"):
+        values = getattr(model, name)
+        if len(values) not in (0, m) or not all(isinstance(v, int | float) for v in values):
+            raise ChromosortError(f"segmentation model: '{name}' must be none or {m} numbers")
+    if not len(model.split_mean) == len(model.split_scale) == len(model.split_coef):
+        raise ChromosortError("segmentation model: the split classifier is incomplete")
+    split_numbers = model.split_mean + model.split_coef + (model.split_intercept,)
+    if not all(isinstance(v, int | float) for v in split_numbers) or not np.all(
+        np.isfinite(split_numbers)
+    ):
+        raise ChromosortError("segmentation model: the split classifier has non-finite numbers")
+    if model.split_scale and min(model.split_scale) <= 0:
+        raise ChromosortError("segmentation model: a split scale <= 0")
 
 
 def load_segmentation_model(path: str | Path) -> SegmentationModel:
@@ -169,6 +269,93 @@ def load_segmentation_model(path: str | Path) -> SegmentationModel:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ChromosortError(f"cannot read segmentation model {path}: {exc}") from None
     return SegmentationModel.from_dict(data)
+
+
+# --- candidates ------------------------------------------------------------------------------
+
+
+def _measure_pieces(pieces: np.ndarray, window, signal: np.ndarray) -> pd.DataFrame:
+    """Objects rows (label = piece id) of the pieces of one window, as kept single pieces."""
+    from skimage.measure import regionprops
+
+    oy, ox = window[0].start, window[1].start
+    rows = []
+    for r in regionprops(pieces, intensity_image=signal[window]):
+        y0, x0, y1, x1 = r.bbox
+        rows.append(
+            {
+                "label": int(r.label),
+                "status": "chromosome",
+                "reason": "",
+                "area": int(r.area),
+                "bbox_y0": y0 + oy,
+                "bbox_x0": x0 + ox,
+                "bbox_y1": y1 + oy,
+                "bbox_x1": x1 + ox,
+                "centroid_y": r.centroid[0] + oy,
+                "centroid_x": r.centroid[1] + ox,
+                "eccentricity": float(r.eccentricity),
+                "solidity": float(r.solidity),
+                "major_axis": float(r.axis_major_length),
+                "minor_axis": float(r.axis_minor_length),
+                "orientation": float(r.orientation),
+                "mean_intensity": float(r.intensity_mean),
+                "n_parts": 1,
+            }
+        )
+    return pd.DataFrame(rows, columns=OBJECT_COLUMNS)
+
+
+def split_features(whole: pd.Series, pieces: pd.DataFrame, typical_area: float) -> np.ndarray:
+    """The :data:`SPLIT_FEATURES` of a split: the whole object's size (over the spread's
+    ``typical_area``) and solidity, the pieces' least solidity, smallest over largest area and
+    number."""
+    areas = pieces["area"].to_numpy(float)
+    return np.array(
+        [
+            np.log(whole["area"] / typical_area),
+            whole["solidity"],
+            pieces["solidity"].min(),
+            areas.min() / areas.max(),
+            len(pieces),
+        ],
+        float,
+    )
+
+
+def propose_splits(seg: Segmentation, min_area: float = SPLIT_MIN_AREA) -> list[SplitOption]:
+    """The splits the watershed of :func:`.split_by_levels` offers for the kept objects of at
+    least ``min_area`` x the median kept object (every piece chromosome-sized); needs the
+    segmentation's signal."""
+    from scipy import ndimage as ndi
+
+    objects = seg.objects
+    if seg.signal is None or len(objects) == 0:
+        return []
+    kept = objects["status"] == "chromosome"
+    typical = _typical(objects["area"], kept)
+    params = replace(seg.params, split_partial=False)
+    width = seg.stats.get("width")
+    windows = ndi.find_objects(seg.labels)
+    options = []
+    for label in objects.loc[kept & (objects["area"] >= min_area * typical), "label"]:
+        window = windows[int(label) - 1]
+        local = seg.labels[window] == label
+        split = split_by_levels(local, seg.signal[window], typical, params, width)
+        if split is None:
+            continue
+        pieces = np.where(local, split[0], 0).astype(np.int32)
+        if len(np.unique(pieces[pieces > 0])) < 2:
+            continue
+        table = _measure_pieces(pieces, window, seg.signal)
+        options.append(SplitOption(int(label), window, pieces, table))
+    return options
+
+
+def candidates(image: np.ndarray, params: SegmentationParams) -> Candidates:
+    """The rules' segmentation of ``image`` and the splits it offers."""
+    seg = segment_spread(image, params)
+    return Candidates(seg, propose_splits(seg))
 
 
 # --- learning --------------------------------------------------------------------------------
@@ -186,11 +373,11 @@ def _found(seg: Segmentation, boxes: np.ndarray) -> int:
     return int(matched_objects(boxes, kept).sum())
 
 
-Segmenter = Callable[[TrainingSpread, SegmentationParams], Segmentation]
+Segmenter = Callable[[TrainingSpread, SegmentationParams], Candidates]
 
 
-def _segment(spread: TrainingSpread, params: SegmentationParams) -> Segmentation:
-    return segment_spread(spread.image, params)
+def _segment(spread: TrainingSpread, params: SegmentationParams) -> Candidates:
+    return candidates(spread.image, params)
 
 
 def choose_settings(
@@ -199,19 +386,31 @@ def choose_settings(
     grid: dict[str, list[float]],
     progress: Callable[[str], None] | None = None,
     segment: Segmenter = _segment,
-) -> tuple[dict, list[Segmentation]]:
-    """(settings, their segmentation of each spread): the grid point that finds the most truth
-    boxes on ``spreads`` (ties: the base values, then the first point)."""
-    best: tuple[float, dict, list[Segmentation]] | None = None
+) -> tuple[dict, list[Candidates]]:
+    """(settings, their candidates on each spread): the grid point whose segmentation finds the
+    most truth boxes on ``spreads`` (ties: the fewest settings changed from ``base``, then the
+    first point). The base values stay unless the best point finds at least
+    :func:`settings_margin` more boxes than they do: one spread's difference of a box or two
+    is chance, not a property of the lab's spreads."""
+    scored = []
     for point in _grid_points(grid):
-        segs = [segment(s, replace(base, **point)) for s in spreads]
-        score = sum(_found(seg, s.boxes) for seg, s in zip(segs, spreads, strict=True))
-        score += 0.5 * all(getattr(base, k) == v for k, v in point.items())
+        found = [segment(s, replace(base, **point)) for s in spreads]
+        n = sum(_found(c.seg, s.boxes) for c, s in zip(found, spreads, strict=True))
+        changed = sum(getattr(base, k) != v for k, v in point.items())
         if progress:
-            progress(f"settings {point}: {int(score)} boxes found")
-        if best is None or score > best[0]:
-            best = (score, point, segs)
-    return best[1], best[2]
+            progress(f"settings {point}: {n} boxes found")
+        scored.append((n - 0.1 * changed, n, changed, point, found))
+    best = max(scored, key=lambda t: t[0])  # max keeps the first of equals
+    at_base = [t for t in scored if t[2] == 0]
+    margin = settings_margin(sum(len(s.boxes) for s in spreads))
+    if at_base and best[1] < at_base[0][1] + margin:
+        best = at_base[0]
+    return best[3], best[4]
+
+
+def settings_margin(n_boxes: int) -> int:
+    """Boxes a setting must gain over the base values to be taken: 2, or 3 % of the boxes."""
+    return max(2, int(np.ceil(SETTINGS_MARGIN * n_boxes)))
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -227,6 +426,21 @@ def _fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return mean, scale, fit.coef_[0], float(fit.intercept_[0])
 
 
+def _typical_area(objects: pd.DataFrame) -> float:
+    return _typical(objects["area"], objects["status"] == "chromosome")
+
+
+def _split_examples(c: Candidates, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(split features, whether the pieces match more truth boxes than the whole object) of
+    one spread's proposed splits."""
+    objects = c.seg.objects.set_index("label", drop=False)
+    whole_hit = pd.Series(matched_objects(boxes, c.seg.objects), index=objects.index)
+    typical = _typical_area(c.seg.objects)
+    x = [split_features(objects.loc[o.label], o.objects, typical) for o in c.splits]
+    y = [matched_objects(boxes, o.objects).sum() > whole_hit[o.label] for o in c.splits]
+    return np.asarray(x, float).reshape(-1, len(SPLIT_FEATURES)), np.asarray(y, bool)
+
+
 def learn_segmentation(
     spreads: Sequence[TrainingSpread],
     base: SegmentationParams | None = None,
@@ -235,15 +449,15 @@ def learn_segmentation(
     progress: Callable[[str], None] | None = None,
     segment: Segmenter = _segment,
 ) -> SegmentationModel:
-    """Learn settings and an object classifier from annotated spreads (module docstring);
-    ``segment`` may be a cached :func:`segment_spread` (the validation's)."""
+    """Learn settings, an object classifier and a split classifier from annotated spreads
+    (module docstring); ``segment`` may be a cached :func:`candidates` (the validation's)."""
     if not spreads:
         raise ChromosortError("no annotated spreads to learn from")
     base = base or SegmentationParams()
-    settings, segs = choose_settings(spreads, base, grid or SETTING_GRID, progress, segment)
-    x = np.vstack([object_features(seg.objects) for seg in segs])
+    settings, found = choose_settings(spreads, base, grid or SETTING_GRID, progress, segment)
+    x = np.vstack([object_features(c.seg.objects) for c in found])
     y = np.concatenate(
-        [matched_objects(s.boxes, seg.objects) for seg, s in zip(segs, spreads, strict=True)]
+        [matched_objects(s.boxes, c.seg.objects) for c, s in zip(found, spreads, strict=True)]
     )
     if not y.any():
         raise ChromosortError(
@@ -251,6 +465,12 @@ def learn_segmentation(
             "to these images"
         )
     mean, scale, coef, intercept = _fit(x, y)
+    split_parts = [_split_examples(c, s.boxes) for c, s in zip(found, spreads, strict=True)]
+    xs = np.vstack([p[0] for p in split_parts])
+    ys = np.concatenate([p[1] for p in split_parts])
+    split: tuple = ((), (), (), 0.0)
+    if ys.sum() >= MIN_SPLIT_EXAMPLES:  # the corrections show touching chromosomes to split
+        split = _fit(xs, ys)
     return SegmentationModel(
         mean=tuple(float(v) for v in mean),
         scale=tuple(float(v) for v in scale),
@@ -258,19 +478,47 @@ def learn_segmentation(
         intercept=float(intercept),
         threshold=float(threshold),
         settings={k: float(v) for k, v in settings.items()},
+        split_mean=tuple(float(v) for v in split[0]),
+        split_scale=tuple(float(v) for v in split[1]),
+        split_coef=tuple(float(v) for v in split[2]),
+        split_intercept=float(split[3]),
         spreads=tuple(s.name for s in spreads),
-        examples={"chromosome": int(y.sum()), "other": int((~y).sum())},
+        examples={
+            "chromosome": int(y.sum()),
+            "other": int((~y).sum()),
+            "splits_right": int(ys.sum()),
+            "splits_wrong": int((~ys).sum()),
+        },
     )
 
 
 # --- applying --------------------------------------------------------------------------------
 
 
-def apply_model(seg: Segmentation, model: SegmentationModel) -> Segmentation:
-    """``seg`` with statuses and reasons set by the model's classifier (module docstring)."""
-    objects = seg.objects.copy()
+def _chosen_splits(c: Candidates, model: SegmentationModel) -> list[tuple]:
+    """(option, piece probabilities) of the splits the model takes (module docstring)."""
+    if not model.splits or not c.splits:
+        return []
+    objects = c.seg.objects.set_index("label", drop=False)
+    typical = _typical_area(c.seg.objects)
+    chosen = []
+    for option in c.splits:
+        p_split = model.split_probability(objects.loc[option.label], option.objects, typical)
+        if p_split < 0.5:
+            continue
+        p_pieces = model.probabilities(option.objects, c.seg.objects)
+        if p_pieces.min() >= model.threshold:
+            chosen.append((option, p_pieces))
+    return chosen
+
+
+def apply_model(seg: Segmentation | Candidates, model: SegmentationModel) -> Segmentation:
+    """The segmentation with statuses, reasons and splits set by the model (module docstring);
+    a bare ``Segmentation`` needs its signal to offer splits."""
+    c = seg if isinstance(seg, Candidates) else Candidates(seg, propose_splits(seg))
+    objects = c.seg.objects.copy()
     if len(objects) == 0:
-        return seg
+        return c.seg
     p = model.probabilities(objects)
     keep = p >= model.threshold
     was_kept = (objects["status"] == "chromosome").to_numpy()
@@ -285,11 +533,58 @@ def apply_model(seg: Segmentation, model: SegmentationModel) -> Segmentation:
     ]
     objects["status"] = status
     objects["reason"] = reason
-    return replace(seg, objects=objects)
+    chosen = _chosen_splits(c, model)
+    if not chosen:
+        return replace(c.seg, objects=objects)
+    labels = c.seg.labels.copy()
+    next_label = int(labels.max()) + 1
+    added = []
+    for option, p_pieces in chosen:
+        rows = option.objects.copy()
+        new = np.arange(next_label, next_label + len(rows))
+        lookup = np.zeros(int(option.pieces.max()) + 1, np.int32)
+        lookup[rows["label"].to_numpy()] = new
+        window = labels[option.window]
+        window[option.pieces > 0] = lookup[option.pieces[option.pieces > 0]]
+        rows["label"] = new
+        rows["reason"] = [
+            f"split from a touching group ({len(rows)} pieces); learned: p={pi:.2f}"
+            for pi in p_pieces
+        ]
+        added.append(rows)
+        next_label += len(rows)
+    split_labels = {option.label for option, _ in chosen}
+    objects = pd.concat([objects[~objects["label"].isin(split_labels)], *added], ignore_index=True)
+    return replace(c.seg, labels=labels, objects=objects.reset_index(drop=True))
 
 
 def segment_with_model(
     image: np.ndarray, model: SegmentationModel, base: SegmentationParams | None = None
 ) -> Segmentation:
-    """Segment with the model's settings, then let its classifier set each object's status."""
+    """Segment with the model's settings, then let it set each object's status and split."""
     return apply_model(segment_spread(image, model.params(base)), model)
+
+
+def least_sure_first(seg: Segmentation, model: SegmentationModel) -> pd.DataFrame:
+    """The objects of ``seg`` (label, status, p), those the model is least sure about first.
+
+    Uncertainty is the distance of the model's probability from its threshold on the logit
+    scale (``certainty``). For a segmentation the model already set (reasons ending in
+    ``learned: p=...``) those probabilities are used; otherwise they are computed."""
+    objects = seg.objects
+    if len(objects) == 0:
+        return pd.DataFrame(columns=["label", "status", "p", "certainty"])
+    given = objects["reason"].astype(str).str.extract(_P_IN_REASON, expand=False)
+    p = given.astype(float).to_numpy() if given.notna().all() else model.probabilities(objects)
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    t = model.threshold
+    certainty = np.abs(np.log(q / (1 - q)) - np.log(t / (1 - t)))
+    table = pd.DataFrame(
+        {
+            "label": objects["label"].to_numpy(),
+            "status": objects["status"].to_numpy(),
+            "p": p,
+            "certainty": certainty,
+        }
+    )
+    return table.sort_values(["certainty", "label"], kind="stable").reset_index(drop=True)
