@@ -1,17 +1,17 @@
-"""Registry of torchvision backbones and resolution of their pretrained weights.
+"""Backbone modules and their pretrained weights.
 
-A backbone is the convolutional trunk of a torchvision classification network, run as an
-``nn.Sequential`` so that intermediate outputs ("taps") can be pooled into a feature vector.
-Adding a backbone is one :class:`BackboneSpec` entry in :data:`BACKBONES`.
+A backbone is the convolutional trunk of a network named in :mod:`.registry` (one
+:class:`BackboneSpec` entry per network), run as an ``nn.Sequential`` so that intermediate
+outputs ("taps") can be pooled into a feature vector.
 
 Weights (``build_backbone(name, weights=...)``):
 
-* a path: a local file, either a full torchvision ``state_dict`` or a backbone-only one
+* a path: a local file, either a full ``state_dict`` of the network or a backbone-only one
   (e.g. ``features.*`` of SqueezeNet); ``.pth``/``.pt`` (loaded with ``weights_only=True``)
   or ``.safetensors``;
 * ``None`` / ``"imagenet"``: ImageNet weights from, in this order, ``$CHROMOSORT_WEIGHTS_DIR``,
-  the torch hub cache (``torch.hub.get_dir()/checkpoints/<torchvision file name>``), or a
-  download by torchvision (progress bar on stderr). Offline with nothing cached raises
+  the torch hub cache (``torch.hub.get_dir()/checkpoints/<file name of the spec's URL>``), or a
+  download (progress bar on stderr). Offline with nothing cached raises
   :class:`ChromosortError` naming the file, its URL and how to point the plugin at it;
 * ``"random"``: random initialisation, only when asked for explicitly.
 """
@@ -19,102 +19,39 @@ Weights (``build_backbone(name, weights=...)``):
 from __future__ import annotations
 
 import os
+import pickle
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn as nn
 
 from ..errors import ChromosortError
+from .registry import BACKBONES, BackboneSpec, get_spec, register_backbone
+
+__all__ = [
+    "BACKBONES",
+    "FEATURE_SETS",
+    "Backbone",
+    "BackboneSpec",
+    "best_device",
+    "build_backbone",
+    "feature_columns",
+    "get_spec",
+    "pool_taps",
+    "read_state_dict",
+    "register_backbone",
+    "resolve_imagenet_weights",
+]
 
 WEIGHTS_ENV = "CHROMOSORT_WEIGHTS_DIR"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _squeezenet_trunk(model):
-    return model.features
-
-
-def _resnet_trunk(model):
-    import torch.nn as nn
-
-    return nn.Sequential(
-        model.conv1,
-        model.bn1,
-        model.relu,
-        model.maxpool,
-        model.layer1,
-        model.layer2,
-        model.layer3,
-        model.layer4,
-    )
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """How to build one torchvision backbone and where its ImageNet weights live."""
-
-    name: str
-    builder: str  # torchvision.models function name
-    weights_enum: str  # torchvision.models weights enum name (IMAGENET1K_V1 is used)
-    url: str  # torchvision download URL of the ImageNet weights
-    trunk: Callable  # torchvision model -> nn.Sequential of the convolutional trunk
-    trunk_prefix: tuple[str, ...]  # state_dict key prefixes that belong to the trunk
-    taps: tuple[int, ...]  # trunk indices whose outputs are pooled into features
-    cam_index: int  # trunk index of the Grad-CAM layer
-    blocks: tuple[int, ...]  # trunk indices of fine-tunable blocks, first to last
-    channels: tuple[int, ...]  # output channels of each tap
-    input_size: int = 224
-
-    @property
-    def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
-
-
-BACKBONES: dict[str, BackboneSpec] = {
-    "squeezenet1_1": BackboneSpec(
-        name="squeezenet1_1",
-        builder="squeezenet1_1",
-        weights_enum="SqueezeNet1_1_Weights",
-        url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
-        trunk=_squeezenet_trunk,
-        trunk_prefix=("features.",),
-        # Fire modules 3,4 | 6,7 | 9..12 (after each of the three poolings)
-        taps=(4, 7, 9, 10, 11, 12),
-        cam_index=12,
-        blocks=(3, 4, 6, 7, 9, 10, 11, 12),
-        channels=(128, 256, 384, 384, 512, 512),
-    ),
-    "resnet18": BackboneSpec(
-        name="resnet18",
-        builder="resnet18",
-        weights_enum="ResNet18_Weights",
-        url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
-        trunk=_resnet_trunk,
-        trunk_prefix=("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4."),
-        taps=(5, 6, 7),
-        cam_index=7,
-        blocks=(4, 5, 6, 7),
-        channels=(128, 256, 512),
-    ),
-}
-
-
-def get_spec(name: str) -> BackboneSpec:
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise ChromosortError(
-            f"unknown backbone {name!r}; choose one of {', '.join(sorted(BACKBONES))}"
-        ) from None
-
-
 def best_device():
     """CUDA, then Apple MPS, else CPU."""
-    import torch
-
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
@@ -131,8 +68,6 @@ def read_state_dict(path: str | os.PathLike) -> dict:
 
     Raises ChromosortError when the file is missing, unreadable or not a dict of tensors.
     """
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise ChromosortError(f"weights file not found: {path}")
@@ -164,8 +99,6 @@ def read_state_dict(path: str | os.PathLike) -> dict:
 def _unreadable_weights_message(path: Path, error: Exception) -> str:
     """Why a weights file was not read. A pickle holding more than tensors gets its own
     message: torch's own text would suggest ``weights_only=False``, which runs the file's code."""
-    import pickle
-
     text = str(error)
     if isinstance(error, pickle.UnpicklingError) or "weights_only" in text:
         return (
@@ -181,8 +114,6 @@ def _unreadable_weights_message(path: Path, error: Exception) -> str:
 
 
 def _hub_checkpoint(spec: BackboneSpec) -> Path:
-    import torch
-
     return Path(torch.hub.get_dir()) / "checkpoints" / spec.filename
 
 
@@ -206,12 +137,18 @@ def resolve_imagenet_weights(spec: BackboneSpec, download: bool = True) -> tuple
     cached = _hub_checkpoint(spec)
     if cached.is_file():
         return read_state_dict(cached), str(cached)
+    if spec.url is None:
+        raise ChromosortError(
+            f"{spec.name} has no published ImageNet weights: pass a weights file (--weights PATH, "
+            f"or {spec.filename} in a folder named by ${WEIGHTS_ENV}) or use --weights random "
+            '(weights="random") for an untrained backbone'
+        )
     if not download:
         raise ChromosortError(missing_weights_message(spec, "download disabled"))
-    tv = _tv()
-    weights = getattr(tv.models, spec.weights_enum).IMAGENET1K_V1
     try:
-        state = weights.get_state_dict(progress=True)
+        state = torch.hub.load_state_dict_from_url(
+            spec.url, map_location="cpu", progress=True, weights_only=True
+        )
     except Exception as error:  # URLError, socket errors, blocked network...
         raise ChromosortError(
             missing_weights_message(spec, f"download failed: {type(error).__name__}")
@@ -219,67 +156,55 @@ def resolve_imagenet_weights(spec: BackboneSpec, download: bool = True) -> tuple
     return dict(state), spec.url
 
 
-def _tv():
-    from ._torchvision_compat import import_torchvision
-
-    return import_torchvision()
-
-
 # --------------------------------------------------------------------------- backbone module
 
 
-def _make_backbone_class():
-    import torch
-    import torch.nn as nn
+class Backbone(nn.Module):
+    """Convolutional trunk of a registered network with pooled multi-layer features."""
 
-    class Backbone(nn.Module):
-        """Convolutional trunk of a torchvision network with pooled multi-layer features."""
+    def __init__(self, spec: BackboneSpec, trunk: nn.Sequential, weights_source: str):
+        super().__init__()
+        self.spec = spec
+        self.name = spec.name
+        self.trunk = trunk
+        self.weights_source = weights_source
 
-        def __init__(self, spec: BackboneSpec, trunk: nn.Sequential, weights_source: str):
-            super().__init__()
-            self.spec = spec
-            self.name = spec.name
-            self.trunk = trunk
-            self.weights_source = weights_source
+    @property
+    def taps(self) -> tuple[int, ...]:
+        return self.spec.taps
 
-        @property
-        def taps(self) -> tuple[int, ...]:
-            return self.spec.taps
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.trunk[self.spec.cam_index]
 
-        @property
-        def cam_layer(self) -> nn.Module:
-            return self.trunk[self.spec.cam_index]
+    @property
+    def feature_dim(self) -> int:
+        return 2 * sum(self.spec.channels)
 
-        @property
-        def feature_dim(self) -> int:
-            return 2 * sum(self.spec.channels)
+    def forward_taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps at the tap layers (the trunk stops after the last tap)."""
+        outputs = []
+        last = max(self.spec.taps)
+        for index, layer in enumerate(self.trunk):
+            x = layer(x)
+            if index in self.spec.taps:
+                outputs.append(x)
+            if index >= last:
+                break
+        return outputs
 
-        def forward_taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-            """Feature maps at the tap layers (the trunk stops after the last tap)."""
-            outputs = []
-            last = max(self.spec.taps)
-            for index, layer in enumerate(self.trunk):
-                x = layer(x)
-                if index in self.spec.taps:
-                    outputs.append(x)
-                if index >= last:
-                    break
-            return outputs
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Globally pooled features: [avg, max] of every tap, concatenated (N, D)."""
+        return pool_taps(self.forward_taps(x))
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            """Globally pooled features: [avg, max] of every tap, concatenated (N, D)."""
-            return pool_taps(self.forward_taps(x))
-
-        def freeze(self, trainable_blocks: int = 0) -> None:
-            """Freeze the trunk except its last ``trainable_blocks`` blocks."""
-            for p in self.trunk.parameters():
-                p.requires_grad_(False)
-            if trainable_blocks > 0:
-                for index in self.spec.blocks[-trainable_blocks:]:
-                    for p in self.trunk[index].parameters():
-                        p.requires_grad_(True)
-
-    return Backbone
+    def freeze(self, trainable_blocks: int = 0) -> None:
+        """Freeze the trunk except its last ``trainable_blocks`` blocks."""
+        for p in self.trunk.parameters():
+            p.requires_grad_(False)
+        if trainable_blocks > 0:
+            for index in self.spec.blocks[-trainable_blocks:]:
+                for p in self.trunk[index].parameters():
+                    p.requires_grad_(True)
 
 
 FEATURE_SETS = {
@@ -310,8 +235,6 @@ def feature_columns(backbone: str, feature_set: str) -> np.ndarray:
 
 
 def pool_taps(maps):
-    import torch
-
     parts = []
     for m in maps:
         parts.append(m.mean(dim=(2, 3)))
@@ -319,14 +242,12 @@ def pool_taps(maps):
     return torch.cat(parts, dim=1)
 
 
-_BACKBONE_CLASS = None
-
-
-def backbone_class():
-    global _BACKBONE_CLASS
-    if _BACKBONE_CLASS is None:
-        _BACKBONE_CLASS = _make_backbone_class()
-    return _BACKBONE_CLASS
+def _trunk(spec: BackboneSpec, model: nn.Module) -> nn.Sequential:
+    """The network's trunk attributes as one ``nn.Sequential`` (see :class:`BackboneSpec`)."""
+    layers = [getattr(model, attribute) for attribute in spec.trunk]
+    if len(layers) == 1 and isinstance(layers[0], nn.Sequential):
+        return layers[0]
+    return nn.Sequential(*layers)
 
 
 def shape_mismatch(state: dict, own: dict) -> str | None:
@@ -358,12 +279,10 @@ def _load_into_trunk(spec: BackboneSpec, model, state: dict, source: str) -> Non
     model.load_state_dict(usable, strict=False)
 
 
-def build_backbone(name: str = "squeezenet1_1", weights=None, download: bool = True):
+def build_backbone(name: str = "squeezenet1_1", weights=None, download: bool = True) -> Backbone:
     """Build backbone ``name`` with ``weights`` = path | None | "imagenet" | "random"."""
-
     spec = get_spec(name)
-    tv = _tv()
-    model = getattr(tv.models, spec.builder)(weights=None)
+    model = spec.network()
     if isinstance(weights, str) and weights == "random":
         # Each random backbone is different: a unique source keeps cached features apart.
         source = f"random:{uuid.uuid4().hex[:12]}"
@@ -375,8 +294,7 @@ def build_backbone(name: str = "squeezenet1_1", weights=None, download: bool = T
         state = read_state_dict(path)
         source = str(path)
         _load_into_trunk(spec, model, state, source)
-    trunk = spec.trunk(model)
-    backbone = backbone_class()(spec, trunk, source)
+    backbone = Backbone(spec, _trunk(spec, model), source)
     backbone.eval()
     backbone.freeze(0)
     return backbone

@@ -1,13 +1,16 @@
 """The chromosome classifier: a torchvision backbone + a trained head, one ``nn.Module``.
 
-Two head kinds:
+Three head kinds:
 
 * ``"pooled"`` (trained by this package): globally pooled (average and max) features of
   several backbone layers, standardised, then dropout + linear (or a small MLP). Because the
   whole thing is one module, Grad-CAM works through ``cam_layer``.
 * ``"squeezenet_conv"`` (the seed paper's published models): SqueezeNet's own classifier,
   dropout + 1x1 conv + ReLU + global average pool.
-* ``"avgpool_fc"`` (imported torchvision ResNet-style models): global average pool + ``fc``.
+* ``"avgpool_fc"`` (imported ResNet-style models): global average pool + ``fc``.
+
+The last two reproduce a network's own classifier for ``model_io.import_state_dict``; which one
+a backbone has is its ``BackboneSpec.head_kind`` (see :mod:`.registry`).
 
 ``preprocess`` reproduces exactly the preprocessing recorded in ``metadata["preprocessing"]``
 (canonical appearance or plain, pad/stretch/canvas geometry, input size, normalisation).
@@ -24,6 +27,7 @@ import torch.nn as nn
 from ..errors import ChromosortError
 from .backbones import build_backbone, pool_taps
 from .features import N_VIEWS, Preprocessing, dihedral, preprocess
+from .model_schema import HEAD_KINDS
 
 
 class PooledHead(nn.Module):
@@ -57,11 +61,13 @@ class PooledHead(nn.Module):
         return self.net(self.dropout(z)) + self.logit_shift
 
 
-def squeezenet_conv_head(n_classes: int, dropout: float = 0.5) -> nn.Sequential:
+def squeezenet_conv_head(
+    n_classes: int, dropout: float = 0.5, in_channels: int = 512
+) -> nn.Sequential:
     """torchvision SqueezeNet classifier layout (keys ``1.weight``/``1.bias``)."""
     return nn.Sequential(
         nn.Dropout(p=dropout),
-        nn.Conv2d(512, n_classes, kernel_size=1),
+        nn.Conv2d(in_channels, n_classes, kernel_size=1),
         nn.ReLU(inplace=True),
         nn.AdaptiveAvgPool2d((1, 1)),
         nn.Flatten(),
@@ -73,9 +79,6 @@ def avgpool_fc_head(in_channels: int, n_classes: int) -> nn.Sequential:
     return nn.Sequential(
         nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(in_channels, n_classes)
     )
-
-
-HEAD_KINDS = ("pooled", "squeezenet_conv", "avgpool_fc")
 
 
 class ChromosomeClassifier(nn.Module):
@@ -210,9 +213,7 @@ def build_classifier(architecture: dict, weights="random", metadata: dict | None
             float(head_info.get("dropout", 0.0)),
         )
     elif kind == "squeezenet_conv":
-        if backbone_name != "squeezenet1_1":
-            raise ChromosortError("a squeezenet_conv head needs the squeezenet1_1 backbone")
-        head = squeezenet_conv_head(len(classes))
+        head = squeezenet_conv_head(len(classes), in_channels=backbone.spec.channels[-1])
     elif kind == "avgpool_fc":
         head = avgpool_fc_head(int(head_info["in_dim"]), len(classes))
     else:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..atomic import write_bytes_atomic
 
@@ -54,8 +55,6 @@ def user_cache_dir() -> Path:
 
 def weights_hash(module) -> str:
     """SHA-1 of a module's tensors (names, shapes, dtypes and values)."""
-    import torch
-
     h = hashlib.sha1()
     for name, tensor in module.state_dict().items():
         t = tensor.detach().cpu().contiguous()
@@ -82,8 +81,6 @@ def _on_cpu(module) -> bool:
 
 def _export(module, input_size: int) -> bytes:
     """ONNX bytes of ``module`` (eval mode) for inputs (N, 3, S, S), N dynamic."""
-    import torch
-
     was_training = module.training
     module.eval()
     buffer = io.BytesIO()
@@ -108,7 +105,6 @@ def _export(module, input_size: int) -> bytes:
 
 def _session(model: bytes | str):
     import onnxruntime as ort
-    import torch
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, torch.get_num_threads())

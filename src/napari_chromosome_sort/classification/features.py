@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..atomic import atomic_path
 from ..errors import ChromosortError
@@ -130,8 +131,6 @@ def prepare_image(image, prep: Preprocessing) -> np.ndarray:
 
 def preprocess(images: Sequence, prep: Preprocessing):
     """List of RGB crops -> torch float tensor (N, 3, S, S)."""
-    import torch
-
     if len(images) == 0:
         return torch.zeros((0, 3, prep.size, prep.size))
     return torch.from_numpy(np.stack([prepare_image(im, prep) for im in images]))
@@ -139,8 +138,6 @@ def preprocess(images: Sequence, prep: Preprocessing):
 
 def dihedral(x, view: int):
     """View ``view`` (0..7) of a batch (N, C, H, W): rotation by 90*(view % 4), flipped if >= 4."""
-    import torch
-
     if view >= 4:
         x = torch.flip(x, dims=(3,))
     k = view % 4
@@ -206,8 +203,6 @@ def extract_features(
 
     Cached in memory for the process and, with ``cache_dir``, on disk (one .npy per crop).
     """
-    import torch
-
     prep = prep or Preprocessing()
     setting = _setting_key(backbone, prep, views)
     keys = [image_key(im) for im in images]

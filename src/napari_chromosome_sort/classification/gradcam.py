@@ -43,6 +43,8 @@ to the full image, so it paints exactly over the chromosome.
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 
 def _input_to_prepared_frame(cam: np.ndarray, prepared_shape: tuple[int, int], prep) -> np.ndarray:
@@ -91,8 +93,6 @@ def _check(layers: str, reference: str | None) -> str:
 def blank_like(x):
     """The reference input: ``x`` with every pixel set to its background colour (per channel,
     the median of the border pixels of the network input: the pad colour of padded crops)."""
-    import torch
-
     border = torch.cat(
         [x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1
     )  # (N, C, 4S)
@@ -102,8 +102,6 @@ def blank_like(x):
 def _blank_acts(forward, x):
     """``forward(blank_like(x))`` with each distinct background colour run once (spreads' crops
     share one): a list of per-crop tensors (N, ...) of ``forward``'s outputs."""
-    import torch
-
     colours = blank_like(x)[:, :, 0, 0]
     unique, inverse = torch.unique(colours, dim=0, return_inverse=True)
     blanks = unique[:, :, None, None].expand(-1, -1, *x.shape[-2:]).contiguous()
@@ -118,8 +116,6 @@ def _classes(logits, class_indices) -> list[int]:
 def _last_layer_terms(model, x, class_indices, reference: str):
     """Grad-CAM terms at ``model.cam_layer`` (full gradient, hooks) of a batch:
     ``([(N, h, w)], classes)``."""
-    import torch
-
     store: dict = {}
 
     def forward_hook(_module, _inputs, output):
@@ -153,8 +149,6 @@ def _last_layer_terms(model, x, class_indices, reference: str):
 def _head_layer_terms(model, x, class_indices, reference: str):
     """Grad-CAM terms of every layer the pooled head reads, in units of the last layer's cells
     (see the module docstring), of a batch: ``([(N, h_l, w_l), ...], classes)``."""
-    import torch
-
     from .backbones import pool_taps
 
     with torch.no_grad():
@@ -192,9 +186,6 @@ def _raw_cams(
     """Grad-CAM on the network input ((N, S, S) float32, >= 0) of a batch of preprocessed crops
     ``x``: every layer's term through a ReLU at its own resolution, upsampled (bilinear,
     half-pixel centres, edge values beyond), summed."""
-    import torch
-    import torch.nn.functional as F
-
     reference = _check(layers, reference)
     was_training = model.training
     model.eval()

@@ -19,9 +19,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save
+
+from .. import __version__
 from ..atomic import write_bytes_atomic
 from ..errors import ChromosortError
-from .backbones import shape_mismatch
+from .backbones import get_spec, read_state_dict, shape_mismatch
+from .classifier import build_classifier
+from .features import Preprocessing
 from .model_schema import (
     FORMAT_VERSION,
     MAX_METADATA_CHARS,
@@ -36,8 +44,6 @@ STALE_TEMP_SECONDS = 60
 
 
 def _metadata_blob(model) -> dict[str, str]:
-    from .. import __version__
-
     meta = dict(model.metadata)
     meta.update(model.architecture())
     meta.setdefault("package_version", __version__)
@@ -54,8 +60,6 @@ def _metadata_blob(model) -> dict[str, str]:
 
 
 def _json_default(value):
-    import numpy as np
-
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):
@@ -69,8 +73,6 @@ def _json_default(value):
 
 def save_model(model, path) -> Path:
     """Write ``model`` to ``path`` (safetensors + JSON metadata), atomically."""
-    from safetensors.torch import save
-
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     blob = save(tensors, metadata=_metadata_blob(model))
@@ -102,8 +104,6 @@ def remove_stale_temps(path: Path, older_than: float = STALE_TEMP_SECONDS) -> li
 
 def read_metadata(path) -> dict:
     """The JSON metadata of a model file (ChromosortError if it is not one)."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise ChromosortError(f"model file not found: {path}")
@@ -149,10 +149,6 @@ def _parse_metadata(text: str, path: Path) -> dict:
 
 def load_model(path):
     """Load a model saved by :func:`save_model` (no network, nothing unpickled)."""
-    from safetensors.torch import load_file
-
-    from .classifier import build_classifier
-
     path = Path(path)
     meta = read_metadata(path)
     try:
@@ -184,19 +180,13 @@ def import_state_dict(
     backbone: str = "squeezenet1_1",
     preprocessing=None,
 ):
-    """Wrap a plain torchvision ``state_dict`` (e.g. the seed paper's published model).
+    """Wrap a plain ``state_dict`` of a registered network (e.g. the seed paper's published
+    model): its trunk and its own classifier, laid out as the backbone's ``BackboneSpec`` says
+    (``trunk``, ``head_kind``, ``head_keys``).
 
-    SqueezeNet: ``features.*`` + ``classifier.1`` = Conv2d(512, k, 1); ResNet: trunk + ``fc``.
     Default preprocessing is the original one: plain RGB (no canonical appearance) stretched to
     224 x 224, ImageNet mean/std; pass a ``features.Preprocessing`` to override.
     """
-    import torch
-
-    from .. import __version__
-    from .backbones import get_spec, read_state_dict
-    from .classifier import build_classifier
-    from .features import Preprocessing
-
     path = Path(path)
     classes = [str(c).strip() for c in classes if str(c).strip()]
     if len(classes) < 2:
@@ -204,46 +194,32 @@ def import_state_dict(
     spec = get_spec(backbone)
     state = read_state_dict(path)
     prep = preprocessing or Preprocessing(size=224, appearance="plain", geometry="stretch")
-    k = len(classes)
-    if backbone == "squeezenet1_1":
-        kind, head_map = (
-            "squeezenet_conv",
-            {"classifier.1.weight": "1.weight", "classifier.1.bias": "1.bias"},
-        )
-        head_in = 512
-    elif "fc.weight" in state:
-        kind, head_map = "avgpool_fc", {"fc.weight": "2.weight", "fc.bias": "2.bias"}
-        head_in = int(state["fc.weight"].shape[1])
-    else:
-        raise ChromosortError(f"{path}: no classifier tensors found for {backbone}")
-    for key in head_map:
+    for key in spec.head_keys:
         if key not in state:
             raise ChromosortError(f"{path} is not a full {backbone} model: {key!r} missing")
-    n_out = int(state[next(iter(head_map))].shape[0])
-    if n_out != k:
+    n_out = int(state[next(iter(spec.head_keys))].shape[0])
+    if n_out != len(classes):
         raise ChromosortError(
-            f"{path} has {n_out} outputs but {k} class names were given ({', '.join(classes)})"
+            f"{path} has {n_out} outputs but {len(classes)} class names were given "
+            f"({', '.join(classes)})"
         )
     arch = {
         "classes": classes,
         "backbone": backbone,
         "input_size": prep.size,
         "preprocessing": prep.to_dict(),
-        "head": {"kind": kind, "in_dim": head_in},
+        "head": {"kind": spec.head_kind, "in_dim": spec.channels[-1]},
     }
     check_architecture(arch)
     model = build_classifier(arch, weights="random")
     own = model.state_dict()
     new_state = {}
     for key, value in state.items():
-        if key in head_map:
-            new_state[f"head.{head_map[key]}"] = value
-        elif key.startswith(spec.trunk_prefix):
-            if backbone == "squeezenet1_1":
-                new_state[f"backbone.trunk.{key[len('features.') :]}"] = value
-            else:
-                new_state[_resnet_trunk_key(key)] = value
-    missing = [k_ for k_ in own if k_ not in new_state and not k_.endswith("num_batches_tracked")]
+        if key in spec.head_keys:
+            new_state[f"head.{spec.head_keys[key]}"] = value
+        elif (trunk_key := spec.trunk_key(key)) is not None:
+            new_state[f"backbone.trunk.{trunk_key}"] = value
+    missing = [k for k in own if k not in new_state and not k.endswith("num_batches_tracked")]
     if missing:
         raise ChromosortError(
             f"{path} is not a complete {backbone} model: {len(missing)} tensors missing "
@@ -264,11 +240,3 @@ def import_state_dict(
     )
     model.eval()
     return model
-
-
-_RESNET_TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-
-
-def _resnet_trunk_key(key: str) -> str:
-    first, rest = key.split(".", 1)
-    return f"backbone.trunk.{_RESNET_TRUNK.index(first)}.{rest}"

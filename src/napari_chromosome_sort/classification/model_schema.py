@@ -5,7 +5,8 @@ save checks the model against it too, so a model we write is one we can read. A 
 damaged file is refused with one :class:`ChromosortError` line naming the field; nothing in the
 metadata can make the loader allocate without bound, build a mismatched module, or write a file.
 
-Torch-free at import (tensor checks import it lazily).
+Torch-free at import (tensor checks import it lazily): the backbones it checks against come
+from :mod:`.registry`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 
 from ..errors import ChromosortError
 from ..safety import check_names
+from .registry import HEAD_LAYOUTS, get_spec
 
 FORMAT_VERSION = 1
 MAX_CLASSES = 256
@@ -24,7 +26,7 @@ MAX_SCALE = 16.0
 MAX_METADATA_CHARS = 16_000_000
 APPEARANCES = ("canonical", "plain")
 GEOMETRIES = ("stretch", "pad", "canvas")
-HEAD_KINDS = ("pooled", "squeezenet_conv", "avgpool_fc")
+HEAD_KINDS = ("pooled", *HEAD_LAYOUTS)
 OPTIONAL_DICTS = ("training", "metrics", "imported_from")
 OPTIONAL_TEXTS = ("task", "weights_source", "package_version")
 
@@ -110,8 +112,6 @@ def check_preprocessing(prep, input_size: int | None = None) -> dict:
 
 def check_head(head, backbone: str) -> dict:
     """The head record: known kind, and an input width that fits the backbone."""
-    from .backbones import get_spec
-
     head = _dict(head, "head")
     kind = _choice(head.get("kind"), "head kind", HEAD_KINDS)
     spec = get_spec(backbone)
@@ -122,8 +122,11 @@ def check_head(head, backbone: str) -> dict:
             raise ChromosortError(
                 f"head input width {in_dim} does not fit the {backbone} backbone ({expected})"
             )
-    if kind == "squeezenet_conv" and backbone != "squeezenet1_1":
-        raise ChromosortError("a squeezenet_conv head needs the squeezenet1_1 backbone")
+    if kind != "pooled" and kind != spec.head_kind:
+        raise ChromosortError(
+            f"a {kind} head does not fit the {backbone} backbone (its own classifier is "
+            f"{spec.head_kind})"
+        )
     if kind == "pooled":
         _int(head.get("hidden", 0), "head hidden width", 0, MAX_HIDDEN)
         _float(head.get("dropout", 0.0), "head dropout", 0.0, 1.0, high_open=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .train import add_backbone_choice
+
 HELP = "import a plain torchvision state_dict (e.g. the seed paper's model) as a model file"
 
 
@@ -12,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--classes", required=True, help="comma-separated class names in the model's output order"
     )
-    parser.add_argument("--backbone", default="squeezenet1_1", help="squeezenet1_1 | resnet18")
+    add_backbone_choice(parser)
     parser.add_argument("--out", required=True, help="model file to write (.safetensors)")
     parser.add_argument(
         "--canonical-appearance",

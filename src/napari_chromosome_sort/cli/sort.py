@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .train import add_backbone_choice
+
 HELP = "sort a folder of whole images into class sub-folders (copies/links); --train makes a sorter"
 
 
@@ -33,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="train on a folder-per-class set of whole images instead of sorting",
     )
     train.add_argument("--model-out", help="where to write the trained sorter model")
-    train.add_argument("--backbone", default="squeezenet1_1")
+    add_backbone_choice(train)
     train.add_argument(
         "--weights", default=None, help="backbone weights: a file, 'imagenet' (default) or 'random'"
     )

@@ -7,10 +7,21 @@ import argparse
 HELP = "train a chromosome classifier (frozen backbone + head) on a folder-per-class crop set"
 
 
-def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
+def add_backbone_choice(parser) -> None:
+    """``--backbone`` on ``parser`` (or an argument group): one of the registered backbones
+    (classification/registry.py)."""
+    from ..classification.registry import BACKBONES
+
     parser.add_argument(
-        "--backbone", default="squeezenet1_1", help="squeezenet1_1 (default) | resnet18"
+        "--backbone",
+        default="squeezenet1_1",
+        choices=list(BACKBONES),
+        help="the pretrained network whose features are used (default: %(default)s)",
     )
+
+
+def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
+    add_backbone_choice(parser)
     parser.add_argument(
         "--weights",
         default=None,
