@@ -6,7 +6,6 @@ Nothing here implements image analysis; it only moves data between napari layers
 from __future__ import annotations
 
 import dataclasses
-import re
 import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -210,33 +209,15 @@ def rgb_pixmap(rgb: np.ndarray, side: int = 160) -> QPixmap:
 
 
 # ----------------------------------------------------------------------------- dataclass forms
-_SOURCE_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*=[^#]*#\s*(.+)$")
-_CHOICES = re.compile(r'"(\w+)"')
-_DOC_LINE = re.compile(r"^\s*(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
-
-
 def field_help(cls) -> dict[str, str]:
-    """Per-field help: field metadata "help", trailing source comments, or docstring lines."""
-    import inspect
+    """Per-field help of dataclass ``cls``: the ``"help"`` of its fields' metadata."""
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(cls) if f.metadata.get("help")}
 
-    helps: dict[str, str] = {}
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        source = ""
-    for line in source.splitlines():
-        match = _SOURCE_COMMENT.match(line)
-        if match:
-            helps[match.group(1)] = match.group(2).strip()
-    for line in (cls.__doc__ or "").splitlines():
-        match = _DOC_LINE.match(line)
-        if match:
-            helps[match.group(1)] = match.group(2).strip()
-    for f in dataclasses.fields(cls):
-        text = f.metadata.get("help") or f.metadata.get("doc") if f.metadata else None
-        if text:
-            helps[f.name] = str(text)
-    return helps
+
+def main_fields(cls) -> tuple[str, ...]:
+    """Fields of dataclass ``cls`` that a form shows in view (metadata ``"advanced": False``);
+    the others are folded under "Advanced"."""
+    return tuple(f.name for f in dataclasses.fields(cls) if not f.metadata.get("advanced", True))
 
 
 AUTO = -1  # spin-box value shown as "auto" for a number field left at None
@@ -252,9 +233,11 @@ def dataclass_form(
     fields in ``keep`` when given, never those in ``skip``).
 
     Returns ``(container, read, widgets)``; ``read()`` builds a ``cls`` instance from the
-    widgets. A field whose default is None ("chosen automatically") gets an "auto" entry: the
-    first item of a choice box (choices are the quoted words of its help) or the lowest value
-    of a spin box. Other fields that are not bool/int/float/str keep their default.
+    widgets. Each widget's label, tooltip and choices come from the field's metadata
+    (``"label"``, ``"help"``, ``"choices"``; see :mod:`napari_chromosome_sort.fields`). A field
+    whose default is None ("chosen automatically") gets an "auto" entry: the first item of a
+    choice box or the lowest value of a spin box. Other fields that are not bool/int/float/str
+    keep their default.
     """
     from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
 
@@ -266,10 +249,10 @@ def dataclass_form(
         if f.name in skip or f.name.startswith("_") or (keep is not None and f.name not in keep):
             continue
         value = getattr(instance, f.name)
-        tooltip = helps.get(f.name, f.name.replace("_", " "))
-        label = f.name.replace("_", " ")
+        label = f.metadata.get("label") or f.name.replace("_", " ")
+        tooltip = helps.get(f.name, label)
         kind = str(f.type).split("|")[0].strip() if value is None else type(value).__name__
-        choices = list(dict.fromkeys(_CHOICES.findall(tooltip)))
+        choices = list(f.metadata.get("choices", ()))
         if kind == "bool":
             widget = CheckBox(value=value, label=label, tooltip=tooltip)
         elif kind == "int" and value is not None:

@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from ..segmentation.params import SegmentationParams
 from ._common import (
     KEPT,
     STATUS_COLOURS,
@@ -27,6 +28,7 @@ from ._common import (
     feature_row,
     label_at,
     layer_image,
+    main_fields,
     status_colormap,
     sync_features,
     with_index,
@@ -34,14 +36,7 @@ from ._common import (
 
 META_KEY = "chromosort"
 #: SegmentationParams shown in the widget's main form (the others under "Advanced")
-MAIN_PARAMETERS = (
-    "polarity",
-    "pair_chromatids",
-    "split_touching",
-    "detect_crossings",
-    "debris_area_fraction",
-    "border_margin_px",
-)
+MAIN_PARAMETERS = main_fields(SegmentationParams)
 
 
 def _segment(image: np.ndarray, params):
@@ -67,7 +62,6 @@ class SegmentWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        from ..segmentation import SegmentationParams
 
         self.viewer = napari_viewer
         self.worker = None

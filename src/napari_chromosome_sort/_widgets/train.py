@@ -22,11 +22,13 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from ..classification.config import TrainingConfig
 from ..progress import Progress, relay
 from ._common import (
     ScrollDock,
     dataclass_form,
     fit_table_to_rows,
+    main_fields,
     report_error,
     start_worker,
     warm_imports,
@@ -38,47 +40,7 @@ WEIGHT_CHOICES = {
     "Random (no pretraining)": "random",
 }
 SPECIAL_FIELDS = ("backbone", "weights")
-MAIN_OPTIONS = ("input_size", "views")  # in view; every other option folded under "Advanced"
-# What each option means for the user, in plain words (the core's comments are for developers)
-PLAIN_HELP = {
-    "input_size": "Size (px) each crop is scaled to before the network sees it; auto tries a "
-    "few sizes on your crops and keeps the best (fixing one makes training faster)",
-    "geometry": "How a crop is made square: pad with background (keeps the shape), stretch, or "
-    "canvas (keeps the true chromosome size); auto: chosen on your crops",
-    "scale": "Pixel scale used by the 'canvas' geometry (1 = as imaged)",
-    "appearance": "canonical: crops are normalised to dark chromosomes on a light background "
-    "(Giemsa and DAPI alike); plain: as imaged",
-    "views": "How many rotated/mirrored copies of each crop are used (1-8): more is more robust "
-    "to orientation but slower",
-    "hidden": "0 = a simple (linear) classifier, the robust choice for a few hundred crops; a "
-    "number = a small neural network with that many units",
-    "dropout": "Random switching-off of units while training the small network (0 = none)",
-    "feature_set": "Which network layers describe a crop (fine detail to overall shape); auto: "
-    "chosen on your crops",
-    "pca": "Number of summary measures kept per crop (0 = all); auto: chosen on your crops",
-    "l2": "How strongly the classifier is kept simple (larger = simpler, fewer surprises on new "
-    "spreads); auto: chosen on your crops",
-    "combine": "best: the single best setting on your crops; ensemble: an average of all settings",
-    "select_by": "How settings are compared on your crops: confidence (log_loss) or plain accuracy",
-    "inner_folds": "Parts your crops are split into to choose the settings (each part is held "
-    "out once)",
-    "inner_repeats": "How often that split is redone with other parts (more = steadier, slower)",
-    "rescale_l2": "Keep the simplicity setting right when the final model sees all crops",
-    "class_balance": "Give a rare class as much weight as a common one while training",
-    "prior_correction": "Correct for the class frequencies of the training set (a mutant "
-    "spread may have other frequencies)",
-    "max_iter": "Most fitting steps of the simple classifier",
-    "epochs": "Most passes over the crops when training the small network",
-    "patience": "Stop training the small network after this many passes without improvement",
-    "lr": "Step size when training the small network",
-    "batch_size": "Crops per training step",
-    "val_fraction": "Share of crops held out to decide when to stop training (0-1)",
-    "finetune_blocks": "0 = keep the pretrained network as it is (fast, robust); a number = "
-    "also retrain its last blocks on your crops (needs many crops, slow)",
-    "finetune_epochs": "Passes over the crops when retraining network blocks",
-    "finetune_lr": "Step size when retraining network blocks",
-    "seed": "Random seed: the same seed and crops give the same model",
-}
+MAIN_OPTIONS = main_fields(TrainingConfig)  # in view; every other option folded under "Advanced"
 
 
 def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
@@ -136,8 +98,7 @@ class TrainWidget(QWidget):
         super().__init__()
         from magicgui.widgets import FileEdit
 
-        from ..classification.backbones import BACKBONES
-        from ..classification.training import TrainingConfig
+        from ..classification.registry import BACKBONES
 
         self.viewer = napari_viewer
         self.worker = None
@@ -175,10 +136,6 @@ class TrainWidget(QWidget):
             TrainingConfig, skip=SPECIAL_FIELDS + MAIN_OPTIONS
         )
         self.option_widgets = {**main_widgets, **advanced_widgets}
-        for name, widget in self.option_widgets.items():
-            if name in PLAIN_HELP:
-                widget.tooltip = PLAIN_HELP[name]
-                widget.native.setToolTip(PLAIN_HELP[name])
         self.advanced = QCollapsible("Advanced options (chosen for your data by default)", self)
         self.advanced.addWidget(self.advanced_options.native)
         self.advanced.collapse(animate=False)

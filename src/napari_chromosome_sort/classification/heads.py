@@ -4,22 +4,14 @@ and the prior shift and calibration fitted on out-of-fold predictions."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
+import torch
 
-if TYPE_CHECKING:
-    from .training import TrainingConfig
-
-
-def _torch():
-    import torch
-
-    return torch
+from .classifier import PooledHead
+from .config import TrainingConfig
 
 
 def class_weights(y: np.ndarray, k: int, balance: bool):
-    torch = _torch()
     counts = np.bincount(y, minlength=k).astype(np.float64)
     if not balance:
         return torch.ones(k)
@@ -28,7 +20,6 @@ def class_weights(y: np.ndarray, k: int, balance: bool):
 
 
 def _standardise(head, X: np.ndarray) -> None:
-    torch = _torch()
     flat = X.reshape(-1, X.shape[-1])
     mu = flat.mean(0)
     sd = flat.std(0)
@@ -39,7 +30,6 @@ def _standardise(head, X: np.ndarray) -> None:
 
 def _lbfgs_logistic(params, logits_fn, weight, ys, sw, l2: float, max_iter: int, tol: float):
     """Minimise sample-weighted cross-entropy + 0.5 * l2 * |weight|^2 over ``params`` by L-BFGS."""
-    torch = _torch()
     opt = torch.optim.LBFGS(
         params,
         lr=1.0,
@@ -65,9 +55,6 @@ def fit_head(X: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2: f
 
     ``init``: a head fitted on the same crops (e.g. with another L2) to warm-start from.
     """
-    torch = _torch()
-    from .classifier import PooledHead
-
     torch.manual_seed(config.seed)
     n, v, d = X.shape
     head = PooledHead(d, k, hidden=config.hidden, dropout=config.dropout)
@@ -133,7 +120,6 @@ def fit_head(X: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2: f
 
 def head_logits(head, X: np.ndarray) -> np.ndarray:
     """Logits (n, views, k) of a head on cached features (n, views, D)."""
-    torch = _torch()
     n, v, d = X.shape
     with torch.no_grad():
         out = head(torch.from_numpy(X.reshape(n * v, d)))
@@ -199,7 +185,6 @@ def fit_linear(Z: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2:
 
     In float64, so that the fit (and the inner-CV choice built on it) does not depend on the
     number of CPU threads."""
-    torch = _torch()
     n, v, r = Z.shape
     zs = torch.from_numpy(np.ascontiguousarray(Z.reshape(n * v, r), dtype=np.float64))
     ys = torch.from_numpy(np.repeat(y, v)).long()

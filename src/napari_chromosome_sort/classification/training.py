@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from ..errors import ChromosortError
 from ..progress import Progress, relay
+from .config import TrainingConfig
 from .heads import (
     class_weights,
     fit_head,
@@ -43,78 +44,6 @@ from .heads import (
 
 if TYPE_CHECKING:
     from .classifier import ChromosomeClassifier
-
-
-@dataclass
-class TrainingConfig:
-    """Every knob of training. A field left at None is chosen by inner cross-validation on the
-    training crops from its ``*_grid`` (docs/validation.md); setting it fixes it."""
-
-    backbone: str = "squeezenet1_1"
-    weights: str | None = None  # None/"imagenet" | path | "random"
-    input_size: int | None = None  # network input side (px); None = from preprocessing_grid
-    geometry: str | None = None  # "pad" | "stretch" | "canvas"; None = from preprocessing_grid
-    # candidate (input size, geometry) pairs; each costs one feature extraction
-    preprocessing_grid: tuple[tuple[int, str], ...] = ((224, "pad"), (224, "stretch"), (160, "pad"))
-    scale: float = 1.0  # pixel scale for geometry="canvas"
-    appearance: str = "canonical"  # "canonical" | "plain"
-    views: int = 8  # dihedral views used for training features and test-time averaging
-    hidden: int = 0  # 0 = linear head, else MLP hidden units
-    dropout: float = 0.0
-    feature_set: str | None = None  # "all" | "all_avg" | "last" | "last_avg"; None = from grid
-    feature_set_grid: tuple[str, ...] = ("all", "all_avg", "last", "last_avg")
-    pca: int | None = None  # principal components for a linear head (0 = no PCA); None = grid
-    pca_grid: tuple[int, ...] = (128, 256)
-    l2: float | None = None  # L2 strength; None = from l2_grid
-    l2_grid: tuple[float, ...] = (3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
-    combine: str = "best"  # "best" (one design by inner CV) | "ensemble" (average all designs)
-    select_by: str = "log_loss"  # inner-CV criterion: "log_loss" | "accuracy"
-    inner_folds: int = 3
-    inner_repeats: int = 1  # repeats of the inner CV (new partitions), averaged
-    # refit a linear head with L2 x (inner training size / training size): the penalty is on the
-    # mean loss, so this keeps the prior strength per crop that the inner CV validated
-    rescale_l2: bool = True
-    class_balance: bool = True
-    prior_correction: bool = True
-    max_iter: int = 200  # L-BFGS iterations for a linear head
-    epochs: int = 300  # Adam epochs for an MLP head (early stopping)
-    patience: int = 20
-    lr: float = 1e-3
-    batch_size: int = 256
-    val_fraction: float = 0.15
-    finetune_blocks: int = 0
-    finetune_epochs: int = 10
-    finetune_lr: float = 1e-4
-    seed: int = 0
-    device: str | None = None
-    cache_dir: str | None = None
-    extra: dict = field(default_factory=dict)
-
-    def preprocessings(self) -> list:
-        """Candidate ``features.Preprocessing`` objects (one unless left to inner CV)."""
-        from .features import Preprocessing
-
-        pairs = [
-            (size, geometry)
-            for size, geometry in self.preprocessing_grid
-            if self.input_size in (None, size) and self.geometry in (None, geometry)
-        ] or [(self.input_size or 224, self.geometry or "pad")]
-        if self.geometry is None and self.appearance == "canonical":
-            # canonical crops are square: "stretch" gives the same input as "pad"
-            pairs = [(s, g) for s, g in pairs if g != "stretch" or (s, "pad") not in pairs]
-        return [
-            Preprocessing(
-                size=int(size), appearance=self.appearance, geometry=geometry, scale=self.scale
-            )
-            for size, geometry in dict.fromkeys(pairs)
-        ]
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for key, value in d.items():
-            if isinstance(value, tuple):
-                d[key] = [list(v) if isinstance(v, tuple) else v for v in value]
-        return d
 
 
 # --------------------------------------------------------------------------- data
@@ -201,8 +130,6 @@ def train_head(
     preprocessing and L2 on all features.
     Returns ``(head, info)``; info holds the chosen design and the inner-CV scores.
     """
-    import torch
-
     from .backbones import feature_columns
     from .classifier import PooledHead
 
@@ -379,8 +306,6 @@ def _choose_members(designs, l2s, scores, oofs, y, k, config, linear):
 
 
 def _device(config: TrainingConfig):
-    import torch
-
     if config.device:
         return torch.device(config.device)
     from .backbones import best_device
@@ -390,8 +315,6 @@ def _device(config: TrainingConfig):
 
 def _finetune(model, images, y, config: TrainingConfig, device) -> Generator[Progress, None, None]:
     """Fine-tune the last ``finetune_blocks`` blocks + head end to end; early stopping."""
-    import torch
-
     from .features import dihedral
 
     rng = np.random.default_rng(config.seed)
