@@ -90,8 +90,17 @@ def test_demo_viewer_docks_every_widget(make_napari_viewer, monkeypatch):
 
     monkeypatch.setattr(napari, "Viewer", lambda **kw: make_napari_viewer())
     viewer = launch.open_demo_viewer(show=False)
-    assert "synthetic spread" in viewer.layers
+    assert "Giemsa spread (DDX11-/-)" in viewer.layers
     assert set(viewer.window._chromosort_widgets) == {title for _, _, title in launch.WIDGETS}
+    # it opens on the first step: the Segment tab is the one shown
+    from qtpy.QtWidgets import QTabBar
+
+    bars = [
+        bar
+        for bar in viewer.window._qt_window.findChildren(QTabBar)
+        if "Segment spread" in [bar.tabText(i) for i in range(bar.count())]
+    ]
+    assert bars and all(bar.tabText(bar.currentIndex()) == "Segment spread" for bar in bars)
 
 
 def test_dataclass_form_round_trips_defaults():
@@ -101,7 +110,7 @@ def test_dataclass_form_round_trips_defaults():
 
     _, read, widgets = dataclass_form(SegmentationParams)
     assert read() == SegmentationParams()
-    assert widgets["smooth_sigma"].tooltip  # help text from the core's field comments
+    assert widgets["smooth_sigma"].tooltip  # help text from the fields' metadata
     _, read, widgets = dataclass_form(TrainingConfig, skip=("backbone", "weights"))
     assert read() == TrainingConfig()
     assert "pad" in widgets["geometry"].choices

@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib.resources import files
 
 GIEMSA_SAMPLE = "giemsa_ddx11_spread_3.png"  # source, licence: giemsa_ddx11_spread_3.LICENSE.txt
+GIEMSA_SAMPLE_BOXES = "giemsa_ddx11_spread_3.txt"  # the annotator's A/B/C boxes (YOLO), same
+WT_MODEL = "wt_squeezenet1_1.safetensors"  # trained on WT crops; wt_squeezenet1_1.LICENSE.txt
 
 
 def sample_path(name: str = GIEMSA_SAMPLE):

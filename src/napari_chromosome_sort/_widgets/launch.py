@@ -1,4 +1,4 @@
-"""Open napari with the synthetic sample spread and every plugin widget docked."""
+"""Open napari with the real sample spread and every plugin widget docked."""
 
 from __future__ import annotations
 
@@ -19,13 +19,16 @@ def dock_all(viewer) -> dict:
 
     from ._common import ScrollDock
 
-    docked = {}
+    docked, docks = {}, []
     for module_name, class_name, title in WIDGETS:
         module = importlib.import_module(f"napari_chromosome_sort._widgets.{module_name}")
         widget = getattr(module, class_name)(viewer)
-        viewer.window.add_dock_widget(ScrollDock(widget), name=title, area="right", tabify=True)
+        docks.append(
+            viewer.window.add_dock_widget(ScrollDock(widget), name=title, area="right", tabify=True)
+        )
         docked[title] = widget
     _readable_tabs(viewer)
+    docks[0].raise_()  # open on the first step of the pipeline
     return docked
 
 
@@ -40,13 +43,14 @@ def _readable_tabs(viewer) -> None:
 
 
 def open_demo_viewer(show: bool = True, run: bool = False):
-    """A napari viewer with the synthetic spread and all widgets; ``run=True`` starts the loop."""
+    """A napari viewer with the real Giemsa sample spread and all widgets; ``run=True`` starts
+    the loop."""
     import napari
 
-    from .._sample_data import make_sample_spread
+    from .._sample_data import make_giemsa_spread
 
     viewer = napari.Viewer(title="napari-chromosome-sort demo", show=show)
-    for data, meta, kind in make_sample_spread():
+    for data, meta, kind in make_giemsa_spread():
         getattr(viewer, f"add_{kind}")(data, **meta)
     widgets = dock_all(viewer)
     viewer.window._chromosort_widgets = widgets

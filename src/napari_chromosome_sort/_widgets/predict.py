@@ -1,4 +1,4 @@
-"""Predict & explain: classes, probabilities and Grad-CAM for a spread (or a folder of spreads)."""
+"""Predict and explain: classes, probabilities and Grad-CAM for a spread or a folder of spreads."""
 
 from __future__ import annotations
 

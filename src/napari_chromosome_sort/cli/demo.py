@@ -1,8 +1,13 @@
-"""``chromosort demo``: the whole pipeline on the built-in synthetic sample spread.
+"""``chromosort demo``: the whole pipeline on the built-in samples, headless.
 
-Synthetic crops of known type train a head on a frozen backbone; a synthetic spread with known
-A/B/C truth is segmented, cropped, classified and explained (Grad-CAM). Outputs go to ``--out``;
-``--gui`` opens napari with the sample spread and the plugin's widgets docked instead.
+1. The real Giemsa sample spread (shipped with its licence) is segmented, every kept chromosome
+   is classified by the bundled model trained on wild-type crops of the seed paper, and
+   explained (Grad-CAM); the calls are compared with the annotator's boxes of that spread.
+2. Synthetic crops of known type train a head on a frozen backbone; a synthetic spread with known
+   A/B/C truth is segmented, cropped, classified and explained.
+
+Outputs go to ``--out`` (one sub-folder each); ``--gui`` opens napari with the real sample spread
+and the plugin's widgets docked instead.
 """
 
 from __future__ import annotations
@@ -12,25 +17,26 @@ import os
 import sys
 from pathlib import Path
 
-HELP = "Run segment -> crop -> train -> predict -> Grad-CAM on the built-in sample spread."
+HELP = "Run segment -> classify -> Grad-CAM on the built-in real and synthetic sample spreads."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     parser.add_argument("--gui", action="store_true", help="open napari with the widgets docked")
     parser.add_argument(
-        "--screenshot", action="store_true", help="also save a napari screenshot (needs a display)"
+        "--screenshot", action="store_true", help="also save napari screenshots (needs a display)"
     )
     parser.add_argument(
         "--weights",
         default=os.environ.get("CHROMOSORT_WEIGHTS", "auto"),
-        help="backbone weights: a file, 'imagenet', 'random', or 'auto' (ImageNet from a file, "
-        "the torch hub cache or a download; if none can be had, random with a warning)",
+        help="backbone weights of the synthetic part: a file, 'imagenet', 'random', or 'auto' "
+        "(ImageNet from a file, the torch hub cache or a download; if none can be had, random "
+        "with a warning)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
 
 
-def _train(dataset: Path, weights: str, out: Path):
+def _train(dataset: Path, weights: str):
     from ..classification.training import TrainingConfig, train_from_folder
     from ..errors import ChromosortError
     from ..progress import with_tqdm
@@ -54,29 +60,104 @@ def _train(dataset: Path, weights: str, out: Path):
     raise AssertionError("unreachable")
 
 
-def _match_truth(table, truth, iou_min: float = 0.5):
-    """Pair each predicted object with the truth chromosome of best box IoU (>= iou_min)."""
+def _matched_calls(table, truth_boxes, truth_classes) -> list[tuple[str, str]]:
+    """(true class, called class) of every called object whose box matches a truth box
+    one-to-one at IoU >= 0.5."""
+    from ..segmentation.truth import BOX_COLUMNS, box_iou, greedy_match
+
+    iou = box_iou(truth_boxes, table[BOX_COLUMNS].to_numpy(float))
+    calls = table["class"].to_numpy()
+    return [(truth_classes[i], calls[j]) for i, j in greedy_match(iou)]
+
+
+def _save_outputs(out: Path, image, prediction, classes: list[str], screenshot: bool) -> None:
+    import tifffile
+    from imageio.v3 import imwrite
+
+    out.mkdir(parents=True, exist_ok=True)
+    imwrite(out / "spread.png", image)
+    tifffile.imwrite(out / "labels.tif", prediction.segmentation.labels, compression="zlib")
+    prediction.segmentation.objects.to_csv(out / "objects.csv", index=False)
+    prediction.table.to_csv(out / "predictions.csv", index=False)
+    if prediction.gradcam_map is not None:
+        tifffile.imwrite(out / "gradcam.tif", prediction.gradcam_map.astype("float32"))
+    _overview_png(out / "overview.png", image, prediction, classes)
+    if screenshot:
+        _napari_screenshot(out / "napari_screenshot.png", image, prediction, classes)
+
+
+def _report(name: str, prediction, classes: list[str], pairs: list[tuple[str, str]], n_truth):
     import numpy as np
 
-    keys = ["bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]
-    truth = truth[truth["kind"] == "chromosome"]
-    pairs = []
-    for _, row in table.iterrows():
-        a = row[keys].to_numpy(float)
-        best, best_iou = None, iou_min
-        for _, t in truth.iterrows():
-            b = t[keys].to_numpy(float)
-            iy = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-            ix = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-            inter = iy * ix
-            union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-            iou = inter / union if union else 0.0
-            if iou >= best_iou:
-                best, best_iou = t["cls"], iou
-        pairs.append(best)
-    matched = [(p, c) for p, c in zip(pairs, table["class"], strict=True) if p is not None]
-    agree = float(np.mean([p == c for p, c in matched])) if matched else float("nan")
-    return len(matched), agree
+    statuses = prediction.segmentation.objects["status"].value_counts().to_dict()
+    called = prediction.table["class"].value_counts().reindex(classes, fill_value=0)
+    print(f"\n{name}")
+    print(f"  objects by status: {statuses}")
+    print(f"  called types: {called.to_dict()}")
+    if n_truth:
+        true = [t for t, _ in pairs]
+        shares = ", ".join(
+            f"{c} {np.mean([t == c for t in true]):.0%} / {np.mean([p == c for _, p in pairs]):.0%}"
+            for c in classes
+        )
+        right = sum(t == p for t, p in pairs)
+        print(
+            f"  {len(pairs)} of {n_truth} annotated chromosomes found; called as annotated: "
+            f"{right} of {len(pairs)} ({right / max(len(pairs), 1):.0%})"
+        )
+        print(f"  type shares of the found ones, annotated / called: {shares}")
+
+
+def _real_sample(out: Path, screenshot: bool) -> None:
+    from .._sample_data import GIEMSA_SAMPLE_BOXES, WT_MODEL, sample_path
+    from ..classification.model_io import load_model
+    from ..classification.predict import predict_spread
+    from ..io import read_image
+    from ..segmentation.truth import read_yolo, read_yolo_classes
+
+    model = load_model(sample_path(WT_MODEL))
+    image = read_image(sample_path())
+    prediction = predict_spread(model, image, gradcam=True)
+    classes = list(model.classes)
+    _save_outputs(out, image, prediction, classes, screenshot)
+    boxes_file = sample_path(GIEMSA_SAMPLE_BOXES)
+    truth = read_yolo(boxes_file, image.shape)
+    truth_classes = [classes[k] for k in read_yolo_classes(boxes_file)]
+    pairs = _matched_calls(prediction.table, truth, truth_classes)
+    _report(
+        "real Giemsa spread (DDX11-/-), bundled wild-type model",
+        prediction,
+        classes,
+        pairs,
+        len(truth),
+    )
+    print(f"  outputs: {out.resolve()}")
+
+
+def _synthetic(out: Path, weights: str, seed: int, screenshot: bool) -> None:
+    from ..classification.model_io import save_model
+    from ..classification.predict import predict_spread
+    from ..synthetic import make_crop_dataset, make_spread
+
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"[demo] synthetic training crops -> {out / 'training_crops'}", file=sys.stderr)
+    make_crop_dataset(out / "training_crops", n_per_class=40, seed=seed)
+    model = _train(out / "training_crops", weights)
+    model_path = save_model(model, out / "model.safetensors")
+    spread = make_spread(seed=seed + 1)
+    prediction = predict_spread(model, spread.image, gradcam=True)
+    classes = list(model.classes)
+    _save_outputs(out, spread.image, prediction, classes, screenshot)
+    truth = spread.truth[spread.truth["kind"] == "chromosome"]
+    pairs = _matched_calls(
+        prediction.table,
+        truth[["bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]].to_numpy(float),
+        truth["cls"].tolist(),
+    )
+    _report(
+        "synthetic spread, head trained on synthetic crops", prediction, classes, pairs, len(truth)
+    )
+    print(f"  model: {model_path}\n  outputs: {out.resolve()}")
 
 
 def _overview_png(path: Path, image, prediction, classes) -> None:
@@ -148,46 +229,11 @@ def _napari_screenshot(path: Path, image, prediction, classes) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.gui:
-        import napari
-
         from .._widgets.launch import open_demo_viewer
 
-        open_demo_viewer(show=True)
-        napari.run()
+        open_demo_viewer(show=True, run=True)
         return 0
-
-    import tifffile
-    from imageio.v3 import imwrite
-
-    from ..classification.model_io import save_model
-    from ..classification.predict import predict_spread
-    from ..synthetic import make_crop_dataset, make_spread
-
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"[demo] synthetic training crops -> {out / 'training_crops'}", file=sys.stderr)
-    make_crop_dataset(out / "training_crops", n_per_class=40, seed=args.seed)
-    model = _train(out / "training_crops", args.weights, out)
-    model_path = save_model(model, out / "model.safetensors")
-
-    spread = make_spread(seed=args.seed + 1)
-    imwrite(out / "sample_spread.png", spread.image)
-    prediction = predict_spread(model, spread.image, gradcam=True)
-    tifffile.imwrite(out / "labels.tif", prediction.segmentation.labels, compression="zlib")
-    prediction.segmentation.objects.to_csv(out / "objects.csv", index=False)
-    prediction.table.to_csv(out / "predictions.csv", index=False)
-    if prediction.gradcam_map is not None:
-        tifffile.imwrite(out / "gradcam.tif", prediction.gradcam_map.astype("float32"))
-    classes = list(model.classes)
-    _overview_png(out / "overview.png", spread.image, prediction, classes)
-    if args.screenshot:
-        _napari_screenshot(out / "napari_screenshot.png", spread.image, prediction, classes)
-
-    statuses = prediction.segmentation.objects["status"].value_counts().to_dict()
-    n_matched, agreement = _match_truth(prediction.table, spread.truth)
-    distribution = prediction.table["class"].value_counts().reindex(classes, fill_value=0)
-    print(f"objects by status: {statuses}")
-    print(f"predicted types: {distribution.to_dict()}")
-    print(f"agreement with the synthetic truth: {agreement:.2f} on {n_matched} matched chromosomes")
-    print(f"model: {model_path}\noutputs: {out.resolve()}")
+    _real_sample(out / "giemsa_sample", args.screenshot)
+    _synthetic(out / "synthetic", args.weights, args.seed, args.screenshot)
     return 0
