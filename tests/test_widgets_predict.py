@@ -200,3 +200,54 @@ def test_reviewed_objects_layer_is_chosen(make_napari_viewer, qtbot):
     viewer.add_image(synthetic.make_spread(seed=1).image, name="other")
     widget.image_picker.set_layer(viewer.layers["other"])
     assert widget.objects_picker.layer() is None  # the other spread has no reviewed objects
+
+
+def test_bundled_model_is_offered_first_and_calls_the_sample(make_napari_viewer, qtbot):
+    from napari_chromosome_sort._sample_data import make_giemsa_spread
+
+    ((image, meta, _),) = make_giemsa_spread()
+    viewer = make_napari_viewer()
+    viewer.add_image(image, **meta)
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.model_choice.currentText().startswith("bundled wild-type model")
+    messages = []
+    widget.image_picker.set_layer(viewer.layers[meta["name"]])
+    widget.run_button.click()
+    widget.worker.yielded.connect(lambda report: messages.append(report.message))
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    _check(viewer, widget, image, name=meta["name"])
+    assert list(widget.model.classes) == ["A", "B", "C"]
+    # progress per step and per chunk of Grad-CAM, ending full
+    assert any(m.startswith("Explaining: Grad-CAM") for m in messages)
+    assert widget.progress.value() == widget.progress.maximum()
+
+
+def test_model_trained_in_the_session_is_offered(make_napari_viewer, tiny_model):
+    from napari_chromosome_sort._widgets._common import TRAINED_MODELS
+
+    viewer = make_napari_viewer()
+    widget = PredictWidget(viewer)
+    TRAINED_MODELS.add(str(tiny_model))
+    assert widget.model_choice.currentText() == f"trained here: {tiny_model.name}"
+    assert widget._model_path() == str(tiny_model)
+    # a model file chosen afterwards takes over
+    widget.model_file.value = str(tiny_model)
+    assert widget.model_choice.currentText() == "model file below"
+
+
+def test_cancel_shows_and_writes_nothing(make_napari_viewer, qtbot, tiny_model):
+    from napari_chromosome_sort import synthetic
+
+    viewer = make_napari_viewer()
+    viewer.add_image(synthetic.make_spread(seed=0).image, name="spread")
+    widget = PredictWidget(viewer)
+    widget.model_file.value = str(tiny_model)
+    widget.image_picker.set_layer(viewer.layers["spread"])
+    widget.run_button.click()
+    assert widget.cancel_button.isEnabled()
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert "spread predicted classes" not in viewer.layers
+    assert "Cancelled" in widget.status.text()
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()

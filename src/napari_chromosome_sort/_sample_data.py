@@ -39,3 +39,8 @@ def make_sample_spread():
             meta["features"] = features
         layers.append((truth, meta, "labels"))
     return layers
+
+
+def bundled_model_path():
+    """The bundled wild-type model (classes A, B, C; see its licence beside it)."""
+    return sample_path(WT_MODEL)

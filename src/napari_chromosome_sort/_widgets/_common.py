@@ -430,3 +430,30 @@ def warm_imports() -> None:
 
     import_torchvision()
     _WARM = True
+
+
+# ----------------------------------------------------------------------------- trained models
+class TrainedModels:
+    """Model files saved by Train classifier in this napari session, oldest first; widgets that
+    offer models (Predict) listen, so a model just trained can be used at once."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self._listeners: list[Callable[[str], None]] = []
+
+    def listen(self, callback: Callable[[str], None]) -> None:
+        self._listeners.append(callback)
+
+    def add(self, path: str) -> None:
+        path = str(path)
+        if path in self.paths:
+            self.paths.remove(path)
+        self.paths.append(path)
+        for callback in list(self._listeners):
+            try:
+                callback(path)
+            except RuntimeError:  # the listening widget was closed (Qt object deleted)
+                self._listeners.remove(callback)
+
+
+TRAINED_MODELS = TrainedModels()

@@ -9,6 +9,7 @@ import pandas as pd
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -21,8 +22,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._sample_data import bundled_model_path
 from ..progress import Progress
 from ._common import (
+    TRAINED_MODELS,
     LayerPicker,
     ScrollDock,
     class_colours,
@@ -39,6 +42,8 @@ from ._common import (
 )
 
 AUTO = "(segment automatically)"
+BUNDLED_MODEL = "bundled wild-type model (A/B/C)"
+MODEL_FILE = "model file below"
 
 
 def _segmentation_from_layer(layer):
@@ -60,16 +65,40 @@ def _segmentation_from_layer(layer):
 
 
 def predict_job(model_path: str, image: np.ndarray, segmentation=None):
-    """Worker generator: load the model, predict the spread with Grad-CAM."""
+    """Worker generator: load the model, segment (unless ``segmentation`` is given), classify
+    and explain with Grad-CAM, reporting each step and each chunk of Grad-CAM (a Cancel takes
+    effect at the next report; nothing is shown or written for a cancelled run). Returns
+    ``(model, prediction)``."""
+    from dataclasses import replace
+
+    from ..classification.gradcam import spread_gradcam_steps
     from ..classification.model_io import load_model
     from ..classification.predict import predict_spread
+    from ..progress import relay
 
-    yield Progress(0, 2, "Loading model…")
+    yield Progress(0, 3, "Loading the model…")
     model = load_model(model_path)
-    yield Progress(1, 2, "Segmenting, classifying and explaining…")
-    prediction = predict_spread(model, image, gradcam=True, segmentation=segmentation)
-    yield Progress(2, 2, "Done")
-    return model, prediction
+    if segmentation is None:
+        from ..io import require_contrast
+        from ..segmentation import segment_spread
+
+        yield Progress(1, 3, "Segmenting the spread…")
+        require_contrast(image)
+        segmentation = segment_spread(image)
+    n = int((segmentation.objects["status"] == "chromosome").sum())
+    yield Progress(2, 3 + n, f"Classifying {n} chromosomes…")
+    prediction = predict_spread(model, image, segmentation=segmentation)
+    if not prediction.crops:
+        return model, replace(prediction, gradcam_map=np.zeros(image.shape[:2], np.float32))
+    n = len(prediction.crops)
+    index = {name: i for i, name in enumerate(model.classes)}
+    heat = yield from relay(
+        spread_gradcam_steps(
+            model, prediction.crops, [index[c] for c in prediction.table["class"]]
+        ),
+        lambda report: Progress(3 + report.step, 3 + n, f"Explaining: {report.message}"),
+    )
+    return model, replace(prediction, gradcam_map=heat)
 
 
 def folder_job(folder: str, model_path: str, out_dir: str):
@@ -100,8 +129,16 @@ class PredictWidget(QWidget):
         self.layer = None
         self.image_layer_used = None
 
+        self.model_choice = QComboBox()
+        self.model_choice.setToolTip(
+            "Which classifier calls the chromosomes: the bundled wild-type model (A/B/C, trained "
+            "on the seed paper's wild-type crops), a model trained in this session, or a file"
+        )
         self.model_file = FileEdit(mode="r", filter="*.safetensors")
         self.model_file.native.setToolTip("A model file saved by 'Train classifier'")
+        self._fill_model_choice()
+        self.model_file.changed.connect(lambda *_: self._select_model(MODEL_FILE))
+        TRAINED_MODELS.listen(self._on_model_trained)
         self.image_picker = LayerPicker(napari_viewer, (Image,))
         self.objects_picker = LayerPicker(napari_viewer, (Labels,), allow_none=AUTO)
         self.objects_picker.combo.setToolTip(
@@ -120,6 +157,9 @@ class PredictWidget(QWidget):
         self.folder_button.setToolTip(
             "Segment and classify every spread of the folder; tables and plots per sample"
         )
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running prediction; nothing is shown or written")
+        self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -147,7 +187,8 @@ class PredictWidget(QWidget):
         self.detail.setWordWrap(True)
 
         form = QFormLayout()
-        form.addRow("Model", self.model_file.native)
+        form.addRow("Model", self.model_choice)
+        form.addRow("Model file", self.model_file.native)
         form.addRow("Image", self.image_picker.combo)
         form.addRow("Objects", self.objects_picker.combo)
         layout = QVBoxLayout(self)
@@ -158,6 +199,7 @@ class PredictWidget(QWidget):
         folder_form.addRow("Output folder", self.out_folder.native)
         layout.addLayout(folder_form)
         layout.addWidget(self.folder_button)
+        layout.addWidget(self.cancel_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(QLabel("<b>Type distribution</b>"))
@@ -177,6 +219,7 @@ class PredictWidget(QWidget):
         self._objects_for_image()
         self.run_button.clicked.connect(self.run)
         self.folder_button.clicked.connect(self.run_folder)
+        self.cancel_button.clicked.connect(self.cancel)
         self.export_button.clicked.connect(lambda: self.export_csv(None))
 
     def _objects_for_image(self, *_):
@@ -200,11 +243,44 @@ class PredictWidget(QWidget):
     def _set_running(self, running: bool):
         self.run_button.setEnabled(not running)
         self.folder_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    def cancel(self):
+        """Stop the running job at its next progress report."""
+        if self.worker is not None:
+            self.worker.quit()
+            self.status.setText("Cancelling…")
+
+    def _on_abort(self):
+        self.status.setText("Cancelled: nothing was shown or written for the unfinished spread.")
+        show_info("Prediction cancelled.")
+
+    # ------------------------------------------------------------------ model choice
+    def _fill_model_choice(self) -> None:
+        self.model_choice.clear()
+        self.model_choice.addItem(BUNDLED_MODEL, str(bundled_model_path()))
+        for path in TRAINED_MODELS.paths:
+            self.model_choice.addItem(f"trained here: {Path(path).name}", path)
+        self.model_choice.addItem(MODEL_FILE, None)
+
+    def _select_model(self, text: str) -> None:
+        self.model_choice.setCurrentIndex(max(self.model_choice.findText(text), 0))
+
+    def _on_model_trained(self, path: str) -> None:
+        """A model just saved by Train classifier is offered here and chosen."""
+        self._fill_model_choice()
+        self._select_model(f"trained here: {Path(path).name}")
 
     def _model_path(self) -> str | None:
+        chosen = self.model_choice.currentData()
+        if chosen:
+            return str(chosen)
         path = Path(str(self.model_file.value))
         if not path.is_file():
-            show_error(f"Predict: model file {path} does not exist (train one first).")
+            show_error(
+                f"Predict: model file {path} does not exist: choose a model file, a model "
+                "trained in this session or the bundled wild-type model."
+            )
             return None
         return str(path)
 
@@ -237,6 +313,7 @@ class PredictWidget(QWidget):
             on_yield=self._on_progress,
             on_return=self._show,
             on_finish=self._on_finish,
+            on_abort=self._on_abort,
             what="Predict",
         )
 
@@ -262,6 +339,7 @@ class PredictWidget(QWidget):
             on_yield=self._on_progress,
             on_return=lambda result: self._folder_done(out_dir, result),
             on_finish=self._on_finish,
+            on_abort=self._on_abort,
             what="Predict folder",
         )
 

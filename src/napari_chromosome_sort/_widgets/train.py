@@ -25,6 +25,7 @@ from superqt import QCollapsible
 from ..classification.config import TrainingConfig
 from ..progress import Progress, relay
 from ._common import (
+    TRAINED_MODELS,
     ScrollDock,
     dataclass_form,
     fit_table_to_rows,
@@ -330,6 +331,7 @@ class TrainWidget(QWidget):
                 f"(n = {metrics.get('n', '?')}), Cohen's κ {metrics.get('kappa', float('nan')):.3f}"
             )
         lines.extend(f"<i>{note}</i>" for note in notes)
+        lines.append("It is offered in <b>Predict and explain</b> as “trained here”.")
         self.results.setText("<br>".join(lines))
         self.status.setText("Done.")
         confusion = metrics.get("confusion")
@@ -338,6 +340,7 @@ class TrainWidget(QWidget):
             confusion = confusion.get("counts")
         if confusion is not None and classes and np.ndim(confusion) == 2:
             self._show_confusion(np.asarray(confusion), classes)
+        TRAINED_MODELS.add(path)
         show_info(f"Model saved to {path}")
 
     def _show_confusion(self, confusion: np.ndarray, classes: list[str]):

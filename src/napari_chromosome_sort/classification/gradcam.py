@@ -42,9 +42,13 @@ to the full image, so it paints exactly over the chromosome.
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..progress import Progress, run_to_end
 
 
 def _input_to_prepared_frame(cam: np.ndarray, prepared_shape: tuple[int, int], prep) -> np.ndarray:
@@ -294,15 +298,37 @@ def spread_gradcam(
     """Per-object Grad-CAM maps pasted into one float32 image-shaped map (max where objects'
     windows overlap). ``crops``: list of :class:`crops.Crop` from the same image; ``layers`` and
     ``reference`` as in :func:`gradcam`; the crops go through the network in batches."""
+    return run_to_end(spread_gradcam_steps(model, crops, class_indices, layers, reference))
+
+
+def spread_gradcam_steps(
+    model,
+    crops,
+    class_indices=None,
+    layers: str = "head",
+    reference: str | None = None,
+    chunk: int = 2 * GRADCAM_BATCH,
+) -> Generator[Progress, None, np.ndarray]:
+    """:func:`spread_gradcam` one chunk of crops at a time, reporting after each chunk (so a
+    caller can show progress and stop between chunks); returns the map."""
     _check(layers, reference)
     if not crops:
         raise ValueError("spread_gradcam needs at least one crop")
     out = np.zeros(crops[0].geometry.image_shape[:2], dtype=np.float32)
-    heats = gradcams(
-        model, [c.pixels for c in crops], class_indices, layers=layers, reference=reference
-    )
-    for crop, heat in zip(crops, heats, strict=True):
-        np.maximum(out, crop.geometry.to_image(heat), out=out)
+    wanted = [None] * len(crops) if class_indices is None else list(class_indices)
+    for start in range(0, len(crops), chunk):
+        part = crops[start : start + chunk]
+        heats = gradcams(
+            model,
+            [c.pixels for c in part],
+            wanted[start : start + chunk],
+            layers=layers,
+            reference=reference,
+        )
+        for crop, heat in zip(part, heats, strict=True):
+            np.maximum(out, crop.geometry.to_image(heat), out=out)
+        done = start + len(part)
+        yield Progress(done, len(crops), f"Grad-CAM: {done} of {len(crops)} chromosomes")
     return out
 
 
