@@ -205,6 +205,13 @@ def test_batch_settings_reach_every_spread(spread_tree, random_model, tmp_path):
     assert main(args + ["--prior-pseudo-counts", "-1"]) == 2
     assert main(args + ["--scheduler", "serial", "--exclude", "*K.tif", "--crossing-score",
                         "off", "--format", "png"]) == 0  # fmt: skip
+    # the views averaged per crop are fingerprinted too
+    two = run_to_end(run_batch(spread_tree, random_model, out, "serial", views=2, **kw))
+    assert two.n_skipped == 0 and two.n_spreads == 2
+    again = run_to_end(run_batch(spread_tree, random_model, out, "serial", views=2, **kw))
+    assert again.n_skipped == 2
+    with pytest.raises(SystemExit):
+        main(args + ["--views", "0"])
 
 
 def test_batch_without_dask_runs_in_process(spread_tree, random_model, tmp_path, monkeypatch):

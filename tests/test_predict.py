@@ -232,3 +232,75 @@ def test_chromatid_pairs_are_called_separated(tiny_model):
     assert (off.table["called_by"] == "model").all()
     with pytest.raises(ChromosortError):
         predict_spread(tiny_model, spread.image, separated_class="Z")
+
+
+def _mean_of_views(model, images, views: int) -> np.ndarray:
+    """The view average computed by hand: softmax of the torch forward of each dihedral view."""
+    import torch
+
+    from napari_chromosome_sort.classification.features import dihedral
+
+    x = model.preprocess(images)
+    with torch.no_grad():
+        p = [torch.softmax(model(dihedral(x, v)), dim=1) for v in range(views)]
+    return (sum(p) / views).numpy()
+
+
+def test_prediction_views(tiny_model, tmp_path):
+    """Prediction averages the model's recorded number of views (4 by default, whatever the
+    training views), ``views=`` overrides it, and a saved model keeps it."""
+    from napari_chromosome_sort.classification.features import PREDICT_VIEWS
+    from napari_chromosome_sort.classification.model_io import load_model, save_model
+    from napari_chromosome_sort.cli import main
+    from napari_chromosome_sort.synthetic import make_crop
+
+    rng = np.random.default_rng(4)
+    images = [make_crop(c, rng, 48) for c in "ABCA"]
+    assert tiny_model.metadata["prediction_views"] == PREDICT_VIEWS == 4
+    assert tiny_model.metadata["training"]["config"]["views"] == 1  # trained on one view
+    assert tiny_model.prediction_views == 4
+    for views in (1, 2, 4, 8):
+        got = tiny_model.predict_proba(images, views=views)
+        np.testing.assert_allclose(got, _mean_of_views(tiny_model, images, views), atol=1e-5)
+    default = tiny_model.predict_proba(images)
+    np.testing.assert_allclose(default, tiny_model.predict_proba(images, views=4), atol=1e-6)
+    assert not np.allclose(default, tiny_model.predict_proba(images, views=8), atol=1e-6)
+    np.testing.assert_allclose(
+        tiny_model.predict_proba(images, tta=False), tiny_model.predict_proba(images, views=1)
+    )
+    table = predict_crops(tiny_model, images, views=2)
+    np.testing.assert_allclose(
+        table[["p_A", "p_B", "p_C"]].to_numpy(), _mean_of_views(tiny_model, images, 2), atol=1e-5
+    )
+    for bad in (0, 9, 2.5, "4"):
+        with pytest.raises(ChromosortError, match="views"):
+            tiny_model.predict_proba(images, views=bad)
+
+    tiny_model.metadata["prediction_views"] = 2
+    try:
+        path = save_model(tiny_model, tmp_path / "m2.safetensors")
+    finally:
+        tiny_model.metadata["prediction_views"] = 4
+    loaded = load_model(path)
+    assert loaded.prediction_views == 2
+    np.testing.assert_allclose(
+        loaded.predict_proba(images), _mean_of_views(loaded, images, 2), atol=1e-5
+    )
+    loaded.metadata["prediction_views"] = 99  # out of range in a file: the default
+    assert loaded.prediction_views == PREDICT_VIEWS
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    from PIL import Image
+
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i}.png")
+    out = tmp_path / "v.csv"
+    assert main(["predict", str(path), str(folder), "--out", str(out), "--views", "8"]) == 0
+    table = pd.read_csv(out).sort_values("source")
+    expected = _mean_of_views(
+        loaded, [np.asarray(Image.open(folder / f"{i}.png")) for i in range(4)], 8
+    )
+    np.testing.assert_allclose(table[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-5)
+    with pytest.raises(SystemExit):
+        main(["predict", str(path), str(folder), "--out", str(out), "--views", "9"])

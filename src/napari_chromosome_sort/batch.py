@@ -114,11 +114,16 @@ def find_spreads(
 
 
 def fingerprint(
-    model_path, params: dict | None, gradcam: bool, priors: PriorOptions | None = None
+    model_path,
+    params: dict | None,
+    gradcam: bool,
+    priors: PriorOptions | None = None,
+    views: int | None = None,
 ) -> str:
     """What a finished spread was computed with: model file (size, mtime), segmentation
-    parameters, Grad-CAM flag, package version and prior-estimate options. A spread whose DONE
-    marker holds another fingerprint is recomputed (the model or the settings changed since)."""
+    parameters, Grad-CAM flag, package version, prior-estimate options and views averaged. A
+    spread whose DONE marker holds another fingerprint is recomputed (the model or the
+    settings changed since)."""
     import hashlib
 
     from . import __version__
@@ -127,7 +132,7 @@ def fingerprint(
     st = os.stat(model_path)
     key = json.dumps(
         [str(model_path), st.st_size, st.st_mtime_ns, params or {}, bool(gradcam), __version__]
-        + [(priors or PriorOptions()).key()],
+        + [(priors or PriorOptions()).key(), {"views": views}],
         sort_keys=True,
         default=str,
     )
@@ -183,10 +188,12 @@ def process_spread(
     torch_threads: int = 1,
     fingerprint: str | None = None,
     priors: PriorOptions | None = None,
+    views: int | None = None,
 ) -> dict:
     """Segment, classify (and Grad-CAM) one spread; write its results atomically. Returns a small
     summary dict (picklable). Runs in a worker: loads the model from ``model_path``. ``priors``:
-    :class:`.predict.PriorOptions` (default: the defaults)."""
+    :class:`.predict.PriorOptions` (default: the defaults); ``views``: dihedral views averaged
+    (None: the model's own number)."""
     import numpy as np
     import torch
 
@@ -209,6 +216,7 @@ def process_spread(
             params=_params_from_dict(params),
             gradcam=gradcam,
             priors=priors,
+            views=views,
         )
     finally:  # in-process ("serial") runs must not change the caller's torch settings
         torch.set_num_threads(previous_threads)
@@ -382,6 +390,7 @@ def run_batch(
     exclude: tuple[str, ...] = (),
     formats=("png", "svg"),
     priors: PriorOptions | None = None,
+    views: int | None = None,
 ) -> Generator[Progress, None, BatchResult]:
     """Generator of :class:`Progress` that returns a :class:`BatchResult`.
 
@@ -391,7 +400,8 @@ def run_batch(
     ``"serial"`` -> in this process, one spread after another (no Dask).
     Failures of single spreads are reported in ``result.failures`` and the run goes on; the
     failed spreads are retried by the next run. ``params``: segmentation parameters
-    (:class:`.SegmentationParams` or dict); ``priors``: :class:`.predict.PriorOptions`.
+    (:class:`.SegmentationParams` or dict); ``priors``: :class:`.predict.PriorOptions`;
+    ``views``: dihedral views averaged per crop (None: the model's own number).
     """
     model_path = str(Path(model_path).resolve())
     if not Path(model_path).is_file():
@@ -421,6 +431,7 @@ def run_batch(
                 exclude,
                 formats,
                 priors,
+                views,
             )
         )
 
@@ -447,6 +458,7 @@ def _run_locked(
     exclude,
     formats,
     priors,
+    views=None,
 ) -> Generator[Progress, None, BatchResult]:
     """:func:`run_batch` once this process holds the output folder's lock."""
     from .classification.predict import PriorOptions
@@ -454,7 +466,7 @@ def _run_locked(
     jobs = find_spreads(input_dir, out_dir, exclude=exclude)
     pdict = _params_to_dict(params)
     priors = priors or PriorOptions()
-    fp = fingerprint(model_path, pdict, gradcam, priors)
+    fp = fingerprint(model_path, pdict, gradcam, priors, views)
     todo = [j for j in jobs if not is_done(j, fp)]
     skipped = len(jobs) - len(todo)
     total = len(jobs) + 1
@@ -472,6 +484,7 @@ def _run_locked(
         torch_threads=torch_threads,
         fingerprint=fp,
         priors=priors,
+        views=views,
     )
     if todo and scheduler == "serial":
         for job in todo:

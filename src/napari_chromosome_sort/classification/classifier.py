@@ -26,8 +26,23 @@ import torch.nn as nn
 
 from ..errors import ChromosortError
 from .backbones import build_backbone, pool_taps
-from .features import N_VIEWS, Preprocessing, dihedral, preprocess
+from .features import N_VIEWS, PREDICT_VIEWS, Preprocessing, dihedral, preprocess
 from .model_schema import HEAD_KINDS
+
+
+def check_views(views, default: int | None = None) -> int:
+    """A number of dihedral views, 1..8; an unusable value is ``default`` if given, else an
+    error."""
+    try:
+        n = int(views)
+        ok = n == views and 1 <= n <= N_VIEWS
+    except (TypeError, ValueError):
+        ok = False
+    if ok:
+        return n
+    if default is not None:
+        return default
+    raise ChromosortError(f"views must be a whole number from 1 to {N_VIEWS}, got {views!r}")
 
 
 class PooledHead(nn.Module):
@@ -151,9 +166,23 @@ class ChromosomeClassifier(nn.Module):
         """RGB crops (uint8 HxWx3, any size) -> normalised tensor (N, 3, S, S)."""
         return preprocess(list(images), self.preprocessing)
 
+    @property
+    def prediction_views(self) -> int:
+        """Dihedral views averaged at prediction: the number the model file records
+        (``metadata["prediction_views"]``), else ``PREDICT_VIEWS`` (the four rotations)."""
+        return check_views(self.metadata.get("prediction_views", PREDICT_VIEWS), PREDICT_VIEWS)
+
     @torch.no_grad()
-    def predict_proba(self, images: Sequence, tta: bool = True, batch_size: int = 32) -> np.ndarray:
-        """Class probabilities (n, k); with ``tta`` averaged over the 8 dihedral views."""
+    def predict_proba(
+        self,
+        images: Sequence,
+        tta: bool = True,
+        batch_size: int = 32,
+        views: int | None = None,
+    ) -> np.ndarray:
+        """Class probabilities (n, k), averaged over ``views`` dihedral views (the first of
+        rotations 0/90/180/270, then their mirror images); ``views=None``: the model's
+        ``prediction_views`` with ``tta``, one view without."""
         images = list(images)
         k = len(self.classes)
         if not images:
@@ -161,7 +190,9 @@ class ChromosomeClassifier(nn.Module):
         was_training = self.training
         self.eval()
         device = self.device
-        views = N_VIEWS if tta else 1
+        if views is None:
+            views = self.prediction_views if tta else 1
+        views = check_views(views)
         forward = self.fast_logits(len(images) * views) or self
         out = []
         for start in range(0, len(images), batch_size):
@@ -184,8 +215,8 @@ class ChromosomeClassifier(nn.Module):
         logits = onnx_runner(self, self.input_size, f"logits-{self.head_kind}", forwards)
         return None if logits is None else (lambda x: torch.from_numpy(logits(x.numpy())))
 
-    def predict(self, images: Sequence, tta: bool = True) -> list[str]:
-        proba = self.predict_proba(images, tta=tta)
+    def predict(self, images: Sequence, tta: bool = True, views: int | None = None) -> list[str]:
+        proba = self.predict_proba(images, tta=tta, views=views)
         return [self.classes[i] for i in proba.argmax(1)]
 
 

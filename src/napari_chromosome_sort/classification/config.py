@@ -45,12 +45,18 @@ class TrainingConfig:
         "DAPI alike); plain: as imaged",
         choices=APPEARANCES,
     )
-    # dihedral views used for training features and test-time averaging
+    # dihedral views of the training features (and of the inner-CV predictions)
     views: int = option(
         8,
-        "How many rotated/mirrored copies of each crop are used (1-8): more is more robust to "
-        "orientation but slower",
+        "How many rotated/mirrored copies of each crop the classifier learns from (1-8): more "
+        "is more robust to orientation; costs training time only",
         advanced=False,
+    )
+    # views averaged at prediction, recorded in the model file (metadata "prediction_views")
+    predict_views: int = option(
+        4,
+        "How many rotated copies of each crop are averaged when the model classifies (1-8): 4 "
+        "(the four rotations) is as accurate as 8 and twice as fast",
     )
     # 0 = linear head, else MLP hidden units
     hidden: int = option(

@@ -22,7 +22,10 @@ from ..atomic import atomic_path
 from ..errors import ChromosortError
 from ..progress import Progress
 
-N_VIEWS = 8
+N_VIEWS = 8  # dihedral views: rotations 0/90/180/270, then the same mirrored
+# views averaged at prediction unless a model records another number: the four rotations are as
+# accurate as all eight (docs/performance.md) at half the cost
+PREDICT_VIEWS = 4
 
 
 @dataclass(frozen=True)

@@ -163,18 +163,20 @@ def predict_crops(
     images,
     tta: bool = True,
     priors: PriorOptions = PriorOptions(),
+    views: int | None = None,
 ) -> pd.DataFrame:
     """One row per RGB crop: predicted ``class`` and ``p_<class>`` for every class.
 
     ``priors.adapt``: treat the crops as one sample and re-estimate its class priors without
     labels instead of assuming the training priors; the probabilities are re-weighted to the
     estimated priors, so their mean over the crops is (close to) the estimated class
-    distribution (see :func:`estimate_priors` for the other options).
+    distribution (see :func:`estimate_priors` for the other options). ``views``: dihedral views
+    averaged (None: the model's ``prediction_views``, or 1 without ``tta``).
     """
     images = list(images)
     if not images:
         return _probability_table(model, np.zeros((0, len(model.classes))))
-    proba = model.predict_proba(images, tta=tta)
+    proba = model.predict_proba(images, tta=tta, views=views)
     if priors.adapt:
         proba, _ = estimate_priors(model, proba, priors)
     return _probability_table(model, proba)
@@ -213,6 +215,7 @@ def predict_spread(
     tta: bool = True,
     priors: PriorOptions = PriorOptions(),
     separated_class: str | None = "auto",
+    views: int | None = None,
 ) -> SpreadPrediction:
     """Segment ``image`` (or use ``segmentation``), crop every kept chromosome (others blanked)
     and classify the crops. With ``gradcam`` also returns the per-object Grad-CAM maps (for the
@@ -226,7 +229,8 @@ def predict_spread(
     An object that segmentation built from two separate sister chromatids (``n_parts >= 2``) is
     that type by definition, so it gets that class whatever the network says (column
     ``called_by`` = ``"chromatid pair"``; the ``p_*`` columns stay the network's). ``"auto"``
-    uses a class named ``C`` (any case) when the model has one; ``None`` turns the rule off."""
+    uses a class named ``C`` (any case) when the model has one; ``None`` turns the rule off.
+    ``views``: as for :func:`predict_crops`."""
     from ..crops import DEFAULT_MARGIN, crop_chromosomes
 
     image = np.asarray(image)
@@ -243,7 +247,9 @@ def predict_spread(
     )
     objects = segmentation.objects.set_index("label", drop=False)
     labels = [c.label for c in crops]
-    table = predict_crops(model, [c.pixels for c in crops], tta=tta, priors=priors)
+    table = predict_crops(
+        model, [c.pixels for c in crops], tta=tta, priors=priors, views=views
+    )
     meta = pd.DataFrame({"label": labels})
     for column in BBOX_COLUMNS:
         meta[column] = objects.loc[labels, column].astype(int).to_numpy() if labels else []

@@ -419,9 +419,10 @@ def train_classifier(
     """
     from .. import __version__
     from .backbones import build_backbone
-    from .classifier import ChromosomeClassifier
+    from .classifier import ChromosomeClassifier, check_views
 
     config = config or TrainingConfig()
+    check_views(config.predict_views)
     classes = [str(c) for c in classes]
     y = np.asarray(targets, int)
     images = list(images)
@@ -449,6 +450,7 @@ def train_classifier(
     model.cpu().eval()
     model.metadata.update(
         package_version=__version__,
+        prediction_views=check_views(config.predict_views),
         weights_source=backbone.weights_source,
         training={
             "n": int(len(y)),

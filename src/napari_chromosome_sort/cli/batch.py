@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .predict import add_views_argument
 from .segment import add_crossing_score_argument
 
 HELP = (
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--torch-threads", type=int, default=1, help="torch threads per task (default 1)"
     )
     parser.add_argument("--no-gradcam", action="store_true", help="skip Grad-CAM maps")
+    add_views_argument(parser)
     add_crossing_score_argument(parser)
     parser.add_argument(
         "--adapt-priors",
@@ -92,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
                 pseudo_counts=args.prior_pseudo_counts,
                 method=args.prior_method,
             ),
+            views=args.views,
         ),
         desc="batch",
     )
