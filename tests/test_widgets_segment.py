@@ -147,3 +147,134 @@ def test_keep_reject_keys(make_napari_viewer, qtbot):
     handler.press_key("k")
     handler.release_key("k")
     assert layer.features.loc[layer.features["label"] == label, "status"].iloc[0] == "chromosome"
+
+
+def _status(layer, label):
+    return layer.features.loc[layer.features["label"].astype(int) == label, "status"].iloc[0]
+
+
+def _press(viewer, key):
+    handler = viewer.window._qt_viewer._key_map_handler
+    handler.press_key(key)
+    handler.release_key(key)
+
+
+def test_undo_keep_reject_several_steps(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget, layer = _segment(viewer, qtbot, _synthetic_image())
+    a, b = (
+        int(v) for v in layer.features.loc[layer.features["status"] == "chromosome", "label"][:2]
+    )
+    viewer.layers.selection.active = layer
+    widget.select(a)
+    _press(viewer, "r")
+    widget.select(b)
+    _press(viewer, "r")
+    _press(viewer, "k")
+    assert (_status(layer, a), _status(layer, b)) == ("rejected", "chromosome")
+    reason_b = layer.features.loc[layer.features["label"] == b, "reason"].iloc[0]
+    _press(viewer, "Control-Z")  # the keep of b
+    assert _status(layer, b) == "rejected"
+    widget.undo_button.click()  # the reject of b
+    assert _status(layer, b) == "chromosome" and reason_b != "rejected by user"
+    _press(viewer, "Control-Z")  # the reject of a
+    assert _status(layer, a) == "chromosome"
+    assert layer.colormap.map(np.array([a]))[0][1] > 0.5  # green again
+
+
+def _two_touching_kept(layer):
+    """Two kept objects and a pixel of each (to fill one over the other)."""
+    data = np.asarray(layer.data)
+    kept = layer.features.loc[layer.features["status"] == "chromosome", "label"].astype(int)
+    a, b = int(kept.iloc[0]), int(kept.iloc[1])
+    return a, b, tuple(np.argwhere(data == a)[0]), tuple(np.argwhere(data == b)[0])
+
+
+def test_table_follows_napari_undo_of_a_paint_edit(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget, layer = _segment(viewer, qtbot, _synthetic_image())
+    a, b, _, pixel_b = _two_touching_kept(layer)
+    widget.set_status(b, "rejected")
+    table = layer.features.copy()
+    colour_a = layer.colormap.map(np.array([a]))[0].copy()
+    layer.fill(pixel_b, a)  # napari's fill bucket: b merged into a
+    widget.sync()
+    assert b not in set(layer.features["label"].astype(int))
+    assert not np.allclose(layer.colormap.map(np.array([a]))[0], colour_a)  # edit shows
+    layer.undo()  # napari's own undo (as its Ctrl+Z)
+    assert set(layer.features["label"].astype(int)) == set(np.unique(layer.data)) - {0}
+    assert _status(layer, b) == "rejected"
+    for column in ("status", "reason", "area"):
+        assert list(layer.features[column]) == list(table[column])
+    np.testing.assert_allclose(layer.colormap.map(np.array([a]))[0], colour_a)
+
+    # Ctrl+Z on the layer undoes the user's steps in order: paint, then the reject
+    layer.fill(pixel_b, a)
+    widget.sync()
+    viewer.layers.selection.active = layer
+    _press(viewer, "Control-Z")
+    assert _status(layer, b) == "rejected"
+    _press(viewer, "Control-Z")
+    assert _status(layer, b) == "chromosome"
+
+
+def test_split_halves_get_different_shades(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget, layer = _segment(viewer, qtbot, _synthetic_image())
+    a = int(layer.features.loc[layer.features["status"] == "chromosome", "label"].iloc[0])
+    data = np.asarray(layer.data)
+    ys, xs = np.nonzero(data == a)
+    new = int(data.max()) + 1
+    top = ys < np.median(ys)
+    layer.data_setitem((ys[top], xs[top]), new)  # paint the top half with a new label
+    widget.sync()
+    colours = layer.colormap.map(np.array([a, new]))
+    assert not np.allclose(colours[0], colours[1])
+    assert _status(layer, new) == "chromosome"
+
+
+def test_next_zooms_to_the_object_and_outlines_it(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget, layer = _segment(viewer, qtbot, _synthetic_image())
+    view = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    zoom = view.zoom
+    widget.next_button.click()
+    label = widget._selected
+    row = layer.features[layer.features["label"] == label].iloc[0]
+    assert row["status"] == "cluster" or "cluster" not in set(layer.features["status"])
+    centre = ((row["bbox_y0"] + row["bbox_y1"]) / 2, (row["bbox_x0"] + row["bbox_x1"]) / 2)
+    np.testing.assert_allclose(view.center[-2:], centre, atol=1)
+    assert view.zoom > 2 * zoom
+    box = viewer.layers["spread objects selection"]
+    assert len(box.data) == 1
+    np.testing.assert_allclose(box.data[0].min(axis=0), (row["bbox_y0"] - 3, row["bbox_x0"] - 3))
+    widget.next_button.click()
+    widget.prev_button.click()
+    assert widget._selected == label and layer.selected_label == label
+
+
+def test_keys_listed_in_widget_and_status_bar_hint(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget, layer = _segment(viewer, qtbot, _synthetic_image())
+    assert "K keep" in widget.keys_help.text() and "R reject" in widget.keys_help.text()
+    viewer.layers.selection.active = layer
+    assert "use <K> for keep" in viewer.help and "use <Ctrl+Z> for undo" in viewer.help
+    layer.mode = "paint"  # napari rewrites the hint on a mode change: ours stays
+    assert "use <R> for reject" in layer.help
+
+
+def test_object_under_the_cursor_is_outlined(make_napari_viewer, qtbot):
+    from types import SimpleNamespace
+
+    from napari_chromosome_sort._widgets._objects import review_of
+
+    viewer = make_napari_viewer()
+    widget, layer = _segment(viewer, qtbot, _synthetic_image())
+    kept = layer.features.loc[layer.features["status"] == "chromosome", "label"].astype(int)
+    a, b = int(kept.iloc[0]), int(kept.iloc[1])
+    widget.select(a)
+    pixel_b = np.argwhere(np.asarray(layer.data) == b)[0].astype(float)
+    review_of(viewer, layer)._mouse_moved(layer, SimpleNamespace(position=tuple(pixel_b)))
+    box = viewer.layers["spread objects selection"]
+    assert len(box.data) == 2  # selected (yellow) and hovered (white)
+    assert not np.allclose(box.edge_color[0], box.edge_color[1])

@@ -29,12 +29,15 @@ from ._common import (
     label_at,
     layer_image,
     main_fields,
-    status_colormap,
     sync_features,
     with_index,
 )
+from ._objects import UNDO_KEY, review_colormap, review_of
 
 META_KEY = "chromosort"
+#: the order Next ▶ goes through the objects: those worth a look first, by status
+REVIEW_ORDER = ("cluster", "chromosome", "rejected", "nucleus", "border", "debris")
+KEYS_HELP = f"Keys on the objects layer: K keep · R reject · {UNDO_KEY} undo"
 #: SegmentationParams shown in the widget's main form (the others under "Advanced")
 MAIN_PARAMETERS = main_fields(SegmentationParams)
 
@@ -43,6 +46,16 @@ def _segment(image: np.ndarray, params):
     from ..segmentation import segment_spread
 
     return segment_spread(image, params)
+
+
+def review_labels(features) -> list[int]:
+    """Object labels in review order: by status (REVIEW_ORDER), then top to bottom."""
+    if not len(features) or "status" not in features:
+        return []
+    rank = {status: i for i, status in enumerate(REVIEW_ORDER)}
+    table = features.assign(_rank=features["status"].map(rank).fillna(len(rank)))
+    by = ["_rank", "centroid_y", "label"] if "centroid_y" in table else ["_rank", "label"]
+    return table.sort_values(by)["label"].astype(int).tolist()
 
 
 def is_segmentation_layer(layer) -> bool:
@@ -56,8 +69,9 @@ class SegmentWidget(QWidget):
     """Pick an image layer, tune SegmentationParams (live preview), then review objects.
 
     Result: a Labels layer ``<image> objects`` whose ``features`` hold status, reason and shape
-    measures, coloured by status. Select an object (click it) and press K (keep) / R (reject),
-    or use the buttons; merge/split with napari's own label tools, features follow.
+    measures, coloured by status. Select an object (click it, or step with Next/Previous) and
+    press K (keep) / R (reject), or use the buttons; Ctrl+Z or Undo takes a step back. Merge/split
+    with napari's own label tools: features follow, edited objects get a new shade.
     """
 
     def __init__(self, napari_viewer):
@@ -92,6 +106,22 @@ class SegmentWidget(QWidget):
         self.keep_button.setToolTip("Mark the selected object as a chromosome to keep")
         self.reject_button = QPushButton("Reject (R)")
         self.reject_button.setToolTip("Mark the selected object as rejected")
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.setToolTip(
+            f"Undo the last keep/reject or paint edit on the objects layer ({UNDO_KEY})"
+        )
+        self.prev_button = QPushButton("◀ Previous")
+        self.next_button = QPushButton("Next ▶")
+        self.prev_button.setToolTip("Go back to the previous object and zoom to it")
+        self.next_button.setToolTip(
+            "Zoom to the next object: clusters first, then kept chromosomes, rejected, nuclei…"
+        )
+        self.keys_help = QLabel(KEYS_HELP)
+        self.keys_help.setWordWrap(True)
+        self.keys_help.setToolTip(
+            "These keys work while the objects layer is selected in the layer list; napari's own "
+            "label tools stay on the toolbar buttons"
+        )
         self.sync_button = QPushButton("Update after edits")
         self.sync_button.setToolTip(
             "Re-measure objects after merging/splitting/painting with napari's label tools"
@@ -133,15 +163,24 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.legend)
         layout.addWidget(self.selection_label)
         row = QHBoxLayout()
+        row.addWidget(self.prev_button)
+        row.addWidget(self.next_button)
+        layout.addLayout(row)
+        row = QHBoxLayout()
         row.addWidget(self.keep_button)
         row.addWidget(self.reject_button)
+        row.addWidget(self.undo_button)
         layout.addLayout(row)
+        layout.addWidget(self.keys_help)
         layout.addWidget(self.sync_button)
         layout.addStretch(1)
 
         self.run_button.clicked.connect(self.run)
         self.keep_button.clicked.connect(lambda: self.set_status(None, KEPT))
         self.reject_button.clicked.connect(lambda: self.set_status(None, "rejected"))
+        self.undo_button.clicked.connect(self.undo)
+        self.prev_button.clicked.connect(lambda: self.step(-1))
+        self.next_button.clicked.connect(lambda: self.step(1))
         self.sync_button.clicked.connect(self.sync)
         self.image_picker.combo.currentIndexChanged.connect(self._params_changed)
 
@@ -211,6 +250,7 @@ class SegmentWidget(QWidget):
         labels = np.asarray(segmentation.labels, dtype=np.int32)
         if name in self.viewer.layers and isinstance(self.viewer.layers[name], Labels):
             layer = self.viewer.layers[name]
+            review_of(self.viewer, layer).history.steps.clear()  # a new segmentation
             layer.data = labels
             layer.features = features
             layer.metadata.update(meta)
@@ -225,15 +265,28 @@ class SegmentWidget(QWidget):
                 translate=image_layer.translate[-2:],
             )
             self._connect(layer)
-        layer.colormap = status_colormap(layer.features)
         self.layer = layer
-        self._update_summary()
+        self._table_changed()
 
     def _connect(self, layer):
         layer.mouse_drag_callbacks.append(self._on_click)
-        layer.bind_key("k", lambda _layer: self.set_status(None, KEPT), overwrite=True)
-        layer.bind_key("r", lambda _layer: self.set_status(None, "rejected"), overwrite=True)
+        review = review_of(self.viewer, layer)
+        review.bind("k", lambda _layer: self.set_status(None, KEPT))
+        review.bind("r", lambda _layer: self.set_status(None, "rejected"))
+        review.describe("K", "keep")
+        review.describe("R", "reject")
+        review.listen(self._table_changed)
         layer.events.paint.connect(lambda *_: QTimer.singleShot(300, self.sync))
+
+    def _table_changed(self):
+        """Recolour the objects and refresh the counts after the table changed."""
+        layer = self.current_layer()
+        if layer is None:
+            return
+        layer.colormap = review_colormap(np.asarray(layer.data), layer.features)
+        self._update_summary()
+        if self._selected:
+            self.select(self._selected, layer)
 
     # ------------------------------------------------------------------ review
     def current_layer(self):
@@ -254,13 +307,34 @@ class SegmentWidget(QWidget):
         layer = layer or self.current_layer()
         self._selected = int(label)
         if layer is not None:
-            layer.selected_label = int(label)
+            review_of(self.viewer, layer).select(label)
             row = feature_row(layer, label)
             if row:
                 self.selection_label.setText(
                     f"Object {label}: <b>{row.get('status')}</b> — {row.get('reason', '')}"
                     f" (area {row.get('area', 0):.0f} px)"
                 )
+
+    def step(self, direction: int):
+        """Select the next/previous object in review order and zoom the view to it."""
+        layer = self.current_layer()
+        if layer is None:
+            return
+        order = review_labels(layer.features)
+        if not order:
+            return
+        if self._selected in order:
+            index = (order.index(self._selected) + direction) % len(order)
+        else:
+            index = 0 if direction > 0 else len(order) - 1
+        self.select(order[index], layer)
+        review_of(self.viewer, layer).focus(order[index])
+
+    def undo(self):
+        """Undo the last keep/reject or paint edit on the objects layer (as Ctrl+Z)."""
+        layer = self.current_layer()
+        if layer is not None:
+            review_of(self.viewer, layer).undo()
 
     def set_status(self, label: int | None, status: str):
         """Keep or reject an object (default: the selected one); colours update at once."""
@@ -276,12 +350,23 @@ class SegmentWidget(QWidget):
             mask = features["label"].astype(int) == label
             if not mask.any():
                 return
+        before = features.loc[mask, ["status", "reason"]].iloc[0].tolist()
         features.loc[mask, "status"] = status
         features.loc[mask, "reason"] = "kept by user" if status == KEPT else "rejected by user"
         layer.features = features
-        layer.colormap = status_colormap(features)
+        review_of(self.viewer, layer).record(
+            f"{status} object {label}", lambda: self._restore_status(layer, label, *before)
+        )
         self.select(label, layer)
-        self._update_summary()
+        self._table_changed()
+
+    def _restore_status(self, layer, label: int, status: str, reason: str):
+        features = layer.features.copy()
+        mask = features["label"].astype(int) == label
+        features.loc[mask, "status"] = status
+        features.loc[mask, "reason"] = reason
+        layer.features = features
+        self._selected = label
 
     def sync(self):
         """Re-measure after hand edits (merge/split/paint), keeping user-set statuses."""
@@ -289,8 +374,7 @@ class SegmentWidget(QWidget):
         if layer is None:
             return
         sync_features(layer)
-        layer.colormap = status_colormap(layer.features)
-        self._update_summary()
+        self._table_changed()
 
     def _update_summary(self):
         layer = self.current_layer()
