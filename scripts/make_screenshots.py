@@ -227,8 +227,8 @@ def main(argv=None) -> int:
     show_dock(viewer, "Type readout")
     from qtpy.QtCore import Qt
 
-    for i in range(readout.layer_list.count()):
-        item = readout.layer_list.item(i)
+    for i in range(readout.layer_list.rowCount()):
+        item = readout.layer_list.item(i, 0)
         wanted = item.text().endswith("predicted classes")
         item.setCheckState(Qt.CheckState.Checked if wanted else Qt.CheckState.Unchecked)
     readout.compute()

@@ -57,6 +57,43 @@ def test_readout_widget_layers_and_table(make_napari_viewer, tmp_path):
     assert not widget.comparisons[0].significant
 
 
+def test_readout_groups_spreads_into_named_samples(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    for i in range(2):
+        _labels_with_calls(viewer, f"wt {i} predicted classes", {"A": 0.8, "B": 0.2}, 60, i)
+        _labels_with_calls(viewer, f"ko {i} predicted classes", {"A": 0.3, "B": 0.7}, 60, 9 + i)
+    widget = ReadoutWidget(viewer)
+    # each spread starts as its own sample, named after its image
+    assert [sample for _, _, sample in widget.spread_rows()][:2] == ["wt 0", "ko 0"]
+    for i in range(2):
+        widget.set_sample(f"wt {i} predicted classes", "WT")
+        widget.set_sample(f"ko {i} predicted classes", "mutant")
+    widget.compute()
+    totals = widget.summary.drop_duplicates("sample").set_index("sample")["n"]
+    assert totals.to_dict() == {"WT": 120, "mutant": 120}
+    # a new layer keeps the names typed so far
+    viewer.add_labels(np.zeros((5, 5), np.int32), name="other")
+    assert ("wt 1 predicted classes", True, "WT") in widget.spread_rows()
+
+    # a table: numeric columns are not offered as classes, and are refused if typed in
+    table = pd.DataFrame({"sample": ["a"] * 20, "class": list("AB") * 10, "area": range(20)})
+    table.to_csv(tmp_path / "calls.csv", index=False)
+    widget.load_table(tmp_path / "calls.csv")
+    offered = [widget.class_col.itemText(i) for i in range(widget.class_col.count())]
+    assert offered[0] == "class" and "area" not in offered
+    widget.class_col.addItem("area")
+    widget.class_col.setCurrentText("area")
+    shown = []
+    import napari_chromosome_sort._widgets._common as common
+
+    original, common.show_error = common.show_error, shown.append
+    try:
+        widget.compute()
+    finally:
+        common.show_error = original
+    assert shown and "class column" in shown[0]
+
+
 def test_readout_bars_in_the_class_colours_of_the_spread(make_napari_viewer):
     """Predict's layers: each sample is named after its image and each class's bars have the
     colour its chromosomes have on the spread (the model's class order, from the p_ columns)."""

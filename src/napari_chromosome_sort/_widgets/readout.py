@@ -1,9 +1,9 @@
 """Readout dock widget: per-sample type distributions (stacked bar) and the sample comparison.
 
 Source: either a predictions table (CSV, e.g. ``chromosort batch``'s ``objects.csv``) or the
-``features`` of Labels layers in the viewer (one layer = one spread; the sample is the layer's
-``sample`` feature if present, else the layer name). Nothing is computed here beyond calling
-``readout`` and ``plots``.
+``features`` of Labels layers in the viewer (one layer = one spread, grouped into named samples
+in the widget's spreads table: spreads given the same sample name are counted together). Nothing
+is computed here beyond calling ``readout`` and ``plots``.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from ..analysis import plots, readout
 from ..errors import ChromosortError
-from ._common import ScrollDock, class_colours, report_error
+from ._common import ScrollDock, class_colours, fit_table_to_rows, report_error
 
 TABLE = "predictions table (CSV)"
 LAYERS = "Labels layers (features)"
@@ -48,8 +48,29 @@ def class_order(layers) -> list[str]:
     return []
 
 
-def table_from_layers(layers) -> pd.DataFrame:
-    """Concatenate the features of Labels layers into a calls table (sample, spread, class)."""
+def class_columns(table: pd.DataFrame, max_classes: int = 20) -> list[str]:
+    """The columns that can be read as a type distribution: text columns with at most
+    ``max_classes`` distinct values ('class' first); numbers (areas, probabilities) are not."""
+    columns = [
+        str(c)
+        for c in table.columns
+        if not pd.api.types.is_numeric_dtype(table[c])
+        and not pd.api.types.is_bool_dtype(table[c])
+        and 0 < table[c].nunique(dropna=True) <= max_classes
+    ]
+    return sorted(columns, key=lambda c: c != "class")
+
+
+def default_sample(layer_name: str) -> str:
+    """The sample a spread belongs to until the user names it: its image's name."""
+    return layer_name.removesuffix(PREDICTED) or layer_name
+
+
+def table_from_layers(layers, samples: dict[str, str] | None = None) -> pd.DataFrame:
+    """Concatenate the features of Labels layers into a calls table (sample, spread, class).
+    ``samples``: layer name -> sample name (else the layer's ``sample`` feature, else the
+    spread's image name)."""
+    samples = samples or {}
     frames = []
     for layer in layers:
         features = pd.DataFrame(layer.features)
@@ -59,9 +80,10 @@ def table_from_layers(layers) -> pd.DataFrame:
         if "status" in features.columns:
             features = features[features["status"].isna() | (features["status"] == "chromosome")]
         features["spread"] = layer.name
-        if "sample" not in features.columns or features["sample"].isna().all():
-            # the spread's image name, not "<image> predicted classes"
-            features["sample"] = layer.name.removesuffix(PREDICTED) or layer.name
+        if samples.get(layer.name):
+            features["sample"] = samples[layer.name]
+        elif "sample" not in features.columns or features["sample"].isna().all():
+            features["sample"] = default_sample(layer.name)
         frames.append(features[["sample", "spread", "class"]])
     if not frames:
         raise ChromosortError(
@@ -88,8 +110,10 @@ class ReadoutWidget(QWidget):
         self.open_button = QPushButton("Open table…")
         self.open_button.clicked.connect(self._choose_table)
         self.table_label = QLabel("no table")
-        self.layer_list = QListWidget()
-        self.layer_list.setMaximumHeight(110)
+        self.layer_list = QTableWidget(0, 2)
+        self.layer_list.setHorizontalHeaderLabels(["spread", "sample"])
+        self.layer_list.horizontalHeader().setStretchLastSection(True)
+        self.layer_list.verticalHeader().setVisible(False)
         self.sample_col = QComboBox()
         self.class_col = QComboBox()
         self.reference = QComboBox()
@@ -98,9 +122,15 @@ class ReadoutWidget(QWidget):
             "saved by 'Predict folder' / Export CSV"
         )
         self.open_button.setToolTip("Open a table of calls (CSV), e.g. objects.csv of a batch run")
-        self.layer_list.setToolTip("The spreads (predicted-class layers) to count, one sample each")
+        self.layer_list.setToolTip(
+            "The spreads (predicted-class layers) to count: tick them, and type a sample name "
+            "(e.g. WT, mutant) beside each; spreads with the same sample name are pooled"
+        )
         self.sample_col.setToolTip("The table column naming each chromosome's sample")
-        self.class_col.setToolTip("The table column holding each chromosome's class (type)")
+        self.class_col.setToolTip(
+            "The table column holding each chromosome's class (type); only text columns with few "
+            "values are offered"
+        )
         self.reference.setToolTip("The sample the others are compared with (e.g. wild type)")
         self.compute_button = QPushButton("Compute readout")
         self.compute_button.clicked.connect(self.compute)
@@ -153,21 +183,43 @@ class ReadoutWidget(QWidget):
         self.sample_col.setEnabled(not layers)
         self.class_col.setEnabled(not layers)
 
+    def spread_rows(self) -> list[tuple[str, bool, str]]:
+        """(layer name, ticked, sample name) of every row of the spreads table."""
+        rows = []
+        for r in range(self.layer_list.rowCount()):
+            spread, sample = self.layer_list.item(r, 0), self.layer_list.item(r, 1)
+            ticked = spread.checkState() == Qt.CheckState.Checked
+            rows.append((spread.text(), ticked, sample.text().strip() if sample else ""))
+        return rows
+
+    def set_sample(self, layer_name: str, sample: str) -> None:
+        """Name the sample of a spread (as typing in its row does)."""
+        for r in range(self.layer_list.rowCount()):
+            if self.layer_list.item(r, 0).text() == layer_name:
+                self.layer_list.item(r, 1).setText(sample)
+                return
+        raise ChromosortError(f"no spread layer named {layer_name}")
+
     def _refresh_layers(self, *_):
-        checked = {
-            self.layer_list.item(i).text()
-            for i in range(self.layer_list.count())
-            if self.layer_list.item(i).checkState() == Qt.CheckState.Checked
-        }
-        self.layer_list.clear()
-        for layer in self.viewer.layers:
-            if isinstance(layer, Labels):
-                item = QListWidgetItem(layer.name)
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-                has_class = "class" in getattr(layer, "features", pd.DataFrame()).columns
-                state = layer.name in checked or (not checked and has_class)
-                item.setCheckState(Qt.CheckState.Checked if state else Qt.CheckState.Unchecked)
-                self.layer_list.addItem(item)
+        before = {name: (ticked, sample) for name, ticked, sample in self.spread_rows()}
+        layers = [layer for layer in self.viewer.layers if isinstance(layer, Labels)]
+        self.layer_list.setRowCount(len(layers))
+        for r, layer in enumerate(layers):
+            has_class = "class" in getattr(layer, "features", pd.DataFrame()).columns
+            ticked, sample = before.get(layer.name, (has_class, default_sample(layer.name)))
+            spread = QTableWidgetItem(layer.name)
+            spread.setFlags(
+                (spread.flags() | Qt.ItemFlag.ItemIsUserCheckable) & ~Qt.ItemFlag.ItemIsEditable
+            )
+            spread.setCheckState(Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
+            self.layer_list.setItem(r, 0, spread)
+            self.layer_list.setItem(r, 1, QTableWidgetItem(sample))
+        fit_table_to_rows(self.layer_list)
+
+    def showEvent(self, event):  # noqa: N802 - Qt's name
+        """Rows take their final height once styled and shown: size the table to them then."""
+        super().showEvent(event)
+        fit_table_to_rows(self.layer_list)
 
     def _choose_table(self):
         path, _ = QFileDialog.getOpenFileName(self, "Predictions table", "", "CSV (*.csv)")
@@ -184,29 +236,31 @@ class ReadoutWidget(QWidget):
         self.table = table
         self.source.setCurrentText(TABLE)
         self.table_label.setText(Path(path).name)
-        for combo, default in ((self.sample_col, "sample"), (self.class_col, "class")):
-            combo.clear()
-            combo.addItems([str(c) for c in table.columns])
-            if default in table.columns:
-                combo.setCurrentText(default)
+        self.sample_col.clear()
+        self.sample_col.addItems([str(c) for c in table.columns])
+        if "sample" in table.columns:
+            self.sample_col.setCurrentText("sample")
+        self.class_col.clear()
+        self.class_col.addItems(class_columns(table))
 
     def current_table(self) -> tuple[pd.DataFrame, str, str]:
         if self.source.currentText() == LAYERS:
-            names = [
-                self.layer_list.item(i).text()
-                for i in range(self.layer_list.count())
-                if self.layer_list.item(i).checkState() == Qt.CheckState.Checked
-            ]
-            layers = [self.viewer.layers[n] for n in names if n in self.viewer.layers]
+            rows = [(name, sample) for name, ticked, sample in self.spread_rows() if ticked]
+            layers = [self.viewer.layers[n] for n, _ in rows if n in self.viewer.layers]
             if not layers:
                 raise ChromosortError("tick at least one Labels layer with predictions")
-            table = table_from_layers(layers)
+            table = table_from_layers(layers, dict(rows))
             order = class_order(layers)
             order += sorted(set(table["class"].astype(str)) - set(order))
             self.colours = class_colours(order)
             return table, "sample", "class"
         if self.table is None:
             raise ChromosortError("open a predictions table first")
+        if self.class_col.currentText() not in class_columns(self.table):
+            raise ChromosortError(
+                "choose a class column: a column of text with a few values (e.g. 'class'), not "
+                "numbers such as areas or probabilities"
+            )
         probabilities = [c[2:] for c in self.table.columns if str(c).startswith("p_")]
         self.colours = class_colours(probabilities)  # the model's order, as on the spread
         return self.table, self.sample_col.currentText(), self.class_col.currentText()
