@@ -80,7 +80,7 @@ def test_small_jobs_do_not_export_and_predictions_match():
     model = _classifier()
     assert model.fast_logits(fast_inference.MIN_FORWARDS - 1) is None
     crops = _crops(8)  # 8 crops x 8 views = MIN_FORWARDS: exported
-    fast = model.predict_proba(crops, tta=True)
+    fast = model.predict_proba(crops, views=8)
     assert list((fast_inference.user_cache_dir() / "onnx").glob("*.onnx"))
     x = model.preprocess(crops)
     with torch.no_grad():

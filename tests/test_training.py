@@ -206,3 +206,57 @@ def test_train_from_folder(tmp_path):
     assert classes == ["A", "B", "C"] and len(paths) == 12
     model = run_to_end(train_from_folder(root, TrainingConfig(**SMALL)))
     assert model.metadata["training"]["dataset"].endswith("crops")
+
+
+def test_feature_cache_on_by_default_sliced_bounded_and_off(tmp_path, monkeypatch):
+    """Training caches features in the user cache's features/ folder by default; fewer views
+    are the first views of a cached crop (no backbone run); the folder is pruned oldest first;
+    cache_dir "none" keeps them in memory only."""
+    import os
+
+    import torch
+
+    from napari_chromosome_sort.classification import features as F
+    from napari_chromosome_sort.classification.backbones import build_backbone
+    from napari_chromosome_sort.classification.fast_inference import CACHE_ENV
+    from napari_chromosome_sort.synthetic import make_crop_dataset
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "user"))
+    assert TrainingConfig().cache_dir == "auto"
+    assert F.feature_cache_dir("auto") == tmp_path / "user" / "features"
+    assert F.feature_cache_dir("none") is None and F.feature_cache_dir(None) is None
+    root = make_crop_dataset(tmp_path / "crops", n_per_class=3, seed=1, size=48)
+    F.clear_memory_cache()
+    run_to_end(train_from_folder(root, TrainingConfig(**{**SMALL, "views": 8})))
+    files = list((tmp_path / "user" / "features").glob("*/*.npy"))
+    assert len(files) == 9 and all(np.load(f).shape[0] == 8 for f in files)
+
+    paths, _, _ = scan_folder(root)
+    torch.manual_seed(0)
+    backbone = build_backbone("squeezenet1_1", "random")
+    prep = F.Preprocessing(size=48)
+    eight = run_to_end(F.extract_features(backbone, paths, prep, views=8, cache_dir="auto"))
+    calls = []
+    backbone.register_forward_hook(lambda *a: calls.append(1))
+    F.clear_memory_cache()  # from disk, not memory
+    monkeypatch.setenv("CHROMOSORT_ONNX", "0")  # every forward goes through the hook
+    four = run_to_end(F.extract_features(backbone, paths, prep, views=4, cache_dir="auto"))
+    assert not calls and four.shape[1] == 4
+    np.testing.assert_array_equal(four, eight[:, :4])
+    np.testing.assert_allclose(eight[:, 0], backbone(F.preprocess(paths, prep)).detach(), atol=1e-4)
+
+    # memory only: nothing written
+    F.clear_memory_cache()
+    off = tmp_path / "off"
+    monkeypatch.setenv(CACHE_ENV, str(off))
+    run_to_end(F.extract_features(backbone, paths[:2], prep, views=1, cache_dir="none"))
+    assert not off.exists()
+    # size bound: the least recently used files go first
+    folder = tmp_path / "user" / "features"
+    by_age = sorted(folder.glob("*/*.npy"), key=lambda p: p.stat().st_mtime)
+    for age, path in enumerate(by_age):
+        os.utime(path, (1000 + age, 1000 + age))
+    size = by_age[0].stat().st_size
+    assert F.prune_cache(folder, limit=size * (len(by_age) - 2)) == 2
+    assert not by_age[0].exists() and not by_age[1].exists() and by_age[2].exists()
+    F.clear_memory_cache()

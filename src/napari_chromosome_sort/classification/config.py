@@ -141,7 +141,8 @@ class TrainingConfig:
     finetune_lr: float = option(1e-4, "Step size when retraining network blocks")
     seed: int = option(0, "Random seed: the same seed and crops give the same model")
     device: str | None = None  # "cuda" | "mps" | "cpu"; None = the best available
-    cache_dir: str | None = None  # folder for cached features on disk; None = memory only
+    # features cached on disk: "auto" = features/ in the user cache; a folder; None/"none" = off
+    cache_dir: str | None = "auto"
 
     def preprocessings(self) -> list:
         """Candidate ``features.Preprocessing`` objects (one unless left to inner CV)."""

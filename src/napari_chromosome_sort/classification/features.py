@@ -1,13 +1,15 @@
 """Preprocessing of crops and cached frozen-backbone features over the 8 dihedral views.
 
 Every crop is preprocessed ONCE per view; the frozen backbone's pooled features are kept in
-memory (and optionally on disk, keyed by the image bytes' hash + backbone + weights +
-preprocessing), so a head trains on cached features in seconds and cross-validation folds
-share one feature extraction.
+memory and on disk (training uses the user cache's ``features/`` folder by default; keyed by
+the image bytes' hash + backbone + weights + preprocessing, bounded in size, safe to delete),
+so a head trains on cached features in seconds, cross-validation folds share one feature
+extraction, and training again on the same crops computes no features.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -175,15 +177,37 @@ def appearance_version() -> str:
     return hashlib.sha1(source.encode()).hexdigest()[:12]
 
 
-def _setting_key(backbone, prep: Preprocessing, views: int) -> str:
+FEATURE_FORMAT = "features-v2"  # bump when the stored features change for the same setting
+CACHE_AUTO = "auto"  # TrainingConfig.cache_dir: the user cache's features/ folder
+CACHE_OFF = ("none", "off", "")
+MAX_CACHE_BYTES = 2 * 2**30  # the on-disk feature cache is kept under this size (oldest out)
+
+
+def feature_cache_dir(value: str | os.PathLike | None = CACHE_AUTO) -> Path | None:
+    """Where features are cached on disk: ``"auto"`` -> ``features/`` in the user cache
+    (:func:`.fast_inference.user_cache_dir`, moved by ``$CHROMOSORT_CACHE_DIR``); None, "none"
+    or "off" -> nowhere (memory only); anything else -> that folder."""
+    if value is None or str(value).strip().lower() in CACHE_OFF:
+        return None
+    if str(value).strip().lower() == CACHE_AUTO:
+        from .fast_inference import user_cache_dir
+
+        return user_cache_dir() / "features"
+    return Path(value)
+
+
+def _setting_key(backbone, prep: Preprocessing) -> str:
+    """Everything features depend on besides the crop: backbone, weights, taps, preprocessing.
+    Not the number of views: view v is the same array whatever the number computed, so a
+    request for fewer views is the first rows of a cached crop."""
     blob = json.dumps(
         {
+            "format": FEATURE_FORMAT,
             "appearance_version": appearance_version() if prep.appearance == "canonical" else "",
             "backbone": backbone.name,
             "weights": backbone.weights_source,
             "taps": list(backbone.taps),
             "prep": prep.to_dict(),
-            "views": views,
         },
         sort_keys=True,
     )
@@ -191,6 +215,41 @@ def _setting_key(backbone, prep: Preprocessing, views: int) -> str:
 
 
 _MEMORY: dict[tuple[str, str], np.ndarray] = {}
+
+
+def _load_cached(path: Path, views: int) -> np.ndarray | None:
+    """A cached crop's features (stored views, D) if the file holds at least ``views`` views."""
+    try:
+        with open(path, "rb") as handle:
+            arr = np.load(handle)
+    except (OSError, ValueError, EOFError):
+        return None
+    if arr.ndim != 2 or arr.shape[0] < views or arr.dtype != np.float32:
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # recently used: pruned last
+    return arr
+
+
+def prune_cache(folder: str | os.PathLike, limit: int = MAX_CACHE_BYTES) -> int:
+    """Delete the least recently used feature files until ``folder`` holds at most ``limit``
+    bytes; returns the number of files deleted."""
+    files = []
+    for path in Path(folder).glob("*/*.npy"):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        files.append((st.st_mtime, st.st_size, path))
+    total = sum(size for _, size, _ in files)
+    removed = 0
+    for _, size, path in sorted(files, key=lambda f: f[0]):
+        if total <= limit:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+        removed += 1
+    return removed
 
 
 def extract_features(
@@ -201,29 +260,35 @@ def extract_features(
     batch_size: int = 32,
     cache_dir: str | os.PathLike | None = None,
     device=None,
+    cache_limit: int = MAX_CACHE_BYTES,
 ) -> Generator[Progress, None, np.ndarray]:
     """Pooled frozen features of every crop in every view; returns them, (N, views, D) float32.
 
-    Cached in memory for the process and, with ``cache_dir``, on disk (one .npy per crop).
+    Cached in memory for the process and, with ``cache_dir`` (see :func:`feature_cache_dir`),
+    on disk: one .npy per crop and setting (:func:`_setting_key`), the folder kept under
+    ``cache_limit`` bytes (least recently used out). A crop cached with more views is used for
+    fewer (its first views); one cached with fewer is computed again.
     """
     prep = prep or Preprocessing()
-    setting = _setting_key(backbone, prep, views)
+    views = int(views)
+    setting = _setting_key(backbone, prep)
     keys = [image_key(im) for im in images]
     out: list[np.ndarray | None] = [None] * len(images)
-    cache = Path(cache_dir) / setting if cache_dir else None
+    root = feature_cache_dir(cache_dir) if cache_dir is not None else None
+    cache = root / setting if root is not None else None
     todo = []
     for i, key in enumerate(keys):
         hit = _MEMORY.get((setting, key))
-        if hit is None and cache is not None and (cache / f"{key}.npy").is_file():
-            try:
-                hit = np.load(cache / f"{key}.npy")
+        if hit is not None and hit.shape[0] < views:
+            hit = None
+        if hit is None and cache is not None:
+            hit = _load_cached(cache / f"{key}.npy", views)
+            if hit is not None:
                 _MEMORY[(setting, key)] = hit
-            except (OSError, ValueError):
-                hit = None
         if hit is None:
             todo.append(i)
         else:
-            out[i] = hit
+            out[i] = hit[:views]
     total = len(todo)
     yield Progress(0, total, f"features: {total} crops to compute, {len(images) - total} cached")
     if device is None:
@@ -231,8 +296,11 @@ def extract_features(
     was_training = backbone.training
     backbone.eval()
     if cache is not None and total:
-        cache.mkdir(parents=True, exist_ok=True)
-    forward = _frozen_forward(backbone, prep, total * views, device)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError:  # a read-only cache: memory only
+            cache = None
+    forward = _frozen_forward(backbone, prep, total * views, device) if total else None
     with torch.no_grad():
         for start in range(0, total, batch_size):
             idx = todo[start : start + batch_size]
@@ -243,11 +311,16 @@ def extract_features(
                 out[i] = feats[j]
                 _MEMORY[(setting, keys[i])] = feats[j]
                 if cache is not None:
-                    with atomic_path(cache / f"{keys[i]}.npy") as tmp:
-                        np.save(tmp, feats[j])
+                    try:
+                        with atomic_path(cache / f"{keys[i]}.npy") as tmp:
+                            np.save(tmp, feats[j])
+                    except OSError:
+                        cache = None
             done = min(start + batch_size, total)
             yield Progress(done, total, f"features {done}/{total}")
     backbone.train(was_training)
+    if cache is not None and total:
+        prune_cache(root, cache_limit)
     return np.stack(out) if out else np.zeros((0, views, backbone.feature_dim), np.float32)
 
 

@@ -33,8 +33,11 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--cache-dir",
-        default=None,
-        help="folder for cached features (keyed by image hash + backbone)",
+        default="auto",
+        help="folder for cached features, keyed by image hash + backbone + preprocessing, so "
+        "training again on the same crops computes none (default 'auto': the user cache, "
+        "$CHROMOSORT_CACHE_DIR/features if set; bounded in size, safe to delete); 'none': "
+        "keep features in memory only",
     )
     parser.add_argument("--device", default=None, help="cuda | mps | cpu (default: best)")
     parser.add_argument(
