@@ -144,3 +144,60 @@ def test_editing_classes_rebuilds_buttons(make_napari_viewer):
     ]
     assert texts == ["1: x", "2: y"]
     assert widget.classes == ["x", "y"]
+
+
+def _press(viewer, key):
+    handler = viewer.window._qt_viewer._key_map_handler
+    handler.press_key(key)
+    handler.release_key(key)
+
+
+def test_undo_class_assignments_several_steps(make_napari_viewer, qtbot, tmp_path):
+    from napari_chromosome_sort import synthetic
+
+    viewer = make_napari_viewer()
+    layer = _segmented(viewer, qtbot, synthetic.make_spread(seed=0).image, "spread")
+    folder = tmp_path / "dataset"
+    widget = _label_widget(viewer, layer, folder)
+    a, b = _kept(layer)[:2]
+    viewer.layers.selection.active = layer
+    widget.select(a)
+    _press(viewer, "1")  # a: A
+    _press(viewer, "3")  # a: C
+    widget.select(b)
+    _press(viewer, "2")  # b: B
+    assert sorted(_manifest(folder)["class"]) == ["B", "C"]
+
+    _press(viewer, "Control-Z")  # b's label taken back: its crop is deleted
+    table = _manifest(folder)
+    assert list(table["class"]) == ["C"] and int(table["label"].iloc[0]) == a
+    widget.undo_button.click()  # a back to A: the crop moves back
+    table = _manifest(folder)
+    assert list(table["class"]) == ["A"] and (folder / table["file"].iloc[0]).is_file()
+    _press(viewer, "Control-Z")  # a unlabelled
+    assert len(_manifest(folder)) == 0
+    assert set(layer.features["class"].astype(str)) == {""}
+    assert "0 labelled" in widget.counts_label.text()
+
+
+def test_next_zooms_and_number_keys_in_status_bar_hint(make_napari_viewer, qtbot, tmp_path):
+    from napari_chromosome_sort import synthetic
+
+    viewer = make_napari_viewer()
+    layer = _segmented(viewer, qtbot, synthetic.make_spread(seed=0).image, "spread")
+    widget = _label_widget(viewer, layer, tmp_path / "ds")
+    view = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    zoom = view.zoom
+    widget.next_button.click()
+    row = layer.features[layer.features["label"] == _kept(layer)[0]].iloc[0]
+    centre = ((row["bbox_y0"] + row["bbox_y1"]) / 2, (row["bbox_x0"] + row["bbox_x1"]) / 2)
+    np.testing.assert_allclose(view.center[-2:], centre, atol=1)
+    assert view.zoom > 2 * zoom
+    assert len(viewer.layers["spread objects selection"].data) == 1
+
+    assert "1 A · 2 B · 3 C · 0 clears" in widget.keys_help.text()
+    viewer.layers.selection.active = layer
+    assert "use <0–9> for class: 1 A · 2 B · 3 C · 0 clears" in viewer.help
+    assert "use <2>" not in viewer.help and "use <1>" not in viewer.help  # napari's tool keys
+    layer.mode = "paint"
+    assert "use <6>" not in layer.help and "use <Ctrl+Z> for undo" in layer.help

@@ -42,12 +42,13 @@ def help_with_keys(help_text: str, taken: set[str], hints: dict[str, str]) -> st
     """
     taken = {key.lower() for key in taken}
     mine = [f"use <{key}> for {what}" for key, what in hints.items()]
+    for entry in mine:
+        help_text = help_text.replace(entry, "")
     entries = [e.strip() for e in help_text.split(",") if e.strip()]
     kept = [
         e
         for e in entries
-        if e not in mine
-        and not ((m := re.match(r"use <([^>]+)> for", e)) and m.group(1).lower() in taken)
+        if not ((m := re.match(r"use <([^>]+)> for", e)) and m.group(1).lower() in taken)
     ]
     return ", ".join(mine + kept)
 

@@ -23,7 +23,6 @@ from ..errors import ChromosortError
 from ._common import (
     LayerPicker,
     ScrollDock,
-    camera,
     class_colours,
     class_legend,
     feature_row,
@@ -34,6 +33,7 @@ from ._common import (
     rgb_pixmap,
     sync_features,
 )
+from ._objects import UNDO_KEY, review_of
 
 DEFAULT_CLASSES = "A,B,C"
 
@@ -47,8 +47,17 @@ def parse_classes(text: str) -> list[str]:
     return classes
 
 
+def class_keys_hint(classes: list[str]) -> str:
+    """What the number keys do, e.g. ``1 A · 2 B · 3 C · 0 clears``."""
+    return " · ".join([f"{i + 1} {cls}" for i, cls in enumerate(classes)] + ["0 clears"])
+
+
 class LabelWidget(QWidget):
-    """Assign cohesion classes to kept chromosomes; crops go straight into a CropDataset."""
+    """Assign cohesion classes to kept chromosomes; crops go straight into a CropDataset.
+
+    Next/Previous zoom to each kept chromosome; number keys (or buttons) assign a class; Undo
+    or Ctrl+Z takes the last assignment back (its crop moves back too).
+    """
 
     def __init__(self, napari_viewer):
         super().__init__()
@@ -86,8 +95,18 @@ class LabelWidget(QWidget):
         self.next_button = QPushButton("Next ▶")
         self.class_buttons_box = QGridLayout()
         self.clear_button = QPushButton("Clear (0)")
-        self.prev_button.setToolTip("Go to the previous kept chromosome and centre the view on it")
-        self.next_button.setToolTip("Go to the next kept chromosome and centre the view on it")
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.setToolTip(
+            f"Take back the last class given or cleared, crop included ({UNDO_KEY})"
+        )
+        self.keys_help = QLabel()
+        self.keys_help.setWordWrap(True)
+        self.keys_help.setToolTip(
+            "These keys work while the objects layer is selected in the layer list; napari's "
+            "label tools (usually on the number keys) stay on the toolbar buttons"
+        )
+        self.prev_button.setToolTip("Go to the previous kept chromosome and zoom to it")
+        self.next_button.setToolTip("Go to the next kept chromosome and zoom to it")
         self.clear_button.setToolTip("Remove the selected chromosome's label (its crop is deleted)")
 
         form = QFormLayout()
@@ -106,12 +125,17 @@ class LabelWidget(QWidget):
         nav.addWidget(self.next_button)
         layout.addLayout(nav)
         layout.addLayout(self.class_buttons_box)
-        layout.addWidget(self.clear_button)
+        row = QHBoxLayout()
+        row.addWidget(self.clear_button)
+        row.addWidget(self.undo_button)
+        layout.addLayout(row)
+        layout.addWidget(self.keys_help)
         layout.addStretch(1)
 
         self.prev_button.clicked.connect(lambda: self.step(-1))
         self.next_button.clicked.connect(lambda: self.step(1))
         self.clear_button.clicked.connect(lambda: self.assign(None))
+        self.undo_button.clicked.connect(self.undo)
         self.classes_edit.editingFinished.connect(self._classes_changed)
         self.folder.changed.connect(lambda *_: self._reset_dataset())
         self.labels_picker.combo.currentIndexChanged.connect(self._labels_changed)
@@ -143,6 +167,10 @@ class LabelWidget(QWidget):
             button.setStyleSheet(f"border-left: 6px solid {self.colours[cls]};")
             button.clicked.connect(lambda _=False, c=cls: self.assign(c))
             self.class_buttons_box.addWidget(button, i // 3, i % 3)
+        hint = class_keys_hint(self._classes)
+        self.keys_help.setText(f"Keys on the objects layer: {hint} · {UNDO_KEY} undo")
+        if self._bound_layer is not None:
+            review_of(self.viewer, self._bound_layer).describe("0–9", f"class: {hint}")
         self._reset_dataset()
 
     def _reset_dataset(self):
@@ -170,8 +198,11 @@ class LabelWidget(QWidget):
             layer.mouse_drag_callbacks.append(self._on_click)
         # Number keys on this layer assign classes (they override the layer's mode shortcuts;
         # the toolbar buttons still switch modes).
+        review = review_of(self.viewer, layer)
         for key in range(10):
-            layer.bind_key(str(key), self._key_handler(key), overwrite=True)
+            review.bind(str(key), self._key_handler(key))
+        review.describe("0–9", f"class: {class_keys_hint(self.classes)}")
+        review.listen(self._table_changed)
         self.current = 0
         self._refresh_points()
 
@@ -197,7 +228,7 @@ class LabelWidget(QWidget):
         if layer is None:
             return
         self.current = int(label)
-        layer.selected_label = int(label)
+        review_of(self.viewer, layer).select(label)
         crop = self._crop(label)
         if crop is not None:
             self.preview.setPixmap(rgb_pixmap(crop.pixels))
@@ -210,7 +241,7 @@ class LabelWidget(QWidget):
         )
 
     def step(self, direction: int):
-        """Go to the next/previous kept chromosome (centred in the view)."""
+        """Go to the next/previous kept chromosome and zoom the view to it."""
         layer = self.labels_picker.layer()
         if layer is None:
             return
@@ -223,10 +254,7 @@ class LabelWidget(QWidget):
             index = 0 if direction > 0 else len(kept) - 1
         label = kept[index]
         self.select(label)
-        row = feature_row(layer, label)
-        if row and "centroid_y" in row:
-            world = layer.data_to_world((row["centroid_y"], row["centroid_x"]))
-            camera(self.viewer).center = tuple(world)
+        review_of(self.viewer, layer).focus(label)
 
     def _crop(self, label: int):
         image_layer = self.image_picker.layer()
@@ -249,8 +277,21 @@ class LabelWidget(QWidget):
             return None
 
     # ------------------------------------------------------------------ assignment
-    def assign(self, cls: str | None, label: int | None = None):
-        """Assign ``cls`` (None clears) to an object and save the change to the dataset now."""
+    def undo(self):
+        """Undo the last step on the objects layer (a class given or cleared, as Ctrl+Z)."""
+        layer = self.labels_picker.layer()
+        if layer is not None:
+            review_of(self.viewer, layer).undo()
+
+    def _table_changed(self):
+        self._refresh_points()
+        self._update_counts()
+        if self.current:
+            self.select(self.current)
+
+    def assign(self, cls: str | None, label: int | None = None, record: bool = True):
+        """Assign ``cls`` (None clears) to an object and save the change to the dataset now;
+        ``record``: Undo/Ctrl+Z can take it back."""
         layer = self.labels_picker.layer()
         label = int(label if label is not None else self.current)
         if layer is None or not label:
@@ -260,6 +301,7 @@ class LabelWidget(QWidget):
             if feature_row(layer, label) is None:
                 sync_features(layer)
             row = feature_row(layer, label) or {}
+            previous_class = row.get("class") if isinstance(row.get("class"), str) else ""
             previous = row.get("dataset_file")
             previous = previous if isinstance(previous, str) and previous else None
             dataset = self.dataset()
@@ -292,9 +334,18 @@ class LabelWidget(QWidget):
         features.loc[mask, "class"] = cls or ""
         features.loc[mask, "dataset_file"] = file
         layer.features = features
+        if record and (cls or "") != previous_class:
+            review_of(self.viewer, layer).record(
+                f"class {cls or 'cleared'} for object {label}",
+                lambda: self._undo_assign(label, previous_class),
+            )
         self._refresh_points()
         self._update_counts()
         self.select(label)
+
+    def _undo_assign(self, label: int, previous_class: str):
+        self.current = label
+        self.assign(previous_class or None, label, record=False)
 
     def _update_counts(self):
         try:
