@@ -1,7 +1,9 @@
-"""Reader: a labelled crop dataset folder (``manifest.csv`` + one sub-folder per class).
+"""Readers: a labelled crop dataset folder (``manifest.csv`` + one sub-folder per class), and
+the saved work on a spread (a ``.chromosort`` folder, :mod:`.work`).
 
-Opens the crops as one image stack (slider = crop) whose ``metadata['manifest']`` holds the
-manifest table, so a user can page through what has been labelled.
+A dataset opens as one image stack (slider = crop) whose ``metadata['manifest']`` holds the
+manifest table, so a user can page through what has been labelled. A work folder opens as the
+spread, its reviewed objects and its predicted classes, as they were saved.
 """
 
 from __future__ import annotations
@@ -27,8 +29,23 @@ def _manifest_path(path) -> Path | None:
 
 
 def get_reader(path):
-    """npe2 reader hook: return a reader for a dataset folder / its manifest, else None."""
-    return read_dataset if _manifest_path(path) is not None else None
+    """npe2 reader hook: a reader for a dataset folder / its manifest or a work folder, else
+    None (other files are left to napari's own readers)."""
+    from .work import is_work_folder
+
+    if _manifest_path(path) is not None:
+        return read_dataset
+    single = path[0] if isinstance(path, list) and len(path) == 1 else path
+    if isinstance(single, (str, Path)) and is_work_folder(single):
+        return read_work_folder
+    return None
+
+
+def read_work_folder(path):
+    """The layers of a saved work folder (see :mod:`.work`)."""
+    from .work import read_work
+
+    return read_work(path[0] if isinstance(path, list) else path)
 
 
 def read_dataset(path):

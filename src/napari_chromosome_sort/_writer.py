@@ -1,4 +1,5 @@
-"""Writer: a Labels layer's per-object table (status, class, p_<class>...) as a CSV file."""
+"""Writers: a Labels layer's per-object table (status, class, p_<class>...) as a CSV file, and
+the work on a spread (image, reviewed objects, predicted classes) as a ``.chromosort`` folder."""
 
 from __future__ import annotations
 
@@ -15,3 +16,11 @@ def write_features_csv(path: str, data, attributes: dict) -> list[str]:
         path = f"{path}.csv"
     table.to_csv(path, index=False)
     return [str(path)]
+
+
+def write_work_folder(path: str, layer_data: list[tuple]) -> list[str]:
+    """npe2 multi-layer writer: the selected image and Labels layers as a work folder that
+    File ▸ Open Folder… opens again with statuses, edits and predictions (:mod:`.work`)."""
+    from .work import save_work
+
+    return save_work(path, layer_data)

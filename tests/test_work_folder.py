@@ -1,0 +1,79 @@
+"""Saving the work on a spread (image, reviewed objects, predictions) and opening it again."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.work import read_work, save_work
+
+PLUGIN = "napari-chromosome-sort"
+
+
+def test_work_saved_from_napari_opens_again_with_statuses_and_calls(
+    make_napari_viewer, qtbot, tmp_path
+):
+    from napari_chromosome_sort._widgets.predict import PredictWidget
+    from napari_chromosome_sort._widgets.segment import SegmentWidget
+    from napari_chromosome_sort.synthetic import make_spread
+
+    viewer = make_napari_viewer()
+    viewer.add_image(make_spread(seed=0).image, name="spread")
+    segment = SegmentWidget(viewer)
+    segment.run()
+    qtbot.waitUntil(
+        lambda: "spread objects" in viewer.layers and not segment.running, timeout=60000
+    )
+    objects = viewer.layers["spread objects"]
+    kept = objects.features.loc[objects.features["status"] == "chromosome", "label"].astype(int)
+    segment.set_status(int(kept.iloc[0]), "rejected")
+    calls = pd.DataFrame({"label": kept.to_numpy(), "class": "A", "p_A": 0.9, "p_B": 0.1})
+    viewer.add_labels(np.asarray(objects.data), name="spread predicted classes", features=calls)
+
+    saved = [layer for layer in viewer.layers if layer._type_string in ("image", "labels")]
+    viewer.layers.selection = set(saved)
+    written = viewer.layers.save(
+        str(tmp_path / "spread1.chromosort"), selected=True, plugin=PLUGIN
+    )
+    folder = tmp_path / "spread1.chromosort"
+    assert (folder / "work.json").is_file() and written
+
+    reopened = make_napari_viewer()
+    reopened.open(folder, plugin=PLUGIN)
+    assert [layer.name for layer in reopened.layers] == [layer.name for layer in saved]
+    again = reopened.layers["spread objects"]
+    np.testing.assert_array_equal(again.data, objects.data)
+    before = objects.features.set_index("label")["status"]
+    after = again.features.set_index("label")["status"]
+    assert after.to_dict() == before.to_dict() and (after == "rejected").sum() == 1
+    assert again.metadata["chromosort"]["kind"] == "segmentation"
+    assert list(reopened.layers["spread predicted classes"].features["class"]) == ["A"] * len(kept)
+    # the reopened objects are the reviewed objects Predict uses for the spread
+    predict = PredictWidget(reopened)
+    predict.image_picker.set_layer(reopened.layers["spread"])
+    assert predict.objects_picker.layer() is again
+
+
+def test_work_folder_that_points_outside_is_refused(tmp_path):
+    labels = np.zeros((8, 8), np.int32)
+    labels[2:5, 2:5] = 1
+    save_work(tmp_path / "w", [(labels, {"name": "objects"}, "labels")])
+    folder = tmp_path / "w.chromosort"
+    assert read_work(folder)[0][1]["name"] == "objects"
+    index = json.loads((folder / "work.json").read_text())
+    index["layers"][0]["file"] = "../../elsewhere.tif"
+    (folder / "work.json").write_text(json.dumps(index))
+    with pytest.raises(ChromosortError, match="outside|climbs out"):
+        read_work(folder)
+    (folder / "work.json").write_text(json.dumps({"format": "something else", "layers": []}))
+    with pytest.raises(ChromosortError, match="not a napari-chromosome-sort work index"):
+        read_work(folder)
+
+
+def test_only_image_and_labels_layers_are_saved(tmp_path):
+    with pytest.raises(ChromosortError, match="image and labels layers only"):
+        save_work(tmp_path / "w", [(np.zeros((3, 2)), {"name": "pts"}, "points")])
