@@ -278,3 +278,20 @@ def test_object_under_the_cursor_is_outlined(make_napari_viewer, qtbot):
     box = viewer.layers["spread objects selection"]
     assert len(box.data) == 2  # selected (yellow) and hovered (white)
     assert not np.allclose(box.edge_color[0], box.edge_color[1])
+
+
+def test_new_segmentation_clears_undo(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget, layer = _segment(viewer, qtbot, _synthetic_image())
+    small = layer.features.sort_values("area").iloc[0]
+    label = int(small["label"])
+    layer.fill(tuple(np.argwhere(np.asarray(layer.data) == label)[0]), 0)  # erased by hand
+    widget.set_status(int(layer.features["label"].iloc[-1]), "rejected")
+    widget.param_widgets["min_area_px"].value = int(small["area"]) + 1  # drops that object
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    fresh = np.asarray(layer.data).copy()
+    viewer.layers.selection.active = layer
+    _press(viewer, "Control-Z")  # nothing of the old segmentation comes back
+    np.testing.assert_array_equal(layer.data, fresh)
+    assert (layer.features["reason"] != "rejected by user").all()

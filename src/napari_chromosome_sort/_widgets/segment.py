@@ -250,7 +250,9 @@ class SegmentWidget(QWidget):
         labels = np.asarray(segmentation.labels, dtype=np.int32)
         if name in self.viewer.layers and isinstance(self.viewer.layers[name], Labels):
             layer = self.viewer.layers[name]
-            review_of(self.viewer, layer).history.steps.clear()  # a new segmentation
+            # a new segmentation: earlier steps cannot be undone on it
+            review_of(self.viewer, layer).history.steps.clear()
+            layer._reset_history()
             layer.data = labels
             layer.features = features
             layer.metadata.update(meta)
