@@ -251,3 +251,21 @@ def test_cancel_shows_and_writes_nothing(make_napari_viewer, qtbot, tiny_model):
     assert "spread predicted classes" not in viewer.layers
     assert "Cancelled" in widget.status.text()
     assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+def test_import_published_model_from_the_widget(
+    make_napari_viewer, monkeypatch, ikemoto_model_file
+):
+    viewer = make_napari_viewer()
+    widget = PredictWidget(viewer)
+    shown = []
+    monkeypatch.setattr("napari_chromosome_sort._widgets._common.show_error", shown.append)
+    # four class names for a three-output model: a notification naming the problem, nothing added
+    assert widget.import_published(ikemoto_model_file, "A,B,C,D") is None
+    assert shown and "3 outputs" in shown[0]
+    path = widget.import_published(ikemoto_model_file, "A, B, C")
+    assert widget.model_choice.currentText() == f"imported: {ikemoto_model_file.stem}.safetensors"
+    assert widget._model_path() == path
+    from napari_chromosome_sort.classification.model_io import read_metadata
+
+    assert read_metadata(path)["classes"] == ["A", "B", "C"]

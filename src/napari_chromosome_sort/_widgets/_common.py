@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import traceback
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -434,18 +435,24 @@ def warm_imports() -> None:
 
 # ----------------------------------------------------------------------------- trained models
 class TrainedModels:
-    """Model files saved by Train classifier in this napari session, oldest first; widgets that
-    offer models (Predict) listen, so a model just trained can be used at once."""
+    """Model files trained (or imported) in this napari session, oldest first; widgets that
+    offer models (Predict) listen, so a model just made can be used at once."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        self.kinds: dict[str, str] = {}
         self._listeners: list[Callable[[str], None]] = []
 
     def listen(self, callback: Callable[[str], None]) -> None:
         self._listeners.append(callback)
 
-    def add(self, path: str) -> None:
+    def title(self, path: str) -> str:
+        """How a model is offered: "trained here: wt.safetensors"."""
+        return f"{self.kinds.get(str(path), 'trained here')}: {Path(path).name}"
+
+    def add(self, path: str, kind: str = "trained here") -> None:
         path = str(path)
+        self.kinds[path] = kind
         if path in self.paths:
             self.paths.remove(path)
         self.paths.append(path)

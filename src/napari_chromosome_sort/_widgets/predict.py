@@ -34,6 +34,7 @@ from ._common import (
     fit_table_to_rows,
     label_at,
     layer_image,
+    report_error,
     rgb_pixmap,
     start_worker,
     sync_features,
@@ -138,6 +139,12 @@ class PredictWidget(QWidget):
         self.model_file.native.setToolTip("A model file saved by 'Train classifier'")
         self._fill_model_choice()
         self.model_file.changed.connect(lambda *_: self._select_model(MODEL_FILE))
+        self.import_button = QPushButton("Import published model (.pth)…")
+        self.import_button.setToolTip(
+            "Use a plain torchvision model file, such as the seed paper's published SqueezeNet: "
+            "name its classes in output order; it is converted once and offered above"
+        )
+        self.import_button.clicked.connect(self._choose_published)
         TRAINED_MODELS.listen(self._on_model_trained)
         self.image_picker = LayerPicker(napari_viewer, (Image,))
         self.objects_picker = LayerPicker(napari_viewer, (Labels,), allow_none=AUTO)
@@ -189,6 +196,7 @@ class PredictWidget(QWidget):
         form = QFormLayout()
         form.addRow("Model", self.model_choice)
         form.addRow("Model file", self.model_file.native)
+        form.addRow("", self.import_button)
         form.addRow("Image", self.image_picker.combo)
         form.addRow("Objects", self.objects_picker.combo)
         layout = QVBoxLayout(self)
@@ -260,16 +268,55 @@ class PredictWidget(QWidget):
         self.model_choice.clear()
         self.model_choice.addItem(BUNDLED_MODEL, str(bundled_model_path()))
         for path in TRAINED_MODELS.paths:
-            self.model_choice.addItem(f"trained here: {Path(path).name}", path)
+            self.model_choice.addItem(TRAINED_MODELS.title(path), path)
         self.model_choice.addItem(MODEL_FILE, None)
 
     def _select_model(self, text: str) -> None:
         self.model_choice.setCurrentIndex(max(self.model_choice.findText(text), 0))
 
     def _on_model_trained(self, path: str) -> None:
-        """A model just saved by Train classifier is offered here and chosen."""
+        """A model just saved by Train classifier (or imported) is offered here and chosen."""
         self._fill_model_choice()
-        self._select_model(f"trained here: {Path(path).name}")
+        self._select_model(TRAINED_MODELS.title(path))
+
+    def _choose_published(self) -> None:
+        from qtpy.QtWidgets import QInputDialog
+
+        from ..classification.registry import BACKBONES
+
+        path, _ = QFileDialog.getOpenFileName(self, "Published model", "", "PyTorch (*.pth *.pt)")
+        if not path:
+            return
+        classes, ok = QInputDialog.getText(
+            self, "Classes", "Class names in the model's output order:", text="A,B,C"
+        )
+        if not ok:
+            return
+        names = list(BACKBONES)
+        backbone, ok = QInputDialog.getItem(
+            self, "Network", "The model's network:", names, 0, False
+        )
+        if ok:
+            self.import_published(path, classes, backbone)
+
+    def import_published(self, path, classes: str, backbone: str = "squeezenet1_1") -> str | None:
+        """Convert a plain torchvision ``state_dict`` (read without unpickling) into a model file
+        in the user cache, offer it and choose it; returns its path (None after an error)."""
+        from ..classification.fast_inference import user_cache_dir
+        from ..classification.model_io import import_state_dict, save_model
+
+        names = [c.strip() for c in str(classes).split(",") if c.strip()]
+        try:
+            model = import_state_dict(path, names, backbone)
+            folder = user_cache_dir() / "imported"
+            folder.mkdir(parents=True, exist_ok=True)
+            out = save_model(model, folder / f"{Path(path).stem}.safetensors")
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            report_error(error, "Import model")
+            return None
+        TRAINED_MODELS.add(str(out), kind="imported")
+        self.status.setText(f"Imported {Path(path).name} as {out}")
+        return str(out)
 
     def _model_path(self) -> str | None:
         chosen = self.model_choice.currentData()
