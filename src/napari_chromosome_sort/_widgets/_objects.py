@@ -242,13 +242,15 @@ def _indexed(table):
     return with_index(table)
 
 
-#: blend of an edited object's status colour towards white (>0) or black (<0), per shade
-EDIT_SHADES = (0.55, -0.45, 0.8)
+#: (hue shift, brightness factor) of an edited object's status colour, per shade
+EDIT_SHADES = ((0.09, 1.0), (-0.08, 1.0), (0.0, 0.55))
 
 
 def review_colormap(labels: np.ndarray, features):
-    """Status colours; objects edited by hand in lighter/darker shades of their status colour,
+    """Status colours; objects edited by hand in a shifted shade of their status colour,
     touching ones in different shades (the two halves of a split stand apart)."""
+    import colorsys
+
     from napari.utils.colormaps import DirectLabelColormap
 
     from ..segmentation.edits import USER_REASON, neighbour_shades
@@ -265,8 +267,8 @@ def review_colormap(labels: np.ndarray, features):
         if label not in colours:
             continue
         rgba = np.array(colours[label], np.float32)
-        blend = EDIT_SHADES[shade]
-        target = 1.0 if blend > 0 else 0.0
-        rgba[:3] = rgba[:3] + (target - rgba[:3]) * abs(blend)
+        hue, saturation, value = colorsys.rgb_to_hsv(*rgba[:3])
+        shift, brightness = EDIT_SHADES[shade]
+        rgba[:3] = colorsys.hsv_to_rgb((hue + shift) % 1.0, saturation, value * brightness)
         colours[label] = rgba
     return DirectLabelColormap(color_dict=colours)

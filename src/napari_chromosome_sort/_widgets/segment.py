@@ -134,7 +134,7 @@ class SegmentWidget(QWidget):
             f'<span style="color:{colour}">■</span> {status}'
             for status, colour in STATUS_COLOURS.items()
         )
-        self.legend = QLabel(legend)
+        self.legend = QLabel(legend + "<br>A new shade of a colour: an object you edited by hand.")
         self.legend.setWordWrap(True)
 
         self._debounce = QTimer(self)
