@@ -207,6 +207,10 @@ def test_table_follows_napari_undo_of_a_paint_edit(make_napari_viewer, qtbot):
     for column in ("status", "reason", "area"):
         assert list(layer.features[column]) == list(table[column])
     np.testing.assert_allclose(layer.colormap.map(np.array([a]))[0], colour_a)
+    layer.redo()  # napari's redo: the merge and its table come back
+    assert b not in set(layer.features["label"].astype(int))
+    layer.undo()
+    assert _status(layer, b) == "rejected"
 
     # Ctrl+Z on the layer undoes the user's steps in order: paint, then the reject
     layer.fill(pixel_b, a)
