@@ -64,7 +64,7 @@ class ObjectLayerReview:
 
     def __init__(self, viewer, layer):
         self.viewer = viewer
-        self.layer = layer
+        self._layer = weakref.ref(layer)  # the registry must not keep a removed layer alive
         self.history = EditHistory()
         self.taken: set[str] = set()
         self.hints: dict[str, str] = {}
@@ -78,6 +78,10 @@ class ObjectLayerReview:
         layer.mouse_move_callbacks.append(self._mouse_moved)
         self.bind(KeyMod.CtrlCmd | KeyCode.KeyZ, lambda _layer: self.undo())
         self.describe(UNDO_KEY, "undo")
+
+    @property
+    def layer(self):
+        return self._layer()
 
     # ------------------------------------------------------------------ keys
     def bind(self, key, handler: Callable) -> None:
