@@ -49,6 +49,8 @@ def read_work_folder(path):
 
 
 def read_dataset(path):
+    """The crops listed in a dataset's manifest as one RGB image stack (padded to the largest crop,
+    missing files skipped), the manifest table in the layer metadata."""
     import pandas as pd
 
     from .io import read_image

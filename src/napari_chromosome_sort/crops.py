@@ -40,6 +40,7 @@ class CropGeometry:
 
     @property
     def side(self) -> int:
+        """Side of the square window in full-image pixels."""
         return self.y1 - self.y0
 
     def _resize(self, array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

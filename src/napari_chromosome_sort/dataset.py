@@ -88,6 +88,7 @@ class CropDataset:
 
     @property
     def classes(self) -> list[str]:
+        """Class folder names, in the order they were registered."""
         return list(self._classes)
 
     def add_class(self, cls: str) -> str:
@@ -97,9 +98,11 @@ class CropDataset:
     # ------------------------------------------------------------------ manifest
     @property
     def manifest_path(self) -> Path:
+        """The dataset's manifest CSV."""
         return self.root / MANIFEST
 
     def manifest(self) -> pd.DataFrame:
+        """The manifest table, one row per crop (empty when there is none yet)."""
         if not self.manifest_path.exists():
             return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
         try:
@@ -135,6 +138,7 @@ class CropDataset:
         return [(self.root / f, c) for f, c in zip(table["file"], table["class"], strict=True)]
 
     def counts(self) -> dict[str, int]:
+        """Number of crops of each class."""
         table = self.manifest()
         return {c: int((table["class"] == c).sum()) for c in self._classes}
 

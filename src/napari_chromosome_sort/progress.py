@@ -28,6 +28,7 @@ class Progress:
 
     @property
     def fraction(self) -> float:
+        """Share of the task done (1.0 when the total is 0)."""
         return self.step / self.total if self.total else 1.0
 
 
@@ -71,6 +72,7 @@ def with_tqdm(
     with tqdm(desc=desc, unit="step", disable=disable, leave=False) as bar:
 
         def show(report: Progress) -> None:
+            """Move the bar to ``report`` and show its metrics or message."""
             bar.total = report.total
             bar.n = report.step
             if report.metrics:

@@ -77,6 +77,8 @@ def load_rgb(path, max_side: int = MAX_SIDE) -> np.ndarray:
 
 
 def list_images(folder, exclude: Path | None = None) -> list[Path]:
+    """Image files below ``folder`` (recursive, sorted; hidden files and those under ``exclude``
+    skipped)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ChromosortError(f"image folder {folder} does not exist")
@@ -182,6 +184,9 @@ def _place(src: Path, dest: Path, link: bool | str) -> str:
 
 @dataclass
 class SortResult:
+    """What :func:`sort_folder` did: the output folder, one row per image, images per class and how
+    many went to review."""
+
     out_dir: Path
     table: pd.DataFrame
     counts: dict = field(default_factory=dict)

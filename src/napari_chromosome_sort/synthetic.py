@@ -26,6 +26,8 @@ TRUTH_COLUMNS = ["label", "kind", "cls", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_
 
 @dataclass
 class SyntheticSpread:
+    """A synthetic spread with its truth: label image and one row per object."""
+
     image: np.ndarray  # uint8 RGB (giemsa) or uint8 grey (dapi)
     truth_labels: np.ndarray  # int32, 0 = background
     truth: pd.DataFrame  # label, kind, cls, bbox_y0, bbox_x0, bbox_y1, bbox_x1
@@ -146,6 +148,7 @@ def make_spread(
         return None
 
     def add(mask_local, y, x, kind, cls, value):
+        """Paint a placed object into the label and darkness images and record its truth row."""
         label = len(rows) + 1
         sl = (slice(y, y + mask_local.shape[0]), slice(x, x + mask_local.shape[1]))
         labels[sl][mask_local] = label
@@ -165,6 +168,7 @@ def make_spread(
         )
 
     def crop_to_mask(mask):
+        """``mask`` cut to its bounding box."""
         ys, xs = np.nonzero(mask)
         return mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 

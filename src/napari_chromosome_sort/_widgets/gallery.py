@@ -130,19 +130,24 @@ class GalleryWidget(QWidget):
             self.set_dataset(folder)
 
     def set_model(self, path) -> None:
+        """Use the sorter model at ``path``."""
         self.model_path = str(path)
         self.model_label.setText(Path(path).name)
 
     def set_folder(self, folder) -> None:
+        """Review the images below ``folder``."""
         self.folder = str(folder)
         self.folder_label.setText(Path(folder).name)
 
     def set_dataset(self, folder) -> None:
+        """Save corrections as new training images in ``folder`` (one sub-folder per class)."""
         self.dataset = str(folder)
         self.dataset_label.setText(Path(folder).name)
 
     # ------------------------------------------------------------------ classify
     def run(self):
+        """Classify the folder's images in a worker; returns the worker (None when a choice is
+        missing)."""
         if not self.model_path or not self.folder:
             report_error(ChromosortError("choose a sorter model and an images folder"), "Gallery")
             return None
@@ -163,6 +168,8 @@ class GalleryWidget(QWidget):
         self.progress.setValue(report.step)
 
     def show_predictions(self, classes: list[str], table: pd.DataFrame) -> None:
+        """Show ``table`` (one row per image) as thumbnails grouped by predicted class, none
+        corrected yet."""
         self.classes = list(classes)
         self.table = table.copy()
         self.table["corrected"] = ""

@@ -244,6 +244,8 @@ class ReadoutWidget(QWidget):
         self.class_col.addItems(class_columns(table))
 
     def current_table(self) -> tuple[pd.DataFrame, str, str]:
+        """The calls to read out with their sample and class column names: from the ticked Labels
+        layers or the opened table."""
         if self.source.currentText() == LAYERS:
             rows = [(name, sample) for name, ticked, sample in self.spread_rows() if ticked]
             layers = [self.viewer.layers[n] for n, _ in rows if n in self.viewer.layers]
@@ -267,6 +269,7 @@ class ReadoutWidget(QWidget):
 
     # ------------------------------------------------------------------ compute
     def compute(self) -> None:
+        """Summarize and compare the samples; draw the stacked bar and write the comparisons."""
         try:
             table, sample_col, class_col = self.current_table()
             summary = readout.summarize(table, sample_col, class_col)
@@ -296,6 +299,8 @@ class ReadoutWidget(QWidget):
             self.save(folder)
 
     def save(self, folder) -> list[Path]:
+        """Write ``summary.csv``, ``comparisons.csv`` and the stacked-bar figure (PNG, SVG) to
+        ``folder``; returns the paths."""
         if self.summary is None:
             raise ChromosortError("compute the readout first")
         folder = Path(folder)

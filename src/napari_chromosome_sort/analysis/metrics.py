@@ -128,6 +128,7 @@ def crossvalidate(
     for step, (r, f, tr, te) in enumerate(splits):
 
         def change(report: Progress, step: int = step, r: int = r, f: int = f) -> Progress:
+            """The fold's report, counted in folds and labelled with its repeat and fold."""
             message = f"repeat {r + 1} fold {f + 1}: {report.message}"
             return Progress(step, len(splits), message, report.metrics)
 

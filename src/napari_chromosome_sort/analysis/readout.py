@@ -197,6 +197,8 @@ class Comparison:
     sentence: str = ""
 
     def as_dict(self) -> dict:
+        """The fields as a flat dict, with one ``percent_a_<class>`` / ``percent_b_<class>`` key per
+        class."""
         out = asdict(self)
         for key in ("percent_a", "percent_b"):
             out.update({f"{key}_{k}": v for k, v in out.pop(key).items()})

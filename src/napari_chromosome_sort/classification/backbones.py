@@ -118,6 +118,8 @@ def _hub_checkpoint(spec: BackboneSpec) -> Path:
 
 
 def missing_weights_message(spec: BackboneSpec, reason: str = "") -> str:
+    """Error text for ImageNet weights of ``spec`` not available offline: where to get them and
+    where to put them."""
     hub = _hub_checkpoint(spec)
     return (
         f"no ImageNet weights for {spec.name} available offline{f' ({reason})' if reason else ''}. "
@@ -171,14 +173,17 @@ class Backbone(nn.Module):
 
     @property
     def taps(self) -> tuple[int, ...]:
+        """Trunk indices whose outputs are pooled into features."""
         return self.spec.taps
 
     @property
     def cam_layer(self) -> nn.Module:
+        """The trunk layer of classic (single-layer) Grad-CAM."""
         return self.trunk[self.spec.cam_index]
 
     @property
     def feature_dim(self) -> int:
+        """Length of the pooled feature vector ([avg, max] of every tap)."""
         return 2 * sum(self.spec.channels)
 
     def forward_taps(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -235,6 +240,7 @@ def feature_columns(backbone: str, feature_set: str) -> np.ndarray:
 
 
 def pool_taps(maps):
+    """Global [avg, max] pooling of every feature map, concatenated: (N, D)."""
     parts = []
     for m in maps:
         parts.append(m.mean(dim=(2, 3)))

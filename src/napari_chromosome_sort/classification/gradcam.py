@@ -123,6 +123,7 @@ def _last_layer_terms(model, x, class_indices, reference: str):
     store: dict = {}
 
     def forward_hook(_module, _inputs, output):
+        """Keep the layer's activations and, once backward runs, their gradient."""
         store["act"] = output
         if output.requires_grad:
             output.register_hook(lambda grad: store.__setitem__("grad", grad))
@@ -140,6 +141,7 @@ def _last_layer_terms(model, x, class_indices, reference: str):
         if reference == "blank":
 
             def cam_act(blanks):
+                """The Grad-CAM layer's activations of ``blanks`` (a one-element list)."""
                 model(blanks)
                 return [store["act"].detach()]
 

@@ -23,6 +23,7 @@ def torchvision_network(builder: str) -> Callable[[], Any]:
     """``() -> torchvision.models.<builder>(weights=None)``: the untrained network."""
 
     def network():
+        """The untrained torchvision network."""
         from ._torchvision_compat import import_torchvision
 
         return getattr(import_torchvision().models, builder)(weights=None)
@@ -95,6 +96,7 @@ def register_backbone(spec: BackboneSpec) -> BackboneSpec:
 
 
 def get_spec(name: str) -> BackboneSpec:
+    """The registered :class:`BackboneSpec` named ``name`` (an error naming the choices if none)."""
     try:
         return BACKBONES[name]
     except KeyError:

@@ -218,13 +218,16 @@ class CrossingModel:
         return crossing_candidates(x, self.min_rel_area) & (scores > threshold)
 
     def to_json(self) -> str:
+        """The model as JSON, tagged with its format."""
         return json.dumps({"format": MODEL_FORMAT, **asdict(self)}, indent=1)
 
     def save(self, path: str | Path) -> Path:
+        """Write the model as JSON to ``path``; returns the path."""
         return write_bytes_atomic(path, self.to_json().encode())
 
     @classmethod
     def from_dict(cls, data: dict) -> CrossingModel:
+        """The model of a dict read from its JSON (an error if it is not one)."""
         if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
             raise ChromosortError(f"not a crossing model (expected format {MODEL_FORMAT!r})")
         fields = {k: v for k, v in data.items() if k != "format"}

@@ -120,12 +120,15 @@ class EditHistory:
         return len(self.steps)
 
     def add_change(self, description: str, undo: Callable[[], None]) -> None:
+        """Record a status/class change and the call that undoes it."""
         self.steps.append(EditStep(description, undo=undo))
 
     def add_label_edit(self, table_before: pd.DataFrame) -> None:
+        """Record a label-image edit with the objects table as it was before it."""
         self.steps.append(EditStep("label edit", table_before=table_before.copy()))
 
     def pop(self) -> EditStep | None:
+        """Remove and return the newest step (None when there is none)."""
         return self.steps.pop() if self.steps else None
 
     def pop_label_edit(self) -> EditStep | None:

@@ -133,6 +133,7 @@ def object_features(objects: pd.DataFrame, spread: pd.DataFrame | None = None) -
     kept = spread["status"] == "chromosome"
 
     def rel(column: str) -> pd.Series:
+        """``column`` of the objects relative to its typical value in the spread."""
         return objects[column] / _typical(spread[column], kept)
 
     columns = [
@@ -195,13 +196,17 @@ class SegmentationModel:
         return replace(base or SegmentationParams(), **self.settings)
 
     def to_json(self) -> str:
+        """The model as JSON, tagged with its format."""
         return json.dumps({"format": MODEL_FORMAT, **asdict(self)}, indent=1)
 
     def save(self, path: str | Path) -> Path:
+        """Write the model as JSON to ``path``; returns the path."""
         return write_bytes_atomic(path, self.to_json().encode())
 
     @classmethod
     def from_dict(cls, data) -> SegmentationModel:
+        """The model of a dict read from its JSON (an error if it is not one, or of a format
+        this version does not read)."""
         kind = data.get("format") if isinstance(data, dict) else None
         if isinstance(kind, str) and kind.startswith(MODEL_FORMAT.split("/")[0] + "/"):
             if kind not in READ_FORMATS:

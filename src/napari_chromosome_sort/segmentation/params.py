@@ -189,6 +189,7 @@ class SegmentationParams:
     )
 
     def to_dict(self) -> dict:
+        """The parameters as a plain dict."""
         return asdict(self)
 
 

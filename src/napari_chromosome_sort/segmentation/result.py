@@ -22,11 +22,13 @@ class Segmentation:
     stats: dict = field(default_factory=dict)  # thresholds and typical sizes actually used
 
     def kept_labels(self) -> list[int]:
+        """Labels of the objects kept as chromosomes."""
         if self.objects.empty:
             return []
         return [int(v) for v in self.objects.loc[self.objects["status"] == "chromosome", "label"]]
 
     def status_counts(self) -> dict[str, int]:
+        """Number of objects of each status (every status, 0 included)."""
         counts = self.objects["status"].value_counts().to_dict() if len(self.objects) else {}
         return {status: int(counts.get(status, 0)) for status in STATUSES}
 
