@@ -41,6 +41,7 @@ def _available_commands() -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``chromosort`` argument parser: one sub-command per module of :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(
         prog="chromosort",
         description="Segment metaphase spreads, classify chromosome cohesion types, explain calls.",

@@ -21,6 +21,7 @@ HELP = "Run segment -> classify -> Grad-CAM on the built-in real and synthetic s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``chromosort demo``."""
     parser.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     parser.add_argument("--gui", action="store_true", help="open napari with the widgets docked")
     parser.add_argument(
@@ -228,6 +229,7 @@ def _napari_screenshot(path: Path, image, prediction, classes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``chromosort demo``; returns the exit status."""
     if args.gui:
         from .._widgets.launch import open_demo_viewer
 

@@ -8,6 +8,7 @@ HELP = "evaluate a model on a folder-per-class crop set (concordance, kappa, con
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``chromosort evaluate``."""
     parser.add_argument("model", help="model file (.safetensors from train/import-model)")
     parser.add_argument("dataset", help="folder with one sub-folder of crops per class")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -16,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def format_report(report: dict) -> str:
+    """A metrics report as text: concordance and kappa (with the spread over folds when
+    cross-validated), confusion matrix and per-class figures."""
     lines = [
         f"n = {report['n']}  concordance = {report['accuracy']:.3f}  kappa = {report['kappa']:.3f}"
     ]
@@ -36,6 +39,7 @@ def format_report(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``chromosort evaluate``; returns the exit status."""
     import json
 
     import numpy as np

@@ -10,6 +10,7 @@ HELP = "import a plain torchvision state_dict (e.g. the seed paper's model) as a
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``chromosort import-model``."""
     parser.add_argument("path", help="the .pth state_dict (read with weights_only=True)")
     parser.add_argument(
         "--classes", required=True, help="comma-separated class names in the model's output order"
@@ -24,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``chromosort import-model``; returns the exit status."""
     import json
 
     from ..classification.features import Preprocessing

@@ -8,6 +8,7 @@ HELP = "per-sample class distributions with Wilson CIs, sample comparison tests 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``chromosort readout``."""
     parser.add_argument(
         "source",
         help="calls table (CSV, e.g. a batch run's objects.csv), a batch output folder, or a "
@@ -120,6 +121,7 @@ def plot_model_report(report, out, name: str = "model") -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``chromosort readout``; returns the exit status."""
     from pathlib import Path
 
     import pandas as pd

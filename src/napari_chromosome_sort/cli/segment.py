@@ -19,6 +19,7 @@ def add_crossing_score_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``chromosort segment``."""
     parser.add_argument("images", nargs="+", help="spread image files (PNG, JPEG, TIFF...)")
     parser.add_argument("--out", required=True, help="output folder (one sub-folder per image)")
     parser.add_argument(
@@ -54,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    """Run ``chromosort segment``; returns the exit status."""
     import sys
     from pathlib import Path
 

@@ -8,6 +8,7 @@ HELP = "learn a segmentation model (settings + object classifier) from annotated
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``chromosort segment-learn``."""
     parser.add_argument("images", nargs="+", help="annotated spread image files")
     parser.add_argument(
         "--truth",
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    """Run ``chromosort segment-learn``; returns the exit status."""
     import sys
     from pathlib import Path
 
@@ -45,6 +47,7 @@ def run(args) -> int:
         spreads.append(TrainingSpread(path.name, image, read_truth(args.truth, path, image.shape)))
 
     def progress(message: str) -> None:
+        """Print ``message`` on stderr unless ``--quiet``."""
         if not args.quiet:
             print(message, file=sys.stderr)
 

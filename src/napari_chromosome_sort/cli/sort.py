@@ -10,6 +10,7 @@ HELP = "sort a folder of whole images into class sub-folders (copies/links); --t
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``chromosort sort``."""
     parser.add_argument("model", nargs="?", help="sorter model file (to sort)")
     parser.add_argument("input_dir", nargs="?", help="folder of images to sort (recursive)")
     parser.add_argument("--out", help="output folder: <class>/, _review/, predictions.csv")
@@ -43,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``chromosort sort``; returns the exit status."""
     from ..errors import ChromosortError
     from ..progress import with_tqdm
 
