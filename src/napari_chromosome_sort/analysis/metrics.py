@@ -92,7 +92,7 @@ def stratified_splits(targets, folds: int = 5, repeats: int = 1, seed: int = 0):
     return out
 
 
-def summarise_folds(fold_reports: list[dict], pooled: dict) -> dict:
+def summarize_folds(fold_reports: list[dict], pooled: dict) -> dict:
     """``pooled`` (evaluate over all out-of-fold predictions) + spread over the folds."""
     acc = np.array([f["accuracy"] for f in fold_reports])
     kap = np.array([f["kappa"] for f in fold_reports])
@@ -146,7 +146,7 @@ def crossvalidate(
         )
     pooled = evaluate(np.concatenate(pooled_true), np.concatenate(pooled_pred), classes)
     pooled["n"] = int(len(targets))  # each crop predicted once per repeat
-    result = summarise_folds(fold_reports, pooled)
+    result = summarize_folds(fold_reports, pooled)
     result.update(repeats=repeats, n_folds=folds)
     yield Progress(len(splits), len(splits), "cross-validation done")
     return result
