@@ -91,6 +91,7 @@ def start_worker(
 
 # ----------------------------------------------------------------------------- colours
 def hex_to_rgba(colour: str, alpha: float = 1.0) -> np.ndarray:
+    """RGBA floats in [0, 1] of a ``#rrggbb`` colour."""
     colour = colour.lstrip("#")
     rgb = [int(colour[i : i + 2], 16) / 255 for i in (0, 2, 4)]
     return np.array([*rgb, alpha], dtype=np.float32)
@@ -110,6 +111,7 @@ def colormap_from_mapping(
 
 
 def status_colormap(features: pd.DataFrame) -> DirectLabelColormap:
+    """Colours of an objects layer by status (kept objects where a status is missing)."""
     if features is None or len(features) == 0 or "status" not in features:
         return colormap_from_mapping({}, {}, default=STATUS_COLOURS[KEPT])
     mapping = dict(zip(features["label"].astype(int), features["status"].astype(str), strict=True))
@@ -117,6 +119,7 @@ def status_colormap(features: pd.DataFrame) -> DirectLabelColormap:
 
 
 def class_colours(classes: Iterable[str]) -> dict[str, str]:
+    """One colour per class, the same in spread layers, legends, plots and galleries."""
     return {c: CLASS_PALETTE[i % len(CLASS_PALETTE)] for i, c in enumerate(classes)}
 
 
@@ -175,6 +178,7 @@ def label_at(layer, position) -> int:
 
 
 def feature_row(layer, label: int) -> dict | None:
+    """The features row of ``label`` in a Labels layer as a dict, or None."""
     features = layer.features
     if not len(features) or "label" not in features:
         return None
@@ -183,6 +187,7 @@ def feature_row(layer, label: int) -> dict | None:
 
 
 def kept_labels(layer) -> list[int]:
+    """Labels of the objects kept as ``chromosome`` (every label when there are no statuses)."""
     features = layer.features
     if not len(features) or "status" not in features:
         return sorted(int(v) for v in np.unique(layer.data) if v)
@@ -294,6 +299,7 @@ def dataclass_form(
     optional = {f.name for f in dataclasses.fields(cls) if getattr(instance, f.name) is None}
 
     def read():
+        """The dataclass instance the form shows now."""
         values = {}
         for name, widget in widgets.items():
             value = widget.value
@@ -342,6 +348,7 @@ class ScrollDock(QScrollArea):
         return QSize(width + bar + 2 * self.frameWidth(), super().minimumSizeHint().height())
 
     def eventFilter(self, watched, event) -> bool:
+        """Widen the dock when its content grows (e.g. a table filled)."""
         if watched is self.inner and event.type() == QEvent.Type.LayoutRequest:
             self.updateGeometry()  # content grew (a table filled): the dock widens with it
         return super().eventFilter(watched, event)
@@ -360,6 +367,7 @@ def fit_table_to_rows(table: QTableWidget) -> None:
 
 
 def notify(message: str) -> None:
+    """Show an information notification."""
     show_info(message)
 
 
@@ -379,6 +387,7 @@ class LayerPicker:
         self.refresh()
 
     def refresh(self, *_):
+        """List the viewer's layers of the wanted kinds again, keeping the choice."""
         current = self.combo.currentText()
         self.combo.blockSignals(True)
         self.combo.clear()
@@ -396,6 +405,7 @@ class LayerPicker:
             self.combo.currentIndexChanged.emit(self.combo.currentIndex())
 
     def layer(self):
+        """The chosen layer, or None."""
         name = self.combo.currentText()
         if name and name in self.viewer.layers and name != self.allow_none:
             layer = self.viewer.layers[name]
@@ -404,6 +414,7 @@ class LayerPicker:
         return None
 
     def set_layer(self, layer) -> None:
+        """Choose ``layer`` in the combo box."""
         self.refresh()
         index = self.combo.findText(layer.name)
         if index >= 0:
@@ -444,6 +455,7 @@ class TrainedModels:
         self._listeners: list[Callable[[str], None]] = []
 
     def listen(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(path)`` whenever a model is added."""
         self._listeners.append(callback)
 
     def title(self, path: str) -> str:
@@ -451,6 +463,7 @@ class TrainedModels:
         return f"{self.kinds.get(str(path), 'trained here')}: {Path(path).name}"
 
     def add(self, path: str, kind: str = "trained here") -> None:
+        """Offer ``path`` (newest last) and tell the listeners."""
         path = str(path)
         self.kinds[path] = kind
         if path in self.paths:

@@ -81,6 +81,7 @@ class ObjectLayerReview:
 
     @property
     def layer(self):
+        """The objects layer, or None once it has been removed."""
         return self._layer()
 
     # ------------------------------------------------------------------ keys
@@ -171,6 +172,7 @@ class ObjectLayerReview:
 
     # ------------------------------------------------------------------ highlight
     def select(self, label: int) -> None:
+        """Mark object ``label`` as selected and outline it."""
         self.selected = int(label)
         self.layer.selected_label = int(label)
         self._draw_outlines()

@@ -39,6 +39,7 @@ DEFAULT_CLASSES = "A,B,C"
 
 
 def parse_classes(text: str) -> list[str]:
+    """Class names from comma-separated text: 1 to 9 unique names, stripped."""
     classes = [c.strip() for c in text.replace(";", ",").split(",") if c.strip()]
     if len(classes) != len(set(classes)):
         raise ChromosortError(f"class names must be unique, got {text!r}")
@@ -145,6 +146,7 @@ class LabelWidget(QWidget):
     # ------------------------------------------------------------------ setup
     @property
     def classes(self) -> list[str]:
+        """The class names typed in the widget."""
         return self._classes
 
     def _classes_changed(self):
@@ -208,6 +210,7 @@ class LabelWidget(QWidget):
 
     def _key_handler(self, key: int):
         def handler(_layer):
+            """Give the selected object the key's class."""
             if key == 0:
                 self.assign(None)
             elif key <= len(self.classes):
@@ -224,6 +227,7 @@ class LabelWidget(QWidget):
             self.select(label)
 
     def select(self, label: int):
+        """Show object ``label``: its crop, its class, and the view zoomed to it."""
         layer = self.labels_picker.layer()
         if layer is None:
             return

@@ -246,6 +246,7 @@ class PredictWidget(QWidget):
     # ------------------------------------------------------------------ running
     @property
     def running(self) -> bool:
+        """Is a prediction running?"""
         return self.worker is not None
 
     def _set_running(self, running: bool):
@@ -332,6 +333,7 @@ class PredictWidget(QWidget):
         return str(path)
 
     def run(self):
+        """Classify the chosen spread in a worker thread and show the layers when done."""
         if self.running:
             return
         model_path = self._model_path()
@@ -365,6 +367,7 @@ class PredictWidget(QWidget):
         )
 
     def run_folder(self):
+        """Segment, classify and explain every spread of a folder (a batch run)."""
         if self.running:
             return
         model_path = self._model_path()
@@ -504,6 +507,7 @@ class PredictWidget(QWidget):
         fit_table_to_rows(self.distribution)
 
     def table(self) -> pd.DataFrame | None:
+        """The per-chromosome table of the prediction shown, or None."""
         if self.layer is None or not len(self.layer.features):
             return None
         return self.layer.features.drop(columns=["index"], errors="ignore")

@@ -59,6 +59,7 @@ def review_labels(features) -> list[int]:
 
 
 def is_segmentation_layer(layer) -> bool:
+    """Is ``layer`` an objects layer made by Segment spread?"""
     return isinstance(layer, Labels) and layer.metadata.get(META_KEY, {}).get("kind") in (
         "segmentation",
         "prediction",
@@ -186,6 +187,7 @@ class SegmentWidget(QWidget):
 
     # ------------------------------------------------------------------ running
     def params(self):
+        """The segmentation settings the form shows."""
         main = self._read_main()
         return dataclasses.replace(
             self._read_advanced(), **{name: getattr(main, name) for name in MAIN_PARAMETERS}
@@ -197,6 +199,7 @@ class SegmentWidget(QWidget):
 
     @property
     def running(self) -> bool:
+        """Is a segmentation running?"""
         return self.worker is not None
 
     def run(self):
@@ -292,6 +295,7 @@ class SegmentWidget(QWidget):
 
     # ------------------------------------------------------------------ review
     def current_layer(self):
+        """The objects layer under review, or None."""
         layer = getattr(self, "layer", None)
         if layer is not None and layer in self.viewer.layers:
             return layer
@@ -306,6 +310,7 @@ class SegmentWidget(QWidget):
             self.select(label, layer)
 
     def select(self, label: int, layer=None):
+        """Outline object ``label`` of the objects layer, zoom to it and show its details."""
         layer = layer or self.current_layer()
         self._selected = int(label)
         if layer is not None:

@@ -200,6 +200,7 @@ class TrainWidget(QWidget):
             self.weights_file.value = weights
 
     def weights(self) -> str:
+        """The backbone weights chosen: 'imagenet', 'random' or a file path."""
         choice = WEIGHT_CHOICES[self.weights_choice.currentText()]
         if choice == "file":
             return str(self.weights_file.value)
@@ -211,6 +212,7 @@ class TrainWidget(QWidget):
         return dataclasses.replace(self._read_advanced(), **values)
 
     def config(self):
+        """The training settings the form shows."""
         config = self._read_config()
         names = {f.name for f in dataclasses.fields(config)}
         extra = {}
@@ -225,9 +227,11 @@ class TrainWidget(QWidget):
     # ------------------------------------------------------------------ running
     @property
     def running(self) -> bool:
+        """Is a training running?"""
         return self.worker is not None
 
     def start(self):
+        """Check the inputs, then train (and cross-validate) in a worker thread."""
         if self.running:
             return
         folder = Path(str(self.folder.value))
