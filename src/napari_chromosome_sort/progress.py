@@ -10,6 +10,8 @@ cancels by no longer iterating (``generator.close()``).
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -82,3 +84,28 @@ def with_tqdm(
             bar.refresh()
 
         return run_to_end(steps, show)
+
+
+class StepTimer:
+    """Time left in the current step of a long job, from its progress so far: the step is the
+    report's message up to its first digit ("choosing the model design: fit 12 of 96")."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.key: str | None = None
+        self.start = 0.0
+        self.first = 0
+
+    def left(self, report: Progress) -> str:
+        """ "about 40 s left in this step", or "" while too little is known."""
+        key = re.split(r"\d", report.message, maxsplit=1)[0]
+        now = self.clock()
+        if key != self.key or report.step < self.first:
+            self.key, self.start, self.first = key, now, report.step
+            return ""
+        done, elapsed = report.step - self.first, now - self.start
+        if done <= 0 or elapsed < 2.0 or report.total <= report.step:
+            return ""
+        seconds = elapsed / done * (report.total - report.step)
+        amount = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+        return f"about {amount} left in this step"

@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from ..classification.config import TrainingConfig
-from ..progress import Progress, relay
+from ..progress import Progress, StepTimer, relay
 from ._common import (
     TRAINED_MODELS,
     ScrollDock,
@@ -105,6 +105,7 @@ class TrainWidget(QWidget):
         self.worker = None
         self.model = None
         self.model_path = None
+        self.timer = StepTimer()
         self.history: list[dict] = []
         # optional folder where backbone features are cached on disk (re-training is then fast)
         self.feature_cache: str | None = None
@@ -300,8 +301,8 @@ class TrainWidget(QWidget):
     def _on_progress(self, report):
         self.progress.setMaximum(max(int(report.total), 1))
         self.progress.setValue(int(report.step))
-        metrics = "  ".join(f"{k} {v:.3g}" for k, v in (report.metrics or {}).items())
-        self.status.setText(f"{report.message}  {metrics}".strip())
+        left = self.timer.left(report)
+        self.status.setText(f"{report.message} — {left}" if left else report.message)
         if report.metrics:
             self.history.append(dict(report.metrics))
 

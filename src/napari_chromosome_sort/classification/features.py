@@ -290,7 +290,8 @@ def extract_features(
         else:
             out[i] = hit[:views]
     total = len(todo)
-    yield Progress(0, total, f"features: {total} crops to compute, {len(images) - total} cached")
+    before = len(images) - total
+    yield Progress(0, total, f"reading crops with the network: {total} new, {before} read before")
     if device is None:
         device = next(backbone.parameters()).device
     was_training = backbone.training
@@ -317,7 +318,7 @@ def extract_features(
                     except OSError:
                         cache = None
             done = min(start + batch_size, total)
-            yield Progress(done, total, f"features {done}/{total}")
+            yield Progress(done, total, f"reading crops with the network: {done} of {total}")
     backbone.train(was_training)
     if cache is not None and total:
         prune_cache(root, cache_limit)

@@ -19,6 +19,8 @@ Every step is a generator of ``Progress`` that returns its result; stop by no lo
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
@@ -178,28 +180,35 @@ def train_head(
 
     total = n_candidates * len(splits) + 1
     step = 0
-    scores: dict = {}
-    oofs: dict = {}
-    for key, name, r in designs:
+    candidates = [design + (l2,) for design in designs for l2 in l2s]
+    memo = _InnerCVMemo(config, arrays, y, candidates) if splits else None
+    scores, oofs = memo.load() if memo is not None else ({}, {})
+    if scores:
+        step = total - 1
+        yield Progress(step, total, "choosing the model design: stored result for these crops")
+    for key, name, r in designs if not scores else ():
         Z = reduced(key, name, r)[3] if linear else None
         warm: dict[int, object] = {}
         for l2 in l2s:  # strong to weak L2, warm-started
             # one out-of-fold prediction of every crop per inner repeat, stacked
             oof = np.zeros((n_repeats, len(y), arrays[key].shape[1], k), np.float32)
             for f, (tr, te) in enumerate(splits):
-                if linear:
-                    params = fit_linear(Z[tr], y[tr], k, config, l2, warm.get(f))
-                    oof[f // per_repeat, te] = Z[te] @ params[0].T + params[1]
-                else:
-                    params = fit_head(arrays[key][tr], y[tr], k, config, l2)
-                    oof[f // per_repeat, te] = head_logits(params, arrays[key][te])
+                with _one_thread():
+                    if linear:
+                        params = fit_linear(Z[tr], y[tr], k, config, l2, warm.get(f))
+                        oof[f // per_repeat, te] = Z[te] @ params[0].T + params[1]
+                    else:
+                        params = fit_head(arrays[key][tr], y[tr], k, config, l2)
+                        oof[f // per_repeat, te] = head_logits(params, arrays[key][te])
                 warm[f] = params
                 step += 1
-                yield Progress(step, total, f"inner CV {name} pca={r} l2={l2:g}")
+                yield Progress(step, total, f"choosing the model design: fit {step} of {total}")
             if splits:
                 oof = oof.reshape(-1, *oof.shape[2:])
                 scores[(key, name, r, l2)] = _oof_score(oof, y_oof, k, config.prior_correction)
                 oofs[(key, name, r, l2)] = oof
+    if memo is not None and len(scores) == len(candidates):
+        memo.save(scores, oofs)
     members, key, oof = _choose_members(designs, l2s, scores, oofs, y_oof, k, config, linear)
     # the linear head's penalty is on the MEAN loss, so a fixed prior per crop means
     # l2 x n = constant (AdamW's decoupled weight decay of an MLP head is left as validated)
@@ -220,7 +229,8 @@ def train_head(
         sd_full = np.ones(width, np.float32)
         for _, name, r, l2 in members:
             mu, sd, basis, Z = reduced(key, name, r)
-            w_r, b = fit_linear(Z, y, k, config, l2 * l2_factor)
+            with _one_thread():
+                w_r, b = fit_linear(Z, y, k, config, l2 * l2_factor)
             weight[:, columns[name]] += (w_r @ basis.T) / len(members)
             bias += b / len(members)
             mu_full[columns[name]], sd_full[columns[name]] = mu, sd
@@ -232,7 +242,8 @@ def train_head(
             head.net.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
         head.eval()
     else:
-        head = fit_head(arrays[key], y, k, config, members[0][3])
+        with _one_thread():
+            head = fit_head(arrays[key], y, k, config, members[0][3])
     head.logit_shift.copy_(torch.from_numpy(shift))
     inner_acc = None
     calibration = None
@@ -261,10 +272,87 @@ def train_head(
     yield Progress(
         total,
         total,
-        f"head trained ({len(members)} design(s))",
+        f"model design chosen ({len(members)} combined)",
         {"inner_acc": inner_acc or 0.0},
     )
     return head, info
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Torch on one thread: the head fits are small, and more threads only wait for each other
+    (several times slower on a busy machine; the same result)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# settings that do not change the inner-CV result of a head search
+_NOT_SEARCH = ("device", "cache_dir", "predict_views", "finetune_epochs", "finetune_lr")
+INNER_CV_FORMAT = "inner-cv-v1"  # bump when the search computes something else for the same input
+
+
+class _InnerCVMemo:
+    """The inner-CV scores and out-of-fold logits of a head search, kept in the feature cache
+    (``inner-cv/<key>.npz``) and keyed by a hash of the features, targets, candidate designs
+    and settings: training again on the same crops reuses them instead of repeating hundreds
+    of fits (the same result). Off when the feature cache is off."""
+
+    def __init__(self, config: TrainingConfig, arrays: dict, y: np.ndarray, candidates: list):
+        import hashlib
+        import json
+
+        from .features import feature_cache_dir
+
+        self.candidates = candidates
+        root = feature_cache_dir(config.cache_dir)
+        self.path = None
+        if root is None:
+            return
+        h = hashlib.sha1(INNER_CV_FORMAT.encode())
+        settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_SEARCH}
+        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        for key, X in arrays.items():
+            h.update(json.dumps(key.to_dict() if key is not None else None).encode())
+            h.update(str(X.shape).encode())
+            h.update(np.ascontiguousarray(X, dtype=np.float32).data)
+        h.update(np.asarray(y, np.int64).tobytes())
+        labels = [(c[0].to_dict() if c[0] is not None else None, *c[1:]) for c in candidates]
+        h.update(json.dumps(labels, sort_keys=True).encode())
+        self.path = root / "inner-cv" / f"{h.hexdigest()[:24]}.npz"
+
+    def load(self) -> tuple[dict, dict]:
+        """(scores, out-of-fold logits) by candidate, or two empty dicts."""
+        if self.path is None or not self.path.is_file():
+            return {}, {}
+        try:
+            with np.load(self.path) as data:
+                scores, oofs = data["scores"], data["oofs"]
+            if scores.shape != (len(self.candidates), 2) or len(oofs) != len(self.candidates):
+                return {}, {}
+            os.utime(self.path)
+        except (OSError, ValueError, KeyError, EOFError):
+            return {}, {}
+        return (
+            {c: (float(a), float(b)) for c, (a, b) in zip(self.candidates, scores, strict=True)},
+            dict(zip(self.candidates, oofs, strict=True)),
+        )
+
+    def save(self, scores: dict, oofs: dict) -> None:
+        """Keep a finished search (nothing if the cache cannot be written)."""
+        if self.path is None:
+            return
+        from ..atomic import atomic_path
+
+        with contextlib.suppress(OSError), atomic_path(self.path) as tmp:
+            np.savez(
+                tmp,
+                scores=np.asarray([scores[c] for c in self.candidates], np.float64),
+                oofs=np.stack([oofs[c] for c in self.candidates]).astype(np.float32),
+            )
 
 
 def _choose_members(designs, l2s, scores, oofs, y, k, config, linear):
@@ -366,7 +454,10 @@ def _finetune(model, images, y, config: TrainingConfig, device) -> Generator[Pro
         else:
             bad += 1
         yield Progress(
-            epoch + 1, config.finetune_epochs, f"fine-tune epoch {epoch + 1}", {"val_loss": vloss}
+            epoch + 1,
+            config.finetune_epochs,
+            f"fine-tuning the network: pass {epoch + 1} of {config.finetune_epochs}",
+            {"val_loss": vloss},
         )
         if bad >= config.patience:
             break
@@ -392,7 +483,7 @@ def candidate_features(
             return Progress(
                 i * len(images) + report.step,
                 len(preps) * len(images),
-                f"{report.message} ({label}, {i + 1}/{len(preps)})",
+                f"{report.message} (input {i + 1} of {len(preps)}: {label})",
             )
 
         arrays[prep] = yield from relay(
@@ -406,7 +497,7 @@ def candidate_features(
             ),
             change,
         )
-    yield Progress(1, 1, "features done")
+    yield Progress(1, 1, "every crop read by the network")
     return arrays
 
 
