@@ -213,6 +213,7 @@ def test_feature_cache_on_by_default_sliced_bounded_and_off(tmp_path, monkeypatc
     are the first views of a cached crop (no backbone run); the folder is pruned oldest first;
     cache_dir "none" keeps them in memory only."""
     import os
+    import shutil
 
     import torch
 
@@ -253,6 +254,8 @@ def test_feature_cache_on_by_default_sliced_bounded_and_off(tmp_path, monkeypatc
     assert not off.exists()
     # size bound: the least recently used files go first
     folder = tmp_path / "user" / "features"
+    assert list(folder.glob("inner-cv/*.npz"))  # the training's inner-CV result
+    shutil.rmtree(folder / "inner-cv")  # safe to delete
     by_age = sorted(folder.glob("*/*.npy"), key=lambda p: p.stat().st_mtime)
     for age, path in enumerate(by_age):
         os.utime(path, (1000 + age, 1000 + age))
@@ -260,3 +263,32 @@ def test_feature_cache_on_by_default_sliced_bounded_and_off(tmp_path, monkeypatc
     assert F.prune_cache(folder, limit=size * (len(by_age) - 2)) == 2
     assert not by_age[0].exists() and not by_age[1].exists() and by_age[2].exists()
     F.clear_memory_cache()
+
+
+def test_training_again_on_the_same_crops_reuses_the_inner_cv(tmp_path, monkeypatch):
+    """The inner-CV result is stored beside the cached features: the same crops and settings
+    give the same head without the search's fits; other targets or no cache search again."""
+    import napari_chromosome_sort.classification.training as T
+
+    X, y = _features(n_per_class=(20, 12, 6), d=12, views=2)
+    fits = []
+    real = T.fit_linear
+    monkeypatch.setattr(T, "fit_linear", lambda *a, **k: fits.append(1) or real(*a, **k))
+    config = TrainingConfig(cache_dir=str(tmp_path / "cache"), l2_grid=(0.1, 1.0), inner_folds=2)
+    head, info = run_to_end(train_head(X, y, ["a", "b", "c"], config))
+    searched = len(fits)
+    assert searched > 2 and len(list((tmp_path / "cache" / "inner-cv").glob("*.npz"))) == 1
+    fits.clear()
+    again, info2 = run_to_end(train_head(X, y, ["a", "b", "c"], config))
+    assert len(fits) == 1  # only the final refit
+    assert info2["members"] == info["members"] and info2["inner_cv"] == info["inner_cv"]
+    for name, tensor in head.state_dict().items():
+        assert np.array_equal(tensor.numpy(), again.state_dict()[name].numpy()), name
+    fits.clear()
+    run_to_end(train_head(X, y[::-1].copy(), ["a", "b", "c"], config))
+    assert len(fits) == searched  # other targets: searched again
+    fits.clear()
+    off = TrainingConfig(cache_dir="none", l2_grid=(0.1, 1.0), inner_folds=2)
+    run_to_end(train_head(X, y, ["a", "b", "c"], off))
+    run_to_end(train_head(X, y, ["a", "b", "c"], off))
+    assert len(fits) == 2 * searched

@@ -232,10 +232,11 @@ def _load_cached(path: Path, views: int) -> np.ndarray | None:
 
 
 def prune_cache(folder: str | os.PathLike, limit: int = MAX_CACHE_BYTES) -> int:
-    """Delete the least recently used feature files until ``folder`` holds at most ``limit``
-    bytes; returns the number of files deleted."""
+    """Delete the least recently used feature files (and stored inner-CV results of
+    :mod:`.training`) until ``folder`` holds at most ``limit`` bytes; returns the number of files
+    deleted."""
     files = []
-    for path in Path(folder).glob("*/*.npy"):
+    for path in (*Path(folder).glob("*/*.npy"), *Path(folder).glob("inner-cv/*.npz")):
         try:
             st = path.stat()
         except OSError:
