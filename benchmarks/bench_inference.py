@@ -5,8 +5,8 @@ Anchor: eager torchvision ``squeezenet1_1`` (random weights), batch 32, 224 px i
 project's own path (``ChromosomeClassifier.predict_proba``: preprocessing included, SqueezeNet
 1.1 backbone + pooled head, 224 px):
 
-* crops/s with one view and with 8-view averaging, with ONNX Runtime (the default on CPU) and
-  with torch only (``CHROMOSORT_ONNX=0``);
+* crops/s with one view, the default 4-view averaging (the four rotations) and 8-view averaging,
+  with ONNX Runtime (the default on CPU) and with torch only (``CHROMOSORT_ONNX=0``);
 * Grad-CAM per crop (``spread_gradcam``, the default multi-layer map), as a multiple of the
   anchor's time per crop;
 * one whole spread (``predict_spread(..., gradcam=True)``: segment, crop, classify with the
@@ -89,10 +89,13 @@ def project_model():
 
 
 def predict_rates(model, crops, repeats: int) -> dict[str, float]:
-    """Crops/s of predict_proba with 1 and 8 views."""
-    one = best_time(lambda: model.predict_proba(crops, tta=False), repeats)
-    eight = best_time(lambda: model.predict_proba(crops, tta=True), max(1, repeats - 1))
-    return {"one view": len(crops) / one, "8 views": len(crops) / eight}
+    """Crops/s of predict_proba with 1, 4 (the default) and 8 views."""
+    rates = {}
+    default = model.prediction_views
+    for views, label in ((1, "one view"), (default, f"{default} (default)"), (8, "8 views")):
+        seconds = best_time(lambda v=views: model.predict_proba(crops, views=v), repeats)
+        rates[label] = len(crops) / seconds
+    return rates
 
 
 def gradcam_seconds(model, crops, repeats: int) -> float:
@@ -150,16 +153,16 @@ def main(argv=None) -> None:
         cam = gradcam_seconds(model, crops[: args.gradcam_crops], args.repeats)
     finally:
         del os.environ["CHROMOSORT_ONNX"]
-    print("\npath          views     crops/s   x anchor")
+    print("\npath          views        crops/s   x anchor")
     for path, by_views in rates.items():
         for views, rate in by_views.items():
-            print(f"{path:13s} {views:9s} {rate:7.1f}   {rate / anchor:6.2f}")
+            print(f"{path:13s} {views:12s} {rate:7.1f}   {rate / anchor:6.2f}")
     print(
         f"\nGrad-CAM: {1000 * cam:.1f} ms per crop = {cam * anchor:.2f}x the anchor's time per crop"
     )
     seconds, kept, name = spread_seconds(model, max(1, args.repeats - 1))
     print(
-        f"whole spread ({name}, {kept} chromosomes; segment + 8-view calls + Grad-CAM): "
+        f"whole spread ({name}, {kept} chromosomes; segment + default-view calls + Grad-CAM): "
         f"{seconds:.1f} s = {seconds / (kept / anchor):.2f}x one anchor pass over its crops"
     )
 

@@ -8,6 +8,12 @@ prediction speed (crops / second, with and without 8-view test-time averaging).
 
     .venv/bin/python benchmarks/bench_training.py [--crops 120] [--epochs 40] [--views 1]
 
+With ``--commands``: the whole ``chromosort train`` command on all the WT crops instead, cold
+(an empty user cache: features, ONNX export and the design search all computed) and again on
+the same crops (the retrain), each as a multiple of one anchor pass over the crops x 8 views
+(eager torchvision ``squeezenet1_1``, batch 32, 224 px, ``torch.inference_mode``, measured in the
+same run; see bench_inference.py).
+
 Uses the WT crops + SqueezeNet ImageNet features file from ../shared when present, else
 synthetic crops and a random backbone. Reports ratios; never asserts timings.
 """
@@ -83,6 +89,41 @@ def train_head_epochs(feature_fn, y_tr, k, dim, epochs, seed, views, batch=32):
     return head.eval()
 
 
+def command_ratios(repeats: int = 2) -> None:
+    """Cold train and retrain of the whole ``chromosort train`` command as ratios to the anchor."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_inference import anchor_rate
+
+    wt = SHARED / "data" / "ikemoto_crops_wt"
+    weights = SHARED / "weights" / "squeezenet1_1_imagenet_features.pth"
+    if not (wt.is_dir() and weights.is_file()):
+        raise SystemExit("--commands needs the WT crops and the SqueezeNet weights in ../shared")
+    n = sum(1 for p in wt.glob("*/*") if p.suffix.lower() in (".jpg", ".png"))
+    anchor = anchor_rate(repeats)
+    anchor_pass = n * 8 / anchor
+    print(f"anchor: {anchor:.1f} crops/s; one pass over {n} crops x 8 views = {anchor_pass:.1f} s")
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, CHROMOSORT_CACHE_DIR=str(Path(tmp) / "cache"))
+        command = [sys.executable, "-m", "napari_chromosome_sort.cli", "train", str(wt)]
+        command += ["--out", str(Path(tmp) / "m.safetensors"), "--weights", str(weights)]
+        command += ["--quiet"]
+        for label in ("cold train (empty user cache)", "retrain (same crops)"):
+            start = time.perf_counter()
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            seconds = time.perf_counter() - start
+            head = json.loads(done.stdout.strip().splitlines()[-1])["head"]
+            print(
+                f"{label:31s}: {seconds:6.1f} s = {seconds / anchor_pass:.3f}x the anchor pass; "
+                f"design {head}"
+            )
+
+
 def main() -> None:
     from napari_chromosome_sort.classification.backbones import build_backbone
     from napari_chromosome_sort.classification.features import (
@@ -99,7 +140,13 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=1, help="dihedral views cycled over epochs")
     ap.add_argument("--input-size", type=int, default=224)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--commands", action="store_true", help="time chromosort train cold and again instead"
+    )
     args = ap.parse_args()
+    if args.commands:
+        command_ratios()
+        return
 
     images, y, classes, tr, te, weights, source = load_data(args.crops, args.seed)
     k = len(classes)
@@ -157,12 +204,12 @@ def main() -> None:
 
     model = ChromosomeClassifier(backbone, head_a, classes, prep).eval()
     sample = list(images[te][:64])
-    for tta in (False, True):
+    for views in (1, model.prediction_views, 8):
         t0 = time.perf_counter()
-        model.predict_proba(sample, tta=tta)
+        model.predict_proba(sample, views=views)
         dt = time.perf_counter() - t0
         print(
-            f"prediction {'with 8-view TTA' if tta else 'single view   '}: "
+            f"prediction, {views} view(s): "
             f"{len(sample) / dt:6.1f} crops/s ({torch.get_num_threads()} threads)"
         )
 

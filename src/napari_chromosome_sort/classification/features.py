@@ -10,6 +10,7 @@ extraction, and training again on the same crops computes no features.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -129,9 +130,24 @@ def prepare_image(image, prep: Preprocessing) -> np.ndarray:
         out[y0 : y0 + nh, x0 : x0 + nw] = small
     else:
         raise ChromosortError(f"unknown preprocessing geometry {prep.geometry!r}")
-    x = out.astype(np.float32) / 255.0
-    x = (x - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    lut = _normalisation_table(prep.mean, prep.std)
+    x = np.empty((3, s, s), np.float32)
+    for c in range(3):
+        np.take(lut[c], out[..., c], out=x[c])
+    return x
+
+
+@functools.lru_cache(maxsize=8)
+def _normalisation_table(mean: tuple, std: tuple) -> np.ndarray:
+    """(3, 256) float32: every uint8 value of each channel as (v / 255 - mean) / std, computed
+    as the per-pixel formula would, so looking values up gives the same bits, several times
+    faster."""
+    v = np.arange(256, dtype=np.float32) / 255.0
+    table = (v[None, :] - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[
+        :, None
+    ]
+    table.setflags(write=False)
+    return table
 
 
 def preprocess(images: Sequence, prep: Preprocessing):
