@@ -100,6 +100,8 @@ def test_docks_fit_a_1080_screen(make_napari_viewer, qtbot):
     window.resize(*SCREEN)
     viewer.add_image(make_spread(seed=0).image, name="spread")
     _labels_with_calls(viewer, "WT spread", 0)
+    for i in range(3):  # long layer names, as Predict makes them, in the readout's table
+        _labels_with_calls(viewer, f"Giemsa spread of a long name {i} predicted classes", i + 1)
     docks, widgets = {}, {}
     for name in WIDGETS:
         dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)

@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QTableWidget,
@@ -112,8 +113,13 @@ class ReadoutWidget(QWidget):
         self.table_label = QLabel("no table")
         self.layer_list = QTableWidget(0, 2)
         self.layer_list.setHorizontalHeaderLabels(["spread", "sample"])
-        self.layer_list.horizontalHeader().setStretchLastSection(True)
         self.layer_list.verticalHeader().setVisible(False)
+        self.layer_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.layer_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        header = self.layer_list.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # long names elided
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(1, 130)
         self.sample_col = QComboBox()
         self.class_col = QComboBox()
         self.reference = QComboBox()
