@@ -266,8 +266,9 @@ def test_feature_cache_on_by_default_sliced_bounded_and_off(tmp_path, monkeypatc
 
 
 def test_training_again_on_the_same_crops_reuses_the_inner_cv(tmp_path, monkeypatch):
-    """The inner-CV result is stored beside the cached features: the same crops and settings
-    give the same head without the search's fits; other targets or no cache search again."""
+    """The inner-CV result and the final head are stored beside the cached features: the same
+    crops and settings give the same head without fitting; with the final head's file gone only
+    the final refit runs; other targets or no cache search again."""
     import napari_chromosome_sort.classification.training as T
 
     X, y = _features(n_per_class=(20, 12, 6), d=12, views=2)
@@ -277,13 +278,20 @@ def test_training_again_on_the_same_crops_reuses_the_inner_cv(tmp_path, monkeypa
     config = TrainingConfig(cache_dir=str(tmp_path / "cache"), l2_grid=(0.1, 1.0), inner_folds=2)
     head, info = run_to_end(train_head(X, y, ["a", "b", "c"], config))
     searched = len(fits)
-    assert searched > 2 and len(list((tmp_path / "cache" / "inner-cv").glob("*.npz"))) == 1
+    assert searched > 2 and len(list((tmp_path / "cache" / "inner-cv").glob("*.npz"))) == 2
     fits.clear()
     again, info2 = run_to_end(train_head(X, y, ["a", "b", "c"], config))
-    assert len(fits) == 1  # only the final refit
-    assert info2["members"] == info["members"] and info2["inner_cv"] == info["inner_cv"]
+    assert not fits  # the stored search and final head
+    assert info2 == info
     for name, tensor in head.state_dict().items():
         assert np.array_equal(tensor.numpy(), again.state_dict()[name].numpy()), name
+    for path in (tmp_path / "cache" / "inner-cv").glob("*-head.npz"):
+        path.unlink()
+    fits.clear()
+    refit, info3 = run_to_end(train_head(X, y, ["a", "b", "c"], config))
+    assert len(fits) == 1 and info3 == info  # only the final refit
+    for name, tensor in head.state_dict().items():
+        assert np.array_equal(tensor.numpy(), refit.state_dict()[name].numpy()), name
     fits.clear()
     run_to_end(train_head(X, y[::-1].copy(), ["a", "b", "c"], config))
     assert len(fits) == searched  # other targets: searched again

@@ -182,6 +182,10 @@ def train_head(
     step = 0
     candidates = [design + (l2,) for design in designs for l2 in l2s]
     memo = _InnerCVMemo(config, arrays, y, candidates) if splits else None
+    stored = memo.load_head(width, k, arrays) if (memo is not None and linear) else None
+    if stored is not None:  # the same crops, labels and settings: the same head
+        yield Progress(total, total, "model design chosen (stored result for these crops)")
+        return stored
     scores, oofs = memo.load() if memo is not None else ({}, {})
     if scores:
         step = total - 1
@@ -275,6 +279,8 @@ def train_head(
         f"model design chosen ({len(members)} combined)",
         {"inner_acc": inner_acc or 0.0},
     )
+    if memo is not None and linear:
+        memo.save_head(head, info)
     return head, info
 
 
@@ -340,6 +346,52 @@ class _InnerCVMemo:
             {c: (float(a), float(b)) for c, (a, b) in zip(self.candidates, scores, strict=True)},
             dict(zip(self.candidates, oofs, strict=True)),
         )
+
+    def _head_path(self):
+        return self.path.with_name(self.path.stem + "-head.npz")
+
+    def load_head(self, width: int, k: int, arrays: dict):
+        """``(head, info)`` of the linear head trained last on this input, or None."""
+        import json
+
+        from .classifier import PooledHead
+
+        if self.path is None or not self._head_path().is_file():
+            return None
+        try:
+            with np.load(self._head_path()) as data:
+                tensors = {name: torch.from_numpy(data[name].copy()) for name in data.files}
+            info = json.loads(bytes(tensors.pop("info").numpy()).decode())
+            head = PooledHead(width, k)
+            head.load_state_dict(tensors)
+            os.utime(self._head_path())
+        except (OSError, ValueError, KeyError, EOFError, RuntimeError, TypeError):
+            return None
+        by_dict = {
+            json.dumps(key.to_dict() if key is not None else None, sort_keys=True): key
+            for key in arrays
+        }
+        stored = json.dumps(info["preprocessing"], sort_keys=True)
+        if stored not in by_dict:
+            return None
+        info["preprocessing"] = by_dict[stored]
+        head.eval()
+        return head, info
+
+    def save_head(self, head, info: dict) -> None:
+        """Keep the final linear head and its info (nothing if the cache cannot be written)."""
+        import json
+
+        if self.path is None:
+            return
+        from ..atomic import atomic_path
+
+        key = info["preprocessing"]
+        text = json.dumps({**info, "preprocessing": key.to_dict() if key is not None else None})
+        tensors = {name: t.detach().cpu().numpy() for name, t in head.state_dict().items()}
+        tensors["info"] = np.frombuffer(text.encode(), np.uint8)
+        with contextlib.suppress(OSError), atomic_path(self._head_path()) as tmp:
+            np.savez(tmp, **tensors)
 
     def save(self, scores: dict, oofs: dict) -> None:
         """Keep a finished search (nothing if the cache cannot be written)."""
