@@ -6,9 +6,10 @@ The napari window is 1920x1080. Writes docs/images/widget_<widget>_<stain>.png (
 predict for each of the Giemsa spread shipped as the plugin's sample and a DAPI spread of the
 ADIR set), widget_train.png and widget_readout.png, each downscaled to 1280 px wide.
 
-The model is trained here on a small subset of the wild-type crops (``--per-class`` crops per
-class, local ImageNet SqueezeNet features file, no network) — a couple of minutes on a laptop
-CPU; ``--model FILE`` uses a ready model file instead, ``--fast`` imports the published model.
+The Train widget is shown training on a small subset of the wild-type crops (``--per-class``
+crops per class, local ImageNet SqueezeNet features file, no network) — a couple of minutes on a
+laptop CPU; ``--fast`` imports the published model instead. Predict uses the bundled wild-type
+model, or ``--model FILE``.
 """
 
 from __future__ import annotations
@@ -115,8 +116,12 @@ def segment_spread(viewer, segment, name):
     return objects
 
 
-def predict_spread(viewer, predict, name, objects, model_path):
-    predict.model_file.value = str(model_path)
+def predict_spread(viewer, predict, name, objects, model_path=None):
+    """Predict with ``model_path``, or with the bundled wild-type model when None."""
+    if model_path is None:
+        predict.model_choice.setCurrentIndex(0)
+    else:
+        predict.model_file.value = str(model_path)
     predict.image_picker.set_layer(viewer.layers[name])
     predict.objects_picker.set_layer(objects)
     predict.run()
@@ -210,7 +215,7 @@ def main(argv=None) -> int:
             written.append(shoot(viewer, "train"))
 
         show_dock(viewer, "Predict and explain")
-        table = predict_spread(viewer, predict, name, objects, model_path)
+        table = predict_spread(viewer, predict, name, objects, args.model)
         written.append(shoot(viewer, f"predict_{stain}"))
 
         show_dock(viewer, "Label chromosomes")
