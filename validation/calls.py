@@ -101,7 +101,8 @@ def calls_under(model, all_calls: list[SpreadCalls], handling: str) -> list[np.n
     from napari_chromosome_sort.classification.predict import calibration_priors, estimate_priors
     from napari_chromosome_sort.classification.priors import adapt_priors
 
-    probas = [_softmax_mean(c.logits) for c in all_calls]
+    views = getattr(model, "prediction_views", 8)  # the views the product averages
+    probas = [_softmax_mean(c.logits[:, :views]) for c in all_calls]
     if handling == "per_spread":
         probas = [estimate_priors(model, p)[0] if len(p) else p for p in probas]
     elif handling.startswith("per_spread_shrunk_"):

@@ -222,7 +222,7 @@ def predict_spread(
     predicted class) pasted into a float32 image-shaped map. ``priors.adapt``: estimate this
     spread's class priors from its own kept objects (no labels; see :func:`predict_crops`)
     rather than assume the training class frequencies; off by default, because on the
-    annotated spreads it helps some and costs others up to 14 points (docs/validation.md,
+    annotated spreads it helps some and costs others up to 18 points (docs/validation.md,
     Whole spreads). The other :class:`PriorOptions`: see :func:`estimate_priors`.
 
     ``separated_class``: the class meaning "sister chromatids apart at the centromere too" (type C).
