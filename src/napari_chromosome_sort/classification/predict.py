@@ -247,9 +247,7 @@ def predict_spread(
     )
     objects = segmentation.objects.set_index("label", drop=False)
     labels = [c.label for c in crops]
-    table = predict_crops(
-        model, [c.pixels for c in crops], tta=tta, priors=priors, views=views
-    )
+    table = predict_crops(model, [c.pixels for c in crops], tta=tta, priors=priors, views=views)
     meta = pd.DataFrame({"label": labels})
     for column in BBOX_COLUMNS:
         meta[column] = objects.loc[labels, column].astype(int).to_numpy() if labels else []
