@@ -12,7 +12,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.safetensors from train/import-model)")
     parser.add_argument("dataset", help="folder with one sub-folder of crops per class")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
-    parser.add_argument("--no-tta", action="store_true", help="no 8-view test-time averaging")
+    parser.add_argument(
+        "--no-tta",
+        action="store_true",
+        help="no test-time averaging over rotated views: one view per crop",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

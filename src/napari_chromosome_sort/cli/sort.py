@@ -28,7 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.6,
         help="images with max probability below this go to _review/ (default 0.6)",
     )
-    parser.add_argument("--no-tta", action="store_true", help="no 8-view test-time averaging")
+    parser.add_argument(
+        "--no-tta",
+        action="store_true",
+        help="no test-time averaging over rotated views: one view per crop",
+    )
     train = parser.add_argument_group("training a sorter")
     train.add_argument(
         "--train",
