@@ -54,6 +54,8 @@ LOCK = ".chromosort-batch.lock"
 
 @dataclass
 class SpreadJob:
+    """One spread to process: its sample, image file, unique stem and output folder."""
+
     sample: str
     image: str  # absolute path
     stem: str
@@ -62,6 +64,9 @@ class SpreadJob:
 
 @dataclass
 class BatchResult:
+    """What ``run_batch`` produced: the objects table, summary and comparisons, counts of
+    spreads found, skipped (already done) and failed (with their errors), and the files written."""
+
     out_dir: Path
     objects: pd.DataFrame
     summary: pd.DataFrame

@@ -72,6 +72,7 @@ class PooledHead(nn.Module):
             self.net = nn.Linear(in_dim, n_classes)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features (N, in_dim) -> logits (N, n_classes), prior shift included."""
         z = (features - self.mu) / self.sigma
         return self.net(self.dropout(z)) + self.logit_shift
 
@@ -122,14 +123,17 @@ class ChromosomeClassifier(nn.Module):
     # ------------------------------------------------------------------ description
     @property
     def backbone_name(self) -> str:
+        """Registered name of the backbone."""
         return self.backbone.name
 
     @property
     def input_size(self) -> int:
+        """Side in pixels of the square network input."""
         return self.preprocessing.size
 
     @property
     def cam_layer(self) -> nn.Module:
+        """The backbone layer whose activations Grad-CAM uses."""
         return self.backbone.cam_layer
 
     def architecture(self) -> dict:
@@ -154,10 +158,12 @@ class ChromosomeClassifier(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """The device holding the parameters."""
         return next(self.parameters()).device
 
     # ------------------------------------------------------------------ inference
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Preprocessed batch (N, 3, S, S) -> logits (N, k); one view, no softmax."""
         if self.head_kind == "pooled":
             return self.head(pool_taps(self.backbone.forward_taps(x)))
         return self.head(self.backbone.trunk(x))
@@ -216,6 +222,7 @@ class ChromosomeClassifier(nn.Module):
         return None if logits is None else (lambda x: torch.from_numpy(logits(x.numpy())))
 
     def predict(self, images: Sequence, tta: bool = True, views: int | None = None) -> list[str]:
+        """Most probable class name of each crop (see :meth:`predict_proba`)."""
         proba = self.predict_proba(images, tta=tta, views=views)
         return [self.classes[i] for i in proba.argmax(1)]
 

@@ -164,6 +164,7 @@ class TrainingConfig:
         ]
 
     def to_dict(self) -> dict:
+        """The settings as a JSON-ready dict (tuples as lists)."""
         d = asdict(self)
         for key, value in d.items():
             if isinstance(value, tuple):

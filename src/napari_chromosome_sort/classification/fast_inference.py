@@ -173,6 +173,7 @@ def onnx_runner(module, input_size: int, kind: str, forwards: int = MIN_FORWARDS
     _SESSIONS.move_to_end(key)
 
     def run(x: np.ndarray) -> np.ndarray:
+        """The session's output for ``x`` (cast to contiguous float32)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         return session.run(None, {"x": x})[0]
 

@@ -56,12 +56,14 @@ class Preprocessing:
         check_preprocessing(self.to_dict())  # bounds: e.g. no input size that exhausts memory
 
     def to_dict(self) -> dict:
+        """The fields as a JSON-ready dict (mean and std as lists)."""
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored, missing ones take defaults."""
         d = dict(d)
         for key in ("mean", "std"):
             if key in d:
@@ -356,4 +358,5 @@ def _frozen_forward(backbone, prep: Preprocessing, forwards: int, device):
 
 
 def clear_memory_cache() -> None:
+    """Forget the features held in memory (the on-disk cache stays)."""
     _MEMORY.clear()

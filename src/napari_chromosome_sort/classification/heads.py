@@ -12,6 +12,8 @@ from .config import TrainingConfig
 
 
 def class_weights(y: np.ndarray, k: int, balance: bool):
+    """Per-class loss weights (k,): n / (k * count) if ``balance`` (0 for absent classes),
+    else ones."""
     counts = np.bincount(y, minlength=k).astype(np.float64)
     if not balance:
         return torch.ones(k)
@@ -41,6 +43,7 @@ def _lbfgs_logistic(params, logits_fn, weight, ys, sw, l2: float, max_iter: int,
     )
 
     def closure():
+        """Recompute the penalised loss and its gradients (L-BFGS closure)."""
         opt.zero_grad()
         loss = (torch.nn.functional.cross_entropy(logits_fn(), ys, reduction="none") * sw).mean()
         loss = loss + 0.5 * l2 * (weight**2).sum()

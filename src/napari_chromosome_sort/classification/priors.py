@@ -126,6 +126,7 @@ def fit_calibration(proba: np.ndarray, y, *, bias: bool = True) -> tuple[float, 
     onehot = np.eye(k)[y]
 
     def loss(theta):
+        """Mean log loss and its gradient at ``theta`` = (log T, bias without its last class)."""
         inv_t = np.exp(-theta[0])
         b = np.concatenate([theta[1:], [0.0]]) if bias else np.zeros(k)
         z = logp * inv_t + b

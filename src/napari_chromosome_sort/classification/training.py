@@ -425,9 +425,11 @@ def _choose_members(designs, l2s, scores, oofs, y, k, config, linear):
         return [designs[0] + (l2s[0],)], designs[0][0], None
 
     def rank(score):  # score = (accuracy, -log loss)
+        """Sort key of an inner-CV score: ``select_by`` first, the other as tie-break."""
         return score if config.select_by == "accuracy" else (score[1], score[0])
 
     def best_l2(design):
+        """``design`` with the L2 of its best inner-CV score appended."""
         return max((design + (l2,) for l2 in l2s), key=lambda c: rank(scores[c]))
 
     if config.combine == "ensemble" and linear:
@@ -471,6 +473,7 @@ def _finetune(model, images, y, config: TrainingConfig, device) -> Generator[Pro
     bs = max(8, min(config.batch_size, 32))
 
     def val_loss():
+        """Class-weighted log loss of the view-averaged predictions on the validation crops."""
         model.eval()
         with torch.no_grad():
             tot = 0.0
@@ -532,6 +535,7 @@ def candidate_features(
         label = f"{prep.size} px {prep.geometry}"
 
         def change(report: Progress, i: int = i, label: str = label) -> Progress:
+            """``report`` as progress over all candidate preprocessings."""
             return Progress(
                 i * len(images) + report.step,
                 len(preps) * len(images),
@@ -637,6 +641,7 @@ def crossvalidate_features(
     chosen = []
 
     def fit_predict(tr, te):
+        """Train the head on fold ``tr``; return its predicted class indices for ``te``."""
         subsets = {key: X[tr] for key, X in arrays.items()}
         head, info = yield from train_head(subsets, y[tr], classes, config)
         X_te = arrays[info["preprocessing"]][te, : config.views]

@@ -13,6 +13,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``chromosort batch``."""
     parser.add_argument("input_dir", help="folder of spreads; each sub-folder is one sample")
     parser.add_argument("--model", required=True, help="model file (chromosort train output)")
     parser.add_argument("--out", required=True, help="output folder (re-run to resume)")
@@ -70,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``chromosort batch``; returns the exit status (1 if any spread failed)."""
     import sys
 
     from ..batch import run_batch

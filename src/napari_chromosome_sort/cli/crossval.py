@@ -10,6 +10,7 @@ HELP = "cross-validate the classifier on a folder-per-class crop set (features c
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``chromosort crossval``."""
     parser.add_argument("dataset", help="folder with one sub-folder of crops per class")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=1)
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``chromosort crossval``; returns the exit status."""
     import json
 
     from ..classification.training import crossvalidate_folder

@@ -24,6 +24,7 @@ def add_views_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``chromosort predict``."""
     parser.add_argument("model", help="model file (.safetensors) from 'chromosort train'")
     parser.add_argument("inputs", nargs="+", help="crop images, folders of crops, or spreads")
     parser.add_argument("--out", required=True, help="CSV to write (one row per crop/object)")
@@ -134,6 +135,7 @@ def _gradcam_names(relatives, suffix: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``chromosort predict``; returns the exit status."""
     import sys
     from pathlib import Path
 

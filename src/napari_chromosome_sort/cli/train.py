@@ -21,6 +21,7 @@ def add_backbone_choice(parser) -> None:
 
 
 def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
+    """Backbone, weights, seed, cache, device and input-size options of ``train``/``crossval``."""
     add_backbone_choice(parser)
     parser.add_argument(
         "--weights",
@@ -49,6 +50,7 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``chromosort train``."""
     parser.add_argument("dataset", help="folder with one sub-folder of crops per class")
     parser.add_argument("--out", required=True, help="model file to write (.safetensors)")
     add_backbone_arguments(parser)
@@ -75,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args):
+    """A ``TrainingConfig`` from parsed ``train``/``crossval`` arguments."""
     from ..classification.training import TrainingConfig
 
     config = TrainingConfig(
@@ -95,6 +98,7 @@ def config_from_args(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``chromosort train``; returns the exit status."""
     import json
     import sys
 
