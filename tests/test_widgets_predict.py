@@ -269,3 +269,35 @@ def test_import_published_model_from_the_widget(
     from napari_chromosome_sort.classification.model_io import read_metadata
 
     assert read_metadata(path)["classes"] == ["A", "B", "C"]
+
+
+def test_cancelled_folder_run_releases_its_output_folder(
+    make_napari_viewer, qtbot, tmp_path, tiny_model
+):
+    """Cancel, then Predict folder again on the same output: it runs (the lock was released)."""
+    from PIL import Image
+
+    from napari_chromosome_sort import synthetic
+
+    folder = tmp_path / "spreads" / "sample1"
+    folder.mkdir(parents=True)
+    for seed in (0, 1, 2):
+        Image.fromarray(
+            synthetic.make_spread(seed=seed, shape=(256, 256), n_chromosomes=8, n_nuclei=0).image
+        ).save(folder / f"s{seed}.png")
+    viewer = make_napari_viewer()
+    widget = PredictWidget(viewer)
+    widget.model_file.value = str(tiny_model)
+    widget.folder.value = str(tmp_path / "spreads")
+    widget.out_folder.value = str(tmp_path / "out")
+    reports = []
+    widget.folder_button.click()
+    widget.worker.yielded.connect(reports.append)
+    qtbot.waitUntil(lambda: bool(reports), timeout=TIMEOUT_MS)  # the run holds the folder now
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert "Cancelled" in widget.status.text()
+    widget.folder_button.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    assert (tmp_path / "out" / "objects.csv").is_file()
+    assert "Folder done" in widget.status.text()

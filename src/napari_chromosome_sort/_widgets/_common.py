@@ -72,10 +72,24 @@ def start_worker(
     what: str = "",
     **kwargs: Any,
 ):
-    """Run ``func`` (a generator or plain function) in a napari thread worker and start it."""
+    """Run ``func`` (a generator or plain function) in a napari thread worker and start it.
+
+    A cancelled generator is closed (its ``finally`` blocks run: locks released, temporary files
+    removed) rather than left suspended until the worker is collected."""
+    import inspect
+
     from napari.qt.threading import create_worker
 
-    worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
+    steps = func(*args, **kwargs) if inspect.isgeneratorfunction(func) else None
+    if steps is not None:
+
+        def run_steps():
+            return (yield from steps)
+
+        worker = create_worker(run_steps, _start_thread=False, _ignore_errors=True)
+        worker.aborted.connect(steps.close)
+    else:
+        worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
     if on_yield is not None and hasattr(worker, "yielded"):
         worker.yielded.connect(on_yield)
     if on_return is not None:

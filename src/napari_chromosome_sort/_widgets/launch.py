@@ -28,7 +28,10 @@ def dock_all(viewer) -> dict:
         )
         docked[title] = widget
     _readable_tabs(viewer)
-    docks[0].raise_()  # open on the first step of the pipeline
+    from qtpy.QtCore import QTimer
+
+    docks[0].raise_()  # open on the first step of the pipeline ...
+    QTimer.singleShot(0, docks[0].raise_)  # ... also once the window is shown and laid out
     return docked
 
 
