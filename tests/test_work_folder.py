@@ -52,6 +52,15 @@ def test_work_saved_from_napari_opens_again_with_statuses_and_calls(
     assert after.to_dict() == before.to_dict() and (after == "rejected").sum() == 1
     assert again.metadata["chromosort"]["kind"] == "segmentation"
     assert list(reopened.layers["spread predicted classes"].features["class"]) == ["A"] * len(kept)
+    # Segment takes the reopened objects over: status colours, and K / R act on them
+    segment_again = SegmentWidget(reopened)
+    assert segment_again.current_layer() is again
+    kept_colour = again.colormap.map(np.array([int(kept.iloc[1])]))[0]
+    rejected_colour = again.colormap.map(np.array([int(kept.iloc[0])]))[0]
+    assert not np.allclose(kept_colour, rejected_colour)
+    segment_again.select(int(kept.iloc[1]), again)
+    segment_again.set_status(None, "rejected")
+    assert (again.features["status"] == "rejected").sum() == 2
     # the reopened objects are the reviewed objects Predict uses for the spread
     predict = PredictWidget(reopened)
     predict.image_picker.set_layer(reopened.layers["spread"])

@@ -82,6 +82,7 @@ class SegmentWidget(QWidget):
         self.worker = None
         self._pending = False
         self._selected = 0
+        self._connected: set[int] = set()
 
         self.image_picker = LayerPicker(napari_viewer, (Image,))
         self.image_picker.combo.setToolTip(
@@ -184,6 +185,8 @@ class SegmentWidget(QWidget):
         self.next_button.clicked.connect(lambda: self.step(1))
         self.sync_button.clicked.connect(self.sync)
         self.image_picker.combo.currentIndexChanged.connect(self._params_changed)
+        napari_viewer.layers.events.inserted.connect(self._adopt)
+        self._adopt()
 
     # ------------------------------------------------------------------ running
     def params(self):
@@ -273,7 +276,23 @@ class SegmentWidget(QWidget):
         self.layer = layer
         self._table_changed()
 
+    def _adopt(self, event=None) -> None:
+        """Take over objects layers that came from elsewhere (a reopened work folder): keys,
+        clicks, undo and status colours, as for the layers this widget made."""
+        layers = [event.value] if event is not None else list(self.viewer.layers)
+        for layer in layers:
+            kind = (
+                layer.metadata.get(META_KEY, {}).get("kind") if isinstance(layer, Labels) else None
+            )
+            if kind == "segmentation" and id(layer) not in self._connected:
+                self._connect(layer)
+                self.layer = layer
+                self._table_changed()
+
     def _connect(self, layer):
+        if id(layer) in self._connected:
+            return
+        self._connected.add(id(layer))
         layer.mouse_drag_callbacks.append(self._on_click)
         review = review_of(self.viewer, layer)
         review.bind("k", lambda _layer: self.set_status(None, KEPT))
