@@ -313,6 +313,11 @@ class TrainWidget(QWidget):
     def _on_finish(self):
         self.worker = None
         self._set_running(False)
+        unfinished = self.progress.value() < self.progress.maximum()
+        if (self.status.text() == "Starting…" or unfinished) and not self.status.text().startswith(
+            "Cancel"
+        ):
+            self.status.setText("Stopped: the notification says why; no model was written.")
 
     def _on_done(self, result):
         if result is None:

@@ -123,9 +123,10 @@ def missing_weights_message(spec: BackboneSpec, reason: str = "") -> str:
     hub = _hub_checkpoint(spec)
     return (
         f"no ImageNet weights for {spec.name} available offline{f' ({reason})' if reason else ''}. "
-        f"Download {spec.filename} from {spec.url} and either pass it with --weights PATH, "
-        f"put it in a folder named by ${WEIGHTS_ENV}, or copy it to {hub}. "
-        f'Use --weights random (weights="random") only for an untrained backbone.'
+        f"Download {spec.filename} from {spec.url} and either choose it as the weights file "
+        f"(Train widget: Weights file…; command line: --weights PATH), put it in a folder "
+        f"named by ${WEIGHTS_ENV}, or copy it to {hub}. "
+        f'Use random weights (--weights random) only for an untrained backbone.'
     )
 
 
