@@ -158,23 +158,28 @@ def test_missing_model_is_a_notification(make_napari_viewer, monkeypatch, tmp_pa
     assert not widget.running
 
 
-def test_predict_folder(make_napari_viewer, qtbot, tmp_path, tiny_model):
-    """A folder of spreads goes through the core batch run; tables land in the output folder."""
+def _folder_widget(viewer, tmp_path, model, n_spreads: int) -> PredictWidget:
+    """A Predict widget set to run ``model`` over a folder of small synthetic spreads."""
     from PIL import Image
 
     from napari_chromosome_sort import synthetic
 
     folder = tmp_path / "spreads" / "sample1"
     folder.mkdir(parents=True)
-    for seed in (0, 1):
+    for seed in range(n_spreads):
         Image.fromarray(
             synthetic.make_spread(seed=seed, shape=(256, 256), n_chromosomes=8, n_nuclei=0).image
         ).save(folder / f"s{seed}.png")
-    viewer = make_napari_viewer()
     widget = PredictWidget(viewer)
-    widget.model_file.value = str(tiny_model)
+    widget.model_file.value = str(model)
     widget.folder.value = str(tmp_path / "spreads")
     widget.out_folder.value = str(tmp_path / "out")
+    return widget
+
+
+def test_predict_folder(make_napari_viewer, qtbot, tmp_path, tiny_model):
+    """A folder of spreads goes through the core batch run; tables land in the output folder."""
+    widget = _folder_widget(make_napari_viewer(), tmp_path, tiny_model, 2)
     widget.folder_button.click()
     assert not widget.folder_button.isEnabled()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
@@ -275,21 +280,7 @@ def test_cancelled_folder_run_releases_its_output_folder(
     make_napari_viewer, qtbot, tmp_path, tiny_model
 ):
     """Cancel, then Predict folder again on the same output: it runs (the lock was released)."""
-    from PIL import Image
-
-    from napari_chromosome_sort import synthetic
-
-    folder = tmp_path / "spreads" / "sample1"
-    folder.mkdir(parents=True)
-    for seed in (0, 1, 2):
-        Image.fromarray(
-            synthetic.make_spread(seed=seed, shape=(256, 256), n_chromosomes=8, n_nuclei=0).image
-        ).save(folder / f"s{seed}.png")
-    viewer = make_napari_viewer()
-    widget = PredictWidget(viewer)
-    widget.model_file.value = str(tiny_model)
-    widget.folder.value = str(tmp_path / "spreads")
-    widget.out_folder.value = str(tmp_path / "out")
+    widget = _folder_widget(make_napari_viewer(), tmp_path, tiny_model, 3)
     reports = []
     widget.folder_button.click()
     widget.worker.yielded.connect(reports.append)

@@ -133,7 +133,7 @@ class PredictWidget(QWidget):
         self.model_choice = QComboBox()
         self.model_choice.setToolTip(
             "Which classifier calls the chromosomes: the bundled wild-type model (A/B/C, trained "
-            "on the seed paper's wild-type crops), a model trained in this session, or a file"
+            "on the seed paper's wild-type crops), a model trained since napari started, or a file"
         )
         self.model_file = FileEdit(mode="r", filter="*.safetensors")
         self.model_file.native.setToolTip("A model file saved by 'Train classifier'")
@@ -327,7 +327,7 @@ class PredictWidget(QWidget):
         if not path.is_file():
             show_error(
                 f"Predict: model file {path} does not exist: choose a model file, a model "
-                "trained in this session or the bundled wild-type model."
+                "trained since napari started or the bundled wild-type model."
             )
             return None
         return str(path)
