@@ -75,6 +75,20 @@ def _dense_centres(points: np.ndarray, side: int, min_count: int, n: int, rng, s
     return out
 
 
+def _interphase_rows(image, nuclei, side: int, jitter: float, slide, spread, rng) -> list:
+    """Two interphase tiles per nucleus (on its centre and shifted by ``jitter`` px, normal),
+    each at least ``side`` and 1.3 nucleus diameters wide; rows as :func:`giemsa_tiles`."""
+    rows, k = [], 0
+    for r in nuclei:
+        cy, cx = r.centroid
+        nuc_side = int(max(side, 1.3 * r.equivalent_diameter_area))
+        for dy, dx in [(0, 0), tuple(rng.normal(0, jitter, 2))]:
+            tile = _tile(image, cy + dy, cx + dx, nuc_side)
+            rows.append(("interphase", tile, slide, spread, cy + dy, cx + dx, nuc_side, k))
+            k += 1
+    return rows
+
+
 def giemsa_tiles(folder: Path, rng, side: int = 256, per_spread: int = 12):
     """Mitotic tiles on chromosome-dense points of the YOLO boxes, interphase tiles on large
     round dark blobs holding no box; rows (class, tile, slide, spread, cy, cx, side, k)."""
@@ -95,26 +109,8 @@ def giemsa_tiles(folder: Path, rng, side: int = 256, per_spread: int = 12):
                 int(max(0, (by - bh / 2) * h)) : int((by + bh / 2) * h),
                 int(max(0, (bx - bw / 2) * w)) : int((bx + bw / 2) * w),
             ] = True
-        k = 0
-        for r in regions:
-            if box_mask[lab == r.label].mean() > 0.02:
-                continue
-            cy, cx = r.centroid
-            nuc_side = int(max(side, 1.3 * r.equivalent_diameter_area))
-            for dy, dx in [(0, 0), tuple(rng.normal(0, 15, 2))]:
-                rows.append(
-                    (
-                        "interphase",
-                        _tile(image, cy + dy, cx + dx, nuc_side),
-                        spread,
-                        spread,
-                        cy + dy,
-                        cx + dx,
-                        nuc_side,
-                        k,
-                    )
-                )
-                k += 1
+        nuclei = [r for r in regions if box_mask[lab == r.label].mean() <= 0.02]
+        rows += _interphase_rows(image, nuclei, side, 15, spread, spread, rng)
     return rows, "giemsa"
 
 
@@ -150,26 +146,8 @@ def dapi_tiles(folder: Path, rng, side: int = 160, per_spread: int = 3):
                 continue
             rows.append(("mitotic", _tile(image, cy, cx, side), slide, spread, cy, cx, side, k))
             k += 1
-        k = 0
-        for r in regions:
-            if truth[lab == r.label].mean() >= 0.05:
-                continue
-            cy, cx = r.centroid
-            nuc_side = int(max(side, 1.3 * r.equivalent_diameter_area))
-            for dy, dx in [(0, 0), tuple(rng.normal(0, 10, 2))]:
-                rows.append(
-                    (
-                        "interphase",
-                        _tile(image, cy + dy, cx + dx, nuc_side),
-                        slide,
-                        spread,
-                        cy + dy,
-                        cx + dx,
-                        nuc_side,
-                        k,
-                    )
-                )
-                k += 1
+        nuclei = [r for r in regions if truth[lab == r.label].mean() < 0.05]
+        rows += _interphase_rows(image, nuclei, side, 10, slide, spread, rng)
     return rows, "dapi"
 
 
