@@ -102,3 +102,21 @@ def _private_cache(tmp_path_factory):
         os.environ.pop(CACHE_ENV, None)
     else:
         os.environ[CACHE_ENV] = before
+
+
+@pytest.fixture
+def segment_in_viewer(qtbot):
+    """A function segmenting the viewer's ``spread`` image with the Segment widget, as a user
+    does; returns ``(segment_widget, objects_layer)``."""
+
+    def run(viewer):
+        from napari_chromosome_sort._widgets.segment import SegmentWidget
+
+        segment = SegmentWidget(viewer)
+        segment.run()
+        qtbot.waitUntil(
+            lambda: "spread objects" in viewer.layers and not segment.running, timeout=60000
+        )
+        return segment, viewer.layers["spread objects"]
+
+    return run

@@ -10,7 +10,6 @@ import pytest
 
 from napari_chromosome_sort._widgets._common import hex_to_rgba
 from napari_chromosome_sort._widgets.predict import PredictWidget
-from napari_chromosome_sort._widgets.segment import SegmentWidget
 
 TIMEOUT_MS = 120_000
 
@@ -115,19 +114,14 @@ def test_predict_synthetic(make_napari_viewer, qtbot, tmp_path, tiny_model):
     assert widget.cam_view.pixmap() is not None and not widget.cam_view.pixmap().isNull()
 
 
-def test_predict_uses_reviewed_objects(make_napari_viewer, qtbot, tiny_model):
+def test_predict_uses_reviewed_objects(make_napari_viewer, qtbot, tiny_model, segment_in_viewer):
     """A rejected object is not classified: predict follows the reviewed Labels layer."""
     from napari_chromosome_sort import synthetic
 
     image = synthetic.make_spread(seed=0).image
     viewer = make_napari_viewer()
     viewer.add_image(image, name="spread")
-    segment = SegmentWidget(viewer)
-    segment.run()
-    qtbot.waitUntil(
-        lambda: "spread objects" in viewer.layers and not segment.running, timeout=60000
-    )
-    objects = viewer.layers["spread objects"]
+    segment, objects = segment_in_viewer(viewer)
     kept = objects.features.loc[objects.features["status"] == "chromosome", "label"].astype(int)
     rejected = int(kept.iloc[0])
     segment.set_status(rejected, "rejected")
@@ -187,7 +181,7 @@ def test_predict_folder(make_napari_viewer, qtbot, tmp_path, tiny_model):
     assert "out" in widget.status.text()
 
 
-def test_reviewed_objects_layer_is_chosen(make_napari_viewer, qtbot):
+def test_reviewed_objects_layer_is_chosen(make_napari_viewer, segment_in_viewer):
     """Predict offers the spread's objects layer from Segment spread, not re-segmenting."""
     from napari_chromosome_sort import synthetic
 
@@ -195,11 +189,7 @@ def test_reviewed_objects_layer_is_chosen(make_napari_viewer, qtbot):
     viewer.add_image(synthetic.make_spread(seed=0).image, name="spread")
     widget = PredictWidget(viewer)
     assert widget.objects_picker.layer() is None  # nothing reviewed yet: segment automatically
-    segment = SegmentWidget(viewer)
-    segment.run()
-    qtbot.waitUntil(
-        lambda: "spread objects" in viewer.layers and not segment.running, timeout=60000
-    )
+    segment_in_viewer(viewer)
     assert widget.objects_picker.layer() is viewer.layers["spread objects"]
     assert PredictWidget(viewer).objects_picker.layer() is viewer.layers["spread objects"]
     viewer.add_image(synthetic.make_spread(seed=1).image, name="other")

@@ -121,20 +121,16 @@ def test_bad_dataset_error_is_notified(make_napari_viewer, qtbot, monkeypatch, t
     assert not (tmp_path / "m.safetensors").exists()
 
 
-def test_label_a_few_then_train_saves_a_model(make_napari_viewer, qtbot, tmp_path):
+def test_label_a_few_then_train_saves_a_model(
+    make_napari_viewer, qtbot, tmp_path, segment_in_viewer
+):
     """Label 2 B and 3 C crops (no A), train with 5 requested folds: a model, 2-fold CV."""
     from napari_chromosome_sort._widgets.label import LabelWidget
-    from napari_chromosome_sort._widgets.segment import SegmentWidget
     from napari_chromosome_sort.synthetic import make_spread
 
     viewer = make_napari_viewer()
     viewer.add_image(make_spread(seed=0).image, name="spread")
-    segment = SegmentWidget(viewer)
-    segment.run()
-    qtbot.waitUntil(
-        lambda: "spread objects" in viewer.layers and not segment.running, timeout=60000
-    )
-    layer = viewer.layers["spread objects"]
+    _segment, layer = segment_in_viewer(viewer)
     folder = tmp_path / "dataset"
     label = LabelWidget(viewer)
     label.folder.value = str(folder)

@@ -15,7 +15,7 @@ PLUGIN = "napari-chromosome-sort"
 
 
 def test_work_saved_from_napari_opens_again_with_statuses_and_calls(
-    make_napari_viewer, qtbot, tmp_path
+    make_napari_viewer, qtbot, tmp_path, segment_in_viewer
 ):
     from napari_chromosome_sort._widgets.predict import PredictWidget
     from napari_chromosome_sort._widgets.segment import SegmentWidget
@@ -23,12 +23,7 @@ def test_work_saved_from_napari_opens_again_with_statuses_and_calls(
 
     viewer = make_napari_viewer()
     viewer.add_image(make_spread(seed=0).image, name="spread")
-    segment = SegmentWidget(viewer)
-    segment.run()
-    qtbot.waitUntil(
-        lambda: "spread objects" in viewer.layers and not segment.running, timeout=60000
-    )
-    objects = viewer.layers["spread objects"]
+    segment, objects = segment_in_viewer(viewer)
     kept = objects.features.loc[objects.features["status"] == "chromosome", "label"].astype(int)
     segment.set_status(int(kept.iloc[0]), "rejected")
     calls = pd.DataFrame({"label": kept.to_numpy(), "class": "A", "p_A": 0.9, "p_B": 0.1})
@@ -36,9 +31,7 @@ def test_work_saved_from_napari_opens_again_with_statuses_and_calls(
 
     saved = [layer for layer in viewer.layers if layer._type_string in ("image", "labels")]
     viewer.layers.selection = set(saved)
-    written = viewer.layers.save(
-        str(tmp_path / "spread1.chromosort"), selected=True, plugin=PLUGIN
-    )
+    written = viewer.layers.save(str(tmp_path / "spread1.chromosort"), selected=True, plugin=PLUGIN)
     folder = tmp_path / "spread1.chromosort"
     assert (folder / "work.json").is_file() and written
 
