@@ -282,3 +282,128 @@ def test_cli_learn_then_segment_with_the_model(tmp_path, capsys):
     (tmp_path / "bad.json").write_text('{"format": "something else"}')
     assert main([*args, "--model", str(tmp_path / "bad.json")]) == 2
     assert "not a segmentation model" in capsys.readouterr().err
+
+
+# --- learning from spreads reviewed in napari ------------------------------------------------
+
+
+def _reviewed(spread, params=PLANTED):
+    """The rules' segmentation of ``spread`` reviewed as a user would: every object matching a
+    truth chromosome kept, every other one rejected."""
+    seg = segment_spread(spread.image, params)
+    objects = seg.objects.copy()
+    hit = matched_objects(_truth_boxes(spread), objects)
+    objects["status"] = np.where(hit, "chromosome", "rejected")
+    return seg.labels.copy(), objects
+
+
+def test_a_reviewed_spread_gives_the_truth_of_a_corrected_segment_folder(tmp_path):
+    import tifffile
+
+    from napari_chromosome_sort.segmentation.learned import reviewed_spread
+
+    spread = _spread(34)
+    labels, objects = _reviewed(spread)
+    kept = objects.loc[objects["status"] == "chromosome", "label"].astype(int)
+    labels[labels == int(kept.iloc[0])] = 0  # a kept object erased by hand: its row is stale
+    labels[5:25, 5:12] = int(kept.iloc[1])  # another one painted larger
+    folder = tmp_path / "seg" / "s"
+    folder.mkdir(parents=True)
+    objects.to_csv(folder / "objects.csv", index=False)
+    tifffile.imwrite(folder / "labels.tif", labels)
+    reviewed = reviewed_spread("s.png", spread.image, labels, objects)
+    from_folder = read_truth(tmp_path / "seg", tmp_path / "s.png", spread.image.shape)
+    np.testing.assert_array_equal(reviewed.boxes, from_folder)
+    assert len(reviewed.boxes) == len(kept) - 1
+    assert reviewed.boxes[:, :2].min() == 5  # measured on the painted labels
+    with pytest.raises(ChromosortError, match="no statuses"):
+        reviewed_spread("s.png", spread.image, labels, objects.drop(columns="status"))
+
+
+def test_a_learning_session_learns_from_every_reviewed_spread():
+    from napari_chromosome_sort.progress import run_to_end
+    from napari_chromosome_sort.segmentation.learned import (
+        LearningSession,
+        describe_model,
+        reviewed_spread,
+    )
+
+    session = LearningSession(grid=SMALL_GRID)
+    spreads = {seed: _spread(seed) for seed in (31, 36)}
+    reviewed = {
+        seed: reviewed_spread(f"s{seed}", s.image, *_reviewed(s)) for seed, s in spreads.items()
+    }
+    first = run_to_end(session.learn(reviewed[31], PLANTED))
+    assert first.spreads == ("s31",) and session.model is first
+    messages: list[str] = []
+    both = run_to_end(session.learn(reviewed[36], PLANTED), lambda r: messages.append(r.message))
+    assert both.spreads == ("s31", "s36")
+    assert both.examples["chromosome"] > first.examples["chromosome"]
+    # the first spread's candidates were remembered: only the new one was segmented
+    assert [m for m in messages if m.startswith("Segmenting")] == ["Segmenting s36 (2/2)"]
+    assert describe_model(both) == (
+        f"Learned from 2 spreads: {both.examples['chromosome']} chromosomes, "
+        f"{both.examples['other']} other objects"
+    )
+    again = run_to_end(session.learn(reviewed[31], PLANTED))  # a spread reviewed again
+    assert again.spreads == ("s31", "s36")
+
+    # the session's model fixes the planted error on a spread it did not learn from
+    test = _spread(32)
+    truth = _truth_boxes(test)
+    kept, found = _kept_found(segment_with_model(test.image, both, PLANTED), truth)
+    kept_rules, found_rules = _kept_found(segment_spread(test.image, PLANTED), truth)
+    assert kept_rules - found_rules >= 8 and kept - found <= 1 and found >= found_rules - 1
+
+    # a review that leaves nothing to learn from fails and leaves the session as it was
+    labels, objects = _reviewed(spreads[31])
+    nothing = reviewed_spread("s31", spreads[31].image, labels, objects.assign(status="rejected"))
+    fresh = LearningSession(grid=SMALL_GRID)
+    with pytest.raises(ChromosortError, match="no candidate object matches"):
+        run_to_end(fresh.learn(nothing, PLANTED))
+    assert fresh.model is None and not fresh.spreads
+
+
+def test_compare_with_rules_counts_what_the_model_changed(model):
+    from napari_chromosome_sort.segmentation.learned import compare_with_rules
+
+    image = _spread(32).image
+    rules = segment_spread(image, PLANTED)
+    learned = segment_with_model(image, model, PLANTED, rules=rules)
+    pd.testing.assert_frame_equal(  # the rules' segmentation reused: the same result
+        learned.objects, segment_with_model(image, model, PLANTED).objects
+    )
+    changes = compare_with_rules(rules, learned)
+    assert changes.rules_kept == len(rules.kept_labels()) and changes.kept == len(
+        learned.kept_labels()
+    )
+    assert changes.rejected >= 8 and changes.rules_kept - changes.kept == (
+        changes.rejected - changes.added
+    )
+    assert len(changes.objects) == changes.split + changes.rejected + changes.added
+    assert changes.summary().startswith(
+        f"model: {changes.kept} kept (rules: {changes.rules_kept}); "
+    )
+    assert f"{changes.rejected} rejected" in changes.summary()
+    # a split of the model: one "split" change where the rules kept the whole object
+    c = _two_rod_candidates()
+    split = compare_with_rules(c.seg, apply_model(c, _with_split_classifier(model, 3.0)))
+    assert (split.split, split.rejected, split.added, split.kept) == (1, 0, 0, 2)
+    assert split.summary() == "model: 2 kept (rules: 1); 1 split"
+    same = compare_with_rules(rules, rules)
+    assert same.summary().endswith("no object changed") and same.objects.empty
+
+
+def test_least_sure_first_reads_the_stored_probabilities_of_a_reviewed_table(model):
+    from napari_chromosome_sort.segmentation.learned import P_COLUMN, model_probabilities
+
+    seg = segment_with_model(_spread(35).image, model, PLANTED)
+    objects = seg.objects.copy()
+    objects[P_COLUMN] = model_probabilities(objects, model)
+    objects.loc[objects.index[0], "reason"] = "kept by user"  # the stored p stays
+    painted = {"label": 999, "status": "chromosome", "reason": "edited by user", "area": 50}
+    objects = pd.concat([objects, pd.DataFrame([painted])], ignore_index=True)
+    order = least_sure_first(objects, model)
+    assert order["label"].iloc[-1] == 999 and np.isnan(order["p"].iloc[-1])
+    stored = order.set_index("label")["p"]
+    assert np.isclose(stored.loc[objects["label"].iloc[0]], objects[P_COLUMN].iloc[0])

@@ -27,7 +27,12 @@ Settings move away from the defaults only for a clear gain on the training sprea
 Applied, objects with probability >= the model's threshold become ``chromosome`` (reason
 ``learned: p=0.93``); the others keep their status, or, if the rules had kept them, become
 ``debris`` (smaller than the typical chromosome) or ``cluster``.
-:func:`least_sure_first` orders a segmentation's objects by the model's uncertainty, for review.
+:func:`least_sure_first` orders a segmentation's objects by the model's uncertainty, for review,
+and :func:`compare_with_rules` lists what the model changed against the rules alone.
+
+A spread the user reviewed (kept, rejected, painted objects) is training data as it stands
+(:func:`reviewed_spread`, the same truth as a corrected ``chromosort segment`` folder given to
+``--truth``); a :class:`LearningSession` gathers such spreads and learns from all of them.
 
 The model file is JSON (no pickle): the format, feature names, numbers, settings and the names of
 the spreads it learned from. Reading checks all of it.
@@ -35,9 +40,10 @@ the spreads it learned from. Reading checks all of it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -46,11 +52,12 @@ import pandas as pd
 
 from ..atomic import write_bytes_atomic
 from ..errors import ChromosortError
+from ..progress import Progress
 from .params import OBJECT_COLUMNS, SegmentationParams
 from .pipeline import segment_spread
 from .result import Segmentation
 from .splitting import split_by_levels
-from .truth import matched_objects
+from .truth import BOX_COLUMNS, box_iou, greedy_match, matched_objects, reviewed_boxes
 
 MODEL_FORMAT = "chromosort-segmentation-model/2"
 READ_FORMATS = ("chromosort-segmentation-model/1", MODEL_FORMAT)  # /1: without splits
@@ -88,6 +95,9 @@ SETTINGS_MARGIN = 0.03
 #: A split classifier is learned only from at least this many right splits (else no splitting).
 MIN_SPLIT_EXAMPLES = 2
 _P_IN_REASON = re.compile(r"learned: p=([0-9.]+)")
+_SPLIT_REASON = re.compile(r"split from a touching group \((\d+) pieces\)")
+#: The objects-table column that holds the model's probability of each object, for review.
+P_COLUMN = "model_p"
 
 
 @dataclass
@@ -564,32 +574,240 @@ def apply_model(seg: Segmentation | Candidates, model: SegmentationModel) -> Seg
 
 
 def segment_with_model(
-    image: np.ndarray, model: SegmentationModel, base: SegmentationParams | None = None
+    image: np.ndarray,
+    model: SegmentationModel,
+    base: SegmentationParams | None = None,
+    rules: Segmentation | None = None,
 ) -> Segmentation:
-    """Segment with the model's settings, then let it set each object's status and split."""
-    return apply_model(segment_spread(image, model.params(base)), model)
+    """Segment with the model's settings, then let it set each object's status and split.
+
+    ``rules``, the rules' segmentation of the same image, is reused when it was made with those
+    settings (the model kept the base values), instead of segmenting again."""
+    params = model.params(base)
+    if rules is not None and rules.params == params:
+        return apply_model(rules, model)
+    return apply_model(segment_spread(image, params), model)
 
 
-def least_sure_first(seg: Segmentation, model: SegmentationModel) -> pd.DataFrame:
-    """The objects of ``seg`` (label, status, p), those the model is least sure about first.
+_NEEDED = ("area", "eccentricity", "solidity", "major_axis", "minor_axis", "mean_intensity")
+
+
+def model_probabilities(objects: pd.DataFrame, model: SegmentationModel) -> np.ndarray:
+    """The model's probability of each object of an objects table: its :data:`P_COLUMN`, else
+    the ``learned: p=...`` of its reason, else computed from its measures (NaN for an object
+    without them, e.g. one painted by hand)."""
+    p = np.full(len(objects), np.nan)
+    if len(objects) == 0:
+        return p
+    if P_COLUMN in objects:
+        p = pd.to_numeric(objects[P_COLUMN], errors="coerce").to_numpy(float)
+    if "reason" in objects:
+        given = objects["reason"].astype(str).str.extract(_P_IN_REASON, expand=False)
+        p = np.where(np.isnan(p), given.astype(float).to_numpy(), p)
+    missing = np.isnan(p)
+    if missing.any() and set(_NEEDED) <= set(objects.columns):
+        measured = objects[list(_NEEDED)].notna().all(axis=1).to_numpy()
+        todo = missing & measured
+        if todo.any():
+            spread = objects[measured]
+            p[todo] = model.probabilities(objects[todo], spread)
+    return p
+
+
+def least_sure_first(seg: Segmentation | pd.DataFrame, model: SegmentationModel) -> pd.DataFrame:
+    """The objects of ``seg`` (a segmentation or its objects table) with their status and the
+    model's probability ``p``, those the model is least sure about first.
 
     Uncertainty is the distance of the model's probability from its threshold on the logit
-    scale (``certainty``). For a segmentation the model already set (reasons ending in
-    ``learned: p=...``) those probabilities are used; otherwise they are computed."""
-    objects = seg.objects
+    scale (``certainty``). Probabilities come from :func:`model_probabilities`: for a
+    segmentation the model already set they are the ones it gave; objects without one (painted
+    by hand) come last."""
+    objects = seg if isinstance(seg, pd.DataFrame) else seg.objects
     if len(objects) == 0:
         return pd.DataFrame(columns=["label", "status", "p", "certainty"])
-    given = objects["reason"].astype(str).str.extract(_P_IN_REASON, expand=False)
-    p = given.astype(float).to_numpy() if given.notna().all() else model.probabilities(objects)
+    p = model_probabilities(objects, model)
     q = np.clip(p, 1e-6, 1 - 1e-6)
     t = model.threshold
     certainty = np.abs(np.log(q / (1 - q)) - np.log(t / (1 - t)))
     table = pd.DataFrame(
         {
-            "label": objects["label"].to_numpy(),
+            "label": objects["label"].astype(int).to_numpy(),
             "status": objects["status"].to_numpy(),
             "p": p,
             "certainty": certainty,
         }
     )
     return table.sort_values(["certainty", "label"], kind="stable").reset_index(drop=True)
+
+
+# --- what the model changed ------------------------------------------------------------------
+
+
+@dataclass
+class ModelChanges:
+    """What a model changed against the rules on one spread: kept objects with the model and
+    with the rules alone, objects split, rejected and newly kept, and one row per change
+    (``change``: "split", "rejected" or "kept"; ``centroid_y``, ``centroid_x``)."""
+
+    kept: int
+    rules_kept: int
+    split: int
+    rejected: int
+    added: int
+    objects: pd.DataFrame
+
+    def summary(self) -> str:
+        """One line: "model: 47 kept (rules: 44); 3 split, 1 rejected"."""
+        parts = [
+            f"{n} {what}"
+            for n, what in (
+                (self.split, "split"),
+                (self.rejected, "rejected"),
+                (self.added, "kept that the rules did not keep"),
+            )
+            if n
+        ]
+        changed = ", ".join(parts) if parts else "no object changed"
+        return f"model: {self.kept} kept (rules: {self.rules_kept}); {changed}"
+
+
+def compare_with_rules(rules: Segmentation, learned: Segmentation) -> ModelChanges:
+    """What the model changed on a spread (:class:`ModelChanges`): the objects of the two
+    segmentations, but the pieces of the model's splits, are matched one-to-one by box
+    (IoU >= 0.5). A rules-kept object whose match
+    the model does not keep is "split" when pieces of a model split lie in it, else "rejected";
+    a model-kept object whose match the rules did not keep (or that has none) is "kept"."""
+    r, m = rules.objects, learned.objects
+    columns = ["change", "centroid_y", "centroid_x"]
+    if len(m) == 0 and len(r) == 0:
+        return ModelChanges(0, 0, 0, 0, 0, pd.DataFrame(columns=columns))
+    r_kept = (r["status"] == "chromosome").to_numpy()
+    m_kept = (m["status"] == "chromosome").to_numpy()
+    piece = m["reason"].astype(str).str.match(_SPLIT_REASON.pattern).to_numpy() & m_kept
+    whole = np.flatnonzero(~piece)
+    boxes = m[BOX_COLUMNS].to_numpy(float)[whole]
+    pairs = [(whole[i], j) for i, j in greedy_match(box_iou(boxes, r[BOX_COLUMNS].to_numpy(float)))]
+    rules_of = dict(pairs)
+    learned_of = {j: i for i, j in pairs}
+    piece_centres = m.loc[piece, ["centroid_y", "centroid_x"]].to_numpy(float)
+    rows, used_pieces = [], np.zeros(len(piece_centres), bool)
+    for j in np.flatnonzero(r_kept):
+        i = learned_of.get(j)
+        if i is not None and m_kept[i]:
+            continue
+        y0, x0, y1, x1 = r[BOX_COLUMNS].iloc[j].to_numpy(float)
+        inside = (
+            (piece_centres[:, 0] >= y0)
+            & (piece_centres[:, 0] < y1)
+            & (piece_centres[:, 1] >= x0)
+            & (piece_centres[:, 1] < x1)
+        )
+        used_pieces |= inside
+        change = "split" if inside.any() else "rejected"
+        rows.append((change, r["centroid_y"].iloc[j], r["centroid_x"].iloc[j]))
+    orphans = np.flatnonzero(piece)[~used_pieces]
+    for i in np.flatnonzero(m_kept & ~piece):
+        j = rules_of.get(i)
+        if j is None or not r_kept[j]:
+            rows.append(("kept", m["centroid_y"].iloc[i], m["centroid_x"].iloc[i]))
+    rows += [("kept", m["centroid_y"].iloc[i], m["centroid_x"].iloc[i]) for i in orphans]
+    table = pd.DataFrame(rows, columns=columns)
+    return ModelChanges(
+        kept=int(m_kept.sum()),
+        rules_kept=int(r_kept.sum()),
+        split=int((table["change"] == "split").sum()),
+        rejected=int((table["change"] == "rejected").sum()),
+        added=int((table["change"] == "kept").sum()),
+        objects=table,
+    )
+
+
+# --- learning from spreads reviewed in napari ------------------------------------------------
+
+
+def reviewed_spread(
+    name: str, image: np.ndarray, labels: np.ndarray, objects: pd.DataFrame
+) -> TrainingSpread:
+    """A spread whose segmentation the user reviewed (kept, rejected, painted, split, merged),
+    as training data: its objects with status ``chromosome`` are the truth chromosomes, their
+    boxes measured on ``labels``, as for a corrected ``chromosort segment`` folder given to
+    ``--truth``."""
+    if "status" not in objects or "label" not in objects:
+        raise ChromosortError(f"{name}: the objects table has no statuses to learn from")
+    return TrainingSpread(name, np.asarray(image), reviewed_boxes(objects, np.asarray(labels)))
+
+
+def describe_model(model: SegmentationModel) -> str:
+    """What a model learned from, in words: "Learned from 2 spreads: 93 chromosomes, 41 other
+    objects"."""
+    n = len(model.spreads)
+    examples = model.examples or {}
+    text = (
+        f"Learned from {n} spread{'' if n == 1 else 's'}: "
+        f"{examples.get('chromosome', 0)} chromosomes, {examples.get('other', 0)} other objects"
+    )
+    if model.splits:
+        text += f"; splits touching chromosomes ({examples.get('splits_right', 0)} examples)"
+    return text
+
+
+def _image_key(image: np.ndarray) -> str:
+    array = np.ascontiguousarray(image)
+    digest = hashlib.blake2b(array.tobytes(), digest_size=16).hexdigest()
+    return f"{digest}:{array.shape}:{array.dtype}"
+
+
+def _light(c: Candidates) -> Candidates:
+    """Candidates without their label image and signal: what learning reads (objects, splits)."""
+    seg = Segmentation(
+        labels=np.zeros((0, 0), np.int32),
+        objects=c.seg.objects,
+        polarity=c.seg.polarity,
+        params=c.seg.params,
+        stats=c.seg.stats,
+    )
+    return Candidates(seg, c.splits)
+
+
+@dataclass
+class LearningSession:
+    """Spreads reviewed in one session (by name; a spread learned again replaces its earlier
+    review) and the model learned from all of them. The rules' candidates of each spread are
+    remembered, so learning again only segments the spreads it has not seen."""
+
+    grid: dict[str, list[float]] = field(default_factory=lambda: dict(SETTING_GRID))
+    threshold: float = 0.5
+    spreads: dict[str, TrainingSpread] = field(default_factory=dict)
+    model: SegmentationModel | None = None
+    _candidates: dict = field(default_factory=dict, repr=False)
+
+    def learn(
+        self, spread: TrainingSpread, base: SegmentationParams | None = None
+    ) -> Generator[Progress, None, SegmentationModel]:
+        """Add ``spread`` and learn from every spread of the session on top of ``base`` (the
+        segmentation settings in use); returns the model. The session changes only when
+        learning succeeds."""
+        spreads = {**self.spreads, spread.name: spread}
+        base = base or SegmentationParams()
+        keys = {name: _image_key(s.image) for name, s in spreads.items()}
+        todo = [
+            (s, replace(base, **point))
+            for s in spreads.values()
+            for point in _grid_points(self.grid)
+        ]
+        for step, (s, params) in enumerate(todo):
+            key = (keys[s.name], repr(params))
+            if key not in self._candidates:
+                yield Progress(step, len(todo) + 1, f"Segmenting {s.name} ({step + 1}/{len(todo)})")
+                self._candidates[key] = _light(candidates(s.image, params))
+        yield Progress(len(todo), len(todo) + 1, "Fitting the model")
+
+        def cached(s: TrainingSpread, params: SegmentationParams) -> Candidates:
+            """The remembered candidates of a spread with ``params``."""
+            return self._candidates[(keys[s.name], repr(params))]
+
+        model = learn_segmentation(
+            list(spreads.values()), base, self.grid, self.threshold, segment=cached
+        )
+        self.spreads, self.model = spreads, model
+        return model

@@ -123,20 +123,30 @@ def _segment_folder_boxes(folder: Path) -> np.ndarray:
     ``labels.tif`` when it is there: hand-painted labels may have moved)."""
     try:
         objects = pd.read_csv(folder / "objects.csv")
-        ids = objects.loc[objects["status"] == "chromosome", "label"].astype(int).to_numpy()
-    except (KeyError, ValueError, pd.errors.ParserError) as exc:
+    except (ValueError, pd.errors.ParserError) as exc:
         raise ChromosortError(f"{folder / 'objects.csv'} is not an objects table: {exc}") from None
+    labels = None
     if (folder / "labels.tif").is_file():
-        return _label_boxes(folder / "labels.tif", ids)
-    return objects.loc[objects["status"] == "chromosome", BOX_COLUMNS].to_numpy(float)
+        import tifffile
+
+        labels = np.asarray(tifffile.imread(folder / "labels.tif"))
+    try:
+        return reviewed_boxes(objects, labels)
+    except (KeyError, ValueError) as exc:
+        raise ChromosortError(f"{folder / 'objects.csv'} is not an objects table: {exc}") from None
 
 
-def _label_boxes(path: Path, ids: np.ndarray) -> np.ndarray:
-    import tifffile
+def reviewed_boxes(objects: pd.DataFrame, labels: np.ndarray | None = None) -> np.ndarray:
+    """The truth boxes of a reviewed segmentation: those of its objects with status
+    ``chromosome``, measured on the label image ``labels`` when given (hand-painted labels may
+    have moved), else read from the table's box columns."""
+    chromosomes = objects["status"] == "chromosome"
+    if labels is None:
+        return objects.loc[chromosomes, BOX_COLUMNS].to_numpy(float)
     from scipy import ndimage as ndi
 
-    labels = np.asarray(tifffile.imread(path))
-    slices = ndi.find_objects(labels.astype(np.int64))
+    ids = objects.loc[chromosomes, "label"].astype(int).to_numpy()
+    slices = ndi.find_objects(np.asarray(labels).astype(np.int64))
     rows = []
     for i in ids:
         sl = slices[i - 1] if 0 < i <= len(slices) else None
