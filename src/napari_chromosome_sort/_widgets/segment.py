@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 from napari.layers import Image, Labels
@@ -18,6 +19,14 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from ..errors import ChromosortError
+from ..segmentation.learned import (
+    P_COLUMN,
+    ModelChanges,
+    SegmentationModel,
+    least_sure_first,
+    model_probabilities,
+)
 from ..segmentation.params import SegmentationParams
 from ._common import (
     KEPT,
@@ -33,6 +42,7 @@ from ._common import (
     with_index,
 )
 from ._objects import UNDO_KEY, review_colormap, review_of
+from .segment_learning import CHANGE_COLOURS, SegmentLearningPanel, segment_compared
 
 META_KEY = "chromosort"
 #: the order Next ▶ goes through the objects: those worth a look first, by status
@@ -49,13 +59,25 @@ def _segment(image: np.ndarray, params):
 
 
 def review_labels(features) -> list[int]:
-    """Object labels in review order: by status (REVIEW_ORDER), then top to bottom."""
+    """Object labels in review order: by status (REVIEW_ORDER), then top to bottom (the
+    built-in rules' order; a layer segmented with a model is reviewed least sure first)."""
     if not len(features) or "status" not in features:
         return []
     rank = {status: i for i, status in enumerate(REVIEW_ORDER)}
     table = features.assign(_rank=features["status"].map(rank).fillna(len(rank)))
     by = ["_rank", "centroid_y", "label"] if "centroid_y" in table else ["_rank", "label"]
     return table.sort_values(by)["label"].astype(int).tolist()
+
+
+def layer_model(layer) -> SegmentationModel | None:
+    """The segmentation model an objects layer was segmented with, or None (the rules)."""
+    data = layer.metadata.get(META_KEY, {}).get("model") if layer is not None else None
+    if not data:
+        return None
+    try:
+        return SegmentationModel.from_dict(data)
+    except ChromosortError:
+        return None
 
 
 def is_segmentation_layer(layer) -> bool:
@@ -73,6 +95,10 @@ class SegmentWidget(QWidget):
     measures, coloured by status. Select an object (click it, or step with Next/Previous) and
     press K (keep) / R (reject), or use the buttons; Ctrl+Z or Undo takes a step back. Merge/split
     with napari's own label tools: features follow, edited objects get a new shade.
+
+    Learn from this spread (:mod:`.segment_learning`) learns a model from the reviewed layer;
+    segmenting with a chosen model shows what it changed against the rules, and Next/Previous
+    then go least sure first.
     """
 
     def __init__(self, napari_viewer):
@@ -116,7 +142,8 @@ class SegmentWidget(QWidget):
         self.next_button = QPushButton("Next ▶")
         self.prev_button.setToolTip("Go back to the previous object and zoom to it")
         self.next_button.setToolTip(
-            "Zoom to the next object: clusters first, then kept chromosomes, rejected, nuclei…"
+            "Zoom to the next object: clusters first, then kept chromosomes, rejected, nuclei…; "
+            "segmented with a model: the objects it is least sure about first"
         )
         self.keys_help = QLabel(KEYS_HELP)
         self.keys_help.setWordWrap(True)
@@ -139,6 +166,14 @@ class SegmentWidget(QWidget):
         self.legend = QLabel(legend + "<br>A new shade of a colour: an object you edited by hand.")
         self.legend.setWordWrap(True)
 
+        self.learning = SegmentLearningPanel(
+            reviewed=self._reviewed_for_learning,
+            base_params=self.params,
+            on_model_changed=self._params_changed,
+        )
+        self.model_summary = QLabel("")
+        self.model_summary.setWordWrap(True)
+
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(500)
@@ -146,6 +181,7 @@ class SegmentWidget(QWidget):
 
         top = QFormLayout()
         top.addRow("Image", self.image_picker.combo)
+        top.addRow("Segment with", self.learning.choice)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         # Every knob adapts to the image by default; the rarely needed ones stay folded away.
@@ -162,6 +198,7 @@ class SegmentWidget(QWidget):
         row.addWidget(self.run_button)
         layout.addLayout(row)
         layout.addWidget(self.summary)
+        layout.addWidget(self.model_summary)
         layout.addWidget(self.legend)
         layout.addWidget(self.selection_label)
         row = QHBoxLayout()
@@ -175,6 +212,8 @@ class SegmentWidget(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.keys_help)
         layout.addWidget(self.sync_button)
+        layout.addWidget(QLabel("<b>Learn from your corrections</b>"))
+        layout.addWidget(self.learning)
         layout.addStretch(1)
 
         self.run_button.clicked.connect(self.run)
@@ -221,11 +260,25 @@ class SegmentWidget(QWidget):
         self.run_button.setEnabled(False)
         self.run_button.setText("Segmenting…")
         params = self.params()
+        model = self.learning.model()
+        if model is None:
+            self.worker = start_worker(
+                _segment,
+                layer_image(image_layer),
+                params,
+                on_return=lambda seg: self._show(image_layer, seg),
+                on_finish=self._finished,
+                what="Segment spread",
+            )
+            return
+        name = self.learning.model_name()
         self.worker = start_worker(
-            _segment,
+            segment_compared,
             layer_image(image_layer),
             params,
-            on_return=lambda seg: self._show(image_layer, seg),
+            model,
+            on_yield=lambda report: self.run_button.setText(report.message),
+            on_return=lambda result: self._show(image_layer, result[0], model, name, result[1]),
             on_finish=self._finished,
             what="Segment spread",
         )
@@ -238,9 +291,18 @@ class SegmentWidget(QWidget):
             self._pending = False
             self.run()
 
-    def _show(self, image_layer, segmentation):
+    def _show(
+        self,
+        image_layer,
+        segmentation,
+        model: SegmentationModel | None = None,
+        model_name: str = "",
+        changes: ModelChanges | None = None,
+    ):
         name = f"{image_layer.name} objects"
         features = with_index(segmentation.objects)
+        if model is not None:
+            features[P_COLUMN] = np.round(model_probabilities(segmentation.objects, model), 3)
         meta = {
             META_KEY: {
                 "kind": "segmentation",
@@ -251,6 +313,10 @@ class SegmentWidget(QWidget):
                 "params": dataclasses.asdict(segmentation.params)
                 if dataclasses.is_dataclass(getattr(segmentation, "params", None))
                 else {},
+                # the model that decided (None: the rules), for review in order of its doubt
+                "model": json.loads(model.to_json()) if model is not None else None,
+                "model_name": model_name,
+                "model_changes": changes.summary() if changes is not None else "",
             }
         }
         labels = np.asarray(segmentation.labels, dtype=np.int32)
@@ -274,7 +340,49 @@ class SegmentWidget(QWidget):
             )
             self._connect(layer)
         self.layer = layer
+        self._selected = 0  # a new segmentation: Next ▶ starts from its first object
+        self._show_changes(image_layer, layer, changes, segmentation.objects)
         self._table_changed()
+
+    def _show_changes(self, image_layer, layer, changes: ModelChanges | None, objects) -> None:
+        """A points layer ``<image> model changes`` marking what the model changed against the
+        rules (removed when the rules segmented)."""
+        name = f"{image_layer.name} model changes"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        if changes is None or changes.objects.empty:
+            return
+        kept = objects.loc[objects["status"] == "chromosome", "area"]
+        size = 2.5 * float(np.sqrt(np.median(kept))) if len(kept) else 20.0
+        table = changes.objects
+        self.viewer.add_points(
+            table[["centroid_y", "centroid_x"]].to_numpy(float),
+            name=name,
+            features=table[["change"]].reset_index(drop=True),
+            text={"string": "{change}", "color": "white", "size": 9, "anchor": "upper_left"},
+            size=size,
+            symbol="ring",
+            face_color=[CHANGE_COLOURS[c] for c in table["change"]],
+            border_width=0,
+            opacity=0.8,
+            scale=layer.scale,
+            translate=layer.translate,
+        )
+        self.viewer.layers.selection.active = layer  # keys and clicks stay on the objects
+
+    def _reviewed_for_learning(self):
+        """(objects layer, its image layer) brought up to date after edits, or why not."""
+        layer = self.current_layer()
+        if layer is None:
+            return "segment a spread and review its objects first"
+        image_name = layer.metadata.get(META_KEY, {}).get("image_layer")
+        if image_name not in self.viewer.layers or not isinstance(
+            self.viewer.layers[image_name], Image
+        ):
+            return f"the image of {layer.name} ({image_name}) is no longer open"
+        sync_features(layer)
+        self._table_changed()
+        return layer, self.viewer.layers[image_name]
 
     def _adopt(self, event=None) -> None:
         """Take over objects layers that came from elsewhere (a reopened work folder): keys,
@@ -336,9 +444,11 @@ class SegmentWidget(QWidget):
             review_of(self.viewer, layer).select(label)
             row = feature_row(layer, label)
             if row:
+                p = row.get(P_COLUMN)
+                doubt = f"; model p={p:.2f}" if p is not None and np.isfinite(p) else ""
                 self.selection_label.setText(
                     f"Object {label}: <b>{row.get('status')}</b> — {row.get('reason', '')}"
-                    f" (area {row.get('area', 0):.0f} px)"
+                    f" (area {row.get('area', 0):.0f} px{doubt})"
                 )
 
     def step(self, direction: int):
@@ -346,7 +456,7 @@ class SegmentWidget(QWidget):
         layer = self.current_layer()
         if layer is None:
             return
-        order = review_labels(layer.features)
+        order = self.review_order(layer)
         if not order:
             return
         if self._selected in order:
@@ -355,6 +465,14 @@ class SegmentWidget(QWidget):
             index = 0 if direction > 0 else len(order) - 1
         self.select(order[index], layer)
         review_of(self.viewer, layer).focus(order[index])
+
+    def review_order(self, layer) -> list[int]:
+        """The labels in the order Next ▶ visits them: least sure first for a layer segmented
+        with a model (``least_sure_first``), else by status (``review_labels``)."""
+        model = layer_model(layer)
+        if model is None or not len(layer.features):
+            return review_labels(layer.features)
+        return least_sure_first(layer.features, model)["label"].astype(int).tolist()
 
     def undo(self):
         """Undo the last keep/reject or paint edit on the objects layer (as Ctrl+Z)."""
@@ -410,9 +528,20 @@ class SegmentWidget(QWidget):
         counts = layer.features["status"].value_counts()
         parts = [f"{counts.get(s, 0)} {s}" for s in STATUS_COLOURS if counts.get(s, 0)]
         text = f"<b>{len(layer.features)} objects</b>: " + ", ".join(parts)
-        if layer.metadata.get(META_KEY, {}).get("denoised"):
+        meta = layer.metadata.get(META_KEY, {})
+        if meta.get("denoised"):
             text += " (noisy image: denoised before segmenting, and so are its crops)"
         self.summary.setText(text)
+        if meta.get("model"):
+            marks = f"{meta.get('image_layer')} model changes"
+            where = f" (marked in the layer '{marks}')" if marks in self.viewer.layers else ""
+            self.model_summary.setText(
+                f"Segmented with {meta.get('model_name') or 'a learned model'}: "
+                f"{meta.get('model_changes', '')}{where}. Next ▶ shows the objects the model "
+                "is least sure about first."
+            )
+        else:
+            self.model_summary.setText("")
 
 
 class SegmentDock(ScrollDock):
