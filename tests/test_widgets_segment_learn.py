@@ -111,7 +111,12 @@ def test_learn_from_a_reviewed_spread_then_segment_the_next_one_with_it(reviewed
     assert widget._selected == order[0]
     widget.next_button.click()
     assert widget._selected == order[1]
+    assert "learned: p=" in widget.selection_label.text()
+    widget.keep_button.click()  # reviewed: the model's probability stays in the table
+    assert "kept by user" in widget.selection_label.text()
     assert "model p=" in widget.selection_label.text()
+    widget.next_button.click()
+    assert widget._selected == order[2]  # the order does not move under the review
 
     # back to the rules: their review order, no marks
     panel.choose("rules")

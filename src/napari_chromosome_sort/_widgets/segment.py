@@ -353,7 +353,7 @@ class SegmentWidget(QWidget):
         if changes is None or changes.objects.empty:
             return
         kept = objects.loc[objects["status"] == "chromosome", "area"]
-        size = 2.5 * float(np.sqrt(np.median(kept))) if len(kept) else 20.0
+        size = 1.5 * float(np.sqrt(np.median(kept))) if len(kept) else 20.0
         table = changes.objects
         self.viewer.add_points(
             table[["centroid_y", "centroid_x"]].to_numpy(float),
@@ -364,7 +364,7 @@ class SegmentWidget(QWidget):
             symbol="ring",
             face_color=[CHANGE_COLOURS[c] for c in table["change"]],
             border_width=0,
-            opacity=0.8,
+            opacity=0.7,
             scale=layer.scale,
             translate=layer.translate,
         )
@@ -445,7 +445,8 @@ class SegmentWidget(QWidget):
             row = feature_row(layer, label)
             if row:
                 p = row.get(P_COLUMN)
-                doubt = f"; model p={p:.2f}" if p is not None and np.isfinite(p) else ""
+                shown = p is None or not np.isfinite(p) or "p=" in str(row.get("reason", ""))
+                doubt = "" if shown else f"; model p={p:.2f}"
                 self.selection_label.setText(
                     f"Object {label}: <b>{row.get('status')}</b> — {row.get('reason', '')}"
                     f" (area {row.get('area', 0):.0f} px{doubt})"
@@ -536,7 +537,7 @@ class SegmentWidget(QWidget):
             marks = f"{meta.get('image_layer')} model changes"
             where = f" (marked in the layer '{marks}')" if marks in self.viewer.layers else ""
             self.model_summary.setText(
-                f"Segmented with {meta.get('model_name') or 'a learned model'}: "
+                f"Segmented with {meta.get('model_name') or 'a learned model'} — "
                 f"{meta.get('model_changes', '')}{where}. Next ▶ shows the objects the model "
                 "is least sure about first."
             )

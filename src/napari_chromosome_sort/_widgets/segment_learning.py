@@ -179,6 +179,7 @@ class SegmentLearningPanel(QWidget):
             return
         if index != self._chosen:
             self._chosen = index
+            self._say("")
             self._on_model_changed()
 
     def _revert(self) -> None:
@@ -218,11 +219,11 @@ class SegmentLearningPanel(QWidget):
             self.choice.insertItem(index, text, FILE)
         else:
             self.choice.setItemText(index, text)
-        self._say(f"Loaded {Path(path).name}. {describe_model(model)}.")
         if self.choice.currentData() == FILE:
             self._on_model_changed()  # another file in the same entry
         else:
             self.choose(FILE)
+        self._say(f"Loaded {Path(path).name}. {describe_model(model)}.")
         return True
 
     def save_model(self, path: str | Path | None = None) -> Path | None:
