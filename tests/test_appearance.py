@@ -73,3 +73,24 @@ def test_real_published_and_spread_crops(wt_crops_dir, giemsa_dir):
     after = [np.array([_stats(canonical_appearance(c)) for c in s]) for s in (published, raw)]
     for col, tol in ((0, 2), (1, 15), (2, 0.08)):
         assert abs(np.median(after[0][:, col]) - np.median(after[1][:, col])) < tol
+
+
+def test_network_input_is_the_canonical_rendering_normalised():
+    """A canonical crop's network input is the canonical rendering at the input size, normalised
+    (computed without the 8-bit image: equal up to that image's rounding)."""
+    from napari_chromosome_sort.classification.features import (
+        Preprocessing,
+        _normalisation_table,
+        prepare_image,
+    )
+
+    crop = _synthetic(110, 40, 90, 50, seed=2)[:, 10:80]
+    prep = Preprocessing(size=160, geometry="pad")
+    rendered = canonical_appearance(crop, 160)
+    table = _normalisation_table(prep.mean, prep.std)
+    expected = np.stack([table[c][rendered[..., c]] for c in range(3)])
+    got = prepare_image(crop, prep)
+    assert got.shape == (3, 160, 160) and got.dtype == np.float32
+    step = 0.5 / 255 / min(prep.std)  # half a grey level
+    np.testing.assert_allclose(got, expected, atol=step + 1e-6)
+    assert np.ptp(got) > 1.0  # a chromosome on a white background, not a blank

@@ -150,3 +150,51 @@ def test_cache_is_size_bounded(tmp_path):
         os.utime(path, (1000 + i, 1000 + i))
     fast_inference._prune(folder, keep=folder / "0.onnx", limit=250)
     assert sorted(p.name for p in folder.glob("*.onnx")) == ["0.onnx", "2.onnx", "3.onnx"]
+
+
+def _linear_head_model():
+    """A pooled linear head with random weights (its Grad-CAM terms are fixed convolutions)."""
+    import torch
+
+    model = _classifier()
+    with torch.no_grad():
+        model.head.net.weight.normal_(0.0, 0.05)
+    return model
+
+
+def test_onnx_gradcam_equals_torch(monkeypatch):
+    """The multi-layer Grad-CAM of a linear pooled head computed in one ONNX Runtime forward
+    equals torch's forward-and-backward maps."""
+    from napari_chromosome_sort.classification.gradcam import gradcams
+
+    model = _linear_head_model()
+    crops = _crops(5)
+    fast = gradcams(model, crops, [0, 1, 2, 0, None], forwards=fast_inference.MIN_FORWARDS)
+    assert getattr(model, "_head_terms_runner", None) is not None  # the ONNX path ran
+    monkeypatch.setenv(fast_inference.DISABLE_ENV, "0")
+    slow = gradcams(model, crops, [0, 1, 2, 0, None])
+    for a, b in zip(fast, slow, strict=True):
+        assert a.shape == b.shape and a.max() > 0
+        np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def test_spread_gradcam_reuses_the_first_view(monkeypatch):
+    """predict_spread's Grad-CAM from the terms of the classification forward equals a separate
+    Grad-CAM pass, and the probabilities equal predict_proba's."""
+    from napari_chromosome_sort.classification.gradcam import explained_proba, spread_gradcam
+    from napari_chromosome_sort.classification.predict import predict_spread
+    from napari_chromosome_sort.synthetic import make_spread
+
+    model = _linear_head_model()
+    spread = make_spread(seed=1, n_chromosomes=40)
+    result = predict_spread(model, spread.image, gradcam=True)
+    crops = result.crops
+    assert len(crops) * model.prediction_views >= fast_inference.MIN_FORWARDS
+    proba, terms = explained_proba(model, [c.pixels for c in crops])
+    assert terms is not None and len(terms) == len(crops)
+    np.testing.assert_allclose(proba, model.predict_proba([c.pixels for c in crops]), atol=1e-5)
+    index = {name: i for i, name in enumerate(model.classes)}
+    classes = [index[c] for c in result.table["class"]]
+    separate = spread_gradcam(model, crops, classes)
+    assert result.gradcam_map.max() > 0
+    np.testing.assert_allclose(result.gradcam_map, separate, atol=1e-4)

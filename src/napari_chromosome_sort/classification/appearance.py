@@ -77,9 +77,20 @@ def _to_rgb_float(rgb: np.ndarray) -> np.ndarray:
     return arr.astype(np.float64)
 
 
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    """Grey level (mean of the RGB channels), float32 on the 0-255 scale."""
+    arr = np.asarray(rgb)
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] in (3, 4):
+        return arr[..., :3].sum(axis=2, dtype=np.uint16).astype(np.float32) / np.float32(3)
+    return _to_rgb_float(arr).mean(axis=2).astype(np.float32)
+
+
 def levels(rgb: np.ndarray) -> tuple[float, float]:
     """Robust (background, chromosome-core) grey levels of a dark-on-light crop."""
-    g = _to_rgb_float(rgb).mean(axis=2)
+    return _grey_levels(_grey(rgb))
+
+
+def _grey_levels(g: np.ndarray) -> tuple[float, float]:
     h, w = g.shape
     ring = max(1, round(0.04 * min(h, w)))
     border = np.concatenate(
@@ -98,12 +109,12 @@ def levels(rgb: np.ndarray) -> tuple[float, float]:
 
 def contrast_map(rgb: np.ndarray) -> np.ndarray:
     """``t`` in [0, 1]: 0 at the chromosome core, 1 at (and near) the background level."""
-    g = _to_rgb_float(rgb).mean(axis=2)
-    background, core = levels(rgb)
+    g = _grey(rgb)
+    background, core = _grey_levels(g)
     span = background - core
     if span < 4.0:  # flat crop: nothing to see
         return np.ones_like(g, dtype=np.float32)
-    return np.clip((g - core) / (WHITE_AT * span), 0.0, 1.0).astype(np.float32)
+    return np.clip((g - np.float32(core)) / np.float32(WHITE_AT * span), 0.0, 1.0)
 
 
 def object_mask(t: np.ndarray) -> np.ndarray:
@@ -140,17 +151,45 @@ def _window(t: np.ndarray, size: int) -> CanonicalWindow:
     return CanonicalWindow(cy - side / 2.0, cx - side / 2.0, side, size)
 
 
+def _axis_samples(n: int, start: float, side: float, size: int):
+    """Where ``size`` pixel centres spread over ``[start, start + side)`` fall on an axis of ``n``
+    pixels padded with one background pixel at each end: (left index, weight of the right)."""
+    centres = start + (np.arange(size) + 0.5) * (side / size) + 0.5
+    centres = np.clip(centres, 0.0, n + 1.0)
+    left = np.minimum(centres.astype(np.intp), n)
+    return left, (centres - left).astype(np.float32)
+
+
 def _resample_window(t: np.ndarray, window: CanonicalWindow) -> np.ndarray:
-    """Area-averaged resampling of ``t`` inside ``window`` to ``size x size`` (1 outside)."""
+    """Bilinear resampling of ``t`` inside ``window`` to ``size x size`` (1 outside), smoothed
+    first when downsampling (no aliasing); one axis after the other, float32."""
     from scipy import ndimage
 
     size = window.size
     scale = window.side / size
-    if scale > 1.0:  # downsampling: smooth first to avoid aliasing
+    if scale > 1.0:
         t = ndimage.gaussian_filter(t, sigma=0.5 * (scale - 1.0) + 1e-6, mode="nearest")
-    centres = (np.arange(size) + 0.5) * scale - 0.5
-    yy, xx = np.meshgrid(window.y0 + centres, window.x0 + centres, indexing="ij")
-    return ndimage.map_coordinates(t, [yy, xx], order=1, mode="constant", cval=1.0)
+    padded = np.pad(np.asarray(t, np.float32), 1, constant_values=1.0)
+    top, fy = _axis_samples(t.shape[0], window.y0, window.side, size)
+    left, fx = _axis_samples(t.shape[1], window.x0, window.side, size)
+    rows, below = padded[top], padded[top + 1]
+    below -= rows
+    below *= fy[:, None]
+    rows += below
+    out, right = rows[:, left], rows[:, left + 1]
+    right -= out
+    right *= fx
+    out += right
+    return out
+
+
+def canonical_contrast(rgb: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
+    """The contrast map ``t`` of :func:`canonical_appearance` before its rendering: float32
+    ``size x size`` in [0, 1] (0 chromosome core, 1 background), reframed the same way. The
+    network input of a canonical crop is computed from it directly (an affine map per channel),
+    at the network's input size."""
+    t = contrast_map(rgb)
+    return np.clip(_resample_window(t, _window(t, size)), 0.0, 1.0)
 
 
 def canonical_appearance(rgb: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
@@ -159,9 +198,7 @@ def canonical_appearance(rgb: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarra
     Output: uint8 ``size x size x 3``, white background, chromosome core ``CORE_RGB``, the
     chromosome's longer bounding-box side = ``FILL * size``, centred. Idempotent up to resampling.
     """
-    t = contrast_map(rgb)
-    window = _window(t, size)
-    t_out = np.clip(_resample_window(t, window), 0.0, 1.0)
+    t_out = canonical_contrast(rgb, size).astype(np.float64)
     core = np.asarray(CORE_RGB, dtype=np.float64)
     out = core[None, None, :] + t_out[..., None] * (255.0 - core[None, None, :])
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -126,7 +126,7 @@ def missing_weights_message(spec: BackboneSpec, reason: str = "") -> str:
         f"Download {spec.filename} from {spec.url} and either choose it as the weights file "
         f"(Train widget: Weights file…; command line: --weights PATH), put it in a folder "
         f"named by ${WEIGHTS_ENV}, or copy it to {hub}. "
-        f'Use random weights (--weights random) only for an untrained backbone.'
+        f"Use random weights (--weights random) only for an untrained backbone."
     )
 
 

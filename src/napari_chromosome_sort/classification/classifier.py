@@ -185,10 +185,13 @@ class ChromosomeClassifier(nn.Module):
         tta: bool = True,
         batch_size: int = 32,
         views: int | None = None,
+        first_view=None,
     ) -> np.ndarray:
         """Class probabilities (n, k), averaged over ``views`` dihedral views (the first of
         rotations 0/90/180/270, then their mirror images); ``views=None``: the model's
-        ``prediction_views`` with ``tta``, one view without."""
+        ``prediction_views`` with ``tta``, one view without. ``first_view``: a function of a
+        preprocessed batch giving the logits of view 0 in place of the network (Grad-CAM uses
+        it to compute its terms in the same forward)."""
         images = list(images)
         k = len(self.classes)
         if not images:
@@ -203,7 +206,11 @@ class ChromosomeClassifier(nn.Module):
         out = []
         for start in range(0, len(images), batch_size):
             x = self.preprocess(images[start : start + batch_size]).to(device)
-            p = sum(torch.softmax(forward(dihedral(x, v)), dim=1) for v in range(views)) / views
+            p = sum(
+                torch.softmax((first_view or forward)(x) if v == 0 else forward(dihedral(x, v)), 1)
+                for v in range(views)
+            )
+            p = p / views
             out.append(p.float().cpu().numpy())
         self.train(was_training)
         return np.concatenate(out)

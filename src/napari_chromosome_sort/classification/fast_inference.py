@@ -79,12 +79,19 @@ def _on_cpu(module) -> bool:
     return param is None or param.device.type == "cpu"
 
 
-def _export(module, input_size: int) -> bytes:
-    """ONNX bytes of ``module`` (eval mode) for inputs (N, 3, S, S), N dynamic."""
+def usable(module) -> bool:
+    """Whether ONNX Runtime may run ``module`` now: installed, not turned off, module on CPU."""
+    return _available() and _on_cpu(module)
+
+
+def _export(module, input_size: int, outputs: int = 1) -> bytes:
+    """ONNX bytes of ``module`` (eval mode, ``outputs`` outputs) for inputs (N, 3, S, S), N
+    dynamic."""
     was_training = module.training
     module.eval()
     buffer = io.BytesIO()
     example = torch.zeros((2, 3, input_size, input_size))
+    names = [f"y{i}" for i in range(outputs)] if outputs > 1 else ["y"]
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -94,8 +101,8 @@ def _export(module, input_size: int) -> bytes:
                 buffer,
                 dynamo=False,
                 input_names=["x"],
-                output_names=["y"],
-                dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+                output_names=names,
+                dynamic_axes={"x": {0: "n"}, **{name: {0: "n"} for name in names}},
                 opset_version=17,
             )
     finally:
@@ -123,7 +130,7 @@ def _prune(folder: Path, keep: Path, limit: int = MAX_CACHE_BYTES) -> None:
             path.unlink(missing_ok=True)
 
 
-def _load_or_export(module, input_size: int, key: str, export: bool):
+def _load_or_export(module, input_size: int, key: str, export: bool, outputs: int):
     folder = user_cache_dir() / "onnx"
     path = folder / f"{key}.onnx"
     if path.is_file():
@@ -135,7 +142,7 @@ def _load_or_export(module, input_size: int, key: str, export: bool):
             path.unlink(missing_ok=True)
     if not export:
         return None
-    data = _export(module, input_size)
+    data = _export(module, input_size, outputs)
     session = _session(data)
     try:
         write_bytes_atomic(path, data)
@@ -145,22 +152,26 @@ def _load_or_export(module, input_size: int, key: str, export: bool):
     return session
 
 
-def onnx_runner(module, input_size: int, kind: str, forwards: int = MIN_FORWARDS) -> Runner | None:
+def onnx_runner(
+    module, input_size: int, kind: str, forwards: int = MIN_FORWARDS, outputs: int = 1
+) -> Runner | None:
     """A numpy (N, 3, S, S) float32 -> (N, ...) float32 function equal to ``module``'s frozen
-    forward, run by ONNX Runtime; None (use torch) when unavailable, not on CPU, not worth an
+    forward, run by ONNX Runtime (a module of several ``outputs`` returns a tuple, and the
+    function a list of arrays); None (use torch) when unavailable, not on CPU, not worth an
     export for ``forwards`` crop views, or when the export fails. ``kind`` names what the module
     computes (part of the cache key)."""
-    if not _available() or not _on_cpu(module):
+    if not usable(module):
         return None
     key = hashlib.sha1(
-        f"{FORMAT}|{kind}|{type(module).__name__}|{input_size}|{weights_hash(module)}".encode()
+        f"{FORMAT}|{kind}|{type(module).__name__}|{input_size}|{outputs}|"
+        f"{weights_hash(module)}".encode()
     ).hexdigest()[:24]
     if key in _FAILED:
         return None
     session = _SESSIONS.get(key)
     if session is None:
         try:
-            session = _load_or_export(module, input_size, key, export=forwards >= MIN_FORWARDS)
+            session = _load_or_export(module, input_size, key, forwards >= MIN_FORWARDS, outputs)
         except Exception as error:  # any exporter/runtime failure: torch does the work
             _log.info("ONNX Runtime not used (%s: %s)", type(error).__name__, error)
             _FAILED.add(key)
@@ -173,9 +184,10 @@ def onnx_runner(module, input_size: int, kind: str, forwards: int = MIN_FORWARDS
     _SESSIONS.move_to_end(key)
 
     def run(x: np.ndarray) -> np.ndarray:
-        """The session's output for ``x`` (cast to contiguous float32)."""
+        """The session's output(s) for ``x`` (cast to contiguous float32)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        return session.run(None, {"x": x})[0]
+        result = session.run(None, {"x": x})
+        return result if outputs > 1 else result[0]
 
     return run
 

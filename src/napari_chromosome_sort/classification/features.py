@@ -108,6 +108,8 @@ def prepare_image(image, prep: Preprocessing) -> np.ndarray:
     """One RGB crop -> float32 3xSxS normalised network input (no view applied)."""
     arr = as_rgb_uint8(image)
     if prep.appearance == "canonical":
+        if prep.geometry in ("pad", "stretch"):  # the canonical crop is square: both are equal
+            return _canonical_input(arr, prep)
         from .appearance import canonical_appearance
 
         arr = as_rgb_uint8(canonical_appearance(arr))
@@ -139,6 +141,31 @@ def prepare_image(image, prep: Preprocessing) -> np.ndarray:
     return x
 
 
+def _canonical_input(arr: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """The network input of a crop in its canonical appearance, reframed straight to the input
+    size: the canonical rendering and the normalisation are one affine map of the contrast map
+    per channel (no intermediate image, no rounding to 8 bits)."""
+    from .appearance import canonical_contrast
+
+    offset, slope = _canonical_affine(prep.mean, prep.std)
+    t = canonical_contrast(arr, prep.size)
+    return offset + slope * t[None]
+
+
+@functools.lru_cache(maxsize=8)
+def _canonical_affine(mean: tuple, std: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """(offset, slope), each (3, 1, 1) float32: the normalised input of contrast ``t`` is
+    ``offset + slope * t`` (the rendering ``CORE + t * (255 - CORE)``, then ``(v / 255 - mean) /
+    std``)."""
+    from .appearance import CORE_RGB
+
+    core = np.asarray(CORE_RGB, np.float64) / 255.0
+    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    offset = ((core - mean) / std).astype(np.float32)[:, None, None]
+    slope = ((1.0 - core) / std).astype(np.float32)[:, None, None]
+    return offset, slope
+
+
 @functools.lru_cache(maxsize=8)
 def _normalisation_table(mean: tuple, std: tuple) -> np.ndarray:
     """(3, 256) float32: every uint8 value of each channel as (v / 255 - mean) / std, computed
@@ -156,7 +183,10 @@ def preprocess(images: Sequence, prep: Preprocessing):
     """List of RGB crops -> torch float tensor (N, 3, S, S)."""
     if len(images) == 0:
         return torch.zeros((0, 3, prep.size, prep.size))
-    return torch.from_numpy(np.stack([prepare_image(im, prep) for im in images]))
+    x = np.empty((len(images), 3, prep.size, prep.size), np.float32)
+    for i, image in enumerate(images):
+        x[i] = prepare_image(image, prep)
+    return torch.from_numpy(x)
 
 
 def dihedral(x, view: int):
@@ -195,7 +225,7 @@ def appearance_version() -> str:
     return hashlib.sha1(source.encode()).hexdigest()[:12]
 
 
-FEATURE_FORMAT = "features-v2"  # bump when the stored features change for the same setting
+FEATURE_FORMAT = "features-v3"  # bump when the stored features change for the same setting
 CACHE_AUTO = "auto"  # TrainingConfig.cache_dir: the user cache's features/ folder
 CACHE_OFF = ("none", "off", "")
 MAX_CACHE_BYTES = 2 * 2**30  # the on-disk feature cache is kept under this size (oldest out)

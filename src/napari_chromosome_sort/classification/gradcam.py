@@ -186,28 +186,161 @@ def _head_layer_terms(model, x, class_indices, reference: str):
     return terms, classes
 
 
+class _HeadTermsNet(torch.nn.Module):
+    """The pooled features of a linear pooled head's backbone and, in the same forward, every
+    tapped layer's Grad-CAM term for every class (``layers="head"``, reference not subtracted).
+
+    A linear head's gradient with respect to its features is a constant (its weights over the
+    features' spread), so each term is a fixed 1x1 convolution of the layer's activations: the
+    whole map costs one forward, which ONNX Runtime can run."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.backbone = model.backbone
+        weight = model.head.net.weight.detach() / model.head.sigma.detach()[None]  # d logit / d f
+        cells = _last_tap_cells(self.backbone, model.input_size)
+        self.used, offset = [], 0
+        for index, c in enumerate(self.backbone.spec.channels):
+            g = (weight[:, offset : offset + c] + weight[:, offset + c : offset + 2 * c]) / cells
+            offset += 2 * c
+            if torch.any(g != 0):
+                self.register_buffer(f"g{index}", g[:, :, None, None].contiguous())
+                self.used.append(index)
+
+    def forward(self, x):
+        """(pooled features (N, D), term of each used layer (N, k, h_l, w_l)...)."""
+        from .backbones import pool_taps
+
+        taps = self.backbone.forward_taps(x)
+        terms = [F.conv2d(taps[i], getattr(self, f"g{i}")) for i in self.used]
+        return (pool_taps(taps), *terms)
+
+
+def _last_tap_cells(backbone, input_size: int) -> int:
+    """Cells (height x width) of the backbone's last tapped layer for inputs of ``input_size``."""
+    key = (backbone.name, input_size)
+    if key not in _CELLS:
+        with torch.no_grad():
+            last = backbone.forward_taps(torch.zeros(1, 3, input_size, input_size))[-1]
+        _CELLS[key] = int(last.shape[-2] * last.shape[-1])
+    return _CELLS[key]
+
+
+_CELLS: dict[tuple[str, int], int] = {}
+
+
+def _fast_head_runner(model, forwards: int):
+    """The ONNX Runtime runner of :class:`_HeadTermsNet` for ``model`` (x -> [features,
+    terms...]), or None: not a linear pooled head, not on CPU, ONNX Runtime unavailable or not
+    worth an export for ``forwards`` crops. Kept on the model while its head is unchanged."""
+    from .fast_inference import onnx_runner, usable, weights_hash
+
+    head = model.head
+    if model.head_kind != "pooled" or getattr(head, "hidden", 1) != 0 or not usable(model):
+        return None
+    key = (weights_hash(head), model.input_size)
+    kept = getattr(model, "_head_terms_runner", None)
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    net = _HeadTermsNet(model).eval()
+    run = onnx_runner(net, model.input_size, "head-terms", forwards, outputs=1 + len(net.used))
+    if run is not None:
+        model._head_terms_runner = (key, run)
+    return run
+
+
+def _class_terms(run, x, reference: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Pooled features (N, D) of a batch and, per used layer, the Grad-CAM terms of every class
+    (N, k, h_l, w_l), the blank reference subtracted when ``reference == "blank"``."""
+    features, *terms = run(x.numpy())
+    if reference == "blank":
+
+        def blank_terms(blanks):
+            """The terms of ``blanks`` (one per background colour)."""
+            return [torch.from_numpy(t) for t in run(blanks.numpy())[1:]]
+
+        blanks = _blank_acts(blank_terms, x)
+        terms = [t - b.numpy() for t, b in zip(terms, blanks, strict=True)]
+    return features, terms
+
+
+def _fast_head_terms(model, x, class_indices, reference: str, forwards: int):
+    """:func:`_head_layer_terms` computed by one ONNX Runtime forward (see
+    :class:`_HeadTermsNet`), or None when that path is not available."""
+    run = _fast_head_runner(model, forwards)
+    if run is None:
+        return None
+    features, terms = _class_terms(run, x, reference)
+    with torch.no_grad():
+        logits = model.head(torch.from_numpy(features))
+    classes = _classes(logits, class_indices)
+    picked = np.arange(len(classes)), classes
+    return [torch.from_numpy(t[picked]) for t in terms], classes
+
+
+def explained_proba(
+    model, images, tta: bool = True, views: int | None = None
+) -> tuple[np.ndarray, list | None]:
+    """``model.predict_proba(images, tta, views=views)`` and, when a linear pooled head runs in
+    ONNX Runtime, the Grad-CAM terms (``layers="head"``, blank reference) of every class,
+    computed in the same forward as the first view: one entry per crop for
+    :func:`spread_gradcam`'s ``terms``; None when that path is not available."""
+    images = list(images)
+    n_views = (model.prediction_views if tta else 1) if views is None else views
+    run = _fast_head_runner(model, len(images) * n_views) if images else None
+    if run is None:
+        return model.predict_proba(images, tta=tta, views=views), None
+    collected: list = []
+
+    def first_view(x):
+        """View 0's logits, keeping its Grad-CAM terms."""
+        features, terms = _class_terms(run, x, "blank")
+        collected.extend(zip(*terms, strict=True))
+        return model.head(torch.from_numpy(features))
+
+    return model.predict_proba(images, tta=tta, views=views, first_view=first_view), collected
+
+
+def _sum_terms(terms, size: int) -> np.ndarray:
+    """Every layer's term (N, h_l, w_l) through a ReLU, upsampled to ``size`` (bilinear,
+    half-pixel centres, edge values beyond) and summed: (N, size, size) float32."""
+    cam = torch.zeros((terms[0].shape[0] if terms else 0, size, size))
+    for term in terms:
+        term = torch.relu(term.detach().float().cpu())[:, None]
+        cam += F.interpolate(term, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    return cam.numpy()
+
+
 def _raw_cams(
-    model, x, class_indices, layers: str = "head", reference: str | None = None
+    model,
+    x,
+    class_indices,
+    layers: str = "head",
+    reference: str | None = None,
+    forwards: int = 0,
 ) -> tuple[np.ndarray, list[int]]:
     """Grad-CAM on the network input ((N, S, S) float32, >= 0) of a batch of preprocessed crops
     ``x``: every layer's term through a ReLU at its own resolution, upsampled (bilinear,
-    half-pixel centres, edge values beyond), summed."""
+    half-pixel centres, edge values beyond), summed. ``forwards``: crops in the whole job (a
+    large job of a linear pooled head runs in ONNX Runtime, see :class:`_HeadTermsNet`)."""
     reference = _check(layers, reference)
     was_training = model.training
     model.eval()
     try:
+        fast = None
         if layers == "head" and getattr(model, "head_kind", None) == "pooled":
+            fast = _fast_head_terms(model, x, class_indices, reference, forwards)
+        if fast is not None:
+            terms, classes = fast
+        elif layers == "head" and getattr(model, "head_kind", None) == "pooled":
             terms, classes = _head_layer_terms(model, x, class_indices, reference)
         else:
             terms, classes = _last_layer_terms(model, x, class_indices, reference)
     finally:
         model.train(was_training)
-    size = x.shape[-1]
-    cam = torch.zeros((x.shape[0], size, size))
-    for term in terms:
-        term = torch.relu(term.detach().float().cpu())[:, None]
-        cam += F.interpolate(term, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
-    return cam.numpy(), classes
+    if not terms:
+        return np.zeros((x.shape[0], x.shape[-1], x.shape[-1]), np.float32), classes
+    return _sum_terms(terms, x.shape[-1]), classes
 
 
 def _raw_cam(
@@ -228,8 +361,11 @@ def _to_crop(cam: np.ndarray, crop: np.ndarray, prep, normalise: bool) -> np.nda
         from .appearance import DEFAULT_SIZE
 
         window = canonical_window(crop, DEFAULT_SIZE)
-        prepared = _input_to_prepared_frame(cam, (window.size, window.size), prep)
-        heat = window.to_input(prepared, crop.shape[:2])
+        if getattr(prep, "geometry", "pad") != "canvas":  # the input covers the window exactly
+            heat = window.to_input(cam, crop.shape[:2])
+        else:
+            prepared = _input_to_prepared_frame(cam, (window.size, window.size), prep)
+            heat = window.to_input(prepared, crop.shape[:2])
     else:
         heat = _input_to_prepared_frame(cam, crop.shape[:2], prep)
     heat = np.maximum(heat, 0.0).astype(np.float32)
@@ -249,11 +385,16 @@ def gradcams(
     layers: str = "head",
     reference: str | None = None,
     batch_size: int = GRADCAM_BATCH,
+    forwards: int | None = None,
+    terms: list | None = None,
 ) -> list[np.ndarray]:
     """:func:`gradcam` of many RGB crops, computed in batches (one forward and one backward per
-    batch, the blank reference once per background colour): a list of float32 maps, each with
-    its crop's height x width. ``class_indices``: one per crop (None entries or None: the
-    predicted class)."""
+    batch, or one forward in ONNX Runtime for a linear pooled head; the blank reference once per
+    background colour): a list of float32 maps, each with its crop's height x width.
+    ``class_indices``: one per crop (None entries or None: the predicted class); ``forwards``:
+    crops of the whole job, when these are part of it (None: these crops). ``terms``: the
+    crops' terms from :func:`explained_proba` (then no network runs; ``layers="head"`` with the
+    blank reference, and every class index given)."""
     from ..crops import as_rgb_uint8
 
     _check(layers, reference)
@@ -263,16 +404,44 @@ def gradcams(
         from ..errors import ChromosortError
 
         raise ChromosortError(f"{len(crops)} crops but {len(wanted)} class indices")
-    device = next(model.parameters()).device
     prep = getattr(model, "preprocessing", None)
+    if terms is not None:
+        return _heats_from_terms(model, crops, wanted, terms, layers, reference, prep, normalise)
+    device = next(model.parameters()).device
     heats = []
     for start in range(0, len(crops), batch_size):
         chunk = crops[start : start + batch_size]
         x = model.preprocess(chunk).to(device)
-        cams, _ = _raw_cams(model, x, wanted[start : start + batch_size], layers, reference)
+        cams, _ = _raw_cams(
+            model,
+            x,
+            wanted[start : start + batch_size],
+            layers,
+            reference,
+            len(crops) if forwards is None else forwards,
+        )
         heats.extend(
             _to_crop(cam, crop, prep, normalise) for cam, crop in zip(cams, chunk, strict=True)
         )
+    return heats
+
+
+def _heats_from_terms(model, crops, wanted, terms, layers, reference, prep, normalise):
+    """:func:`gradcams` of crops whose terms :func:`explained_proba` computed."""
+    from ..errors import ChromosortError
+
+    if (layers, _check(layers, reference)) != ("head", "blank") or None in wanted:
+        raise ChromosortError(
+            "stored Grad-CAM terms need layers='head', the blank reference "
+            "and a class index for every crop"
+        )
+    if len(terms) != len(crops):
+        raise ChromosortError(f"{len(crops)} crops but Grad-CAM terms of {len(terms)}")
+    heats = []
+    for crop, layer_terms, c in zip(crops, terms, wanted, strict=True):
+        picked = [torch.from_numpy(t[c][None]) for t in layer_terms]
+        cam = _sum_terms(picked, model.input_size)[0]
+        heats.append(_to_crop(cam, crop, prep, normalise))
     return heats
 
 
@@ -295,12 +464,19 @@ def gradcam(
 
 
 def spread_gradcam(
-    model, crops, class_indices=None, layers: str = "head", reference: str | None = None
+    model,
+    crops,
+    class_indices=None,
+    layers: str = "head",
+    reference: str | None = None,
+    terms: list | None = None,
 ) -> np.ndarray:
     """Per-object Grad-CAM maps pasted into one float32 image-shaped map (max where objects'
     windows overlap). ``crops``: list of :class:`crops.Crop` from the same image; ``layers`` and
-    ``reference`` as in :func:`gradcam`; the crops go through the network in batches."""
-    return run_to_end(spread_gradcam_steps(model, crops, class_indices, layers, reference))
+    ``reference`` as in :func:`gradcam`; the crops go through the network in batches, or not
+    at all with ``terms`` (see :func:`gradcams`)."""
+    steps = spread_gradcam_steps(model, crops, class_indices, layers, reference, terms=terms)
+    return run_to_end(steps)
 
 
 def spread_gradcam_steps(
@@ -310,6 +486,7 @@ def spread_gradcam_steps(
     layers: str = "head",
     reference: str | None = None,
     chunk: int = 2 * GRADCAM_BATCH,
+    terms: list | None = None,
 ) -> Generator[Progress, None, np.ndarray]:
     """:func:`spread_gradcam` one chunk of crops at a time, reporting after each chunk (so a
     caller can show progress and stop between chunks); returns the map."""
@@ -326,6 +503,8 @@ def spread_gradcam_steps(
             wanted[start : start + chunk],
             layers=layers,
             reference=reference,
+            forwards=len(crops),
+            terms=None if terms is None else terms[start : start + chunk],
         )
         for crop, heat in zip(part, heats, strict=True):
             np.maximum(out, crop.geometry.to_image(heat), out=out)

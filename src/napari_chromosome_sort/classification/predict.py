@@ -164,6 +164,7 @@ def predict_crops(
     tta: bool = True,
     priors: PriorOptions = PriorOptions(),
     views: int | None = None,
+    proba: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per RGB crop: predicted ``class`` and ``p_<class>`` for every class.
 
@@ -171,12 +172,14 @@ def predict_crops(
     labels instead of assuming the training priors; the probabilities are re-weighted to the
     estimated priors, so their mean over the crops is (close to) the estimated class
     distribution (see :func:`estimate_priors` for the other options). ``views``: dihedral views
-    averaged (None: the model's ``prediction_views``, or 1 without ``tta``).
+    averaged (None: the model's ``prediction_views``, or 1 without ``tta``). ``proba``: the
+    model's probabilities of these crops, when already computed.
     """
     images = list(images)
     if not images:
         return _probability_table(model, np.zeros((0, len(model.classes))))
-    proba = model.predict_proba(images, tta=tta, views=views)
+    if proba is None:
+        proba = model.predict_proba(images, tta=tta, views=views)
     if priors.adapt:
         proba, _ = estimate_priors(model, proba, priors)
     return _probability_table(model, proba)
@@ -247,7 +250,13 @@ def predict_spread(
     )
     objects = segmentation.objects.set_index("label", drop=False)
     labels = [c.label for c in crops]
-    table = predict_crops(model, [c.pixels for c in crops], tta=tta, priors=priors, views=views)
+    pixels = [c.pixels for c in crops]
+    proba, terms = None, None
+    if gradcam and crops:  # Grad-CAM's terms from the same forward as the first view
+        from .gradcam import explained_proba
+
+        proba, terms = explained_proba(model, pixels, tta=tta, views=views)
+    table = predict_crops(model, pixels, tta=tta, priors=priors, views=views, proba=proba)
     meta = pd.DataFrame({"label": labels})
     for column in BBOX_COLUMNS:
         meta[column] = objects.loc[labels, column].astype(int).to_numpy() if labels else []
@@ -259,7 +268,7 @@ def predict_spread(
 
         if crops:
             index = {name: i for i, name in enumerate(model.classes)}
-            heat = spread_gradcam(model, crops, [index[c] for c in table["class"]])
+            heat = spread_gradcam(model, crops, [index[c] for c in table["class"]], terms=terms)
         else:
             heat = np.zeros(image.shape[:2], dtype=np.float32)
     return SpreadPrediction(segmentation=segmentation, table=table, crops=crops, gradcam_map=heat)
