@@ -104,6 +104,14 @@ def test_learn_from_a_reviewed_spread_then_segment_the_next_one_with_it(reviewed
     assert (marks.features["change"] == "rejected").sum() >= wrong_rules - 1
     assert viewer.layers.selection.active is next_layer
 
+    # the layer remembers its model (plain data: a saved and reopened work folder keeps it)
+    import json
+
+    from napari_chromosome_sort._widgets.segment import layer_model
+
+    meta = next_layer.metadata["chromosort"]
+    assert json.loads(json.dumps(meta)) == meta and layer_model(next_layer) == model
+
     # least sure first: Next follows the model's doubt, the table holds its probability
     assert next_layer.features[P_COLUMN].between(0, 1).all()
     order = least_sure_first(next_layer.features, model)["label"].tolist()
