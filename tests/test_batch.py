@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -82,6 +83,8 @@ def test_batch_local_dask_and_resume(spread_tree, random_model, tmp_path):
     for spread in ("wt/A0101XYD", "mut/A0102XYD"):
         d = tmp_path / "local" / "spreads" / spread
         assert (d / DONE).is_file() and (d / "gradcam.npy").is_file()
+        cost = json.loads((d / DONE).read_text())["cost"]  # what the spread cost its process
+        assert cost["wall_s"] > 0 and cost["user_s"] + cost["kernel_s"] > 0
 
     # 2. the same on a Dask distributed cluster reached by address (127.0.0.1 only)
     with LocalCluster(
@@ -225,3 +228,18 @@ def test_batch_without_dask_runs_in_process(spread_tree, random_model, tmp_path,
     assert result.n_spreads == 2 and not result.failures
     with pytest.raises(ChromosortError, match=r"napari-chromosome-sort\[batch\]"):
         run_to_end(run_batch(spread_tree, random_model, tmp_path / "o2", "tcp://127.0.0.1:1"))
+
+
+def test_workers_allocate_as_one_process_does():
+    """Local Dask workers start without Dask's malloc trim setting (it makes every large array
+    fault its pages in anew) and with one malloc arena, the rest of Dask's settings kept."""
+    import dask
+    import distributed  # noqa: F401  (loads Dask's distributed settings)
+
+    from napari_chromosome_sort.batch import _SPAWN_ENVIRON, _worker_environ
+
+    dask_default = dask.config.get(_SPAWN_ENVIRON)
+    environ = _worker_environ()
+    assert "MALLOC_TRIM_THRESHOLD_" in dask_default
+    assert "MALLOC_TRIM_THRESHOLD_" not in environ and environ["MALLOC_ARENA_MAX"] == "1"
+    assert environ["OMP_NUM_THREADS"] == dask_default["OMP_NUM_THREADS"]

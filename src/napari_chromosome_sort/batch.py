@@ -211,6 +211,7 @@ def process_spread(
     if is_done(job, fingerprint):
         return {"image": job.image, "status": "skipped"}
     model = _load_model_cached(model_path)
+    started = _usage()
     image = io.read_image(job.image)
     try:
         if torch_threads:
@@ -253,6 +254,7 @@ def process_spread(
             "n_classified": int(objects["class"].notna().sum()) if "class" in objects else 0,
             "shape": list(np.shape(image)),
             "fingerprint": fingerprint,
+            "cost": _cost_since(started),
         }
         (tmp / DONE).write_text(json.dumps(info))
         if final.exists():  # unfinished leftover, stale result, or a racing duplicate
@@ -265,6 +267,25 @@ def process_spread(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"image": job.image, "status": "done", **info}
+
+
+def _usage() -> tuple[float, float, float]:
+    """(wall, user CPU, kernel CPU) seconds of this process so far (CPU: 0 where unknown)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return time.perf_counter(), time.process_time(), 0.0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), usage.ru_utime, usage.ru_stime
+
+
+def _cost_since(started: tuple[float, float, float]) -> dict:
+    """Seconds of wall time, user CPU and kernel CPU this process spent since ``started``."""
+    now = _usage()
+    return {
+        name: round(b - a, 3)
+        for name, a, b in zip(("wall_s", "user_s", "kernel_s"), started, now, strict=True)
+    }
 
 
 # ------------------------------------------------------------------ merging
@@ -451,6 +472,25 @@ def dask_available() -> bool:
         return False
 
 
+_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
+
+
+def _worker_environ() -> dict:
+    """The environment of new worker processes: Dask's, but allocating as one process does.
+    Dask sets ``MALLOC_TRIM_THRESHOLD_``, which turns off glibc's adaptive thresholds, so every
+    large array (a batch of network inputs, an activation) is mapped fresh from the kernel and
+    its pages faulted in again; and a worker runs its task in a thread, whose own malloc arena
+    hands memory back the same way. Without the first and with one arena
+    (``MALLOC_ARENA_MAX=1``; a worker runs one task at a time), the kernel's share of a
+    worker's time falls from about a fifth to a few per cent (``benchmarks/bench_batch.py``)."""
+    import dask
+
+    environ = dict(dask.config.get(_SPAWN_ENVIRON, default={}) or {})
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    environ["MALLOC_ARENA_MAX"] = "1"
+    return environ
+
+
 def _run_locked(
     input_dir,
     model_path: str,
@@ -506,14 +546,17 @@ def _run_locked(
         if scheduler:
             client = Client(scheduler, timeout="20s")
         else:
+            import dask
+
             n = workers or os.cpu_count() or 1
-            cluster = LocalCluster(
-                n_workers=n,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                host="127.0.0.1",
-            )
+            with dask.config.set({_SPAWN_ENVIRON: _worker_environ()}):
+                cluster = LocalCluster(
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    host="127.0.0.1",
+                )
             client = Client(cluster)
         try:
             futures = {
