@@ -246,3 +246,15 @@ def test_cam_upsampling_equals_skimage_bilinear_resize():
     ours = F.interpolate(torch.from_numpy(term)[None, None], size=(96, 96), mode="bilinear")
     theirs = resize(term, (96, 96), order=1, mode="edge", preserve_range=True)
     assert np.allclose(ours[0, 0].numpy(), theirs, atol=1e-5)
+
+
+def test_upsampling_equals_torch_bilinear():
+    """Grad-CAM's numpy upsampling is torch's bilinear interpolation (half-pixel centres)."""
+    import torch
+    import torch.nn.functional as F
+
+    from napari_chromosome_sort.classification.gradcam import _upsample
+
+    maps = np.random.default_rng(0).normal(size=(3, 13, 7)).astype(np.float32)
+    expected = F.interpolate(torch.from_numpy(maps)[:, None], size=(96, 96), mode="bilinear")
+    np.testing.assert_allclose(_upsample(maps, 96), expected[:, 0].numpy(), atol=1e-5)

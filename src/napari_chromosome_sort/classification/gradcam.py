@@ -303,12 +303,31 @@ def explained_proba(
 
 def _sum_terms(terms, size: int) -> np.ndarray:
     """Every layer's term (N, h_l, w_l) through a ReLU, upsampled to ``size`` (bilinear,
-    half-pixel centres, edge values beyond) and summed: (N, size, size) float32."""
-    cam = torch.zeros((terms[0].shape[0] if terms else 0, size, size))
+    half-pixel centres, edge values beyond: ``F.interpolate(..., align_corners=False)``) and
+    summed: (N, size, size) float32. In numpy: these maps are small, and torch's threads cost
+    more than they save on them."""
+    cam = None
     for term in terms:
-        term = torch.relu(term.detach().float().cpu())[:, None]
-        cam += F.interpolate(term, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
-    return cam.numpy()
+        if isinstance(term, torch.Tensor):
+            term = term.detach().float().cpu().numpy()
+        up = _upsample(np.maximum(term, 0.0, dtype=np.float32), size)
+        cam = up if cam is None else cam + up
+    return cam
+
+
+def _upsample(maps: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear upsampling of (N, h, w) maps to (N, size, size), as ``F.interpolate(...,
+    mode="bilinear", align_corners=False)``: one axis after the other."""
+
+    def axis(n: int):
+        source = np.maximum((np.arange(size) + 0.5) * (n / size) - 0.5, 0.0)
+        low = source.astype(np.intp)
+        return low, np.minimum(low + 1, n - 1), (source - low).astype(np.float32)
+
+    top, bottom, fy = axis(maps.shape[1])
+    left, right, fx = axis(maps.shape[2])
+    rows = maps[:, top] + fy[None, :, None] * (maps[:, bottom] - maps[:, top])
+    return rows[:, :, left] + fx * (rows[:, :, right] - rows[:, :, left])
 
 
 def _raw_cams(
@@ -437,12 +456,12 @@ def _heats_from_terms(model, crops, wanted, terms, layers, reference, prep, norm
         )
     if len(terms) != len(crops):
         raise ChromosortError(f"{len(crops)} crops but Grad-CAM terms of {len(terms)}")
-    heats = []
-    for crop, layer_terms, c in zip(crops, terms, wanted, strict=True):
-        picked = [torch.from_numpy(t[c][None]) for t in layer_terms]
-        cam = _sum_terms(picked, model.input_size)[0]
-        heats.append(_to_crop(cam, crop, prep, normalise))
-    return heats
+    layers_of_crops = zip(*terms, strict=True)  # per layer: every crop's (k, h, w) terms
+    picked = [
+        np.stack([t[c] for t, c in zip(layer, wanted, strict=True)]) for layer in layers_of_crops
+    ]
+    cams = _sum_terms(picked, model.input_size)
+    return [_to_crop(cam, crop, prep, normalise) for cam, crop in zip(cams, crops, strict=True)]
 
 
 def gradcam(
