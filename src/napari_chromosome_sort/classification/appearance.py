@@ -22,6 +22,7 @@ See ``docs/crops.md`` for the statistics before and after.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,40 +78,75 @@ def _to_rgb_float(rgb: np.ndarray) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def _grey(rgb: np.ndarray) -> np.ndarray:
-    """Grey level (mean of the RGB channels), float32 on the 0-255 scale."""
+def _channel_sum(rgb: np.ndarray) -> np.ndarray | None:
+    """R + G + B of a uint8 crop (uint16, 0-765: three times the grey level, exactly); None for
+    other crops."""
     arr = np.asarray(rgb)
-    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] in (3, 4):
-        return arr[..., :3].sum(axis=2, dtype=np.uint16).astype(np.float32) / np.float32(3)
-    return _to_rgb_float(arr).mean(axis=2).astype(np.float32)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        return None
+    total = arr[..., 0].astype(np.uint16)
+    total += arr[..., 1]
+    total += arr[..., 2]
+    return total
 
 
 def levels(rgb: np.ndarray) -> tuple[float, float]:
     """Robust (background, chromosome-core) grey levels of a dark-on-light crop."""
-    return _grey_levels(_grey(rgb))
+    total = _channel_sum(rgb)
+    if total is not None:
+        return _grey_levels(total, np.float32(3))
+    return _grey_levels(_to_rgb_float(rgb).mean(axis=2), 1.0)
 
 
-def _grey_levels(g: np.ndarray) -> tuple[float, float]:
+def _grey_levels(g: np.ndarray, scale) -> tuple[float, float]:
+    """(background, core) of grey levels ``g / scale``: the border ring's median, and the median
+    of the pixels darker than halfway from the 1st percentile to it. Integer ``g`` (channel
+    sums) take their order statistics from one histogram."""
     h, w = g.shape
     ring = max(1, round(0.04 * min(h, w)))
     border = np.concatenate(
         [g[:ring].ravel(), g[-ring:].ravel(), g[:, :ring].ravel(), g[:, -ring:].ravel()]
     )
-    background = float(np.median(border))
-    dark = float(np.percentile(g, 1))
+    background = float(np.median(border)) / scale
+    if g.dtype.kind == "u":
+        counts = np.bincount(g.ravel())
+        quantile = functools.partial(_histogram_quantile, np.cumsum(counts))
+        dark = quantile(0.01) / scale
+    else:
+        dark = float(np.percentile(g, 1)) / scale
     if background - dark < 4.0:
         return background, dark
     # chromosome pixels: darker than halfway between the darkest tail and the background;
     # the core level is their median, so the body of every chromosome renders solid
-    body = g[g < (background + dark) / 2.0]
-    core = float(np.median(body)) if body.size else dark
+    halfway = (background + dark) / 2.0 * scale
+    if g.dtype.kind == "u":
+        below = int(np.ceil(halfway))  # values < halfway: 0 .. below - 1
+        body = np.cumsum(counts[:below])
+        core = _histogram_quantile(body, 0.5) / scale if body.size and body[-1] else dark
+        return background, core
+    body = g[g < halfway]
+    core = float(np.median(body)) / scale if body.size else dark
     return background, core
+
+
+def _histogram_quantile(cumulative: np.ndarray, q: float) -> float:
+    """numpy's (linear) ``q`` quantile of the integers counted by ``cumulative`` (the cumulative
+    counts of the values 0, 1, 2, ...)."""
+    position = q * (cumulative[-1] - 1)
+    low = int(np.floor(position))
+    low_value, high_value = np.searchsorted(cumulative, [low, low + 1], side="right")
+    return float(low_value + (position - low) * (high_value - low_value))
 
 
 def contrast_map(rgb: np.ndarray) -> np.ndarray:
     """``t`` in [0, 1]: 0 at the chromosome core, 1 at (and near) the background level."""
-    g = _grey(rgb)
-    background, core = _grey_levels(g)
+    total = _channel_sum(rgb)
+    if total is not None:
+        g = total.astype(np.float32) / np.float32(3)
+        background, core = _grey_levels(total, np.float32(3))
+    else:
+        g = _to_rgb_float(rgb).mean(axis=2).astype(np.float32)
+        background, core = _grey_levels(g, 1.0)
     span = background - core
     if span < 4.0:  # flat crop: nothing to see
         return np.ones_like(g, dtype=np.float32)
@@ -189,7 +225,8 @@ def canonical_contrast(rgb: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
     network input of a canonical crop is computed from it directly (an affine map per channel),
     at the network's input size."""
     t = contrast_map(rgb)
-    return np.clip(_resample_window(t, _window(t, size)), 0.0, 1.0)
+    out = _resample_window(t, _window(t, size))
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def canonical_appearance(rgb: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:

@@ -104,66 +104,68 @@ def _resize(arr: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(arr).resize((width, height), Image.BILINEAR))
 
 
-def prepare_image(image, prep: Preprocessing) -> np.ndarray:
-    """One RGB crop -> float32 3xSxS normalised network input (no view applied)."""
+def prepare_image(image, prep: Preprocessing, out: np.ndarray | None = None) -> np.ndarray:
+    """One RGB crop -> float32 3xSxS normalised network input (no view applied), written into
+    ``out`` when given (a batch's slot: no new array per crop)."""
     arr = as_rgb_uint8(image)
+    x = np.empty((3, prep.size, prep.size), np.float32) if out is None else out
     if prep.appearance == "canonical":
         if prep.geometry in ("pad", "stretch"):  # the canonical crop is square: both are equal
-            return _canonical_input(arr, prep)
+            return _canonical_input(arr, prep, x)
         from .appearance import canonical_appearance
 
         arr = as_rgb_uint8(canonical_appearance(arr))
     s = prep.size
     h, w = arr.shape[:2]
     if prep.geometry == "stretch":
-        out = _resize(arr, s, s)
+        square = _resize(arr, s, s)
     elif prep.geometry == "pad":
         side = max(h, w)
         canvas = np.full((side, side, 3), prep.fill, np.uint8)
         y0, x0 = (side - h) // 2, (side - w) // 2
         canvas[y0 : y0 + h, x0 : x0 + w] = arr
-        out = _resize(canvas, s, s)
+        square = _resize(canvas, s, s)
     elif prep.geometry == "canvas":
         f = prep.scale
         if max(h, w) * f > s:
             f = s / max(h, w)
         nh, nw = max(1, round(h * f)), max(1, round(w * f))
         small = _resize(arr, nh, nw) if (nh, nw) != (h, w) else arr
-        out = np.full((s, s, 3), prep.fill, np.uint8)
+        square = np.full((s, s, 3), prep.fill, np.uint8)
         y0, x0 = (s - nh) // 2, (s - nw) // 2
-        out[y0 : y0 + nh, x0 : x0 + nw] = small
+        square[y0 : y0 + nh, x0 : x0 + nw] = small
     else:
         raise ChromosortError(f"unknown preprocessing geometry {prep.geometry!r}")
     lut = _normalisation_table(prep.mean, prep.std)
-    x = np.empty((3, s, s), np.float32)
     for c in range(3):
-        np.take(lut[c], out[..., c], out=x[c])
+        np.take(lut[c], square[..., c], out=x[c])
     return x
 
 
-def _canonical_input(arr: np.ndarray, prep: Preprocessing) -> np.ndarray:
+def _canonical_input(arr: np.ndarray, prep: Preprocessing, out: np.ndarray) -> np.ndarray:
     """The network input of a crop in its canonical appearance, reframed straight to the input
-    size: the canonical rendering and the normalisation are one affine map of the contrast map
-    per channel (no intermediate image, no rounding to 8 bits)."""
+    size, written into ``out``: the canonical rendering and the normalisation are one affine map
+    of the contrast map per channel (no intermediate image, no rounding to 8 bits)."""
     from .appearance import canonical_contrast
 
     offset, slope = _canonical_affine(prep.mean, prep.std)
     t = canonical_contrast(arr, prep.size)
-    return offset + slope * t[None]
+    for c in range(3):
+        np.multiply(t, slope[c], out=out[c])
+        out[c] += offset[c]
+    return out
 
 
 @functools.lru_cache(maxsize=8)
 def _canonical_affine(mean: tuple, std: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """(offset, slope), each (3, 1, 1) float32: the normalised input of contrast ``t`` is
+    """(offset, slope), each (3,) float32: the normalised input of contrast ``t`` is
     ``offset + slope * t`` (the rendering ``CORE + t * (255 - CORE)``, then ``(v / 255 - mean) /
     std``)."""
     from .appearance import CORE_RGB
 
     core = np.asarray(CORE_RGB, np.float64) / 255.0
     mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
-    offset = ((core - mean) / std).astype(np.float32)[:, None, None]
-    slope = ((1.0 - core) / std).astype(np.float32)[:, None, None]
-    return offset, slope
+    return ((core - mean) / std).astype(np.float32), ((1.0 - core) / std).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
@@ -185,7 +187,7 @@ def preprocess(images: Sequence, prep: Preprocessing):
         return torch.zeros((0, 3, prep.size, prep.size))
     x = np.empty((len(images), 3, prep.size, prep.size), np.float32)
     for i, image in enumerate(images):
-        x[i] = prepare_image(image, prep)
+        prepare_image(image, prep, out=x[i])
     return torch.from_numpy(x)
 
 
