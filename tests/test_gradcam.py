@@ -168,54 +168,36 @@ def test_gradcam_rejects_unknown_options():
         gradcam(model, _synthetic_crop(), reference="mean")
 
 
-@pytest.fixture(scope="module")
-def wt_pooled_model(squeezenet_features_file, wt_crops_dir):
-    """Pooled all-layer head with strong L2 (the default design) on a third of the WT crops."""
-    from PIL import Image
-
-    from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
-    from napari_chromosome_sort.progress import run_to_end
-
-    classes = ["a", "b", "c"]
-    images, targets = [], []
-    for k, cls in enumerate(classes):
-        for f in sorted((wt_crops_dir / cls).glob("*.jpg"))[1::6]:
-            images.append(np.asarray(Image.open(f).convert("RGB")))
-            targets.append(k)
-    config = TrainingConfig(
-        weights=str(squeezenet_features_file),
-        input_size=224,
-        geometry="pad",
-        views=1,
-        feature_set="all",
-        pca=128,
-        l2=1.0,
-        inner_folds=2,
-    )
-    return run_to_end(train_classifier(images, targets, classes, config))
-
-
 @pytest.mark.slow
-def test_multilayer_gradcam_mass_on_chromosome(wt_pooled_model, wt_crops_dir):
-    """Held-out WT crops: the default (multi-layer, blank reference) map sits on the chromosome,
-    clearly more than the classic last-layer map of the same all-layer head."""
-    from PIL import Image
+def test_multilayer_gradcam_mass_on_chromosome():
+    """The bundled WT model on the bundled real spread: the default (multi-layer, blank
+    reference) map of each kept chromosome sits on it, far more than the classic last-layer map
+    (docs/validation.md, Grad-CAM: 0.65 vs 0.25, the object covering about a fifth of the
+    window)."""
+    from importlib.resources import files
 
-    files = sorted(glob.glob(str(wt_crops_dir / "*" / "*.jpg")))[::6][::12]
+    from napari_chromosome_sort.classification.model_io import load_model
+    from napari_chromosome_sort.crops import crop_chromosomes
+    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.segmentation import segment_spread
+
+    data = files("napari_chromosome_sort") / "data"
+    model = load_model(str(data / "wt_squeezenet1_1.safetensors"))
+    image = read_image(str(data / "giemsa_ddx11_spread_3.png"))
+    segmentation = segment_spread(image)
+    crops = crop_chromosomes(image, segmentation)[::2]
+    assert len(crops) >= 20
     mass, classic, area = [], [], []
-    for f in files:
-        crop = np.asarray(Image.open(f).convert("RGB"))
-        chromosome = crop.mean(2) < 200
-        chromosome = ndimage.binary_dilation(chromosome, iterations=max(2, crop.shape[0] // 20))
-        heat = gradcam(wt_pooled_model, crop)
-        assert heat.shape == crop.shape[:2] and heat.min() >= 0.0 and heat.max() <= 1.0
-        mass.append(heat[chromosome].sum() / heat.sum())
-        last = gradcam(wt_pooled_model, crop, layers="last")
-        classic.append(last[chromosome].sum() / last.sum())
-        area.append(chromosome.mean())
-    assert np.mean(mass) > 0.55
-    assert np.mean(mass) > 1.5 * np.mean(area)
-    assert np.mean(mass) > np.mean(classic) + 0.05
+    for crop in crops:
+        mask = segmentation.labels == crop.label
+        heat = crop.geometry.to_image(gradcam(model, crop.pixels))
+        last = crop.geometry.to_image(gradcam(model, crop.pixels, layers="last"))
+        mass.append(heat[mask].sum() / heat.sum())
+        classic.append(last[mask].sum() / last.sum())
+        area.append(mask[heat > 0].mean())
+    assert np.median(mass) > 0.55
+    assert np.median(mass) > 2.0 * np.median(area)
+    assert np.median(mass) > np.median(classic) + 0.2
 
 
 @pytest.mark.parametrize(("layers", "reference"), [("head", None), ("last", "blank")])
