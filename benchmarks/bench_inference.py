@@ -7,8 +7,9 @@ project's own path (``ChromosomeClassifier.predict_proba``: preprocessing includ
 
 * crops/s with one view, the default 4-view averaging (the four rotations) and 8-view averaging,
   with ONNX Runtime (the default on CPU) and with torch only (``CHROMOSORT_ONNX=0``);
-* Grad-CAM per crop (``spread_gradcam``, the default multi-layer map), as a multiple of the
-  anchor's time per crop;
+* Grad-CAM per crop (``spread_gradcam``, the default multi-layer map) with ONNX Runtime (the
+  default on CPU: one forward per crop) and with torch only (a forward and a backward), as a
+  multiple of the anchor's time per crop;
 * one whole spread (``predict_spread(..., gradcam=True)``: segment, crop, classify with the
   default views, Grad-CAM; after one warm-up spread, as the extra spread of a run would be), as
   a multiple of one anchor pass over as many crops as the spread keeps. The spread is 2.png of
@@ -147,19 +148,25 @@ def main(argv=None) -> None:
     first = time.perf_counter() - start
     print(f"ONNX Runtime graph ready in {first:.1f} s (export or cache load, once per model)")
     rates = {"ONNX Runtime": predict_rates(model, crops, args.repeats)} if fast else {}
+    cams = {}
+    if fast:
+        cams["ONNX Runtime"] = gradcam_seconds(model, crops[: args.gradcam_crops], args.repeats)
     os.environ["CHROMOSORT_ONNX"] = "0"
     try:
         rates["torch"] = predict_rates(model, crops, args.repeats)
-        cam = gradcam_seconds(model, crops[: args.gradcam_crops], args.repeats)
+        cams["torch"] = gradcam_seconds(model, crops[: args.gradcam_crops], args.repeats)
     finally:
         del os.environ["CHROMOSORT_ONNX"]
     print("\npath          views        crops/s   x anchor")
     for path, by_views in rates.items():
         for views, rate in by_views.items():
             print(f"{path:13s} {views:12s} {rate:7.1f}   {rate / anchor:6.2f}")
-    print(
-        f"\nGrad-CAM: {1000 * cam:.1f} ms per crop = {cam * anchor:.2f}x the anchor's time per crop"
-    )
+    print()
+    for path, cam in cams.items():
+        print(
+            f"Grad-CAM, {path}: {1000 * cam:.1f} ms per crop = {cam * anchor:.2f}x the anchor's "
+            "time per crop"
+        )
     seconds, kept, name = spread_seconds(model, max(1, args.repeats - 1))
     print(
         f"whole spread ({name}, {kept} chromosomes; segment + default-view calls + Grad-CAM): "
