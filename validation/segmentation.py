@@ -79,13 +79,14 @@ def giemsa_table(
 
 # --- leave-one-spread-out choice of the constants ------------------------------------------
 
-#: The constants of the segmentation that set its thresholds and the pairing rule, each with the
-#: values the protocol may choose from (the shipped default among them).
+#: The constants of the segmentation that set its thresholds, the pairing rule and the neck split
+#: (0 = off), each with the values the protocol may choose from (the shipped default among them).
 GIEMSA_GRID: dict[str, list] = {
     "peak_quantile": [0.9, 1.0],
     "peak_fraction": [0.4, 0.5],
     "grow_fraction": [0.15, 0.2, 0.3],
     "pair_max_width_ratio": [0.7, 0.75, 0.8],
+    "split_neck_factor": [0.0, 0.25, 0.4, 0.5],
 }
 
 

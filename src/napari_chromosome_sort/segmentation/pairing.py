@@ -72,14 +72,17 @@ def group_pairs(pieces, n_pieces, width, med_piece, params, limits=None) -> np.n
         ru, rv = region_of[u], region_of[v]
         if limits.max_union is not None and ru.area + rv.area > limits.max_union:
             continue
-        if limits.max_blob_width is not None and (
-            max(ru.axis_minor_length, rv.axis_minor_length) > limits.max_blob_width
-        ):
-            continue  # full width: whole chromosomes side by side, not sister chromatids
         twins_ok = limits.twin_max_half_width is not None and (
             max(limits.piece_half_width[u - 1], limits.piece_half_width[v - 1])
             <= limits.twin_max_half_width
         )
+        twins = twins_ok and _area_ratio(ru, rv) <= params.pair_twin_area_ratio
+        if (
+            not twins
+            and limits.max_blob_width is not None
+            and max(ru.axis_minor_length, rv.axis_minor_length) > limits.max_blob_width
+        ):
+            continue  # full width: whole chromosomes side by side, not sister chromatids
         score = _pair_score(ru, rv, pieces, width, gap, med_piece, params, twins_ok)
         if score is not None:
             candidates.append((score, u, v))
@@ -91,6 +94,11 @@ def group_pairs(pieces, n_pieces, width, med_piece, params, limits=None) -> np.n
         used.update((u, v))
         group[v] = u
     return group
+
+
+def _area_ratio(ru, rv) -> float:
+    """Larger over smaller area of two regions."""
+    return max(ru.area, rv.area) / max(min(ru.area, rv.area), 1.0)
 
 
 def _pair_score(ru, rv, pieces, width, gap, med_piece, params, twins_ok=False) -> float | None:

@@ -126,13 +126,23 @@ class SegmentationParams:
     cluster_area_factor: float = option(
         2.6, "area > this x median object -> split attempt / cluster"
     )
-    split_min_piece_factor: float = option(0.35, "every watershed piece must be >= this x median")
+    split_min_piece_factor: float = option(
+        0.25,
+        "every watershed piece must be >= this x median (the smallest chromosomes are about a "
+        "quarter of the median one)",
+    )
     split_partial: bool = option(
         False, "True: keep the good pieces of a split, the rest stay cluster"
     )
     split_max_piece_factor: float = option(2.3, "... and at most this x median (one chromosome)")
     split_min_solidity: float = option(0.6, "... and at least this solid")
     split_seed_factor: float = option(0.2, "seeds smaller than this x median object are ignored")
+    split_neck_factor: float = option(
+        0.4,
+        "objects of chromosome size are split too where their watershed pieces meet only along "
+        "cuts shorter than this x the chromatid width (a neck), unless the pieces pair as "
+        "sister chromatids (0 = off)",
+    )
     border_margin_px: int = option(
         1, "objects within this many px of the edge -> border", advanced=False
     )

@@ -14,7 +14,7 @@ from .params import SegmentationParams, validate_params
 from .result import Segmentation, build_segmentation, empty_segmentation
 from .shapes import round_blobs
 from .signal import denoise, estimate_background, otsu_threshold
-from .splitting import split_by_levels
+from .splitting import split_at_necks, split_by_levels
 
 
 @dataclass
@@ -328,6 +328,13 @@ def _add_objects(
                 reason += " that could not be split into chromosome-sized pieces"
         else:
             status = "chromosome"
+            if params.split_touching and n_parts == 1:
+                split = split_at_necks(local, corrected[sl], med_obj, params, width, pair_limits)
+                if split is not None:
+                    _add_split_pieces(
+                        label_img, objects, sl, *split, med_obj, width, pair_limits, params
+                    )
+                    continue
             reason = (
                 _pair_reason(pieces[sl], grouped[sl] == gid, n_parts, pair_limits, params)
                 if n_parts > 1

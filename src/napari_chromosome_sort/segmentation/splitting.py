@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .shapes import shape_props
 
 
-def split_by_levels(local, signal, med_obj, params, width=None):
+def split_by_levels(local, signal, med_obj, params, width=None, accept=None):
     """Split a too-large blob by raising the threshold inside it until it falls apart into
     seeds, then growing the seeds back (watershed on intensity). The level giving the most
-    chromosome-shaped pieces wins. Returns ``(piece_labels, good_flags)`` or None when no level
-    gives any chromosome-shaped piece."""
+    chromosome-shaped pieces wins; ``accept(piece_labels, good_flags)``, when given, must also
+    hold. Returns ``(piece_labels, good_flags)`` or None when no level gives any
+    chromosome-shaped piece."""
     from scipy import ndimage as ndi
     from skimage.segmentation import watershed
 
@@ -52,8 +55,59 @@ def split_by_levels(local, signal, med_obj, params, width=None):
             key = (int(good.sum()), float(np.mean(good)))
             if not params.split_partial and not good.all():
                 continue
+            if accept is not None and not accept(ws, good):
+                continue
             if good.any() and (best is None or key > best[0]):
                 best = (key, ws, good)
     if best is None:
         return None
     return best[1], best[2]
+
+
+def neck_contacts(ws: np.ndarray, n: int) -> dict[tuple[int, int], int]:
+    """(a, b) with a < b -> how many pixels of piece a touch piece b (4-neighbours): the length
+    of the cut between them."""
+    from scipy import ndimage as ndi
+
+    out = {}
+    for a in range(1, n + 1):
+        grown = ndi.binary_dilation(ws == a)
+        for b in range(a + 1, n + 1):
+            length = int(np.sum(grown & (ws == b)))
+            if length:
+                out[(a, b)] = length
+    return out
+
+
+def split_at_necks(local, signal, med_obj, params, width, pair_limits=None):
+    """Split a kept single object that is two or more chromosomes touching at a neck.
+
+    A chromosome is about equally wide along its length, across bands and its centromere;
+    two chromosomes touching meet where the outline pinches. The object is cut (watershed,
+    :func:`split_by_levels`) only where every cut between its pieces is shorter than
+    ``split_neck_factor`` x the chromatid ``width``, and only into pieces that the
+    sister-chromatid pairing would not group again (two chromatids of one chromosome meeting at
+    their centromere stay one chromosome). Returns ``(piece_labels, good_flags)`` or None."""
+    from scipy import ndimage as ndi
+
+    from .pairing import group_pairs
+
+    if not (params.split_neck_factor > 0 and width):
+        return None
+    max_cut = params.split_neck_factor * width
+
+    def at_necks(ws: np.ndarray, good: np.ndarray) -> bool:
+        n = len(good)
+        cuts = neck_contacts(ws, n)
+        if not cuts or max(cuts.values()) > max_cut:
+            return False
+        if pair_limits is None or pair_limits.max_blob_width is None:
+            return True
+        half = [ndi.distance_transform_edt(np.pad(ws == k, 1)).max() for k in range(1, n + 1)]
+        limits = replace(pair_limits, piece_half_width=np.array(half))
+        group = group_pairs(ws.astype(np.int32), n, width, med_obj, params, limits=limits)
+        return len(np.unique(group[1:])) == n
+
+    return split_by_levels(
+        local, signal, med_obj, replace(params, split_partial=False), width, accept=at_necks
+    )
