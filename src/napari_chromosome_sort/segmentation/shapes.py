@@ -22,6 +22,14 @@ def shape_props(mask: np.ndarray) -> dict:
     }
 
 
+def solidity(mask: np.ndarray) -> float:
+    """Area over convex-hull area of one binary mask (``shape_props(mask)["solidity"]``, without
+    the other measures)."""
+    from skimage.measure import regionprops
+
+    return float(regionprops(mask.astype(np.uint8))[0].solidity)
+
+
 def angle_diff(a: float, b: float) -> float:
     """Smallest difference between two orientations (radians, modulo pi)."""
     d = abs(a - b) % np.pi

@@ -6,13 +6,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from .shapes import shape_props
+from .shapes import solidity
 
 
 def split_by_levels(local, signal, med_obj, params, width=None, accept=None):
     """Split a too-large blob by raising the threshold inside it until it falls apart into
     seeds, then growing the seeds back (watershed on intensity). The level giving the most
-    chromosome-shaped pieces wins; ``accept(piece_labels, good_flags)``, when given, must also
+    chromosome-shaped pieces wins; ``accept(piece_labels, n_pieces)``, when given, must also
     hold. Returns ``(piece_labels, good_flags)`` or None when no level gives any
     chromosome-shaped piece."""
     from scipy import ndimage as ndi
@@ -28,9 +28,7 @@ def split_by_levels(local, signal, med_obj, params, width=None, accept=None):
     max_piece = params.split_max_piece_factor * med_obj
     best = None
     for height in signals:
-        values = height[local]
-        for q in np.linspace(0.1, 0.9, 17):
-            level = np.quantile(values, q)
+        for level in np.quantile(height[local], np.linspace(0.1, 0.9, 17)):
             seeds, n = ndi.label((height > level) & local)
             if n < 2:
                 continue
@@ -43,20 +41,19 @@ def split_by_levels(local, signal, med_obj, params, width=None, accept=None):
             for k, sid in enumerate(big_seeds, 1):
                 markers[seeds == sid] = k
             ws = watershed(-height, markers, mask=local)
-            good = []
-            for k in range(1, len(big_seeds) + 1):
-                piece = ws == k
-                area = int(piece.sum())
-                ok = min_piece <= area <= max_piece and (
-                    shape_props(piece)["solidity"] >= params.split_min_solidity
-                )
-                good.append(ok)
-            good = np.array(good, bool)
-            key = (int(good.sum()), float(np.mean(good)))
+            areas = np.bincount(ws.ravel(), minlength=len(big_seeds) + 1)[1:]
+            good = (areas >= min_piece) & (areas <= max_piece)
+            if not params.split_partial and not good.all():
+                continue  # every piece must be good: no need to look at their shapes
+            if accept is not None and not accept(ws, len(good)):
+                continue
+            for k in np.flatnonzero(good):
+                good[k] = solidity(ws == k + 1) >= params.split_min_solidity
+                if not params.split_partial and not good[k]:
+                    break
             if not params.split_partial and not good.all():
                 continue
-            if accept is not None and not accept(ws, good):
-                continue
+            key = (int(good.sum()), float(np.mean(good)))
             if good.any() and (best is None or key > best[0]):
                 best = (key, ws, good)
     if best is None:
@@ -96,8 +93,7 @@ def split_at_necks(local, signal, med_obj, params, width, pair_limits=None):
         return None
     max_cut = params.split_neck_factor * width
 
-    def at_necks(ws: np.ndarray, good: np.ndarray) -> bool:
-        n = len(good)
+    def at_necks(ws: np.ndarray, n: int) -> bool:
         cuts = neck_contacts(ws, n)
         if not cuts or max(cuts.values()) > max_cut:
             return False
