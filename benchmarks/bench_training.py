@@ -12,7 +12,8 @@ With ``--commands``: the whole ``chromosort train`` command on all the WT crops 
 (an empty user cache: features, ONNX export and the design search all computed) and again on
 the same crops (the retrain), each as a multiple of one anchor pass over the crops x 8 views
 (eager torchvision ``squeezenet1_1``, batch 32, 224 px, ``torch.inference_mode``, measured in the
-same run; see bench_inference.py).
+same run just before and after each command, the mean of the two; see bench_inference.py), with
+the command's CPU seconds and the load average.
 
 Uses the WT crops + SqueezeNet ImageNet features file from ../shared when present, else
 synthetic crops and a random backbone. Reports ratios; never asserts timings.
@@ -90,9 +91,12 @@ def train_head_epochs(feature_fn, y_tr, k, dim, epochs, seed, views, batch=32):
 
 
 def command_ratios(repeats: int = 2) -> None:
-    """Cold train and retrain of the whole ``chromosort train`` command as ratios to the anchor."""
+    """Cold train and retrain of the whole ``chromosort train`` command as ratios to the anchor,
+    measured just before and just after each command (their mean: the load of a shared machine
+    drifts)."""
     import json
     import os
+    import resource
     import subprocess
     import sys
     import tempfile
@@ -105,23 +109,39 @@ def command_ratios(repeats: int = 2) -> None:
     if not (wt.is_dir() and weights.is_file()):
         raise SystemExit("--commands needs the WT crops and the SqueezeNet weights in ../shared")
     n = sum(1 for p in wt.glob("*/*") if p.suffix.lower() in (".jpg", ".png"))
-    anchor = anchor_rate(repeats)
-    anchor_pass = n * 8 / anchor
-    print(f"anchor: {anchor:.1f} crops/s; one pass over {n} crops x 8 views = {anchor_pass:.1f} s")
+
+    def anchor() -> float:
+        """Crops/s of the anchor, printed with the load average."""
+        rate = anchor_rate(repeats)
+        print(
+            f"anchor: {rate:.1f} crops/s; one pass over {n} crops x 8 views = "
+            f"{n * 8 / rate:.1f} s; load average {os.getloadavg()[0]:.2f}"
+        )
+        return rate
+
+    def child_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    before = anchor()
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, CHROMOSORT_CACHE_DIR=str(Path(tmp) / "cache"))
         command = [sys.executable, "-m", "napari_chromosome_sort.cli", "train", str(wt)]
         command += ["--out", str(Path(tmp) / "m.safetensors"), "--weights", str(weights)]
         command += ["--quiet"]
         for label in ("cold train (empty user cache)", "retrain (same crops)"):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), child_cpu()
             done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, child_cpu() - cpu
+            load = os.getloadavg()[0]
+            after = anchor()
+            anchor_pass = n * 8 / ((before + after) / 2)
             head = json.loads(done.stdout.strip().splitlines()[-1])["head"]
             print(
-                f"{label:31s}: {seconds:6.1f} s = {seconds / anchor_pass:.3f}x the anchor pass; "
-                f"design {head}"
+                f"{label:31s}: {seconds:6.1f} s ({cpu:.1f} s CPU) = {seconds / anchor_pass:.3f}x "
+                f"the anchor pass; design {head}; load average {load:.2f}"
             )
+            before = after
 
 
 def main() -> None:

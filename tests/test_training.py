@@ -268,7 +268,7 @@ def test_feature_cache_on_by_default_sliced_bounded_and_off(tmp_path, monkeypatc
 def test_training_again_on_the_same_crops_reuses_the_inner_cv(tmp_path, monkeypatch):
     """The inner-CV result and the final head are stored beside the cached features: the same
     crops and settings give the same head without fitting; with the final head's file gone only
-    the final refit runs; other targets or no cache search again."""
+    the chosen design is fitted again; other targets or no cache search again."""
     import napari_chromosome_sort.classification.training as T
 
     X, y = _features(n_per_class=(20, 12, 6), d=12, views=2)
@@ -289,7 +289,8 @@ def test_training_again_on_the_same_crops_reuses_the_inner_cv(tmp_path, monkeypa
         path.unlink()
     fits.clear()
     refit, info3 = run_to_end(train_head(X, y, ["a", "b", "c"], config))
-    assert len(fits) == 1 and info3 == info  # only the final refit
+    # only the chosen design's inner fits on every view (its out-of-fold logits) and the final one
+    assert len(fits) == config.inner_folds + 1 and info3 == info
     for name, tensor in head.state_dict().items():
         assert np.array_equal(tensor.numpy(), refit.state_dict()[name].numpy()), name
     fits.clear()

@@ -1,6 +1,7 @@
-"""Heads on cached backbone features: class-balanced L2 logistic regression (L-BFGS, on PCA
-components) or a small MLP (Adam, early stopping), test-time averaging over the dihedral views,
-and the prior shift and calibration fitted on out-of-fold predictions."""
+"""Heads on cached backbone features: class-balanced L2 logistic regression (scipy's L-BFGS on
+the analytic gradient, on PCA components) or a small MLP (Adam, early stopping), test-time
+averaging over the dihedral views, and the prior shift and calibration fitted on out-of-fold
+predictions."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from .classifier import PooledHead
 from .config import TrainingConfig
 
 
-def class_weights(y: np.ndarray, k: int, balance: bool):
-    """Per-class loss weights (k,): n / (k * count) if ``balance`` (0 for absent classes),
-    else ones."""
-    counts = np.bincount(y, minlength=k).astype(np.float64)
+def balance_weights(y: np.ndarray, k: int, balance: bool) -> np.ndarray:
+    """Per-class loss weights (k,) float64: n / (k * count) if ``balance`` (0 for absent
+    classes), else ones."""
     if not balance:
-        return torch.ones(k)
-    w = np.where(counts > 0, len(y) / (k * np.maximum(counts, 1)), 0.0)
-    return torch.tensor(w, dtype=torch.float32)
+        return np.ones(k)
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    return np.where(counts > 0, len(y) / (k * np.maximum(counts, 1)), 0.0)
+
+
+def class_weights(y: np.ndarray, k: int, balance: bool):
+    """:func:`balance_weights` as a float32 torch tensor."""
+    return torch.tensor(balance_weights(y, k, balance), dtype=torch.float32)
 
 
 def _standardise(head, X: np.ndarray) -> None:
@@ -28,29 +33,6 @@ def _standardise(head, X: np.ndarray) -> None:
     sd = np.where(sd > 1e-6, sd, 1.0)
     head.mu.copy_(torch.from_numpy(mu.astype(np.float32)))
     head.sigma.copy_(torch.from_numpy(sd.astype(np.float32)))
-
-
-def _lbfgs_logistic(params, logits_fn, weight, ys, sw, l2: float, max_iter: int, tol: float):
-    """Minimise sample-weighted cross-entropy + 0.5 * l2 * |weight|^2 over ``params`` by L-BFGS."""
-    opt = torch.optim.LBFGS(
-        params,
-        lr=1.0,
-        max_iter=max_iter,
-        tolerance_grad=1e-6,
-        tolerance_change=tol,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure():
-        """Recompute the penalised loss and its gradients (L-BFGS closure)."""
-        opt.zero_grad()
-        loss = (torch.nn.functional.cross_entropy(logits_fn(), ys, reduction="none") * sw).mean()
-        loss = loss + 0.5 * l2 * (weight**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
 
 
 def fit_head(X: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2: float, init=None):
@@ -68,14 +50,15 @@ def fit_head(X: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2: f
     sw = weights[ys]
     sw = sw / sw.mean()
 
-    if config.hidden == 0 and config.dropout == 0:
-        z = (xs - head.mu) / head.sigma
-        lin = head.net
+    if config.hidden == 0 and config.dropout == 0:  # linear: fit_linear on standardised X
+        z = (X - head.mu.numpy()) / head.sigma.numpy()
+        start = None
         if init is not None:
-            head.load_state_dict(init.state_dict())
-        _lbfgs_logistic(
-            list(lin.parameters()), lambda: lin(z), lin.weight, ys, sw, l2, config.max_iter, 1e-9
-        )
+            start = (init.net.weight.detach().numpy(), init.net.bias.detach().numpy())
+        w, b = fit_linear(z, y, k, config, l2, start)
+        with torch.no_grad():
+            head.net.weight.copy_(torch.from_numpy(w.astype(np.float32)))
+            head.net.bias.copy_(torch.from_numpy(b.astype(np.float32)))
         head.eval()
         return head
 
@@ -138,14 +121,20 @@ def tta_proba(logits: np.ndarray) -> np.ndarray:
 
 
 def fit_prior_shift(logits: np.ndarray, y: np.ndarray, k: int, iters: int = 200) -> np.ndarray:
-    """Logit shift b so that the mean TTA probability of each class matches its frequency."""
+    """Logit shift b so that the mean TTA probability of each class matches its frequency (a
+    fixed-point iteration, stopped after ``iters`` steps or once a step moves b by < 1e-9)."""
     target = np.bincount(y, minlength=k) / len(y)
     target = np.maximum(target, 1e-4)
     b = np.zeros(k)
+    e = np.exp(logits - logits.max(-1, keepdims=True))  # softmax(logits + b) = e exp(b) / sum
     for _ in range(iters):
-        mean_p = tta_proba(logits + b).mean(0)
-        b += np.log(target) - np.log(np.maximum(mean_p, 1e-8))
-        b -= b.mean()
+        p = e * np.exp(b)
+        mean_p = (p / p.sum(-1, keepdims=True)).mean((0, 1))
+        step = np.log(target) - np.log(np.maximum(mean_p, 1e-8))
+        step -= step.mean()
+        b += step
+        if np.abs(step).max() < 1e-9:
+            break
     return b.astype(np.float32)
 
 
@@ -168,40 +157,75 @@ def fit_oof_calibration(proba: np.ndarray, y: np.ndarray, k: int) -> dict:
     }
 
 
-def pca_basis(X: np.ndarray):
-    """Standardisation (mu, sd) and the principal axes (D, r), strongest first, of training
-    features X (n, views, D): an exact, cheap SVD of the per-crop mean (over views) features."""
+def pca_basis(X: np.ndarray, r: int | None = None):
+    """Standardisation (mu, sd) and the top ``r`` principal axes (D, r), strongest first (all if
+    None), of training features X (n, views, D): the axes of the per-crop mean (over views)
+    standardised features, from the eigenvectors of their n x n Gram matrix (the SVD's axes at
+    a fraction of its cost when n < D; axes of no variance are left out)."""
     n, v, d = X.shape
     flat = X.reshape(-1, d)
     mu = flat.mean(0)
     sd = flat.std(0)
     sd = np.where(sd > 1e-6, sd, 1.0)
+    if r == 0:
+        return mu, sd, None
     m = ((X.mean(1) - mu) / sd).astype(np.float64)
     m -= m.mean(0)
-    _, s, vt = np.linalg.svd(m, full_matrices=False)
-    r = int((s > s[0] * 1e-6).sum()) if s.size and s[0] > 0 else 0
-    return mu, sd, np.ascontiguousarray(vt[: max(r, 1)].T.astype(np.float32))
+    eigenvalues, u = np.linalg.eigh(m @ m.T)
+    s = np.sqrt(np.maximum(eigenvalues[::-1], 0.0))
+    rank = int((s > s[0] * 1e-6).sum()) if s.size and s[0] > 0 else 0
+    keep = max(min(rank, r or rank), 1)
+    axes = m.T @ (u[:, ::-1][:, :keep] / np.where(s[:keep] > 0, s[:keep], 1.0))
+    return mu, sd, np.ascontiguousarray(axes.astype(np.float32))
 
 
 def fit_linear(Z: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2: float, init=None):
-    """Class-balanced L2 multinomial logistic regression by L-BFGS on Z (n, views, r).
+    """Class-balanced L2 multinomial logistic regression on Z (n, views, r): weights (k, r) and
+    bias (k,) minimising the class-weighted mean cross-entropy over all rows + 0.5 * l2 *
+    |weights|^2, by L-BFGS (scipy) on the analytic loss and gradient.
 
-    In float64, so that the fit (and the inner-CV choice built on it) does not depend on the
-    number of CPU threads."""
+    ``init``: (weights, bias) of a fit on the same rows (e.g. with another L2) to start from.
+    In float64 on one BLAS thread (see ``training._one_thread``), so that the fit (and the
+    inner-CV choice built on it) does not depend on the machine's thread count."""
+    from scipy.optimize import minimize
+
     n, v, r = Z.shape
-    zs = torch.from_numpy(np.ascontiguousarray(Z.reshape(n * v, r), dtype=np.float64))
-    ys = torch.from_numpy(np.repeat(y, v)).long()
-    sw = class_weights(y, k, config.class_balance)[ys].double()
-    sw = sw / sw.mean()
-    torch.manual_seed(config.seed)
-    w = torch.zeros(k, r, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+    zs = np.ascontiguousarray(Z.reshape(n * v, r), dtype=np.float64)
+    rows = np.repeat(np.asarray(y, np.intp), v)
+    sw = balance_weights(y, k, config.class_balance)[rows]
+    sw = sw / sw.sum()  # the weighted MEAN loss
+    picked = np.arange(len(rows)), rows
+    # L-BFGS runs on weights x column sd (the same minimum, reached in fewer steps)
+    sd = zs.std(0)
+    scale = np.concatenate([np.tile(1.0 / np.where(sd > 1e-12, sd, 1.0), k), np.ones(k)])
+
+    def loss_grad(u: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = u * scale
+        w, b = theta[: k * r].reshape(k, r), theta[k * r :]
+        z = zs @ w.T + b
+        z -= z.max(1, keepdims=True)
+        p = np.exp(z)
+        total = p.sum(1)
+        p /= total[:, None]
+        loss = sw @ (np.log(total) - z[picked]) + 0.5 * l2 * (w * w).sum()
+        p[picked] -= 1.0
+        p *= sw[:, None]  # d loss / d logits
+        return float(loss), np.concatenate([(p.T @ zs + l2 * w).ravel(), p.sum(0)]) * scale
+
+    start = np.zeros(k * r + k)
     if init is not None:
-        with torch.no_grad():
-            w.copy_(torch.from_numpy(init[0]))
-            b.copy_(torch.from_numpy(init[1]))
-    _lbfgs_logistic([w, b], lambda: zs @ w.T + b, w, ys, sw, l2, config.max_iter, 1e-10)
-    return w.detach().numpy().copy(), b.detach().numpy().copy()
+        start = np.concatenate([np.ravel(init[0]), np.ravel(init[1])]).astype(np.float64)
+    theta = (
+        scale
+        * minimize(
+            loss_grad,
+            start / scale,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": config.max_iter, "maxcor": 20, "gtol": 1e-6, "ftol": 1e-10},
+        ).x
+    )
+    return theta[: k * r].reshape(k, r).copy(), theta[k * r :].copy()
 
 
 def validation_mask(y: np.ndarray, k: int, fraction: float, rng) -> np.ndarray:

@@ -9,8 +9,9 @@
    training crops only (nested: never on test folds), and refitted on all of them with the L2
    scaled by (inner training size / training size); the inner out-of-fold predictions also
    fit a prior correction (a logit shift) so that the predicted class frequencies match the
-   training frequencies. A linear head is fitted by L-BFGS (convex, deterministic); an MLP
-   head by Adam with a validation split and early stopping (the fitting is in :mod:`.heads`).
+   training frequencies. A linear head is fitted by L-BFGS on the analytic gradient (convex,
+   deterministic; while the design is searched, on each crop's mean features over views); an
+   MLP head by Adam with a validation split and early stopping (the fitting is in :mod:`.heads`).
 3. Optionally the last ``finetune_blocks`` backbone blocks are fine-tuned end to end
    (random dihedral views, validation split, early stopping).
 
@@ -20,6 +21,7 @@ Every step is a generator of ``Progress`` that returns its result; stop by no lo
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Generator, Sequence
@@ -99,13 +101,19 @@ def check_folder(root, cv_folds: int = 0) -> tuple[int, list[str]]:
 def _inner_splits(y: np.ndarray, folds: int, seed: int, repeats: int = 1):
     """Stratified inner splits, ``repeats`` partitions one after another (all folds of one
     partition together)."""
-    from sklearn.model_selection import RepeatedStratifiedKFold
-
-    folds = int(min(folds, np.bincount(y).min()))
-    if folds < 2:
+    folds = _inner_fold_count(y, folds)
+    if not folds:
         return []
+    from sklearn.model_selection import RepeatedStratifiedKFold  # (a second to import)
+
     cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=max(1, repeats), random_state=seed)
     return list(cv.split(np.zeros(len(y)), y))
+
+
+def _inner_fold_count(y: np.ndarray, folds: int) -> int:
+    """The inner folds the smallest class allows, at most ``folds`` (0: too few for a CV)."""
+    folds = int(min(folds, np.bincount(y).min()))
+    return folds if folds >= 2 else 0
 
 
 def _log_loss(logits: np.ndarray, y: np.ndarray) -> float:
@@ -158,53 +166,70 @@ def train_head(
         columns = {"all": np.arange(width)}
     designs = [(key, name, r) for key in arrays for name in fsets for r in dict.fromkeys(pcas)]
     n_candidates = len(designs) * len(l2s)
-    splits = (
-        _inner_splits(y, config.inner_folds, config.seed, config.inner_repeats)
-        if (n_candidates > 1 or config.prior_correction)
-        else []
-    )
-    n_repeats = max(1, config.inner_repeats) if splits else 1
-    per_repeat = max(1, len(splits) // n_repeats)
+    search = n_candidates > 1 or config.prior_correction
+    per_repeat = _inner_fold_count(y, config.inner_folds) if search else 0
+    n_repeats = max(1, config.inner_repeats) if per_repeat else 1
+    n_splits = per_repeat * n_repeats  # the splits themselves only when fitting: see below
     y_oof = np.tile(y, n_repeats)
-    bases: dict = {}
+    projections: dict = {}
 
     def reduced(key, name, r):
-        """Standardised features of one design projected on its top ``r`` principal axes
-        (r = 0: all features, no projection): (mu, sd, basis, Z)."""
-        if (key, name) not in bases:
-            bases[(key, name)] = pca_basis(arrays[key][..., columns[name]])
-        mu, sd, basis = bases[(key, name)]
-        X = arrays[key][..., columns[name]]
-        basis = basis[:, :r] if r > 0 else np.eye(X.shape[-1], dtype=np.float32)
-        return mu, sd, basis, ((X - mu) / sd) @ basis
+        """Standardised features of one design projected on its top ``r`` principal axes:
+        (mu, sd, basis, Z); r = 0: all features, no projection (basis None). The projection
+        on the most axes of ``pcas`` is computed once per (preprocessing, feature set); fewer
+        axes are its first columns."""
+        if r == 0:
+            X = arrays[key][..., columns[name]]
+            mu, sd, _ = pca_basis(X, 0)
+            return mu, sd, None, (X - mu) / sd
+        if (key, name) not in projections:
+            X = arrays[key][..., columns[name]]
+            n, v, d = X.shape
+            with _one_thread():
+                mu, sd, basis = pca_basis(X, max(pcas))
+                Z = ((X.reshape(n * v, d) - mu) / sd) @ basis
+            projections[(key, name)] = mu, sd, basis, Z.reshape(n, v, -1)
+        mu, sd, basis, Z = projections[(key, name)]
+        return mu, sd, basis[:, :r], Z[..., :r]
 
-    total = n_candidates * len(splits) + 1
+    def inner_fit(key, name, r, l2, f, init=None, views=False):
+        """The head of one candidate fitted on inner fold ``f``'s training crops and its logits
+        (crops, views, k) on the held-out ones. A linear head is fitted on each crop's mean
+        features over views while the design is searched (8 times fewer rows, the same choice
+        on the WT crops), on every view with ``views``."""
+        tr, te = splits[f]
+        with _one_thread():
+            if not linear:
+                head = fit_head(arrays[key][tr], y[tr], k, config, l2)
+                return head, head_logits(head, arrays[key][te])
+            Z = reduced(key, name, r)[3]
+            params = fit_linear(
+                Z[tr] if views else Z[tr].mean(1, keepdims=True), y[tr], k, config, l2, init
+            )
+            return params, Z[te] @ params[0].T + params[1]
+
+    total = n_candidates * n_splits + 1
     step = 0
     candidates = [design + (l2,) for design in designs for l2 in l2s]
-    memo = _InnerCVMemo(config, arrays, y, candidates) if splits else None
+    memo = _InnerCVMemo(config, arrays, y, candidates) if n_splits else None
     stored = memo.load_head(width, k, arrays) if (memo is not None and linear) else None
     if stored is not None:  # the same crops, labels and settings: the same head
         yield Progress(total, total, "model design chosen (stored result for these crops)")
         return stored
+    splits = (
+        _inner_splits(y, config.inner_folds, config.seed, config.inner_repeats) if n_splits else []
+    )
     scores, oofs = memo.load() if memo is not None else ({}, {})
     if scores:
         step = total - 1
         yield Progress(step, total, "choosing the model design: stored result for these crops")
     for key, name, r in designs if not scores else ():
-        Z = reduced(key, name, r)[3] if linear else None
         warm: dict[int, object] = {}
         for l2 in l2s:  # strong to weak L2, warm-started
             # one out-of-fold prediction of every crop per inner repeat, stacked
             oof = np.zeros((n_repeats, len(y), arrays[key].shape[1], k), np.float32)
-            for f, (tr, te) in enumerate(splits):
-                with _one_thread():
-                    if linear:
-                        params = fit_linear(Z[tr], y[tr], k, config, l2, warm.get(f))
-                        oof[f // per_repeat, te] = Z[te] @ params[0].T + params[1]
-                    else:
-                        params = fit_head(arrays[key][tr], y[tr], k, config, l2)
-                        oof[f // per_repeat, te] = head_logits(params, arrays[key][te])
-                warm[f] = params
+            for f, (_, te) in enumerate(splits):
+                warm[f], oof[f // per_repeat, te] = inner_fit(key, name, r, l2, f, warm.get(f))
                 step += 1
                 yield Progress(step, total, f"choosing the model design: fit {step} of {total}")
             if splits:
@@ -214,6 +239,14 @@ def train_head(
     if memo is not None and len(scores) == len(candidates):
         memo.save(scores, oofs)
     members, key, oof = _choose_members(designs, l2s, scores, oofs, y_oof, k, config, linear)
+    if linear and oof is not None:
+        # the chosen members' out-of-fold logits from fits on every view, as the final head is
+        # fitted: the prior shift and the calibration are those of such a head
+        full = np.zeros((n_repeats, len(y), *oof.shape[1:]), np.float32)
+        for _, name, r, l2 in members:
+            for f, (_, te) in enumerate(splits):
+                full[f // per_repeat, te] += inner_fit(key, name, r, l2, f, views=True)[1]
+        oof = full.reshape(oof.shape) / len(members)
     # the linear head's penalty is on the MEAN loss, so a fixed prior per crop means
     # l2 x n = constant (AdamW's decoupled weight decay of an MLP head is left as validated)
     l2_factor = (
@@ -235,7 +268,7 @@ def train_head(
             mu, sd, basis, Z = reduced(key, name, r)
             with _one_thread():
                 w_r, b = fit_linear(Z, y, k, config, l2 * l2_factor)
-            weight[:, columns[name]] += (w_r @ basis.T) / len(members)
+            weight[:, columns[name]] += (w_r if basis is None else w_r @ basis.T) / len(members)
             bias += b / len(members)
             mu_full[columns[name]], sd_full[columns[name]] = mu, sd
         head = PooledHead(width, k)
@@ -286,19 +319,29 @@ def train_head(
 
 @contextlib.contextmanager
 def _one_thread():
-    """Torch on one thread: the head fits are small, and more threads only wait for each other
-    (several times slower on a busy machine; the same result)."""
+    """Torch and numpy's BLAS on one thread: the head fits are small, and more threads only wait
+    for each other (several times slower on a busy machine), and one thread makes a fit's bits
+    independent of the machine."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with _blas_threads().limit(limits=1):
+            yield
     finally:
         torch.set_num_threads(before)
 
 
+@functools.cache
+def _blas_threads():
+    """The process's BLAS libraries (threadpoolctl; looked up once: a look-up takes ms)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 # settings that do not change the inner-CV result of a head search
 _NOT_SEARCH = ("device", "cache_dir", "predict_views", "finetune_epochs", "finetune_lr")
-INNER_CV_FORMAT = "inner-cv-v1"  # bump when the search computes something else for the same input
+INNER_CV_FORMAT = "inner-cv-v2"  # bump when the search computes something else for the same input
 
 
 class _InnerCVMemo:
