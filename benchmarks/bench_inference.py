@@ -17,8 +17,10 @@ project's own path (``ChromosomeClassifier.predict_proba``: preprocessing includ
 
     .venv/bin/python benchmarks/bench_inference.py [--crops 96] [--repeats 3]
 
-Uses the WT crops from ../shared when present, else synthetic crops. Each figure is the best of
-``--repeats`` runs. Reports ratios; never asserts timings.
+Uses the WT crops from ../shared when present, else synthetic crops. Each figure is the median
+of ``--repeats`` runs, each run divided by anchor passes timed just before and just after it (so
+that the machine's load moving between measurements stays out of the ratios). Reports ratios;
+never asserts timings.
 """
 
 from __future__ import annotations
@@ -51,30 +53,54 @@ def load_crops(n: int) -> tuple[list[np.ndarray], str]:
     return [make_crop("ABC"[i % 3], rng, 64) for i in range(n)], "synthetic crops"
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Shortest wall time of ``repeats`` calls of ``fn`` (after one warm-up call)."""
+def seconds(fn: Callable[[], object]) -> float:
+    """Wall time of one call of ``fn``."""
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    return time.perf_counter() - start
+
+
+def anchor_rate(repeats: int) -> float:
+    """Crops/s of the anchor (the best of ``repeats`` passes)."""
+    anchor = Anchor()
+    return 1.0 / min(anchor.per_crop() for _ in range(repeats))
+
+
+class Anchor:
+    """Eager torchvision squeezenet1_1 (random weights), batch 32, 224 px, inference_mode: its
+    time per crop, measured again beside every measurement, so that a change in the machine's
+    load between measurements does not enter the ratios."""
+
+    def __init__(self, batches: int = 3):
+        from napari_chromosome_sort.classification._torchvision_compat import import_torchvision
+
+        self.net = import_torchvision().models.squeezenet1_1(weights=None).eval()
+        self.x = torch.randn(32, 3, 224, 224)
+        self.batches = batches
+        self.per_crop()  # warm-up
+
+    def per_crop(self) -> float:
+        """Seconds per crop of one anchor pass (``batches`` batches of 32)."""
+
+        def run():
+            with torch.inference_mode():
+                for _ in range(self.batches):
+                    self.net(self.x)
+
+        return seconds(run) / (32 * self.batches)
+
+    def ratio(self, fn: Callable[[], object], crops: int, repeats: int) -> float:
+        """Median over ``repeats`` of (the anchor's time for ``crops`` crops, measured just
+        before and just after) / (the time of ``fn``), after one warm-up call of ``fn``: above
+        1, ``fn`` is faster than an anchor pass over its crops."""
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def anchor_rate(repeats: int, batches: int = 3) -> float:
-    """Crops/s of eager torchvision squeezenet1_1, batch 32, 224 px, inference_mode."""
-    from napari_chromosome_sort.classification._torchvision_compat import import_torchvision
-
-    net = import_torchvision().models.squeezenet1_1(weights=None).eval()
-    x = torch.randn(32, 3, 224, 224)
-
-    def run():
-        with torch.inference_mode():
-            for _ in range(batches):
-                net(x)
-
-    return 32 * batches / best_time(run, repeats)
+        ratios = []
+        for _ in range(repeats):
+            before = self.per_crop()
+            took = seconds(fn)
+            after = self.per_crop()
+            ratios.append(crops * (before + after) / 2 / took)
+        return float(np.median(ratios))
 
 
 def project_model():
@@ -89,19 +115,20 @@ def project_model():
     return ChromosomeClassifier(backbone, head, ["A", "B", "C"], Preprocessing(size=224)).eval()
 
 
-def predict_rates(model, crops, repeats: int) -> dict[str, float]:
-    """Crops/s of predict_proba with 1, 4 (the default) and 8 views."""
-    rates = {}
+def predict_ratios(model, crops, anchor: Anchor, repeats: int) -> dict[str, float]:
+    """predict_proba with 1, 4 (the default) and 8 views: crops/s as a multiple of the
+    anchor's."""
     default = model.prediction_views
-    for views, label in ((1, "one view"), (default, f"{default} (default)"), (8, "8 views")):
-        seconds = best_time(lambda v=views: model.predict_proba(crops, views=v), repeats)
-        rates[label] = len(crops) / seconds
-    return rates
+    return {
+        label: anchor.ratio(
+            lambda v=views: model.predict_proba(crops, views=v), len(crops), repeats
+        )
+        for views, label in ((1, "one view"), (default, f"{default} (default)"), (8, "8 views"))
+    }
 
 
-def gradcam_seconds(model, crops, repeats: int) -> float:
-    """Seconds per crop of spread_gradcam over ``crops`` pasted side by side."""
-    from napari_chromosome_sort.classification.gradcam import spread_gradcam
+def placed_crops(crops) -> list:
+    """``crops`` pasted side by side into one image (for spread_gradcam)."""
     from napari_chromosome_sort.crops import Crop, CropGeometry
 
     side = max(max(c.shape[:2]) for c in crops)
@@ -111,66 +138,63 @@ def gradcam_seconds(model, crops, repeats: int) -> float:
         square[: c.shape[0], : c.shape[1]] = c
         geometry = CropGeometry(0, i * side, side, (i + 1) * side, side, (side, side * len(crops)))
         placed.append(Crop(square, geometry, i + 1))
-    return best_time(lambda: spread_gradcam(model, placed), repeats) / len(crops)
+    return placed
 
 
-def spread_seconds(model, repeats: int) -> tuple[float, int, str]:
-    """(seconds of one predict_spread with Grad-CAM, kept objects, which spread)."""
-    from napari_chromosome_sort.classification.predict import predict_spread
+def spread_image():
+    """(image, name): Giemsa 2.png of the shared spreads when present, else a synthetic one."""
     from napari_chromosome_sort.io import read_image
 
     path = REPO.parent / "shared" / "data" / "giemsa_spreads_ddx11" / "images" / "2.png"
     if path.is_file():
-        image, name = read_image(path), "Giemsa 2.png"
-    else:
-        from napari_chromosome_sort.synthetic import make_spread
+        return read_image(path), "Giemsa 2.png"
+    from napari_chromosome_sort.synthetic import make_spread
 
-        image, name = make_spread(seed=0, n_chromosomes=60).image, "synthetic spread"
-    kept = len(predict_spread(model, image).table)
-    return best_time(lambda: predict_spread(model, image, gradcam=True), repeats), kept, name
+    return make_spread(seed=0, n_chromosomes=60).image, "synthetic spread"
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crops", type=int, default=96)
-    parser.add_argument("--gradcam-crops", type=int, default=32)
+    parser.add_argument("--gradcam-crops", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
+    from napari_chromosome_sort.classification.gradcam import spread_gradcam
+    from napari_chromosome_sort.classification.predict import predict_spread
+
     crops, source = load_crops(args.crops)
     print(f"{len(crops)} {source}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    anchor = anchor_rate(args.repeats)
-    print(f"anchor (torchvision squeezenet1_1, batch 32, 224 px): {anchor:.1f} crops/s")
+    anchor = Anchor()
+    print(
+        f"anchor (torchvision squeezenet1_1, batch 32, 224 px): {1 / anchor.per_crop():.1f} crops/s"
+    )
     model = project_model()
-
-    start = time.perf_counter()
     fast = model.fast_logits(10_000)
-    first = time.perf_counter() - start
-    print(f"ONNX Runtime graph ready in {first:.1f} s (export or cache load, once per model)")
-    rates = {"ONNX Runtime": predict_rates(model, crops, args.repeats)} if fast else {}
-    cams = {}
-    if fast:
-        cams["ONNX Runtime"] = gradcam_seconds(model, crops[: args.gradcam_crops], args.repeats)
-    os.environ["CHROMOSORT_ONNX"] = "0"
-    try:
-        rates["torch"] = predict_rates(model, crops, args.repeats)
-        cams["torch"] = gradcam_seconds(model, crops[: args.gradcam_crops], args.repeats)
-    finally:
-        del os.environ["CHROMOSORT_ONNX"]
-    print("\npath          views        crops/s   x anchor")
-    for path, by_views in rates.items():
-        for views, rate in by_views.items():
-            print(f"{path:13s} {views:12s} {rate:7.1f}   {rate / anchor:6.2f}")
-    print()
-    for path, cam in cams.items():
-        print(
-            f"Grad-CAM, {path}: {1000 * cam:.1f} ms per crop = {cam * anchor:.2f}x the anchor's "
-            "time per crop"
+    cam_crops = placed_crops(crops[: args.gradcam_crops])
+    ratios, cams = {}, {}
+    for path, onnx in (("ONNX Runtime", True), ("torch", False)):
+        if onnx and not fast:
+            continue
+        os.environ["CHROMOSORT_ONNX"] = "1" if onnx else "0"
+        ratios[path] = predict_ratios(model, crops, anchor, args.repeats)
+        cams[path] = anchor.ratio(
+            lambda: spread_gradcam(model, cam_crops), len(cam_crops), args.repeats
         )
-    seconds, kept, name = spread_seconds(model, max(1, args.repeats - 1))
+    del os.environ["CHROMOSORT_ONNX"]
+    print("\npath          views        x anchor's crops/s")
+    for path, by_views in ratios.items():
+        for views, ratio in by_views.items():
+            print(f"{path:13s} {views:12s} {ratio:6.2f}")
+    print()
+    for path, ratio in cams.items():
+        print(f"Grad-CAM alone, {path}: {1 / ratio:.2f}x the anchor's time per crop")
+    image, name = spread_image()
+    kept = len(predict_spread(model, image).table)
+    whole = anchor.ratio(lambda: predict_spread(model, image, gradcam=True), kept, args.repeats)
     print(
         f"whole spread ({name}, {kept} chromosomes; segment + default-view calls + Grad-CAM): "
-        f"{seconds:.1f} s = {seconds / (kept / anchor):.2f}x one anchor pass over its crops"
+        f"{1 / whole:.2f}x one anchor pass over its crops"
     )
 
 
