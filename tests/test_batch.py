@@ -170,7 +170,7 @@ def test_batch_cli_errors(tmp_path, random_model):
 def test_batch_settings_reach_every_spread(spread_tree, random_model, tmp_path):
     """Segmentation parameters and prior options are used and fingerprinted: changing one
     recomputes the finished spreads; bad prior options fail before any spread is run."""
-    from napari_chromosome_sort.classification.predict import SPREAD_PRIORS, PriorOptions
+    from napari_chromosome_sort.classification.predict import PriorOptions
     from napari_chromosome_sort.cli import main
     from napari_chromosome_sort.segmentation import SegmentationParams
 
@@ -179,10 +179,9 @@ def test_batch_settings_reach_every_spread(spread_tree, random_model, tmp_path):
     base = run_to_end(run_batch(spread_tree, random_model, out, "serial", **kw))
     assert base.n_spreads == 2 and base.n_skipped == 0
     same = run_to_end(
-        run_batch(spread_tree, random_model, out, "serial", priors=SPREAD_PRIORS, **kw)
+        run_batch(spread_tree, random_model, out, "serial", priors=PriorOptions(), **kw)
     )
     assert same.n_skipped == 2  # the defaults spelled out are the defaults
-    assert SPREAD_PRIORS.adapt  # whole spreads adapt their priors by default
     adapted = PriorOptions(adapt=True, pseudo_counts=0.0)
     ml = run_to_end(run_batch(spread_tree, random_model, out, "serial", priors=adapted, **kw))
     assert ml.n_skipped == 0  # another prior setting: recomputed

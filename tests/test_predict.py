@@ -130,11 +130,7 @@ def test_cli_predict_crops_and_spreads(tiny_model, tmp_path):
 
 
 def test_predict_crops_adapt_priors(tiny_model):
-    from napari_chromosome_sort.classification.predict import (
-        SPREAD_PRIORS,
-        PriorOptions,
-        calibration_priors,
-    )
+    from napari_chromosome_sort.classification.predict import PriorOptions, calibration_priors
     from napari_chromosome_sort.classification.priors import adapt_priors
     from napari_chromosome_sort.synthetic import make_crop
 
@@ -146,8 +142,8 @@ def test_predict_crops_adapt_priors(tiny_model):
     base = calibration_priors(tiny_model)
     assert base.shape == (3,) and np.isclose(base.sum(), 1.0)
     raw = tiny_model.predict_proba(images, tta=False)
-    # default: MAP-EM with 100 crops' worth of the training priors as pseudo-counts
-    expected, _ = adapt_priors(raw, base, pseudo_counts=100.0 * base)
+    # default: MAP-EM with one Dirichlet pseudo-count
+    expected, _ = adapt_priors(raw, base, pseudo_counts=1.0)
     assert np.allclose(table[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-6)
     # pseudo-counts 0: the former maximum-likelihood EM
     ml = predict_crops(tiny_model, images, tta=False, priors=PriorOptions(True, 0))
@@ -155,10 +151,9 @@ def test_predict_crops_adapt_priors(tiny_model):
     assert len(predict_crops(tiny_model, [], priors=PriorOptions(adapt=True))) == 0
     with pytest.raises(ChromosortError, match="pseudo-counts"):
         PriorOptions(adapt=True, pseudo_counts=-1)
-    # the defaults: no adaptation of crops, 100 crops' worth, EM, no calibration; spreads adapt
+    # the defaults: no adaptation, one pseudo-count, EM, no calibration
     assert PriorOptions() == PriorOptions(False, None, "em", False)
-    assert PriorOptions().pseudo_counts == 100.0 and not PriorOptions().adapt
-    assert PriorOptions(adapt=True) == SPREAD_PRIORS
+    assert PriorOptions().pseudo_counts == 1.0 and not PriorOptions().adapt
     plain = predict_crops(tiny_model, images, tta=False)
     assert np.allclose(plain[["p_A", "p_B", "p_C"]].to_numpy(), raw, atol=1e-6)
 
@@ -192,8 +187,7 @@ def test_stored_calibration_and_old_models(tiny_model, tmp_path):
     raw = tiny_model.predict_proba(images, tta=False)
     adapted, _ = estimate_priors(tiny_model, raw, PriorOptions(calibrate=True))
     cal = calibrate(raw, stored["temperature"], stored["bias"])
-    shrink = 100.0 * stored["priors"]  # the default: 100 crops' worth of the training priors
-    assert np.allclose(adapted, adapt_priors(cal, stored["priors"], pseudo_counts=shrink)[0])
+    assert np.allclose(adapted, adapt_priors(cal, stored["priors"], pseudo_counts=1.0)[0])
     calibrated = PriorOptions(adapt=True, calibrate=True)
     table = predict_crops(tiny_model, images, tta=False, priors=calibrated)
     assert np.allclose(table[["p_A", "p_B", "p_C"]].to_numpy(), adapted, atol=1e-6)
@@ -208,8 +202,7 @@ def test_stored_calibration_and_old_models(tiny_model, tmp_path):
     plain = predict_crops(old, images, tta=False, priors=PriorOptions(adapt=True))
     with_flag = predict_crops(old, images, tta=False, priors=calibrated)
     pd.testing.assert_frame_equal(plain, with_flag)
-    base = calibration_priors(old)
-    expected = adapt_priors(raw, base, pseudo_counts=100.0 * base)[0]
+    expected = adapt_priors(raw, calibration_priors(old), pseudo_counts=1.0)[0]
     assert np.allclose(plain[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-6)
     # BBSE needs the stored confusion matrix: new model works, old one is a clear error
     bbse_options = PriorOptions(adapt=True, method="bbse")

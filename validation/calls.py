@@ -18,9 +18,8 @@ from .boxes import match_boxes
 from .data import AnnotatedSpread, giemsa_spreads, wt_crops_dir
 
 #: Label-free prior handlings: the training priors as they are; re-estimated by MAP-EM on each
-#: spread's kept objects (the Dirichlet prior: one crop's worth, or ``s`` crops' worth, of the
-#: training priors, which shrinks a small spread's estimate towards them; the product's default
-#: is the handling this protocol chooses);
+#: spread's kept objects (the Dirichlet prior: one pseudo-count spread evenly, or ``s`` crops'
+#: worth centred on the training priors, which shrinks a small spread's estimate towards them);
 #: or on all spreads of the sample pooled.
 PRIOR_HANDLINGS = (
     "none",
@@ -99,18 +98,21 @@ def _softmax_mean(logits: np.ndarray) -> np.ndarray:
 def calls_under(model, all_calls: list[SpreadCalls], handling: str) -> list[np.ndarray]:
     """Per spread, the class index of every kept object under one prior handling (the
     chromatid-pair rule of ``predict_spread`` applied)."""
-    from napari_chromosome_sort.classification.predict import PriorOptions, estimate_priors
+    from napari_chromosome_sort.classification.predict import calibration_priors, estimate_priors
+    from napari_chromosome_sort.classification.priors import adapt_priors
 
     views = getattr(model, "prediction_views", 8)  # the views the product averages
     probas = [_softmax_mean(c.logits[:, :views]) for c in all_calls]
-    one_crop = PriorOptions(adapt=True, pseudo_counts=1.0)  # MAP-EM, one crop's worth
     if handling == "per_spread":
-        probas = [estimate_priors(model, p, one_crop)[0] if len(p) else p for p in probas]
-    elif handling.startswith("per_spread_shrunk_"):  # crops' worth of the training priors
-        shrunk = PriorOptions(adapt=True, pseudo_counts=float(handling.rsplit("_", 1)[1]))
-        probas = [estimate_priors(model, p, shrunk)[0] if len(p) else p for p in probas]
+        probas = [estimate_priors(model, p)[0] if len(p) else p for p in probas]
+    elif handling.startswith("per_spread_shrunk_"):
+        base = calibration_priors(model)
+        strength = float(handling.rsplit("_", 1)[1])
+        probas = [
+            adapt_priors(p, base, pseudo_counts=strength * base)[0] if len(p) else p for p in probas
+        ]
     elif handling == "per_sample":
-        pooled, _ = estimate_priors(model, np.concatenate(probas), one_crop)
+        pooled, _ = estimate_priors(model, np.concatenate(probas))
         probas = np.split(pooled, np.cumsum([len(p) for p in probas])[:-1])
     elif handling != "none":
         raise ValueError(f"unknown prior handling {handling!r}")

@@ -132,12 +132,12 @@ def fingerprint(
     import hashlib
 
     from . import __version__
-    from .classification.predict import SPREAD_PRIORS
+    from .classification.predict import PriorOptions
 
     st = os.stat(model_path)
     key = json.dumps(
         [str(model_path), st.st_size, st.st_mtime_ns, params or {}, bool(gradcam), __version__]
-        + [(priors or SPREAD_PRIORS).key(), {"views": views}],
+        + [(priors or PriorOptions()).key(), {"views": views}],
         sort_keys=True,
         default=str,
     )
@@ -197,15 +197,15 @@ def process_spread(
 ) -> dict:
     """Segment, classify (and Grad-CAM) one spread; write its results atomically. Returns a small
     summary dict (picklable). Runs in a worker: loads the model from ``model_path``. ``priors``:
-    :class:`.predict.PriorOptions` (default: ``predict.SPREAD_PRIORS``); ``views``: dihedral
-    views averaged (None: the model's own number)."""
+    :class:`.predict.PriorOptions` (default: the defaults); ``views``: dihedral views averaged
+    (None: the model's own number)."""
     import numpy as np
     import torch
 
     from . import io
     from .classification import predict
 
-    priors = priors or predict.SPREAD_PRIORS
+    priors = priors or predict.PriorOptions()
     previous_threads = torch.get_num_threads()
     final = Path(job.out_dir)
     if is_done(job, fingerprint):
@@ -506,11 +506,11 @@ def _run_locked(
     views=None,
 ) -> Generator[Progress, None, BatchResult]:
     """:func:`run_batch` once this process holds the output folder's lock."""
-    from .classification.predict import SPREAD_PRIORS
+    from .classification.predict import PriorOptions
 
     jobs = find_spreads(input_dir, out_dir, exclude=exclude)
     pdict = _params_to_dict(params)
-    priors = priors or SPREAD_PRIORS
+    priors = priors or PriorOptions()
     fp = fingerprint(model_path, pdict, gradcam, priors, views)
     todo = [j for j in jobs if not is_done(j, fp)]
     skipped = len(jobs) - len(todo)

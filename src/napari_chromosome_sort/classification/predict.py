@@ -51,11 +51,9 @@ def calibration_priors(model) -> np.ndarray:
     return np.full(k, 1.0 / k)
 
 
-# Dirichlet pseudo-counts of the MAP prior estimate, in crops' worth of the training class
-# frequencies: a spread's estimate leaves the training priors only as far as the evidence of its
-# own objects outweighs 100 crops (chosen leave-one-spread-out on the annotated spreads among
-# 1, 10, 30 and 100: docs/validation.md, Whole spreads)
-PRIOR_PSEUDO_COUNTS = 100.0
+# Dirichlet pseudo-counts of the MAP prior estimate (one crop's worth, spread evenly over the
+# classes): keeps a small spread from collapsing onto its main class (docs/validation.md)
+PRIOR_PSEUDO_COUNTS = 1.0
 
 
 PRIOR_METHODS = ("em", "bbse")
@@ -67,9 +65,8 @@ class PriorOptions:
     creation so that a bad value fails before any spread is run.
 
     ``adapt``: estimate each sample's class priors without labels instead of assuming the
-    training class frequencies (off in ``PriorOptions()``; on in :data:`SPREAD_PRIORS`, the
-    default of whole spreads); ``pseudo_counts`` (None = the default), ``method`` and
-    ``calibrate``: how, see :func:`estimate_priors`."""
+    training class frequencies (off by default, docs/validation.md); ``pseudo_counts`` (None =
+    the default), ``method`` and ``calibrate``: how, see :func:`estimate_priors`."""
 
     adapt: bool = False
     pseudo_counts: float = PRIOR_PSEUDO_COUNTS
@@ -98,10 +95,6 @@ class PriorOptions:
             "prior_method": self.method,
             "calibrate": self.calibrate,
         }
-
-
-#: the prior handling of whole spreads: each spread's own priors, shrunk towards the training ones
-SPREAD_PRIORS = PriorOptions(adapt=True)
 
 
 def stored_calibration(model) -> dict | None:
@@ -140,9 +133,8 @@ def estimate_priors(
     adaptation).
 
     ``options.method="em"`` (default): MAP-EM (:func:`.priors.adapt_priors`) with
-    ``options.pseudo_counts`` crops' worth of Dirichlet pseudo-counts, spread as the training
-    class frequencies (0 = the maximum-likelihood EM of Saerens et al.), starting from
-    :func:`calibration_priors`; ``options.calibrate``: first apply the
+    ``options.pseudo_counts`` Dirichlet pseudo-counts (0 = the maximum-likelihood EM of Saerens
+    et al.), starting from :func:`calibration_priors`; ``options.calibrate``: first apply the
     calibration stored at training (BCTS); models without one keep their probabilities as they
     are. ``method="bbse"``: black-box shift estimation from the out-of-fold confusion matrix
     stored at training (calibration always applied; pseudo-counts unused); needs a model trained
@@ -163,7 +155,7 @@ def estimate_priors(
     if method == "bbse":
         priors = P.bbse_priors(proba, stored["confusion"], base)
         return P.reweight(proba, base, priors), priors
-    return P.adapt_priors(proba, base, pseudo_counts=options.pseudo_counts * np.asarray(base))
+    return P.adapt_priors(proba, base, pseudo_counts=options.pseudo_counts)
 
 
 def predict_crops(
@@ -224,18 +216,17 @@ def predict_spread(
     segmentation=None,
     margin: float | None = None,
     tta: bool = True,
-    priors: PriorOptions = SPREAD_PRIORS,
+    priors: PriorOptions = PriorOptions(),
     separated_class: str | None = "auto",
     views: int | None = None,
 ) -> SpreadPrediction:
     """Segment ``image`` (or use ``segmentation``), crop every kept chromosome (others blanked)
     and classify the crops. With ``gradcam`` also returns the per-object Grad-CAM maps (for the
-    predicted class) pasted into a float32 image-shaped map. ``priors.adapt`` (default
-    :data:`SPREAD_PRIORS`: on): estimate this spread's class priors from its own kept objects
-    (no labels; see :func:`predict_crops`), shrunk towards the training class frequencies,
-    rather than assume those; on the annotated spreads this never costs a right call and moves
-    the type shares of mutant spreads towards their truth (docs/validation.md, Whole spreads).
-    ``PriorOptions()`` turns it off. The other options: see :func:`estimate_priors`.
+    predicted class) pasted into a float32 image-shaped map. ``priors.adapt``: estimate this
+    spread's class priors from its own kept objects (no labels; see :func:`predict_crops`)
+    rather than assume the training class frequencies; off by default, because on the
+    annotated spreads it helps some and costs others up to 18 points (docs/validation.md,
+    Whole spreads). The other :class:`PriorOptions`: see :func:`estimate_priors`.
 
     ``separated_class``: the class meaning "sister chromatids apart at the centromere too" (type C).
     An object that segmentation built from two separate sister chromatids (``n_parts >= 2``) is

@@ -35,18 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_crossing_score_argument(parser)
     parser.add_argument(
         "--adapt-priors",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="estimate each spread's class priors without labels, shrunk towards the training "
-        "priors, instead of assuming those (default: on; see chromosort predict)",
+        action="store_true",
+        help="estimate each spread's class priors without labels instead of assuming the "
+        "training priors (off by default; see chromosort predict)",
     )
     parser.add_argument(
         "--prior-pseudo-counts",
         type=float,
         default=None,
         metavar="A",
-        help="how many crops' worth the training priors weigh against a spread's own objects "
-        "(MAP-EM pseudo-counts; default 100; 0 = maximum-likelihood EM)",
+        help="Dirichlet pseudo-counts of each spread's estimated class priors (MAP-EM; default "
+        "1.0; 0 = maximum-likelihood EM)",
     )
     parser.add_argument(
         "--prior-method",

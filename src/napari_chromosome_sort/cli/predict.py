@@ -49,17 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="estimate the class priors of each spread (with --spreads) or of all the crops "
-        "together without labels (EM, Saerens et al. 2002), shrunk towards the training priors, "
-        "instead of assuming those (default: on for spreads, off for crops; chosen "
-        "leave-one-spread-out, docs/validation.md)",
+        "together without labels (EM, Saerens et al. 2002) instead of assuming the training "
+        "priors (default: off; chosen leave-one-spread-out, docs/validation.md)",
     )
     parser.add_argument(
         "--prior-pseudo-counts",
         type=float,
         default=None,
         metavar="A",
-        help="how many crops' worth the training priors weigh against a sample's own evidence "
-        "(MAP-EM pseudo-counts; default 100; 0 = maximum-likelihood EM)",
+        help="Dirichlet pseudo-counts of the estimated priors (MAP-EM; default 1.0, spread "
+        "evenly over the classes; 0 = maximum-likelihood EM, the former default)",
     )
     parser.add_argument(
         "--prior-method",
@@ -152,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import read_image, require_contrast
 
     priors = PriorOptions(
-        adapt=bool(args.spreads) if args.adapt_priors is None else args.adapt_priors,
+        adapt=bool(args.adapt_priors),
         pseudo_counts=args.prior_pseudo_counts,
         method=args.prior_method,
         calibrate=args.calibrate,
