@@ -407,3 +407,74 @@ def test_least_sure_first_reads_the_stored_probabilities_of_a_reviewed_table(mod
     assert order["label"].iloc[-1] == 999 and np.isnan(order["p"].iloc[-1])
     stored = order.set_index("label")["p"]
     assert np.isclose(stored.loc[objects["label"].iloc[0]], objects[P_COLUMN].iloc[0])
+
+
+def test_objects_of_a_status_the_model_never_saw_keep_the_rules_status(model, tmp_path):
+    from dataclasses import replace
+
+    from napari_chromosome_sort.segmentation.learned import PRIOR_STATUSES
+
+    train = segment_spread(_spread(31).image, PLANTED).objects
+    assert model.statuses == tuple(s for s in PRIOR_STATUSES if s in set(train["status"]))
+    assert "debris" not in model.statuses  # the planted error: nothing is debris
+    rules = segment_spread(_spread(32).image)  # the shipped rules: debris among the objects
+    debris = rules.objects["status"] == "debris"
+    assert debris.any()
+    keep_all = replace(model, coef=(0.0,) * len(model.coef), intercept=3.0)
+    judged = apply_model(rules, replace(keep_all, statuses=PRIOR_STATUSES)).objects
+    assert (judged["status"] == "chromosome").all()  # a model judging debris keeps it
+    learned = apply_model(rules, keep_all).objects
+    assert (learned.loc[debris, "status"] == "debris").all()
+    assert (
+        learned.loc[debris, "reason"]
+        .str.contains(r"learned: p=0\.95, not judged \(no debris object")
+        .all()
+    )
+    assert (
+        (learned.loc[~debris & rules.objects["status"].isin(model.statuses), "status"])
+        .eq("chromosome")
+        .all()
+    )
+    # the statuses travel with the file; a file of the second format judges every status
+    again = load_segmentation_model(model.save(tmp_path / "m.json"))
+    assert again.statuses == model.statuses
+    data = json.loads(model.to_json())
+    data["format"] = "chromosort-segmentation-model/2"
+    del data["statuses"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert load_segmentation_model(tmp_path / "old.json").statuses == PRIOR_STATUSES
+    data = json.loads(model.to_json())
+    data["statuses"] = ["chromosome", "tangle"]
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(ChromosortError, match="'statuses' may only hold"):
+        load_segmentation_model(tmp_path / "bad.json")
+
+
+def test_the_classifier_and_the_splits_are_used_only_for_a_gain_on_unseen_spreads(model):
+    from dataclasses import replace
+
+    from napari_chromosome_sort.segmentation.learned import (
+        classifier_gain,
+        describe_model,
+        split_gain,
+    )
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = x[:, 0] > 0  # the first measure tells chromosomes from the rest
+    spread = np.repeat([0, 1], 100)
+    kept_all = np.full(200, "chromosome")
+    assert classifier_gain(x, y, kept_all, spread, 0.5) >= 80  # the rules keep everything
+    right = np.where(y, "chromosome", "debris")
+    assert classifier_gain(x, y, right, spread, 0.5) <= 0  # the rules are right already
+    assert classifier_gain(x, y, kept_all, np.zeros(200, int), 0.5) >= 80  # one spread: folds
+    gain = np.where(x[:, 0] > 0, 1, -1)  # splits that gain one box, or lose one
+    assert split_gain(x, gain, spread) >= 80
+    assert split_gain(x, -np.abs(gain), spread) == 0  # no right split: none taken
+    assert model.classify and model.examples["classifier_gain"] >= 2
+    # a model whose classifier gained nothing leaves every status to the rules
+    rules = segment_spread(_spread(32).image, PLANTED)
+    ruled = apply_model(rules, replace(model, classify=False)).objects
+    assert list(ruled["status"]) == list(rules.objects["status"])
+    assert ruled["reason"].str.contains("the rules decide").all()
+    assert describe_model(replace(model, classify=False)).endswith("(the model was not better)")

@@ -10,6 +10,9 @@ DAPI: within each slide group (A, P, V), the slides (folders) in name order are 
 time; a model learned from the K.tif masks (as boxes) of the spreads of three slides is judged on
 every spread of the group's other slides: truth chromosomes found as one kept object at mask
 IoU >= 0.5, beside the shipped defaults on the same spreads.
+
+Both also count the objects kept (Giemsa: kept objects that match no box), learned and default:
+a share found is raised for nothing by keeping everything.
 """
 
 from __future__ import annotations
@@ -73,17 +76,18 @@ def _learn(train: list[TrainingSpread], cache: dict, grid: dict, splits: bool):
     return learn_segmentation(train, grid=grid, segment=segment), segment
 
 
-def _recall(seg, spread: TrainingSpread) -> tuple[int, float]:
+def _recall(seg, spread: TrainingSpread) -> tuple[int, float, int]:
+    """(boxes found, their share, kept objects) of a segmentation."""
     kept = seg.objects[seg.objects["status"] == "chromosome"]
     found = len(match_boxes(spread.boxes, kept))
-    return found, found / max(len(spread.boxes), 1)
+    return found, found / max(len(spread.boxes), 1), len(kept)
 
 
 def _judge(train, test: TrainingSpread, cache: dict, grid: dict, splits: bool) -> dict:
     model, segment = _learn(train, cache, grid, splits)
     seg = apply_model(segment(test, model.params()), model)
-    found, recall = _recall(seg, test)
-    _, default = _recall(segment(test, SegmentationParams()).seg, test)
+    found, recall, kept = _recall(seg, test)
+    default_found, default, default_kept = _recall(segment(test, SegmentationParams()).seg, test)
     return {
         "learned_from": "+".join(s.name for s in train),
         "judged_on": test.name,
@@ -93,6 +97,8 @@ def _judge(train, test: TrainingSpread, cache: dict, grid: dict, splits: bool) -
         "found": found,
         "recall": recall,
         "default_recall": default,
+        "kept_unmatched": kept - found,
+        "default_kept_unmatched": default_kept - default_found,
     }
 
 
@@ -108,6 +114,9 @@ def summary(table: pd.DataFrame) -> dict:
         "worst_pair": f"{worst['learned_from']} -> {worst['judged_on']}",
         "worst_recall": float(worst["recall"]),
         "below_default": int((table["recall"] < table["default_recall"] - 1e-9).sum()),
+        "above_default": int((table["recall"] > table["default_recall"] + 1e-9).sum()),
+        "kept_unmatched": int(table["kept_unmatched"].sum()),
+        "default_kept_unmatched": int(table["default_kept_unmatched"].sum()),
     }
 
 
@@ -232,6 +241,8 @@ def dapi_report(
                         "truth": n,
                         "found": found,
                         "default_found": default_found,
+                        "kept": len(seg.kept_labels()),
+                        "default_kept": len(default.kept_labels()),
                     }
                 )
     table = pd.DataFrame(rows)
@@ -259,6 +270,8 @@ def dapi_group_summary(table: pd.DataFrame) -> pd.DataFrame:
                 "defaults": sub["default_found"].sum() / sub["truth"].sum(),
                 "spreads_below_defaults": int((sub["found"] < sub["default_found"]).sum()),
                 "spreads_above_defaults": int((sub["found"] > sub["default_found"]).sum()),
+                "kept": int(sub["kept"].sum()),
+                "default_kept": int(sub["default_kept"].sum()),
                 "worst_slide": f"{worst[0]} -> {worst[1]}",
                 "worst_found": float(share[worst]),
                 "worst_defaults": float(

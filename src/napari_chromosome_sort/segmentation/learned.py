@@ -10,7 +10,13 @@ Three things are learned from spreads with truth boxes (:mod:`.truth`):
    segmentation with those settings. Its features (:data:`FEATURES`) are the shape and intensity
    measures of the objects table made relative to the spread (area and intensity over the
    spread's median chromosome), so that they carry over to other spreads, and the status the
-   rules gave. Target: the object's box matches a truth box at IoU >= 0.5 (one-to-one).
+   rules gave. Target: the object's box matches a truth box at IoU >= 0.5 (one-to-one). It
+   judges only objects of the statuses the rules gave on the training spreads
+   (``SegmentationModel.statuses``): an object of a status it never saw (debris, say, when the
+   training spreads had none) keeps the rules' status, since nothing in the training shows when
+   the rules are wrong about it. The classifier decides at all only when it does clearly better
+   than the rules on the training spreads, each spread judged by a classifier learned from the
+   others (:func:`classifier_gain`); otherwise the rules decide and the model only splits.
 3. **Splits of touching chromosomes**: the rules only try to split objects larger than
    ``cluster_area_factor`` x the median; two chromosomes touching end to end or side by side are
    often smaller. Every kept object of at least :data:`SPLIT_MIN_AREA` x the median that the
@@ -18,11 +24,13 @@ Three things are learned from spreads with truth boxes (:mod:`.truth`):
    (:func:`propose_splits`). A second logistic regression (:data:`SPLIT_FEATURES`: the whole
    object's size and solidity, its pieces' solidity, balance and number) learns whether the
    pieces match more truth boxes than the whole. It is learned only when the training spreads
-   hold at least :data:`MIN_SPLIT_EXAMPLES` such right splits; otherwise the model never splits.
+   hold at least :data:`MIN_SPLIT_EXAMPLES` such right splits and its splits gain at least
+   :data:`SPLIT_MARGIN` boxes on training spreads it did not learn from (:func:`split_gain`);
+   otherwise the model never splits.
    A split is taken when its probability is >= 0.5 and every piece passes the object classifier.
 
-Settings move away from the defaults only for a clear gain on the training spreads
-(:func:`choose_settings`).
+Settings move away from the defaults, and the classifier replaces the rules' decision, only for a
+clear gain on the training spreads (:func:`choose_settings`, :func:`classifier_gain`).
 
 Applied, objects with probability >= the model's threshold become ``chromosome`` (reason
 ``learned: p=0.93``); the others keep their status, or, if the rules had kept them, become
@@ -59,8 +67,13 @@ from .result import Segmentation
 from .splitting import split_by_levels
 from .truth import BOX_COLUMNS, box_iou, greedy_match, matched_objects, reviewed_boxes
 
-MODEL_FORMAT = "chromosort-segmentation-model/2"
-READ_FORMATS = ("chromosort-segmentation-model/1", MODEL_FORMAT)  # /1: without splits
+MODEL_FORMAT = "chromosort-segmentation-model/3"
+#: /1: without splits; /1 and /2: without ``statuses`` (they judge every object)
+READ_FORMATS = (
+    "chromosort-segmentation-model/1",
+    "chromosort-segmentation-model/2",
+    MODEL_FORMAT,
+)
 PRIOR_STATUSES = ("chromosome", "debris", "cluster", "nucleus", "border")
 FEATURES = (
     "log_rel_area",
@@ -92,8 +105,12 @@ SETTING_GRID: dict[str, list[float]] = {
 SPLIT_MIN_AREA = 1.0
 #: Share of the training boxes a setting must gain to leave its default (:func:`choose_settings`).
 SETTINGS_MARGIN = 0.03
-#: A split classifier is learned only from at least this many right splits (else no splitting).
+#: A split classifier is learned only from at least this many right splits (else no splitting)
+#: ...
 MIN_SPLIT_EXAMPLES = 2
+#: ... and only when its splits gain at least this many boxes on training spreads (folds) it did
+#: not learn from (:func:`split_gain`).
+SPLIT_MARGIN = 2
 _P_IN_REASON = re.compile(r"learned: p=([0-9.]+)")
 _SPLIT_REASON = re.compile(r"split from a touching group \((\d+) pieces\)")
 #: The objects-table column that holds the model's probability of each object, for review.
@@ -176,6 +193,10 @@ class SegmentationModel:
     spreads: tuple[str, ...] = ()
     examples: dict = field(default_factory=dict)  # {"chromosome": n, "other": m, ...}
     features: tuple[str, ...] = FEATURES
+    # the rules' statuses the model judges: those of its training objects
+    statuses: tuple[str, ...] = PRIOR_STATUSES
+    # whether the object classifier decides at all (else the rules do: it gained nothing)
+    classify: bool = True
 
     def __post_init__(self):
         _check_model(self)
@@ -230,6 +251,7 @@ class SegmentationModel:
         try:
             for key in ("mean", "scale", "coef", "features", "spreads"):
                 fields[key] = tuple(fields[key])
+            fields["statuses"] = tuple(fields.get("statuses", PRIOR_STATUSES))
             for key in ("split_mean", "split_scale", "split_coef"):
                 fields[key] = tuple(fields.get(key, ()))
             return cls(**fields)
@@ -275,6 +297,12 @@ def _check_model(model: SegmentationModel) -> None:
         raise ChromosortError("segmentation model: the split classifier has non-finite numbers")
     if model.split_scale and min(model.split_scale) <= 0:
         raise ChromosortError("segmentation model: a split scale <= 0")
+    if not isinstance(model.classify, bool):
+        raise ChromosortError("segmentation model: 'classify' must be true or false")
+    if not set(model.statuses) <= set(PRIOR_STATUSES):
+        raise ChromosortError(
+            f"segmentation model: 'statuses' may only hold {list(PRIOR_STATUSES)}"
+        )
 
 
 def load_segmentation_model(path: str | Path) -> SegmentationModel:
@@ -435,8 +463,8 @@ def _fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-9] = 1.0
-    if y.all():  # nothing but chromosomes: keep every candidate
-        return mean, scale, np.zeros(x.shape[1]), 4.0
+    if y.all() or not y.any():  # one kind of object only: keep (or reject) every candidate
+        return mean, scale, np.zeros(x.shape[1]), 4.0 if y.all() else -4.0
     fit = LogisticRegression(C=1.0, max_iter=1000).fit((x - mean) / scale, y)
     return mean, scale, fit.coef_[0], float(fit.intercept_[0])
 
@@ -446,14 +474,76 @@ def _typical_area(objects: pd.DataFrame) -> float:
 
 
 def _split_examples(c: Candidates, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(split features, whether the pieces match more truth boxes than the whole object) of
-    one spread's proposed splits."""
+    """(split features, truth boxes the pieces match less those the whole object matches) of
+    one spread's proposed splits: a split is right when it gains."""
     objects = c.seg.objects.set_index("label", drop=False)
     whole_hit = pd.Series(matched_objects(boxes, c.seg.objects), index=objects.index)
     typical = _typical_area(c.seg.objects)
     x = [split_features(objects.loc[o.label], o.objects, typical) for o in c.splits]
-    y = [matched_objects(boxes, o.objects).sum() > whole_hit[o.label] for o in c.splits]
-    return np.asarray(x, float).reshape(-1, len(SPLIT_FEATURES)), np.asarray(y, bool)
+    gain = [
+        int(matched_objects(boxes, o.objects).sum()) - int(whole_hit[o.label]) for o in c.splits
+    ]
+    return np.asarray(x, float).reshape(-1, len(SPLIT_FEATURES)), np.asarray(gain, int)
+
+
+def split_gain(x: np.ndarray, gain: np.ndarray, spread: np.ndarray) -> int:
+    """Truth boxes gained on the training spreads by the splits a split classifier takes, each
+    spread's splits decided by a classifier learned from the other spreads' (one spread: each
+    of :data:`CHECK_FOLDS` folds of its splits from the others); a fold whose others hold
+    fewer than :data:`MIN_SPLIT_EXAMPLES` right splits takes none."""
+    right = gain > 0
+    if len(np.unique(spread)) > 1:
+        folds = spread
+    else:
+        folds = np.empty(len(gain), int)
+        for kind in (False, True):
+            folds[right == kind] = np.arange((right == kind).sum()) % CHECK_FOLDS
+    total = 0
+    for fold in np.unique(folds):
+        test, train = folds == fold, folds != fold
+        if right[train].sum() < MIN_SPLIT_EXAMPLES:
+            continue
+        mean, scale, coef, intercept = _fit(x[train], right[train])
+        p = 1.0 / (1.0 + np.exp(-(((x[test] - mean) / scale) @ coef + intercept)))
+        total += int(gain[test][p >= 0.5].sum())
+    return total
+
+
+#: Folds over the objects when the classifier is checked on a single training spread.
+CHECK_FOLDS = 5
+
+
+def _score(kept: np.ndarray, y: np.ndarray) -> int:
+    """Right decisions counted against wrong ones: kept chromosomes minus kept other objects."""
+    return int((kept & y).sum() - (kept & ~y).sum())
+
+
+def classifier_gain(
+    x: np.ndarray, y: np.ndarray, status: np.ndarray, spread: np.ndarray, threshold: float
+) -> int:
+    """How much better than the rules an object classifier decides on the training objects
+    (features ``x``, truth ``y``, the rules' ``status``, spread index ``spread``): chromosomes
+    kept minus other objects kept, with each spread decided by a classifier learned from the
+    other spreads (one spread: each of :data:`CHECK_FOLDS` folds of its objects from the
+    others), less the same for the rules. Objects of a status the other spreads lack keep the
+    rules' decision, as in :func:`apply_model`."""
+    if len(np.unique(spread)) > 1:
+        folds = spread
+    else:  # one spread: folds of its objects, each kind spread evenly over them
+        folds = np.empty(len(y), int)
+        for kind in (False, True):
+            folds[y == kind] = np.arange((y == kind).sum()) % CHECK_FOLDS
+    rules = status == "chromosome"
+    kept = rules.copy()
+    for fold in np.unique(folds):
+        test, train = folds == fold, folds != fold
+        if not train.any():
+            continue
+        mean, scale, coef, intercept = _fit(x[train], y[train])
+        p = 1.0 / (1.0 + np.exp(-(((x[test] - mean) / scale) @ coef + intercept)))
+        judged = np.isin(status[test], np.unique(status[train]))
+        kept[test] = np.where(judged, p >= threshold, rules[test])
+    return _score(kept, y) - _score(rules, y)
 
 
 def learn_segmentation(
@@ -480,11 +570,18 @@ def learn_segmentation(
             "to these images"
         )
     mean, scale, coef, intercept = _fit(x, y)
+    status = np.concatenate([c.seg.objects["status"].astype(str).to_numpy() for c in found])
+    spread = np.concatenate([np.full(len(c.seg.objects), i) for i, c in enumerate(found)])
+    gain = classifier_gain(x, y, status, spread, threshold)
+    margin = settings_margin(sum(len(s.boxes) for s in spreads))
     split_parts = [_split_examples(c, s.boxes) for c, s in zip(found, spreads, strict=True)]
     xs = np.vstack([p[0] for p in split_parts])
-    ys = np.concatenate([p[1] for p in split_parts])
+    gains = np.concatenate([p[1] for p in split_parts])
+    ys = gains > 0
+    split_spread = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(split_parts)])
     split: tuple = ((), (), (), 0.0)
-    if ys.sum() >= MIN_SPLIT_EXAMPLES:  # the corrections show touching chromosomes to split
+    checked = split_gain(xs, gains, split_spread) if ys.sum() >= MIN_SPLIT_EXAMPLES else 0
+    if checked >= SPLIT_MARGIN:  # the corrections show touching chromosomes to split
         split = _fit(xs, ys)
     return SegmentationModel(
         mean=tuple(float(v) for v in mean),
@@ -498,11 +595,15 @@ def learn_segmentation(
         split_coef=tuple(float(v) for v in split[2]),
         split_intercept=float(split[3]),
         spreads=tuple(s.name for s in spreads),
+        statuses=tuple(s for s in PRIOR_STATUSES if s in set(status)),
+        classify=bool(gain >= margin),
         examples={
             "chromosome": int(y.sum()),
             "other": int((~y).sum()),
             "splits_right": int(ys.sum()),
             "splits_wrong": int((~ys).sum()),
+            "classifier_gain": gain,
+            "split_gain": checked,
         },
     )
 
@@ -535,16 +636,22 @@ def apply_model(seg: Segmentation | Candidates, model: SegmentationModel) -> Seg
     if len(objects) == 0:
         return c.seg
     p = model.probabilities(objects)
-    keep = p >= model.threshold
-    was_kept = (objects["status"] == "chromosome").to_numpy()
+    prior = objects["status"].astype(str).to_numpy()
+    judged = np.isin(prior, model.statuses) & model.classify
+    was_kept = prior == "chromosome"
+    keep = np.where(judged, p >= model.threshold, was_kept)
     small = (
         objects["area"] < _typical(objects["area"], objects["status"] == "chromosome")
     ).to_numpy()
     rejected = np.where(small, "debris", "cluster")
-    status = np.where(keep, "chromosome", np.where(was_kept, rejected, objects["status"]))
+    status = np.where(keep, "chromosome", np.where(was_kept, rejected, prior))
     reason = [
-        f"learned: p={pi:.2f}" if k else f"{r}; learned: p={pi:.2f}"
-        for pi, k, r in zip(p, keep, objects["reason"].astype(str), strict=True)
+        (f"learned: p={pi:.2f}" if k else f"{r}; learned: p={pi:.2f}")
+        if j
+        else f"{r}; learned: p={pi:.2f}, not judged ({_not_judged(model, s)})"
+        for pi, k, j, s, r in zip(
+            p, keep, judged, prior, objects["reason"].astype(str), strict=True
+        )
     ]
     objects["status"] = status
     objects["reason"] = reason
@@ -571,6 +678,13 @@ def apply_model(seg: Segmentation | Candidates, model: SegmentationModel) -> Seg
     split_labels = {option.label for option, _ in chosen}
     objects = pd.concat([objects[~objects["label"].isin(split_labels)], *added], ignore_index=True)
     return replace(c.seg, labels=labels, objects=objects.reset_index(drop=True))
+
+
+def _not_judged(model: SegmentationModel, status: str) -> str:
+    """Why the model left an object of the rules' ``status`` to the rules."""
+    if not model.classify:
+        return "the rules decide: the model was not better on its training spreads"
+    return f"no {status} object in the training spreads"
 
 
 def segment_with_model(
@@ -748,6 +862,8 @@ def describe_model(model: SegmentationModel) -> str:
     )
     if model.splits:
         text += f"; splits touching chromosomes ({examples.get('splits_right', 0)} examples)"
+    if not model.classify:
+        text += "; the rules decide which objects are chromosomes (the model was not better)"
     return text
 
 
