@@ -308,7 +308,7 @@ def extract_features(
     images: Sequence,
     prep: Preprocessing | None = None,
     views: int = N_VIEWS,
-    batch_size: int = 32,
+    batch_size: int = 16,
     cache_dir: str | os.PathLike | None = None,
     device=None,
     cache_limit: int = MAX_CACHE_BYTES,
