@@ -478,3 +478,29 @@ def test_the_classifier_and_the_splits_are_used_only_for_a_gain_on_unseen_spread
     assert list(ruled["status"]) == list(rules.objects["status"])
     assert ruled["reason"].str.contains("the rules decide").all()
     assert describe_model(replace(model, classify=False)).endswith("(the model was not better)")
+
+
+def test_settings_from_several_spreads_must_gain_on_spreads_they_were_not_chosen_on():
+    import napari_chromosome_sort.segmentation.learned as learned
+
+    base = SegmentationParams()
+    grid = {"peak_fraction": [0.3, 0.5]}
+    spreads = [TrainingSpread(n, np.zeros((8, 8)), np.zeros((50, 4))) for n in "abc"]
+
+    def run(found):
+        def segment(spread, params):
+            n = found[spread.name][params.peak_fraction]
+            return Candidates(type("Seg", (), {"objects": pd.DataFrame({"n": range(n)})})())
+
+        return choose_settings(spreads, base, grid, segment=segment)[0]
+
+    original = learned._found
+    learned._found = lambda seg, boxes: len(seg.objects)
+    try:
+        # one spread gains much, the others lose a little: chosen on all three, not on two
+        lucky = {"a": {0.5: 30, 0.3: 48}, "b": {0.5: 40, 0.3: 39}, "c": {0.5: 40, 0.3: 39}}
+        assert run(lucky) == {"peak_fraction": 0.5}
+        steady = {k: {0.5: 40, 0.3: 45} for k in "abc"}  # every spread gains
+        assert run(steady) == {"peak_fraction": 0.3}
+    finally:
+        learned._found = original

@@ -5,7 +5,8 @@ Three things are learned from spreads with truth boxes (:mod:`.truth`):
 1. **Settings**: the object threshold, the grow-back level and how wide paired sister chromatids
    may be (``peak_fraction``, ``grow_fraction``, ``pair_max_width_ratio`` of
    :class:`.SegmentationParams`) chosen from :data:`SETTING_GRID` by the truth boxes found on the
-   training spreads (ties go to the shipped defaults).
+   training spreads (ties go to the shipped defaults; from several spreads the gain must hold on
+   spreads the choice was not made on).
 2. **An object classifier**: a standardised logistic regression over the candidate objects of the
    segmentation with those settings. Its features (:data:`FEATURES`) are the shape and intensity
    measures of the objects table made relative to the spread (area and intensity over the
@@ -434,21 +435,38 @@ def choose_settings(
     most truth boxes on ``spreads`` (ties: the fewest settings changed from ``base``, then the
     first point). The base values stay unless the best point finds at least
     :func:`settings_margin` more boxes than they do: one spread's difference of a box or two
-    is chance, not a property of the lab's spreads."""
+    is chance, not a property of the lab's spreads. From several spreads the gain must also
+    hold on spreads the choice was not made on: each spread judged with the point chosen (by
+    the same rule) on the others must find, together, that margin more than the base values."""
     scored = []
     for point in _grid_points(grid):
         found = [segment(s, replace(base, **point)) for s in spreads]
-        n = sum(_found(c.seg, s.boxes) for c, s in zip(found, spreads, strict=True))
+        per_spread = np.array([_found(c.seg, s.boxes) for c, s in zip(found, spreads, strict=True)])
         changed = sum(getattr(base, k) != v for k, v in point.items())
         if progress:
-            progress(f"settings {point}: {n} boxes found")
-        scored.append((n - 0.1 * changed, n, changed, point, found))
-    best = max(scored, key=lambda t: t[0])  # max keeps the first of equals
-    at_base = [t for t in scored if t[2] == 0]
-    margin = settings_margin(sum(len(s.boxes) for s in spreads))
-    if at_base and best[1] < at_base[0][1] + margin:
-        best = at_base[0]
-    return best[3], best[4]
+            progress(f"settings {point}: {int(per_spread.sum())} boxes found")
+        scored.append((changed, point, found, per_spread))
+    sizes = np.array([len(s.boxes) for s in spreads])
+    at_base = next((i for i, t in enumerate(scored) if t[0] == 0), None)
+
+    def pick(use: np.ndarray) -> int:
+        """The point chosen on the spreads ``use`` (index into ``scored``)."""
+        best = int(np.argmax([t[3][use].sum() - 0.1 * t[0] for t in scored]))  # first of equals
+        margin = settings_margin(int(sizes[use].sum()))
+        if at_base is not None and scored[best][3][use].sum() < (
+            scored[at_base][3][use].sum() + margin
+        ):
+            return at_base
+        return best
+
+    everyone = np.ones(len(spreads), bool)
+    chosen = pick(everyone)
+    if at_base is not None and chosen != at_base and len(spreads) > 1:
+        held_out = [pick(everyone & (np.arange(len(spreads)) != i)) for i in range(len(spreads))]
+        gain = sum(scored[j][3][i] - scored[at_base][3][i] for i, j in enumerate(held_out))
+        if gain < settings_margin(int(sizes.sum())):
+            chosen = at_base
+    return scored[chosen][1], scored[chosen][2]
 
 
 def settings_margin(n_boxes: int) -> int:
