@@ -172,7 +172,7 @@ def test_gradcam_rejects_unknown_options():
 def test_multilayer_gradcam_mass_on_chromosome():
     """The bundled WT model on the bundled real spread: the default (multi-layer, blank
     reference) map of each kept chromosome sits on it, far more than the classic last-layer map
-    (docs/validation.md, Grad-CAM: 0.65 vs 0.25, the object covering about a fifth of the
+    (docs/validation.md, Grad-CAM: 0.48 vs 0.27, the object covering about a fifth of the
     window)."""
     from importlib.resources import files
 
@@ -185,8 +185,8 @@ def test_multilayer_gradcam_mass_on_chromosome():
     model = load_model(str(data / "wt_squeezenet1_1.safetensors"))
     image = read_image(str(data / "giemsa_ddx11_spread_3.png"))
     segmentation = segment_spread(image)
-    crops = crop_chromosomes(image, segmentation)[::2]
-    assert len(crops) >= 20
+    crops = crop_chromosomes(image, segmentation)
+    assert len(crops) >= 40
     mass, classic, area = [], [], []
     for crop in crops:
         mask = segmentation.labels == crop.label
@@ -195,9 +195,9 @@ def test_multilayer_gradcam_mass_on_chromosome():
         mass.append(heat[mask].sum() / heat.sum())
         classic.append(last[mask].sum() / last.sum())
         area.append(mask[heat > 0].mean())
-    assert np.median(mass) > 0.55
+    assert np.median(mass) > 0.4
     assert np.median(mass) > 2.0 * np.median(area)
-    assert np.median(mass) > np.median(classic) + 0.2
+    assert np.median(mass) > np.median(classic) + 0.15
 
 
 @pytest.mark.parametrize(("layers", "reference"), [("head", None), ("last", "blank")])

@@ -52,7 +52,8 @@ def test_feature_sets_select_pooled_columns():
 
 
 def test_preprocessing_candidates_follow_fixed_fields():
-    assert len(TrainingConfig(appearance="plain").preprocessings()) == 2  # 224 px padded and stretched
+    # plain crops: 224 px padded and stretched
+    assert len(TrainingConfig(appearance="plain").preprocessings()) == 2
     # canonical crops are square, so "stretch" would repeat "pad" at the same size
     assert {p.geometry for p in TrainingConfig().preprocessings()} == {"pad"}
     only = TrainingConfig(geometry="stretch").preprocessings()
