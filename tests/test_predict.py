@@ -261,7 +261,9 @@ def test_prediction_views(tiny_model, tmp_path):
     assert tiny_model.prediction_views == 4
     for views in (1, 2, 4, 8):
         got = tiny_model.predict_proba(images, views=views)
-        np.testing.assert_allclose(got, _mean_of_views(tiny_model, images, views), atol=1e-5)
+        np.testing.assert_allclose(
+            got, _mean_of_views(tiny_model, images, views), atol=1e-4
+        )  # ONNX Runtime or torch
     default = tiny_model.predict_proba(images)
     np.testing.assert_allclose(default, tiny_model.predict_proba(images, views=4), atol=1e-6)
     assert not np.allclose(default, tiny_model.predict_proba(images, views=8), atol=1e-6)
