@@ -272,8 +272,8 @@ def test_prediction_views(tiny_model, tmp_path):
     )
     table = predict_crops(tiny_model, images, views=2)
     np.testing.assert_allclose(
-        table[["p_A", "p_B", "p_C"]].to_numpy(), _mean_of_views(tiny_model, images, 2), atol=1e-5
-    )
+        table[["p_A", "p_B", "p_C"]].to_numpy(), _mean_of_views(tiny_model, images, 2), atol=1e-4
+    )  # ONNX Runtime (a graph cached by an earlier job) or torch
     for bad in (0, 9, 2.5, "4"):
         with pytest.raises(ChromosortError, match="views"):
             tiny_model.predict_proba(images, views=bad)
@@ -286,7 +286,7 @@ def test_prediction_views(tiny_model, tmp_path):
     loaded = load_model(path)
     assert loaded.prediction_views == 2
     np.testing.assert_allclose(
-        loaded.predict_proba(images), _mean_of_views(loaded, images, 2), atol=1e-5
+        loaded.predict_proba(images), _mean_of_views(loaded, images, 2), atol=1e-4
     )
     loaded.metadata["prediction_views"] = 99  # out of range in a file: the default
     assert loaded.prediction_views == PREDICT_VIEWS
@@ -303,6 +303,6 @@ def test_prediction_views(tiny_model, tmp_path):
     expected = _mean_of_views(
         loaded, [np.asarray(Image.open(folder / f"{i}.png")) for i in range(4)], 8
     )
-    np.testing.assert_allclose(table[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(table[["p_A", "p_B", "p_C"]].to_numpy(), expected, atol=1e-4)
     with pytest.raises(SystemExit):
         main(["predict", str(path), str(folder), "--out", str(out), "--views", "9"])
