@@ -44,7 +44,7 @@ PICK = "pick"
 #: the model choice's entries: (key, text); a loaded file adds "From file: <name>" before PICK
 CHOICES = (
     (RULES, "Built-in rules"),
-    (SESSION, "Learned in this session"),
+    (SESSION, "Learned since napari started"),
     (PICK, "From file…"),
 )
 NOTHING_LEARNED = "Nothing learned yet: review a spread, then press Learn from this spread."
@@ -104,18 +104,18 @@ class SegmentLearningPanel(QWidget):
         self._set_enabled(SESSION, False)
         self.choice.setToolTip(
             "What decides which objects are chromosomes: the built-in rules, the model learned "
-            "from the spreads you reviewed in this session, or a model file"
+            "from the spreads you reviewed since napari started, or a model file"
         )
         self._chosen = 0
         self.learn_button = QPushButton("Learn from this spread")
         self.learn_button.setToolTip(
             "Learn from the reviewed objects layer: the objects you kept (green) are chromosomes, "
-            "every other object is not; spreads learned earlier in this session count too"
+            "every other object is not; spreads learned earlier since napari started count too"
         )
         self.count = QLabel(NOTHING_LEARNED)
         self.count.setWordWrap(True)
         self.save_button = QPushButton("Save model…")
-        self.save_button.setToolTip("Save the model learned in this session as a .json file")
+        self.save_button.setToolTip("Save the model learned since napari started as a .json file")
         self.save_button.setEnabled(False)
         self.load_button = QPushButton("Load model…")
         self.load_button.setToolTip(
@@ -157,7 +157,7 @@ class SegmentLearningPanel(QWidget):
         key = self.choice.currentData()
         if key == SESSION:
             n = len(self.session.model.spreads) if self.session.model else 0
-            return f"the model learned in this session ({n} spread{'' if n == 1 else 's'})"
+            return f"the model learned since napari started ({n} spread{'' if n == 1 else 's'})"
         if key == FILE:
             return self.choice.currentText().removeprefix("From file: ")
         return "the built-in rules"
@@ -227,7 +227,7 @@ class SegmentLearningPanel(QWidget):
         return True
 
     def save_model(self, path: str | Path | None = None) -> Path | None:
-        """Save the model learned in this session (atomically; a dialog asks for ``path``
+        """Save the model learned since napari started (atomically; a dialog asks for ``path``
         when not given); returns where."""
         model = self.session.model
         if model is None:
@@ -309,7 +309,7 @@ class SegmentLearningPanel(QWidget):
             self._on_model_changed()
         else:
             self._say(
-                "Learned. To segment with it, choose 'Learned in this session' above; "
+                "Learned. To segment with it, choose 'Learned since napari started' above; "
                 "the built-in rules stay in use until you do."
             )
 
