@@ -166,16 +166,12 @@ def test_debris_reason_states_the_area_it_was_judged_on():
 
 
 def _touching_row_image():
-    rng = np.random.default_rng(0)
-    shape = (256, 256)
-    dark = np.zeros(shape, np.float32)
-    for k in range(12):
-        y, x = 20 + (k // 4) * 60, 20 + (k % 4) * 60
-        dark[_segment_mask(shape, (y, x), (y + 25, x + 8), 4.5)] = 0.85
-    for k in range(3):  # three chromosomes touching end to end
-        x = 30 + k * 36
-        dark[_segment_mask(shape, (215, x), (215, x + 27), 4.5)] = 0.85
-    return _render(dark, "giemsa", rng)
+    """Twelve single rods and three chromosomes touching end to end."""
+
+    def row(shape):
+        return [_segment_mask(shape, (215, x), (215, x + 27), 4.5) for x in (30, 66, 102)]
+
+    return _rods_and(row)[0]
 
 
 def test_watershed_split_and_no_split():

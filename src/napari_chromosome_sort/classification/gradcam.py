@@ -346,13 +346,9 @@ def _raw_cams(
     was_training = model.training
     model.eval()
     try:
-        fast = None
         if layers == "head" and getattr(model, "head_kind", None) == "pooled":
             fast = _fast_head_terms(model, x, class_indices, reference, forwards)
-        if fast is not None:
-            terms, classes = fast
-        elif layers == "head" and getattr(model, "head_kind", None) == "pooled":
-            terms, classes = _head_layer_terms(model, x, class_indices, reference)
+            terms, classes = fast or _head_layer_terms(model, x, class_indices, reference)
         else:
             terms, classes = _last_layer_terms(model, x, class_indices, reference)
     finally:
