@@ -224,6 +224,37 @@ def test_chromosomes_touching_at_a_neck_are_split():
     assert seg.objects.set_index("label").status[label] == "chromosome"
 
 
+def test_neck_contacts_count_each_cut_pixel_once():
+    """The cut between two pieces is the number of pixels of the higher label with a
+    4-neighbour of the lower one, for every pair that touches, and nothing for pairs that do
+    not."""
+    from napari_chromosome_sort.segmentation.splitting import neck_contacts
+
+    ws = np.array(
+        [
+            [1, 1, 2, 2, 0],
+            [1, 1, 2, 0, 3],
+            [1, 0, 0, 0, 3],
+            [1, 1, 1, 1, 3],
+        ]
+    )
+    assert neck_contacts(ws, 3) == {(1, 2): 2, (1, 3): 1}
+    assert neck_contacts(np.zeros((3, 3), int), 2) == {}
+
+
+def test_only_pinched_outlines_go_to_the_neck_split():
+    """The cheap test before the watershed levels: a dumbbell (two discs on a neck narrower
+    than the longest allowed cut) may pinch; a rod of even width and a disc do not."""
+    from napari_chromosome_sort.segmentation.splitting import _may_pinch
+
+    yy, xx = np.mgrid[:40, :80]
+    discs = ((yy - 20) ** 2 + (xx - 18) ** 2 < 12**2) | ((yy - 20) ** 2 + (xx - 62) ** 2 < 12**2)
+    neck = (abs(yy - 20) <= 1) & (xx > 18) & (xx < 62)
+    assert _may_pinch(discs | neck, max_cut=4.0)
+    assert not _may_pinch((abs(yy - 20) <= 5) & (xx > 5) & (xx < 75), max_cut=4.0)
+    assert not _may_pinch((yy - 20) ** 2 + (xx - 40) ** 2 < 15**2, max_cut=4.0)
+
+
 def test_tangle_stays_cluster():
     spread = make_spread(seed=4, n_chromosomes=25, n_clusters=3, n_nuclei=0, n_debris=0)
     seg = segment_spread(spread.image)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,25 +48,55 @@ def median_object_width(pieces, group, med_obj, params) -> float:
     return float(np.median(widths)) if widths else float("inf")
 
 
-def group_pairs(pieces, n_pieces, width, med_piece, params, limits=None) -> np.ndarray:
-    """piece id -> representative id after grouping sister-chromatid pairs (mutual best)."""
+@dataclass
+class Neighbours:
+    """Pieces of one label image lying within a gap of each other, with their region measures:
+    computed once and shared by every pairing pass over the same pieces."""
+
+    regions: dict  # label -> skimage RegionProperties (each caches its measures)
+    pairs: list[tuple[int, int]]  # (u, v), u < v: pieces within the gap of each other
+    gap: float  # px
+    gaps: dict[tuple[int, int], float] = field(default_factory=dict)  # measured on demand
+
+    def gap_between(self, pieces: np.ndarray, ru, rv) -> float:
+        """Pixels between two pieces (0 where they touch)."""
+        key = (ru.label, rv.label)
+        if key not in self.gaps:
+            self.gaps[key] = _gap_px(pieces, ru, rv)
+        return self.gaps[key]
+
+
+def neighbours(pieces: np.ndarray, width: float, params) -> Neighbours:
+    """The pairs of pieces close enough (``pair_max_gap_factor`` x ``width``) to be sisters."""
     from skimage.measure import regionprops
     from skimage.segmentation import expand_labels
 
+    gap = max(1.0, params.pair_max_gap_factor * width)
+    expanded = expand_labels(pieces, distance=gap / 2.0 + 0.5)
+    keys = []
+    for a, b in ((expanded[:, :-1], expanded[:, 1:]), (expanded[:-1, :], expanded[1:, :])):
+        sel = (a != b) & (a > 0) & (b > 0)
+        lo, hi = np.minimum(a[sel], b[sel]).astype(np.int64), np.maximum(a[sel], b[sel])
+        keys.append(lo * (int(expanded.max()) + 1) + hi)
+    n = int(expanded.max()) + 1
+    unique = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+    pairs = [(int(k // n), int(k % n)) for k in unique]
+    return Neighbours({r.label: r for r in regionprops(pieces)}, pairs, gap)
+
+
+def group_pairs(
+    pieces, n_pieces, width, med_piece, params, limits=None, near: Neighbours | None = None
+) -> np.ndarray:
+    """piece id -> representative id after grouping sister-chromatid pairs (mutual best).
+    ``near``: the pieces' :func:`neighbours`, when several passes pair the same pieces."""
     group = np.arange(n_pieces + 1)
     if not params.pair_chromatids or n_pieces < 2:
         return group
-    region_of = {r.label: r for r in regionprops(pieces)}
-    gap = max(1.0, params.pair_max_gap_factor * width)
-    expanded = expand_labels(pieces, distance=gap / 2.0 + 0.5)
-    pairs = set()
-    for a, b in ((expanded[:, :-1], expanded[:, 1:]), (expanded[:-1, :], expanded[1:, :])):
-        sel = (a != b) & (a > 0) & (b > 0)
-        for u, v in zip(a[sel].tolist(), b[sel].tolist(), strict=True):
-            pairs.add((min(u, v), max(u, v)))
+    near = near or neighbours(pieces, width, params)
+    region_of = near.regions
     limits = limits or PairLimits()
     candidates = []
-    for u, v in pairs:
+    for u, v in near.pairs:
         if u not in region_of or v not in region_of:
             continue
         ru, rv = region_of[u], region_of[v]
@@ -83,7 +113,7 @@ def group_pairs(pieces, n_pieces, width, med_piece, params, limits=None) -> np.n
             and max(ru.axis_minor_length, rv.axis_minor_length) > limits.max_blob_width
         ):
             continue  # full width: whole chromosomes side by side, not sister chromatids
-        score = _pair_score(ru, rv, pieces, width, gap, med_piece, params, twins_ok)
+        score = _pair_score(ru, rv, pieces, width, near, med_piece, params, twins_ok)
         if score is not None:
             candidates.append((score, u, v))
     candidates.sort()
@@ -101,11 +131,10 @@ def _area_ratio(ru, rv) -> float:
     return max(ru.area, rv.area) / max(min(ru.area, rv.area), 1.0)
 
 
-def _pair_score(ru, rv, pieces, width, gap, med_piece, params, twins_ok=False) -> float | None:
+def _pair_score(ru, rv, pieces, width, near, med_piece, params, twins_ok=False) -> float | None:
     """Score (lower = better) for two blobs being sister chromatids of one chromosome, or None."""
-    from scipy import ndimage as ndi
-
     au, av = float(ru.area), float(rv.area)
+    gap = near.gap
     if max(au, av) / max(min(au, av), 1.0) > params.pair_max_area_ratio:
         return None
     if min(au, av) < params.debris_area_fraction * med_piece:
@@ -129,13 +158,7 @@ def _pair_score(ru, rv, pieces, width, gap, med_piece, params, twins_ok=False) -
     twins = twins_ok and max(au, av) / max(min(au, av), 1.0) <= params.pair_twin_area_ratio
     if not side_by_side and not twins:
         return None
-    # actual gap between the two blobs
-    y0 = min(ru.bbox[0], rv.bbox[0])
-    x0 = min(ru.bbox[1], rv.bbox[1])
-    y1 = max(ru.bbox[2], rv.bbox[2])
-    x1 = max(ru.bbox[3], rv.bbox[3])
-    local = pieces[y0:y1, x0:x1]
-    gap_px = float(ndi.distance_transform_edt(local != ru.label)[local == rv.label].min())
+    gap_px = near.gap_between(pieces, ru, rv)
     if gap_px > gap + 1:
         return None
     score = 0.5 * angle / params.pair_max_angle_deg if elongated else 0.5
@@ -147,3 +170,13 @@ def _pair_score(ru, rv, pieces, width, gap, med_piece, params, twins_ok=False) -
         + params.pair_gap_weight * gap_px / max(width, 1.0)
     )
     return score
+
+
+def _gap_px(pieces: np.ndarray, ru, rv) -> float:
+    """Pixels between two regions of ``pieces`` (distance from ``ru`` to the nearest of ``rv``)."""
+    from scipy import ndimage as ndi
+
+    y0, x0 = min(ru.bbox[0], rv.bbox[0]), min(ru.bbox[1], rv.bbox[1])
+    y1, x1 = max(ru.bbox[2], rv.bbox[2]), max(ru.bbox[3], rv.bbox[3])
+    local = pieces[y0:y1, x0:x1]
+    return float(ndi.distance_transform_edt(local != ru.label)[local == rv.label].min())

@@ -9,7 +9,13 @@ import numpy as np
 from .bands import join_band_cuts
 from .crossings import crossing_score_on, flag_by_crossing_score, flag_crossings
 from .nuclei import find_nuclei
-from .pairing import PairLimits, group_pairs, median_object_area, median_object_width
+from .pairing import (
+    PairLimits,
+    group_pairs,
+    median_object_area,
+    median_object_width,
+    neighbours,
+)
 from .params import SegmentationParams, validate_params
 from .result import Segmentation, build_segmentation, empty_segmentation
 from .shapes import round_blobs
@@ -256,7 +262,8 @@ def _pair_chromatids(pieces, n_pieces, width, half_widths, med_piece, params):
     second pass found pairs, a third also allows twins, i.e. near-identical blobs in any
     arrangement, as thin as the chromatids of those pairs.
     """
-    group = group_pairs(pieces, n_pieces, width, med_piece, params)
+    near = neighbours(pieces, width, params)
+    group = group_pairs(pieces, n_pieces, width, med_piece, params, near=near)
     med_obj = median_object_area(pieces, group, params)
     limits = PairLimits()
     if params.pair_chromatids:
@@ -266,14 +273,14 @@ def _pair_chromatids(pieces, n_pieces, width, half_widths, med_piece, params):
             max_blob_width=params.pair_max_width_ratio * chromosome_width,
             piece_half_width=half_widths,
         )
-        group = group_pairs(pieces, n_pieces, width, med_piece, params, limits=limits)
+        group = group_pairs(pieces, n_pieces, width, med_piece, params, limits, near)
         paired = np.flatnonzero(np.bincount(group[1:], minlength=n_pieces + 1) > 1)
         in_pair = np.isin(group[1:], paired)
         if in_pair.sum() >= 4:
             limits.twin_max_half_width = params.pair_twin_width_factor * float(
                 np.median(half_widths[in_pair])
             )
-            group = group_pairs(pieces, n_pieces, width, med_piece, params, limits=limits)
+            group = group_pairs(pieces, n_pieces, width, med_piece, params, limits, near)
         med_obj = median_object_area(pieces, group, params)
     return group, med_obj, limits
 
