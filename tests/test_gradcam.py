@@ -240,3 +240,24 @@ def test_upsampling_equals_torch_bilinear():
     maps = np.random.default_rng(0).normal(size=(3, 13, 7)).astype(np.float32)
     expected = F.interpolate(torch.from_numpy(maps)[:, None], size=(96, 96), mode="bilinear")
     np.testing.assert_allclose(_upsample(maps, 96), expected[:, 0].numpy(), atol=1e-5)
+
+
+def test_blank_terms_run_once_per_background_colour():
+    """The blank reference's terms come from one forward per background colour not seen
+    before, in each crop's order; a second batch with the same colours runs nothing."""
+    from napari_chromosome_sort.classification.gradcam import _blank_terms
+
+    calls = []
+
+    def run(x):
+        calls.append(len(x))
+        mean = x.mean(axis=(1, 2, 3))
+        return [mean, mean[:, None, None, None] * np.ones((1, 2, 3, 3), np.float32)]
+
+    colours = np.array([[0.5, 0.5, 0.5], [-1.0, 0.0, 1.0], [0.5, 0.5, 0.5]], np.float32)
+    (terms,) = _blank_terms(run, colours, size=8)
+    assert calls == [2] and terms.shape == (3, 2, 3, 3)
+    np.testing.assert_allclose(terms[:, 0, 0, 0], [0.5, 0.0, 0.5], atol=1e-6)
+    (again,) = _blank_terms(run, colours[::-1], size=8)
+    assert calls == [2]
+    np.testing.assert_array_equal(again, terms[::-1])

@@ -94,20 +94,25 @@ def _check(layers: str, reference: str | None) -> str:
     return reference
 
 
-def blank_like(x):
-    """The reference input: ``x`` with every pixel set to its background colour (per channel,
-    the median of the border pixels of the network input: the pad colour of padded crops)."""
+def background_colours(x) -> torch.Tensor:
+    """Per crop and channel, the median of the border pixels of the network input (N, C, H, W):
+    the pad colour of padded crops. (N, C)."""
     border = torch.cat(
         [x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1
     )  # (N, C, 4S)
-    return border.median(dim=-1).values[..., None, None].expand_as(x).contiguous()
+    return border.median(dim=-1).values
+
+
+def blank_like(x):
+    """The reference input: ``x`` with every pixel set to its background colour (see
+    :func:`background_colours`)."""
+    return background_colours(x)[..., None, None].expand_as(x).contiguous()
 
 
 def _blank_acts(forward, x):
     """``forward(blank_like(x))`` with each distinct background colour run once (spreads' crops
     share one): a list of per-crop tensors (N, ...) of ``forward``'s outputs."""
-    colours = blank_like(x)[:, :, 0, 0]
-    unique, inverse = torch.unique(colours, dim=0, return_inverse=True)
+    unique, inverse = torch.unique(background_colours(x), dim=0, return_inverse=True)
     blanks = unique[:, :, None, None].expand(-1, -1, *x.shape[-2:]).contiguous()
     with torch.no_grad():
         return [out[inverse] for out in forward(blanks)]
@@ -254,14 +259,40 @@ def _class_terms(run, x, reference: str) -> tuple[np.ndarray, list[np.ndarray]]:
     (N, k, h_l, w_l), the blank reference subtracted when ``reference == "blank"``."""
     features, *terms = run(x.numpy())
     if reference == "blank":
-
-        def blank_terms(blanks):
-            """The terms of ``blanks`` (one per background colour)."""
-            return [torch.from_numpy(t) for t in run(blanks.numpy())[1:]]
-
-        blanks = _blank_acts(blank_terms, x)
-        terms = [t - b.numpy() for t, b in zip(terms, blanks, strict=True)]
+        blanks = _blank_terms(run, background_colours(x).numpy(), x.shape[-1])
+        terms = [t - b for t, b in zip(terms, blanks, strict=True)]
     return features, terms
+
+
+_BLANK_TERMS: dict[int, tuple] = {}  # id(run) -> (run, {colour bytes: [per-layer terms]})
+_BLANK_COLOURS_KEPT = 64
+
+
+def _blank_terms(run, colours: np.ndarray, size: int) -> list[np.ndarray]:
+    """Per used layer, the terms (N, k, h_l, w_l) of blank ``size`` x ``size`` inputs of
+    ``colours`` (N, C), run once per colour the runner has not seen before (a spread's crops,
+    and the spreads of a run, share one background colour)."""
+    kept = _BLANK_TERMS.get(id(run))
+    if kept is None or kept[0] is not run:
+        _BLANK_TERMS.clear()  # one runner at a time: a new model's
+        kept = _BLANK_TERMS[id(run)] = (run, {})
+    by_colour = kept[1]
+    unique, inverse = np.unique(colours, axis=0, return_inverse=True)
+    new = [c for c in unique if c.tobytes() not in by_colour]
+    if new:
+        if len(by_colour) + len(new) > _BLANK_COLOURS_KEPT:
+            by_colour.clear()
+        blanks = np.ascontiguousarray(
+            np.broadcast_to(
+                np.stack(new)[:, :, None, None], (len(new), colours.shape[1], size, size)
+            ),
+            dtype=np.float32,
+        )
+        terms = run(blanks)[1:]
+        for i, c in enumerate(new):
+            by_colour[c.tobytes()] = [t[i] for t in terms]
+    layers = zip(*(by_colour[c.tobytes()] for c in unique), strict=True)
+    return [np.stack(layer)[inverse.ravel()] for layer in layers]
 
 
 def _fast_head_terms(model, x, class_indices, reference: str, forwards: int):
