@@ -71,7 +71,7 @@ def _learn(train: list[TrainingSpread], cache: dict, grid: dict, splits: bool):
 
     def segment(spread, params):
         c = cache[_key(spread.name, params, grid)]
-        return c if splits else Candidates(c.seg)
+        return c if splits else Candidates(c.seg, pairs=c.pairs)
 
     return learn_segmentation(train, grid=grid, segment=segment), segment
 
@@ -93,6 +93,7 @@ def _judge(train, test: TrainingSpread, cache: dict, grid: dict, splits: bool) -
         "judged_on": test.name,
         "settings": ", ".join(f"{k}={v:g}" for k, v in model.settings.items()),
         "splits": model.splits,
+        "pairs": model.pairs,
         "boxes": len(test.boxes),
         "found": found,
         "recall": recall,
@@ -238,6 +239,7 @@ def dapi_report(
                         "slide": slides[test.name],
                         "settings": ", ".join(f"{k}={v:g}" for k, v in model.settings.items()),
                         "splits": model.splits,
+                        "pairs": model.pairs,
                         "truth": n,
                         "found": found,
                         "default_found": default_found,

@@ -62,17 +62,30 @@ import pandas as pd
 from ..atomic import write_bytes_atomic
 from ..errors import ChromosortError
 from ..progress import Progress
+from .learned_pairs import (
+    PAIR_FEATURES,
+    PairOptions,
+    pair_gain,
+    pair_truth,
+    propose_pairs,
+    regroup,
+    regrouped_objects,
+    restrict,
+    shows_sisters,
+)
 from .params import OBJECT_COLUMNS, SegmentationParams
 from .pipeline import segment_spread
 from .result import Segmentation
 from .splitting import split_by_levels
 from .truth import BOX_COLUMNS, box_iou, greedy_match, matched_objects, reviewed_boxes
 
-MODEL_FORMAT = "chromosort-segmentation-model/3"
-#: /1: without splits; /1 and /2: without ``statuses`` (they judge every object)
+MODEL_FORMAT = "chromosort-segmentation-model/4"
+#: /1: without splits; /1 and /2: without ``statuses`` (they judge every object); /1 to /3:
+#: without the pair classifier (they never regroup parts)
 READ_FORMATS = (
     "chromosort-segmentation-model/1",
     "chromosort-segmentation-model/2",
+    "chromosort-segmentation-model/3",
     MODEL_FORMAT,
 )
 PRIOR_STATUSES = ("chromosome", "debris", "cluster", "nucleus", "border")
@@ -112,6 +125,10 @@ MIN_SPLIT_EXAMPLES = 2
 #: ... and only when its splits gain at least this many boxes on training spreads (folds) it did
 #: not learn from (:func:`split_gain`).
 SPLIT_MARGIN = 2
+#: A pair classifier is learned only from at least this many right pairs (two parts that are
+#: one chromosome), and only when regrouping with it gains at least :func:`settings_margin`
+#: boxes on training spreads (folds) it did not learn from (:func:`.learned_pairs.pair_gain`).
+MIN_PAIR_EXAMPLES = 2
 _P_IN_REASON = re.compile(r"learned: p=([0-9.]+)")
 _SPLIT_REASON = re.compile(r"split from a touching group \((\d+) pieces\)")
 #: The objects-table column that holds the model's probability of each object, for review.
@@ -144,6 +161,7 @@ class Candidates:
 
     seg: Segmentation
     splits: list[SplitOption] = field(default_factory=list)
+    pairs: PairOptions | None = None
 
 
 def _typical(values: pd.Series, kept: pd.Series) -> float:
@@ -198,6 +216,12 @@ class SegmentationModel:
     statuses: tuple[str, ...] = PRIOR_STATUSES
     # whether the object classifier decides at all (else the rules do: it gained nothing)
     classify: bool = True
+    # the pair classifier (PAIR_FEATURES); empty when it gained nothing on the training spreads
+    pair_mean: tuple[float, ...] = ()
+    pair_scale: tuple[float, ...] = ()
+    pair_coef: tuple[float, ...] = ()
+    pair_intercept: float = 0.0
+    pair_features: tuple[str, ...] = PAIR_FEATURES
 
     def __post_init__(self):
         _check_model(self)
@@ -222,6 +246,16 @@ class SegmentationModel:
         z = (x - np.asarray(self.split_mean)) / np.asarray(self.split_scale)
         logit = z @ np.asarray(self.split_coef) + self.split_intercept
         return float(1.0 / (1.0 + np.exp(-logit)))
+
+    @property
+    def pairs(self) -> bool:
+        """Whether the model decides which neighbouring parts are one chromosome."""
+        return len(self.pair_coef) > 0
+
+    def pair_probabilities(self, x: np.ndarray) -> np.ndarray:
+        """P(two parts are one chromosome) of pair features ``x`` (:data:`PAIR_FEATURES`)."""
+        z = (x - np.asarray(self.pair_mean)) / np.asarray(self.pair_scale)
+        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.pair_coef) + self.pair_intercept)))
 
     def params(self, base: SegmentationParams | None = None) -> SegmentationParams:
         """``base`` (default: the shipped defaults) with the learned settings."""
@@ -253,8 +287,10 @@ class SegmentationModel:
             for key in ("mean", "scale", "coef", "features", "spreads"):
                 fields[key] = tuple(fields[key])
             fields["statuses"] = tuple(fields.get("statuses", PRIOR_STATUSES))
-            for key in ("split_mean", "split_scale", "split_coef"):
+            for key in ("split_mean", "split_scale", "split_coef", "pair_mean", "pair_scale"):
                 fields[key] = tuple(fields.get(key, ()))
+            fields["pair_coef"] = tuple(fields.get("pair_coef", ()))
+            fields["pair_features"] = tuple(fields.get("pair_features", PAIR_FEATURES))
             return cls(**fields)
         except (KeyError, TypeError) as exc:
             raise ChromosortError(f"segmentation model is incomplete or malformed: {exc}") from None
@@ -298,12 +334,32 @@ def _check_model(model: SegmentationModel) -> None:
         raise ChromosortError("segmentation model: the split classifier has non-finite numbers")
     if model.split_scale and min(model.split_scale) <= 0:
         raise ChromosortError("segmentation model: a split scale <= 0")
+    _check_pairs(model)
     if not isinstance(model.classify, bool):
         raise ChromosortError("segmentation model: 'classify' must be true or false")
     if not set(model.statuses) <= set(PRIOR_STATUSES):
         raise ChromosortError(
             f"segmentation model: 'statuses' may only hold {list(PRIOR_STATUSES)}"
         )
+
+
+def _check_pairs(model: SegmentationModel) -> None:
+    """Raise a ``ChromosortError`` naming what is wrong with a model's pair classifier."""
+    if not model.pairs and not model.pair_mean and not model.pair_scale:
+        return
+    if tuple(model.pair_features) != PAIR_FEATURES:
+        raise ChromosortError(
+            f"segmentation model expects pair features {list(model.pair_features)}, this "
+            f"version computes {list(PAIR_FEATURES)}"
+        )
+    m = len(PAIR_FEATURES)
+    numbers = (*model.pair_mean, *model.pair_scale, *model.pair_coef, model.pair_intercept)
+    if not (len(model.pair_mean) == len(model.pair_scale) == len(model.pair_coef) == m):
+        raise ChromosortError(f"segmentation model: the pair classifier must hold {m} numbers each")
+    if not all(isinstance(v, int | float) for v in numbers) or not np.all(np.isfinite(numbers)):
+        raise ChromosortError("segmentation model: the pair classifier has non-finite numbers")
+    if min(model.pair_scale) <= 0:
+        raise ChromosortError("segmentation model: a pair scale <= 0")
 
 
 def load_segmentation_model(path: str | Path) -> SegmentationModel:
@@ -399,7 +455,7 @@ def propose_splits(seg: Segmentation, min_area: float = SPLIT_MIN_AREA) -> list[
 def candidates(image: np.ndarray, params: SegmentationParams) -> Candidates:
     """The rules' segmentation of ``image`` and the splits it offers."""
     seg = segment_spread(image, params)
-    return Candidates(seg, propose_splits(seg))
+    return Candidates(seg, propose_splits(seg), propose_pairs(seg))
 
 
 # --- learning --------------------------------------------------------------------------------
@@ -601,6 +657,7 @@ def learn_segmentation(
     checked = split_gain(xs, gains, split_spread) if ys.sum() >= MIN_SPLIT_EXAMPLES else 0
     if checked >= SPLIT_MARGIN:  # the corrections show touching chromosomes to split
         split = _fit(xs, ys)
+    pair, pair_counts = _learn_pairs(found, spreads, margin)
     return SegmentationModel(
         mean=tuple(float(v) for v in mean),
         scale=tuple(float(v) for v in scale),
@@ -622,8 +679,41 @@ def learn_segmentation(
             "splits_wrong": int((~ys).sum()),
             "classifier_gain": gain,
             "split_gain": checked,
+            **pair_counts,
         },
+        pair_mean=tuple(float(v) for v in pair[0]),
+        pair_scale=tuple(float(v) for v in pair[1]),
+        pair_coef=tuple(float(v) for v in pair[2]),
+        pair_intercept=float(pair[3]),
     )
+
+
+def _predictor(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The probabilities of the logistic regression :func:`_fit` learns from ``x``, ``y``."""
+    mean, scale, coef, intercept = _fit(x, y)
+    return lambda z: 1.0 / (1.0 + np.exp(-(((z - mean) / scale) @ coef + intercept)))
+
+
+def _learn_pairs(
+    found: Sequence[Candidates], spreads: Sequence[TrainingSpread], margin: int
+) -> tuple[tuple, dict]:
+    """(pair classifier as (mean, scale, coef, intercept), or empty; example counts and its
+    held-out gain): learned only when the training spreads show at least
+    :data:`MIN_PAIR_EXAMPLES` right pairs and regrouping gains ``margin`` boxes on spreads
+    (folds) it did not learn from."""
+    options = [c.pairs for c in found]
+    if any(o is None for o in options):
+        return ((), (), (), 0.0), {}
+    boxes = [s.boxes for s in spreads]
+    y = np.concatenate([pair_truth(o, b) for o, b in zip(options, boxes, strict=True)])
+    counts = {"pairs_right": int(y.sum()), "pairs_wrong": int((~y).sum()), "pair_gain": 0}
+    if y.sum() < MIN_PAIR_EXAMPLES or y.all():
+        return ((), (), (), 0.0), counts
+    counts["pair_gain"] = pair_gain(options, boxes, _predictor, MIN_PAIR_EXAMPLES)
+    if counts["pair_gain"] < margin:
+        return ((), (), (), 0.0), counts
+    x = np.vstack([o.features() for o in options])
+    return _fit(x, y), counts
 
 
 # --- applying --------------------------------------------------------------------------------
@@ -675,7 +765,7 @@ def apply_model(seg: Segmentation | Candidates, model: SegmentationModel) -> Seg
     objects["reason"] = reason
     chosen = _chosen_splits(c, model)
     if not chosen:
-        return replace(c.seg, objects=objects)
+        return _apply_pairs(replace(c.seg, objects=objects), c, model)
     labels = c.seg.labels.copy()
     next_label = int(labels.max()) + 1
     added = []
@@ -695,7 +785,49 @@ def apply_model(seg: Segmentation | Candidates, model: SegmentationModel) -> Seg
         next_label += len(rows)
     split_labels = {option.label for option, _ in chosen}
     objects = pd.concat([objects[~objects["label"].isin(split_labels)], *added], ignore_index=True)
-    return replace(c.seg, labels=labels, objects=objects.reset_index(drop=True))
+    seg = replace(c.seg, labels=labels, objects=objects.reset_index(drop=True))
+    return _apply_pairs(seg, c, model, untouched=set(split_labels))
+
+
+def _apply_pairs(
+    seg: Segmentation, c: Candidates, model: SegmentationModel, untouched: set = frozenset()
+) -> Segmentation:
+    """``seg`` with the parts of its kept objects regrouped by the model's pair classifier
+    (:func:`.learned_pairs.regroup`); objects split by the model (``untouched``) stay out."""
+    if not model.pairs:
+        return seg
+    options = c.pairs if c.pairs is not None else propose_pairs(c.seg)
+    if not shows_sisters(options):
+        return seg
+    kept = seg.objects.loc[seg.objects["status"] == "chromosome", "label"]
+    options = restrict(options, set(kept) - set(untouched))
+    if len(options.pairs) == 0:
+        return seg
+    p = model.pair_probabilities(options.features())
+    groups = regroup(options, p)
+    pairs = options.pairs
+    p_of = {(int(a), int(b)): pi for a, b, pi in zip(pairs["a"], pairs["b"], p, strict=True)}
+    same = _same(pairs)
+    cut_p = {k: v for (a, b), v in p_of.items() if (a, b) in same for k in (a, b)}
+    reasons = {}
+    for g in groups:
+        if len(g) > 1:
+            reasons[tuple(g)] = (
+                f"{len(g)} parts joined as one chromosome; "
+                f"learned: p={p_of.get(tuple(sorted(g)), 1.0):.2f}"
+            )
+        else:
+            reasons[tuple(g)] = (
+                "part of an object cut apart (its parts are not one chromosome); "
+                f"learned: p={cut_p.get(g[0], 0.0):.2f}"
+            )
+    return regrouped_objects(seg, options, groups, reasons)
+
+
+def _same(pairs: pd.DataFrame) -> set[tuple[int, int]]:
+    """The candidate pairs (a, b) whose parts the rules made one object."""
+    same = pairs["same_object"].to_numpy(bool)
+    return {(int(a), int(b)) for a, b in zip(pairs["a"][same], pairs["b"][same], strict=True)}
 
 
 def _not_judged(model: SegmentationModel, status: str) -> str:
@@ -880,6 +1012,11 @@ def describe_model(model: SegmentationModel) -> str:
     )
     if model.splits:
         text += f"; splits touching chromosomes ({examples.get('splits_right', 0)} examples)"
+    if model.pairs:
+        text += (
+            "; decides which neighbouring parts are one chromosome "
+            f"({examples.get('pairs_right', 0)} examples)"
+        )
     if not model.classify:
         text += "; the rules decide which objects are chromosomes (the model was not better)"
     return text
@@ -900,7 +1037,7 @@ def _light(c: Candidates) -> Candidates:
         params=c.seg.params,
         stats=c.seg.stats,
     )
-    return Candidates(seg, c.splits)
+    return Candidates(seg, c.splits, c.pairs)
 
 
 @dataclass
