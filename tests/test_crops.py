@@ -78,6 +78,9 @@ def test_delta_heatmap_lands_on_the_object():
     full = crop.geometry.to_image(heat)
     cy, cx = np.argwhere(full == full.max()).mean(0)
     assert abs(cy - 55) < 3 and abs(cx - 55) < 3
+    out = np.full(full.shape, 0.25, np.float32)
+    crop.geometry.paste_max(heat, out)
+    np.testing.assert_array_equal(out, np.maximum(full, 0.25))
 
 
 def test_crops_of_a_noisy_spread_are_denoised():

@@ -61,19 +61,33 @@ class CropGeometry:
         """Map a 2-D map covering the crop window (any size) to a float32 map of ``image_shape``
         (0 outside the window): resample to the window side, drop what lies past the image edges
         and paste at the window offset."""
+        out = np.zeros(self.image_shape[:2], dtype=np.float32)
+        placed = self._placed(heatmap)
+        if placed is not None:
+            out[placed[0]] = placed[1]
+        return out
+
+    def paste_max(self, heatmap: np.ndarray, out: np.ndarray) -> None:
+        """``np.maximum(out, self.to_image(heatmap), out=out)`` in place, touching only the
+        window: how many crops' maps share one image-sized map."""
+        placed = self._placed(heatmap)
+        if placed is not None:
+            np.maximum(out[placed[0]], placed[1], out=out[placed[0]])
+
+    def _placed(self, heatmap: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray] | None:
+        """(image slices, the part of the resampled map inside the image) of a 2-D map covering
+        the window; None when the window lies outside the image."""
         heatmap = np.asarray(heatmap)
         if heatmap.ndim != 2:
             raise ValueError(f"heatmap must be 2-D, got shape {heatmap.shape}")
         window = self._resize(heatmap, (self.side, self.x1 - self.x0))
         height, width = self.image_shape[:2]
-        out = np.zeros((height, width), dtype=np.float32)
         iy0, ix0 = max(self.y0, 0), max(self.x0, 0)
         iy1, ix1 = min(self.y1, height), min(self.x1, width)
-        if iy1 > iy0 and ix1 > ix0:
-            out[iy0:iy1, ix0:ix1] = window[
-                iy0 - self.y0 : iy1 - self.y0, ix0 - self.x0 : ix1 - self.x0
-            ]
-        return out
+        if not (iy1 > iy0 and ix1 > ix0):
+            return None
+        part = window[iy0 - self.y0 : iy1 - self.y0, ix0 - self.x0 : ix1 - self.x0]
+        return (slice(iy0, iy1), slice(ix0, ix1)), part
 
     def from_image(self, image_map: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """The inverse of :meth:`to_image`: cut the window out of a full-image map and resample
@@ -188,6 +202,7 @@ def crop_object(
     blank_dilation: int = 2,
     isolate: bool = True,
     denoise: bool = False,
+    box: tuple[slice, slice] | None = None,
 ) -> Crop:
     """Crop object ``label`` of ``labels`` out of ``image`` (see module docstring).
 
@@ -197,7 +212,9 @@ def crop_object(
     never over the object itself; with ``isolate=True`` (default) everything farther than a
     feathered rim of ``max(3, 0.08 * extent)`` px from the object becomes background too.
     ``denoise``: the window is denoised first (non-local means, :mod:`.denoising`); set it for a
-    spread that segmentation denoised (``Segmentation.stats["denoised"]``).
+    spread that segmentation denoised (``Segmentation.stats["denoised"]``). ``box``: the object's
+    slices in ``labels`` when known (``scipy.ndimage.find_objects``), saving a scan of the
+    whole label image per object.
     """
     labels = np.asarray(labels)
     if labels.shape != np.asarray(image).shape[:2]:
@@ -207,15 +224,18 @@ def crop_object(
         )
     if margin < 0:
         raise ChromosortError(f"margin must be >= 0, got {margin}")
-    own = labels == label
-    if not own.any():
-        raise ChromosortError(f"label {label} is not in the label image")
+    if box is None:
+        own = labels == label
+        if not own.any():
+            raise ChromosortError(f"label {label} is not in the label image")
+        ys = np.flatnonzero(own.any(axis=1))
+        xs = np.flatnonzero(own.any(axis=0))
+        box = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
     rgb = as_rgb_uint8(image)
     if _polarity(image, polarity) == "bright_on_dark":
         rgb = 255 - rgb
-    ys = np.flatnonzero(own.any(axis=1))
-    xs = np.flatnonzero(own.any(axis=0))
-    y0, x0, side = square_window((ys[0], xs[0], ys[-1] + 1, xs[-1] + 1), margin)
+    bbox = (box[0].start, box[1].start, box[0].stop, box[1].stop)
+    y0, x0, side = square_window(bbox, margin)
     out_size = int(size) if size else side
     geometry = CropGeometry(y0, x0, y0 + side, x0 + side, out_size, tuple(labels.shape[:2]))
     pixels = _cut_window(rgb, geometry, 0)
@@ -268,8 +288,18 @@ def crop_chromosomes(image: np.ndarray, segmentation, **kwargs) -> list[Crop]:
     polarity = _polarity(image, kwargs.pop("polarity"))
     if polarity == "bright_on_dark":
         rgb = 255 - rgb
+    from scipy import ndimage
+
+    boxes = ndimage.find_objects(np.asarray(segmentation.labels))
     return [
-        crop_object(rgb, segmentation.labels, label, polarity="dark_on_light", **kwargs)
+        crop_object(
+            rgb,
+            segmentation.labels,
+            label,
+            polarity="dark_on_light",
+            box=boxes[label - 1] if 0 < label <= len(boxes) else None,
+            **kwargs,
+        )
         for label in kept
     ]
 

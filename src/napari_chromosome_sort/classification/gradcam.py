@@ -553,7 +553,7 @@ def spread_gradcam_steps(
             terms=None if terms is None else terms[start : start + chunk],
         )
         for crop, heat in zip(part, heats, strict=True):
-            np.maximum(out, crop.geometry.to_image(heat), out=out)
+            crop.geometry.paste_max(heat, out)
         done = start + len(part)
         yield Progress(done, len(crops), f"Grad-CAM: {done} of {len(crops)} chromosomes")
     return out
