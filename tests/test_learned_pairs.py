@@ -135,9 +135,19 @@ def test_pair_gain_counts_the_boxes_regrouping_gains_on_held_out_folds(tight, mo
     gain = pair_gain([c.pairs], [spread.boxes], always, 1)
     assert gain > 0 and gain == joined - _found(c.seg, spread.boxes)
     assert pair_gain([c.pairs], [spread.boxes], never, 1) <= 0
-    # a spread without sister pairs grouped by the rules is left alone
+    # a spread without sister pairs grouped by the rules is regrouped only by a classifier
+    # learned on such spreads
     alone = PairOptions(c.pairs.parts, c.pairs.pairs.assign(same_object=False))
     assert pair_gain([alone], [spread.boxes], always, 1) == 0
+    assert pair_gain([alone], [spread.boxes], always, 1, sisters=False) == gain
+
+
+def test_a_pair_classifier_regroups_only_spreads_of_the_kind_it_learned_from(tight, model):
+    spread, c = tight
+    closed_kind = replace(_with_pairs(model, 3.0), pair_sisters=False)
+    seg = apply_model(c, closed_kind)
+    assert _found(seg, spread.boxes) == _found(c.seg, spread.boxes)
+    assert not seg.objects["reason"].str.contains("parts joined").any()
 
 
 def test_a_model_without_a_gain_never_regroups(tight, model):

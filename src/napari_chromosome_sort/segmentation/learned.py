@@ -222,6 +222,8 @@ class SegmentationModel:
     pair_coef: tuple[float, ...] = ()
     pair_intercept: float = 0.0
     pair_features: tuple[str, ...] = PAIR_FEATURES
+    # the kind of spread the pair classifier regroups: with separated sister chromatids or not
+    pair_sisters: bool = True
 
     def __post_init__(self):
         _check_model(self)
@@ -345,6 +347,8 @@ def _check_model(model: SegmentationModel) -> None:
 
 def _check_pairs(model: SegmentationModel) -> None:
     """Raise a ``ChromosortError`` naming what is wrong with a model's pair classifier."""
+    if not isinstance(model.pair_sisters, bool):
+        raise ChromosortError("segmentation model: 'pair_sisters' must be true or false")
     if not model.pairs and not model.pair_mean and not model.pair_scale:
         return
     if tuple(model.pair_features) != PAIR_FEATURES:
@@ -657,7 +661,7 @@ def learn_segmentation(
     checked = split_gain(xs, gains, split_spread) if ys.sum() >= MIN_SPLIT_EXAMPLES else 0
     if checked >= SPLIT_MARGIN:  # the corrections show touching chromosomes to split
         split = _fit(xs, ys)
-    pair, pair_counts = _learn_pairs(found, spreads, margin)
+    pair, pair_counts, sisters = _learn_pairs(found, spreads, margin)
     return SegmentationModel(
         mean=tuple(float(v) for v in mean),
         scale=tuple(float(v) for v in scale),
@@ -685,6 +689,7 @@ def learn_segmentation(
         pair_scale=tuple(float(v) for v in pair[1]),
         pair_coef=tuple(float(v) for v in pair[2]),
         pair_intercept=float(pair[3]),
+        pair_sisters=sisters,
     )
 
 
@@ -696,24 +701,28 @@ def _predictor(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarra
 
 def _learn_pairs(
     found: Sequence[Candidates], spreads: Sequence[TrainingSpread], margin: int
-) -> tuple[tuple, dict]:
+) -> tuple[tuple, dict, bool]:
     """(pair classifier as (mean, scale, coef, intercept), or empty; example counts and its
-    held-out gain): learned only when the training spreads show at least
-    :data:`MIN_PAIR_EXAMPLES` right pairs and regrouping gains ``margin`` boxes on spreads
-    (folds) it did not learn from."""
-    options = [c.pairs for c in found]
-    if any(o is None for o in options):
-        return ((), (), (), 0.0), {}
-    boxes = [s.boxes for s in spreads]
-    y = np.concatenate([pair_truth(o, b) for o, b in zip(options, boxes, strict=True)])
+    held-out gain; the kind of spread it regroups). It learns from the training spreads of one
+    kind: those showing separated sister chromatids if any does, else all
+    (:mod:`.learned_pairs`); only when they show at least :data:`MIN_PAIR_EXAMPLES` right pairs
+    and regrouping gains ``margin`` boxes on spreads (folds) it did not learn from."""
+    none = ((), (), (), 0.0)
+    if any(c.pairs is None for c in found):
+        return none, {}, True
+    sisters = any(shows_sisters(c.pairs) for c in found)
+    kind = [(c.pairs, s.boxes) for c, s in zip(found, spreads, strict=True)]
+    kind = [(o, b) for o, b in kind if shows_sisters(o) == sisters]
+    options, boxes = [o for o, _ in kind], [b for _, b in kind]
+    y = np.concatenate([pair_truth(o, b) for o, b in kind])
     counts = {"pairs_right": int(y.sum()), "pairs_wrong": int((~y).sum()), "pair_gain": 0}
     if y.sum() < MIN_PAIR_EXAMPLES or y.all():
-        return ((), (), (), 0.0), counts
-    counts["pair_gain"] = pair_gain(options, boxes, _predictor, MIN_PAIR_EXAMPLES)
+        return none, counts, sisters
+    counts["pair_gain"] = pair_gain(options, boxes, _predictor, MIN_PAIR_EXAMPLES, sisters)
     if counts["pair_gain"] < margin:
-        return ((), (), (), 0.0), counts
+        return none, counts, sisters
     x = np.vstack([o.features() for o in options])
-    return _fit(x, y), counts
+    return _fit(x, y), counts, sisters
 
 
 # --- applying --------------------------------------------------------------------------------
@@ -797,7 +806,7 @@ def _apply_pairs(
     if not model.pairs:
         return seg
     options = c.pairs if c.pairs is not None else propose_pairs(c.seg)
-    if not shows_sisters(options):
+    if shows_sisters(options) != model.pair_sisters:
         return seg
     kept = seg.objects.loc[seg.objects["status"] == "chromosome", "label"]
     options = restrict(options, set(kept) - set(untouched))

@@ -19,9 +19,12 @@ box matches a truth box (IoU >= 0.5) better than either part's box does.
 :func:`regroup` turns pair probabilities into a grouping: a pair of the rules stays together
 when its probability is >= 0.5 and is cut apart otherwise; the parts then alone are joined,
 most probable first, to one neighbouring free part each when that pair's probability is >= 0.5.
-Only spreads on which the rules grouped sister chromatids (:func:`shows_sisters`) are regrouped:
-on a spread of closed chromosomes every part is a whole chromosome, and two small ones side by
-side look like the sisters of one.
+A pair classifier regroups only spreads of the kind it learned from: spreads on which the rules
+grouped sister chromatids (:func:`shows_sisters`) when its training spreads showed them, else
+spreads on which they grouped none. Learned on spreads of separated chromatids, it joins
+half-width twins; on a spread of closed chromosomes every part is a whole chromosome and two
+small ones side by side look like the sisters of one. Learned on spreads of closed chromosomes
+(DAPI, say), it joins the pieces of one chromosome cut apart along its length.
 """
 
 from __future__ import annotations
@@ -279,8 +282,8 @@ MIN_SISTER_PAIRS = 2
 
 
 def shows_sisters(options: PairOptions) -> bool:
-    """Whether the rules grouped at least :data:`MIN_SISTER_PAIRS` pairs of parts on the spread
-    (the pair classifier regroups only such spreads)."""
+    """Whether the rules grouped at least :data:`MIN_SISTER_PAIRS` pairs of parts on the spread:
+    a spread of separated sister chromatids (module docstring)."""
     return int(options.pairs["same_object"].astype(bool).sum()) >= MIN_SISTER_PAIRS
 
 
@@ -432,12 +435,14 @@ def pair_gain(
     boxes: list[np.ndarray],
     fit,
     min_right: int,
+    sisters: bool = True,
 ) -> int:
     """Truth boxes gained on the training spreads by regrouping their parts with a pair
     classifier, each pair decided by a classifier learned from the pairs of the other spreads
     (one spread: of the other folds) and the rest as the rules have them. ``fit(x, y)`` returns
     a function of features -> probabilities; a fold whose others hold fewer than ``min_right``
-    right pairs decides nothing."""
+    right pairs decides nothing. Only spreads whose :func:`shows_sisters` is ``sisters`` are
+    regrouped."""
     x = np.vstack([o.features() for o in options]) if options else np.zeros((0, 0))
     y = np.concatenate([pair_truth(o, b) for o, b in zip(options, boxes, strict=True)])
     spread = np.concatenate([np.full(len(o.pairs), i) for i, o in enumerate(options)])
@@ -456,7 +461,7 @@ def pair_gain(
         p_test = fit(x[train], y[train])(x[test])
         for i, o in enumerate(options):
             here = test[spread == i]
-            if not here.any() or not shows_sisters(o):
+            if not here.any() or shows_sisters(o) != sisters:
                 continue
             p = rules[i].copy()
             p[here] = p_test[spread[test] == i]
