@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .shapes import angle_diff
+from .shapes import Region, angle_diff, region_measures
 
 
 @dataclass
@@ -36,13 +36,11 @@ def median_object_width(pieces, group, med_obj, params) -> float:
     """Median minor axis of the objects the grouping makes, leaving out debris-sized ones: the
     width of a whole chromosome of the spread (a pair of chromatids counts as the chromosome
     it is)."""
-    from skimage.measure import regionprops
-
     grouped = group[pieces]
     grouped[pieces == 0] = 0
     widths = [
         r.axis_minor_length
-        for r in regionprops(grouped)
+        for r in region_measures(grouped).values()
         if r.area >= params.debris_area_fraction * med_obj
     ]
     return float(np.median(widths)) if widths else float("inf")
@@ -53,7 +51,7 @@ class Neighbours:
     """Pieces of one label image lying within a gap of each other, with their region measures:
     computed once and shared by every pairing pass over the same pieces."""
 
-    regions: dict  # label -> skimage RegionProperties (each caches its measures)
+    regions: dict[int, Region]
     pairs: list[tuple[int, int]]  # (u, v), u < v: pieces within the gap of each other
     gap: float  # px
     gaps: dict[tuple[int, int], float] = field(default_factory=dict)  # measured on demand
@@ -68,7 +66,6 @@ class Neighbours:
 
 def neighbours(pieces: np.ndarray, width: float, params) -> Neighbours:
     """The pairs of pieces close enough (``pair_max_gap_factor`` x ``width``) to be sisters."""
-    from skimage.measure import regionprops
     from skimage.segmentation import expand_labels
 
     gap = max(1.0, params.pair_max_gap_factor * width)
@@ -81,7 +78,7 @@ def neighbours(pieces: np.ndarray, width: float, params) -> Neighbours:
     n = int(expanded.max()) + 1
     unique = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
     pairs = [(int(k // n), int(k % n)) for k in unique]
-    return Neighbours({r.label: r for r in regionprops(pieces)}, pairs, gap)
+    return Neighbours(region_measures(pieces), pairs, gap)
 
 
 def group_pairs(
