@@ -335,13 +335,19 @@ def explained_proba(
 def _sum_terms(terms, size: int) -> np.ndarray:
     """Every layer's term (N, h_l, w_l) through a ReLU, upsampled to ``size`` (bilinear,
     half-pixel centres, edge values beyond: ``F.interpolate(..., align_corners=False)``) and
-    summed: (N, size, size) float32. In numpy: these maps are small, and torch's threads cost
-    more than they save on them."""
-    cam = None
+    summed: (N, size, size) float32. Layers of one resolution are summed before their one
+    upsampling (it is linear). In numpy: these maps are small, and torch's threads cost more
+    than they save on them."""
+    by_shape: dict[tuple, np.ndarray] = {}
     for term in terms:
         if isinstance(term, torch.Tensor):
             term = term.detach().float().cpu().numpy()
-        up = _upsample(np.maximum(term, 0.0, dtype=np.float32), size)
+        rectified = np.maximum(term, 0.0, dtype=np.float32)
+        key = rectified.shape
+        by_shape[key] = rectified if key not in by_shape else by_shape[key] + rectified
+    cam = None
+    for summed in by_shape.values():
+        up = _upsample(summed, size)
         cam = up if cam is None else cam + up
     return cam
 
