@@ -15,7 +15,7 @@ project's own path (``ChromosomeClassifier.predict_proba``: preprocessing includ
   a multiple of one anchor pass over as many crops as the spread keeps. The spread is 2.png of
   the shared Giemsa spreads (102 chromosomes) when present, else a synthetic one.
 
-    .venv/bin/python benchmarks/bench_inference.py [--crops 96] [--repeats 3]
+    .venv/bin/python benchmarks/bench_inference.py [--crops 96] [--repeats 3] [--spread-only]
 
 Uses the WT crops from ../shared when present, else synthetic crops. Each figure is the median
 of ``--repeats`` runs, each run divided by anchor passes timed just before and just after it (so
@@ -158,10 +158,10 @@ def main(argv=None) -> None:
     parser.add_argument("--crops", type=int, default=96)
     parser.add_argument("--gradcam-crops", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--spread-only", action="store_true", help="only the whole spread and its two parts"
+    )
     args = parser.parse_args(argv)
-
-    from napari_chromosome_sort.classification.gradcam import spread_gradcam
-    from napari_chromosome_sort.classification.predict import predict_spread
 
     crops, source = load_crops(args.crops)
     print(f"{len(crops)} {source}; torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -170,17 +170,25 @@ def main(argv=None) -> None:
         f"anchor (torchvision squeezenet1_1, batch 32, 224 px): {1 / anchor.per_crop():.1f} crops/s"
     )
     model = project_model()
+    if not args.spread_only:
+        crop_ratios(model, crops[: args.gradcam_crops], crops, anchor, args.repeats)
+    whole_spread(model, anchor, args.repeats)
+
+
+def crop_ratios(model, cam_crops, crops, anchor: Anchor, repeats: int) -> None:
+    """Prints crops/s with 1, the default and 8 views, and Grad-CAM's time per crop, with ONNX
+    Runtime and with torch only."""
+    from napari_chromosome_sort.classification.gradcam import spread_gradcam
+
     fast = model.fast_logits(10_000)
-    cam_crops = placed_crops(crops[: args.gradcam_crops])
+    placed = placed_crops(cam_crops)
     ratios, cams = {}, {}
     for path, onnx in (("ONNX Runtime", True), ("torch", False)):
         if onnx and not fast:
             continue
         os.environ["CHROMOSORT_ONNX"] = "1" if onnx else "0"
-        ratios[path] = predict_ratios(model, crops, anchor, args.repeats)
-        cams[path] = anchor.ratio(
-            lambda: spread_gradcam(model, cam_crops), len(cam_crops), args.repeats
-        )
+        ratios[path] = predict_ratios(model, crops, anchor, repeats)
+        cams[path] = anchor.ratio(lambda: spread_gradcam(model, placed), len(placed), repeats)
     del os.environ["CHROMOSORT_ONNX"]
     print("\npath          views        x anchor's crops/s")
     for path, by_views in ratios.items():
@@ -189,12 +197,28 @@ def main(argv=None) -> None:
     print()
     for path, ratio in cams.items():
         print(f"Grad-CAM alone, {path}: {1 / ratio:.2f}x the anchor's time per crop")
+
+
+def whole_spread(model, anchor: Anchor, repeats: int) -> None:
+    """Prints the time of one whole spread (segment, crop, default-view calls, Grad-CAM) and of
+    its two parts, each as a multiple of one anchor pass over the spread's kept crops."""
+    from napari_chromosome_sort.classification.predict import predict_spread
+    from napari_chromosome_sort.segmentation import segment_spread
+
     image, name = spread_image()
-    kept = len(predict_spread(model, image).table)
-    whole = anchor.ratio(lambda: predict_spread(model, image, gradcam=True), kept, args.repeats)
+    segmentation = segment_spread(image)
+    kept = len(predict_spread(model, image, segmentation=segmentation).table)
+    whole = anchor.ratio(lambda: predict_spread(model, image, gradcam=True), kept, repeats)
+    segment = anchor.ratio(lambda: segment_spread(image), kept, repeats)
+    calls = anchor.ratio(
+        lambda: predict_spread(model, image, gradcam=True, segmentation=segmentation),
+        kept,
+        repeats,
+    )
     print(
         f"whole spread ({name}, {kept} chromosomes; segment + default-view calls + Grad-CAM): "
-        f"{1 / whole:.2f}x one anchor pass over its crops"
+        f"{1 / whole:.2f}x one anchor pass over its crops (segmentation {1 / segment:.2f}x, "
+        f"crops + calls + Grad-CAM {1 / calls:.2f}x)"
     )
 
 
