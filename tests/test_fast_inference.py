@@ -198,3 +198,17 @@ def test_spread_gradcam_reuses_the_first_view(monkeypatch):
     separate = spread_gradcam(model, crops, classes)
     assert result.gradcam_map.max() > 0
     np.testing.assert_allclose(result.gradcam_map, separate, atol=1e-4)
+
+
+def test_array_views_and_background_equal_the_tensor_ones():
+    """The numpy path (ONNX Runtime) takes the same dihedral views and the same background
+    colour (torch.median's lower middle value) as the torch path."""
+    import torch
+
+    from napari_chromosome_sort.classification.gradcam import background_colours
+
+    x = np.random.default_rng(0).normal(size=(2, 3, 6, 6)).astype(np.float32)
+    x[..., 0, :2] = 5.0  # an even-sized border with a tie between its middle values
+    for view in range(8):
+        np.testing.assert_array_equal(dihedral(x, view), dihedral(torch.from_numpy(x), view))
+    np.testing.assert_array_equal(background_colours(x), background_colours(torch.from_numpy(x)))

@@ -26,7 +26,14 @@ import torch.nn as nn
 
 from ..errors import ChromosortError
 from .backbones import build_backbone, pool_taps
-from .features import N_VIEWS, PREDICT_VIEWS, Preprocessing, dihedral, preprocess
+from .features import (
+    N_VIEWS,
+    PREDICT_VIEWS,
+    Preprocessing,
+    dihedral,
+    preprocess,
+    preprocess_array,
+)
 from .model_schema import HEAD_KINDS
 
 
@@ -75,6 +82,16 @@ class PooledHead(nn.Module):
         """Pooled features (N, in_dim) -> logits (N, n_classes), prior shift included."""
         z = (features - self.mu) / self.sigma
         return self.net(self.dropout(z)) + self.logit_shift
+
+    def numpy_logits(self, features: np.ndarray) -> np.ndarray:
+        """:meth:`forward` at inference on a numpy batch: in numpy for a linear head (beside
+        ONNX Runtime's threads, torch's thread pool costs more than such a small product)."""
+        if self.hidden:
+            with torch.no_grad():
+                return self(torch.from_numpy(features)).numpy()
+        weight = self.net.weight.detach().numpy()
+        z = (features - self.mu.numpy()) / self.sigma.numpy()
+        return z @ weight.T + (self.net.bias.detach().numpy() + self.logit_shift.numpy())
 
 
 def squeezenet_conv_head(
@@ -190,43 +207,59 @@ class ChromosomeClassifier(nn.Module):
         """Class probabilities (n, k), averaged over ``views`` dihedral views (the first of
         rotations 0/90/180/270, then their mirror images); ``views=None``: the model's
         ``prediction_views`` with ``tta``, one view without. ``first_view``: a function of a
-        preprocessed batch giving the logits of view 0 in place of the network (Grad-CAM uses
-        it to compute its terms in the same forward). ``batch_size`` 16: on CPUs a batch's
-        activations then stay in the caches (faster than 32 or 64, docs/performance.md)."""
+        preprocessed batch (numpy) giving the logits (numpy) of view 0 in place of the network
+        (Grad-CAM uses it to compute its terms in the same forward). ``batch_size`` 16: on CPUs
+        a batch's activations then stay in the caches (faster than 32 or 64,
+        docs/performance.md)."""
+        from scipy.special import softmax
+
         images = list(images)
         k = len(self.classes)
         if not images:
             return np.zeros((0, k), np.float32)
-        was_training = self.training
-        self.eval()
-        device = self.device
         if views is None:
             views = self.prediction_views if tta else 1
         views = check_views(views)
-        forward = self.fast_logits(len(images) * views) or self
+        was_training = self.training
+        self.eval()
+        fast = self._numpy_logits(len(images) * views)
         out = []
         for start in range(0, len(images), batch_size):
-            x = self.preprocess(images[start : start + batch_size]).to(device)
-            p = sum(
-                torch.softmax((first_view or forward)(x) if v == 0 else forward(dihedral(x, v)), 1)
-                for v in range(views)
-            )
-            p = p / views
-            out.append(p.float().cpu().numpy())
+            batch = images[start : start + batch_size]
+            if fast is not None:  # numpy from end to end: no torch beside ONNX Runtime's threads
+                x = preprocess_array(batch, self.preprocessing)
+                logits = [(first_view or fast)(x)]
+                logits += [fast(dihedral(x, v)) for v in range(1, views)]
+                p = sum(softmax(z, axis=1) for z in logits) / views
+            else:
+                x = self.preprocess(batch).to(self.device)
+                first = (
+                    torch.from_numpy(first_view(x.cpu().numpy())).to(x.device)
+                    if first_view
+                    else self(x)
+                )
+                p = torch.softmax(first, 1)
+                p = p + sum(torch.softmax(self(dihedral(x, v)), 1) for v in range(1, views))
+                p = (p / views).float().cpu().numpy()
+            out.append(np.asarray(p, np.float32))
         self.train(was_training)
         return np.concatenate(out)
 
-    def fast_logits(self, forwards: int):
-        """The frozen forward (tensor in, logits out) in ONNX Runtime when on CPU and worth it for
-        ``forwards`` crop views (see :mod:`.fast_inference`); None means: use torch."""
+    def _numpy_logits(self, forwards: int):
+        """The frozen forward (numpy batch in, logits out) in ONNX Runtime when on CPU and worth
+        it for ``forwards`` crop views (see :mod:`.fast_inference`); None means: use torch."""
         from .fast_inference import onnx_runner
 
         if self.head_kind == "pooled":
             features = onnx_runner(self.backbone, self.input_size, "pooled-taps", forwards)
             if features is None:
                 return None
-            return lambda x: self.head(torch.from_numpy(features(x.numpy())))
-        logits = onnx_runner(self, self.input_size, f"logits-{self.head_kind}", forwards)
+            return lambda x: self.head.numpy_logits(features(x))
+        return onnx_runner(self, self.input_size, f"logits-{self.head_kind}", forwards)
+
+    def fast_logits(self, forwards: int):
+        """:meth:`_numpy_logits` for tensors (tensor in, logits tensor out), or None."""
+        logits = self._numpy_logits(forwards)
         return None if logits is None else (lambda x: torch.from_numpy(logits(x.numpy())))
 
     def predict(self, images: Sequence, tta: bool = True, views: int | None = None) -> list[str]:

@@ -183,19 +183,26 @@ def _normalisation_table(mean: tuple, std: tuple) -> np.ndarray:
 
 def preprocess(images: Sequence, prep: Preprocessing):
     """List of RGB crops -> torch float tensor (N, 3, S, S)."""
-    if len(images) == 0:
-        return torch.zeros((0, 3, prep.size, prep.size))
+    return torch.from_numpy(preprocess_array(images, prep))
+
+
+def preprocess_array(images: Sequence, prep: Preprocessing) -> np.ndarray:
+    """List of RGB crops -> float32 array (N, 3, S, S) (see :func:`prepare_image`)."""
     x = np.empty((len(images), 3, prep.size, prep.size), np.float32)
     for i, image in enumerate(images):
         prepare_image(image, prep, out=x[i])
-    return torch.from_numpy(x)
+    return x
 
 
 def dihedral(x, view: int):
-    """View ``view`` (0..7) of a batch (N, C, H, W): rotation by 90*(view % 4), flipped if >= 4."""
+    """View ``view`` (0..7) of a batch (N, C, H, W), a tensor or an array (then a view of it, not
+    a copy): rotation by 90*(view % 4), flipped if >= 4."""
+    k = view % 4
+    if isinstance(x, np.ndarray):
+        x = x[..., ::-1] if view >= 4 else x
+        return np.rot90(x, k, axes=(2, 3)) if k else x
     if view >= 4:
         x = torch.flip(x, dims=(3,))
-    k = view % 4
     return torch.rot90(x, k, dims=(2, 3)) if k else x
 
 

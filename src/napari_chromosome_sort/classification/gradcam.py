@@ -94,9 +94,14 @@ def _check(layers: str, reference: str | None) -> str:
     return reference
 
 
-def background_colours(x) -> torch.Tensor:
-    """Per crop and channel, the median of the border pixels of the network input (N, C, H, W):
-    the pad colour of padded crops. (N, C)."""
+def background_colours(x):
+    """Per crop and channel, the median of the border pixels of the network input (N, C, H, W),
+    the lower of the two middle values as ``torch.median`` takes it: the pad colour of padded
+    crops. (N, C), a tensor or an array like ``x``."""
+    if isinstance(x, np.ndarray):
+        border = np.concatenate([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], axis=-1)
+        middle = (border.shape[-1] - 1) // 2
+        return np.partition(border, middle, axis=-1)[..., middle]
     border = torch.cat(
         [x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1
     )  # (N, C, 4S)
@@ -255,11 +260,13 @@ def _fast_head_runner(model, forwards: int):
 
 
 def _class_terms(run, x, reference: str) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Pooled features (N, D) of a batch and, per used layer, the Grad-CAM terms of every class
-    (N, k, h_l, w_l), the blank reference subtracted when ``reference == "blank"``."""
-    features, *terms = run(x.numpy())
+    """Pooled features (N, D) of a batch (a tensor or an array) and, per used layer, the
+    Grad-CAM terms of every class (N, k, h_l, w_l), the blank reference subtracted when
+    ``reference == "blank"``."""
+    x = x.numpy() if isinstance(x, torch.Tensor) else x
+    features, *terms = run(x)
     if reference == "blank":
-        blanks = _blank_terms(run, background_colours(x).numpy(), x.shape[-1])
+        blanks = _blank_terms(run, background_colours(x), x.shape[-1])
         terms = [t - b for t, b in zip(terms, blanks, strict=True)]
     return features, terms
 
@@ -302,9 +309,7 @@ def _fast_head_terms(model, x, class_indices, reference: str, forwards: int):
     if run is None:
         return None
     features, terms = _class_terms(run, x, reference)
-    with torch.no_grad():
-        logits = model.head(torch.from_numpy(features))
-    classes = _classes(logits, class_indices)
+    classes = _classes(model.head.numpy_logits(features), class_indices)
     picked = np.arange(len(classes)), classes
     return [torch.from_numpy(t[picked]) for t in terms], classes
 
@@ -323,11 +328,11 @@ def explained_proba(
         return model.predict_proba(images, tta=tta, views=views), None
     collected: list = []
 
-    def first_view(x):
+    def first_view(x: np.ndarray) -> np.ndarray:
         """View 0's logits, keeping its Grad-CAM terms."""
         features, terms = _class_terms(run, x, "blank")
         collected.extend(zip(*terms, strict=True))
-        return model.head(torch.from_numpy(features))
+        return model.head.numpy_logits(features)
 
     return model.predict_proba(images, tta=tta, views=views, first_view=first_view), collected
 
