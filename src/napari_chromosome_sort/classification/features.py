@@ -359,12 +359,17 @@ def extract_features(
             cache.mkdir(parents=True, exist_ok=True)
         except OSError:  # a read-only cache: memory only
             cache = None
-    forward = _frozen_forward(backbone, prep, total * views, device) if total else None
+    runner = _frozen_runner(backbone, prep, total * views, device) if total else None
     with torch.no_grad():
         for start in range(0, total, batch_size):
             idx = todo[start : start + batch_size]
-            x = preprocess([images[i] for i in idx], prep).to(device)
-            per_view = [forward(dihedral(x, v)) for v in range(views)]
+            batch = [images[i] for i in idx]
+            if runner is not None:  # numpy from end to end beside ONNX Runtime's threads
+                x = preprocess_array(batch, prep)
+                per_view = [runner(dihedral(x, v)) for v in range(views)]
+            else:
+                x = preprocess(batch, prep).to(device)
+                per_view = [backbone(dihedral(x, v)).float().cpu().numpy() for v in range(views)]
             feats = np.stack(per_view, axis=1).astype(np.float32)  # (b, views, D)
             for j, i in enumerate(idx):
                 out[i] = feats[j]
@@ -383,17 +388,14 @@ def extract_features(
     return np.stack(out) if out else np.zeros((0, views, backbone.feature_dim), np.float32)
 
 
-def _frozen_forward(backbone, prep: Preprocessing, forwards: int, device):
-    """Tensor batch -> pooled features (numpy float32): ONNX Runtime on CPU where available and
-    worth it (:mod:`.fast_inference`), else the torch backbone."""
+def _frozen_runner(backbone, prep: Preprocessing, forwards: int, device):
+    """Array batch -> pooled features (float32) in ONNX Runtime, on CPU where available and
+    worth it (:mod:`.fast_inference`); None: the torch backbone does the work."""
     from .fast_inference import onnx_runner
 
-    runner = None
     if device is None or str(device) == "cpu":
-        runner = onnx_runner(backbone, prep.size, "pooled-taps", forwards)
-    if runner is not None:
-        return lambda x: runner(x.numpy())
-    return lambda x: backbone(x).float().cpu().numpy()
+        return onnx_runner(backbone, prep.size, "pooled-taps", forwards)
+    return None
 
 
 def clear_memory_cache() -> None:
