@@ -1,6 +1,6 @@
 """A segmentation model of the user's lab, learned from corrected spreads.
 
-Three things are learned from spreads with truth boxes (:mod:`.truth`):
+Four things are learned from spreads with truth boxes (:mod:`.truth`):
 
 1. **Settings**: the object threshold, the grow-back level and how wide paired sister chromatids
    may be (``peak_fraction``, ``grow_fraction``, ``pair_max_width_ratio`` of
@@ -29,6 +29,11 @@ Three things are learned from spreads with truth boxes (:mod:`.truth`):
    :data:`SPLIT_MARGIN` boxes on training spreads it did not learn from (:func:`split_gain`);
    otherwise the model never splits.
    A split is taken when its probability is >= 0.5 and every piece passes the object classifier.
+4. **Which neighbouring parts are one chromosome** (:mod:`.learned_pairs`): a third logistic
+   regression over pairs of parts of kept objects (sister chromatids the rules paired, or did
+   not), learned from the spreads of one kind (with separated sister chromatids, or without)
+   and used only on spreads of that kind, only when regrouping with it gains at least
+   :func:`settings_margin` boxes on training spreads (folds) it did not learn from.
 
 Settings move away from the defaults, and the classifier replaces the rules' decision, only for a
 clear gain on the training spreads (:func:`choose_settings`, :func:`classifier_gain`).
@@ -704,13 +709,13 @@ def _learn_pairs(
 ) -> tuple[tuple, dict, bool]:
     """(pair classifier as (mean, scale, coef, intercept), or empty; example counts and its
     held-out gain; the kind of spread it regroups). It learns from the training spreads of one
-    kind: those showing separated sister chromatids if any does, else all
-    (:mod:`.learned_pairs`); only when they show at least :data:`MIN_PAIR_EXAMPLES` right pairs
-    and regrouping gains ``margin`` boxes on spreads (folds) it did not learn from."""
+    kind: those showing separated sister chromatids if at least half of them do, else the
+    others (:mod:`.learned_pairs`); only when they show at least :data:`MIN_PAIR_EXAMPLES`
+    right pairs and regrouping gains ``margin`` boxes on spreads (folds) it did not learn from."""
     none = ((), (), (), 0.0)
     if any(c.pairs is None for c in found):
         return none, {}, True
-    sisters = any(shows_sisters(c.pairs) for c in found)
+    sisters = 2 * sum(shows_sisters(c.pairs) for c in found) >= len(found)
     kind = [(c.pairs, s.boxes) for c, s in zip(found, spreads, strict=True)]
     kind = [(o, b) for o, b in kind if shows_sisters(o) == sisters]
     options, boxes = [o for o, _ in kind], [b for _, b in kind]
