@@ -198,8 +198,9 @@ def _absorb_enclosed(pieces, nucleus_mask, corrected, levels: _Levels, params) -
     ring = ndi.grey_dilation(pieces, size=3) * (pieces == 0)  # each piece's outer outline
     on_nucleus = np.bincount(ring[nucleus_mask].ravel(), minlength=n)
     outline = np.bincount(ring.ravel(), minlength=n)
-    peaks = np.zeros(n)
-    peaks[1:] = ndi.maximum(corrected, pieces, np.arange(1, n))
+    inside = pieces > 0
+    peaks = np.full(n, -np.inf)
+    np.maximum.at(peaks, pieces[inside], corrected[inside])  # ndi.maximum sorts every pixel
     enclosed = (on_nucleus > 0.5 * np.maximum(outline, 1)) & (
         peaks < params.nucleus_enclosed_min_peak * levels.typical_peak
     )
