@@ -70,12 +70,12 @@ def neighbours(pieces: np.ndarray, width: float, params) -> Neighbours:
 
     gap = max(1.0, params.pair_max_gap_factor * width)
     expanded = expand_labels(pieces, distance=gap / 2.0 + 0.5)
+    n = int(expanded.max()) + 1
     keys = []
     for a, b in ((expanded[:, :-1], expanded[:, 1:]), (expanded[:-1, :], expanded[1:, :])):
         sel = (a != b) & (a > 0) & (b > 0)
         lo, hi = np.minimum(a[sel], b[sel]).astype(np.int64), np.maximum(a[sel], b[sel])
-        keys.append(lo * (int(expanded.max()) + 1) + hi)
-    n = int(expanded.max()) + 1
+        keys.append(lo * n + hi)
     unique = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
     pairs = [(int(k // n), int(k % n)) for k in unique]
     return Neighbours(region_measures(pieces), pairs, gap)
