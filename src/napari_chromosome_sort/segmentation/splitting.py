@@ -86,21 +86,23 @@ def neck_contacts(ws: np.ndarray, n: int) -> dict[tuple[int, int], int]:
     return {(int(k) // (n + 1), int(k) % (n + 1)): int(counts[k]) for k in np.flatnonzero(counts)}
 
 
-NECK_EROSION = 0.8  # erosion radius over the longest allowed cut: above 1/sqrt(2) = 0.71
+#: erosion radii, over the longest allowed cut, that look for a neck: around 1/sqrt(2) = 0.71
+NECK_EROSIONS = (0.6, 0.7, 0.8)
 
 
 def _may_pinch(local: np.ndarray, max_cut: float) -> bool:
     """Whether the object can have a neck that every cut shorter than ``max_cut`` px crosses.
 
-    Such a neck is at most sqrt(2) x ``max_cut`` wide (a cut counted in pixels may run
-    diagonally), so eroding by ``NECK_EROSION`` x ``max_cut`` (a little over half that width)
-    disconnects it, while the pieces, each at least a chromatid wide (2.5 x ``max_cut``), keep
-    their cores. An object whose core stays in one piece has no such neck: the cheap test that
-    saves the watershed levels on most single chromosomes."""
+    Such a neck is about sqrt(2) x ``max_cut`` wide at most (a cut counted in pixels may run
+    diagonally), so eroding by a little over half that width disconnects it, while the pieces,
+    each at least a chromatid wide (2.5 x ``max_cut``), keep their cores. Pixels blur that
+    bound, so the object is eroded by each of ``NECK_EROSIONS`` x ``max_cut``: an object whose
+    core stays in one piece at every radius has no such neck. The cheap test that saves the
+    watershed levels on most single chromosomes."""
     from scipy import ndimage as ndi
 
-    core = ndi.distance_transform_edt(np.pad(local, 1)) > NECK_EROSION * max_cut
-    return ndi.label(core)[1] >= 2
+    distance = ndi.distance_transform_edt(np.pad(local, 1))
+    return any(ndi.label(distance > f * max_cut)[1] >= 2 for f in NECK_EROSIONS)
 
 
 def split_at_necks(local, signal, med_obj, params, width, pair_limits=None):
