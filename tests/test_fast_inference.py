@@ -212,3 +212,21 @@ def test_array_views_and_background_equal_the_tensor_ones():
     for view in range(8):
         np.testing.assert_array_equal(dihedral(x, view), dihedral(torch.from_numpy(x), view))
     np.testing.assert_array_equal(background_colours(x), background_colours(torch.from_numpy(x)))
+
+
+def test_first_view_terms_serve_the_torch_path_too(monkeypatch):
+    """When the classification runs in torch while Grad-CAM's graph runs in ONNX Runtime, the
+    first view still comes from that graph (numpy in, logits out) and the probabilities equal
+    the all-torch ones."""
+    from napari_chromosome_sort.classification.gradcam import explained_proba
+
+    model = _linear_head_model()
+    crops = _crops(8) * 8  # 64 crops: enough for an export
+    proba, terms = explained_proba(model, crops, views=1)
+    monkeypatch.setattr(type(model), "_numpy_logits", lambda self, forwards: None)
+    mixed, mixed_terms = explained_proba(model, crops, views=2)
+    assert terms is not None and mixed_terms is not None and len(mixed_terms) == len(crops)
+    monkeypatch.setenv(fast_inference.DISABLE_ENV, "0")
+    torch_only = model.predict_proba(crops, views=2)
+    np.testing.assert_allclose(mixed, torch_only, atol=1e-4)
+    np.testing.assert_allclose(proba, model.predict_proba(crops, views=1), atol=1e-4)
