@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh machine: system libraries for a (virtual) display, a virtual
-# environment in .venv, and the package with pinned CPU torch/torchvision and PyQt6.
-# Re-running is cheap: each step is skipped when already done.
+# Idempotent set-up for a fresh Linux machine: system libraries for a (virtual) display, a virtual
+# environment in .venv, and every package pinned by the lock for this Python
+# (requirements/lock-pyX.Y.txt: CPU torch, PyQt6, the test tools), installed by uv with bytecode
+# compiled. Re-running is cheap: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,22 +28,32 @@ if [ "$(uname -s)" = Linux ] && command -v dpkg-query >/dev/null 2>&1; then
   fi
 fi
 
-# 2. Virtual environment.
-if [ ! -x "$VENV/bin/python" ]; then
-  log "creating $VENV"
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
+# 2. The lock for this Python.
+version=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+lock=requirements/lock-py$version.txt
+if [ ! -f "$lock" ]; then
+  echo "[setup] no lock for Python $version (locks: $(ls requirements/lock-py*.txt | tr '\n' ' '))." \
+    "Run with a locked Python, e.g. 'PYTHON=python3.11 make demo'." >&2
+  exit 1
 fi
 
-# 3. The package, its test extras, and the pins in constraints.txt (CPU torch, matching
-#    torchvision, a PyQt6 that has a Qt wheel). Re-installed only when those files change.
+# 3. Virtual environment, with the locked uv in it.
+if [ ! -x "$VENV/bin/uv" ]; then
+  log "creating $VENV (Python $version)"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
+    "$(grep -m1 '^uv==' "$lock")" 2> >(grep -v "is neither a file nor a directory" >&2)
+fi
+
+# 4. Every locked package, then the project itself (editable, no further resolution). Redone only
+#    when the lock or pyproject.toml changes.
 stamp="$VENV/.chromosort-setup"
-want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml "$lock" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  log "installing napari-chromosome-sort and its dependencies (first run: a few minutes)"
-  # (pip's warnings about index folders that lack a package are noise on machines whose pip
-  #  config lists local indexes; everything else it says is kept.)
-  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[testing]" \
-    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+  log "installing the locked packages (about 1 min on 2 cores with an empty cache)"
+  source scripts/torch_source.sh
+  "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --compile-bytecode \
+    "${TORCH_SOURCE[@]}" -r "$lock"
+  "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi

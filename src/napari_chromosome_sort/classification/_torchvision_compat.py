@@ -68,7 +68,8 @@ def _load_extension() -> bool:
     candidates = [
         name
         for name in os.listdir(folder)
-        if name.startswith("_C.") and name.endswith((".so", ".pyd"))
+        # _C.so up to torchvision 0.28, _C_stable.so (torch's stable ABI) from 0.29
+        if name.startswith(("_C.", "_C_stable.")) and name.endswith((".so", ".pyd"))
     ]
     for name in candidates:
         try:
