@@ -176,6 +176,8 @@ def test_plots_render(tmp_path):
 
 
 def test_readout_cli_folder_and_table(tmp_path, wt_crops_dir):
+    import json
+
     from napari_chromosome_sort.cli import main
 
     assert main(["readout", str(wt_crops_dir), "--out", str(tmp_path / "one")]) == 0
@@ -213,9 +215,23 @@ def test_readout_cli_folder_and_table(tmp_path, wt_crops_dir):
         "agreement.png",
     ):
         assert (out / name).is_file(), name
-    assert "differ in" in (out / "stats.txt").read_text()
-    import json
-
+    stats_text = (out / "stats.txt").read_text()
+    assert "differ in" in stats_text and "permutation test over spreads" in stats_text
+    assert "Classifier error not included" in stats_text
+    assert (out / "spreads.csv").is_file()
+    report = {
+        "classes": ["A", "B", "C"],
+        "confusion": {"counts": [[30, 5, 1], [4, 20, 3], [0, 2, 6]]},
+    }
+    (tmp_path / "cv.json").write_text(json.dumps(report))
+    args = ["readout", str(tmp_path / "calls.csv"), "--out", str(out)]
+    assert main([*args, "--confusion", str(tmp_path / "cv.json")]) == 0
+    assert (
+        "Classifier error included: classifier error from cv.json"
+        in (out / "stats.txt").read_text()
+    )
+    assert {"adjusted_percent", "adjusted_low"} <= set(pd.read_csv(out / "summary.csv"))
+    assert "adjusted_high" in pd.read_csv(out / "spreads.csv")
     report = {"classes": ["a", "b"], "confusion": {"counts": [[5, 1], [2, 7]]}, "accuracy": 0.8}
     (tmp_path / "eval.json").write_text(json.dumps(report))
     curve = [
