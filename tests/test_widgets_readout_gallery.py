@@ -46,7 +46,7 @@ def test_readout_widget_layers_and_table(make_napari_viewer, tmp_path):
     assert comparison.replicates == "spreads" and not comparison.significant
     text = widget.result_label.text()
     assert "no p below 1 is possible" in text and "Cramér's V" in text
-    assert "WT spread (1 spreads, 150 chromosomes)" in text
+    assert "WT spread (1 spread, 150 chromosomes)" in text
     assert len(widget.figure.axes) == 1 and len(widget.figure.axes[0].patches) >= 6
     files = widget.save(tmp_path / "saved")
     assert all(f.is_file() for f in files)

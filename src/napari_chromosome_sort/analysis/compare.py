@@ -171,6 +171,10 @@ def _confusion_line(confusion: Confusion) -> str:
     return " ".join([line, *[f"Note: {n}." for n in confusion.notes]])
 
 
+def _spreads(n: int) -> str:
+    return f"{n} spread" if n == 1 else f"{n} spreads"
+
+
 def _points(value: float) -> str:
     return f"{value:+.1f}"
 
@@ -203,8 +207,8 @@ def _largest_change(comp: SampleComparison) -> str:
 def sentence(comp: SampleComparison) -> str:
     """The readout's lines for one comparison: the headline, the largest change, the secondary
     per-chromosome test, the classifier's error and the calls corrected by hand."""
-    a = f"{comp.sample_a} ({comp.n_spreads_a} spreads, {comp.n_a} chromosomes)"
-    b = f"{comp.sample_b} ({comp.n_spreads_b} spreads, {comp.n_b} chromosomes)"
+    a = f"{comp.sample_a} ({_spreads(comp.n_spreads_a)}, {comp.n_a} chromosomes)"
+    b = f"{comp.sample_b} ({_spreads(comp.n_spreads_b)}, {comp.n_b} chromosomes)"
     if comp.replicates == "chromosomes":
         a, b = f"{comp.sample_a} ({comp.n_a} chromosomes)", f"{comp.sample_b} ({comp.n_b})"
     low_power = comp.replicates == "spreads" and comp.smallest_p >= comp.alpha

@@ -154,7 +154,9 @@ def stacked_bar(
     ticks = []
     for sample, row in totals.iterrows():
         n_spreads = row.get("n_spreads")
-        spread_text = f"{int(n_spreads)} spreads, " if pd.notna(n_spreads) else ""
+        spread_text = ""
+        if pd.notna(n_spreads):
+            spread_text = f"{int(n_spreads)} spread{'' if int(n_spreads) == 1 else 's'}, "
         ticks.append(f"{_plain(sample)}\n({spread_text}{int(row['n'])} chr.)")
     ax.set_xticks(x, ticks, fontsize=8)
     ax.set_ylabel("% of chromosomes")

@@ -441,7 +441,8 @@ def sample_lines(summary: pd.DataFrame) -> list[str]:
         first = rows.iloc[0]
         size = f"{int(first['n'])} chromosomes"
         if "n_spreads" in rows.columns:
-            size = f"{int(first['n_spreads'])} spreads, " + size
+            m = int(first["n_spreads"])
+            size = f"{m} spread{'' if m == 1 else 's'}, " + size
         if adjusted:
             shares = [
                 f"{r['class']} {r['percent']:.1f}% called, {r['adjusted_percent']:.1f}% "
