@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from napari_chromosome_sort.analysis import plots, readout, spreads
-from napari_chromosome_sort.analysis.confusion import Confusion, correct_shares
+from napari_chromosome_sort.analysis.confusion import Confusion, correct_shares, fit_p
 from napari_chromosome_sort.analysis.confusion import confusion_from_metadata as load_from_metadata
 from napari_chromosome_sort.errors import ChromosortError
 
@@ -513,3 +513,34 @@ def test_plot_states_the_test_and_keeps_whiskers_inside_100():
         for segment in collection.get_segments():
             assert segment[:, 1].min() >= -1e-9 and segment[:, 1].max() <= 100 + 1e-9
     assert "3 spreads, 60 chr." in ax.get_xticklabels()[0].get_text()
+
+
+def test_confusion_fit_flags_calls_the_model_cannot_make():
+    """Calls a confusion explains fit (p = 1 inside the simplex); calls it cannot produce (more
+    B than any true type gives) are flagged, per spread and in the sentence."""
+    rates = np.array([[0.8, 0.15, 0.05], [0.3, 0.6, 0.1], [0.2, 0.5, 0.3]])
+    plausible = np.array([0.3, 0.5, 0.2]) @ rates * 200
+    assert fit_p(plausible, rates, correct_shares(plausible, rates)) == 1.0
+    impossible = np.array([10.0, 180.0, 10.0])  # 90 % B: no truth gives more than 60 %
+    assert fit_p(impossible, rates, correct_shares(impossible, rates)) < 1e-6
+    confusion = Confusion(["A", "B", "C"], rates * 1000, "planted")
+    table = pd.concat(
+        [
+            _spread("WT", "w1", [0.05, 0.9, 0.05], 200),
+            _spread("WT", "w2", [0.4, 0.45, 0.15], 200),
+            _spread("mutant", "m1", [0.4, 0.45, 0.15], 200),
+            _spread("mutant", "m2", [0.35, 0.5, 0.15], 200),
+        ]
+    )
+    per = readout.spread_summary(table, confusion=confusion).drop_duplicates("spread")
+    assert per.set_index("spread")["confusion_fit_p"].lt(0.05).to_dict() == {
+        "w1": True,
+        "w2": False,
+        "m1": False,
+        "m2": False,
+    }
+    summary = readout.summarize(table, confusion=confusion).drop_duplicates("sample")
+    assert summary.set_index("sample")["spreads_misfit"].to_dict() == {"WT": 1, "mutant": 0}
+    sentence = readout.compare_all(table, confusion=confusion)[0].sentence
+    assert "cannot explain the calls of 1 of 2 spreads of WT" in sentence
+    assert "spreads of mutant" not in sentence

@@ -109,7 +109,13 @@ def _crops(args) -> dict[str, pd.DataFrame]:
 
 
 def _readout(args) -> dict[str, pd.DataFrame]:
-    from .readout import corrected_coverage, learning_curve, readout_report, truth_vs_model
+    from .readout import (
+        corrected_coverage,
+        corrected_on_ddx11,
+        learning_curve,
+        readout_report,
+        truth_vs_model,
+    )
 
     tables = readout_report(
         draws=args.draws, spread_size=args.spread_size, seed=args.seed, figures=args.figures
@@ -134,6 +140,9 @@ def _readout(args) -> dict[str, pd.DataFrame]:
     if args.batch_objects:
         out["Giemsa spreads: truth vs a batch run's calls"] = truth_vs_model(
             args.batch_objects, args.figures
+        )
+        out["Giemsa spreads: shares corrected with the model's confusion"] = corrected_on_ddx11(
+            args.batch_objects
         )
     return out
 

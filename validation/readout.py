@@ -329,6 +329,41 @@ def learning_curve(figures: Path | None = None, crops: Path | None = None) -> pd
     return pd.DataFrame(rows)
 
 
+def corrected_on_ddx11(batch_objects: Path, model: Path | None = None) -> pd.DataFrame:
+    """Per annotated DDX11 spread (box classes = truth) against a ``chromosort batch`` run's
+    calls (sample ``giemsa_ddx11``): the largest share error of the calls, of the mean
+    probabilities and of the shares corrected with the model's stored confusion (the bundled
+    model's by default), how many of the 3 corrected intervals hold the true share, and the
+    confusion's fit p (small = the model errs here otherwise than on its training crops)."""
+    from napari_chromosome_sort import _sample_data
+    from napari_chromosome_sort.analysis import readout
+    from napari_chromosome_sort.analysis.confusion import load_confusion
+
+    confusion = load_confusion(model or _sample_data.bundled_model_path())
+    objects = pd.read_csv(batch_objects)
+    calls = objects[(objects["sample"] == "giemsa_ddx11") & objects["class"].notna()].copy()
+    calls["spread"] = calls["spread"].astype(str)
+    per = readout.spread_summary(calls, classes=CLASSES, confusion=confusion)
+    rows = []
+    for path in sorted((giemsa_dir() / "labels").glob("*.txt")):
+        truth = np.bincount(np.loadtxt(path, ndmin=2)[:, 0].astype(int), minlength=3)
+        truth = 100 * truth / truth.sum()
+        sub = per[per["spread"] == path.stem].set_index("class").reindex(CLASSES)
+        mean_p = 100 * calls.loc[calls["spread"] == path.stem, [f"p_{c}" for c in CLASSES]].mean()
+        held = (sub["adjusted_low"] <= truth) & (truth <= sub["adjusted_high"])
+        rows.append(
+            {
+                "spread": path.stem,
+                "calls: worst share error": np.abs(sub["percent"] - truth).max(),
+                "mean probability: worst error": np.abs(mean_p.to_numpy() - truth).max(),
+                "corrected: worst error": np.abs(sub["adjusted_percent"] - truth).max(),
+                "corrected intervals holding the truth (of 3)": int(held.sum()),
+                "confusion fit p": float(sub["confusion_fit_p"].iloc[0]),
+            }
+        )
+    return pd.DataFrame(rows).round(3)
+
+
 def truth_vs_model(batch_objects: Path, figures: Path | None = None) -> pd.DataFrame:
     """Per-spread truth (YOLO classes 0/1/2 = A/B/C) of the Giemsa spreads against a model's
     calls on them from a ``chromosort batch`` run (sample ``giemsa_ddx11``)."""

@@ -158,16 +158,27 @@ def compare_pair(
         hand_corrected_b=hand[1],
         classifier_error=(why_not or NO_CONFUSION)
         if confusion is None
-        else _confusion_line(confusion),
+        else _confusion_line(confusion, names, fixes, alpha),
     )
     comp.sentence = sentence(comp)
     return comp
 
 
-def _confusion_line(confusion: Confusion) -> str:
+def _confusion_line(confusion: Confusion, names, fixes, alpha: float) -> str:
+    from .confusion import correct_shares, fit_p
+
     line = "Classifier error included: " + confusion.describe() + "."
     if confusion.soft:
         line += " It corrects the mean class probabilities (p_<class> columns)."
+    rates = confusion.rates
+    for name, rows in zip(names, fixes, strict=True):
+        bad = sum(fit_p(r, rates, correct_shares(r, rates)) < alpha for r in rows)
+        if bad:
+            line += (
+                f" The model's confusion cannot explain the calls of {bad} of {len(rows)} "
+                f"spreads of {name} (G-test p < {alpha:g}): there the model errs otherwise than "
+                "on its training crops, and the corrected shares are not to be trusted."
+            )
     return " ".join([line, *[f"Note: {n}." for n in confusion.notes]])
 
 

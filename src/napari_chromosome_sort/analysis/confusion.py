@@ -190,6 +190,23 @@ def correct_shares(called: np.ndarray, rates: np.ndarray, steps: int = EM_STEPS)
     return pi
 
 
+def fit_p(counts: np.ndarray, rates: np.ndarray, estimate: np.ndarray) -> float:
+    """Whether the confusion can explain these calls at all: the likelihood-ratio test (G) of
+    the calls against the call shares the corrected estimate predicts, on as many degrees of
+    freedom as the estimate has shares held at 0 (where the constraint binds; an estimate inside
+    the simplex fits exactly and gives 1). A small p says the model errs on these chromosomes
+    otherwise than on its training crops, so the corrected shares are not to be trusted."""
+    counts = np.asarray(counts, dtype=float)
+    n = counts.sum()
+    df = int((np.asarray(estimate) <= 1e-6).sum())
+    if n <= 0 or df == 0:
+        return 1.0
+    expected = n * np.maximum(np.asarray(estimate) @ np.asarray(rates), 1e-300)
+    seen = counts > 0
+    g = 2 * float((counts[seen] * np.log(counts[seen] / expected[seen])).sum())
+    return float(stats.chi2.sf(max(g, 0.0), df))
+
+
 def overdispersion(counts: np.ndarray) -> tuple[float, int]:
     """Spread-to-spread overdispersion of one sample: Pearson X² of its spreads' calls against
     the sample's pooled shares over its degrees of freedom ((spreads - 1)(classes seen - 1)),

@@ -196,9 +196,14 @@ def _spread_aware(per_spread, alpha, confusion, seed, to_correct) -> dict[str, n
     out = {"share_low": 100 * lo, "share_high": 100 * hi}
     if confusion is not None:
         rng = np.random.default_rng(seed)
-        est, draws = cm.adjusted_shares(to_correct.to_numpy(float), confusion, rng)
+        fixes = to_correct.to_numpy(float)
+        est, draws = cm.adjusted_shares(fixes, confusion, rng)
         a_lo, a_hi = cm.percentile_interval(draws, est, alpha)
         out.update(adjusted_percent=100 * est, adjusted_low=100 * a_lo, adjusted_high=100 * a_hi)
+        fits = [
+            cm.fit_p(row, confusion.rates, cm.correct_shares(row, confusion.rates)) for row in fixes
+        ]
+        out["spreads_misfit"] = np.full(len(est), sum(p < alpha for p in fits), dtype=float)
     return out
 
 
@@ -222,7 +227,9 @@ def summarize(
     quantile; the Wilson interval without spreads); with a ``confusion`` (the model's
     cross-validated confusion, aligned to these classes) ``adjusted_percent, adjusted_low,
     adjusted_high``: shares corrected for the classifier's error and their interval
-    (:mod:`.confusion`); with a ``corrected`` column ``n_hand_corrected``.
+    (:mod:`.confusion`) and ``spreads_misfit``, how many of the sample's spreads have calls the
+    confusion cannot explain (:func:`.confusion.fit_p` < alpha: there the model errs otherwise
+    than on its training crops); with a ``corrected`` column ``n_hand_corrected``.
 
     When the table has a ``p_<class>`` column for every class (``chromosort predict``, batch
     ``objects.csv``) it also gets ``est_percent`` (mean over the objects of their probability
@@ -277,6 +284,8 @@ def summarize(
                     float(fractions[cls].std(ddof=1)) if len(fractions) > 1 else np.nan
                 )
             row.update({key: float(values[j]) for key, values in aware.items()})
+            if "spreads_misfit" in row:
+                row["spreads_misfit"] = int(row["spreads_misfit"])
             if n_hand is not None:
                 row["n_hand_corrected"] = n_hand
             if prob is not None:
@@ -301,7 +310,9 @@ def spread_summary(
 ) -> pd.DataFrame:
     """One row per (sample, spread, class): ``count, n, percent, ci_low, ci_high`` (Wilson: a
     spread's chromosomes as a multinomial sample of that cell) and, with a ``confusion``,
-    ``adjusted_percent, adjusted_low, adjusted_high`` (corrected for the classifier's error).
+    ``adjusted_percent, adjusted_low, adjusted_high`` (corrected for the classifier's error) and
+    ``confusion_fit_p`` (:func:`.confusion.fit_p`: small = the confusion cannot explain the
+    spread's calls, and its corrected shares are not to be trusted).
     Empty when the table has no spread column."""
     from . import confusion as cm
 
@@ -323,9 +334,11 @@ def spread_summary(
             lo, hi = wilson_interval(k, n, alpha)
             extra = {}
             if confusion is not None:
-                est, draws = cm.adjusted_shares(fixes.loc[spread].to_numpy(float), confusion, rng)
+                fix = fixes.loc[spread].to_numpy(float)
+                est, draws = cm.adjusted_shares(fix, confusion, rng)
                 a_lo, a_hi = cm.percentile_interval(draws, est, alpha)
                 extra = {"adjusted_percent": est, "adjusted_low": a_lo, "adjusted_high": a_hi}
+                fit = cm.fit_p(fix, confusion.rates, est)
             for j, cls in enumerate(counts.columns):
                 row = {
                     "sample": sample,
@@ -338,6 +351,8 @@ def spread_summary(
                     "ci_high": 100.0 * hi[j],
                 }
                 row.update({key: 100.0 * float(v[j]) for key, v in extra.items()})
+                if extra:
+                    row["confusion_fit_p"] = fit
                 rows.append(row)
     return pd.DataFrame(rows)
 
