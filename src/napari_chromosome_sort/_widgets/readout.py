@@ -127,31 +127,12 @@ class ReadoutWidget(QWidget):
         self.sample_col = QComboBox()
         self.class_col = QComboBox()
         self.reference = QComboBox()
-        self.source.setToolTip(
-            "Where the calls come from: the predicted-class layers open in napari, or a table "
-            "saved by 'Predict folder' / Export CSV"
-        )
-        self.open_button.setToolTip("Open a table of calls (CSV), e.g. objects.csv of a batch run")
-        self.layer_list.setToolTip(
-            "The spreads (predicted-class layers) to count: tick them, and type a sample name "
-            "(e.g. WT, mutant) beside each; spreads with the same sample name are pooled"
-        )
-        self.sample_col.setToolTip("The table column naming each chromosome's sample")
-        self.class_col.setToolTip(
-            "The table column holding each chromosome's class (type); only text columns with few "
-            "values are offered"
-        )
-        self.reference.setToolTip("The sample the others are compared with (e.g. wild type)")
         self.compute_button = QPushButton("Compute readout")
         self.compute_button.clicked.connect(self.compute)
-        self.compute_button.setToolTip(
-            "Count the types per sample, plot them and test whether the samples differ, with the "
-            "spreads as the replicates"
-        )
         self.save_button = QPushButton("Save CSV + plots…")
         self.save_button.clicked.connect(self._choose_save)
         self.save_button.setEnabled(False)
-        self.save_button.setToolTip("Save the counts, the tests and the plot to a folder")
+        self._set_tooltips()
 
         self.figure = Figure(figsize=(4, 3.6), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
@@ -185,6 +166,29 @@ class ReadoutWidget(QWidget):
             event.connect(self._refresh_layers)
         self._refresh_layers()
         self._source_changed()
+
+    def _set_tooltips(self) -> None:
+        """What each control does, shown on hover."""
+        self.source.setToolTip(
+            "Where the calls come from: the predicted-class layers open in napari, or a table "
+            "saved by 'Predict folder' / Export CSV"
+        )
+        self.open_button.setToolTip("Open a table of calls (CSV), e.g. objects.csv of a batch run")
+        self.layer_list.setToolTip(
+            "The spreads (predicted-class layers) to count: tick them, and type a sample name "
+            "(e.g. WT, mutant) beside each; spreads with the same sample name are pooled"
+        )
+        self.sample_col.setToolTip("The table column naming each chromosome's sample")
+        self.class_col.setToolTip(
+            "The table column holding each chromosome's class (type); only text columns with few "
+            "values are offered"
+        )
+        self.reference.setToolTip("The sample the others are compared with (e.g. wild type)")
+        self.compute_button.setToolTip(
+            "Count the types per sample, plot them and test whether the samples differ, with the "
+            "spreads as the replicates"
+        )
+        self.save_button.setToolTip("Save the counts, the tests and the plot to a folder")
 
     # ------------------------------------------------------------------ inputs
     def _source_changed(self, *_):

@@ -65,6 +65,29 @@ def _format_p(p: float) -> str:
     return f"p = {p:.2g}" if p >= 1e-4 else "p < 0.0001"
 
 
+def _permutation_p(table: np.ndarray, stat: float, n_permutations: int, seed: int) -> float:
+    """Monte-Carlo p of the chi-square statistic ``stat`` of the 2 x k ``table`` under random
+    re-assignment of its pooled objects to the two rows (vectorised in blocks of draws)."""
+    rng = np.random.default_rng(seed)
+    n_a, n = int(table[0].sum()), int(table.sum())
+    pooled = np.repeat(np.arange(table.shape[1]), table.sum(0))
+    col = table.sum(0).astype(float)
+    exp = np.array([n_a, n - n_a], dtype=float)[:, None] * col[None, :] / n
+    exceed, done = 0, 0
+    while done < n_permutations:
+        m = min(500, n_permutations - done)
+        idx = np.argpartition(rng.random((m, n)), n_a - 1, axis=1)[:, :n_a]
+        a_counts = np.stack([np.bincount(pooled[i], minlength=len(col)) for i in idx]).astype(float)
+        b_counts = col[None, :] - a_counts
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = ((a_counts - exp[0]) ** 2 / exp[0]).sum(1) + (
+                (b_counts - exp[1]) ** 2 / exp[1]
+            ).sum(1)
+        exceed += int((s >= stat - 1e-9).sum())
+        done += m
+    return (exceed + 1) / (n_permutations + 1)
+
+
 def compare_counts(
     counts_a: Sequence[int],
     counts_b: Sequence[int],
@@ -106,30 +129,7 @@ def compare_counts(
             raise ChromosortError(f"unknown test method {method!r}; use auto, chi2 or permutation")
         use_perm = method == "permutation" or (method == "auto" and expected.min() < 5)
         if use_perm:
-            rng = np.random.default_rng(seed)
-            pooled = np.repeat(np.arange(table_k.shape[1]), table_k.sum(0))
-            col = table_k.sum(0).astype(float)
-            row = np.array([n_a, n_b], dtype=float)
-            exp = row[:, None] * col[None, :] / n
-            exceed = 0
-            # Vectorised in blocks: each draw = a random subset of size n_a forms sample A.
-            block = 500
-            done = 0
-            while done < n_permutations:
-                m = min(block, n_permutations - done)
-                keys = rng.random((m, n))
-                idx = np.argpartition(keys, n_a - 1, axis=1)[:, :n_a]
-                a_counts = np.stack(
-                    [np.bincount(pooled[i], minlength=len(col)) for i in idx]
-                ).astype(float)
-                b_counts = col[None, :] - a_counts
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    s = ((a_counts - exp[0]) ** 2 / exp[0]).sum(1) + (
-                        (b_counts - exp[1]) ** 2 / exp[1]
-                    ).sum(1)
-                exceed += int((s >= stat - 1e-9).sum())
-                done += m
-            p = (exceed + 1) / (n_permutations + 1)
+            p = _permutation_p(table_k, stat, n_permutations, seed)
             used = f"permutation chi-square ({n_permutations} draws)"
         else:
             p = float(stats.chi2.sf(stat, dof))

@@ -268,3 +268,35 @@ def sentence(comp: SampleComparison) -> str:
 def smallest_p_text(m_a: int, m_b: int) -> str:
     """'p ≥ 0.33 with 2 vs 2 spreads' — for plot captions."""
     return f"p ≥ {sp.smallest_p(m_a, m_b):.2g} with {m_a} vs {m_b} spreads"
+
+
+def sample_lines(summary: pd.DataFrame) -> list[str]:
+    """One line per sample of a :func:`summarize` table: its n (spreads, chromosomes), each
+    share with the interval to quote (corrected for the classifier's error when the summary has
+    it, else spreads as replicates) and the calls corrected by hand."""
+    lines = []
+    adjusted = "adjusted_percent" in summary.columns
+    for sample, rows in summary.groupby("sample", sort=False):
+        first = rows.iloc[0]
+        size = f"{int(first['n'])} chromosomes"
+        if "n_spreads" in rows.columns:
+            m = int(first["n_spreads"])
+            size = f"{m} spread{'' if m == 1 else 's'}, " + size
+        if adjusted:
+            shares = [
+                f"{r['class']} {r['percent']:.1f}% called, {r['adjusted_percent']:.1f}% "
+                f"corrected ({r['adjusted_low']:.1f}–{r['adjusted_high']:.1f})"
+                for _, r in rows.iterrows()
+            ]
+        else:
+            shares = [
+                f"{r['class']} {r['percent']:.1f}% ({r['share_low']:.1f}–{r['share_high']:.1f})"
+                for _, r in rows.iterrows()
+            ]
+        line = f"{sample} ({size}): " + ", ".join(shares)
+        if "n_hand_corrected" in rows.columns:
+            line += f"; {int(first['n_hand_corrected'])} calls corrected by hand"
+        lines.append(line + ".")
+    what = "spreads as replicates" if "n_spreads" in summary.columns else "no spreads: Wilson"
+    what = "corrected for the classifier's error" if adjusted else what
+    return [*lines, f"(95 % intervals, {what}.)"] if lines else []

@@ -125,31 +125,58 @@ def stacked_bar(
                 capsize=2,
                 zorder=3,
             )
-        if spreads is not None and not spreads.empty:
-            for i, sample in enumerate(samples):
-                values = spreads[(spreads["sample"] == sample) & (spreads["class"] == cls)]
-                offsets = np.linspace(-0.25, 0.25, max(len(values), 1)) * width
-                ax.plot(
-                    xs[i] + offsets[: len(values)],
-                    values["percent"],
-                    "o",
-                    ms=2.5,
-                    mfc="white",
-                    mec="#444444",
-                    mew=0.6,
-                    zorder=5,
-                )
-        for i, value in enumerate(pct):
-            ax.text(
-                xs[i],
-                1,
-                f"{value:.0f}",
-                ha="center",
-                va="bottom",
-                fontsize=6,
-                color="white" if _dark(colour) else "black",
-                zorder=6,
-            )
+        _spread_dots(ax, spreads, samples, cls, xs, width)
+        _bar_labels(ax, xs, pct, colour)
+    ticks = _tick_labels(summary, samples)
+    ax.set_xticks(x, ticks, fontsize=8)
+    ax.set_ylabel("% of chromosomes")
+    ax.set_ylim(0, 100 + (8 + 6 * len(comparisons) if comparisons else 0))
+    ax.set_yticks([0, 20, 40, 60, 80, 100])
+    caption = _caption(comparisons, interval, int(14 * fig.get_figwidth()))
+    ax.set_title(_plain(title) + ("\n" + caption if caption else ""), fontsize=7, loc="left")
+    ax.legend(title="type", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    _brackets(ax, comparisons, samples, x)
+    for spine in ("top", "right"):
+        ax.spines[spine].set_visible(False)
+    return fig
+
+
+def _spread_dots(ax, spreads, samples, cls, xs, width) -> None:
+    """Each spread's share of ``cls`` as a small open dot over its sample's bar."""
+    if spreads is None or spreads.empty:
+        return
+    for i, sample in enumerate(samples):
+        values = spreads[(spreads["sample"] == sample) & (spreads["class"] == cls)]
+        offsets = np.linspace(-0.25, 0.25, max(len(values), 1)) * width
+        ax.plot(
+            xs[i] + offsets[: len(values)],
+            values["percent"],
+            "o",
+            ms=2.5,
+            mfc="white",
+            mec="#444444",
+            mew=0.6,
+            zorder=5,
+        )
+
+
+def _bar_labels(ax, xs, pct, colour) -> None:
+    """The rounded share at the foot of each bar."""
+    for i, value in enumerate(pct):
+        ax.text(
+            xs[i],
+            1,
+            f"{value:.0f}",
+            ha="center",
+            va="bottom",
+            fontsize=6,
+            color="white" if _dark(colour) else "black",
+            zorder=6,
+        )
+
+
+def _tick_labels(summary: pd.DataFrame, samples) -> list[str]:
+    """'<sample>\n(<m> spreads, <n> chr.)' for each sample."""
     totals = summary.groupby("sample", sort=False).first().reindex(samples)
     ticks = []
     for sample, row in totals.iterrows():
@@ -158,13 +185,11 @@ def stacked_bar(
         if pd.notna(n_spreads):
             spread_text = f"{int(n_spreads)} spread{'' if int(n_spreads) == 1 else 's'}, "
         ticks.append(f"{_plain(sample)}\n({spread_text}{int(row['n'])} chr.)")
-    ax.set_xticks(x, ticks, fontsize=8)
-    ax.set_ylabel("% of chromosomes")
-    ax.set_ylim(0, 100 + (8 + 6 * len(comparisons) if comparisons else 0))
-    ax.set_yticks([0, 20, 40, 60, 80, 100])
-    caption = _caption(comparisons, interval, int(14 * fig.get_figwidth()))
-    ax.set_title(_plain(title) + ("\n" + caption if caption else ""), fontsize=7, loc="left")
-    ax.legend(title="type", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return ticks
+
+
+def _brackets(ax, comparisons, samples, x) -> None:
+    """A bracket with the headline p over each compared pair."""
     for k, comp in enumerate(comparisons or []):
         if comp.sample_a not in samples or comp.sample_b not in samples:
             continue
@@ -174,9 +199,6 @@ def stacked_bar(
         ax.text(
             (x[i] + x[j2]) / 2, y + 0.5, _p_text(comp.p_value), ha="center", va="bottom", fontsize=7
         )
-    for spine in ("top", "right"):
-        ax.spines[spine].set_visible(False)
-    return fig
 
 
 def _dark(colour) -> bool:

@@ -21,6 +21,7 @@ from scipy import stats
 from ..errors import ChromosortError
 from .agreement import agreement, agreement_from_long, cohen_kappa  # noqa: F401 (public API)
 from .chromosome_test import Comparison, _format_p, compare_counts  # noqa: F401 (public API)
+from .compare import sample_lines  # noqa: F401 (public API)
 
 if TYPE_CHECKING:
     from .confusion import Confusion
@@ -207,6 +208,23 @@ def _spread_aware(per_spread, alpha, confusion, seed, to_correct) -> dict[str, n
     return out
 
 
+def _estimates(prob, calls, sample, sample_col, spread_col) -> dict[str, dict]:
+    """est_percent (mean probability of each class) and, with spreads, spread_est_mean /
+    spread_est_sd, as {column: {class: value}}; empty without probabilities."""
+    if prob is None:
+        return {}
+    sample_prob = prob.loc[calls[sample_col].astype(str) == sample]
+    out = {"est_percent": (sample_prob.mean() * 100).to_dict()}
+    if spread_col is not None:
+        spreads = calls.loc[sample_prob.index, spread_col].astype(str)
+        spread_est = sample_prob.groupby(spreads).mean() * 100
+        out["spread_est_mean"] = spread_est.mean().to_dict()
+        out["spread_est_sd"] = (
+            spread_est.std(ddof=1) if len(spread_est) > 1 else spread_est.mean() * np.nan
+        ).to_dict()
+    return out
+
+
 def summarize(
     table: pd.DataFrame,
     sample_col: str = "sample",
@@ -260,12 +278,7 @@ def summarize(
         )
         aware = _spread_aware(per_spread, alpha, confusion, seed, to_correct)
         n_hand = hand_corrected(calls, sample, sample_col)
-        if prob is not None:
-            sample_prob = prob.loc[calls[sample_col].astype(str) == sample]
-            est = sample_prob.mean() * 100
-            if has_spreads:
-                spreads = calls.loc[sample_prob.index, spread_col].astype(str)
-                spread_est = sample_prob.groupby(spreads).mean() * 100
+        estimates = _estimates(prob, calls, sample, sample_col, spread_col if has_spreads else None)
         for j, cls in enumerate(counts.columns):
             k = int(counts.loc[sample, cls])
             row = {
@@ -288,12 +301,7 @@ def summarize(
                 row["spreads_misfit"] = int(row["spreads_misfit"])
             if n_hand is not None:
                 row["n_hand_corrected"] = n_hand
-            if prob is not None:
-                row["est_percent"] = float(est[cls]) if n else np.nan
-                if has_spreads:
-                    col = spread_est[cls]
-                    row["spread_est_mean"] = float(col.mean()) if len(col) else np.nan
-                    row["spread_est_sd"] = float(col.std(ddof=1)) if len(col) > 1 else np.nan
+            row.update({key: values[cls] for key, values in estimates.items()})
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -444,38 +452,6 @@ def _aligned(confusion: Confusion, classes) -> Confusion:
             f"{[str(c) for c in classes]}: give the model that made these calls"
         )
     return aligned
-
-
-def sample_lines(summary: pd.DataFrame) -> list[str]:
-    """One line per sample of a :func:`summarize` table: its n (spreads, chromosomes), each
-    share with the interval to quote (corrected for the classifier's error when the summary has
-    it, else spreads as replicates) and the calls corrected by hand."""
-    lines = []
-    adjusted = "adjusted_percent" in summary.columns
-    for sample, rows in summary.groupby("sample", sort=False):
-        first = rows.iloc[0]
-        size = f"{int(first['n'])} chromosomes"
-        if "n_spreads" in rows.columns:
-            m = int(first["n_spreads"])
-            size = f"{m} spread{'' if m == 1 else 's'}, " + size
-        if adjusted:
-            shares = [
-                f"{r['class']} {r['percent']:.1f}% called, {r['adjusted_percent']:.1f}% "
-                f"corrected ({r['adjusted_low']:.1f}–{r['adjusted_high']:.1f})"
-                for _, r in rows.iterrows()
-            ]
-        else:
-            shares = [
-                f"{r['class']} {r['percent']:.1f}% ({r['share_low']:.1f}–{r['share_high']:.1f})"
-                for _, r in rows.iterrows()
-            ]
-        line = f"{sample} ({size}): " + ", ".join(shares)
-        if "n_hand_corrected" in rows.columns:
-            line += f"; {int(first['n_hand_corrected'])} calls corrected by hand"
-        lines.append(line + ".")
-    what = "spreads as replicates" if "n_spreads" in summary.columns else "no spreads: Wilson"
-    what = "corrected for the classifier's error" if adjusted else what
-    return [*lines, f"(95 % intervals, {what}.)"] if lines else []
 
 
 def comparison_lines(table, comparisons, *_, **__) -> list[str]:
