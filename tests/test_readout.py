@@ -544,3 +544,6 @@ def test_confusion_fit_flags_calls_the_model_cannot_make():
     sentence = readout.compare_all(table, confusion=confusion)[0].sentence
     assert "cannot explain the calls of 1 of 2 spreads of WT" in sentence
     assert "spreads of mutant" not in sentence
+    lines = readout.sample_lines(readout.summarize(table, confusion=confusion))
+    assert "cannot explain the calls of 1 of its spreads" in lines[0]
+    assert "cannot explain" not in lines[1]

@@ -294,6 +294,12 @@ def sample_lines(summary: pd.DataFrame) -> list[str]:
                 for _, r in rows.iterrows()
             ]
         line = f"{sample} ({size}): " + ", ".join(shares)
+        misfit = int(first["spreads_misfit"]) if "spreads_misfit" in rows.columns else 0
+        if misfit:
+            line += (
+                f"; the model's confusion cannot explain the calls of {misfit} of its spreads, "
+                "so the corrected shares are not to be trusted"
+            )
         if "n_hand_corrected" in rows.columns:
             line += f"; {int(first['n_hand_corrected'])} calls corrected by hand"
         lines.append(line + ".")
