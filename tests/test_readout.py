@@ -547,3 +547,5 @@ def test_confusion_fit_flags_calls_the_model_cannot_make():
     lines = readout.sample_lines(readout.summarize(table, confusion=confusion))
     assert "cannot explain the calls of 1 of its spreads" in lines[0]
     assert "cannot explain" not in lines[1]
+    fig = plots.stacked_bar(readout.summarize(table, confusion=confusion))
+    assert "not to be trusted" in fig.axes[0].get_title(loc="left")

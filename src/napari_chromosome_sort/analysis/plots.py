@@ -43,7 +43,7 @@ def _interval(sub: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str]:
     return np.full(len(sub), np.nan), np.full(len(sub), np.nan), ""
 
 
-def _caption(comparisons, interval: str, width: int = 80) -> str:
+def _caption(comparisons, interval: str, width: int = 80, summary=None) -> str:
     """Under the title: each comparison's test with its n, and what the whiskers are."""
     import textwrap
 
@@ -68,6 +68,15 @@ def _caption(comparisons, interval: str, width: int = 80) -> str:
         lines.append(
             textwrap.fill(f"Bars: share of calls; whiskers: 95 % interval, {interval}", width)
         )
+    if summary is not None and "spreads_misfit" in summary.columns:
+        misfit = summary.groupby("sample", sort=False)["spreads_misfit"].first()
+        misfit = misfit[misfit > 0]
+        if len(misfit):
+            names = ", ".join(f"{_plain(k)} ({int(v)} spreads)" for k, v in misfit.items())
+            text = (
+                f"◆ not to be trusted where the model's confusion cannot explain the calls: {names}"
+            )
+            lines.append(textwrap.fill(text, width))
     return "\n".join(lines)
 
 
@@ -132,7 +141,7 @@ def stacked_bar(
     ax.set_ylabel("% of chromosomes")
     ax.set_ylim(0, 100 + (8 + 6 * len(comparisons) if comparisons else 0))
     ax.set_yticks([0, 20, 40, 60, 80, 100])
-    caption = _caption(comparisons, interval, int(14 * fig.get_figwidth()))
+    caption = _caption(comparisons, interval, int(14 * fig.get_figwidth()), summary)
     ax.set_title(_plain(title) + ("\n" + caption if caption else ""), fontsize=7, loc="left")
     ax.legend(title="type", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     _brackets(ax, comparisons, samples, x)
