@@ -40,8 +40,13 @@ def test_readout_widget_layers_and_table(make_napari_viewer, tmp_path):
         "WT spread",
         "KO spread",
     }
-    assert len(widget.comparisons) == 1 and widget.comparisons[0].significant
-    assert "Cramér's V" in widget.result_label.text()
+    # one spread per sample: the per-chromosome test would call it, the spreads cannot
+    comparison = widget.comparisons[0]
+    assert len(widget.comparisons) == 1 and comparison.secondary.significant
+    assert comparison.replicates == "spreads" and not comparison.significant
+    text = widget.result_label.text()
+    assert "no p below 1 is possible" in text and "Cramér's V" in text
+    assert "WT spread (1 spread, 150 chromosomes)" in text
     assert len(widget.figure.axes) == 1 and len(widget.figure.axes[0].patches) >= 6
     files = widget.save(tmp_path / "saved")
     assert all(f.is_file() for f in files)
@@ -71,6 +76,17 @@ def test_readout_groups_spreads_into_named_samples(make_napari_viewer, tmp_path)
     widget.compute()
     totals = widget.summary.drop_duplicates("sample").set_index("sample")["n"]
     assert totals.to_dict() == {"WT": 120, "mutant": 120}
+    assert "2 vs 2 spreads" in " ".join(widget.figure.axes[0].get_title(loc="left").split())
+    assert not widget.comparisons[0].significant  # 2 vs 2 spreads: p >= 1/3 whatever n
+    # calls corrected by hand (a 'corrected' feature) are counted and shown
+    layer = viewer.layers["wt 0 predicted classes"]
+    features = layer.features.copy()
+    features["corrected"] = [True] * 3 + [False] * (len(features) - 3)
+    layer.features = features
+    widget.compute()
+    assert "WT (2 spreads, 120 chromosomes)" in widget.result_label.text()
+    assert "3 calls corrected by hand" in widget.result_label.text()
+    assert "WT: 3 of 120" in widget.result_label.text()
     # a new layer keeps the names typed so far
     viewer.add_labels(np.zeros((5, 5), np.int32), name="other")
     assert ("wt 1 predicted classes", True, "WT") in widget.spread_rows()

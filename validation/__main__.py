@@ -109,17 +109,30 @@ def _crops(args) -> dict[str, pd.DataFrame]:
 
 
 def _readout(args) -> dict[str, pd.DataFrame]:
-    from .readout import learning_curve, readout_report, truth_vs_model
+    from .readout import (
+        corrected_coverage,
+        corrected_on_ddx11,
+        learning_curve,
+        readout_report,
+        truth_vs_model,
+    )
 
     tables = readout_report(
-        splits=args.splits, draws=args.draws, n=args.n, seed=args.seed, figures=args.figures
+        draws=args.draws, spread_size=args.spread_size, seed=args.seed, figures=args.figures
     )
     out = {
-        "Null: random halves of the WT crops, flagged at alpha 0.05": tables["null"],
-        "Planted shift resampled from the WT crops: share of draws flagged": tables["planted"],
+        "Spreads as replicates: share of draws flagged at alpha 0.05": tables["spreads"],
+        "Spread-to-spread overdispersion of the annotated DDX11 spreads": tables["phi_ddx11"],
+        "Two samples of two discordant spreads (WT 10/50 % C, mutant 30/70 % C)": tables[
+            "discordant"
+        ],
         "Example (figure readout_stacked_bar)": tables["example_summary"],
         "Example comparison": tables["example"],
     }
+    if args.coverage:
+        out["Corrected shares: intervals holding the truth"] = corrected_coverage(
+            args.coverage, args.spread_size, seed=args.seed + 1
+        )
     if args.learning_curve:
         out["Learning curve, 5-fold CV concordance vs crops per class"] = learning_curve(
             args.figures
@@ -127,6 +140,9 @@ def _readout(args) -> dict[str, pd.DataFrame]:
     if args.batch_objects:
         out["Giemsa spreads: truth vs a batch run's calls"] = truth_vs_model(
             args.batch_objects, args.figures
+        )
+        out["Giemsa spreads: shares corrected with the model's confusion"] = corrected_on_ddx11(
+            args.batch_objects
         )
     return out
 
@@ -198,10 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--cache", default=None, help="feature cache folder (faster re-runs)")
     k.add_argument("--skip-crossval", action="store_true", help="only the published model")
     k.set_defaults(run=_crops)
-    o = sub.add_parser("readout", help="per-sample comparison: null halves and planted shifts")
-    o.add_argument("--splits", type=int, default=1000, help="random halves (null)")
-    o.add_argument("--draws", type=int, default=500, help="resampled pairs per planted shift")
-    o.add_argument("--n", type=int, default=200, help="crops per sample")
+    o = sub.add_parser(
+        "readout", help="per-sample comparison over spreads: false alarms and planted shifts"
+    )
+    o.add_argument("--draws", type=int, default=400, help="pairs of samples per table cell")
+    o.add_argument("--spread-size", type=int, default=40, help="chromosomes per spread")
+    o.add_argument(
+        "--coverage",
+        type=int,
+        default=0,
+        metavar="DRAWS",
+        help="also the coverage of the corrected shares' intervals (planted confusion)",
+    )
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--figures", type=Path, default=None, help="write the figures here")
     o.add_argument(

@@ -85,7 +85,9 @@ def table_from_layers(layers, samples: dict[str, str] | None = None) -> pd.DataF
             features["sample"] = samples[layer.name]
         elif "sample" not in features.columns or features["sample"].isna().all():
             features["sample"] = default_sample(layer.name)
-        frames.append(features[["sample", "spread", "class"]])
+        extra = [c for c in features.columns if c in ("corrected", "called_by")]
+        extra += [c for c in features.columns if str(c).startswith("p_")]
+        frames.append(features[["sample", "spread", "class", *extra]])
     if not frames:
         raise ChromosortError(
             "none of the chosen Labels layers has a 'class' feature: run Predict first"
@@ -96,7 +98,8 @@ def table_from_layers(layers, samples: dict[str, str] | None = None) -> pd.DataF
 
 
 class ReadoutWidget(QWidget):
-    """Stacked bar per sample + chi-square / permutation test between samples."""
+    """Type shares per sample (bars with intervals, spreads as dots) and the comparison of the
+    samples with spreads as the replicates."""
 
     def __init__(self, napari_viewer):
         super().__init__()
@@ -104,6 +107,7 @@ class ReadoutWidget(QWidget):
         self.table: pd.DataFrame | None = None
         self.summary: pd.DataFrame | None = None
         self.comparisons: list = []
+        self.spreads: pd.DataFrame | None = None
         self.colours: dict[str, str] = {}
 
         self.source = QComboBox()
@@ -123,30 +127,12 @@ class ReadoutWidget(QWidget):
         self.sample_col = QComboBox()
         self.class_col = QComboBox()
         self.reference = QComboBox()
-        self.source.setToolTip(
-            "Where the calls come from: the predicted-class layers open in napari, or a table "
-            "saved by 'Predict folder' / Export CSV"
-        )
-        self.open_button.setToolTip("Open a table of calls (CSV), e.g. objects.csv of a batch run")
-        self.layer_list.setToolTip(
-            "The spreads (predicted-class layers) to count: tick them, and type a sample name "
-            "(e.g. WT, mutant) beside each; spreads with the same sample name are pooled"
-        )
-        self.sample_col.setToolTip("The table column naming each chromosome's sample")
-        self.class_col.setToolTip(
-            "The table column holding each chromosome's class (type); only text columns with few "
-            "values are offered"
-        )
-        self.reference.setToolTip("The sample the others are compared with (e.g. wild type)")
         self.compute_button = QPushButton("Compute readout")
         self.compute_button.clicked.connect(self.compute)
-        self.compute_button.setToolTip(
-            "Count the types per sample, plot them and test whether the samples differ"
-        )
         self.save_button = QPushButton("Save CSV + plots…")
         self.save_button.clicked.connect(self._choose_save)
         self.save_button.setEnabled(False)
-        self.save_button.setToolTip("Save the counts, the tests and the plot to a folder")
+        self._set_tooltips()
 
         self.figure = Figure(figsize=(4, 3.6), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
@@ -180,6 +166,29 @@ class ReadoutWidget(QWidget):
             event.connect(self._refresh_layers)
         self._refresh_layers()
         self._source_changed()
+
+    def _set_tooltips(self) -> None:
+        """What each control does, shown on hover."""
+        self.source.setToolTip(
+            "Where the calls come from: the predicted-class layers open in napari, or a table "
+            "saved by 'Predict folder' / Export CSV"
+        )
+        self.open_button.setToolTip("Open a table of calls (CSV), e.g. objects.csv of a batch run")
+        self.layer_list.setToolTip(
+            "The spreads (predicted-class layers) to count: tick them, and type a sample name "
+            "(e.g. WT, mutant) beside each; spreads with the same sample name are pooled"
+        )
+        self.sample_col.setToolTip("The table column naming each chromosome's sample")
+        self.class_col.setToolTip(
+            "The table column holding each chromosome's class (type); only text columns with few "
+            "values are offered"
+        )
+        self.reference.setToolTip("The sample the others are compared with (e.g. wild type)")
+        self.compute_button.setToolTip(
+            "Count the types per sample, plot them and test whether the samples differ, with the "
+            "spreads as the replicates"
+        )
+        self.save_button.setToolTip("Save the counts, the tests and the plot to a folder")
 
     # ------------------------------------------------------------------ inputs
     def _source_changed(self, *_):
@@ -289,12 +298,19 @@ class ReadoutWidget(QWidget):
             self.reference.blockSignals(False)
             reference = self.reference.currentText() or None
             comparisons = readout.compare_all(table, sample_col, class_col, reference=reference)
-            lines = readout.comparison_lines(table, comparisons, sample_col, class_col, "spread")
+            lines = readout.sample_lines(summary) + readout.comparison_lines(table, comparisons)
+            self.spreads = readout.spread_summary(table, sample_col, class_col)
         except ChromosortError as error:
             report_error(error, "Readout")
             return
         self.summary, self.comparisons = summary, comparisons
-        plots.stacked_bar(summary, comparisons=comparisons, fig=self.figure, colours=self.colours)
+        plots.stacked_bar(
+            summary,
+            comparisons=comparisons,
+            fig=self.figure,
+            colours=self.colours,
+            spreads=self.spreads,
+        )
         self.canvas.draw_idle()
         self.result_label.setText("\n\n".join(lines))
         self.save_button.setEnabled(True)
@@ -318,7 +334,9 @@ class ReadoutWidget(QWidget):
                 folder / "comparisons.csv", index=False
             )
             files.append(folder / "comparisons.csv")
-        fig = plots.stacked_bar(self.summary, comparisons=self.comparisons, colours=self.colours)
+        fig = plots.stacked_bar(
+            self.summary, comparisons=self.comparisons, colours=self.colours, spreads=self.spreads
+        )
         files += plots.save_figure(fig, folder / "stacked_bar")
         show_info(f"readout saved to {folder}")
         return files

@@ -30,6 +30,60 @@ def _new_figure(figsize=(5, 4)) -> tuple[Figure, object]:
     return fig, ax
 
 
+def _interval(sub: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str]:
+    """The interval to draw for each bar and what it is: corrected for the classifier's error
+    when the summary has it, else spreads as replicates, else Wilson over chromosomes."""
+    for low, high, what in (
+        ("adjusted_low", "adjusted_high", "corrected for the classifier's error (◆)"),
+        ("share_low", "share_high", "spreads as replicates"),
+        ("ci_low", "ci_high", "chromosomes as replicates"),
+    ):
+        if low in sub.columns and sub[low].notna().any():
+            return sub[low].to_numpy(float), sub[high].to_numpy(float), what
+    return np.full(len(sub), np.nan), np.full(len(sub), np.nan), ""
+
+
+def _caption(comparisons, interval: str, width: int = 80, summary=None) -> str:
+    """Under the title: each comparison's test with its n, and what the whiskers are."""
+    import textwrap
+
+    lines = []
+    for comp in comparisons or []:
+        if getattr(comp, "replicates", "") == "spreads":
+            text = (
+                f"{comp.sample_a} vs {comp.sample_b}: {comp.test}; {comp.n_spreads_a} vs "
+                f"{comp.n_spreads_b} spreads, {comp.n_a} vs {comp.n_b} chromosomes; "
+                f"{_p_text(comp.p_value)}"
+            )
+            if comp.smallest_p >= comp.alpha:
+                text += f" (no p below {comp.smallest_p:.2g} is possible)"
+            text += f". Secondary, chromosomes as replicates: {_p_text(comp.secondary.p_value)}"
+        else:
+            text = (
+                f"{comp.sample_a} vs {comp.sample_b}: {comp.test}, chromosomes as replicates "
+                f"(no spreads), {comp.n_a} vs {comp.n_b} chromosomes; {_p_text(comp.p_value)}"
+            )
+        lines.append(textwrap.fill(_plain(text), width))
+    if interval:
+        lines.append(
+            textwrap.fill(f"Bars: share of calls; whiskers: 95 % interval, {interval}", width)
+        )
+    if summary is not None and "spreads_misfit" in summary.columns:
+        misfit = summary.groupby("sample", sort=False)["spreads_misfit"].first()
+        misfit = misfit[misfit > 0]
+        if len(misfit):
+            names = ", ".join(f"{_plain(k)} ({int(v)} spreads)" for k, v in misfit.items())
+            text = (
+                f"◆ not to be trusted where the model's confusion cannot explain the calls: {names}"
+            )
+            lines.append(textwrap.fill(text, width))
+    return "\n".join(lines)
+
+
+def _p_text(p: float) -> str:
+    return f"p = {p:.2g}" if p >= 1e-4 else "p < 1e-4"
+
+
 def stacked_bar(
     summary: pd.DataFrame,
     title: str = "Cohesion type distribution",
@@ -37,75 +91,128 @@ def stacked_bar(
     show_ci: bool = True,
     fig: Figure | None = None,
     colours: dict[str, str] | None = None,
+    spreads: pd.DataFrame | None = None,
 ) -> Figure:
-    """Stacked 100 % bars, one per sample, segments = classes (paper's Fig. 5 style).
-
-    ``summary`` is :func:`readout.summarize` output. Segment labels give the percentage; when
-    ``show_ci`` a whisker at each segment's top spans that class's own Wilson 95 % CI.
-    ``comparisons`` (``readout.Comparison`` list) adds p-values above the bars. ``colours``
-    ({class: colour}) gives the classes the colours they have elsewhere (e.g. on the spread).
-    """
-    if fig is None:
-        fig, ax = _new_figure((1.6 + 1.1 * summary["sample"].nunique(), 4.2))
-    else:
-        fig.clear()
-        ax = fig.add_subplot(1, 1, 1)
+    """Each sample's type shares as bars side by side (one per class, so that no interval is
+    stacked past 100 %), with whiskers for each share's 95 % interval (see :func:`_interval`),
+    the per-spread shares as dots (``spreads``: :func:`readout.spread_summary`), the headline
+    test's p above each compared pair, and the test and n (spreads, chromosomes) under the
+    title. ``summary`` is :func:`readout.summarize` output; ``comparisons`` the
+    :func:`readout.compare_all` list; ``colours`` ({class: colour}) gives the classes the colours
+    they have elsewhere (e.g. on the spread)."""
     samples = list(dict.fromkeys(summary["sample"]))
     classes = list(dict.fromkeys(summary["class"]))
+    if fig is None:
+        fig = Figure(figsize=(max(5.5, 2.6 + 1.2 * len(samples) * max(1, len(classes) / 3)), 4.8))
+        fig.set_layout_engine("constrained")
+    else:
+        fig.clear()
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(len(classes), 1)
     x = np.arange(len(samples))
-    bottom = np.zeros(len(samples))
+    interval = ""
     for j, cls in enumerate(classes):
         sub = summary[summary["class"] == cls].set_index("sample").reindex(samples)
         pct = sub["percent"].fillna(0).to_numpy()
         colour = (colours or {}).get(cls) or _TYPE_COLOURS[j % len(_TYPE_COLOURS)]
-        r, g, b = to_rgb(colour)
-        text_colour = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
-        ax.bar(x, pct, bottom=bottom, color=colour, edgecolor="white", width=0.6, label=_plain(cls))
-        for i, value in enumerate(pct):
-            if value >= 4:
-                ax.text(
-                    x[i],
-                    bottom[i] + value / 2,
-                    f"{value:.1f}",
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color=text_colour,
-                )
-        if show_ci and j < len(classes) - 1:
-            lo = sub["ci_low"].fillna(0).to_numpy()
-            hi = sub["ci_high"].fillna(0).to_numpy()
-            top = bottom + pct
+        xs = x - 0.4 + width * (j + 0.5)
+        ax.bar(xs, pct, width=width * 0.92, color=colour, edgecolor="white", label=_plain(cls))
+        lo, hi, interval = _interval(sub)
+        centre = pct
+        if "adjusted_percent" in sub.columns and sub["adjusted_percent"].notna().any():
+            centre = sub["adjusted_percent"].to_numpy(float)
+            ax.plot(xs, centre, "D", ms=3.5, color="black", zorder=4)
+        if show_ci and np.isfinite(lo).any():
+            yerr = np.clip([centre - lo, hi - centre], 0, None)
             ax.errorbar(
-                x + 0.22,
-                top,
-                yerr=np.clip([pct - lo, hi - pct], 0, None),  # rounding: 100 % - 1e-14
+                xs,
+                centre,
+                yerr=yerr,
                 fmt="none",
                 ecolor="black",
                 elinewidth=0.8,
                 capsize=2,
+                zorder=3,
             )
-        bottom = bottom + pct
-    n = summary.groupby("sample", sort=False)["n"].first().reindex(samples)
-    ax.set_xticks(x, [f"{_plain(s)}\n(n = {int(k)})" for s, k in zip(samples, n, strict=True)])
+        _spread_dots(ax, spreads, samples, cls, xs, width)
+        _bar_labels(ax, xs, pct, colour)
+    ticks = _tick_labels(summary, samples)
+    ax.set_xticks(x, ticks, fontsize=8)
     ax.set_ylabel("% of chromosomes")
-    ax.set_ylim(0, 118 if comparisons else 100)
+    ax.set_ylim(0, 100 + (8 + 6 * len(comparisons) if comparisons else 0))
     ax.set_yticks([0, 20, 40, 60, 80, 100])
-    ax.set_title(_plain(title), fontsize=10)
+    caption = _caption(comparisons, interval, int(14 * fig.get_figwidth()), summary)
+    ax.set_title(_plain(title) + ("\n" + caption if caption else ""), fontsize=7, loc="left")
     ax.legend(title="type", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    if comparisons:
-        for k, comp in enumerate(comparisons):
-            if comp.sample_a not in samples or comp.sample_b not in samples:
-                continue
-            i, j2 = samples.index(comp.sample_a), samples.index(comp.sample_b)
-            y = 102 + 5 * k
-            ax.plot([x[i], x[i], x[j2], x[j2]], [y - 1, y, y, y - 1], color="black", lw=0.8)
-            p = comp.p_value
-            text = f"p = {p:.2g}" if p >= 1e-4 else "p < 1e-4"
-            ax.text((x[i] + x[j2]) / 2, y + 0.5, text, ha="center", va="bottom", fontsize=7)
+    _brackets(ax, comparisons, samples, x)
     for spine in ("top", "right"):
         ax.spines[spine].set_visible(False)
     return fig
+
+
+def _spread_dots(ax, spreads, samples, cls, xs, width) -> None:
+    """Each spread's share of ``cls`` as a small open dot over its sample's bar."""
+    if spreads is None or spreads.empty:
+        return
+    for i, sample in enumerate(samples):
+        values = spreads[(spreads["sample"] == sample) & (spreads["class"] == cls)]
+        offsets = np.linspace(-0.25, 0.25, max(len(values), 1)) * width
+        ax.plot(
+            xs[i] + offsets[: len(values)],
+            values["percent"],
+            "o",
+            ms=2.5,
+            mfc="white",
+            mec="#444444",
+            mew=0.6,
+            zorder=5,
+        )
+
+
+def _bar_labels(ax, xs, pct, colour) -> None:
+    """The rounded share at the foot of each bar."""
+    for i, value in enumerate(pct):
+        ax.text(
+            xs[i],
+            1,
+            f"{value:.0f}",
+            ha="center",
+            va="bottom",
+            fontsize=6,
+            color="white" if _dark(colour) else "black",
+            zorder=6,
+        )
+
+
+def _tick_labels(summary: pd.DataFrame, samples) -> list[str]:
+    """'<sample>\n(<m> spreads, <n> chr.)' for each sample."""
+    totals = summary.groupby("sample", sort=False).first().reindex(samples)
+    ticks = []
+    for sample, row in totals.iterrows():
+        n_spreads = row.get("n_spreads")
+        spread_text = ""
+        if pd.notna(n_spreads):
+            spread_text = f"{int(n_spreads)} spread{'' if int(n_spreads) == 1 else 's'}, "
+        ticks.append(f"{_plain(sample)}\n({spread_text}{int(row['n'])} chr.)")
+    return ticks
+
+
+def _brackets(ax, comparisons, samples, x) -> None:
+    """A bracket with the headline p over each compared pair."""
+    for k, comp in enumerate(comparisons or []):
+        if comp.sample_a not in samples or comp.sample_b not in samples:
+            continue
+        i, j2 = samples.index(comp.sample_a), samples.index(comp.sample_b)
+        y = 103 + 6 * k
+        ax.plot([x[i], x[i], x[j2], x[j2]], [y - 1, y, y, y - 1], color="black", lw=0.8)
+        ax.text(
+            (x[i] + x[j2]) / 2, y + 0.5, _p_text(comp.p_value), ha="center", va="bottom", fontsize=7
+        )
+
+
+def _dark(colour) -> bool:
+    r, g, b = to_rgb(colour)
+    return 0.299 * r + 0.587 * g + 0.114 * b <= 0.55
 
 
 def confusion_matrix_plot(

@@ -1,23 +1,32 @@
-"""Per-sample readout: class distributions with CIs, per-spread variation, sample comparison,
-annotator agreement. Qt-free and torch-free (numpy, scipy, pandas, scikit-learn only).
+"""Per-sample readout: class distributions with intervals, per-spread variation, the sample
+comparison. Qt-free and torch-free (numpy, scipy, pandas only).
 
 A *calls table* is any DataFrame with one row per classified object and at least a sample column
 (default ``sample``) and a class column (default ``class``); an optional spread column (default
-``spread``) groups objects into spreads for the per-spread variation. Rows whose class is missing
-(e.g. nuclei and debris in ``objects.csv``) are ignored.
+``spread``) groups objects into spreads, which are the replicates of the comparison (see
+:mod:`.spreads`); an optional boolean ``corrected`` column marks calls corrected by hand. Rows
+whose class is missing (e.g. nuclei and debris in ``objects.csv``) are ignored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from ..errors import ChromosortError
+from .agreement import agreement, agreement_from_long, cohen_kappa  # noqa: F401 (public API)
+from .chromosome_test import Comparison, _format_p, compare_counts  # noqa: F401 (public API)
+from .compare import sample_lines  # noqa: F401 (public API)
+
+if TYPE_CHECKING:
+    from .confusion import Confusion
+
+HAND_CORRECTED = "corrected"  # optional boolean column: the call was corrected by hand
 
 # The seed paper's biology (Ikemoto et al. 2022): type distribution in WT vs CTF18-/- TK6 cells.
 PAPER_DISTRIBUTIONS = {
@@ -108,6 +117,114 @@ def class_probabilities(table: pd.DataFrame, classes: Sequence[str]) -> pd.DataF
     return pd.DataFrame(prob, columns=list(classes), index=table.index)
 
 
+def spread_counts(
+    calls: pd.DataFrame,
+    sample: str,
+    sample_col: str,
+    class_col: str,
+    spread_col: str | None,
+    classes: Sequence[str],
+) -> pd.DataFrame:
+    """Counts of one sample's classified calls, rows = spreads, columns = ``classes``; a single
+    row (the whole sample) when there is no spread column."""
+    sub = calls[calls[sample_col].astype(str) == str(sample)]
+    if spread_col is None or spread_col not in calls.columns:
+        groups = pd.Series("all", index=sub.index)
+    else:
+        groups = sub[spread_col].astype(str)
+    per = pd.crosstab(groups, sub[class_col].astype(str))
+    return per.reindex(columns=[str(c) for c in classes], fill_value=0).astype(int)
+
+
+def hand_corrected(calls: pd.DataFrame, sample: str, sample_col: str) -> int | None:
+    """How many of a sample's calls were corrected by hand (the ``corrected`` column), or None
+    when the table has no such column."""
+    if HAND_CORRECTED not in calls.columns:
+        return None
+    sub = calls.loc[calls[sample_col].astype(str) == str(sample), HAND_CORRECTED]
+    values = sub.map(lambda v: str(v).strip().lower() in ("true", "1", "yes", "1.0"))
+    return int(values.sum())
+
+
+def usable_confusion(
+    calls: pd.DataFrame, classes: Sequence[str], confusion: Confusion | None
+) -> tuple[Confusion | None, str | None]:
+    """The confusion in the order of ``classes`` and, when it cannot be used, None and why. A
+    soft confusion (mean probabilities) corrects the mean probability of each class, so it
+    needs the table's ``p_<class>`` columns."""
+    if confusion is None:
+        return None, None
+    confusion = _aligned(confusion, classes)
+    if confusion.soft and class_probabilities(calls, [str(c) for c in classes]) is None:
+        return None, (
+            "Classifier error not included: the model stores only its soft out-of-fold "
+            "confusion, which corrects mean class probabilities, and this table has no "
+            "p_<class> columns. Give a hard confusion: --confusion crossval.json."
+        )
+    return confusion, None
+
+
+def correction_counts(
+    calls: pd.DataFrame,
+    sample: str,
+    sample_col: str,
+    class_col: str,
+    spread_col: str | None,
+    classes: Sequence[str],
+    confusion: Confusion | None,
+) -> pd.DataFrame | None:
+    """What the confusion corrects, per spread of one sample: the counts of calls (a hard
+    confusion), or the sums of the class probabilities (a soft one); None without one."""
+    if confusion is None:
+        return None
+    if not confusion.soft:
+        return spread_counts(calls, sample, sample_col, class_col, spread_col, classes)
+    sub = calls[calls[sample_col].astype(str) == str(sample)]
+    prob = class_probabilities(sub, [str(c) for c in classes])
+    has_spreads = spread_col is not None and spread_col in calls.columns
+    groups = sub[spread_col].astype(str) if has_spreads else pd.Series("all", index=sub.index)
+    return prob.groupby(groups).sum()
+
+
+def _spread_aware(per_spread, alpha, confusion, seed, to_correct) -> dict[str, np.ndarray]:
+    """share_low/high (spreads as replicates) and, with a confusion, the shares corrected for
+    the classifier's error with their interval (percent)."""
+    from . import confusion as cm
+    from .spreads import sample_interval
+
+    counts = per_spread.to_numpy(dtype=float)
+    lo, hi = sample_interval(counts, alpha)
+    out = {"share_low": 100 * lo, "share_high": 100 * hi}
+    if confusion is not None:
+        rng = np.random.default_rng(seed)
+        fixes = to_correct.to_numpy(float)
+        est, draws = cm.adjusted_shares(fixes, confusion, rng)
+        a_lo, a_hi = cm.percentile_interval(draws, est, alpha)
+        out.update(adjusted_percent=100 * est, adjusted_low=100 * a_lo, adjusted_high=100 * a_hi)
+        fits = [
+            cm.fit_p(row, confusion.rates, cm.correct_shares(row, confusion.rates)) for row in fixes
+        ]
+        out["spreads_misfit"] = np.full(len(est), sum(p < alpha for p in fits), dtype=float)
+    return out
+
+
+def _estimates(prob, calls, sample, sample_col, spread_col) -> dict[str, dict]:
+    """est_percent (mean probability of each class) and, with spreads, spread_est_mean /
+    spread_est_sd, as {column: {class: value}}; empty without probabilities."""
+    if prob is None:
+        return {}
+    sample_prob = prob.loc[calls[sample_col].astype(str) == sample]
+    out = {"est_percent": (sample_prob.mean() * 100).to_dict()}
+    if spread_col is not None:
+        spreads = calls.loc[sample_prob.index, spread_col].astype(str)
+        spread_est = sample_prob.groupby(spreads).mean() * 100
+        out["spread_est_mean"] = spread_est.mean().to_dict()
+        out["spread_est_sd"] = (
+            spread_est.std(ddof=1) if len(spread_est) > 1 else spread_est.mean() * np.nan
+        ).to_dict()
+    return out
+
+
 def summarize(
     table: pd.DataFrame,
     sample_col: str = "sample",
@@ -115,12 +232,22 @@ def summarize(
     spread_col: str | None = "spread",
     classes: Sequence[str] | None = None,
     alpha: float = 0.05,
+    confusion: Confusion | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Long table, one row per (sample, class).
 
-    Columns: ``sample, class, count, n, percent, ci_low, ci_high`` (Wilson, percent), and when
-    the spread column exists ``n_spreads, spread_mean, spread_sd`` (mean ± SD over spreads of the
-    per-spread percentage; SD is NaN for a single spread).
+    Columns: ``sample, class, count, n, percent, ci_low, ci_high`` (Wilson over chromosomes,
+    percent: treats chromosomes as independent), with the spread column ``n_spreads,
+    spread_mean, spread_sd`` (mean ± SD over spreads of the per-spread percentage; SD is NaN for
+    a single spread); always ``share_low, share_high``: the interval to quote, with spreads as
+    replicates (Wilson at the effective size left by the spread-to-spread overdispersion, t
+    quantile; the Wilson interval without spreads); with a ``confusion`` (the model's
+    cross-validated confusion, aligned to these classes) ``adjusted_percent, adjusted_low,
+    adjusted_high``: shares corrected for the classifier's error and their interval
+    (:mod:`.confusion`) and ``spreads_misfit``, how many of the sample's spreads have calls the
+    confusion cannot explain (:func:`.confusion.fit_p` < alpha: there the model errs otherwise
+    than on its training crops); with a ``corrected`` column ``n_hand_corrected``.
 
     When the table has a ``p_<class>`` column for every class (``chromosort predict``, batch
     ``objects.csv``) it also gets ``est_percent`` (mean over the objects of their probability
@@ -130,23 +257,28 @@ def summarize(
     """
     counts = count_table(table, sample_col, class_col, classes)
     calls = _classified(table, class_col)
+    confusion, _ = usable_confusion(calls, counts.columns, confusion)
     has_spreads = spread_col is not None and spread_col in table.columns
     prob = class_probabilities(calls, [str(c) for c in counts.columns])
     rows = []
     for sample in counts.index:
         n = int(counts.loc[sample].sum())
         lo, hi = wilson_interval(counts.loc[sample].to_numpy(), n, alpha)
-        if has_spreads:
-            sub = calls[calls[sample_col].astype(str) == sample]
-            per_spread = pd.crosstab(sub[spread_col].astype(str), sub[class_col])
-            per_spread = per_spread.reindex(columns=counts.columns, fill_value=0)
-            fractions = per_spread.div(per_spread.sum(axis=1), axis=0) * 100
-        if prob is not None:
-            sample_prob = prob.loc[calls[sample_col].astype(str) == sample]
-            est = sample_prob.mean() * 100
-            if has_spreads:
-                spreads = calls.loc[sample_prob.index, spread_col].astype(str)
-                spread_est = sample_prob.groupby(spreads).mean() * 100
+        per_spread = spread_counts(
+            calls,
+            sample,
+            sample_col,
+            class_col,
+            spread_col if has_spreads else None,
+            counts.columns,
+        )
+        fractions = per_spread.div(per_spread.sum(axis=1), axis=0) * 100
+        to_correct = correction_counts(
+            calls, sample, sample_col, class_col, spread_col, counts.columns, confusion
+        )
+        aware = _spread_aware(per_spread, alpha, confusion, seed, to_correct)
+        n_hand = hand_corrected(calls, sample, sample_col)
+        estimates = _estimates(prob, calls, sample, sample_col, spread_col if has_spreads else None)
         for j, cls in enumerate(counts.columns):
             k = int(counts.loc[sample, cls])
             row = {
@@ -164,166 +296,76 @@ def summarize(
                 row["spread_sd"] = (
                     float(fractions[cls].std(ddof=1)) if len(fractions) > 1 else np.nan
                 )
-            if prob is not None:
-                row["est_percent"] = float(est[cls]) if n else np.nan
-                if has_spreads:
-                    col = spread_est[cls]
-                    row["spread_est_mean"] = float(col.mean()) if len(col) else np.nan
-                    row["spread_est_sd"] = float(col.std(ddof=1)) if len(col) > 1 else np.nan
+            row.update({key: float(values[j]) for key, values in aware.items()})
+            if "spreads_misfit" in row:
+                row["spreads_misfit"] = int(row["spreads_misfit"])
+            if n_hand is not None:
+                row["n_hand_corrected"] = n_hand
+            row.update({key: values[cls] for key, values in estimates.items()})
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-# ------------------------------------------------------------------ comparison
-
-
-@dataclass
-class Comparison:
-    """Result of :func:`compare_samples`."""
-
-    sample_a: str
-    sample_b: str
-    n_a: int
-    n_b: int
-    test: str
-    statistic: float
-    dof: int
-    p_value: float
-    cramers_v: float
-    alpha: float
-    significant: bool
-    percent_a: dict[str, float] = field(default_factory=dict)
-    percent_b: dict[str, float] = field(default_factory=dict)
-    sentence: str = ""
-
-    def as_dict(self) -> dict:
-        """The fields as a flat dict, with one ``percent_a_<class>`` / ``percent_b_<class>`` key per
-        class."""
-        out = asdict(self)
-        for key in ("percent_a", "percent_b"):
-            out.update({f"{key}_{k}": v for k, v in out.pop(key).items()})
-        return out
-
-
-def _chi2_stat(table: np.ndarray) -> float:
-    table = np.asarray(table, dtype=float)
-    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        terms = np.where(expected > 0, (table - expected) ** 2 / expected, 0.0)
-    return float(terms.sum())
-
-
-def _effect_word(v: float) -> str:
-    # Cohen's conventions for df* = 1 (two samples).
-    if v < 0.1:
-        return "negligible"
-    if v < 0.3:
-        return "small"
-    if v < 0.5:
-        return "medium"
-    return "large"
-
-
-def _format_p(p: float) -> str:
-    return f"p = {p:.2g}" if p >= 1e-4 else "p < 0.0001"
-
-
-def compare_counts(
-    counts_a: Sequence[int],
-    counts_b: Sequence[int],
-    classes: Sequence[str],
-    names: tuple[str, str] = ("A", "B"),
-    method: str = "auto",
+def spread_summary(
+    table: pd.DataFrame,
+    sample_col: str = "sample",
+    class_col: str = "class",
+    spread_col: str = "spread",
+    classes: Sequence[str] | None = None,
     alpha: float = 0.05,
-    n_permutations: int = 10000,
+    confusion: Confusion | None = None,
     seed: int = 0,
-) -> Comparison:
-    """Test whether two samples' class distributions differ (2 x k contingency table).
+) -> pd.DataFrame:
+    """One row per (sample, spread, class): ``count, n, percent, ci_low, ci_high`` (Wilson: a
+    spread's chromosomes as a multinomial sample of that cell) and, with a ``confusion``,
+    ``adjusted_percent, adjusted_low, adjusted_high`` (corrected for the classifier's error) and
+    ``confusion_fit_p`` (:func:`.confusion.fit_p`: small = the confusion cannot explain the
+    spread's calls, and its corrected shares are not to be trusted).
+    Empty when the table has no spread column."""
+    from . import confusion as cm
 
-    ``method``: ``"chi2"`` (Pearson chi-square, no continuity correction), ``"permutation"``
-    (Monte-Carlo exact test: the chi-square statistic under random reassignment of the pooled
-    objects to the two samples, ``n_permutations`` draws), or ``"auto"`` (chi-square when every
-    expected count is >= 5, else permutation). Classes absent from both samples are dropped.
-    Effect size: Cramér's V = sqrt(chi2 / n) (two samples).
-    """
-    table = np.array([counts_a, counts_b], dtype=np.int64)
-    if table.shape[1] != len(classes):
-        raise ChromosortError("counts and classes have different lengths")
-    keep = table.sum(0) > 0
-    n_a, n_b = int(table[0].sum()), int(table[1].sum())
-    if n_a == 0 or n_b == 0:
-        raise ChromosortError(
-            f"cannot compare: sample {names[0] if n_a == 0 else names[1]} has no classified objects"
+    if spread_col not in table.columns:
+        return pd.DataFrame()
+    counts = count_table(table, sample_col, class_col, classes)
+    calls = _classified(table, class_col)
+    confusion, _ = usable_confusion(calls, counts.columns, confusion)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for sample in counts.index:
+        per = spread_counts(calls, sample, sample_col, class_col, spread_col, counts.columns)
+        fixes = correction_counts(
+            calls, sample, sample_col, class_col, spread_col, counts.columns, confusion
         )
-    pct_a = {c: 100.0 * table[0, j] / n_a for j, c in enumerate(classes)}
-    pct_b = {c: 100.0 * table[1, j] / n_b for j, c in enumerate(classes)}
-    table_k = table[:, keep]
-    n = n_a + n_b
-    if table_k.shape[1] < 2:
-        stat, p, dof, used = 0.0, 1.0, 0, "none (one class only)"
-    else:
-        stat = _chi2_stat(table_k)
-        dof = table_k.shape[1] - 1
-        expected = table_k.sum(1, keepdims=True) * table_k.sum(0, keepdims=True) / n
-        if method not in ("auto", "chi2", "permutation"):
-            raise ChromosortError(f"unknown test method {method!r}; use auto, chi2 or permutation")
-        use_perm = method == "permutation" or (method == "auto" and expected.min() < 5)
-        if use_perm:
-            rng = np.random.default_rng(seed)
-            pooled = np.repeat(np.arange(table_k.shape[1]), table_k.sum(0))
-            col = table_k.sum(0).astype(float)
-            row = np.array([n_a, n_b], dtype=float)
-            exp = row[:, None] * col[None, :] / n
-            exceed = 0
-            # Vectorised in blocks: each draw = a random subset of size n_a forms sample A.
-            block = 500
-            done = 0
-            while done < n_permutations:
-                m = min(block, n_permutations - done)
-                keys = rng.random((m, n))
-                idx = np.argpartition(keys, n_a - 1, axis=1)[:, :n_a]
-                a_counts = np.stack(
-                    [np.bincount(pooled[i], minlength=len(col)) for i in idx]
-                ).astype(float)
-                b_counts = col[None, :] - a_counts
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    s = ((a_counts - exp[0]) ** 2 / exp[0]).sum(1) + (
-                        (b_counts - exp[1]) ** 2 / exp[1]
-                    ).sum(1)
-                exceed += int((s >= stat - 1e-9).sum())
-                done += m
-            p = (exceed + 1) / (n_permutations + 1)
-            used = f"permutation chi-square ({n_permutations} draws)"
-        else:
-            p = float(stats.chi2.sf(stat, dof))
-            used = "chi-square"
-    v = float(np.sqrt(stat / n)) if n else 0.0
-    significant = bool(p < alpha)
-    diffs = {c: pct_b[c] - pct_a[c] for c in classes}
-    biggest = sorted(diffs, key=lambda c: -abs(diffs[c]))[:2]
-    changes = ", ".join(f"{c} {pct_a[c]:.1f}% → {pct_b[c]:.1f}%" for c in biggest)
-    verdict = "differ in" if significant else "show no significant difference in"
-    sentence = (
-        f"{names[0]} (n = {n_a}) and {names[1]} (n = {n_b}) {verdict} type distribution "
-        f"({used}: statistic = {stat:.2f}, df = {dof}, {_format_p(p)}; "
-        f"Cramér's V = {v:.2f}, a {_effect_word(v)} effect). Largest changes: {changes}."
-    )
-    return Comparison(
-        sample_a=names[0],
-        sample_b=names[1],
-        n_a=n_a,
-        n_b=n_b,
-        test=used,
-        statistic=stat,
-        dof=dof,
-        p_value=float(p),
-        cramers_v=v,
-        alpha=alpha,
-        significant=significant,
-        percent_a=pct_a,
-        percent_b=pct_b,
-        sentence=sentence,
-    )
+        for spread, values in per.iterrows():
+            k = values.to_numpy(dtype=float)
+            n = int(k.sum())
+            lo, hi = wilson_interval(k, n, alpha)
+            extra = {}
+            if confusion is not None:
+                fix = fixes.loc[spread].to_numpy(float)
+                est, draws = cm.adjusted_shares(fix, confusion, rng)
+                a_lo, a_hi = cm.percentile_interval(draws, est, alpha)
+                extra = {"adjusted_percent": est, "adjusted_low": a_lo, "adjusted_high": a_hi}
+                fit = cm.fit_p(fix, confusion.rates, est)
+            for j, cls in enumerate(counts.columns):
+                row = {
+                    "sample": sample,
+                    "spread": spread,
+                    "class": cls,
+                    "count": int(k[j]),
+                    "n": n,
+                    "percent": 100.0 * k[j] / n if n else np.nan,
+                    "ci_low": 100.0 * lo[j],
+                    "ci_high": 100.0 * hi[j],
+                }
+                row.update({key: 100.0 * float(v[j]) for key, v in extra.items()})
+                if extra:
+                    row["confusion_fit_p"] = fit
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ comparison
 
 
 def compare_samples(
@@ -355,10 +397,18 @@ def compare_all(
     class_col: str = "class",
     classes: Sequence[str] | None = None,
     reference: str | None = None,
+    spread_col: str | None = "spread",
+    confusion: Confusion | None = None,
     **kwargs,
-) -> list[Comparison]:
+):
     """Every sample against ``reference`` (default: the first sample), or all pairs if
-    ``reference == "all"``."""
+    ``reference == "all"``: a list of :class:`.compare.SampleComparison`, spreads as the
+    replicates when the table has the spread column (else chromosomes, and the sentence says
+    so). ``confusion`` (the model's cross-validated confusion) adds the shares corrected for the
+    classifier's error; ``kwargs`` (``alpha``, ``method`` of the secondary per-chromosome test,
+    ``n_permutations``, ``seed``) go to :func:`.compare.compare_pair`."""
+    from .compare import compare_pair
+
     counts = count_table(table, sample_col, class_col, classes)
     samples = list(counts.index)
     if len(samples) < 2:
@@ -367,73 +417,47 @@ def compare_all(
         pairs = list(combinations(samples, 2))
     else:
         ref = reference or samples[0]
+        if ref not in samples:
+            raise ChromosortError(f"reference sample {ref!r} not in table; samples: {samples}")
         pairs = [(ref, s) for s in samples if s != ref]
+    calls = _classified(table, class_col)
+    confusion, why_not = usable_confusion(calls, counts.columns, confusion)
+    has_spreads = spread_col is not None and spread_col in table.columns
+    spread_col = spread_col if has_spreads else None
+    args = (sample_col, class_col, spread_col, counts.columns)
+    per = {s: spread_counts(calls, s, *args) for s in samples}
+    fixes = {s: correction_counts(calls, s, *args, confusion) for s in samples}
+    hand = {s: hand_corrected(calls, s, sample_col) for s in samples}
     return [
-        compare_counts(
-            counts.loc[a].to_numpy(),
-            counts.loc[b].to_numpy(),
-            list(counts.columns),
+        compare_pair(
+            per[a],
+            per[b],
             (a, b),
+            has_spreads,
+            confusion,
+            (hand[a], hand[b]),
+            to_correct=None if confusion is None else (fixes[a], fixes[b]),
+            why_not=why_not,
             **kwargs,
         )
         for a, b in pairs
     ]
 
 
-# ------------------------------------------------------------------ agreement
+def _aligned(confusion: Confusion, classes) -> Confusion:
+    aligned = confusion.aligned([str(c) for c in classes])
+    if aligned is None:
+        raise ChromosortError(
+            f"the confusion's classes {confusion.classes} are not the calls' classes "
+            f"{[str(c) for c in classes]}: give the model that made these calls"
+        )
+    return aligned
 
 
-def cohen_kappa(a: Sequence, b: Sequence) -> float:
-    """Cohen's kappa of two raters' labels of the same items (NaN-free inputs)."""
-    a = np.asarray(a).astype(str)
-    b = np.asarray(b).astype(str)
-    labels = np.unique(np.concatenate([a, b]))
-    index = {c: i for i, c in enumerate(labels)}
-    m = np.zeros((len(labels), len(labels)))
-    for x, y in zip(a, b, strict=True):
-        m[index[x], index[y]] += 1
-    n = m.sum()
-    if n == 0:
-        return float("nan")
-    po = np.trace(m) / n
-    pe = (m.sum(0) * m.sum(1)).sum() / n**2
-    if pe >= 1:
-        return 1.0 if po >= 1 else 0.0
-    return float((po - pe) / (1 - pe))
-
-
-def agreement(labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pairwise concordance (fraction of identical calls) and Cohen's kappa between annotators.
-
-    ``labels``: one row per crop, one column per annotator (missing calls allowed: each pair uses
-    the crops both annotators labelled). Returns two square DataFrames (annotator x annotator).
-    """
-    raters = list(labels.columns)
-    if len(raters) < 2:
-        raise ChromosortError("agreement needs labels from at least two annotators (columns)")
-    conc = pd.DataFrame(np.eye(len(raters)), index=raters, columns=raters)
-    kappa = conc.copy()
-    for r1, r2 in combinations(raters, 2):
-        both = labels[[r1, r2]].dropna()
-        a, b = both[r1].astype(str).to_numpy(), both[r2].astype(str).to_numpy()
-        c = float((a == b).mean()) if len(a) else np.nan
-        k = cohen_kappa(a, b) if len(a) else np.nan
-        conc.loc[r1, r2] = conc.loc[r2, r1] = c
-        kappa.loc[r1, r2] = kappa.loc[r2, r1] = k
-    return conc, kappa
-
-
-def agreement_from_long(
-    table: pd.DataFrame,
-    item_col: str = "file",
-    annotator_col: str = "annotator",
-    class_col: str = "class",
-) -> pd.DataFrame:
-    """Long (item, annotator, class) table -> wide item x annotator table for :func:`agreement`."""
-    _check_columns(table, item_col, annotator_col, class_col)
-    return table.pivot_table(
-        index=item_col, columns=annotator_col, values=class_col, aggfunc="first"
-    )
+def comparison_lines(table, comparisons, *_, **__) -> list[str]:
+    """The readout's text: each comparison's sentence (headline, largest change, secondary
+    per-chromosome test, classifier's error, calls corrected by hand)."""
+    return [comp.sentence for comp in comparisons] or ["only one sample: no comparison"]
 
 
 def calls_from_folder(root, sample: str | None = None) -> pd.DataFrame:
@@ -458,89 +482,3 @@ def calls_from_folder(root, sample: str | None = None) -> pd.DataFrame:
     if not rows:
         raise ChromosortError(f"no images in class folders below {root}")
     return pd.DataFrame(rows)
-
-
-def compare_spreads(
-    table: pd.DataFrame,
-    sample_a: str,
-    sample_b: str,
-    sample_col: str = "sample",
-    class_col: str = "class",
-    spread_col: str = "spread",
-    classes: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Spread-level check of a difference: per class, a two-sided Mann-Whitney U test of the
-    per-spread percentages of the two samples (each spread counts once, so chromosomes of one
-    cell are not treated as independent). Columns: ``class, mean_a, mean_b, n_spreads_a,
-    n_spreads_b, u, p_value``. Needs >= 2 spreads per sample (p is NaN otherwise); with < 4
-    spreads per sample no p-value below 0.05 is possible."""
-    _check_columns(table, sample_col, class_col, spread_col)
-    calls = _classified(table, class_col)
-    classes = _class_order(calls[class_col], classes)
-    fractions = {}
-    for s in (sample_a, sample_b):
-        sub = calls[calls[sample_col].astype(str) == s]
-        if sub.empty:
-            raise ChromosortError(f"sample {s!r} has no classified objects")
-        per = pd.crosstab(sub[spread_col].astype(str), sub[class_col]).reindex(
-            columns=classes, fill_value=0
-        )
-        fractions[s] = per.div(per.sum(axis=1), axis=0) * 100
-    rows = []
-    fa, fb = fractions[sample_a], fractions[sample_b]
-    for cls in classes:
-        a, b = fa[cls].to_numpy(), fb[cls].to_numpy()
-        if len(a) >= 2 and len(b) >= 2 and np.ptp(np.concatenate([a, b])) > 0:
-            res = stats.mannwhitneyu(a, b, alternative="two-sided")
-            u, p = float(res.statistic), float(res.pvalue)
-        else:
-            u, p = np.nan, np.nan
-        rows.append(
-            {
-                "class": cls,
-                "mean_a": float(a.mean()),
-                "mean_b": float(b.mean()),
-                "n_spreads_a": len(a),
-                "n_spreads_b": len(b),
-                "u": u,
-                "p_value": p,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def spread_sentence(result: pd.DataFrame) -> str:
-    """One line summarising :func:`compare_spreads`."""
-    if result.empty:
-        return ""
-    n_a, n_b = int(result["n_spreads_a"].iloc[0]), int(result["n_spreads_b"].iloc[0])
-    parts = [
-        f"{r['class']} {r['mean_a']:.1f}% vs {r['mean_b']:.1f}% "
-        + ("(p n/a)" if np.isnan(r["p_value"]) else f"({_format_p(r['p_value'])})")
-        for _, r in result.iterrows()
-    ]
-    return (
-        f"  Spread level (Mann-Whitney U on per-spread %, {n_a} vs {n_b} spreads): "
-        + "; ".join(parts)
-        + "."
-    )
-
-
-def comparison_lines(
-    table: pd.DataFrame,
-    comparisons,
-    sample_col="sample",
-    class_col="class",
-    spread_col="spread",
-    classes=None,
-) -> list[str]:
-    """The sentences of ``comparisons`` each followed by its spread-level line (if spreads)."""
-    lines = []
-    for comp in comparisons:
-        lines.append(comp.sentence)
-        if spread_col and spread_col in table.columns:
-            res = compare_spreads(
-                table, comp.sample_a, comp.sample_b, sample_col, class_col, spread_col, classes
-            )
-            lines.append(spread_sentence(res))
-    return lines or ["only one sample: no comparison"]

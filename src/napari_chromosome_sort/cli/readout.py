@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "per-sample class distributions with Wilson CIs, sample comparison tests and plots"
+HELP = (
+    "per-sample type shares with intervals, the comparison of samples with spreads as the "
+    "replicates, shares corrected for the classifier's error, plots"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="sample every other one is compared with (default: the first); 'all' = all pairs",
     )
-    parser.add_argument("--test", default="auto", choices=["auto", "chi2", "permutation"])
+    parser.add_argument(
+        "--test",
+        default="auto",
+        choices=["auto", "chi2", "permutation"],
+        help="the secondary per-chromosome test (the headline test is always the permutation "
+        "test over spreads)",
+    )
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument(
         "--metrics",
@@ -37,7 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="also plot the confusion matrix / learning curve stored in a model's metadata",
+        help="the model that made the calls: its stored cross-validated confusion corrects the "
+        "shares for the classifier's error (and is plotted with its learning curve)",
+    )
+    parser.add_argument(
+        "--confusion",
+        default=None,
+        metavar="JSON",
+        help="a cross-validated confusion of the model ('chromosort crossval --json' output) to "
+        "correct the shares with; overrides the one stored in --model",
     )
     parser.add_argument(
         "--agreement",
@@ -120,6 +137,18 @@ def plot_model_report(report, out, name: str = "model") -> list:
     return files
 
 
+def _confusion(args):
+    """The confusion that corrects the shares: --confusion, else the one --model stores."""
+    from ..analysis.confusion import load_confusion
+
+    for source in (args.confusion, args.model):
+        if source:
+            found = load_confusion(source)
+            if found is not None:
+                return found
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``chromosort readout``; returns the exit status."""
     from pathlib import Path
@@ -127,35 +156,41 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from ..analysis import plots, readout
+    from ..atomic import write_bytes_atomic, write_csv_atomic
     from ..errors import ChromosortError
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = _load_calls(args)
     classes = args.classes.split(",") if args.classes else None
+    confusion = _confusion(args)
+    columns = (args.sample_col, args.class_col)
     summary = readout.summarize(
-        table, args.sample_col, args.class_col, args.spread_col, classes, alpha=args.alpha
+        table, *columns, args.spread_col, classes, alpha=args.alpha, confusion=confusion
     )
-    summary.to_csv(out / "summary.csv", index=False)
-    counts = readout.count_table(table, args.sample_col, args.class_col, classes)
+    write_csv_atomic(summary, out / "summary.csv")
+    per_spread = readout.spread_summary(
+        table, *columns, args.spread_col, classes, alpha=args.alpha, confusion=confusion
+    )
+    if not per_spread.empty:
+        write_csv_atomic(per_spread, out / "spreads.csv")
+    counts = readout.count_table(table, *columns, classes)
     comparisons = readout.compare_all(
         table,
-        args.sample_col,
-        args.class_col,
+        *columns,
         classes,
         reference=args.reference,
+        spread_col=args.spread_col,
+        confusion=confusion,
         method=args.test,
         alpha=args.alpha,
     )
     if comparisons:
-        pd.DataFrame([c.as_dict() for c in comparisons]).to_csv(
-            out / "comparisons.csv", index=False
-        )
-    lines = readout.comparison_lines(
-        table, comparisons, args.sample_col, args.class_col, args.spread_col, classes
-    )
-    (out / "stats.txt").write_text("\n".join(lines) + "\n")
-    plots.save_figure(plots.stacked_bar(summary, comparisons=comparisons), out / "stacked_bar")
+        write_csv_atomic(pd.DataFrame([c.as_dict() for c in comparisons]), out / "comparisons.csv")
+    lines = readout.sample_lines(summary) + readout.comparison_lines(table, comparisons)
+    write_bytes_atomic(out / "stats.txt", ("\n".join(lines) + "\n").encode())
+    figure = plots.stacked_bar(summary, comparisons=comparisons, spreads=per_spread)
+    plots.save_figure(figure, out / "stacked_bar")
     print(counts.to_string())
     for line in lines:
         print(line)
