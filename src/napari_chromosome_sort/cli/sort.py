@@ -33,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no test-time averaging over rotated views: one view per crop",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files in --out that chromosort did not write (default: refuse)",
+    )
     train = parser.add_argument_group("training a sorter")
     train.add_argument(
         "--train",
@@ -92,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             link=args.link,
             min_confidence=args.min_confidence,
             tta=not args.no_tta,
+            overwrite=args.overwrite,
         ),
         desc="sort",
     )
