@@ -77,7 +77,13 @@ def formula_safe(table):
     """``table`` with its text cells made safe for spreadsheets (a copy when any changed)."""
     from .safety import spreadsheet_safe
 
-    text = [c for c in table.columns if table[c].dtype == object]
+    import pandas as pd
+
+    text = [
+        c
+        for c in table.columns
+        if pd.api.types.is_object_dtype(table[c]) or pd.api.types.is_string_dtype(table[c])
+    ]
     if not text:
         return table
     table = table.copy()

@@ -477,6 +477,9 @@ def output_lock(out_dir: Path):
                 f"another chromosort batch ({holder}) is writing to {out_dir}; wait for it to "
                 "finish or choose another output folder"
             )
+        text = _holder(handle)
+        if text and not text.startswith("pid "):
+            raise ChromosortError(f"{path} is not chromosort's lock file; left alone")
         handle.seek(0)
         handle.truncate()
         started = time.strftime("%Y-%m-%d %H:%M:%S")

@@ -201,8 +201,8 @@ def check_training(training, k: int) -> dict:
     calibration = _dict(chosen, "training chosen").get("calibration") if chosen else None
     if calibration is not None:
         calibration = _dict(calibration, "calibration")
-        _float(calibration.get("temperature"), "calibration temperature", 1e-3, 1e3)
-        _numbers(calibration.get("bias"), "calibration bias", k, -1e3, 1e3)
+        _float(calibration.get("temperature"), "calibration temperature", 1e-12, 1e12)
+        _numbers(calibration.get("bias"), "calibration bias", k, -1e6, 1e6)
         priors = _numbers(calibration.get("priors"), "calibration priors", k, 0.0, 1.0)
         if sum(priors) <= 0:
             raise ChromosortError("calibration priors sum to 0; they give no distribution")

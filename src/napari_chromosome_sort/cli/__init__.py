@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print(f"chromosort {args.command}: error: out of memory", file=sys.stderr)
         return 1
+    except RecursionError:  # a file nested deeper than any real one (crafted JSON, ...)
+        print(f"chromosort {args.command}: error: an input is nested too deeply", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"chromosort {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -63,11 +63,14 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.model_out:
             raise ChromosortError("--train needs --model-out MODEL")
+        from ..safety import output_path, record_written
+
+        output_path(args.model_out, None, args.overwrite, "model file")
         config = sorter_config(
             backbone=args.backbone, weights=args.weights, input_size=args.input_size
         )
         model = with_tqdm(train_sorter(args.train, config), desc="train sorter")
-        model_io.save_model(model, args.model_out)
+        record_written([model_io.save_model(model, args.model_out)])
         acc = model.metadata.get("metrics", {}).get("inner_cv_accuracy")
         acc_text = f", inner-CV accuracy {acc:.3f}" if isinstance(acc, float) else ""
         print(f"sorter for classes {model.classes}{acc_text} -> {args.model_out}")
