@@ -171,7 +171,7 @@ def test_resume_never_deletes_through_a_linked_sample_folder(spreads, model_file
 
 
 def test_cache_folder_of_user_arrays_is_never_pruned(tmp_path):
-    """Issue 29, 1: ``train --cache-dir FOLDER`` pruned any ``*/*.npy`` there once over the limit."""
+    """Issue 29, 1: ``train --cache-dir FOLDER`` pruned any ``*/*.npy`` there past the limit."""
     from napari_chromosome_sort.classification import features as F
 
     data = tmp_path / "data"
@@ -593,8 +593,7 @@ BAD_TRAINING = {
         "calibration bias",
     ),
     "calibration no priors": (
-        {"chosen": {"calibration": {"temperature": 1.0, "bias": [0, 0, 0],
-                                    "priors": [0, 0, 0]}}},  # fmt: skip
+        {"chosen": {"calibration": {"temperature": 1, "bias": [0] * 3, "priors": [0] * 3}}},
         "priors",
     ),
 }

@@ -75,9 +75,9 @@ def write_csv_atomic(table, path: str | os.PathLike) -> Path:
 
 def formula_safe(table):
     """``table`` with its text cells made safe for spreadsheets (a copy when any changed)."""
-    from .safety import spreadsheet_safe
-
     import pandas as pd
+
+    from .safety import spreadsheet_safe
 
     text = [
         c
