@@ -718,3 +718,31 @@ def test_train_never_replaces_a_users_file(tmp_path, capsys):
     code, err = cli(capsys, "train", data, "--out", user, "--weights", "random", "--quiet")
     one_line(code, err, "not written by chromosort")
     assert changed(before, tree_hash(tmp_path)) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_dask_batch_prints_no_traceback(model_file, tmp_path):
+    """Issue 29, 6: Ctrl-C on a Dask batch printed 66 lines with a worker's traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("distributed")
+    for i in range(4):
+        write_spread(tmp_path / "in" / "s" / f"x{i}.png", i)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "napari_chromosome_sort.cli", "batch", tmp_path / "in",
+            "--model", model_file, "--out", out, "--workers", "1", "--no-gradcam"]  # fmt: skip
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([str(a) for a in args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob("spreads/s/.x*")):
+        time.sleep(0.1)  # a worker is computing a spread
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1] == "chromosort batch: interrupted"

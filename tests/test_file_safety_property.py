@@ -181,7 +181,7 @@ def test_no_byte_outside_the_tools_own_files_changes(seed, model_file, tmp_path,
     lost = sorted(k for k in before if after.get(k) != before[k])
     assert lost == [], f"seed {seed}: the user's paths changed: {lost}"
     outputs = ("batch_out/", "sort_out/", "cache/", "seg_out/")
-    stray = sorted(k for k in set(after) - set(before) if not k.startswith(outputs))
+    stray = sorted(k for k in set(after) - set(before) if not f"{k}/".startswith(outputs))
     assert stray == [], f"seed {seed}: written outside the output folders: {stray}"
     through = [k for k in set(after) - set(before) if k.startswith("victim/")]
     assert through == []

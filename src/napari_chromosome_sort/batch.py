@@ -467,7 +467,7 @@ def output_lock(out_dir: Path):
     path = Path(out_dir) / LOCK
     try:  # never through a link: the lock file is truncated below
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
-        handle = os.fdopen(os.open(path, flags, 0o666), "a+", encoding="utf-8")
+        handle = os.fdopen(os.open(path, flags, 0o666), "a+", encoding="utf-8", errors="replace")
     except OSError as error:
         raise ChromosortError(f"cannot lock output folder {out_dir}: {error}") from None
     with handle:
@@ -629,6 +629,24 @@ def _worker_environ() -> dict:
     return environ
 
 
+@contextlib.contextmanager
+def _workers_ignore_sigint():
+    """Worker processes started in the block ignore Ctrl-C (they inherit the ignored signal):
+    this process stops them itself, so an interrupted run prints one line, not their
+    tracebacks. A Ctrl-C pressed while they start is ignored too (press it again)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_locked(
     input_dir,
     model_path: str,
@@ -696,7 +714,7 @@ def _run_locked(
             import dask
 
             n = workers or os.cpu_count() or 1
-            with dask.config.set({_SPAWN_ENVIRON: _worker_environ()}):
+            with dask.config.set({_SPAWN_ENVIRON: _worker_environ()}), _workers_ignore_sigint():
                 cluster = LocalCluster(
                     n_workers=n,
                     threads_per_worker=1,
@@ -720,6 +738,11 @@ def _run_locked(
                     failures[job.image] = f"{type(error).__name__}: {error}"
                 step += 1
                 yield Progress(step, total, f"{job.sample}/{job.stem}", {"failed": len(failures)})
+        except KeyboardInterrupt:  # stopping the workers is expected now: no warnings about it
+            import logging
+
+            logging.getLogger("distributed").setLevel(logging.ERROR)
+            raise
         finally:
             for f in futures if "futures" in locals() else ():
                 f.cancel()
