@@ -746,3 +746,18 @@ def test_ctrl_c_on_a_dask_batch_prints_no_traceback(model_file, tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert err.strip().splitlines()[-1] == "chromosort batch: interrupted"
+
+
+@pytest.mark.parametrize("kind", ["nested", "digits"])
+def test_hostile_coco_file_gives_one_line(kind, tmp_path, capsys):
+    """Issue 29, 6: a deeply nested COCO file, or one with a number of 5000 digits, gave a
+    traceback."""
+    coco = tmp_path / "truth.json"
+    text = "[" * 200_000 + "]" * 200_000 if kind == "nested" else '{"images": ' + "7" * 5000 + "}"
+    coco.write_text(text)
+    image = write_spread(tmp_path / "s.png")
+    before = tree_hash(tmp_path)
+    code, err = cli(capsys, "segment-learn", image, "--truth", coco, "--out",
+                    tmp_path / "seg.json", "--quiet")  # fmt: skip
+    one_line(code, err, "error")
+    assert changed(before, tree_hash(tmp_path)) == []

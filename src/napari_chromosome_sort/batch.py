@@ -491,6 +491,21 @@ def output_lock(out_dir: Path):
 # ------------------------------------------------------------------ the run
 
 
+def _prepare_spreads(spreads: Path, jobs: list[SpreadJob], model_path) -> tuple[Path, str]:
+    """Before a run: leftovers of interrupted runs removed, every spread folder checked (no
+    link on the way), each image's bytes hashed, and the model read once into a copy that all
+    tasks load; returns the copy and the model's SHA-256."""
+    _remove_leftovers(spreads)
+    for job in jobs:
+        no_links(spreads, job.out_dir, "spread folder")
+        job.digest = file_digest(job.image)
+    model_bytes = Path(model_path).read_bytes()  # the one model of this run
+    model_sha = hashlib.sha256(model_bytes).hexdigest()
+    snapshot = spreads / f".model-{model_sha[:16]}.safetensors"
+    write_bytes_atomic(snapshot, model_bytes)
+    return snapshot, model_sha
+
+
 def _remove_leftovers(spreads: Path) -> None:
     """Temporary folders and model copies of interrupted runs (no other run is writing: we hold
     the lock); only names of ours, only inside the tool's own folder, never through a link."""
@@ -669,14 +684,7 @@ def _run_locked(
     pdict = _params_to_dict(params)
     priors = priors or PriorOptions()
     spreads = out_dir / "spreads"
-    _remove_leftovers(spreads)
-    for job in jobs:
-        no_links(spreads, job.out_dir, "spread folder")
-        job.digest = file_digest(job.image)
-    model_bytes = Path(model_path).read_bytes()  # the one model of this run
-    model_sha = hashlib.sha256(model_bytes).hexdigest()
-    snapshot = spreads / f".model-{model_sha[:16]}.safetensors"
-    write_bytes_atomic(snapshot, model_bytes)
+    snapshot, model_sha = _prepare_spreads(spreads, jobs, model_path)
     fp = fingerprint(model_path, pdict, gradcam, priors, views, model_sha256=model_sha)
     todo = [j for j in jobs if not is_done(j, fp)]
     skipped = len(jobs) - len(todo)

@@ -192,10 +192,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     files, relatives = _expand(args.inputs)
     gradcam_dir = Path(args.gradcam) if args.gradcam else None
-    if args.spreads:
-        names = _gradcam_names(relatives, ".tif") + _gradcam_names(relatives, ".png")
-    else:
-        names = _gradcam_names(relatives, ".png")
+    suffixes = (".tif", ".png") if args.spreads else (".png",)
+    names = [name for suffix in suffixes for name in _gradcam_names(relatives, suffix)]
     _check_outputs(args.out, files, gradcam_dir, names, args.overwrite)
     written = []
     tta = not args.no_tta
