@@ -626,10 +626,13 @@ def test_a_number_of_5000_digits_gives_one_line(model_file, tmp_path, capsys):
     one_line(code, err, "number")
 
 
-def test_deeply_nested_segmentation_model_gives_one_line(tmp_path, capsys):
-    """Issue 29, 6: deeply nested JSON given to ``segment --model`` gave a traceback."""
+@pytest.mark.parametrize("kind", ["nested", "digits"])
+def test_deeply_nested_segmentation_model_gives_one_line(kind, tmp_path, capsys):
+    """Issue 29, 6: deeply nested JSON, or a number of 5000 digits, given to ``segment --model``
+    gave a traceback."""
     model = tmp_path / "seg.json"
-    model.write_text("[" * 200_000 + "]" * 200_000)
+    digits = '{"format": "chromosort-segmentation/1", "n": ' + "8" * 5000 + "}"
+    model.write_text("[" * 200_000 + "]" * 200_000 if kind == "nested" else digits)
     code, err = cli(capsys, "segment", write_spread(tmp_path / "s.png"), "--out",
                     tmp_path / "out", "--model", model)  # fmt: skip
     assert code != 0 and "Traceback" not in err
