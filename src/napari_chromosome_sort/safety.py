@@ -253,7 +253,7 @@ def mark_owned(folder) -> None:
 
 
 LEDGER_ENV = "CHROMOSORT_CACHE_DIR"
-MAX_LEDGER_ENTRIES = 100_000
+MAX_LEDGER_ENTRIES = 20_000  # the oldest are forgotten (their files need --overwrite)
 
 
 def _ledger_path() -> Path:
