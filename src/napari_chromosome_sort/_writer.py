@@ -14,7 +14,9 @@ def write_features_csv(path: str, data, attributes: dict) -> list[str]:
     table = pd.DataFrame(features).drop(columns=["index"], errors="ignore")
     if not str(path).lower().endswith(".csv"):
         path = f"{path}.csv"
-    table.to_csv(path, index=False)
+    from .atomic import write_csv_atomic
+
+    write_csv_atomic(table, path)  # a temporary file renamed: never written through a link
     return [str(path)]
 
 

@@ -37,11 +37,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         # mkstemp makes the file private (0600); give it the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_UMASK)
+        _fsync(tmp)  # on the disk before it gets the final name (a full disk raises here)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _fsync(path) -> None:
+    """Flush a written file to the disk (a folder, a link or a platform without it: nothing)."""
+    if os.path.islink(path) or not os.path.isfile(path):
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -54,7 +66,27 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def write_csv_atomic(table, path: str | os.PathLike) -> Path:
-    """Write a pandas DataFrame as CSV (no index) atomically."""
+    """Write a pandas DataFrame as CSV (no index) atomically; text cells a spreadsheet would run
+    as a formula get a leading ``'`` (:func:`.safety.spreadsheet_safe`)."""
     with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
+        formula_safe(table).to_csv(tmp, index=False)
     return Path(path)
+
+
+def formula_safe(table):
+    """``table`` with its text cells made safe for spreadsheets (a copy when any changed)."""
+    import pandas as pd
+
+    from .safety import spreadsheet_safe
+
+    text = [
+        c
+        for c in table.columns
+        if pd.api.types.is_object_dtype(table[c]) or pd.api.types.is_string_dtype(table[c])
+    ]
+    if not text:
+        return table
+    table = table.copy()
+    for column in text:
+        table[column] = table[column].map(spreadsheet_safe)
+    return table

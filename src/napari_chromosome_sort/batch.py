@@ -26,6 +26,7 @@ torch modules are never pickled. Torch threads per task are limited (``torch_thr
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -39,10 +40,21 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .atomic import write_csv_atomic
+from .atomic import atomic_path, write_bytes_atomic, write_csv_atomic
 from .errors import ChromosortError
 from .io import IMAGE_SUFFIXES
 from .progress import Progress
+from .safety import (
+    claim_folder,
+    is_link,
+    mark_owned,
+    no_links,
+    output_path,
+    owns,
+    record_written,
+    remove_owned,
+    unique_ids,
+)
 
 if TYPE_CHECKING:
     from .classification.predict import PriorOptions
@@ -50,6 +62,10 @@ if TYPE_CHECKING:
 DONE = "DONE"
 RESULT_FILES = ("objects.csv", "labels.npy")  # a finished spread has each of these
 LOCK = ".chromosort-batch.lock"
+SPREAD_FILES = (*RESULT_FILES, "gradcam.npy", DONE)  # all a spread folder may hold
+SPREAD_NAMES = r"\.?(objects\.csv|labels\.npy|gradcam\.npy|DONE)(\..*\.tmp.*)?"  # + temp files
+REPORT_FILES = ("objects.csv", "summary.csv", "comparisons.csv", "stats.txt", "failures.csv")
+OWN_NAMES = r"(\.[^/]*\.tmp-[0-9a-f]+|\.model-[0-9a-f]{16}\.safetensors)"  # our hidden files
 
 
 @dataclass
@@ -60,6 +76,7 @@ class SpreadJob:
     image: str  # absolute path
     stem: str
     out_dir: str  # OUT_DIR/spreads/<sample>/<stem>
+    digest: str = ""  # sha256 of the image's bytes when the run started ("" = not checked)
 
 
 @dataclass
@@ -76,6 +93,7 @@ class BatchResult:
     n_failed: int = 0
     failures: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
+    renamed: dict = field(default_factory=dict)  # input image -> "sample/spread" it was given
 
 
 # ------------------------------------------------------------------ discovery
@@ -93,7 +111,7 @@ def find_spreads(
     if not root.is_dir():
         raise ChromosortError(f"input folder {root} does not exist or is not a folder")
     spreads_root = Path(out_dir).resolve() / "spreads"
-    jobs = []
+    found = []
     for path in sorted(root.rglob("*")):
         if not path.is_file() or path.suffix.lower() not in extensions:
             continue
@@ -109,7 +127,8 @@ def find_spreads(
         # stem unique within the sample: nested sub-folders are joined with "__"
         inner = rel.parts[1:] if len(rel.parts) > 1 else rel.parts
         stem = "__".join([*inner[:-1], Path(inner[-1]).stem])
-        jobs.append(SpreadJob(sample, str(path), stem, str(spreads_root / sample / stem)))
+        found.append((sample, path, stem))
+    jobs = _unique_jobs(found, spreads_root)
     if not jobs:
         raise ChromosortError(
             f"no images ({', '.join(extensions)}) below {root}; put spreads in one sub-folder "
@@ -118,14 +137,57 @@ def find_spreads(
     return jobs
 
 
+def _unique_jobs(found: list, spreads_root: Path) -> list[SpreadJob]:
+    """One job per image with a distinct, safe sample and spread id (:func:`.safety.unique_ids`):
+    ``x.png`` and ``x.jpg``, or ``sub/y.png`` and ``sub__y.png``, become ``x-2``/``x-3``; which
+    image each id stands for is in its DONE marker and in every row (``image``)."""
+    samples, _ = unique_ids(sorted({sample for sample, _, _ in found}))
+    sample_id = dict(zip(sorted({sample for sample, _, _ in found}), samples, strict=True))
+    jobs = []
+    for sample in sorted(sample_id):
+        members = [(path, stem) for s, path, stem in found if s == sample]
+        stems, _ = unique_ids([stem for _, stem in members])
+        for (path, _), stem in zip(members, stems, strict=True):
+            sid = sample_id[sample]
+            jobs.append(SpreadJob(sid, str(path), stem, str(spreads_root / sid / stem)))
+    return jobs
+
+
+def renamed_spreads(jobs: list[SpreadJob], input_dir) -> dict[str, str]:
+    """{image: "sample/spread"} for the images whose ids are not their own names (collisions or
+    unsafe characters), to be reported."""
+    root = Path(input_dir).resolve()
+    out = {}
+    for job in jobs:
+        rel = Path(job.image).relative_to(root)
+        inner = rel.parts[1:] if len(rel.parts) > 1 else rel.parts
+        sample = rel.parts[0] if len(rel.parts) > 1 else root.name
+        natural = "__".join([*inner[:-1], Path(inner[-1]).stem])
+        if (job.sample, job.stem) != (sample, natural):
+            out[job.image] = f"{job.sample}/{job.stem}"
+    return out
+
+
+def file_digest(path) -> str:
+    """sha256 of a file's bytes (hex)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def fingerprint(
     model_path,
     params: dict | None,
     gradcam: bool,
     priors: PriorOptions | None = None,
     views: int | None = None,
+    model_sha256: str | None = None,
 ) -> str:
-    """What a finished spread was computed with: model file (size, mtime), segmentation
+    """What a finished spread was computed with: model file (size, mtime, bytes), segmentation
     parameters, Grad-CAM flag, package version, prior-estimate options and views averaged. A
     spread whose DONE marker holds another fingerprint is recomputed (the model or the
     settings changed since)."""
@@ -137,7 +199,8 @@ def fingerprint(
     st = os.stat(model_path)
     key = json.dumps(
         [str(model_path), st.st_size, st.st_mtime_ns, params or {}, bool(gradcam), __version__]
-        + [(priors or PriorOptions()).key(), {"views": views}],
+        + [(priors or PriorOptions()).key(), {"views": views}]
+        + ([model_sha256] if model_sha256 else []),
         sort_keys=True,
         default=str,
     )
@@ -151,12 +214,24 @@ def is_done(job: SpreadJob, fingerprint: str | None = None) -> bool:
         return False
     if not all((Path(job.out_dir) / name).is_file() for name in RESULT_FILES):
         return False  # damaged (e.g. by a file manager or another program): compute it again
-    if fingerprint is None:
-        return True
     try:
-        return json.loads(marker.read_text()).get("fingerprint") == fingerprint
+        info = json.loads(marker.read_text())
     except (OSError, ValueError):
         return False
+    if not isinstance(info, dict) or (job.digest and info.get("image_sha256") != job.digest):
+        return False  # the image was replaced under the same name
+    if not _table_holds(Path(job.out_dir) / "objects.csv", info.get("n_objects")):
+        return False  # emptied or cut short since
+    return fingerprint is None or info.get("fingerprint") == fingerprint
+
+
+def _table_holds(path: Path, rows) -> bool:
+    """True when the CSV at ``path`` reads back with a header and ``rows`` rows."""
+    try:
+        table = pd.read_csv(path, usecols=[0])
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return False
+    return rows is None or len(table) == rows
 
 
 # ------------------------------------------------------------------ the task
@@ -164,13 +239,15 @@ def is_done(job: SpreadJob, fingerprint: str | None = None) -> bool:
 _MODEL_CACHE: dict = {}
 
 
-def _load_model_cached(model_path: str):
+def _load_model_cached(model_path: str, sha256: str | None = None):
     from .classification import model_io
 
-    key = (model_path, os.stat(model_path).st_mtime_ns)
+    key = (model_path, os.stat(model_path).st_mtime_ns, sha256)
     model = _MODEL_CACHE.get(key)
     if model is None:
         _MODEL_CACHE.clear()
+        if sha256 and file_digest(model_path) != sha256:
+            raise ChromosortError(f"model file {model_path} changed during the run")
         model = model_io.load_model(model_path)
         model.eval()
         _MODEL_CACHE[key] = model
@@ -194,11 +271,12 @@ def process_spread(
     fingerprint: str | None = None,
     priors: PriorOptions | None = None,
     views: int | None = None,
+    model_sha256: str | None = None,
 ) -> dict:
     """Segment, classify (and Grad-CAM) one spread; write its results atomically. Returns a small
     summary dict (picklable). Runs in a worker: loads the model from ``model_path``. ``priors``:
     :class:`.predict.PriorOptions` (default: the defaults); ``views``: dihedral views averaged
-    (None: the model's own number)."""
+    (None: the model's own number); ``model_sha256``: the bytes the model file must hold."""
     import numpy as np
     import torch
 
@@ -210,7 +288,7 @@ def process_spread(
     final = Path(job.out_dir)
     if is_done(job, fingerprint):
         return {"image": job.image, "status": "skipped"}
-    model = _load_model_cached(model_path)
+    model = _load_model_cached(model_path, model_sha256)
     started = _usage()
     image = io.read_image(job.image)
     try:
@@ -237,31 +315,39 @@ def process_spread(
     objects.insert(0, "sample", job.sample)
     objects["image"] = job.image
 
+    if is_link(final.parent):
+        raise ChromosortError(f"{final.parent} is a link; the tool never writes through a link")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        objects.to_csv(tmp / "objects.csv", index=False)
-        np.save(tmp / "labels.npy", np.asarray(pred.segmentation.labels, dtype=np.int32))
+        write_csv_atomic(objects, tmp / "objects.csv")
+        with atomic_path(tmp / "labels.npy") as part:
+            np.save(part, np.asarray(pred.segmentation.labels, dtype=np.int32))
         if gradcam and pred.gradcam_map is not None:
-            np.save(tmp / "gradcam.npy", np.asarray(pred.gradcam_map, dtype=np.float32))
+            with atomic_path(tmp / "gradcam.npy") as part:
+                np.save(part, np.asarray(pred.gradcam_map, dtype=np.float32))
         info = {
             "image": job.image,
             "sample": job.sample,
             "spread": job.stem,
             "model": str(model_path),
+            "model_sha256": model_sha256,
+            "image_sha256": job.digest or None,
             "n_objects": int(len(objects)),
             "n_classified": int(objects["class"].notna().sum()) if "class" in objects else 0,
             "shape": list(np.shape(image)),
             "fingerprint": fingerprint,
             "cost": _cost_since(started),
         }
-        (tmp / DONE).write_text(json.dumps(info))
-        if final.exists():  # unfinished leftover, stale result, or a racing duplicate
+        if not _table_holds(tmp / "objects.csv", len(objects)):
+            raise ChromosortError(f"the objects table of {job.image} did not read back")
+        write_bytes_atomic(tmp / DONE, json.dumps(info).encode())
+        if os.path.lexists(final):  # unfinished leftover, stale result, or a racing duplicate
             if is_done(job, fingerprint):
                 shutil.rmtree(tmp)
                 return {"image": job.image, "status": "skipped"}
-            shutil.rmtree(final)
+            remove_owned(final, final.parent.parent, SPREAD_NAMES, "spread folder")
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -291,11 +377,16 @@ def _cost_since(started: tuple[float, float, float]) -> dict:
 # ------------------------------------------------------------------ merging
 
 
-def collect_objects(out_dir) -> pd.DataFrame:
-    """Concatenate every finished spread's ``objects.csv`` (sorted by sample, spread)."""
+def collect_objects(out_dir, jobs: list[SpreadJob] | None = None) -> pd.DataFrame:
+    """Concatenate every finished spread's ``objects.csv`` (sorted by sample, spread); with
+    ``jobs``, only those spreads (a removed input's old result is not counted)."""
     spreads = Path(out_dir) / "spreads"
     frames = []
-    for done in sorted(spreads.glob(f"*/*/{DONE}")):
+    dones = sorted(spreads.glob(f"*/*/{DONE}"))
+    if jobs is not None:
+        dones = [Path(j.out_dir) / DONE for j in sorted(jobs, key=lambda j: j.out_dir)]
+        dones = [d for d in dones if d.is_file()]
+    for done in dones:
         path = done.parent / "objects.csv"
         try:
             frames.append(pd.read_csv(path, keep_default_na=True))
@@ -332,7 +423,7 @@ def write_reports(out_dir, objects: pd.DataFrame, classes=None, formats=("png", 
             pd.DataFrame([c.as_dict() for c in comparisons]), out_dir / "comparisons.csv"
         )
         files.append(out_dir / "comparisons.csv")
-    (out_dir / "stats.txt").write_text("\n".join(lines) + "\n")
+    write_bytes_atomic(out_dir / "stats.txt", ("\n".join(lines) + "\n").encode())
     files.append(out_dir / "stats.txt")
     fig = plots.stacked_bar(summary, comparisons=comparisons)
     files += plots.save_figure(fig, out_dir / "stacked_bar", formats)
@@ -374,8 +465,9 @@ def output_lock(out_dir: Path):
     """Hold ``out_dir``'s batch lock for the block; ChromosortError when another run has it.
     The lock dies with its process, so a killed run never blocks the next one."""
     path = Path(out_dir) / LOCK
-    try:
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
+    try:  # never through a link: the lock file is truncated below
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        handle = os.fdopen(os.open(path, flags, 0o666), "a+", encoding="utf-8", errors="replace")
     except OSError as error:
         raise ChromosortError(f"cannot lock output folder {out_dir}: {error}") from None
     with handle:
@@ -385,6 +477,9 @@ def output_lock(out_dir: Path):
                 f"another chromosort batch ({holder}) is writing to {out_dir}; wait for it to "
                 "finish or choose another output folder"
             )
+        text = _holder(handle)
+        if text and not text.startswith("pid "):
+            raise ChromosortError(f"{path} is not chromosort's lock file; left alone")
         handle.seek(0)
         handle.truncate()
         started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -394,6 +489,32 @@ def output_lock(out_dir: Path):
 
 
 # ------------------------------------------------------------------ the run
+
+
+def _prepare_spreads(spreads: Path, jobs: list[SpreadJob], model_path) -> tuple[Path, str]:
+    """Before a run: leftovers of interrupted runs removed, every spread folder checked (no
+    link on the way), each image's bytes hashed, and the model read once into a copy that all
+    tasks load; returns the copy and the model's SHA-256."""
+    _remove_leftovers(spreads)
+    for job in jobs:
+        no_links(spreads, job.out_dir, "spread folder")
+        job.digest = file_digest(job.image)
+    model_bytes = Path(model_path).read_bytes()  # the one model of this run
+    model_sha = hashlib.sha256(model_bytes).hexdigest()
+    snapshot = spreads / f".model-{model_sha[:16]}.safetensors"
+    write_bytes_atomic(snapshot, model_bytes)
+    return snapshot, model_sha
+
+
+def _remove_leftovers(spreads: Path) -> None:
+    """Temporary folders and model copies of interrupted runs (no other run is writing: we hold
+    the lock); only names of ours, only inside the tool's own folder, never through a link."""
+    import re
+
+    for leftover in [*spreads.glob("*/.*.tmp-*"), *spreads.glob(".model-*.safetensors")]:
+        if re.fullmatch(OWN_NAMES, leftover.name) and not is_link(leftover.parent):
+            with contextlib.suppress(ChromosortError, OSError):
+                remove_owned(leftover, spreads, f"{SPREAD_NAMES}|{re.escape(leftover.name)}")
 
 
 def _params_to_dict(params) -> dict | None:
@@ -417,6 +538,7 @@ def run_batch(
     formats=("png", "svg"),
     priors: PriorOptions | None = None,
     views: int | None = None,
+    overwrite: bool = False,
 ) -> Generator[Progress, None, BatchResult]:
     """Generator of :class:`Progress` that returns a :class:`BatchResult`.
 
@@ -427,7 +549,8 @@ def run_batch(
     Failures of single spreads are reported in ``result.failures`` and the run goes on; the
     failed spreads are retried by the next run. ``params``: segmentation parameters
     (:class:`.SegmentationParams` or dict); ``priors``: :class:`.predict.PriorOptions`;
-    ``views``: dihedral views averaged per crop (None: the model's own number).
+    ``views``: dihedral views averaged per crop (None: the model's own number);
+    ``overwrite``: replace report files in ``out_dir`` that chromosort did not write.
     """
     model_path = str(Path(model_path).resolve())
     if not Path(model_path).is_file():
@@ -439,11 +562,14 @@ def run_batch(
             )
         scheduler = "serial"
     out_dir = Path(out_dir).resolve()
+    spreads = out_dir / "spreads"  # made by an earlier version: its lock beside, no marker
+    legacy = (out_dir / LOCK).is_file() and not is_link(out_dir / LOCK) and not owns(spreads)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ChromosortError(f"cannot create output folder {out_dir}: {error}") from None
     with output_lock(out_dir):
+        _claim_outputs(out_dir, legacy, overwrite, formats)
         return (
             yield from _run_locked(
                 input_dir,
@@ -460,6 +586,33 @@ def run_batch(
                 views,
             )
         )
+
+
+def _claim_outputs(out_dir: Path, legacy: bool, overwrite: bool, formats) -> None:
+    """Before any work: ``out_dir/spreads`` is the tool's (made by it, or by an earlier version
+    beside its lock), no sample folder in it is a link, and no report would replace a file
+    chromosort did not write (unless ``overwrite``)."""
+    spreads = out_dir / "spreads"
+    if is_link(spreads):
+        raise ChromosortError(f"{spreads} is a link; the tool never writes through a link")
+    if legacy and spreads.is_dir() and not owns(spreads):
+        mark_owned(spreads)
+    if not claim_folder(spreads, out_dir, "batch results folder"):
+        raise ChromosortError(
+            f"{spreads} exists and was not made by chromosort batch; choose another --out"
+        )
+    for sample in spreads.iterdir():
+        if is_link(sample):
+            raise ChromosortError(
+                f"{sample} is a link; the tool never writes or deletes through a link"
+            )
+    ours = legacy  # reports of an earlier version (no record of their bytes)
+    names = [*REPORT_FILES, *(f"stacked_bar.{fmt}" for fmt in formats)]
+    for name in names:
+        path = out_dir / name
+        if ours and path.is_file() and not is_link(path) and not overwrite:
+            continue  # our own report of an earlier run
+        output_path(path, out_dir, overwrite, "report")
 
 
 def dask_available() -> bool:
@@ -491,6 +644,24 @@ def _worker_environ() -> dict:
     return environ
 
 
+@contextlib.contextmanager
+def _workers_ignore_sigint():
+    """Worker processes started in the block ignore Ctrl-C (they inherit the ignored signal):
+    this process stops them itself, so an interrupted run prints one line, not their
+    tracebacks. A Ctrl-C pressed while they start is ignored too (press it again)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_locked(
     input_dir,
     model_path: str,
@@ -509,21 +680,23 @@ def _run_locked(
     from .classification.predict import PriorOptions
 
     jobs = find_spreads(input_dir, out_dir, exclude=exclude)
+    renamed = renamed_spreads(jobs, input_dir)
     pdict = _params_to_dict(params)
     priors = priors or PriorOptions()
-    fp = fingerprint(model_path, pdict, gradcam, priors, views)
+    spreads = out_dir / "spreads"
+    snapshot, model_sha = _prepare_spreads(spreads, jobs, model_path)
+    fp = fingerprint(model_path, pdict, gradcam, priors, views, model_sha256=model_sha)
     todo = [j for j in jobs if not is_done(j, fp)]
     skipped = len(jobs) - len(todo)
     total = len(jobs) + 1
-    # temporary leftovers of interrupted runs (no other run is writing: we hold the lock)
-    for leftover in (out_dir / "spreads").glob("*/.*.tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
     step = skipped
     failures: dict[str, str] = {}
-    yield Progress(step, total, f"{skipped} spread(s) already done, {len(todo)} to run")
+    note = f"; {len(renamed)} spread name(s) made distinct" if renamed else ""
+    yield Progress(step, total, f"{skipped} spread(s) already done, {len(todo)} to run{note}")
 
     kwargs = dict(
-        model_path=model_path,
+        model_path=str(snapshot),
+        model_sha256=model_sha,
         params=pdict,
         gradcam=gradcam,
         torch_threads=torch_threads,
@@ -549,7 +722,7 @@ def _run_locked(
             import dask
 
             n = workers or os.cpu_count() or 1
-            with dask.config.set({_SPAWN_ENVIRON: _worker_environ()}):
+            with dask.config.set({_SPAWN_ENVIRON: _worker_environ()}), _workers_ignore_sigint():
                 cluster = LocalCluster(
                     n_workers=n,
                     threads_per_worker=1,
@@ -573,6 +746,11 @@ def _run_locked(
                     failures[job.image] = f"{type(error).__name__}: {error}"
                 step += 1
                 yield Progress(step, total, f"{job.sample}/{job.stem}", {"failed": len(failures)})
+        except KeyboardInterrupt:  # stopping the workers is expected now: no warnings about it
+            import logging
+
+            logging.getLogger("distributed").setLevel(logging.ERROR)
+            raise
         finally:
             for f in futures if "futures" in locals() else ():
                 f.cancel()
@@ -580,13 +758,16 @@ def _run_locked(
             if cluster is not None:
                 cluster.close()
 
-    objects = collect_objects(out_dir)
+    remove_owned(snapshot, spreads, OWN_NAMES)
+    objects = collect_objects(out_dir, jobs)
     summary, comparisons, files = write_reports(out_dir, objects, formats=formats)
     if failures:
         write_csv_atomic(
             pd.DataFrame({"image": list(failures), "error": list(failures.values())}),
             out_dir / "failures.csv",
         )
+        files.append(out_dir / "failures.csv")
+    record_written(files)
     yield Progress(total, total, "reports written")
     return BatchResult(
         out_dir=out_dir,
@@ -598,4 +779,5 @@ def _run_locked(
         n_failed=len(failures),
         failures=failures,
         files=files,
+        renamed=renamed,
     )

@@ -19,7 +19,7 @@ import pandas as pd
 from .atomic import write_bytes_atomic
 from .errors import ChromosortError
 from .io import IMAGE_SUFFIXES
-from .safety import check_name, check_relative, inside, unique_in
+from .safety import check_name, check_relative, inside, is_link, no_links, unique_in
 
 MANIFEST = "manifest.csv"
 COLUMNS = [
@@ -66,6 +66,14 @@ class CropDataset:
         except OSError as error:
             raise ChromosortError(f"cannot create dataset folder {self.root}: {error}") from None
         self._classes: list[str] = []
+        given = {}
+        for cls in classes:  # two names for one folder would merge two classes silently
+            folder = sanitise_class_name(cls)
+            if folder in given and given[folder] != cls:
+                raise ChromosortError(
+                    f"class names {given[folder]!r} and {cls!r} would share the folder {folder!r}"
+                )
+            given[folder] = cls
         manifest = self.manifest()
         for cls in list(classes) + manifest["class"].astype(str).tolist() + self._folders():
             self._ensure_class(cls)
@@ -83,7 +91,7 @@ class CropDataset:
         if folder not in self._classes:
             self._classes.append(folder)
         if create:
-            (self.root / folder).mkdir(exist_ok=True)
+            no_links(self.root, self.root / folder, "class folder").mkdir(exist_ok=True)
         return folder
 
     @property
@@ -123,7 +131,8 @@ class CropDataset:
         """Refuse a manifest whose ``file`` column names a path outside the dataset folder."""
         for row, file in enumerate(table["file"], start=2):  # line 1 is the header
             try:
-                check_relative(file, "file")
+                if len(check_relative(file, "file").parts) != 2:
+                    raise ChromosortError(f"file {str(file)[:60]!r} is not <class>/<crop file>")
             except ChromosortError as error:
                 raise ChromosortError(
                     f"{self.manifest_path} line {row} is refused: {error}"
@@ -197,8 +206,14 @@ class CropDataset:
         return table, int(hits[0])
 
     def _stored(self, file: str) -> Path:
-        """The crop file a manifest row names, refused unless it lies inside the dataset."""
-        return inside(self.root, file, f"manifest file entry of {self.manifest_path}")
+        """The crop file a manifest row names, refused unless it lies inside the dataset, in a
+        class folder that is no link, and is no folder."""
+        what = f"manifest file entry of {self.manifest_path}"
+        path = inside(self.root, file, what)
+        no_links(self.root, path.parent, what)
+        if path.is_dir() or is_link(path) or path.name == MANIFEST:
+            raise ChromosortError(f"{what} {str(file)[:60]!r} is not a crop file")
+        return path
 
     def relabel(self, file, cls: str) -> Path:
         """Move a stored crop to class ``cls`` (file moved, manifest updated); returns new path."""

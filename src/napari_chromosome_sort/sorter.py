@@ -30,7 +30,17 @@ from .atomic import write_csv_atomic
 from .errors import ChromosortError
 from .io import IMAGE_SUFFIXES
 from .progress import Progress, relay
-from .safety import check_name, check_relative, flat_names, inside, parent_inside, unique_in
+from .safety import (
+    check_name,
+    check_relative,
+    flat_names,
+    inside,
+    no_links,
+    output_path,
+    parent_inside,
+    record_written,
+    unique_in,
+)
 
 if TYPE_CHECKING:
     from .classification.classifier import ChromosomeClassifier
@@ -166,19 +176,26 @@ def _place(src: Path, dest: Path, link: bool | str) -> str:
     if tmp.exists() or tmp.is_symlink():
         tmp.unlink()
     how = "copy"
-    if link in (True, "hard"):
-        try:
-            os.link(src, tmp)
-            how = "hardlink"
-        except OSError:
+    try:
+        if link in (True, "hard"):
+            try:
+                os.link(src, tmp)
+                how = "hardlink"
+            except OSError:
+                os.symlink(src.resolve(), tmp)
+                how = "symlink"
+        elif link == "sym":
             os.symlink(src.resolve(), tmp)
             how = "symlink"
-    elif link == "sym":
-        os.symlink(src.resolve(), tmp)
-        how = "symlink"
-    else:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dest)
+        else:
+            shutil.copy2(src, tmp)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())  # on the disk before it gets the final name
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.lexists(tmp):
+            tmp.unlink()  # no temporary file left behind (a full disk, Ctrl-C)
+        raise
     return how
 
 
@@ -200,10 +217,12 @@ def sort_folder(
     link: bool | str = False,
     min_confidence: float = 0.6,
     tta: bool = True,
+    overwrite: bool = False,
 ) -> Generator[Progress, None, SortResult]:
     """Classify every image below ``input_dir`` and place a copy/link in ``out_dir/<class>/``
-    (``out_dir/_review/`` when max p < ``min_confidence``). Originals are never moved or deleted.
-    Returns a :class:`SortResult`."""
+    (``out_dir/_review/`` when max p < ``min_confidence``). Originals are never moved or deleted;
+    a file already in ``out_dir`` that chromosort did not write is never replaced (refused before
+    anything is written) unless ``overwrite``. Returns a :class:`SortResult`."""
     input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir).resolve()
     if out_dir == input_dir:
         raise ChromosortError("--out must differ from the input folder (originals stay in place)")
@@ -220,21 +239,35 @@ def sort_folder(
     table["review"] = table["confidence"] < min_confidence
     placed, how = [], []
     names = flat_names(p.relative_to(input_dir) for p in paths)
-    rows = zip(paths, names, table.itertuples(index=False), strict=True)
-    for i, (path, name, row) in enumerate(rows):
-        folder = REVIEW if row.review else str(row[1])
-        dest = parent_inside(out_dir, out_dir / folder / name, "sorted image")
+    folders = [REVIEW if row.review else str(row[1]) for row in table.itertuples(index=False)]
+    dests = _check_destinations(out_dir, folders, names, overwrite)
+    for i, (path, dest) in enumerate(zip(paths, dests, strict=True)):
         how.append(_place(path, dest, link))
         placed.append(str(dest))
-        yield Progress(len(paths) + i + 1, 2 * len(paths), f"{folder}/{name}")
+        yield Progress(len(paths) + i + 1, 2 * len(paths), f"{dest.parent.name}/{dest.name}")
     table["placed_as"] = placed
     table["how"] = how
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(table, out_dir / "predictions.csv")
     write_csv_atomic(table[table["review"]], out_dir / "review.csv")
+    record_written([*dests, out_dir / "predictions.csv", out_dir / "review.csv"])
     counts = table[~table["review"]]["class"].value_counts().to_dict()
     yield Progress(2 * len(paths), 2 * len(paths), "sorted")
     return SortResult(out_dir, table, counts, int(table["review"].sum()))
+
+
+def _check_destinations(out_dir: Path, folders, names, overwrite: bool) -> list[Path]:
+    """Every file sort will write, checked before any is written: inside ``out_dir``, no link on
+    the way, and none replacing a file chromosort did not write (unless ``overwrite``)."""
+    dests = []
+    for folder in sorted(set(folders)):
+        no_links(out_dir, out_dir / folder, "class folder").mkdir(parents=True, exist_ok=True)
+    for folder, name in zip(folders, names, strict=True):
+        dest = parent_inside(out_dir, out_dir / folder / name, "sorted image")
+        dests.append(output_path(dest, out_dir, overwrite, "sorted image"))
+    for name in ("predictions.csv", "review.csv"):
+        output_path(out_dir / name, out_dir, overwrite, "table")
+    return dests
 
 
 def _check_output_classes(classes: Sequence[str]) -> None:
@@ -263,7 +296,7 @@ def add_to_training_set(image_path, dataset_root, cls: str) -> Path:
     log_path = root / CORRECTIONS
     log = read_corrections(log_path)
     previous = log[log["source"] == str(src)]
-    dest_dir = root / cls
+    dest_dir = no_links(root, root / cls, "class folder")
     dest_dir.mkdir(parents=True, exist_ok=True)
     if len(previous):
         old = inside(root, previous.iloc[-1]["file"], f"file entry of {log_path}")

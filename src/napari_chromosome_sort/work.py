@@ -19,6 +19,7 @@ import pandas as pd
 
 from .atomic import atomic_path, write_bytes_atomic, write_csv_atomic
 from .errors import ChromosortError
+from .io import MAX_PIXELS, check_pixel_count
 from .safety import inside
 
 FORMAT = "napari-chromosome-sort work/1"
@@ -90,8 +91,12 @@ def save_work(folder, layers: list[tuple]) -> list[str]:
 
 
 def _index(folder: Path) -> list[dict]:
+    from .safety import load_json
+
     try:
-        index = json.loads((folder / INDEX).read_text())
+        if (folder / INDEX).stat().st_size > 16 * 2**20:
+            raise ChromosortError(f"{folder / INDEX} is larger than 16 MB")
+        index = load_json((folder / INDEX).read_bytes(), str(folder / INDEX))
     except (OSError, ValueError) as error:
         raise ChromosortError(f"{folder / INDEX} cannot be read: {error}") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
@@ -118,7 +123,15 @@ def read_work(folder) -> list[tuple]:
     for entry in _index(folder):
         file = inside(folder, entry.get("file"), "layer file")
         try:
-            data = tifffile.imread(file)
+            with tifffile.TiffFile(file) as tif:  # the size is checked before decoding
+                shape = tuple(tif.series[0].shape)
+                plane = shape[-3:-1] if len(shape) > 2 and shape[-1] <= 4 else shape[-2:]
+                check_pixel_count(plane, f"layer {file.name}")
+                if int(np.prod(shape)) > 4 * MAX_PIXELS:
+                    raise ChromosortError(f"layer {file.name} holds {shape} values; too many")
+                data = tif.asarray()
+        except ChromosortError:
+            raise
         except Exception as error:  # noqa: BLE001 - any unreadable file is the user's problem
             raise ChromosortError(f"{file} cannot be read: {error}") from None
         attrs = {"name": str(entry.get("name", file.stem))}

@@ -288,12 +288,41 @@ def _load_cached(path: Path, views: int) -> np.ndarray | None:
     return arr
 
 
+_CACHE_NAMES = r"[0-9a-f]{16}/[0-9a-f]{40}\.npy|inner-cv/[0-9a-f]{24}(-head)?\.npz"
+_CACHE_FOLDERS = r"[0-9a-f]{16}|inner-cv"
+
+
+def claim_cache(root: Path) -> bool:
+    """Mark ``root`` as the tool's cache when it is new, empty, or holds only cache folders (made
+    by an earlier version); returns whether the tool owns it (and may prune it)."""
+    import re
+
+    from ..safety import MARKER, claim_folder, is_link, mark_owned, owns
+
+    root = Path(root)
+    if root.is_dir() and not is_link(root) and not owns(root):
+        names = [p.name for p in root.iterdir() if p.name != MARKER]
+        if names and all(re.fullmatch(_CACHE_FOLDERS, n) for n in names):
+            mark_owned(root)
+    return claim_folder(root, what="feature cache folder")
+
+
 def prune_cache(folder: str | os.PathLike, limit: int = MAX_CACHE_BYTES) -> int:
     """Delete the least recently used feature files (and stored inner-CV results of
     :mod:`.training`) until ``folder`` holds at most ``limit`` bytes; returns the number of files
-    deleted."""
+    deleted. Only inside a folder the tool made (:func:`.safety.owns`), only files named as the
+    cache names them, never through a link: a folder of someone else's arrays is left alone."""
+    import re
+
+    from ..safety import is_link, owns
+
     files = []
+    if not owns(folder):
+        return 0
     for path in (*Path(folder).glob("*/*.npy"), *Path(folder).glob("inner-cv/*.npz")):
+        rel = f"{path.parent.name}/{path.name}"
+        if not re.fullmatch(_CACHE_NAMES, rel) or is_link(path.parent) or is_link(path):
+            continue
         try:
             st = path.stat()
         except OSError:
@@ -355,9 +384,14 @@ def extract_features(
     was_training = backbone.training
     backbone.eval()
     if cache is not None and total:
+        from ..errors import ChromosortError
+        from ..safety import no_links
+
         try:
+            claim_cache(root)
+            no_links(root, cache, "feature cache folder")
             cache.mkdir(parents=True, exist_ok=True)
-        except OSError:  # a read-only cache: memory only
+        except (OSError, ChromosortError):  # a read-only cache or a link: memory only
             cache = None
     runner = _frozen_runner(backbone, prep, total * views, device) if total else None
     with torch.no_grad():

@@ -137,11 +137,12 @@ def _parse_metadata(text: str, path: Path) -> dict:
             f"{path}: model metadata is {len(text)} characters long "
             f"(at most {MAX_METADATA_CHARS}); refused"
         )
+    from ..safety import load_json
+
     try:
-        meta = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as error:
-        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
-        raise ChromosortError(f"{path}: model metadata is corrupt ({reason})") from None
+        meta = load_json(text, "JSON", finite=False)
+    except ChromosortError as error:
+        raise ChromosortError(f"{path}: model metadata is corrupt ({error})") from None
     if not isinstance(meta, dict):
         raise ChromosortError(f"{path}: model metadata is corrupt (not a JSON object)")
     return meta

@@ -168,7 +168,51 @@ def check_metadata(meta) -> dict:
     for key in OPTIONAL_TEXTS:
         if meta.get(key) is not None and not isinstance(meta[key], str):
             raise ChromosortError(f"{key} must be text, got {type(meta[key]).__name__}")
+    if meta.get("training") is not None:
+        check_training(meta["training"], len(meta["classes"]))
     return meta
+
+
+MAX_COUNT = 10**9
+MAX_HEAD_VALUE = 1e6  # a head weight beyond this overflows the class probabilities
+
+
+def _numbers(values, what: str, length: int, low: float, high: float) -> list[float]:
+    """``values`` as ``length`` finite numbers in ``[low, high]``."""
+    if not isinstance(values, list) or len(values) != length:
+        raise ChromosortError(f"{what} must be {length} numbers")
+    return [_float(v, what, low, high) for v in values]
+
+
+def check_training(training, k: int) -> dict:
+    """What prediction reads from the training record: the config a dict, the class counts
+    whole numbers, the stored calibration (temperature, bias, priors, confusion) finite and of
+    the right lengths, so that ``--adapt-priors``/``--calibrate`` get a distribution."""
+    training = _dict(training, "training")
+    if training.get("config") is not None:
+        config = _dict(training["config"], "training config")
+        if not isinstance(config.get("class_balance", True), bool):
+            raise ChromosortError("training config class_balance must be true or false")
+    counts = training.get("counts")
+    if counts is not None:
+        for name, n in _dict(counts, "training counts").items():
+            _int(n, f"training count of {str(name)[:40]!r}", 0, MAX_COUNT)
+    chosen = training.get("chosen")
+    calibration = _dict(chosen, "training chosen").get("calibration") if chosen else None
+    if calibration is not None:
+        calibration = _dict(calibration, "calibration")
+        _float(calibration.get("temperature"), "calibration temperature", 1e-12, 1e12)
+        _numbers(calibration.get("bias"), "calibration bias", k, -1e6, 1e6)
+        priors = _numbers(calibration.get("priors"), "calibration priors", k, 0.0, 1.0)
+        if sum(priors) <= 0:
+            raise ChromosortError("calibration priors sum to 0; they give no distribution")
+        confusion = calibration.get("confusion")
+        if confusion is not None:
+            if not isinstance(confusion, list) or len(confusion) != k:
+                raise ChromosortError(f"calibration confusion must be {k} rows")
+            for row in confusion:
+                _numbers(row, "calibration confusion", k, 0.0, 1.0)
+    return training
 
 
 def check_tensors(tensors: dict, own: dict) -> None:
@@ -192,3 +236,13 @@ def check_tensors(tensors: dict, own: dict) -> None:
             raise ChromosortError(f"tensor {key} holds {value.dtype}, expected {own[key].dtype}")
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise ChromosortError(f"tensor {key} holds NaN or infinite values")
+        if key.startswith("head.") and value.is_floating_point():
+            if key.endswith("sigma") and not bool((value > 0).all()):
+                raise ChromosortError(
+                    f"tensor {key} holds zero or negative scales; the head gives no distribution"
+                )
+            if value.numel() and float(value.abs().max()) > MAX_HEAD_VALUE:
+                raise ChromosortError(
+                    f"tensor {key} holds values beyond {MAX_HEAD_VALUE:g}; the head gives no "
+                    "distribution"
+                )

@@ -77,6 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print(f"chromosort {args.command}: error: out of memory", file=sys.stderr)
         return 1
+    except RecursionError:  # a file nested deeper than any real one (crafted JSON, ...)
+        print(f"chromosort {args.command}: error: an input is nested too deeply", file=sys.stderr)
+        return 2
+    except ValueError as error:
+        if "integer string conversion" not in str(error):
+            raise
+        # a number of thousands of digits in a JSON or CSV input
+        print(f"chromosort {args.command}: error: an input holds a number too long to read",
+              file=sys.stderr)  # fmt: skip
+        return 2
     except KeyboardInterrupt:
         print(f"chromosort {args.command}: interrupted", file=sys.stderr)
         return 130

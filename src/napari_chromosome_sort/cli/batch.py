@@ -68,6 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["png", "svg", "pdf"],
         help="plot formats (default png and svg)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace report files in --out that chromosort did not write (default: refuse)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,9 +102,15 @@ def run(args: argparse.Namespace) -> int:
                 method=args.prior_method,
             ),
             views=args.views,
+            overwrite=args.overwrite,
         ),
         desc="batch",
     )
+    for image, spread in result.renamed.items():
+        print(
+            f"note: {image} is reported as spread {spread} (names must be distinct)",
+            file=sys.stderr,
+        )
     n_cls = int(result.objects["class"].notna().sum()) if "class" in result.objects else 0
     print(
         f"{result.n_spreads} spread(s) ({result.n_skipped} already done, "

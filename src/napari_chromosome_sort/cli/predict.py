@@ -80,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --spreads: let the network call objects that segmentation built from two "
         "separate sister chromatids (by default they are type C, the class named C)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out or Grad-CAM file that chromosort did not write",
+    )
 
 
 def _expand(inputs) -> tuple[list, list]:
@@ -125,6 +130,32 @@ def _check_out(out) -> None:
         raise ChromosortError(f"--out {out}: {out.parent} is a file, not a folder")
 
 
+def _check_outputs(out, files, gradcam_dir, names, overwrite: bool) -> list:
+    """Before any work: no output is one of the inputs, none goes through a link, and none
+    replaces a file chromosort did not write (unless ``overwrite``); returns the Grad-CAM paths."""
+    import os
+    from pathlib import Path
+
+    from ..errors import ChromosortError
+    from ..safety import no_links, output_path
+
+    inputs = {os.path.realpath(f) for f in files}
+    targets = [Path(out)]
+    if gradcam_dir is not None:
+        try:
+            no_links(gradcam_dir.parent, gradcam_dir, "Grad-CAM folder").mkdir(
+                parents=True, exist_ok=True
+            )
+        except OSError as error:
+            raise ChromosortError(f"cannot create Grad-CAM folder {gradcam_dir}: {error}") from None
+        targets += [gradcam_dir / name for name in names]
+    for target in targets:
+        if os.path.realpath(target) in inputs:
+            raise ChromosortError(f"output {target} is one of the inputs; choose another name")
+        output_path(target, None, overwrite, "output")
+    return targets[1:]
+
+
 def _gradcam_names(relatives, suffix: str) -> list[str]:
     """One distinct Grad-CAM file name per input (by its relative path, never by stem only)."""
     from pathlib import Path
@@ -143,12 +174,13 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     from PIL import Image
 
-    from ..atomic import write_csv_atomic
+    from ..atomic import atomic_path, write_csv_atomic
     from ..classification.model_io import load_model
     from ..classification.predict import PriorOptions, predict_crops, predict_spread
     from ..crops import as_rgb_uint8
     from ..errors import ChromosortError
     from ..io import read_image, require_contrast
+    from ..safety import record_written
 
     priors = PriorOptions(
         adapt=bool(args.adapt_priors),
@@ -160,8 +192,10 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     files, relatives = _expand(args.inputs)
     gradcam_dir = Path(args.gradcam) if args.gradcam else None
-    if gradcam_dir:
-        gradcam_dir.mkdir(parents=True, exist_ok=True)
+    suffixes = (".tif", ".png") if args.spreads else (".png",)
+    names = [name for suffix in suffixes for name in _gradcam_names(relatives, suffix)]
+    _check_outputs(args.out, files, gradcam_dir, names, args.overwrite)
+    written = []
     tta = not args.no_tta
     views = 1 if args.no_tta else args.views
     tables = []
@@ -192,8 +226,11 @@ def run(args: argparse.Namespace) -> int:
             table.insert(0, "source", str(path))
             tables.append(table)
             if gradcam_dir is not None:
-                tifffile.imwrite(gradcam_dir / tif_names[n], result.gradcam_map.astype(np.float32))
-                Image.fromarray(overlay(image, result.gradcam_map)).save(gradcam_dir / png_names[n])
+                with atomic_path(gradcam_dir / tif_names[n]) as tmp:
+                    tifffile.imwrite(tmp, result.gradcam_map.astype(np.float32))
+                with atomic_path(gradcam_dir / png_names[n]) as tmp:
+                    Image.fromarray(overlay(image, result.gradcam_map)).save(tmp, format="PNG")
+                written += [gradcam_dir / tif_names[n], gradcam_dir / png_names[n]]
             print(f"{path.name}: {len(table)} chromosomes", file=sys.stderr)
     else:
         images = [as_rgb_uint8(read_image(p)) for p in files]
@@ -206,12 +243,15 @@ def run(args: argparse.Namespace) -> int:
             names = _gradcam_names(relatives, ".png")
             for name, image in zip(names, images, strict=True):
                 heat = gradcam(model, image)
-                Image.fromarray(overlay(image, heat)).save(gradcam_dir / name)
+                with atomic_path(gradcam_dir / name) as tmp:
+                    Image.fromarray(overlay(image, heat)).save(tmp, format="PNG")
+                written.append(gradcam_dir / name)
     columns = ["source", "label", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1", "class"]
     columns += [f"p_{c}" for c in model.classes] + ["called_by"]  # called_by: spreads only
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
     table = table[[c for c in columns if c in table.columns]]
     write_csv_atomic(table, args.out)
+    record_written([Path(args.out), *written])
     counts = table["class"].value_counts().to_dict() if len(table) else {}
     print(f"{len(table)} rows -> {args.out} {counts}", file=sys.stderr)
     return 0

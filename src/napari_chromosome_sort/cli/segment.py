@@ -51,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a segmentation model from 'chromosort segment-learn' (its settings and classifier)",
     )
     parser.add_argument("--no-crops", action="store_true", help="skip writing crops")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files in --out that chromosort did not write (default: refuse)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -66,6 +71,7 @@ def run(args) -> int:
 
     from ..errors import ChromosortError
     from ..io import read_image, require_contrast
+    from ..safety import check_name, claim_folder
     from ..segmentation import SegmentationParams, segment_spread
 
     paths = [Path(p) for p in args.images]
@@ -75,11 +81,15 @@ def run(args) -> int:
     stems = [p.stem for p in paths]
     if len(set(stems)) != len(stems):
         raise ChromosortError("two input images share a file name stem; outputs would collide")
+    for path in paths:
+        check_name(path.stem, f"image name {path.name!r} cannot name an output folder:")
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ChromosortError(f"cannot create output folder {out}: {error}") from None
+    for stem in stems:
+        _check_spread_folder(out, stem, args.overwrite)
     params = SegmentationParams(
         polarity=None if args.polarity == "auto" else args.polarity,
         split_touching=not args.no_split,
@@ -88,7 +98,9 @@ def run(args) -> int:
         crossing_score=args.crossing_score,
         threshold=args.threshold,
     )
+    from ..atomic import atomic_path, write_csv_atomic
     from ..crops import crop_chromosomes
+    from ..safety import record_written
     from ..segmentation.learned import load_segmentation_model, segment_with_model
 
     model = load_segmentation_model(args.model) if args.model else None
@@ -102,18 +114,24 @@ def run(args) -> int:
             continue
         seg = segment_with_model(image, model, params) if model else segment_spread(image, params)
         folder = out / path.stem
-        folder.mkdir(parents=True, exist_ok=True)
-        tifffile.imwrite(folder / "labels.tif", seg.labels.astype(np.int32), compression=None)
-        seg.objects.to_csv(folder / "objects.csv", index=False)
+        folder.mkdir(exist_ok=True)  # checked: no link (_check_spread_folder)
+        with atomic_path(folder / "labels.tif") as tmp:
+            tifffile.imwrite(tmp, seg.labels.astype(np.int32), compression=None)
+        write_csv_atomic(seg.objects, folder / "objects.csv")
+        written = [folder / "labels.tif", folder / "objects.csv"]
+        _remove_old_crops(folder, path.stem)  # a second run never leaves stale crops beside
         if args.no_crops:
+            record_written(written)
             continue
         crops_dir = folder / "crops"
-        crops_dir.mkdir(exist_ok=True)
+        claim_folder(crops_dir, out)
         # (crops of a spread that segmentation denoised are denoised too: crop_chromosomes)
         for crop in crop_chromosomes(image, seg, source=str(path)):
-            Image.fromarray(np.ascontiguousarray(crop.pixels)).save(
-                crops_dir / f"{path.stem}_{crop.label}.png"
-            )
+            name = crops_dir / f"{path.stem}_{crop.label}.png"
+            with atomic_path(name) as tmp:
+                Image.fromarray(np.ascontiguousarray(crop.pixels)).save(tmp, format="PNG")
+            written.append(name)
+        record_written(written)
         counts = seg.status_counts()
         if not args.quiet:
             summary = ", ".join(f"{k} {v}" for k, v in counts.items())
@@ -121,3 +139,36 @@ def run(args) -> int:
                 summary += " (noisy image: denoised before segmenting and cropping)"
             print(f"{path.name}: {summary}", file=sys.stderr)
     return 0
+
+
+def _check_spread_folder(out, stem: str, overwrite: bool) -> None:
+    """``out/stem`` may be written: not a link, and its labels and table not files chromosort
+    did not write (unless ``overwrite``); a crops folder of someone else is refused."""
+    from ..errors import ChromosortError
+    from ..safety import no_links, output_path, owns
+
+    folder = no_links(out, out / stem, "spread folder")
+    for name in ("labels.tif", "objects.csv"):
+        output_path(folder / name, out, overwrite, "output")
+    crops = no_links(out, folder / "crops", "crops folder")
+    if crops.is_dir() and any(crops.iterdir()) and not owns(crops) and not overwrite:
+        raise ChromosortError(
+            f"{crops} holds files chromosort did not write; choose another --out or pass "
+            "--overwrite"
+        )
+
+
+def _remove_old_crops(folder, stem: str) -> None:
+    """Crops an earlier run wrote for this spread (only in the tool's own crops folder, only
+    names of ours), so the folder holds this run's crops only."""
+    import re
+
+    from ..safety import owns, remove_owned
+
+    crops = folder / "crops"
+    if not owns(crops):
+        return
+    pattern = rf"\.?{re.escape(stem)}_\d+\.png(\..*\.tmp.*)?"
+    for old in crops.iterdir():
+        if re.fullmatch(pattern, old.name):
+            remove_owned(old, crops, pattern, "crop")

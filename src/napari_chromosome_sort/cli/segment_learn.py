@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="objects at least this likely to be chromosomes are kept (default 0.5)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out file that chromosort did not write (default: refuse)",
+    )
 
 
 def run(args) -> int:
@@ -33,11 +38,13 @@ def run(args) -> int:
 
     from ..errors import ChromosortError
     from ..io import read_image
+    from ..safety import output_path, record_written
     from ..segmentation.learned import TrainingSpread, learn_segmentation
     from ..segmentation.truth import read_truth
 
     if not 0 < args.threshold < 1:
         raise ChromosortError("--threshold must be between 0 and 1")
+    output_path(args.out, None, args.overwrite, "model file")  # before any work
     spreads = []
     for name in args.images:
         path = Path(name)
@@ -52,7 +59,7 @@ def run(args) -> int:
             print(message, file=sys.stderr)
 
     model = learn_segmentation(spreads, threshold=args.threshold, progress=progress)
-    model.save(args.out)
+    record_written([model.save(args.out)])
     if not args.quiet:
         counts = ", ".join(f"{k} {v}" for k, v in model.examples.items())
         print(

@@ -33,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no test-time averaging over rotated views: one view per crop",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files in --out that chromosort did not write (default: refuse)",
+    )
     train = parser.add_argument_group("training a sorter")
     train.add_argument(
         "--train",
@@ -58,11 +63,14 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.model_out:
             raise ChromosortError("--train needs --model-out MODEL")
+        from ..safety import output_path, record_written
+
+        output_path(args.model_out, None, args.overwrite, "model file")
         config = sorter_config(
             backbone=args.backbone, weights=args.weights, input_size=args.input_size
         )
         model = with_tqdm(train_sorter(args.train, config), desc="train sorter")
-        model_io.save_model(model, args.model_out)
+        record_written([model_io.save_model(model, args.model_out)])
         acc = model.metadata.get("metrics", {}).get("inner_cv_accuracy")
         acc_text = f", inner-CV accuracy {acc:.3f}" if isinstance(acc, float) else ""
         print(f"sorter for classes {model.classes}{acc_text} -> {args.model_out}")
@@ -92,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             link=args.link,
             min_confidence=args.min_confidence,
             tta=not args.no_tta,
+            overwrite=args.overwrite,
         ),
         desc="sort",
     )

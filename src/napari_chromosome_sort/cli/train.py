@@ -74,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also fine-tune the last N backbone blocks (slow without a GPU)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out file that chromosort did not write (default: refuse)",
+    )
 
 
 def config_from_args(args):
@@ -105,13 +110,16 @@ def run(args: argparse.Namespace) -> int:
     from ..classification.model_io import save_model
     from ..classification.training import train_from_folder
     from ..progress import with_tqdm
+    from ..safety import output_path, record_written
 
+    output_path(args.out, None, args.overwrite, "model file")  # before any work
     model = with_tqdm(
         train_from_folder(args.dataset, config_from_args(args)),
         desc="train",
         disable=True if args.quiet else None,
     )
     path = save_model(model, args.out)
+    record_written([path])
     summary = {
         "model": str(path),
         "classes": model.classes,
