@@ -243,3 +243,39 @@ def test_workers_allocate_as_one_process_does():
     assert "MALLOC_TRIM_THRESHOLD_" in dask_default
     assert "MALLOC_TRIM_THRESHOLD_" not in environ and environ["MALLOC_ARENA_MAX"] == "1"
     assert environ["OMP_NUM_THREADS"] == dask_default["OMP_NUM_THREADS"]
+
+
+def test_reports_carry_the_classifiers_error(tmp_path):
+    """With the model's confusion, batch's summary has shares corrected for the classifier."""
+    from napari_chromosome_sort.analysis.confusion import Confusion
+    from napari_chromosome_sort.batch import write_reports
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for sample in ("wt", "mut"):
+        for spread in range(3):
+            for label in range(30):
+                rows.append(
+                    {
+                        "sample": sample,
+                        "spread": f"{sample}{spread}",
+                        "label": label + 1,
+                        "class": rng.choice(["A", "B", "C"], p=[0.6, 0.3, 0.1]),
+                    }
+                )
+    objects = pd.DataFrame(rows)
+    counts = np.array([[80, 15, 5], [10, 80, 10], [5, 15, 80]])
+    confusion = Confusion(["A", "B", "C"], counts, "test")
+    plain, _, _ = write_reports(tmp_path / "plain", objects, ["A", "B", "C"], ("png",))
+    summary, _, _ = write_reports(
+        tmp_path / "error", objects, ["A", "B", "C"], ("png",), confusion=confusion
+    )
+    assert "adjusted_percent" not in plain and "adjusted_percent" in summary
+    inside = summary["adjusted_low"].le(summary["adjusted_percent"]) & summary[
+        "adjusted_percent"
+    ].le(summary["adjusted_high"])
+    assert inside.all() and summary["adjusted_low"].ge(0).all()
+    assert summary["adjusted_high"].le(100).all()
+    stats = (tmp_path / "error" / "stats.txt").read_text()
+    assert stats != (tmp_path / "plain" / "stats.txt").read_text()
+    assert "classifier" in stats

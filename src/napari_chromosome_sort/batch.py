@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from .analysis.confusion import load_confusion
 from .atomic import atomic_path, write_bytes_atomic, write_csv_atomic
 from .errors import ChromosortError
 from .io import IMAGE_SUFFIXES
@@ -400,8 +401,12 @@ def collect_objects(out_dir, jobs: list[SpreadJob] | None = None) -> pd.DataFram
     return table.sort_values(["sample", "spread", "label"], kind="stable").reset_index(drop=True)
 
 
-def write_reports(out_dir, objects: pd.DataFrame, classes=None, formats=("png", "svg")):
-    """summary.csv, comparisons.csv, stats.txt and the stacked-bar plot from ``objects``."""
+def write_reports(
+    out_dir, objects: pd.DataFrame, classes=None, formats=("png", "svg"), confusion=None
+):
+    """summary.csv, comparisons.csv, stats.txt and the stacked-bar plot from ``objects``;
+    ``confusion`` (the model's cross-validated confusion, if it stores one) widens each share's
+    interval by the classifier's own error."""
     from .analysis import plots, readout
 
     out_dir = Path(out_dir)
@@ -413,10 +418,10 @@ def write_reports(out_dir, objects: pd.DataFrame, classes=None, formats=("png", 
         return pd.DataFrame(), [], files
     if classes is None:
         classes = [c[2:] for c in objects.columns if c.startswith("p_")] or None
-    summary = readout.summarize(classified, classes=classes)
+    summary = readout.summarize(classified, classes=classes, confusion=confusion)
     write_csv_atomic(summary, out_dir / "summary.csv")
     files.append(out_dir / "summary.csv")
-    comparisons = readout.compare_all(classified, classes=classes)
+    comparisons = readout.compare_all(classified, classes=classes, confusion=confusion)
     lines = readout.comparison_lines(classified, comparisons, classes=classes)
     if comparisons:
         write_csv_atomic(
@@ -425,7 +430,8 @@ def write_reports(out_dir, objects: pd.DataFrame, classes=None, formats=("png", 
         files.append(out_dir / "comparisons.csv")
     write_bytes_atomic(out_dir / "stats.txt", ("\n".join(lines) + "\n").encode())
     files.append(out_dir / "stats.txt")
-    fig = plots.stacked_bar(summary, comparisons=comparisons)
+    spreads = readout.spread_summary(classified, classes=classes, confusion=confusion)
+    fig = plots.stacked_bar(summary, comparisons=comparisons, spreads=spreads)
     files += plots.save_figure(fig, out_dir / "stacked_bar", formats)
     return summary, comparisons, files
 
@@ -758,9 +764,12 @@ def _run_locked(
             if cluster is not None:
                 cluster.close()
 
+    confusion = load_confusion(snapshot)  # the run's one copy of the model
     remove_owned(snapshot, spreads, OWN_NAMES)
     objects = collect_objects(out_dir, jobs)
-    summary, comparisons, files = write_reports(out_dir, objects, formats=formats)
+    summary, comparisons, files = write_reports(
+        out_dir, objects, formats=formats, confusion=confusion
+    )
     if failures:
         write_csv_atomic(
             pd.DataFrame({"image": list(failures), "error": list(failures.values())}),
