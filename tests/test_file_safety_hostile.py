@@ -764,3 +764,59 @@ def test_hostile_coco_file_gives_one_line(kind, tmp_path, capsys):
                     tmp_path / "seg.json", "--quiet")  # fmt: skip
     one_line(code, err, "error")
     assert changed(before, tree_hash(tmp_path)) == []
+
+
+# ------------------------------------------------------------------ readout
+
+
+def _calls_csv(path: Path) -> Path:
+    rows = [
+        {"sample": s, "spread": f"{s}{k}", "class": c}
+        for s in ("wt", "mut")
+        for k in range(2)
+        for c in "AABBC"
+    ]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_readout_of_a_header_only_table_is_one_line(tmp_path, capsys):
+    (tmp_path / "calls.csv").write_text("sample,spread,class\n")
+    code, err = cli(capsys, "readout", str(tmp_path / "calls.csv"), "--out", str(tmp_path / "o"))
+    one_line(code, err, "has no calls")
+    assert not (tmp_path / "o").exists()
+
+
+def test_readout_without_the_sample_column_names_it(tmp_path, capsys):
+    (tmp_path / "calls.csv").write_text("a,class\n1,A\n")
+    code, err = cli(capsys, "readout", str(tmp_path / "calls.csv"), "--out", str(tmp_path / "o"))
+    one_line(code, err, "no column 'sample'")
+
+
+def test_readout_never_replaces_a_users_file(tmp_path, capsys):
+    calls = _calls_csv(tmp_path / "calls.csv")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.csv").write_text("my own summary\n")
+    before = tree_hash(tmp_path)
+    code, err = cli(capsys, "readout", str(calls), "--out", str(out))
+    one_line(code, err, "not written by chromosort")
+    assert changed(before, tree_hash(tmp_path)) == []
+    (out / "summary.csv").unlink()
+    assert cli(capsys, "readout", str(calls), "--out", str(out))[0] == 0
+    assert cli(capsys, "readout", str(calls), "--out", str(out))[0] == 0  # its own files again
+
+
+def test_readout_metrics_json_too_deep_is_one_line(tmp_path, capsys):
+    calls = _calls_csv(tmp_path / "calls.csv")
+    (tmp_path / "m.json").write_text("[" * 5000 + "]" * 5000)
+    code, err = cli(
+        capsys,
+        "readout",
+        str(calls),
+        "--out",
+        str(tmp_path / "o"),
+        "--metrics",
+        str(tmp_path / "m.json"),
+    )
+    one_line(code, err, "")

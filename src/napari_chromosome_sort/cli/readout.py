@@ -18,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "folder-per-class tree (<sample>/<class>/<image> or <class>/<image>)",
     )
     parser.add_argument("--out", required=True, help="output folder for CSVs and plots")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files in --out that chromosort did not write",
+    )
     parser.add_argument("--sample-col", default="sample")
     parser.add_argument("--class-col", default="class")
     parser.add_argument("--spread-col", default="spread")
@@ -78,26 +83,38 @@ def _load_calls(args):
         source = source / "objects.csv"
     if source.is_file():
         try:
-            return pd.read_csv(source)
+            table = pd.read_csv(source)
         except Exception as error:  # noqa: BLE001
-            raise ChromosortError(f"cannot read table {source}: {error}") from error
-    if source.is_dir():
-        return calls_from_folder(source)
-    raise ChromosortError(f"{source} does not exist")
+            raise ChromosortError(f"cannot read table {source}: {error}") from None
+    elif source.is_dir():
+        table = calls_from_folder(source)
+    else:
+        raise ChromosortError(f"{source} does not exist")
+    for column, option in ((args.sample_col, "--sample-col"), (args.class_col, "--class-col")):
+        if column not in table.columns:
+            shown = ", ".join(map(str, table.columns[:12])) or "none"
+            raise ChromosortError(
+                f"calls table {source} has no column {column!r} (its columns: {shown}); "
+                f"name the right one with {option}"
+            )
+    if table[args.class_col].dropna().empty:
+        raise ChromosortError(f"calls table {source} has no calls (no row with a class)")
+    return table
 
 
 def _model_reports(args):
-    import json
     from pathlib import Path
 
     from ..errors import ChromosortError
+    from ..safety import load_json, safe_id
 
     reports = []
     for path in args.metrics:
         try:
-            reports.append((Path(path).stem, json.loads(Path(path).read_text())))
+            text = Path(path).read_text()
         except (OSError, ValueError) as error:
             raise ChromosortError(f"cannot read metrics JSON {path}: {error}") from None
+        reports.append((safe_id(Path(path).stem), load_json(text, f"metrics JSON {path}")))
     if args.model:
         from ..classification.model_io import read_metadata
 
@@ -111,6 +128,7 @@ def plot_model_report(report, out, name: str = "model") -> list:
     import pandas as pd
 
     from ..analysis import plots
+    from ..atomic import write_csv_atomic
 
     files = []
     curve = report if isinstance(report, list) else report.get("learning_curve")
@@ -118,7 +136,8 @@ def plot_model_report(report, out, name: str = "model") -> list:
         confusion = report["confusion"]
         counts = confusion["counts"] if isinstance(confusion, dict) else confusion
         classes = list(report["classes"])
-        pd.DataFrame(counts, index=classes, columns=classes).to_csv(out / f"{name}_confusion.csv")
+        matrix = pd.DataFrame(counts, index=classes, columns=classes)
+        write_csv_atomic(matrix.rename_axis("true").reset_index(), out / f"{name}_confusion.csv")
         title = f"Confusion ({name})"
         if "accuracy" in report:
             title += f": concordance {report['accuracy']:.3f}"
@@ -128,7 +147,7 @@ def plot_model_report(report, out, name: str = "model") -> list:
         files += [out / f"{name}_confusion.csv", *plots.save_figure(fig, out / f"{name}_confusion")]
     if curve:
         table = pd.DataFrame(curve)
-        table.to_csv(out / f"{name}_learning_curve.csv", index=False)
+        write_csv_atomic(table, out / f"{name}_learning_curve.csv")
         fig = plots.learning_curve_plot(table, f"Learning curve ({name})")
         files += [
             out / f"{name}_learning_curve.csv",
@@ -149,6 +168,22 @@ def _confusion(args):
     return None
 
 
+def _check_outputs(out, report_names, agreement: bool, overwrite: bool) -> None:
+    """Refuse, before anything is written, an output that is a link or a file chromosort did
+    not write (unless ``overwrite``)."""
+    from ..safety import output_path
+
+    names = ["summary.csv", "spreads.csv", "comparisons.csv", "stats.txt"]
+    names += ["stacked_bar.png", "stacked_bar.svg"]
+    if agreement:
+        names += ["concordance.csv", "kappa.csv", "agreement.png", "agreement.svg"]
+    for name in report_names:
+        for part in ("confusion", "learning_curve"):
+            names += [f"{name}_{part}.{suffix}" for suffix in ("csv", "png", "svg")]
+    for name in names:
+        output_path(out / name, out, overwrite, "output")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``chromosort readout``; returns the exit status."""
     from pathlib import Path
@@ -158,22 +193,26 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis import plots, readout
     from ..atomic import write_bytes_atomic, write_csv_atomic
     from ..errors import ChromosortError
+    from ..safety import record_written
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     table = _load_calls(args)
+    reports = _model_reports(args)
+    _check_outputs(out, [name for name, _ in reports], bool(args.agreement), args.overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
     classes = args.classes.split(",") if args.classes else None
     confusion = _confusion(args)
     columns = (args.sample_col, args.class_col)
     summary = readout.summarize(
         table, *columns, args.spread_col, classes, alpha=args.alpha, confusion=confusion
     )
-    write_csv_atomic(summary, out / "summary.csv")
+    written.append(write_csv_atomic(summary, out / "summary.csv"))
     per_spread = readout.spread_summary(
         table, *columns, args.spread_col, classes, alpha=args.alpha, confusion=confusion
     )
     if not per_spread.empty:
-        write_csv_atomic(per_spread, out / "spreads.csv")
+        written.append(write_csv_atomic(per_spread, out / "spreads.csv"))
     counts = readout.count_table(table, *columns, classes)
     comparisons = readout.compare_all(
         table,
@@ -186,11 +225,12 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
     )
     if comparisons:
-        write_csv_atomic(pd.DataFrame([c.as_dict() for c in comparisons]), out / "comparisons.csv")
+        table_out = pd.DataFrame([c.as_dict() for c in comparisons])
+        written.append(write_csv_atomic(table_out, out / "comparisons.csv"))
     lines = readout.sample_lines(summary) + readout.comparison_lines(table, comparisons)
-    write_bytes_atomic(out / "stats.txt", ("\n".join(lines) + "\n").encode())
+    written.append(write_bytes_atomic(out / "stats.txt", ("\n".join(lines) + "\n").encode()))
     figure = plots.stacked_bar(summary, comparisons=comparisons, spreads=per_spread)
-    plots.save_figure(figure, out / "stacked_bar")
+    written += plots.save_figure(figure, out / "stacked_bar")
     print(counts.to_string())
     for line in lines:
         print(line)
@@ -199,18 +239,20 @@ def run(args: argparse.Namespace) -> int:
         if "file" in labels.columns:
             labels = labels.set_index("file")
         conc, kappa = readout.agreement(labels)
-        conc.to_csv(out / "concordance.csv")
-        kappa.to_csv(out / "kappa.csv")
-        plots.save_figure(plots.agreement_plot(kappa, conc), out / "agreement")
+        written.append(write_csv_atomic(conc.reset_index(), out / "concordance.csv"))
+        written.append(write_csv_atomic(kappa.reset_index(), out / "kappa.csv"))
+        written += plots.save_figure(plots.agreement_plot(kappa, conc), out / "agreement")
         print("Cohen's kappa:\n" + kappa.round(3).to_string())
-    for name, report in _model_reports(args):
+    for name, report in reports:
         try:
             files = plot_model_report(report, out, name)
         except (ValueError, TypeError, KeyError, IndexError) as error:  # crafted or damaged
             raise ChromosortError(
                 f"metrics of {name} are malformed: {type(error).__name__}: {error}"
             ) from None
+        written += files
         for path in files:
             print(f"wrote {path}")
+    record_written(written)
     print(f"written to {out}")
     return 0
