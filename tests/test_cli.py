@@ -29,3 +29,23 @@ def test_unknown_command_fails(capsys):
         assert stop.code == 2
     else:  # pragma: no cover
         raise AssertionError("argparse accepted an unknown command")
+
+
+def test_predict_defaults_to_the_bundled_model(tmp_path):
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from napari_chromosome_sort import synthetic
+    from napari_chromosome_sort._sample_data import bundled_model_path
+    from napari_chromosome_sort.cli.predict import model_and_inputs
+
+    assert model_and_inputs(None, ["m.safetensors", "a.png"]) == ("m.safetensors", ["a.png"])
+    assert model_and_inputs("m.pth", ["a.png"]) == ("m.pth", ["a.png"])
+    assert model_and_inputs(None, ["a.png"]) == (str(bundled_model_path()), ["a.png"])
+    folder = synthetic.make_crop_dataset(tmp_path / "crops", n_per_class=1, seed=0, size=48)
+    crop = next(p for p in sorted(folder.rglob("*.png")))
+    Image.fromarray(np.asarray(Image.open(crop))).save(tmp_path / "one.png")
+    assert main(["predict", str(tmp_path / "one.png"), "--out", str(tmp_path / "c.csv")]) == 0
+    calls = pd.read_csv(tmp_path / "c.csv")
+    assert len(calls) == 1 and calls["class"].iloc[0] in {"A", "B", "C"}

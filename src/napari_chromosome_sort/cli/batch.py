@@ -15,7 +15,11 @@ HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``chromosort batch``."""
     parser.add_argument("input_dir", help="folder of spreads; each sub-folder is one sample")
-    parser.add_argument("--model", required=True, help="model file (chromosort train output)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model file from 'chromosort train' (default: the bundled wild-type model, A/B/C)",
+    )
     parser.add_argument("--out", required=True, help="output folder (re-run to resume)")
     parser.add_argument(
         "--scheduler",
@@ -84,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import with_tqdm
     from ..segmentation import SegmentationParams
 
+    if args.model is None:
+        from .._sample_data import bundled_model_path
+
+        args.model = str(bundled_model_path())
     result = with_tqdm(
         run_batch(
             args.input_dir,

@@ -23,10 +23,39 @@ def add_views_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+MODEL_SUFFIXES = (".safetensors", ".pth")
+
+
+def model_and_inputs(model, inputs: list[str]) -> tuple[str, list[str]]:
+    """The model file and the inputs: ``--model``, else a first input that is a model file
+    (``chromosort predict MODEL INPUT...``), else the bundled wild-type model."""
+    from .._sample_data import bundled_model_path
+    from ..errors import ChromosortError
+
+    if model is None and len(inputs) > 1 and inputs[0].lower().endswith(MODEL_SUFFIXES):
+        return inputs[0], inputs[1:]
+    if model is None:
+        return str(bundled_model_path()), inputs
+    if not inputs:
+        raise ChromosortError("no input images given")
+    return model, inputs
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``chromosort predict``."""
-    parser.add_argument("model", help="model file (.safetensors) from 'chromosort train'")
-    parser.add_argument("inputs", nargs="+", help="crop images, folders of crops, or spreads")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="[MODEL] INPUT",
+        help="crop images, folders of crops, or spreads; a first argument ending in .safetensors "
+        "or .pth is the model (as --model)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model file from 'chromosort train' or 'import-model' (default: the bundled "
+        "wild-type model, classes A/B/C)",
+    )
     parser.add_argument("--out", required=True, help="CSV to write (one row per crop/object)")
     parser.add_argument(
         "--spreads",
@@ -189,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
         calibrate=args.calibrate,
     )
     _check_out(args.out)
+    args.model, args.inputs = model_and_inputs(args.model, args.inputs)
     model = load_model(args.model)
     files, relatives = _expand(args.inputs)
     gradcam_dir = Path(args.gradcam) if args.gradcam else None
