@@ -49,3 +49,25 @@ def test_predict_defaults_to_the_bundled_model(tmp_path):
     assert main(["predict", str(tmp_path / "one.png"), "--out", str(tmp_path / "c.csv")]) == 0
     calls = pd.read_csv(tmp_path / "c.csv")
     assert len(calls) == 1 and calls["class"].iloc[0] in {"A", "B", "C"}
+
+
+def test_batch_logs_one_line_per_spread_and_no_dask_noise(tmp_path, capfd):
+    """In a log (stderr not a terminal) each spread is one line; Dask's warnings stay out."""
+    from PIL import Image
+
+    from napari_chromosome_sort import synthetic
+
+    for sample, seed in (("wt", 0), ("mut", 1)):
+        (tmp_path / "in" / sample).mkdir(parents=True)
+        image = synthetic.make_spread(seed=seed).image
+        Image.fromarray(image).save(tmp_path / "in" / sample / "s.png")
+    code = main(
+        ["batch", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--workers", "1"]
+        + ["--no-gradcam", "--format", "png"]
+    )
+    err = capfd.readouterr().err
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("[")]
+    assert {"wt/s", "mut/s"} <= {line.split()[1] for line in lines}, err
+    assert lines[-1].endswith("reports written"), err
+    assert "distributed" not in err and "nanny" not in err.lower(), err

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -67,6 +68,9 @@ SPREAD_FILES = (*RESULT_FILES, "gradcam.npy", DONE)  # all a spread folder may h
 SPREAD_NAMES = r"\.?(objects\.csv|labels\.npy|gradcam\.npy|DONE)(\..*\.tmp.*)?"  # + temp files
 REPORT_FILES = ("objects.csv", "summary.csv", "comparisons.csv", "stats.txt", "failures.csv")
 OWN_NAMES = r"(\.[^/]*\.tmp-[0-9a-f]+|\.model-[0-9a-f]{16}\.safetensors)"  # our hidden files
+
+# Dask's log level in a batch run: errors only, unless CHROMOSORT_DASK_LOGS names a level (INFO).
+DASK_LOG_LEVEL = getattr(logging, os.environ.get("CHROMOSORT_DASK_LOGS", "ERROR").upper(), 40)
 
 
 @dataclass
@@ -721,6 +725,10 @@ def _run_locked(
     elif todo:
         from distributed import Client, LocalCluster, as_completed
 
+        # Dask's routine warnings (a nanny "killing" its worker at shutdown, memory notes) say
+        # nothing a user must act on; failures reach the user through the futures instead.
+        logging.getLogger("distributed").setLevel(DASK_LOG_LEVEL)
+
         cluster = None
         if scheduler:
             client = Client(scheduler, timeout="20s")
@@ -735,6 +743,7 @@ def _run_locked(
                     processes=True,
                     dashboard_address=None,
                     host="127.0.0.1",
+                    silence_logs=DASK_LOG_LEVEL,  # the workers' own logs
                 )
             client = Client(cluster)
         try:
@@ -753,8 +762,6 @@ def _run_locked(
                 step += 1
                 yield Progress(step, total, f"{job.sample}/{job.stem}", {"failed": len(failures)})
         except KeyboardInterrupt:  # stopping the workers is expected now: no warnings about it
-            import logging
-
             logging.getLogger("distributed").setLevel(logging.ERROR)
             raise
         finally:

@@ -66,12 +66,16 @@ def relay(
 
 
 def with_tqdm(
-    steps: Generator[Progress, None, T], desc: str = "", disable: bool | None = None
+    steps: Generator[Progress, None, T],
+    desc: str = "",
+    disable: bool | None = None,
+    leave: bool = False,
 ) -> T:
-    """Drain a progress generator with a tqdm bar on stderr; returns what it returns."""
+    """Drain a progress generator with a tqdm bar on stderr (kept after the end with ``leave``);
+    returns what it returns."""
     from tqdm import tqdm
 
-    with tqdm(desc=desc, unit="step", disable=disable, leave=False) as bar:
+    with tqdm(desc=desc, unit="step", disable=disable, leave=leave) as bar:
 
         def show(report: Progress) -> None:
             """Move the bar to ``report`` and show its metrics or message."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .predict import add_views_argument
 from .segment import add_crossing_score_argument
@@ -79,20 +80,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _log_line(report) -> None:
+    """One line per finished spread, for logs (stderr that is not a terminal)."""
+    failed = (report.metrics or {}).get("failed")
+    tail = f" ({int(failed)} failed so far)" if failed else ""
+    print(f"[{report.step}/{report.total}] {report.message}{tail}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``chromosort batch``; returns the exit status (1 if any spread failed)."""
-    import sys
 
     from ..batch import run_batch
     from ..classification.predict import PriorOptions
-    from ..progress import with_tqdm
+    from ..progress import run_to_end, with_tqdm
     from ..segmentation import SegmentationParams
 
     if args.model is None:
         from .._sample_data import bundled_model_path
 
         args.model = str(bundled_model_path())
-    result = with_tqdm(
+    steps = (
         run_batch(
             args.input_dir,
             args.model,
@@ -111,9 +118,12 @@ def run(args: argparse.Namespace) -> int:
             ),
             views=args.views,
             overwrite=args.overwrite,
-        ),
-        desc="batch",
+        )
     )
+    if sys.stderr.isatty():  # a bar on a terminal
+        result = with_tqdm(steps, desc="spreads", leave=True)
+    else:  # a line per spread in a log
+        result = run_to_end(steps, _log_line)
     for image, spread in result.renamed.items():
         print(
             f"note: {image} is reported as spread {spread} (names must be distinct)",
