@@ -71,3 +71,12 @@ def test_batch_logs_one_line_per_spread_and_no_dask_noise(tmp_path, capfd):
     assert {"wt/s", "mut/s"} <= {line.split()[1] for line in lines}, err
     assert lines[-1].endswith("reports written"), err
     assert "distributed" not in err and "nanny" not in err.lower(), err
+    # pictures a person can open beside the arrays
+    import numpy as np
+    import tifffile
+
+    spread = tmp_path / "out" / "spreads" / "wt" / "s"
+    labels = np.load(spread / "labels.npy")
+    assert np.array_equal(tifffile.imread(spread / "labels.tif"), labels)
+    picture = np.asarray(Image.open(spread / "calls.png"))
+    assert picture.shape == (*labels.shape, 3)

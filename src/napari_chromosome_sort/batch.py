@@ -64,8 +64,11 @@ if TYPE_CHECKING:
 DONE = "DONE"
 RESULT_FILES = ("objects.csv", "labels.npy")  # a finished spread has each of these
 LOCK = ".chromosort-batch.lock"
-SPREAD_FILES = (*RESULT_FILES, "gradcam.npy", DONE)  # all a spread folder may hold
-SPREAD_NAMES = r"\.?(objects\.csv|labels\.npy|gradcam\.npy|DONE)(\..*\.tmp.*)?"  # + temp files
+PICTURES = ("calls.png", "labels.tif")  # for a person: outlines in class colours; Fiji/napari
+SPREAD_FILES = (*RESULT_FILES, "gradcam.npy", *PICTURES, DONE)  # all a spread folder may hold
+SPREAD_NAMES = (  # + temp files
+    r"\.?(objects\.csv|labels\.npy|gradcam\.npy|calls\.png|labels\.tif|DONE)(\..*\.tmp.*)?"
+)
 REPORT_FILES = ("objects.csv", "summary.csv", "comparisons.csv", "stats.txt", "failures.csv")
 OWN_NAMES = r"(\.[^/]*\.tmp-[0-9a-f]+|\.model-[0-9a-f]{16}\.safetensors)"  # our hidden files
 
@@ -332,6 +335,7 @@ def process_spread(
         if gradcam and pred.gradcam_map is not None:
             with atomic_path(tmp / "gradcam.npy") as part:
                 np.save(part, np.asarray(pred.gradcam_map, dtype=np.float32))
+        _write_pictures(tmp, image, pred.segmentation.labels, table, model.classes)
         info = {
             "image": job.image,
             "sample": job.sample,
@@ -358,6 +362,22 @@ def process_spread(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"image": job.image, "status": "done", **info}
+
+
+def _write_pictures(folder: Path, image, labels, calls: pd.DataFrame, classes) -> None:
+    """``calls.png`` (the spread, each chromosome outlined in its class colour) and
+    ``labels.tif`` (the objects' label image), for a person to open."""
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from .overlays import calls_overlay
+
+    picture = calls_overlay(image, labels, calls, [str(c) for c in classes])
+    with atomic_path(folder / "calls.png") as part:
+        Image.fromarray(picture).save(part, format="PNG")
+    with atomic_path(folder / "labels.tif") as part:
+        tifffile.imwrite(part, np.asarray(labels, dtype=np.int32), compression="zlib")
 
 
 def _usage() -> tuple[float, float, float]:

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..colours import class_colours
 from ..errors import ChromosortError
 from ..segmentation import reconcile_objects
 
@@ -37,17 +38,6 @@ STATUS_COLOURS = {
     "border": "#cc44cc",
     "rejected": "#ff3333",
 }
-CLASS_PALETTE = [
-    "#ff4444",
-    "#44aaff",
-    "#ffdd33",
-    "#44dd88",
-    "#dd66ff",
-    "#ff9933",
-    "#33dddd",
-    "#ff66aa",
-    "#aaaaaa",
-]
 KEPT = "chromosome"
 
 
@@ -130,11 +120,6 @@ def status_colormap(features: pd.DataFrame) -> DirectLabelColormap:
         return colormap_from_mapping({}, {}, default=STATUS_COLOURS[KEPT])
     mapping = dict(zip(features["label"].astype(int), features["status"].astype(str), strict=True))
     return colormap_from_mapping(mapping, STATUS_COLOURS, default=STATUS_COLOURS[KEPT])
-
-
-def class_colours(classes: Iterable[str]) -> dict[str, str]:
-    """One colour per class, the same in spread layers, legends, plots and galleries."""
-    return {c: CLASS_PALETTE[i % len(CLASS_PALETTE)] for i, c in enumerate(classes)}
 
 
 def class_legend(classes: Iterable[str], keys: bool = False) -> str:
