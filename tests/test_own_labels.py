@@ -88,3 +88,17 @@ def test_score_and_pooled_name_the_worst_spread():
     assert summary["right_of_boxes"] == pytest.approx(6 / 8)
     assert summary["worst_spread"] == "b.png"
     assert summary["spreads_within_10_points"] == 1
+
+
+def test_training_beside_a_reference_folder_records_it_without_prior_shift(tmp_path):
+    own = make_crop_dataset(tmp_path / "own", n_per_class=6, classes=("A", "B"), seed=1)
+    ref = make_crop_dataset(tmp_path / "ref", n_per_class=6, classes=("A", "B"), seed=2)
+    config = TrainingConfig(
+        weights="random", cache_dir=None, input_size=64, views=1, predict_views=1, pca=0, l2=1.0
+    )
+    model = run_to_end(train_from_folder(own, config, ref))
+    training = model.metadata["training"]
+    assert training["n"] == 24
+    assert training["reference_dataset"] == str(ref.resolve())
+    assert training["config"]["prior_correction"] is False
+    assert not np.asarray(model.head.logit_shift).any()

@@ -687,10 +687,15 @@ def train_from_folder(
 
     ``reference_root``: a second set (e.g. the published WT crops), its classes matched to
     ``root``'s by name (case ignored), trained on as a reference set moved onto the look of
-    ``root``'s crops (:func:`.heads.reference_shift`)."""
+    ``root``'s crops (:func:`.heads.reference_shift`), without the prior correction (the class
+    frequencies of a mix of two sets say nothing about the user's spreads; it cost the share
+    errors of the own-labels validation, docs/validation.md)."""
+    import dataclasses
+
     paths, targets, classes = scan_folder(root)
     reference = None
     if reference_root is not None:
+        config = dataclasses.replace(config or TrainingConfig(), prior_correction=False)
         ref_paths, ref_targets, ref_classes = scan_folder(reference_root)
         index = {c.lower(): i for i, c in enumerate(classes)}
         unknown = [c for c in ref_classes if c.lower() not in index]
