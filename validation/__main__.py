@@ -70,7 +70,7 @@ def _calls(args) -> dict[str, pd.DataFrame]:
 def _own_labels(args) -> dict[str, pd.DataFrame]:
     from .own_labels import own_labels_report
 
-    tables = own_labels_report(args.cache, curve=not args.no_curve, seeds=args.seeds)
+    tables = own_labels_report(args.cache, not args.no_curve, args.seeds, args.recipes)
     out = {
         "Own labels, leave-one-spread-out: each held-out spread": tables["per_spread"],
         "Own labels pooled, worst spread beside": tables["pooled"],
@@ -192,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     ol.add_argument("--cache", default=None, help="feature cache folder (faster re-runs)")
     ol.add_argument("--no-curve", action="store_true", help="skip the learning curve")
     ol.add_argument("--seeds", type=int, default=3, help="random draws per curve point")
+    ol.add_argument(
+        "--recipes",
+        nargs="+",
+        default=["aligned", "aligned-prior", "defaults", "wt", "own"],
+        choices=["aligned", "aligned-prior", "defaults", "wt", "own"],
+        help="training recipes to compare (default: all)",
+    )
     ol.set_defaults(run=_own_labels)
     sl = sub.add_parser(
         "segment-learn", help="Giemsa: a segmentation model learned from 1-2 spreads, on the others"
