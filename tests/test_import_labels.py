@@ -118,6 +118,9 @@ def test_bad_input_gets_one_line(spread_folder, tmp_path, capsys):
     assert "--classes" in capsys.readouterr().err
     assert main([*base, "--boxes", str(root / "labels"), "--classes", "A,B"]) == 2
     assert "class index 2" in capsys.readouterr().err
+    coco = [*base, "--boxes", str(root / "boxes.json"), "--format", "coco", "--classes", "A,X"]
+    assert main(coco) == 2
+    assert "no category 'X'" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     assert (

@@ -101,6 +101,12 @@ def read_coco_labels(
         names = {c["id"]: str(c["name"]) for c in data["categories"]}
         image_id = images.get(Path(image_name).name, stems.get(Path(image_name).stem))
         order = list(classes) if classes is not None else list(dict.fromkeys(names.values()))
+        unknown = [c for c in order if c not in names.values()]
+        if unknown:
+            raise ChromosortError(
+                f"the COCO file has no category {unknown[0]!r} "
+                f"(its categories: {', '.join(dict.fromkeys(names.values()))})"
+            )
         rows, index = [], []
         for a in data["annotations"] if image_id is not None else ():
             name = names.get(a.get("category_id"))
