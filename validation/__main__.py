@@ -67,6 +67,21 @@ def _calls(args) -> dict[str, pd.DataFrame]:
     }
 
 
+def _own_labels(args) -> dict[str, pd.DataFrame]:
+    from .own_labels import own_labels_report
+
+    tables = own_labels_report(args.cache, not args.no_curve, args.seeds, args.recipes)
+    out = {
+        "Own labels, leave-one-spread-out: each held-out spread": tables["per_spread"],
+        "Own labels pooled, worst spread beside": tables["pooled"],
+    }
+    if "curve" in tables:
+        out["Learning curve: own crops of the other spreads added to the WT crops"] = tables[
+            "curve"
+        ]
+    return out
+
+
 def _segment_learn(args) -> dict[str, pd.DataFrame]:
     from .learned import dapi_report, learned_report
 
@@ -186,6 +201,21 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--cache", default=None, help="feature cache folder (faster re-runs)")
     c.add_argument("--model", default=None, help="WT model file: loaded if present, else saved")
     c.set_defaults(run=_calls)
+    ol = sub.add_parser(
+        "own-labels",
+        help="Giemsa: WT + the other spreads' labelled crops, each spread held out, end to end",
+    )
+    ol.add_argument("--cache", default=None, help="feature cache folder (faster re-runs)")
+    ol.add_argument("--no-curve", action="store_true", help="skip the learning curve")
+    ol.add_argument("--seeds", type=int, default=3, help="random draws per curve point")
+    ol.add_argument(
+        "--recipes",
+        nargs="+",
+        default=["aligned", "aligned-prior", "defaults", "wt", "own"],
+        choices=["aligned", "aligned-prior", "defaults", "wt", "own"],
+        help="training recipes to compare (default: all)",
+    )
+    ol.set_defaults(run=_own_labels)
     sl = sub.add_parser(
         "segment-learn", help="Giemsa: a segmentation model learned from 1-2 spreads, on the others"
     )

@@ -179,12 +179,22 @@ def pca_basis(X: np.ndarray, r: int | None = None):
     return mu, sd, np.ascontiguousarray(axes.astype(np.float32))
 
 
-def fit_linear(Z: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2: float, init=None):
+def fit_linear(
+    Z: np.ndarray,
+    y: np.ndarray,
+    k: int,
+    config: TrainingConfig,
+    l2: float,
+    init=None,
+    sample_weight: np.ndarray | None = None,
+):
     """Class-balanced L2 multinomial logistic regression on Z (n, views, r): weights (k, r) and
     bias (k,) minimising the class-weighted mean cross-entropy over all rows + 0.5 * l2 *
     |weights|^2, by L-BFGS (scipy) on the analytic loss and gradient.
 
     ``init``: (weights, bias) of a fit on the same rows (e.g. with another L2) to start from.
+    ``sample_weight``: (n,) weight of each crop on top of the class balance (e.g. a lab's own
+    crops above published ones).
     In float64 on one BLAS thread (see ``training._one_thread``), so that the fit (and the
     inner-CV choice built on it) does not depend on the machine's thread count."""
     from scipy.optimize import minimize
@@ -193,6 +203,8 @@ def fit_linear(Z: np.ndarray, y: np.ndarray, k: int, config: TrainingConfig, l2:
     zs = np.ascontiguousarray(Z.reshape(n * v, r), dtype=np.float64)
     rows = np.repeat(np.asarray(y, np.intp), v)
     sw = balance_weights(y, k, config.class_balance)[rows]
+    if sample_weight is not None:
+        sw = sw * np.repeat(np.asarray(sample_weight, np.float64), v)
     sw = sw / sw.sum()  # the weighted MEAN loss
     picked = np.arange(len(rows)), rows
     # L-BFGS runs on weights x column sd (the same minimum, reached in fewer steps)
@@ -237,3 +249,25 @@ def validation_mask(y: np.ndarray, k: int, fraction: float, rng) -> np.ndarray:
         if len(members) > 2 and n_val:
             mask[rng.choice(members, n_val, replace=False)] = True
     return mask
+
+
+def reference_shift(
+    X: np.ndarray, y: np.ndarray, reference: np.ndarray, k: int, min_count: int = 5
+) -> np.ndarray:
+    """The move (D,) that carries crops of a reference set (e.g. published crops of another lab)
+    onto the look of the user's own crops in feature space: per class, the mean features of the
+    own crops minus those of the reference crops, averaged over the classes with at least
+    ``min_count`` crops of each source, weighted by the own crops' counts. Class-conditional, so
+    the own crops' class mix does not leak into the move; zeros when no class qualifies."""
+    reference = np.asarray(reference, bool)
+    y = np.asarray(y, int)
+    means = X.mean(1) if X.ndim == 3 else X
+    moves, counts = [], []
+    for c in range(k):
+        own, ref = (y == c) & ~reference, (y == c) & reference
+        if own.sum() >= min_count and ref.sum() >= min_count:
+            moves.append(means[own].mean(0) - means[ref].mean(0))
+            counts.append(own.sum())
+    if not moves:
+        return np.zeros(X.shape[-1], np.float32)
+    return np.average(moves, axis=0, weights=counts).astype(np.float32)

@@ -42,6 +42,7 @@ from .heads import (
     fit_prior_shift,
     head_logits,
     pca_basis,
+    reference_shift,
     tta_proba,
     validation_mask,
 )
@@ -129,7 +130,11 @@ def _oof_score(oof: np.ndarray, y: np.ndarray, k: int, prior_correction: bool):
 
 
 def train_head(
-    features, y: np.ndarray, classes: Sequence[str], config: TrainingConfig
+    features,
+    y: np.ndarray,
+    classes: Sequence[str],
+    config: TrainingConfig,
+    reference: np.ndarray | None = None,
 ) -> Generator[Progress, None, tuple]:
     """Nested selection of the head's design on the training crops, then the final head.
 
@@ -138,6 +143,9 @@ def train_head(
     components, L2), chosen by the inner stratified CV's log loss after the prior correction
     (``select_by``), or an average of designs (``combine="ensemble"``); an MLP head chooses
     preprocessing and L2 on all features.
+    ``reference``: (n,) True for crops of a reference set (published crops of another lab),
+    whose features are first moved onto the look of the user's own crops
+    (:func:`.heads.reference_shift`); the head then reads the user's crops as they are.
     Returns ``(head, info)``; info holds the chosen design and the inner-CV scores.
     """
     from .backbones import feature_columns
@@ -146,6 +154,8 @@ def train_head(
     k = len(classes)
     y = np.asarray(y, int)
     arrays = dict(features) if isinstance(features, dict) else {None: features}
+    if reference is not None and np.any(reference) and not np.all(reference):
+        arrays = {key: _moved_reference(X, y, reference, k) for key, X in arrays.items()}
     unique: dict = {}
     for key, X in arrays.items():  # e.g. pad == stretch when every crop is square
         X = X[:, : config.views]
@@ -315,6 +325,16 @@ def train_head(
     if memo is not None and linear:
         memo.save_head(head, info)
     return head, info
+
+
+def _moved_reference(X: np.ndarray, y: np.ndarray, reference, k: int) -> np.ndarray:
+    """``X`` with the reference crops' features moved by :func:`.heads.reference_shift`."""
+    move = reference_shift(X, y, reference, k)
+    if not move.any():
+        return X
+    X = X.copy()
+    X[np.asarray(reference, bool)] += move
+    return X
 
 
 @contextlib.contextmanager
@@ -601,9 +621,14 @@ def candidate_features(
 
 
 def train_classifier(
-    images: Sequence, targets, classes: Sequence[str], config: TrainingConfig | None = None
+    images: Sequence,
+    targets,
+    classes: Sequence[str],
+    config: TrainingConfig | None = None,
+    reference: np.ndarray | None = None,
 ) -> Generator[Progress, None, ChromosomeClassifier]:
-    """Train a ``ChromosomeClassifier`` on RGB crops (arrays or paths) with integer targets.
+    """Train a ``ChromosomeClassifier`` on RGB crops (arrays or paths) with integer targets;
+    ``reference``: which crops come from a reference set (see :func:`train_head`).
 
     Returns the classifier, ``metadata["metrics"]`` holding the inner-CV concordance.
     """
@@ -630,7 +655,7 @@ def train_classifier(
     device = _device(config)
     backbone = build_backbone(config.backbone, config.weights).to(device)
     arrays = yield from candidate_features(backbone, images, config, device)
-    head, info = yield from train_head(arrays, y, classes, config)
+    head, info = yield from train_head(arrays, y, classes, config, reference)
     backbone = backbone.cpu()
     prep = info.pop("preprocessing")
     model = ChromosomeClassifier(backbone, head, classes, prep, "pooled")
@@ -656,11 +681,34 @@ def train_classifier(
 
 
 def train_from_folder(
-    root, config: TrainingConfig | None = None
+    root, config: TrainingConfig | None = None, reference_root=None
 ) -> Generator[Progress, None, ChromosomeClassifier]:
-    """``train_classifier`` on a folder-per-class image set; metadata records the folder."""
+    """``train_classifier`` on a folder-per-class image set; metadata records the folder.
+
+    ``reference_root``: a second set (e.g. the published WT crops), its classes matched to
+    ``root``'s by name (case ignored), trained on as a reference set moved onto the look of
+    ``root``'s crops (:func:`.heads.reference_shift`), without the prior correction (the class
+    frequencies of a mix of two sets say nothing about the user's spreads; it cost the share
+    errors of the own-labels validation, docs/validation.md)."""
+    import dataclasses
+
     paths, targets, classes = scan_folder(root)
-    model = yield from train_classifier(paths, targets, classes, config)
+    reference = None
+    if reference_root is not None:
+        config = dataclasses.replace(config or TrainingConfig(), prior_correction=False)
+        ref_paths, ref_targets, ref_classes = scan_folder(reference_root)
+        index = {c.lower(): i for i, c in enumerate(classes)}
+        unknown = [c for c in ref_classes if c.lower() not in index]
+        if unknown:
+            raise ChromosortError(
+                f"{reference_root} has class(es) {', '.join(unknown)} that {root} lacks"
+            )
+        targets = np.concatenate([targets, [index[ref_classes[t].lower()] for t in ref_targets]])
+        reference = np.r_[np.zeros(len(paths), bool), np.ones(len(ref_paths), bool)]
+        paths = [*paths, *ref_paths]
+    model = yield from train_classifier(paths, targets, classes, config, reference)
+    if reference_root is not None:
+        model.metadata["training"]["reference_dataset"] = str(Path(reference_root).resolve())
     model.metadata["training"]["dataset"] = str(Path(root).resolve())
     model.metadata["training"]["empty_classes_left_out"] = empty_classes(root, classes)
     return model

@@ -22,6 +22,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "crossval": "crossval",
     "import-model": "import_model",
+    "import-labels": "import_labels",
     "batch": "batch",
     "readout": "readout",
     "sort": "sort",

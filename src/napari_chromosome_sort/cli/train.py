@@ -53,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``chromosort train``."""
     parser.add_argument("dataset", help="folder with one sub-folder of crops per class")
     parser.add_argument("--out", required=True, help="model file to write (.safetensors)")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="a second crop set of the same classes from elsewhere (e.g. the published WT "
+        "crops), learnt from after moving it onto the look of DATASET's crops",
+    )
     add_backbone_arguments(parser)
     parser.add_argument(
         "--epochs",
@@ -114,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     output_path(args.out, None, args.overwrite, "model file")  # before any work
     model = with_tqdm(
-        train_from_folder(args.dataset, config_from_args(args)),
+        train_from_folder(args.dataset, config_from_args(args), args.reference),
         desc="train",
         disable=True if args.quiet else None,
     )
