@@ -41,6 +41,7 @@ from ._common import (
     warm_imports,
     with_index,
 )
+from .review import ReviewSection
 
 AUTO = "(segment automatically)"
 BUNDLED_MODEL = "bundled wild-type model (A/B/C)"
@@ -192,6 +193,7 @@ class PredictWidget(QWidget):
         self.cam_view.setMinimumSize(150, 150)
         self.detail = QLabel("Click a chromosome to see its crop, probabilities and Grad-CAM.")
         self.detail.setWordWrap(True)
+        self.review = ReviewSection(self)
 
         form = QFormLayout()
         form.addRow("Model", self.model_choice)
@@ -220,6 +222,7 @@ class PredictWidget(QWidget):
         views.addWidget(self.cam_view)
         layout.addLayout(views)
         layout.addWidget(self.detail)
+        layout.addWidget(self.review)
         layout.addStretch(1)
 
         self.image_picker.combo.currentIndexChanged.connect(self._objects_for_image)
@@ -352,6 +355,7 @@ class PredictWidget(QWidget):
                 show_error(f"Predict: cannot use objects layer {objects.name}: {error}")
                 return
         self.image_layer_used = image_layer
+        self.review.reset()
         warm_imports()
         self._set_running(True)
         self.worker = start_worker(

@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..analysis import plots, readout
+from ..classification.corrections import CORRECTED
 from ..errors import ChromosortError
 from ._common import ScrollDock, class_colours, fit_table_to_rows, report_error
 
@@ -85,7 +86,11 @@ def table_from_layers(layers, samples: dict[str, str] | None = None) -> pd.DataF
             features["sample"] = samples[layer.name]
         elif "sample" not in features.columns or features["sample"].isna().all():
             features["sample"] = default_sample(layer.name)
-        frames.append(features[["sample", "spread", "class"]])
+        columns = ["sample", "spread", "class"]
+        if CORRECTED in features.columns:  # calls corrected by hand (Review least sure)
+            features[CORRECTED] = features[CORRECTED].fillna(False).astype(bool)
+            columns.append(CORRECTED)
+        frames.append(features[columns])
     if not frames:
         raise ChromosortError(
             "none of the chosen Labels layers has a 'class' feature: run Predict first"
@@ -296,6 +301,9 @@ class ReadoutWidget(QWidget):
         self.summary, self.comparisons = summary, comparisons
         plots.stacked_bar(summary, comparisons=comparisons, fig=self.figure, colours=self.colours)
         self.canvas.draw_idle()
+        if CORRECTED in table.columns:
+            n = int(table[CORRECTED].fillna(False).astype(bool).sum())
+            lines.append(f"{n} of {len(table)} calls corrected by hand")
         self.result_label.setText("\n\n".join(lines))
         self.save_button.setEnabled(True)
 
