@@ -11,6 +11,7 @@ session's corrections) and calls the spread's other chromosomes again. The widge
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Generator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -131,6 +132,7 @@ class CorrectionSession:
         self.files: dict[int, Path] = {}  # label -> its crop in the dataset
         self.features: np.ndarray | None = None  # the spread's crops (n, views, D)
         self.base: tuple[np.ndarray, np.ndarray] | None = None  # training crops (X, y)
+        self._refit: HeadRefit | None = None
 
     def _training_folder(self, given) -> Path | None:
         if given:
@@ -205,6 +207,11 @@ class CorrectionSession:
                     targets.append(index[k])
         X = yield from extract_features(backbone, images, prep, views=views, cache_dir="auto")
         self.base = X, np.asarray(targets, int)
+        self._refit = None
+        config = retrain_config(self.model)
+        if len(X) and HeadRefit.fits(self.model, config):
+            yield Progress(0, 1, "principal axes of the training crops")
+            self._refit = HeadRefit(X, config, len(self.classes))
 
     def _is_session_file(self, path) -> bool:
         return any(Path(path).name == f.name for f in self.files.values())
@@ -236,7 +243,11 @@ class CorrectionSession:
                 "model was trained on"
             )
         config = retrain_config(self.model)
-        head, info = yield from train_head(X, y, self.classes, config)
+        if self._refit is not None:
+            yield Progress(0, 1, "refitting the classifier on the corrections")
+            head, info = self._refit.fit(X[len(self.base[0]) :], y)
+        else:  # not a single linear design: the head's training with its design fixed
+            head, info = yield from train_head(X, y, self.classes, config)
         shift = getattr(self.model.head, "logit_shift", None)
         if shift is not None:  # the prior correction fitted at training, kept
             head.logit_shift.copy_(shift)
@@ -299,3 +310,82 @@ def with_head(model, head, info: dict, y: np.ndarray, classes: Sequence[str]):
         retrained_on_corrections=True,
     )
     return new.eval()
+
+
+@functools.cache
+def _blas():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # looked up once: a look-up takes milliseconds
+
+
+def one_thread():
+    """numpy's BLAS on one thread: small products, and on a busy machine more threads only
+    wait for each other."""
+    return _blas().limit(limits=1)
+
+
+class HeadRefit:
+    """The model's chosen linear design (feature set, principal axes, L2) refitted on new
+    targets: the standardisation and principal axes of the training crops are computed once,
+    each refit is one L-BFGS fit on their projections (the first from scratch, as training
+    fits; later ones started from the last fit), so a refit takes well under a second."""
+
+    def __init__(self, X_base: np.ndarray, config, k: int):
+        from .backbones import feature_columns
+        from .heads import pca_basis
+
+        self.config, self.k = config, k
+        width = X_base.shape[-1]
+        if width == feature_columns(config.backbone, "all").size:
+            self.columns = feature_columns(config.backbone, config.feature_set)
+        else:  # features from elsewhere: all of them, as training does
+            self.columns = np.arange(width)
+        self.width = width
+        with one_thread():
+            self.mu, self.sd, basis = pca_basis(X_base[..., self.columns], int(config.pca))
+            self.basis = None if basis is None else basis.astype(np.float32)
+            self.Z_base = self.project(X_base)
+        self.params = None
+
+    @staticmethod
+    def fits(model, config) -> bool:
+        """Does ``model``'s head have one linear design this refit can reproduce?"""
+        members = ((model.metadata.get("training") or {}).get("chosen") or {}).get("members")
+        linear = config.hidden == 0 and config.dropout == 0
+        return bool(linear and members and len(members) == 1 and config.pca is not None)
+
+    def project(self, X: np.ndarray) -> np.ndarray:
+        """Standardised features (n, views, D) on the design's columns and axes."""
+        n, v = X.shape[:2]
+        Z = ((X[..., self.columns] - self.mu) / self.sd).astype(np.float32)
+        if self.basis is None or not n:
+            return Z if self.basis is None else np.zeros((0, v, self.basis.shape[1]), np.float32)
+        # as a 2-D float32 product: BLAS (a 3-D or mixed-type product is many times slower)
+        return (Z.reshape(n * v, -1) @ self.basis).reshape(n, v, -1)
+
+    def fit(self, X_new: np.ndarray, y: np.ndarray):
+        """``(head, info)`` fitted on the training crops + ``X_new`` (targets ``y``, training
+        crops first)."""
+        import torch
+
+        from .classifier import PooledHead
+        from .heads import fit_linear
+
+        with one_thread():  # small products: as training, one thread
+            Z = np.concatenate([self.Z_base, self.project(X_new)])
+            w, b = fit_linear(Z, y, self.k, self.config, self.config.l2, self.params)
+        self.params = (w, b)
+        weight = np.zeros((self.k, self.width), np.float32)
+        weight[:, self.columns] = w if self.basis is None else w @ self.basis.T
+        mu = np.zeros(self.width, np.float32)
+        sd = np.ones(self.width, np.float32)
+        mu[self.columns], sd[self.columns] = self.mu, self.sd
+        head = PooledHead(self.width, self.k)
+        with torch.no_grad():
+            head.mu.copy_(torch.from_numpy(mu))
+            head.sigma.copy_(torch.from_numpy(sd))
+            head.net.weight.copy_(torch.from_numpy(weight))
+            head.net.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+        member = {"feature_set": self.config.feature_set, "pca": int(self.config.pca)}
+        return head.eval(), {"members": [{**member, "l2": float(self.config.l2)}]}
