@@ -41,9 +41,14 @@ from ._common import (
     warm_imports,
     with_index,
 )
+from ._objects import review_of
 from .review import ReviewSection
 
 AUTO = "(segment automatically)"
+OUTLINE = 2  # class outline thickness (screen pixels) while the Grad-CAM map is shown
+TOGGLE_KEY = "g"  # on the classes layer: Grad-CAM with outlines <-> class colours filled
+PANEL_SIDE = 200  # the clicked chromosome's crop and Grad-CAM
+GRADCAM_KIND = "gradcam"
 BUNDLED_MODEL = "bundled wild-type model (A/B/C)"
 MODEL_FILE = "model file below"
 
@@ -109,6 +114,41 @@ def folder_job(folder: str, model_path: str, out_dir: str):
     from ..batch import run_batch
 
     return (yield from run_batch(folder, model_path, out_dir, scheduler="serial"))
+
+
+def gradcam_layer_of(viewer, image_layer):
+    """The Grad-CAM layer Predict made for ``image_layer``, or None."""
+    name = f"{image_layer.name} Grad-CAM" if image_layer is not None else None
+    return viewer.layers[name] if name and name in viewer.layers else None
+
+
+def show_gradcam(viewer, image_layer, heat: np.ndarray, kept: np.ndarray, placement: dict):
+    """Show (or update) the spread's Grad-CAM: each chromosome's own map on its pixels, in the
+    palette no class colour shares, with the ONE colour bar of the viewer (the other spreads'
+    maps hide theirs)."""
+    from napari.utils.colormaps import Colormap
+
+    from ..classification.cam_display import cam_colormap_rgba, masked_to_objects
+
+    data = masked_to_objects(heat, kept)
+    layer = gradcam_layer_of(viewer, image_layer)
+    if layer is not None:
+        layer.data = data
+    else:
+        layer = viewer.add_image(
+            data,
+            name=f"{image_layer.name} Grad-CAM",
+            colormap=Colormap(cam_colormap_rgba(), name="chromosort Grad-CAM"),
+            blending="translucent",
+            contrast_limits=(0.0, 1.0),
+            interpolation2d="linear",
+            metadata={"chromosort": {"kind": GRADCAM_KIND, "image_layer": image_layer.name}},
+            **placement,
+        )
+    for other in viewer.layers:
+        if other.metadata.get("chromosort", {}).get("kind") == GRADCAM_KIND:
+            other.colorbar.visible = other is layer
+    return layer
 
 
 def _objects_of(layer) -> str | None:
@@ -178,9 +218,10 @@ class PredictWidget(QWidget):
         self.legend.setWordWrap(True)
         self.legend.setToolTip("Class colours of the predicted-class layer and its labels")
         self.cam_note = QLabel(
-            "Grad-CAM (colour bar at the top right of the spread): where the network looked "
-            "for its call, dark = ignored, bright yellow = mattered most. Hide it or lower its "
-            "opacity in the layer list to see the class colours."
+            "Grad-CAM (blue, colour bar at the top right of the spread): where the network "
+            "looked for its call on each chromosome, clear = ignored, light blue = mattered "
+            f"most; the class colours are the outlines. Press {TOGGLE_KEY.upper()} on the "
+            "classes layer to switch to the class colours filled in."
         )
         self.cam_note.setWordWrap(True)
         self.cam_note.setVisible(False)
@@ -188,9 +229,9 @@ class PredictWidget(QWidget):
         self.export_button.setToolTip("Save the table of chromosomes, classes and probabilities")
         self.export_button.setEnabled(False)
         self.crop_view = QLabel()
-        self.crop_view.setMinimumSize(150, 150)
+        self.crop_view.setMinimumSize(PANEL_SIDE, PANEL_SIDE)
         self.cam_view = QLabel()
-        self.cam_view.setMinimumSize(150, 150)
+        self.cam_view.setMinimumSize(PANEL_SIDE, PANEL_SIDE)
         self.detail = QLabel("Click a chromosome to see its crop, probabilities and Grad-CAM.")
         self.detail.setWordWrap(True)
         self.review = ReviewSection(self)
@@ -450,33 +491,23 @@ class PredictWidget(QWidget):
             layer.features = features
         else:
             layer = self.viewer.add_labels(
-                kept, name=name, features=features, opacity=0.5, metadata=meta, **placement
+                kept, name=name, features=features, opacity=1.0, metadata=meta, **placement
             )
+            layer.contour = OUTLINE  # class outlines: the map and the morphology stay visible
             layer.mouse_drag_callbacks.append(self._on_click)
+            review_of(self.viewer, layer).bind(TOGGLE_KEY, lambda _layer: self.toggle_view())
+            review_of(self.viewer, layer).describe(TOGGLE_KEY, "Grad-CAM ↔ class colours")
         layer.colormap = colormap
         self.layer = layer
 
-        cam = prediction.gradcam_map
-        cam_name = f"{image_layer.name} Grad-CAM"
-        if cam is not None:
-            if cam_name in self.viewer.layers:
-                self.viewer.layers[cam_name].data = cam
-            else:
-                cam_layer = self.viewer.add_image(
-                    cam,
-                    name=cam_name,
-                    colormap="inferno",
-                    blending="additive",
-                    opacity=0.6,
-                    contrast_limits=(0.0, max(float(np.max(cam)), 1e-6)),
-                    **placement,
-                )
-                if hasattr(cam_layer, "colorbar"):  # napari >= 0.5.5: a colour bar overlay
-                    cam_layer.colorbar.visible = True
+        if prediction.gradcam_map is not None:
+            show_gradcam(self.viewer, image_layer, prediction.gradcam_map, kept, placement)
             self.cam_note.setVisible(True)
 
         text_name = f"{image_layer.name} class names"
-        coords = table[["centroid_y", "centroid_x"]].to_numpy(float) if len(table) else None
+        # beside the object (its box's top right corner), not on the chromosome
+        corner = ["bbox_y0", "bbox_x1"] if "bbox_x1" in table else ["centroid_y", "centroid_x"]
+        coords = table[corner].to_numpy(float) if len(table) else None
         point_features = pd.DataFrame({"class": table["class"].astype(str)})
         text = {"string": "{class}", "color": "white", "size": 9, "anchor": "upper_left"}
         if text_name in self.viewer.layers:
@@ -499,6 +530,18 @@ class PredictWidget(QWidget):
         self.status.setText(
             f"{len(table)} chromosomes classified with {getattr(self.model, 'backbone_name', '')}"
         )
+
+    def toggle_view(self) -> None:
+        """Switch between the Grad-CAM map with class outlines and the class colours filled."""
+        layer = self.layer
+        if layer is None:
+            return
+        cam = gradcam_layer_of(self.viewer, self.image_layer_used)
+        showing_map = layer.contour > 0
+        layer.contour = 0 if showing_map else OUTLINE
+        layer.opacity = 0.5 if showing_map else 1.0
+        if cam is not None:
+            cam.visible = not showing_map
 
     def _show_distribution(self, table: pd.DataFrame, classes: list[str]):
         counts = table["class"].value_counts()
@@ -554,13 +597,18 @@ class PredictWidget(QWidget):
         self.detail.setText(f"Object {label}: <b>{row['class']}</b><br>{probabilities}")
         if crop is None:
             return
-        self.crop_view.setPixmap(rgb_pixmap(crop.pixels, 150))
+        self.crop_view.setPixmap(rgb_pixmap(crop.pixels, PANEL_SIDE))
         try:
-            from ..classification.gradcam import gradcam, overlay
+            from ..classification.cam_display import masked_to_objects, overlay
+            from ..classification.gradcam import gradcam
 
             classes = list(self.model.classes)
             heat = gradcam(self.model, crop.pixels, class_index=classes.index(row["class"]))
-            self.cam_view.setPixmap(rgb_pixmap(overlay(crop.pixels, heat), 150))
+            labels = np.asarray(self.prediction.segmentation.labels)
+            mask = crop.geometry.from_image((labels == int(label)).astype(np.float32)) > 0.5
+            if mask.shape == heat.shape:  # the chromosome only, as on the spread
+                heat = masked_to_objects(heat, mask)
+            self.cam_view.setPixmap(rgb_pixmap(overlay(crop.pixels, heat), PANEL_SIDE))
         except Exception as error:  # noqa: BLE001 - Grad-CAM is informative only
             self.cam_view.setText(f"Grad-CAM unavailable: {error}")
 

@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     if args.spreads:
         import tifffile
 
-        from ..classification.gradcam import overlay
+        from ..classification.cam_display import masked_to_objects, overlay, with_colour_bar
 
         tif_names = _gradcam_names(relatives, ".tif")
         png_names = _gradcam_names(relatives, ".png")
@@ -193,7 +193,11 @@ def run(args: argparse.Namespace) -> int:
             tables.append(table)
             if gradcam_dir is not None:
                 tifffile.imwrite(gradcam_dir / tif_names[n], result.gradcam_map.astype(np.float32))
-                Image.fromarray(overlay(image, result.gradcam_map)).save(gradcam_dir / png_names[n])
+                heat = masked_to_objects(
+                    result.gradcam_map, result.segmentation.labels, result.table["label"]
+                )
+                picture = with_colour_bar(overlay(image, heat))
+                Image.fromarray(picture).save(gradcam_dir / png_names[n])
             print(f"{path.name}: {len(table)} chromosomes", file=sys.stderr)
     else:
         images = [as_rgb_uint8(read_image(p)) for p in files]
@@ -201,12 +205,13 @@ def run(args: argparse.Namespace) -> int:
         table.insert(0, "source", [str(p) for p in files])
         tables.append(table)
         if gradcam_dir is not None:
-            from ..classification.gradcam import gradcam, overlay
+            from ..classification.cam_display import overlay, with_colour_bar
+            from ..classification.gradcam import gradcam
 
             names = _gradcam_names(relatives, ".png")
             for name, image in zip(names, images, strict=True):
                 heat = gradcam(model, image)
-                Image.fromarray(overlay(image, heat)).save(gradcam_dir / name)
+                Image.fromarray(with_colour_bar(overlay(image, heat))).save(gradcam_dir / name)
     columns = ["source", "label", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1", "class"]
     columns += [f"p_{c}" for c in model.classes] + ["called_by"]  # called_by: spreads only
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
