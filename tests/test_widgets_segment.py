@@ -242,6 +242,7 @@ def test_next_zooms_to_the_object_and_outlines_it(make_napari_viewer, qtbot):
     widget, layer = _segment(viewer, qtbot, _synthetic_image())
     view = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     zoom = view.zoom
+    widget.step_filter.setCurrentText("every object")
     widget.next_button.click()
     label = widget._selected
     row = layer.features[layer.features["label"] == label].iloc[0]
@@ -255,6 +256,33 @@ def test_next_zooms_to_the_object_and_outlines_it(make_napari_viewer, qtbot):
     widget.next_button.click()
     widget.prev_button.click()
     assert widget._selected == label and layer.selected_label == label
+
+
+def test_review_shows_the_chromosome_and_steps_through_chromosomes_only(make_napari_viewer, qtbot):
+    """Status outlines, not fills; Next after a Reject goes on to the next chromosome (never to
+    a nucleus, a border object or debris); another status is a choice of the filter."""
+    viewer = make_napari_viewer()
+    widget, layer = _segment(viewer, qtbot, _synthetic_image())
+    assert layer.contour > 0 and layer.opacity == 1.0  # outlines: the morphology stays visible
+    statuses = set(layer.features["status"])
+    assert statuses - {"chromosome"}, "the spread must hold other statuses for this test"
+    kept = layer.features.loc[layer.features["status"] == "chromosome", "label"].astype(int)
+    assert widget.step_filter.currentText() == "chromosomes"
+    seen = []
+    for _ in range(len(kept) + 1):
+        widget.next_button.click()
+        seen.append(widget._selected)
+    assert set(seen) == set(kept)  # every chromosome, nothing else, then round again
+    widget.reject_button.click()
+    rejected = widget._selected
+    widget.next_button.click()
+    after = widget._selected
+    assert after != rejected and after in set(kept)
+    order = [label for label in widget.review_order(layer, by_status=False) if label in seen]
+    assert order.index(after) == (order.index(rejected) + 1) % len(order)  # the next one on
+    widget.step_filter.setCurrentText("rejected")
+    widget.next_button.click()
+    assert widget._selected == rejected
 
 
 def test_keys_listed_in_widget_and_status_bar_hint(make_napari_viewer, qtbot):
