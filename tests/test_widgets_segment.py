@@ -327,3 +327,34 @@ def test_new_segmentation_clears_undo(make_napari_viewer, qtbot):
     _press(viewer, "Control-Z")  # nothing of the old segmentation comes back
     np.testing.assert_array_equal(layer.data, fresh)
     assert (layer.features["reason"] != "rejected by user").all()
+
+
+def test_reasons_quote_the_numbers_the_table_shows(make_napari_viewer, qtbot, giemsa_dir):
+    """On a real spread, every size a reason quotes is the table's: the object's area ("too
+    small: 121 px" for a 121 px object) and its multiple of the median kept chromosome."""
+    import re
+
+    from napari_chromosome_sort.io import read_image
+
+    viewer = make_napari_viewer()
+    widget, layer = _segment(viewer, qtbot, read_image(giemsa_dir / "images" / "5.png"))
+    features = layer.features
+    median = float(features.loc[features["status"] == "chromosome", "area"].median())
+    quoted = 0
+    for _, row in features.iterrows():
+        area = re.match(r"(?:too small|single object)[:,] (\d+) px", row["reason"])
+        if area:
+            assert int(area[1]) == row["area"], row["reason"]
+            quoted += 1
+        ratio = re.search(r"([\d.]+)x the median chromosome \((\d+) px\)", row["reason"])
+        if ratio:
+            assert int(ratio[2]) == round(median), row["reason"]
+            assert abs(float(ratio[1]) - row["area"] / median) <= 0.051, row["reason"]
+    assert quoted > 10
+    assert features["reason"].str.startswith("too small").any()  # debris is on this spread
+    # the review panel shows the same reason beside the same area
+    label = int(features.loc[features["reason"].str.startswith("too small"), "label"].iloc[0])
+    widget.select(label, layer)
+    row = features[features["label"] == label].iloc[0]
+    assert row["reason"] in widget.selection_label.text()
+    assert f"area {row['area']:.0f} px" in widget.selection_label.text()
