@@ -92,8 +92,10 @@ def class_index(classes: Sequence[str], name: str) -> int:
 
 
 def source_of(sample: str, spread: str) -> str:
-    """How a corrected crop's origin is written in the dataset's ``source`` column."""
-    return f"{sample}/{spread}" if sample else str(spread)
+    """How a corrected crop's origin is written in the dataset's ``source`` column:
+    ``sample/spread file name``."""
+    name = Path(str(spread)).name or str(spread)
+    return f"{sample}/{name}" if sample else name
 
 
 def _training_views(model) -> int:
