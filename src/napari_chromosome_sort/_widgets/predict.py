@@ -42,13 +42,13 @@ from ._common import (
     with_index,
 )
 from ._objects import review_of
+from .gradcam_layer import gradcam_layer_of, show_gradcam
 from .review import ReviewSection
 
 AUTO = "(segment automatically)"
 OUTLINE = 2  # class outline thickness (screen pixels) while the Grad-CAM map is shown
 TOGGLE_KEY = "g"  # on the classes layer: Grad-CAM with outlines <-> class colours filled
 PANEL_SIDE = 200  # the clicked chromosome's crop and Grad-CAM
-GRADCAM_KIND = "gradcam"
 BUNDLED_MODEL = "bundled wild-type model (A/B/C)"
 MODEL_FILE = "model file below"
 
@@ -114,41 +114,6 @@ def folder_job(folder: str, model_path: str, out_dir: str):
     from ..batch import run_batch
 
     return (yield from run_batch(folder, model_path, out_dir, scheduler="serial"))
-
-
-def gradcam_layer_of(viewer, image_layer):
-    """The Grad-CAM layer Predict made for ``image_layer``, or None."""
-    name = f"{image_layer.name} Grad-CAM" if image_layer is not None else None
-    return viewer.layers[name] if name and name in viewer.layers else None
-
-
-def show_gradcam(viewer, image_layer, heat: np.ndarray, kept: np.ndarray, placement: dict):
-    """Show (or update) the spread's Grad-CAM: each chromosome's own map on its pixels, in the
-    palette no class colour shares, with the ONE colour bar of the viewer (the other spreads'
-    maps hide theirs)."""
-    from napari.utils.colormaps import Colormap
-
-    from ..classification.cam_display import cam_colormap_rgba, masked_to_objects
-
-    data = masked_to_objects(heat, kept)
-    layer = gradcam_layer_of(viewer, image_layer)
-    if layer is not None:
-        layer.data = data
-    else:
-        layer = viewer.add_image(
-            data,
-            name=f"{image_layer.name} Grad-CAM",
-            colormap=Colormap(cam_colormap_rgba(), name="chromosort Grad-CAM"),
-            blending="translucent",
-            contrast_limits=(0.0, 1.0),
-            interpolation2d="linear",
-            metadata={"chromosort": {"kind": GRADCAM_KIND, "image_layer": image_layer.name}},
-            **placement,
-        )
-    for other in viewer.layers:
-        if other.metadata.get("chromosort", {}).get("kind") == GRADCAM_KIND:
-            other.colorbar.visible = other is layer
-    return layer
 
 
 def _objects_of(layer) -> str | None:
