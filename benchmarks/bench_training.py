@@ -15,6 +15,12 @@ the same crops (the retrain), each as a multiple of one anchor pass over the cro
 same run just before and after each command, the mean of the two; see bench_inference.py), with
 the command's CPU seconds and the load average.
 
+With ``--corrections``: the correction loop's retraining (Review least sure in napari,
+``classification.corrections``): the bundled model's head refitted on the WT crops + the 20
+least sure calls of a Giemsa spread corrected by hand, from cached features; its seconds beside
+the target (2 s), as the number of crops the anchor (bench_inference.py) reads in the same
+time, and beside the full design search of ``chromosort train`` on the same features.
+
 Uses the WT crops + SqueezeNet ImageNet features file from ../shared when present, else
 synthetic crops and a random backbone. Reports ratios; never asserts timings.
 """
@@ -144,6 +150,69 @@ def command_ratios(repeats: int = 2) -> None:
             before = after
 
 
+def correction_ratios(repeats: int = 5, corrections: int = 20) -> None:
+    """Retraining after corrections (``CorrectionSession.retrain``) against the anchor pass over
+    the features it reuses and against the full head search on the same features."""
+    import os
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_inference import Anchor, seconds
+
+    from napari_chromosome_sort._sample_data import bundled_model_path
+    from napari_chromosome_sort.classification.corrections import CorrectionSession
+    from napari_chromosome_sort.classification.model_io import load_model
+    from napari_chromosome_sort.classification.predict import predict_spread
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_head
+    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.progress import run_to_end
+
+    wt = SHARED / "data" / "ikemoto_crops_wt"
+    spread = SHARED / "data" / "giemsa_spreads_ddx11" / "images" / "1.png"
+    if not (wt.is_dir() and spread.is_file()):
+        raise SystemExit("--corrections needs the WT crops and the Giemsa spreads in ../shared")
+    model = load_model(bundled_model_path())
+    prediction = predict_spread(model, read_image(spread))
+    with tempfile.TemporaryDirectory() as tmp:
+        session = CorrectionSession(
+            model, prediction, CropDataset(Path(tmp) / "d"), spread.name, "DDX11", wt
+        )
+        run_to_end(session.prepare())
+
+        def correct_next() -> None:
+            label = session.least_sure()[0]
+            row = session.table[session.table["label"] == label].iloc[0]
+            session.correct(label, next(c for c in session.classes if c != row["class"]))
+
+        for _ in range(corrections - repeats):
+            correct_next()
+        run_to_end(session.retrain())  # the first retraining of the session
+        anchor = Anchor()
+        times, ratios = [], []
+        for _ in range(repeats):  # as in napari: one more correction, then Retrain
+            correct_next()
+            before = anchor.per_crop()
+            took = seconds(lambda: run_to_end(session.retrain()))
+            after = anchor.per_crop()
+            times.append(took)
+            ratios.append(took / ((before + after) / 2))
+        n = len(session.training_set()[1])
+        X, y = session.training_set()
+        search = seconds(
+            lambda: run_to_end(train_head(X, y, session.classes, TrainingConfig(cache_dir=None)))
+        )
+    took = float(np.median(times))
+    print(
+        f"retrain after each of corrections {corrections - repeats + 1}-{corrections} of "
+        f"{spread.name} ({n} crops): median {took:.2f} s, worst {max(times):.2f} s (target "
+        f"<= 2 s) = the anchor's time for {float(np.median(ratios)):.0f} crops; the full design "
+        f"search on the same features {search:.1f} s ({search / took:.0f}x); load average "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+
+
 def main() -> None:
     from napari_chromosome_sort.classification.backbones import build_backbone
     from napari_chromosome_sort.classification.features import (
@@ -163,7 +232,13 @@ def main() -> None:
     ap.add_argument(
         "--commands", action="store_true", help="time chromosort train cold and again instead"
     )
+    ap.add_argument(
+        "--corrections", action="store_true", help="time the correction loop's retraining"
+    )
     args = ap.parse_args()
+    if args.corrections:
+        correction_ratios()
+        return
     if args.commands:
         command_ratios()
         return

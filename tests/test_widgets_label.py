@@ -60,6 +60,7 @@ def test_label_synthetic_keys_buttons_clear(make_napari_viewer, qtbot, tmp_path)
     widget.step(1)
     assert widget.current == kept[0]
     assert widget.preview.pixmap() is not None and not widget.preview.pixmap().isNull()
+    assert max(widget.preview.pixmap().width(), widget.preview.pixmap().height()) >= 240
 
     # number key on the layer assigns (key 2 = class B); saved at once
     viewer.layers.selection.active = layer
@@ -90,6 +91,9 @@ def test_label_synthetic_keys_buttons_clear(make_napari_viewer, qtbot, tmp_path)
     points = viewer.layers["spread objects classes"]
     assert len(points.data) == 3
     assert set(points.features["class"]) == {"A", "C"}
+    # beside each chromosome (its box's corner), not on it
+    boxes = layer.features.set_index("label").loc[kept[:3], ["bbox_y0", "bbox_x1"]]
+    assert {tuple(p) for p in points.data} == {tuple(b) for b in boxes.to_numpy(float)}
 
     # 0 clears: the crop leaves the dataset
     widget.select(kept[2])

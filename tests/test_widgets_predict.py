@@ -67,8 +67,9 @@ def _check(viewer, widget, image, name="spread"):
     assert colour[3] > 0
     cam = viewer.layers[f"{name} Grad-CAM"]
     assert cam.data.shape == image.shape[:2]
-    assert cam.blending == "additive"
     assert float(cam.data.max()) > 0
+    # each chromosome's own map, on its pixels only: no square crop windows
+    assert not np.any(cam.data[np.asarray(layer.data) == 0])
     text = viewer.layers[f"{name} class names"]
     assert len(text.data) == len(features)
     # type distribution table
@@ -282,3 +283,98 @@ def test_cancelled_folder_run_releases_its_output_folder(
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert (tmp_path / "out" / "objects.csv").is_file()
     assert "Folder done" in widget.status.text()
+
+
+def _delta_e_to_classes(colours_rgb: np.ndarray) -> np.ndarray:
+    """CIEDE2000 distance of each colour (n, 3 floats) to the nearest class colour."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    from napari_chromosome_sort._widgets._common import CLASS_PALETTE
+
+    classes = rgb2lab(np.array([hex_to_rgba(c)[:3] for c in CLASS_PALETTE])[None])[0]
+    lab = rgb2lab(np.asarray(colours_rgb, float)[None])[0]
+    return np.array([[deltaE_ciede2000(c, k) for k in classes] for c in lab]).min(1)
+
+
+def test_gradcam_reads_beside_the_class_outlines(make_napari_viewer, qtbot, tiny_model):
+    """Grad-CAM in a palette no class colour shares, masked to the chromosomes, class outlines
+    by default, one key between the map and the class colours, ONE colour bar for two spreads,
+    class names beside the objects."""
+    from napari_chromosome_sort import synthetic
+
+    viewer = make_napari_viewer()
+    first = synthetic.make_spread(seed=0).image
+    widget = _predict(viewer, qtbot, tiny_model, first)
+    layer = _check(viewer, widget, first)
+    cam = viewer.layers["spread Grad-CAM"]
+    # the palette: every visible colour of the map far from every class colour
+    drawn = cam.colormap.map(np.linspace(0.25, 1.0, 16))
+    assert np.all(drawn[:, 3] > 0) and cam.colormap.map(np.array([0.0]))[0, 3] == 0
+    assert _delta_e_to_classes(drawn[:, :3]).min() >= 15
+    # the same palette in the click panel and the command line's PNGs
+    from napari_chromosome_sort.classification.cam_display import cam_rgb
+
+    np.testing.assert_allclose(cam_rgb(np.linspace(0.25, 1, 16)), drawn[:, :3], atol=0.03)
+    # class outlines, not fills, while the map shows; G switches to the class colours and back
+    assert layer.contour > 0 and cam.visible
+    viewer.layers.selection.active = layer
+    _press(viewer, "g")
+    assert layer.contour == 0 and not cam.visible
+    _press(viewer, "g")
+    assert layer.contour > 0 and cam.visible
+    # class names beside the chromosome (its box's corner), not on it
+    names = viewer.layers["spread class names"].data
+    features = layer.features
+    np.testing.assert_allclose(names, features[["bbox_y0", "bbox_x1"]].to_numpy(float))
+    # a second spread: still one colour bar in the viewer
+    second = synthetic.make_spread(seed=1).image
+    _predict(viewer, qtbot, tiny_model, second, name="other")
+    maps = [viewer.layers[f"{n} Grad-CAM"] for n in ("spread", "other")]
+    assert [m.colorbar.visible for m in maps] == [False, True]
+
+
+def _press(viewer, key):
+    handler = viewer.window._qt_viewer._key_map_handler  # tests only: a real key press
+    handler.press_key(key)
+    handler.release_key(key)
+
+
+def test_cli_gradcam_png_has_the_palette_and_a_colour_bar(tmp_path, tiny_model):
+    """``chromosort predict --spreads --gradcam``: the PNG draws the map on the chromosomes
+    only, in the viewer's palette, with a colour bar beside the spread."""
+    from PIL import Image
+
+    from napari_chromosome_sort import synthetic
+    from napari_chromosome_sort.cli import main
+
+    spread = synthetic.make_spread(seed=0)
+    Image.fromarray(spread.image).save(tmp_path / "s1.png")
+    out = tmp_path / "cams"
+    main(
+        [
+            "predict",
+            str(tiny_model),
+            str(tmp_path / "s1.png"),
+            "--spreads",
+            "--gradcam",
+            str(out),
+            "--out",
+            str(tmp_path / "calls.csv"),
+        ]
+    )
+    picture = np.asarray(Image.open(out / "s1_gradcam.png").convert("RGB"))
+    height, width = spread.image.shape[:2]
+    assert picture.shape[0] == height and picture.shape[1] > width  # the colour bar at the side
+    bar = picture[:, width:].reshape(-1, 3)
+    coloured = bar[np.ptp(bar.astype(int), axis=1) > 40]  # the bar's blues (not text or white)
+    assert len(coloured) > 100
+    assert _delta_e_to_classes(coloured / 255.0).min() >= 12
+    # off the chromosomes the spread is left as it was (no square windows)
+    calls = pd.read_csv(tmp_path / "calls.csv")
+    assert len(calls) > 0
+    image = np.asarray(Image.open(tmp_path / "s1.png").convert("RGB"))
+    # far from every chromosome (grown truth masks), the spread is left as it was
+    from scipy import ndimage as ndi
+
+    background = ~ndi.binary_dilation(np.asarray(spread.truth_labels) > 0, iterations=15)
+    assert np.all(picture[:, :width][background] == image[background])

@@ -242,6 +242,7 @@ def test_next_zooms_to_the_object_and_outlines_it(make_napari_viewer, qtbot):
     widget, layer = _segment(viewer, qtbot, _synthetic_image())
     view = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     zoom = view.zoom
+    widget.step_filter.setCurrentText("every object")
     widget.next_button.click()
     label = widget._selected
     row = layer.features[layer.features["label"] == label].iloc[0]
@@ -255,6 +256,33 @@ def test_next_zooms_to_the_object_and_outlines_it(make_napari_viewer, qtbot):
     widget.next_button.click()
     widget.prev_button.click()
     assert widget._selected == label and layer.selected_label == label
+
+
+def test_review_shows_the_chromosome_and_steps_through_chromosomes_only(make_napari_viewer, qtbot):
+    """Status outlines, not fills; Next after a Reject goes on to the next chromosome (never to
+    a nucleus, a border object or debris); another status is a choice of the filter."""
+    viewer = make_napari_viewer()
+    widget, layer = _segment(viewer, qtbot, _synthetic_image())
+    assert layer.contour > 0 and layer.opacity == 1.0  # outlines: the morphology stays visible
+    statuses = set(layer.features["status"])
+    assert statuses - {"chromosome"}, "the spread must hold other statuses for this test"
+    kept = layer.features.loc[layer.features["status"] == "chromosome", "label"].astype(int)
+    assert widget.step_filter.currentText() == "chromosomes"
+    seen = []
+    for _ in range(len(kept) + 1):
+        widget.next_button.click()
+        seen.append(widget._selected)
+    assert set(seen) == set(kept)  # every chromosome, nothing else, then round again
+    widget.reject_button.click()
+    rejected = widget._selected
+    widget.next_button.click()
+    after = widget._selected
+    assert after != rejected and after in set(kept)
+    order = [label for label in widget.review_order(layer, by_status=False) if label in seen]
+    assert order.index(after) == (order.index(rejected) + 1) % len(order)  # the next one on
+    widget.step_filter.setCurrentText("rejected")
+    widget.next_button.click()
+    assert widget._selected == rejected
 
 
 def test_keys_listed_in_widget_and_status_bar_hint(make_napari_viewer, qtbot):
@@ -299,3 +327,34 @@ def test_new_segmentation_clears_undo(make_napari_viewer, qtbot):
     _press(viewer, "Control-Z")  # nothing of the old segmentation comes back
     np.testing.assert_array_equal(layer.data, fresh)
     assert (layer.features["reason"] != "rejected by user").all()
+
+
+def test_reasons_quote_the_numbers_the_table_shows(make_napari_viewer, qtbot, giemsa_dir):
+    """On a real spread, every size a reason quotes is the table's: the object's area ("too
+    small: 121 px" for a 121 px object) and its multiple of the median kept chromosome."""
+    import re
+
+    from napari_chromosome_sort.io import read_image
+
+    viewer = make_napari_viewer()
+    widget, layer = _segment(viewer, qtbot, read_image(giemsa_dir / "images" / "5.png"))
+    features = layer.features
+    median = float(features.loc[features["status"] == "chromosome", "area"].median())
+    quoted = 0
+    for _, row in features.iterrows():
+        area = re.match(r"(?:too small|single object)[:,] (\d+) px", row["reason"])
+        if area:
+            assert int(area[1]) == row["area"], row["reason"]
+            quoted += 1
+        ratio = re.search(r"([\d.]+)x the median chromosome \((\d+) px\)", row["reason"])
+        if ratio:
+            assert int(ratio[2]) == round(median), row["reason"]
+            assert abs(float(ratio[1]) - row["area"] / median) <= 0.051, row["reason"]
+    assert quoted > 10
+    assert features["reason"].str.startswith("too small").any()  # debris is on this spread
+    # the review panel shows the same reason beside the same area
+    label = int(features.loc[features["reason"].str.startswith("too small"), "label"].iloc[0])
+    widget.select(label, layer)
+    row = features[features["label"] == label].iloc[0]
+    assert row["reason"] in widget.selection_label.text()
+    assert f"area {row['area']:.0f} px" in widget.selection_label.text()

@@ -115,6 +115,7 @@ def test_learn_from_a_reviewed_spread_then_segment_the_next_one_with_it(reviewed
     # least sure first: Next follows the model's doubt, the table holds its probability
     assert next_layer.features[P_COLUMN].between(0, 1).all()
     order = least_sure_first(next_layer.features, model)["label"].tolist()
+    widget.step_filter.setCurrentText("every object")
     widget.next_button.click()
     assert widget._selected == order[0]
     widget.next_button.click()

@@ -177,3 +177,26 @@ def test_one_crop_class_trains_without_cv(make_napari_viewer, qtbot, tmp_path):
     assert model_path.is_file()
     assert "without the cross-validated concordance" in widget.results.text()
     assert "concordance" not in widget.results.text().split("<i>")[0]
+
+
+def test_a_model_near_chance_from_few_crops_is_a_warning(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """Five crops per class: the widget says the classes have too few crops and the
+    cross-validated agreement is no better than always calling one class, in the results and
+    as a notification."""
+    from napari_chromosome_sort import synthetic
+
+    folder = synthetic.make_crop_dataset(tmp_path / "few", n_per_class=5, seed=3, size=48)
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, folder, tmp_path / "few.safetensors", cv_folds=5)
+    shown = []
+    monkeypatch.setattr("napari_chromosome_sort._widgets.train.show_warning", shown.append)
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    text = widget.results.text()
+    assert "Too few crops to learn from in class A (5), B (5), C (5)" in text
+    metrics = widget.model.metadata["metrics"]
+    if metrics.get("kappa", 1.0) < 0.4:  # random weights: agreement near chance
+        assert "Near chance" in text and any("Near chance" in s for s in shown)
+    assert any("Too few crops" in s for s in shown)

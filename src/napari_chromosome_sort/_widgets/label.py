@@ -36,6 +36,7 @@ from ._common import (
 from ._objects import UNDO_KEY, review_of
 
 DEFAULT_CLASSES = "A,B,C"
+PREVIEW_SIDE = 280  # the selected chromosome's crop, large enough to judge A, B or C
 
 
 def parse_classes(text: str) -> list[str]:
@@ -89,7 +90,7 @@ class LabelWidget(QWidget):
         self.counts_label = QLabel()
         self.counts_label.setWordWrap(True)
         self.preview = QLabel()
-        self.preview.setMinimumSize(160, 160)
+        self.preview.setMinimumSize(PREVIEW_SIDE, PREVIEW_SIDE)
         self.info = QLabel("Click a chromosome on the spread, then press 1–9 (0 clears).")
         self.info.setWordWrap(True)
         self.prev_button = QPushButton("◀ Previous")
@@ -235,7 +236,7 @@ class LabelWidget(QWidget):
         review_of(self.viewer, layer).select(label)
         crop = self._crop(label)
         if crop is not None:
-            self.preview.setPixmap(rgb_pixmap(crop.pixels))
+            self.preview.setPixmap(rgb_pixmap(crop.pixels, PREVIEW_SIDE))
         row = feature_row(layer, label) or {}
         assigned = row.get("class") if isinstance(row.get("class"), str) else ""
         assigned = assigned or "—"
@@ -374,7 +375,9 @@ class LabelWidget(QWidget):
             done = features[features["class"].astype(str) != ""]
         else:
             done = features.iloc[:0]
-        if "centroid_y" in done:
+        if "bbox_x1" in done:  # beside the chromosome (its box's top right), not on it
+            coords = done[["bbox_y0", "bbox_x1"]].to_numpy(float)
+        elif "centroid_y" in done:
             coords = done[["centroid_y", "centroid_x"]].to_numpy(float)
         else:
             coords = np.zeros((0, 2))

@@ -41,8 +41,14 @@ from ._common import (
     warm_imports,
     with_index,
 )
+from ._objects import review_of
+from .gradcam_layer import gradcam_layer_of, show_gradcam
+from .review import ReviewSection
 
 AUTO = "(segment automatically)"
+OUTLINE = 2  # class outline thickness (screen pixels) while the Grad-CAM map is shown
+TOGGLE_KEY = "g"  # on the classes layer: Grad-CAM with outlines <-> class colours filled
+PANEL_SIDE = 200  # the clicked chromosome's crop and Grad-CAM
 BUNDLED_MODEL = "bundled wild-type model (A/B/C)"
 MODEL_FILE = "model file below"
 
@@ -177,9 +183,10 @@ class PredictWidget(QWidget):
         self.legend.setWordWrap(True)
         self.legend.setToolTip("Class colours of the predicted-class layer and its labels")
         self.cam_note = QLabel(
-            "Grad-CAM (colour bar at the top right of the spread): where the network looked "
-            "for its call, dark = ignored, bright yellow = mattered most. Hide it or lower its "
-            "opacity in the layer list to see the class colours."
+            "Grad-CAM (blue, colour bar at the top right of the spread): where the network "
+            "looked for its call on each chromosome, clear = ignored, light blue = mattered "
+            f"most; the class colours are the outlines. Press {TOGGLE_KEY.upper()} on the "
+            "classes layer to switch to the class colours filled in."
         )
         self.cam_note.setWordWrap(True)
         self.cam_note.setVisible(False)
@@ -187,11 +194,12 @@ class PredictWidget(QWidget):
         self.export_button.setToolTip("Save the table of chromosomes, classes and probabilities")
         self.export_button.setEnabled(False)
         self.crop_view = QLabel()
-        self.crop_view.setMinimumSize(150, 150)
+        self.crop_view.setMinimumSize(PANEL_SIDE, PANEL_SIDE)
         self.cam_view = QLabel()
-        self.cam_view.setMinimumSize(150, 150)
+        self.cam_view.setMinimumSize(PANEL_SIDE, PANEL_SIDE)
         self.detail = QLabel("Click a chromosome to see its crop, probabilities and Grad-CAM.")
         self.detail.setWordWrap(True)
+        self.review = ReviewSection(self)
 
         form = QFormLayout()
         form.addRow("Model", self.model_choice)
@@ -220,6 +228,7 @@ class PredictWidget(QWidget):
         views.addWidget(self.cam_view)
         layout.addLayout(views)
         layout.addWidget(self.detail)
+        layout.addWidget(self.review)
         layout.addStretch(1)
 
         self.image_picker.combo.currentIndexChanged.connect(self._objects_for_image)
@@ -352,6 +361,7 @@ class PredictWidget(QWidget):
                 show_error(f"Predict: cannot use objects layer {objects.name}: {error}")
                 return
         self.image_layer_used = image_layer
+        self.review.reset()
         warm_imports()
         self._set_running(True)
         self.worker = start_worker(
@@ -446,33 +456,23 @@ class PredictWidget(QWidget):
             layer.features = features
         else:
             layer = self.viewer.add_labels(
-                kept, name=name, features=features, opacity=0.5, metadata=meta, **placement
+                kept, name=name, features=features, opacity=1.0, metadata=meta, **placement
             )
+            layer.contour = OUTLINE  # class outlines: the map and the morphology stay visible
             layer.mouse_drag_callbacks.append(self._on_click)
+            review_of(self.viewer, layer).bind(TOGGLE_KEY, lambda _layer: self.toggle_view())
+            review_of(self.viewer, layer).describe(TOGGLE_KEY, "Grad-CAM ↔ class colours")
         layer.colormap = colormap
         self.layer = layer
 
-        cam = prediction.gradcam_map
-        cam_name = f"{image_layer.name} Grad-CAM"
-        if cam is not None:
-            if cam_name in self.viewer.layers:
-                self.viewer.layers[cam_name].data = cam
-            else:
-                cam_layer = self.viewer.add_image(
-                    cam,
-                    name=cam_name,
-                    colormap="inferno",
-                    blending="additive",
-                    opacity=0.6,
-                    contrast_limits=(0.0, max(float(np.max(cam)), 1e-6)),
-                    **placement,
-                )
-                if hasattr(cam_layer, "colorbar"):  # napari >= 0.5.5: a colour bar overlay
-                    cam_layer.colorbar.visible = True
+        if prediction.gradcam_map is not None:
+            show_gradcam(self.viewer, image_layer, prediction.gradcam_map, kept, placement)
             self.cam_note.setVisible(True)
 
         text_name = f"{image_layer.name} class names"
-        coords = table[["centroid_y", "centroid_x"]].to_numpy(float) if len(table) else None
+        # beside the object (its box's top right corner), not on the chromosome
+        corner = ["bbox_y0", "bbox_x1"] if "bbox_x1" in table else ["centroid_y", "centroid_x"]
+        coords = table[corner].to_numpy(float) if len(table) else None
         point_features = pd.DataFrame({"class": table["class"].astype(str)})
         text = {"string": "{class}", "color": "white", "size": 9, "anchor": "upper_left"}
         if text_name in self.viewer.layers:
@@ -495,6 +495,18 @@ class PredictWidget(QWidget):
         self.status.setText(
             f"{len(table)} chromosomes classified with {getattr(self.model, 'backbone_name', '')}"
         )
+
+    def toggle_view(self) -> None:
+        """Switch between the Grad-CAM map with class outlines and the class colours filled."""
+        layer = self.layer
+        if layer is None:
+            return
+        cam = gradcam_layer_of(self.viewer, self.image_layer_used)
+        showing_map = layer.contour > 0
+        layer.contour = 0 if showing_map else OUTLINE
+        layer.opacity = 0.5 if showing_map else 1.0
+        if cam is not None:
+            cam.visible = not showing_map
 
     def _show_distribution(self, table: pd.DataFrame, classes: list[str]):
         counts = table["class"].value_counts()
@@ -550,13 +562,18 @@ class PredictWidget(QWidget):
         self.detail.setText(f"Object {label}: <b>{row['class']}</b><br>{probabilities}")
         if crop is None:
             return
-        self.crop_view.setPixmap(rgb_pixmap(crop.pixels, 150))
+        self.crop_view.setPixmap(rgb_pixmap(crop.pixels, PANEL_SIDE))
         try:
-            from ..classification.gradcam import gradcam, overlay
+            from ..classification.cam_display import masked_to_objects, overlay
+            from ..classification.gradcam import gradcam
 
             classes = list(self.model.classes)
             heat = gradcam(self.model, crop.pixels, class_index=classes.index(row["class"]))
-            self.cam_view.setPixmap(rgb_pixmap(overlay(crop.pixels, heat), 150))
+            labels = np.asarray(self.prediction.segmentation.labels)
+            mask = crop.geometry.from_image((labels == int(label)).astype(np.float32)) > 0.5
+            if mask.shape == heat.shape:  # the chromosome only, as on the spread
+                heat = masked_to_objects(heat, mask)
+            self.cam_view.setPixmap(rgb_pixmap(overlay(crop.pixels, heat), PANEL_SIDE))
         except Exception as error:  # noqa: BLE001 - Grad-CAM is informative only
             self.cam_view.setText(f"Grad-CAM unavailable: {error}")
 

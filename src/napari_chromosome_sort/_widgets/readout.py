@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..analysis import plots, readout
+from ..classification.corrections import CORRECTED
 from ..errors import ChromosortError
 from ._common import ScrollDock, class_colours, fit_table_to_rows, report_error
 
@@ -85,7 +86,9 @@ def table_from_layers(layers, samples: dict[str, str] | None = None) -> pd.DataF
             features["sample"] = samples[layer.name]
         elif "sample" not in features.columns or features["sample"].isna().all():
             features["sample"] = default_sample(layer.name)
-        extra = [c for c in features.columns if c in ("corrected", "called_by")]
+        if CORRECTED in features.columns:  # calls corrected by hand (Review least sure)
+            features[CORRECTED] = features[CORRECTED].fillna(False).astype(bool)
+        extra = [c for c in features.columns if c in (CORRECTED, "called_by")]
         extra += [c for c in features.columns if str(c).startswith("p_")]
         frames.append(features[["sample", "spread", "class", *extra]])
     if not frames:
@@ -312,6 +315,9 @@ class ReadoutWidget(QWidget):
             spreads=self.spreads,
         )
         self.canvas.draw_idle()
+        if CORRECTED in table.columns:
+            n = int(table[CORRECTED].fillna(False).astype(bool).sum())
+            lines.append(f"{n} of {len(table)} calls corrected by hand")
         self.result_label.setText("\n\n".join(lines))
         self.save_button.setEnabled(True)
 

@@ -10,6 +10,7 @@ from napari.layers import Image, Labels
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -47,6 +48,14 @@ from .segment_learning import CHANGE_COLOURS, SegmentLearningPanel, segment_comp
 META_KEY = "chromosort"
 #: the order Next ▶ goes through the objects: those worth a look first, by status
 REVIEW_ORDER = ("cluster", "chromosome", "rejected", "nucleus", "border", "debris")
+#: what Next ▶ / ◀ Previous step through (None: every object, in REVIEW_ORDER)
+STEP_FILTERS = {
+    "chromosomes": ("chromosome",),
+    "clusters": ("cluster",),
+    "rejected": ("rejected",),
+    "every object": None,
+}
+OUTLINE = 2  # status outline thickness: the chromosome's morphology stays visible
 KEYS_HELP = f"Keys on the objects layer: K keep · R reject · {UNDO_KEY} undo"
 #: SegmentationParams shown in the widget's main form (the others under "Advanced")
 MAIN_PARAMETERS = main_fields(SegmentationParams)
@@ -142,9 +151,13 @@ class SegmentWidget(QWidget):
         self.next_button = QPushButton("Next ▶")
         self.prev_button.setToolTip("Go back to the previous object and zoom to it")
         self.next_button.setToolTip(
-            "Zoom to the next object: clusters first, then kept chromosomes, rejected, nuclei…; "
-            "segmented with a model: the objects it is least sure about first"
+            "Zoom to the next object of the kind chosen beside: kept chromosomes by default; "
+            "every object: clusters first, then chromosomes, rejected, nuclei…; segmented with a "
+            "model: the objects it is least sure about first"
         )
+        self.step_filter = QComboBox()
+        self.step_filter.addItems(list(STEP_FILTERS))
+        self.step_filter.setToolTip("Which objects Next ▶ and ◀ Previous step through")
         self.keys_help = QLabel(KEYS_HELP)
         self.keys_help.setWordWrap(True)
         self.keys_help.setToolTip(
@@ -204,6 +217,7 @@ class SegmentWidget(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.prev_button)
         row.addWidget(self.next_button)
+        row.addWidget(self.step_filter)
         layout.addLayout(row)
         row = QHBoxLayout()
         row.addWidget(self.keep_button)
@@ -334,10 +348,11 @@ class SegmentWidget(QWidget):
                 name=name,
                 features=features,
                 metadata=meta,
-                opacity=0.55,
+                opacity=1.0,
                 scale=image_layer.scale[-2:],
                 translate=image_layer.translate[-2:],
             )
+            layer.contour = OUTLINE  # outlines, not fills: what decides A, B or C stays seen
             self._connect(layer)
         self.layer = layer
         self._selected = 0  # a new segmentation: Next ▶ starts from its first object
@@ -453,26 +468,37 @@ class SegmentWidget(QWidget):
                 )
 
     def step(self, direction: int):
-        """Select the next/previous object in review order and zoom the view to it."""
+        """Select the next/previous object of the statuses chosen in "Step through" (from the
+        selected one, wherever its status put it) and zoom the view to it."""
         layer = self.current_layer()
         if layer is None:
             return
-        order = self.review_order(layer)
-        if not order:
+        wanted = STEP_FILTERS[self.step_filter.currentText()]
+        order = self.review_order(layer, by_status=wanted is None)
+        features = layer.features
+        status = dict(zip(features["label"].astype(int), features["status"], strict=True))
+        allowed = {label for label in order if wanted is None or status.get(label) in wanted}
+        if not allowed:
             return
         if self._selected in order:
-            index = (order.index(self._selected) + direction) % len(order)
+            start = order.index(self._selected)
+            ring = [order[(start + direction * k) % len(order)] for k in range(1, len(order) + 1)]
+            label = next(label for label in ring if label in allowed)
         else:
-            index = 0 if direction > 0 else len(order) - 1
-        self.select(order[index], layer)
-        review_of(self.viewer, layer).focus(order[index])
+            label = [x for x in order if x in allowed][0 if direction > 0 else -1]
+        self.select(label, layer)
+        review_of(self.viewer, layer).focus(label)
 
-    def review_order(self, layer) -> list[int]:
+    def review_order(self, layer, by_status: bool = True) -> list[int]:
         """The labels in the order Next ▶ visits them: least sure first for a layer segmented
-        with a model (``least_sure_first``), else by status (``review_labels``)."""
+        with a model (``least_sure_first``), else by status (``review_labels``) or, without
+        ``by_status``, top to bottom."""
         model = layer_model(layer)
         if model is None or not len(layer.features):
-            return review_labels(layer.features)
+            features = layer.features
+            if not by_status and "status" in features:
+                features = features.assign(status=KEPT)  # one rank: top to bottom
+            return review_labels(features)
         return least_sure_first(layer.features, model)["label"].astype(int).tolist()
 
     def undo(self):

@@ -341,6 +341,11 @@ class TrainWidget(QWidget):
                 f"(n = {metrics.get('n', '?')}), Cohen's κ {metrics.get('kappa', float('nan')):.3f}"
             )
         lines.extend(f"<i>{note}</i>" for note in notes)
+        from ..classification.training_checks import training_warnings
+
+        for warning in training_warnings(getattr(model, "metadata", {}) or {}):
+            lines.append(f'<b style="color:#ff9933">⚠ {warning}</b>')
+            show_warning(f"Train classifier: {warning}")
         lines.append("It is offered in <b>Predict and explain</b> as “trained here”.")
         self.results.setText("<br>".join(lines))
         self.status.setText("Done.")

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from ..progress import Progress, run_to_end
+from .cam_display import overlay  # noqa: F401 - part of this module's API
 
 
 def _input_to_prepared_frame(cam: np.ndarray, prepared_shape: tuple[int, int], prep) -> np.ndarray:
@@ -568,22 +569,3 @@ def spread_gradcam_steps(
         done = start + len(part)
         yield Progress(done, len(crops), f"Grad-CAM: {done} of {len(crops)} chromosomes")
     return out
-
-
-def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """uint8 RGB overlay of a [0, 1] heatmap (jet-like colours) on an image, for PNG export."""
-    from ..crops import as_rgb_uint8
-
-    rgb = as_rgb_uint8(image).astype(np.float32)
-    h = np.clip(np.asarray(heatmap, np.float32), 0.0, 1.0)
-    colour = np.stack(
-        [
-            np.clip(1.5 - np.abs(4 * h - 3), 0, 1),
-            np.clip(1.5 - np.abs(4 * h - 2), 0, 1),
-            np.clip(1.5 - np.abs(4 * h - 1), 0, 1),
-        ],
-        axis=-1,
-    )
-    weight = (alpha * np.clip(h * 2.0, 0.0, 1.0))[..., None]
-    out = rgb * (1 - weight) + 255.0 * colour * weight
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     if args.spreads:
         import tifffile
 
-        from ..classification.gradcam import overlay
+        from ..classification.cam_display import masked_to_objects, overlay, with_colour_bar
 
         tif_names = _gradcam_names(relatives, ".tif")
         png_names = _gradcam_names(relatives, ".png")
@@ -258,8 +258,12 @@ def run(args: argparse.Namespace) -> int:
             if gradcam_dir is not None:
                 with atomic_path(gradcam_dir / tif_names[n]) as tmp:
                     tifffile.imwrite(tmp, result.gradcam_map.astype(np.float32))
+                heat = masked_to_objects(
+                    result.gradcam_map, result.segmentation.labels, result.table["label"]
+                )
+                picture = with_colour_bar(overlay(image, heat))
                 with atomic_path(gradcam_dir / png_names[n]) as tmp:
-                    Image.fromarray(overlay(image, result.gradcam_map)).save(tmp, format="PNG")
+                    Image.fromarray(picture).save(tmp, format="PNG")
                 written += [gradcam_dir / tif_names[n], gradcam_dir / png_names[n]]
             print(f"{path.name}: {len(table)} chromosomes", file=sys.stderr)
     else:
@@ -268,13 +272,14 @@ def run(args: argparse.Namespace) -> int:
         table.insert(0, "source", [str(p) for p in files])
         tables.append(table)
         if gradcam_dir is not None:
-            from ..classification.gradcam import gradcam, overlay
+            from ..classification.cam_display import overlay, with_colour_bar
+            from ..classification.gradcam import gradcam
 
             names = _gradcam_names(relatives, ".png")
             for name, image in zip(names, images, strict=True):
                 heat = gradcam(model, image)
                 with atomic_path(gradcam_dir / name) as tmp:
-                    Image.fromarray(overlay(image, heat)).save(tmp, format="PNG")
+                    Image.fromarray(with_colour_bar(overlay(image, heat))).save(tmp, format="PNG")
                 written.append(gradcam_dir / name)
     columns = ["source", "label", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1", "class"]
     columns += [f"p_{c}" for c in model.classes] + ["called_by"]  # called_by: spreads only

@@ -137,4 +137,8 @@ def run(args: argparse.Namespace) -> int:
         "head": model.metadata["training"]["chosen"].get("members"),
     }
     print(json.dumps(summary), file=sys.stdout)
+    from ..classification.training_checks import training_warnings
+
+    for warning in training_warnings(model.metadata):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

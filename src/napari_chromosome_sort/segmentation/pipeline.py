@@ -67,6 +67,7 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         flag_crossings(label_img, objects, corrected, med_obj, width, params)
         if crossing_score_on(params, polarity):
             flag_by_crossing_score(label_img, objects, corrected, med_obj, width, params)
+    _restate_sizes(label_img, objects, med_obj, params)
     stats = {
         "threshold_low": levels.low,
         "threshold": levels.object,
@@ -311,12 +312,14 @@ def _add_objects(
         y1, x1 = sl[0].stop, sl[1].stop
         at_border = y0 < margin or x0 < margin or y1 > H - margin or x1 > W - margin
         rel = area / max(med_obj, 1.0)
+        sized = None  # a reason quoting sizes: restated in the table's numbers at the end
         if area < params.debris_area_fraction * med_obj:
             status = "debris"
             reason = (
                 f"too small: {area} px above the object threshold < "
                 f"{params.debris_area_fraction:g}x the median object ({med_obj:.0f} px)"
             )
+            sized = "debris"
         elif at_border:
             status = "border"
             reason = "touches the image edge (may be cut off)"
@@ -334,6 +337,7 @@ def _add_objects(
                     )
                     continue
                 reason += " that could not be split into chromosome-sized pieces"
+            sized = "cluster"
         else:
             status = "chromosome"
             if params.split_touching and n_parts == 1:
@@ -348,9 +352,42 @@ def _add_objects(
                 if n_parts > 1
                 else f"single object, {rel:.1f}x the median size"
             )
+            sized = None if n_parts > 1 else "single"
         label = len(objects) + 1
         label_img[sl][local] = label
         objects.append({"label": label, "status": status, "reason": reason, "n_parts": n_parts})
+        if sized:
+            objects[-1]["sized"] = (sized, area, rel, reason)
+
+
+def _restate_sizes(label_img, objects, med_obj, params) -> None:
+    """Reasons that quote sizes, in the numbers the objects table shows: the object's final
+    (grown) area and the median final area of the kept chromosomes, with the core above the
+    object threshold that the size rule judged beside them (a reason rewritten by a later step
+    is left as it is)."""
+    areas = np.bincount(label_img.ravel())
+    kept = [areas[o["label"]] for o in objects if o["status"] == "chromosome"]
+    median = float(np.median(kept)) if kept else 0.0
+    for o in objects:
+        kind, core, core_rel, written = o.pop("sized", (None, 0, 0.0, ""))
+        if kind is None or o["reason"] != written:
+            continue
+        area = int(areas[o["label"]]) if o["label"] < len(areas) else 0
+        of_median = (
+            f"{area / median:.1f}x the median chromosome ({median:.0f} px)" if median else ""
+        )
+        if kind == "debris":
+            o["reason"] = (
+                f"too small: {area} px; its core above the object threshold ({core} px) is under "
+                f"{params.debris_area_fraction:g}x the median core ({med_obj:.0f} px)"
+            )
+        elif kind == "cluster":
+            o["reason"] = written.replace(
+                f"({core_rel:.1f}x the median object)",
+                f"({area} px, {of_median}; core {core_rel:.1f}x the median core)",
+            )
+        elif median:
+            o["reason"] = f"single object, {area} px, {of_median}"
 
 
 def _pair_reason(pieces, member, n_parts: int, limits: PairLimits, params) -> str:

@@ -1,0 +1,43 @@
+"""The Grad-CAM layer of a predicted spread: each chromosome's map in the palette no class
+colour shares, and one colour bar in the viewer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+GRADCAM_KIND = "gradcam"
+
+
+def gradcam_layer_of(viewer, image_layer):
+    """The Grad-CAM layer Predict made for ``image_layer``, or None."""
+    name = f"{image_layer.name} Grad-CAM" if image_layer is not None else None
+    return viewer.layers[name] if name and name in viewer.layers else None
+
+
+def show_gradcam(viewer, image_layer, heat: np.ndarray, kept: np.ndarray, placement: dict):
+    """Show (or update) the spread's Grad-CAM: each chromosome's own map on its pixels, in the
+    palette no class colour shares, with the ONE colour bar of the viewer (the other spreads'
+    maps hide theirs)."""
+    from napari.utils.colormaps import Colormap
+
+    from ..classification.cam_display import cam_colormap_rgba, masked_to_objects
+
+    data = masked_to_objects(heat, kept)
+    layer = gradcam_layer_of(viewer, image_layer)
+    if layer is not None:
+        layer.data = data
+    else:
+        layer = viewer.add_image(
+            data,
+            name=f"{image_layer.name} Grad-CAM",
+            colormap=Colormap(cam_colormap_rgba(), name="chromosort Grad-CAM"),
+            blending="translucent",
+            contrast_limits=(0.0, 1.0),
+            interpolation2d="linear",
+            metadata={"chromosort": {"kind": GRADCAM_KIND, "image_layer": image_layer.name}},
+            **placement,
+        )
+    for other in viewer.layers:
+        if other.metadata.get("chromosort", {}).get("kind") == GRADCAM_KIND:
+            other.colorbar.visible = other is layer
+    return layer

@@ -1,0 +1,286 @@
+"""Review least sure: the correction loop of Predict and explain, over
+:class:`..classification.corrections.CorrectionSession`.
+
+After Predict, the calls are walked from the least to the most confident; the view zooms to
+each; a number key (as in Label chromosomes) sets its class, saved to the dataset at once, and
+moves on. Retrain refits the head on cached features and repaints the spread's calls, Grad-CAM
+and type distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import (
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from ..classification.corrections import CORRECTED, confidence
+from ..progress import Progress
+from ._common import report_error, rgb_pixmap, start_worker
+from ._objects import review_of
+from .label import class_keys_hint
+
+PREVIEW_SIDE = 240
+
+
+def prepare_job(session):
+    """Worker generator: the features of the spread's and the training crops."""
+    yield from session.prepare()
+    return session
+
+
+def retrain_job(session):
+    """Worker generator: retrain the head, then the spread's Grad-CAM for the new calls.
+    Returns ``(model, table, heat)``."""
+    from ..classification.gradcam import spread_gradcam_steps
+    from ..progress import relay
+
+    yield Progress(0, 2, "Retraining on the corrections…")
+    table = yield from session.retrain()
+    model = session.model
+    crops = [session.crops[int(label)] for label in table["label"]]
+    index = {name: i for i, name in enumerate(model.classes)}
+    heat = None
+    if crops:
+        heat = yield from relay(
+            spread_gradcam_steps(model, crops, [index[c] for c in table["class"]]),
+            lambda report: Progress(1, 2, f"Explaining: {report.message}"),
+        )
+    return model, table, heat
+
+
+class ReviewSection(QGroupBox):
+    """The "Review least sure" section of the Predict widget (``predict``)."""
+
+    def __init__(self, predict):
+        super().__init__("Review least sure")
+        from magicgui.widgets import FileEdit
+
+        self.predict = predict
+        self.viewer = predict.viewer
+        self.session = None
+        self.current = 0
+        self.skipped: set[int] = set()
+        self.worker = None
+
+        self.folder = FileEdit(mode="d", value=str(Path.home() / "chromosort_dataset"))
+        self.folder.native.setToolTip(
+            "Dataset folder (one sub-folder per class + manifest.csv) that receives every "
+            "correction at once, with the spread and sample it came from"
+        )
+        self.training = FileEdit(mode="d")
+        self.training.native.setToolTip(
+            "The folder of crops the model was trained on (one sub-folder per class); empty: "
+            "the folder recorded in the model, when it exists. Retrain learns from these + the "
+            "dataset's crops"
+        )
+        self.sample = QLineEdit()
+        self.sample.setPlaceholderText("sample name (e.g. WT, mutant)")
+        self.sample.setToolTip("The sample this spread belongs to, recorded with each correction")
+        self.start_button = QPushButton("Review least sure")
+        self.start_button.setToolTip(
+            "Walk the calls from the least to the most confident, zoomed to each; a number key "
+            "sets the class"
+        )
+        self.next_button = QPushButton("Skip ▶")
+        self.next_button.setToolTip("Keep this call and go to the next least sure")
+        self.retrain_button = QPushButton("Retrain")
+        self.retrain_button.setToolTip(
+            "Refit the classifier on its training crops + the corrections (cached features, "
+            "about a second) and call the spread again"
+        )
+        self.preview = QLabel()
+        self.preview.setMinimumSize(PREVIEW_SIDE, PREVIEW_SIDE)
+        self.info = QLabel("Predict a spread, then review its least sure calls.")
+        self.info.setWordWrap(True)
+        for button in (self.next_button, self.retrain_button):
+            button.setEnabled(False)
+
+        form = QFormLayout()
+        form.addRow("Dataset", self.folder.native)
+        form.addRow("Training crops", self.training.native)
+        form.addRow("Sample", self.sample)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.next_button)
+        buttons.addWidget(self.retrain_button)
+        layout.addLayout(buttons)
+        layout.addWidget(self.preview)
+        layout.addWidget(self.info)
+        self.start_button.clicked.connect(self.start)
+        self.next_button.clicked.connect(self.skip)
+        self.retrain_button.clicked.connect(self.retrain)
+
+    # ------------------------------------------------------------------ session
+    def reset(self) -> None:
+        """Forget the session (a new prediction is being made)."""
+        self.session, self.current, self.skipped = None, 0, set()
+        self._enable(not self.running)
+
+    @property
+    def running(self) -> bool:
+        """Is the features or retraining job running?"""
+        return self.worker is not None
+
+    def start(self) -> None:
+        """Open a correction session on the prediction shown and go to its least sure call."""
+        from ..classification.corrections import CorrectionSession
+        from ..dataset import CropDataset
+
+        predict = self.predict
+        if predict.prediction is None or predict.layer is None or self.running:
+            show_error("Review least sure: predict a spread first.")
+            return
+        image = predict.image_layer_used
+        training = str(self.training.value)
+        try:
+            dataset = CropDataset(
+                Path(str(self.folder.value)), classes=tuple(predict.model.classes)
+            )
+            self.session = CorrectionSession(
+                predict.model,
+                predict.prediction,
+                dataset,
+                spread=str(getattr(image.source, "path", None) or image.name),
+                sample=self.sample.text().strip() or image.name,
+                training_folder=training if training not in ("", ".") else None,
+            )
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            report_error(error, "Review least sure")
+            return
+        self.current, self.skipped = 0, set()
+        self._bind_keys()
+        self.info.setText("Reading the crops with the network…")
+        self.worker = start_worker(
+            prepare_job,
+            self.session,
+            on_yield=predict._on_progress,
+            on_return=lambda _session: self.go_next(),
+            on_finish=self._finished,
+            what="Review least sure",
+        )
+        self._enable(False)
+
+    def _finished(self) -> None:
+        self.worker = None
+        self._enable(True)
+
+    def _enable(self, idle: bool) -> None:
+        ready = idle and self.session is not None and self.session.features is not None
+        self.start_button.setEnabled(idle)
+        self.next_button.setEnabled(ready)
+        self.retrain_button.setEnabled(ready)
+
+    def _bind_keys(self) -> None:
+        review = review_of(self.viewer, self.predict.layer)
+        classes = list(self.session.classes)
+        for key in range(1, min(len(classes), 9) + 1):
+            review.bind(str(key), self._key_handler(classes[key - 1]))
+        review.describe("1–9", f"correct: {class_keys_hint(classes)}")
+
+    def _key_handler(self, cls: str):
+        def handler(_layer):
+            """Give the reviewed call the key's class."""
+            self.correct(cls)
+
+        return handler
+
+    # ------------------------------------------------------------------ walking
+    def go_next(self) -> int:
+        """Zoom to the least sure call not yet corrected or skipped; returns its label (0 when
+        every call was seen)."""
+        if self.session is None:
+            return 0
+        todo = [label for label in self.session.least_sure() if label not in self.skipped]
+        if not todo:
+            self.current = 0
+            self.info.setText(f"Every call reviewed; {self.session.n_corrected} corrected.")
+            return 0
+        self.show_call(todo[0])
+        return todo[0]
+
+    def skip(self) -> None:
+        """Keep the current call as it is and go to the next least sure."""
+        if self.current:
+            self.skipped.add(self.current)
+        self.go_next()
+
+    def show_call(self, label: int) -> None:
+        """Zoom to call ``label`` and show its crop, class and confidence."""
+        self.current = int(label)
+        review_of(self.viewer, self.predict.layer).focus(self.current)
+        table = self.session.table
+        row = table[table["label"].astype(int) == self.current]
+        sure = float(confidence(row, self.session.classes)[0]) if len(row) else float("nan")
+        cls = row["class"].iloc[0] if len(row) else "?"
+        crop = self.session.crops.get(self.current)
+        if crop is not None:
+            self.preview.setPixmap(rgb_pixmap(crop.pixels, PREVIEW_SIDE))
+        left = len(self.session.least_sure())
+        self.info.setText(
+            f"Object {self.current}: called <b>{cls}</b> ({100 * sure:.0f}% sure); {left} calls "
+            f"to review, {self.session.n_corrected} corrected. Keys: "
+            f"{class_keys_hint(self.session.classes)}"
+        )
+
+    def correct(self, cls: str) -> None:
+        """Call the reviewed chromosome ``cls`` (saved to the dataset now) and move on."""
+        if self.session is None or not self.current or self.running:
+            return
+        try:
+            self.session.correct(self.current, cls)
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            report_error(error, "Review least sure")
+            return
+        self._repaint(self.predict.model, self.session.table, None)
+        self.go_next()
+
+    # ------------------------------------------------------------------ retraining
+    def retrain(self) -> None:
+        """Retrain on the corrections in a worker; repaint the spread when done."""
+        if self.session is None or self.running:
+            return
+        self.info.setText("Retraining…")
+        self._enable(False)
+        self.worker = start_worker(
+            retrain_job,
+            self.session,
+            on_yield=self.predict._on_progress,
+            on_return=self._retrained,
+            on_finish=self._finished,
+            what="Retrain",
+        )
+
+    def _retrained(self, result) -> None:
+        model, table, heat = result
+        self._repaint(model, table, heat)
+        self.info.setText(
+            f"Retrained on {model.metadata['training']['n']} crops; "
+            f"{self.session.n_corrected} calls corrected by hand."
+        )
+        self.go_next()
+
+    def _repaint(self, model, table, heat) -> None:
+        """Show ``table`` (and the Grad-CAM ``heat`` when given) through Predict's display."""
+        predict = self.predict
+        prediction = replace(
+            predict.prediction,
+            table=table.copy(),
+            gradcam_map=predict.prediction.gradcam_map if heat is None else heat,
+        )
+        predict._show((model, prediction))
+        layer = predict.layer
+        if CORRECTED in layer.features:
+            layer.features[CORRECTED] = layer.features[CORRECTED].astype(bool)
+        self.viewer.layers.selection.active = layer

@@ -1,0 +1,132 @@
+"""The correction loop's core, without a viewer: ranking, a correction, saving, retraining."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_chromosome_sort.classification.corrections import (
+    CORRECTED,
+    CorrectionSession,
+    apply_correction,
+    class_index,
+    least_sure_first,
+    recall,
+)
+from napari_chromosome_sort.errors import ChromosortError
+
+
+def _table():
+    return pd.DataFrame(
+        {
+            "label": [5, 7, 9, 11],
+            "class": ["A", "B", "A", "C"],
+            "p_A": [0.9, 0.3, 0.5, 0.1],
+            "p_B": [0.05, 0.6, 0.4, 0.2],
+            "p_C": [0.05, 0.1, 0.1, 0.7],
+            "called_by": ["model"] * 4,
+        }
+    )
+
+
+def test_least_sure_first_and_a_correction():
+    table = _table()
+    assert least_sure_first(table, ["A", "B", "C"]) == [9, 7, 11, 5]
+    corrected = apply_correction(table, 9, "B")
+    assert corrected.loc[corrected["label"] == 9, "class"].item() == "B"
+    assert corrected[CORRECTED].tolist() == [False, False, True, False]
+    assert corrected.loc[corrected["label"] == 9, "called_by"].item() == "hand"
+    assert table["class"].tolist() == ["A", "B", "A", "C"]  # the input is left as it was
+    # a corrected call is not offered again
+    assert least_sure_first(corrected, ["A", "B", "C"]) == [7, 11, 5]
+    with pytest.raises(ChromosortError, match="object 4"):
+        apply_correction(table, 4, "B")
+
+
+def test_recall_keeps_hand_calls_and_chromatid_pairs():
+    table = apply_correction(_table(), 9, "B")
+    table.loc[table["label"] == 11, "called_by"] = "chromatid pair"
+    proba = np.array([[0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.9, 0.05, 0.05], [0.6, 0.3, 0.1]])
+    out = recall(table, ["A", "B", "C"], proba)
+    assert out["class"].tolist() == ["B", "C", "B", "C"]
+    assert out["p_A"].tolist() == [0.1, 0.1, 0.9, 0.6]
+
+
+def test_class_index_matches_folder_names():
+    assert class_index(["A", "B", "C"], "b") == 1
+    assert class_index(["A", "B", "C"], "C") == 2
+    assert class_index(["A", "B", "C"], "D") == -1
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A small model trained on synthetic crops (random weights) and its prediction of a
+    synthetic spread."""
+    from napari_chromosome_sort import synthetic
+    from napari_chromosome_sort.classification.predict import predict_spread
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_from_folder
+    from napari_chromosome_sort.progress import run_to_end
+
+    root = tmp_path_factory.mktemp("corrections")
+    folder = synthetic.make_crop_dataset(root / "crops", n_per_class=6, seed=1, size=48)
+    config = TrainingConfig(weights="random", input_size=64, views=1, inner_folds=2, max_iter=50)
+    model = run_to_end(train_from_folder(folder, config))
+    prediction = predict_spread(model, synthetic.make_spread(seed=0).image)
+    return model, prediction
+
+
+def test_session_saves_each_correction_and_retrains(tiny, tmp_path):
+    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.progress import run_to_end
+
+    model, prediction = tiny
+    dataset = CropDataset(tmp_path / "dataset", classes=model.classes)
+    session = CorrectionSession(model, prediction, dataset, spread="s0.png", sample="WT")
+    run_to_end(session.prepare())
+    assert session.base[0].shape[0] == 18  # the model's 3 x 6 training crops
+    # without a correction, the retrained head calls the spread as the model did
+    unchanged = run_to_end(session.retrain())
+    assert unchanged["class"].tolist() == prediction.table["class"].tolist()
+
+    first = session.least_sure()[0]
+    row = prediction.table[prediction.table["label"] == first].iloc[0]
+    wrong = next(c for c in model.classes if c != row["class"])
+    path = session.correct(first, wrong)
+    # saved at once, with the spread and sample it came from
+    manifest = dataset.manifest()
+    assert len(manifest) == 1 and path.is_file()
+    assert manifest["class"].item() == wrong and manifest["source"].item() == "WT/s0.png"
+    assert int(manifest["label"].item()) == first
+    assert session.n_corrected == 1 and first not in session.least_sure()
+
+    # a second correction of the same call moves its crop, no second copy
+    other = next(c for c in model.classes if c not in (row["class"], wrong))
+    session.correct(first, other)
+    manifest = dataset.manifest()
+    assert len(manifest) == 1 and manifest["class"].item() == other
+
+    table = run_to_end(session.retrain())
+    assert table.loc[table["label"] == first, "class"].item() == other
+    assert table[CORRECTED].sum() == 1
+    assert session.model.metadata["training"]["n"] == 19  # 18 training crops + 1 correction
+    assert session.model is not model and session.model.backbone is model.backbone
+    probabilities = table[[f"p_{c}" for c in model.classes]].to_numpy(float)
+    assert np.allclose(probabilities.sum(1), 1, atol=1e-4)
+
+
+def test_session_refuses_an_unknown_class_and_missing_features(tiny, tmp_path):
+    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.progress import run_to_end
+
+    model, prediction = tiny
+    session = CorrectionSession(model, prediction, CropDataset(tmp_path), spread="s")
+    label = int(prediction.table["label"].iloc[0])
+    with pytest.raises(ChromosortError, match="not one of the model"):
+        session.correct(label, "Z")
+    with pytest.raises(ChromosortError, match="prepare"):
+        run_to_end(session.retrain())
+    with pytest.raises(ChromosortError, match="does not exist"):
+        CorrectionSession(
+            model, prediction, CropDataset(tmp_path), "s", training_folder=tmp_path / "x"
+        )

@@ -1,0 +1,113 @@
+"""Review least sure through the real viewer: predict, correct the least sure call with its
+number key, retrain; the calls, the dataset and the readout follow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_chromosome_sort._widgets._common import camera
+from napari_chromosome_sort._widgets.predict import PredictWidget
+from napari_chromosome_sort._widgets.readout import ReadoutWidget
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A small model trained on synthetic crops with random weights (no network)."""
+    from napari_chromosome_sort import synthetic
+    from napari_chromosome_sort.classification.model_io import save_model
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_from_folder
+    from napari_chromosome_sort.progress import run_to_end
+
+    root = tmp_path_factory.mktemp("review")
+    folder = synthetic.make_crop_dataset(root / "crops", n_per_class=6, seed=1, size=48)
+    config = TrainingConfig(weights="random", input_size=64, views=1, inner_folds=2, max_iter=50)
+    model = run_to_end(train_from_folder(folder, config))
+    return save_model(model, root / "tiny.safetensors")
+
+
+def _press(viewer, key):
+    handler = viewer.window._qt_viewer._key_map_handler  # tests only: a real key press
+    handler.press_key(key)
+    handler.release_key(key)
+
+
+def _readout_counts(readout) -> dict[str, int]:
+    readout.compute()
+    summary = readout.summary
+    return dict(zip(summary["class"], summary["count"].astype(int), strict=True))
+
+
+def test_review_least_sure_correct_and_retrain(make_napari_viewer, qtbot, tmp_path, tiny_model):
+    from napari_chromosome_sort import synthetic
+    from napari_chromosome_sort.dataset import CropDataset
+
+    image = synthetic.make_spread(seed=0).image
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="spread")
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.model_file.value = str(tiny_model)
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    layer = widget.layer
+    classes = list(widget.model.classes)
+    readout = ReadoutWidget(viewer)
+    before = _readout_counts(readout)
+    assert sum(before.values()) == len(layer.features)
+
+    # Review least sure: the least confident call first, the view zoomed to it
+    review = widget.review
+    review.folder.value = str(tmp_path / "dataset")
+    review.sample.setText("WT")
+    review.start_button.click()
+    qtbot.waitUntil(lambda: not review.running and review.current > 0, timeout=TIMEOUT_MS)
+    table = layer.features
+    sure = table[[f"p_{c}" for c in classes]].to_numpy(float).max(1)
+    least = int(table["label"].iloc[int(np.argmin(sure))])
+    assert review.current == least
+    row = table[table["label"] == least].iloc[0]
+    centre = [(row["bbox_y0"] + row["bbox_y1"]) / 2, (row["bbox_x0"] + row["bbox_x1"]) / 2]
+    np.testing.assert_allclose(camera(viewer).center[-2:], centre, atol=1.0)
+    assert not review.preview.pixmap().isNull()
+
+    # its number key sets its class: saved to the dataset at once, marked corrected
+    was = str(row["class"])
+    wrong = next(c for c in classes if c != was)
+    viewer.layers.selection.active = layer
+    _press(viewer, str(classes.index(wrong) + 1))
+    manifest = CropDataset(tmp_path / "dataset").manifest()
+    assert manifest["class"].tolist() == [wrong]
+    assert manifest["source"].item() == "WT/spread" and int(manifest["label"].item()) == least
+    features = layer.features
+    assert features.loc[features["label"] == least, "class"].item() == wrong
+    assert features["corrected"].dtype == bool and features["corrected"].sum() == 1
+    assert review.current != least  # moved on to the next least sure
+    assert f"{wrong}" in str(viewer.layers["spread class names"].features["class"].tolist())
+
+    # retrain: the calls, the Grad-CAM and the readout follow
+    cam_before = viewer.layers["spread Grad-CAM"].data.copy()
+    review.retrain_button.click()
+    qtbot.waitUntil(lambda: not review.running, timeout=TIMEOUT_MS)
+    assert review.session.model.metadata["training"]["n"] == 19  # 18 + the correction
+    assert widget.model is review.session.model
+    features = layer.features
+    assert features.loc[features["label"] == least, "class"].item() == wrong
+    assert int(features["corrected"].sum()) == 1
+    cam = viewer.layers["spread Grad-CAM"].data
+    assert cam.shape == cam_before.shape and not np.array_equal(cam, cam_before)
+    after = _readout_counts(readout)
+    assert sum(after.values()) == sum(before.values())
+    counts = features["class"].value_counts()
+    assert after == {c: int(counts.get(c, 0)) for c in after}
+    assert after[wrong] >= 1 and after != before
+    assert "1 of" in readout.result_label.text() and "corrected by hand" in (
+        readout.result_label.text()
+    )
+    distribution = {
+        widget.distribution.item(r, 0).text(): int(widget.distribution.item(r, 1).text())
+        for r in range(widget.distribution.rowCount())
+    }
+    assert distribution == {c: int(counts.get(c, 0)) for c in classes}
