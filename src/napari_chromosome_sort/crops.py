@@ -3,7 +3,7 @@
 Recipe (``docs/crops.md``): take the object's bounding box, grow it by ``margin`` (fraction of
 its longer side) on every side and make it square around the box centre; cut that window out
 of the image (parts outside the image are padded with the background colour), blank every OTHER
-labelled object inside the window to the background colour (as the seed paper did), and
+labelled object inside the window to the background colour (as Ikemoto et al. (2022) did), and
 optionally resize to ``size``. Fluorescence images (bright on dark) are inverted so that every
 crop is dark-on-light like the Giemsa training crops.
 
@@ -11,8 +11,8 @@ crop is dark-on-light like the Giemsa training crops.
 map (e.g. a Grad-CAM heatmap) back onto the full image exactly: undo the resize, drop the padding,
 add the offset.
 
-The seed paper's enhancement is offered as named steps: :func:`paper_enhance` (brightness/contrast
-then gamma) and :func:`normalise_channels` (per-channel mean 64, std 16).
+The enhancement of Ikemoto et al. (2022) is offered as named steps: :func:`paper_enhance`
+(brightness/contrast then gamma) and :func:`normalise_channels` (per-channel mean 64, std 16).
 """
 
 from __future__ import annotations
@@ -304,7 +304,7 @@ def crop_chromosomes(image: np.ndarray, segmentation, **kwargs) -> list[Crop]:
     ]
 
 
-# --- the seed paper's enhancement, as named steps -------------------------------------------
+# --- the enhancement of Ikemoto et al. (2022), as named steps -------------------------------
 
 
 def paper_enhance(

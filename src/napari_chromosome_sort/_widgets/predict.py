@@ -139,7 +139,8 @@ class PredictWidget(QWidget):
         self.model_choice = QComboBox()
         self.model_choice.setToolTip(
             "Which classifier calls the chromosomes: the bundled wild-type model (A/B/C, trained "
-            "on the seed paper's wild-type crops), a model trained since napari started, or a file"
+            "on the wild-type crops of Ikemoto et al. 2022), a model trained since napari "
+            "started, or a file"
         )
         self.model_file = FileEdit(mode="r", filter="*.safetensors")
         self.model_file.native.setToolTip("A model file saved by 'Train classifier'")
@@ -147,8 +148,8 @@ class PredictWidget(QWidget):
         self.model_file.changed.connect(lambda *_: self._select_model(MODEL_FILE))
         self.import_button = QPushButton("Import published model (.pth)…")
         self.import_button.setToolTip(
-            "Use a plain torchvision model file, such as the seed paper's published SqueezeNet: "
-            "name its classes in output order; it is converted once and offered above"
+            "Use a plain torchvision model file, such as the published SqueezeNet of Ikemoto et "
+            "al. 2022: name its classes in output order; it is converted once and offered above"
         )
         self.import_button.clicked.connect(self._choose_published)
         TRAINED_MODELS.listen(self._on_model_trained)

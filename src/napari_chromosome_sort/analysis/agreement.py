@@ -1,4 +1,4 @@
-"""Annotator agreement (the seed paper's Fig. 1B): pairwise concordance and Cohen's kappa."""
+"""Annotator agreement (Ikemoto et al. (2022)'s Fig. 1B): pairwise concordance and Cohen's kappa."""
 
 from __future__ import annotations
 

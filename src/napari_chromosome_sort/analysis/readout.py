@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 HAND_CORRECTED = "corrected"  # optional boolean column: the call was corrected by hand
 
-# The seed paper's biology (Ikemoto et al. 2022): type distribution in WT vs CTF18-/- TK6 cells.
+# The biology of Ikemoto et al. 2022: type distribution in WT vs CTF18-/- TK6 cells.
 PAPER_DISTRIBUTIONS = {
     "WT": {"A": 0.637, "B": 0.305, "C": 0.058},
     "CTF18-/-": {"A": 0.265, "B": 0.522, "C": 0.213},

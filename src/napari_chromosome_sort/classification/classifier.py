@@ -5,7 +5,7 @@ Three head kinds:
 * ``"pooled"`` (trained by this package): globally pooled (average and max) features of
   several backbone layers, standardised, then dropout + linear (or a small MLP). Because the
   whole thing is one module, Grad-CAM works through ``cam_layer``.
-* ``"squeezenet_conv"`` (the seed paper's published models): SqueezeNet's own classifier,
+* ``"squeezenet_conv"`` (Ikemoto et al. (2022)'s published models): SqueezeNet's own classifier,
   dropout + 1x1 conv + ReLU + global average pool.
 * ``"avgpool_fc"`` (imported ResNet-style models): global average pool + ``fc``.
 

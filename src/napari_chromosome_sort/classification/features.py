@@ -36,7 +36,7 @@ class Preprocessing:
     """How an RGB crop becomes a network input; stored in every model's metadata.
 
     appearance: "canonical" (``appearance.canonical_appearance`` first) or "plain".
-    geometry: "stretch" (resize to size x size, the seed paper's way), "pad" (pad to a square
+    geometry: "stretch" (resize to size x size, Ikemoto et al. (2022)'s way), "pad" (pad to a square
         with ``fill`` then resize: keeps the aspect ratio) or "canvas" (keep the crop's pixel
         scale, ``scale`` x native, centred on a size x size canvas; shrunk only if too large:
         keeps the size information).

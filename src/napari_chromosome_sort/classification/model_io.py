@@ -181,7 +181,7 @@ def import_state_dict(
     backbone: str = "squeezenet1_1",
     preprocessing=None,
 ):
-    """Wrap a plain ``state_dict`` of a registered network (e.g. the seed paper's published
+    """Wrap a plain ``state_dict`` of a registered network (e.g. Ikemoto et al. (2022)'s published
     model): its trunk and its own classifier, laid out as the backbone's ``BackboneSpec`` says
     (``trunk``, ``head_kind``, ``head_keys``).
 

@@ -1,7 +1,7 @@
 """``chromosort demo``: the whole pipeline on the built-in samples, headless.
 
 1. The real Giemsa sample spread (shipped with its licence) is segmented, every kept chromosome
-   is classified by the bundled model trained on wild-type crops of the seed paper, and
+   is classified by the bundled model trained on wild-type crops of Ikemoto et al. 2022, and
    explained (Grad-CAM); the calls are compared with the annotator's boxes of that spread.
 2. Synthetic crops of known type train a head on a frozen backbone; a synthetic spread with known
    A/B/C truth is segmented, cropped, classified and explained.

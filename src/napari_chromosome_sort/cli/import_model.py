@@ -6,7 +6,10 @@ import argparse
 
 from .train import add_backbone_choice
 
-HELP = "import a plain torchvision state_dict (e.g. the seed paper's model) as a model file"
+HELP = (
+    "import a plain torchvision state_dict (e.g. the published model of Ikemoto et al. 2022) as "
+    "a model file"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
