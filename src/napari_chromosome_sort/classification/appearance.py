@@ -1,9 +1,9 @@
 """Canonical appearance of chromosome crops: one look for published crops and raw spread crops.
 
-The training crops of Ikemoto et al. (2022) are contrast-enhanced (dark purple chromosome on
-pure white, the chromosome filling ~70 % of the crop). Crops cut from raw Giemsa spreads are low
-contrast (grey background ~100, chromosome ~40) and framed differently. A network trained on one
-and shown the other mostly answers "type C". :func:`canonical_appearance` removes both differences using only
+The training crops of Ikemoto et al. (2022) are contrast-enhanced (dark purple chromosome on pure
+white, the chromosome filling ~70 % of the crop). Crops cut from raw Giemsa spreads are low contrast
+(grey background ~100, chromosome ~40) and framed differently. A network trained on one and shown
+the other mostly answers "type C". :func:`canonical_appearance` removes both differences using only
 quantities measured on the crop itself (no per-dataset tuning):
 
 1. grey level ``g`` = mean of the RGB channels;
