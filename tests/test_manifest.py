@@ -89,15 +89,15 @@ def test_demo_viewer_docks_every_widget(make_napari_viewer, monkeypatch):
     from napari_chromosome_sort._widgets import launch
 
     monkeypatch.setattr(napari, "Viewer", lambda **kw: make_napari_viewer())
-    viewer = launch.open_demo_viewer(show=False)
+    viewer, widgets = launch.open_demo_viewer(show=False)
     assert "Giemsa spread (DDX11-/-)" in viewer.layers
-    assert set(viewer.window._chromosort_widgets) == {title for _, _, title in launch.WIDGETS}
+    assert set(widgets) == {title for _, _, title in launch.WIDGETS}
     # it opens on the first step: the Segment tab is the one shown
     from qtpy.QtWidgets import QTabBar
 
     bars = [
         bar
-        for bar in viewer.window._qt_window.findChildren(QTabBar)
+        for bar in widgets["Segment spread"].window().findChildren(QTabBar)
         if "Segment spread" in [bar.tabText(i) for i in range(bar.count())]
     ]
     assert bars and all(bar.tabText(bar.currentIndex()) == "Segment spread" for bar in bars)

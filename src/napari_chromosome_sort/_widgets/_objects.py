@@ -38,7 +38,9 @@ def help_with_keys(help_text: str, taken: set[str], hints: dict[str, str]) -> st
     """napari's status-bar hint without its entries for the ``taken`` keys, after ``hints``
     (``{shown key: what it does}``).
 
-    napari writes the hint as ``use <2> for activate the paint brush, use <3> for …``.
+    napari writes the hint as ``use <2> for activate the paint brush, use <3> for …``; it has
+    no public way to list or drop the keys in it, so the text is edited (its format is pinned by
+    tests/test_napari_private.py).
     """
     taken = {key.lower() for key in taken}
     mine = [f"use <{key}> for {what}" for key, what in hints.items()]
@@ -130,7 +132,7 @@ class ObjectLayerReview:
                 step.undo()
                 self._changed()
                 return step.description
-            if not self.layer._undo_history:  # the layer forgot it (new data)
+            if not self._napari_depth()[0]:  # the layer forgot it (new data)
                 self.history.pop()
                 continue
             self.layer.undo()
@@ -141,6 +143,9 @@ class ObjectLayerReview:
         return None
 
     def _napari_depth(self) -> tuple[int, int]:
+        # napari has no public way to ask how many paint/fill steps a Labels layer can undo or
+        # redo; these two private histories are only read, never changed (their meaning is
+        # pinned by tests/test_napari_private.py, so a napari that changes them fails there).
         return len(self.layer._undo_history), len(self.layer._redo_history)
 
     def _painted(self, *_):

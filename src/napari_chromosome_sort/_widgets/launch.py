@@ -27,7 +27,7 @@ def dock_all(viewer) -> dict:
             viewer.window.add_dock_widget(ScrollDock(widget), name=title, area="right", tabify=True)
         )
         docked[title] = widget
-    _readable_tabs(viewer)
+    _readable_tabs(docks[0])
     from qtpy.QtCore import QTimer
 
     docks[0].raise_()  # open on the first step of the pipeline ...
@@ -35,19 +35,21 @@ def dock_all(viewer) -> dict:
     return docked
 
 
-def _readable_tabs(viewer) -> None:
-    """Whole tab titles ("Label chromosomes", not "Label chrom…"), scrolling when they overflow."""
+def _readable_tabs(dock) -> None:
+    """Whole tab titles ("Label chromosomes", not "Label chrom…"), scrolling when they overflow.
+    The tab bars belong to the main window that holds ``dock`` (Qt's own ``window()``; napari
+    has no public handle on its Qt window)."""
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QTabBar
 
-    for bar in viewer.window._qt_window.findChildren(QTabBar):
+    for bar in dock.window().findChildren(QTabBar):
         bar.setElideMode(Qt.TextElideMode.ElideNone)
         bar.setUsesScrollButtons(True)
 
 
 def open_demo_viewer(show: bool = True, run: bool = False):
-    """A napari viewer with the real Giemsa sample spread and all widgets; ``run=True`` starts
-    the loop."""
+    """A napari viewer with the real Giemsa sample spread and all widgets, and {title: widget};
+    ``run=True`` starts the loop."""
     import napari
 
     from .._sample_data import make_giemsa_spread
@@ -56,10 +58,9 @@ def open_demo_viewer(show: bool = True, run: bool = False):
     for data, meta, kind in make_giemsa_spread():
         getattr(viewer, f"add_{kind}")(data, **meta)
     widgets = dock_all(viewer)
-    viewer.window._chromosort_widgets = widgets
     if run:
         napari.run()
-    return viewer
+    return viewer, widgets
 
 
 if __name__ == "__main__":
