@@ -83,7 +83,6 @@ def crossing_steps(entry: dict, post: dict, flags: set[int] | None = None):
             labels,
             objects,
             resolution_candidates(objects),
-            entry["signal"],
             entry["median_area"],
             entry["width"],
             params,

@@ -29,7 +29,7 @@ class ResolvedX:
     second: np.ndarray  # arms of the second chromosome + the shared pixels
     shared: np.ndarray  # the crossing pixels, in both
     bend_deg: float  # the larger bend of the two chromosomes through the junction
-    n_arms: int  # skeleton ends: 4 for an X, 3 for a T, 2 end to end
+    n_arms: int  # skeleton ends: 4 for an X, 3 for a T
 
 
 def _pruned_skeleton(mask: np.ndarray, prune: float) -> np.ndarray:
@@ -122,25 +122,12 @@ def _t_paths(skel, ends, step):
     return best
 
 
-def _end_on_paths(skel, ends, signal, width):
-    """Two chromosomes overlapping end to end (an unbranched rod or V): the path between the
-    two ends cut at its brightest point (double DNA) at least ``1.5 x width`` from both ends."""
-    path = _route(skel, ends[0], ends[1])
-    margin = int(round(1.5 * width))
-    if signal is None or len(path) < 2 * margin + 3:
-        return None
-    values = signal[path[:, 0], path[:, 1]][margin:-margin]
-    cut = margin + int(np.argmax(values))
-    return path[: cut + 1], path[cut:], 0.0
-
-
 def resolve_x(
     mask: np.ndarray,
     width: float,
     min_arm: float = 1.5,
     max_bend: float = 40.0,
     allow_t: bool = False,
-    signal: np.ndarray | None = None,
     max_width: float = 2.5,
 ) -> ResolvedX | None:
     """The two chromosomes of an object that is two chromosomes lying across each other, or
@@ -149,8 +136,8 @@ def resolve_x(
     ``mask``: the object in its window; ``width``: the spread's chromatid width. The skeleton
     (spurs shorter than 0.75 x width pruned) must have four ends (an X: the ends pair into two
     paths that cross, each turning at most ``max_bend`` degrees) or, with ``allow_t``, three (a
-    T: the straightest path and the stem meeting it) or, with a ``signal`` (objects bright), two
-    (end to end: cut at the brightest point). Every arm must reach ``min_arm`` x width beyond the
+    T: the straightest path and the stem meeting it). Every arm must reach ``min_arm`` x width
+    beyond the
     crossing, and the object may nowhere be wider than ``max_width`` x width (an X is about
     1.4 x width at its crossing). Each chromosome is the tube of its own width around its path
     (plus the pixels nearer its path than the other's); where the tubes overlap, the pixels are
@@ -170,9 +157,7 @@ def resolve_x(
         found = _x_paths(skel, ends, step)
     elif len(ends) == 3 and allow_t:
         found = _t_paths(skel, ends, step)
-    elif len(ends) == 2 and signal is not None:
-        found = _end_on_paths(skel, ends, np.pad(signal, 2), width)
-    else:
+    else:  # two ends: a long chromosome, a row of touching ones or two overlapping end to end
         return None
     if found is None or found[2] > max_bend:
         return None
@@ -183,7 +168,7 @@ def resolve_x(
     on_q[q[:, 0], q[:, 1]] = True
     meet = on_p & on_q
     if not meet.any():
-        meet[tuple(q[-1])] = True  # a stem or end-on cut meets the other path at its last pixel
+        meet[tuple(q[-1])] = True  # a stem meets the other path at its last pixel
     dist_meet = ndi.distance_transform_edt(~meet)
     # an arm is a path's stretch away from the crossing: each chromosome must reach beyond it
     for path in (p, q):

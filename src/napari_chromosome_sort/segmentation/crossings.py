@@ -26,7 +26,7 @@ def finish_crossings(label_img, objects, corrected, med_obj, width, params, pola
         # bright-field cohesion spreads resolve sister chromatids: a kept open type B/C
         # chromosome is an X too, so only objects already set aside are resolved there
         candidates = [o for o in candidates if o["status"] != "chromosome"]
-    return resolve_crossings(label_img, objects, candidates, corrected, med_obj, width, params)
+    return resolve_crossings(label_img, objects, candidates, med_obj, width, params)
 
 
 def resolution_candidates(objects) -> list[dict]:
@@ -41,14 +41,14 @@ def resolution_candidates(objects) -> list[dict]:
     ]
 
 
-def resolve_crossings(label_img, objects, candidates, signal, med_obj, width, params) -> dict:
+def resolve_crossings(label_img, objects, candidates, med_obj, width, params) -> dict:
     """Each candidate whose outline is an X of two straight chromosomes
     (:func:`.crossing_resolve.resolve_x`) becomes two ``crossing-resolved`` objects: the first
     keeps its label and the shared crossing pixels, the second gets a new label for its own
     pixels and its full mask in the returned ``{label: (y0, x0, mask)}``. Objects set aside as
-    ``cluster`` are tried from ``crossing_min_area_factor`` x the median object as an X, a T or
-    two chromosomes overlapping end to end; kept ones from ``resolve_kept_min_area`` x, and
-    only as an X (0 = kept objects are never tried)."""
+    ``cluster`` are tried from ``crossing_min_area_factor`` x the median object as an X or a T;
+    kept ones from ``resolve_kept_min_area`` x, and only as an X (0 = kept objects are never
+    tried)."""
     from scipy import ndimage as ndi
 
     from .crossing_resolve import RESOLVED, resolve_x
@@ -71,7 +71,6 @@ def resolve_crossings(label_img, objects, candidates, signal, med_obj, width, pa
             params.resolve_min_arm,
             params.resolve_max_bend,
             allow_t=params.resolve_t and not kept,
-            signal=None if kept else signal[sl],
         )
         if found is None:
             continue
@@ -83,9 +82,7 @@ def resolve_crossings(label_img, objects, candidates, signal, med_obj, width, pa
         window[local & ~found.first] = 0
         window[found.second & ~found.shared] = new
         extra[new] = (sl[0].start, sl[1].start, found.second)
-        shape = {4: "crossing in an X", 3: "crossing in a T"}.get(
-            found.n_arms, "overlapping end to end"
-        )
+        shape = "crossing in an X" if found.n_arms == 4 else "crossing in a T"
         for label, other in ((o["label"], new), (new, o["label"])):
             reason = (
                 f"one of two chromosomes {shape} ({rel:.1f}x the median object, each bent at "
