@@ -51,12 +51,14 @@ SEGMENT_POINTS: list[dict] = [
     for pf in (0.5, 0.4)
     for gf in (0.2, 0.3)
 ]
-#: the crossing steps swept on each segmentation: resolution off / of objects set aside only /
-#: of kept objects from 1.2 x the median too
+#: the crossing steps swept on each segmentation: resolution off / of objects set aside only
+#: (each chromosome bent at most 45 or 60 degrees through the crossing) / of kept objects from
+#: 1.2 x the median too
 CROSSING_GRID: list[dict] = [
     {"resolve_crossings": False},
-    {"resolve_crossings": True, "resolve_kept_min_area": 0.0},
-    {"resolve_crossings": True, "resolve_kept_min_area": 1.2},
+    {"resolve_crossings": True, "resolve_kept_min_area": 0.0, "resolve_max_bend": 45.0},
+    {"resolve_crossings": True, "resolve_kept_min_area": 0.0, "resolve_max_bend": 60.0},
+    {"resolve_crossings": True, "resolve_kept_min_area": 1.2, "resolve_max_bend": 45.0},
 ]
 
 

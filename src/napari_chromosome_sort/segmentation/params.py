@@ -214,7 +214,7 @@ class SegmentationParams:
         1.0, "... each arm reaching this x the chromatid width beyond the crossing ..."
     )
     resolve_max_bend: float = option(
-        45.0, "... and each chromosome bent at most this many degrees through it"
+        60.0, "... and each chromosome bent at most this many degrees through it"
     )
     resolve_t: bool = option(True, "... also T shapes (one chromosome ending on the other)")
     crossing_score_threshold: float | None = option(
