@@ -18,7 +18,6 @@ Otsu baseline.
 
 from __future__ import annotations
 
-import itertools
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -60,10 +59,6 @@ CROSSING_GRID: list[dict] = [
     {"resolve_crossings": True, "resolve_kept_min_area": 0.0, "resolve_max_bend": 60.0},
     {"resolve_crossings": True, "resolve_kept_min_area": 1.2, "resolve_max_bend": 45.0},
 ]
-
-
-def grid_points(grid: dict[str, list]) -> list[dict]:
-    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
 def _objects(entry: dict) -> list[dict]:
