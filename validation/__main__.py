@@ -50,6 +50,14 @@ def _giemsa(args) -> dict[str, pd.DataFrame]:
 def _dapi(args) -> dict[str, pd.DataFrame]:
     from .segmentation import dapi_groups, dapi_table
 
+    if args.heldout:
+        from .dapi_heldout import heldout_report
+
+        tables = heldout_report(args.cache, jobs=args.jobs, limit=args.limit)
+        return {
+            "DAPI in-sample, slide-out and slide-group-out (mask IoU >= 0.5)": tables["summary"],
+            "DAPI settings chosen on the other slides": tables["chosen"],
+        }
     table = dapi_table(args.limit, jobs=args.jobs)
     return {"DAPI spreads (mask IoU >= 0.5)": table, "DAPI per slide group": dapi_groups(table)}
 
@@ -110,6 +118,7 @@ def _crossing_model(args) -> dict[str, pd.DataFrame]:
         "DAPI crossing score, probe set held out (C and threshold chosen on the others)": tables[
             "held_out"
         ],
+        "DAPI crossing score, slide held out (per probe set; worst slide)": tables["slide_out"],
         "DAPI crossing score retrained on all spreads, beside the shipped model": tables[
             "retrained"
         ],
@@ -195,6 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     g.set_defaults(run=_giemsa)
     d = sub.add_parser("dapi", help="ADIR DAPI spreads: truth chromosomes found, per slide group")
     d.add_argument("--limit", type=int, default=None, help="only the first N spreads")
+    d.add_argument(
+        "--heldout",
+        action="store_true",
+        help="every constant chosen on other slides: slide-out and slide-group-out",
+    )
+    d.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("out/dapi_cache"),
+        help="--heldout: per-spread segmentations are kept here (re-runs take minutes)",
+    )
     d.set_defaults(run=_dapi)
     c = sub.add_parser("calls", help="Giemsa spreads end to end with a WT-crop model; priors")
     c.add_argument("--weights", default=None, help="backbone weights (default: shared file)")

@@ -264,3 +264,47 @@ def dapi_groups(table: pd.DataFrame) -> pd.DataFrame:
         row["overlap_cluster"] = sub["overlap_cluster"].sum() / max(sub["overlap_objects"].sum(), 1)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def truth_crossings(truth: np.ndarray, width: float) -> list[list[np.ndarray]]:
+    """The two-chromosome crossings of a K.tif truth: for every real overlap region
+    (:func:`overlap_regions`) met by exactly two chromosome classes, each class's whole
+    chromosome (its pixels connected through the region, plus the region's overlap pixels)."""
+    regions, n = ndi.label(overlap_regions(truth, width))
+    out = []
+    for k, sl in enumerate(ndi.find_objects(regions), 1):
+        pad = int(2 * width) + 2
+        win = tuple(slice(max(s.start - pad, 0), s.stop + pad) for s in sl)
+        region = regions[win] == k
+        ring = ndi.binary_dilation(region, iterations=2) & ~region
+        classes, counts = np.unique(truth[win][ring], return_counts=True)
+        ok = (classes > 0) & (classes < 255) & (counts >= width)
+        if ok.sum() != 2:
+            continue
+        chromosomes = []
+        for cls in classes[ok]:
+            comp, _ = ndi.label((truth == cls) | (regions == k))
+            ids = np.unique(comp[win][region])
+            mask = np.isin(comp, ids[ids > 0])
+            chromosomes.append(mask)
+        out.append(chromosomes)
+    return out
+
+
+def crossings_resolved(
+    crossings: list[list[np.ndarray]], halves: list[np.ndarray], min_iou: float = 0.5
+) -> int:
+    """How many two-chromosome ``crossings`` have both chromosomes matched (mask IoU >=
+    ``min_iou``) by two different full masks of ``halves`` (the crossing-resolved objects)."""
+
+    def iou(a, b):
+        inter = np.logical_and(a, b).sum()
+        return inter / max(np.logical_or(a, b).sum(), 1)
+
+    done = 0
+    for first, second in crossings:
+        near = [h for h in halves if h[first | second].any()]
+        a = [i for i, h in enumerate(near) if iou(h, first) >= min_iou]
+        b = [i for i, h in enumerate(near) if iou(h, second) >= min_iou]
+        done += any(i != j for i in a for j in b)
+    return done

@@ -24,11 +24,15 @@ Qt-free. The pipeline (:mod:`.pipeline`; every threshold adapts to the image, ev
 8. Fluorescence spreads only (by default): the learned crossing score of each kept single piece
    (:mod:`.crossing_model`, 16 shape measures, relative to the spread's
    typical object) above the model's threshold -> ``cluster``.
+9. Crossings resolved: an object set aside as a crossing (or as too large) whose skeleton is an
+   X (four ends pairing into two straight paths that cross) or a T becomes two
+   ``crossing-resolved`` objects, one per chromosome, sharing the crossing pixels
+   (:mod:`.crossing_resolve`; the second half's whole mask in ``Segmentation.crossing_masks``).
 
 The modules, one step each: ``params`` (every knob), ``signal`` (denoising, background,
 threshold), ``nuclei``, ``pairing`` (chromatid pairs), ``splitting`` (watershed), ``bands``
-(pieces cut at a dark band), ``crossings``, ``shapes`` (shape measures), ``result`` (the
-``Segmentation``), ``edits`` (hand edits).
+(pieces cut at a dark band), ``crossings``, ``crossing_resolve`` (crossings resolved),
+``shapes`` (shape measures), ``result`` (the ``Segmentation``), ``edits`` (hand edits).
 """
 
 from .edits import USER_REASON, measure_labels, reconcile_objects

@@ -8,6 +8,7 @@ joined when
   across a band, while the rounded ends of two chromosomes touching end to end meet in a neck,
 * the contact is bright: its mean is at least ``join_contact_brightness`` x the median stain of
   the dimmer piece (two chromosomes touching end to end meet in a valley, usually darker),
+* they are not two pieces of one split (a cut where the outline pinches),
 * their union is one unbranched rod (the skeleton does not branch after pruning short spurs)
   at least ``join_min_elongation`` times as long as it is wide (area / widest inscribed
   diameter squared; two short chromosomes side by side, or round ones touching, are not).
@@ -38,6 +39,10 @@ def join_band_cuts(label_img, objects, corrected, width: float, params: Segmenta
         for (a, b), length in _contact_lengths(label_img, info).items():
             if (a, b) in refused or length < params.join_min_contact * width:
                 continue
+            if info[a].get("split_of") is not None and (
+                info[a].get("split_of") == info[b].get("split_of")
+            ):
+                continue  # cut apart where the outline pinches: two chromosomes
             window = _window(slices, a, b, label_img.shape)
             piece_a, piece_b = label_img[window] == a, label_img[window] == b
             for lab, piece in ((a, piece_a), (b, piece_b)):

@@ -1,4 +1,5 @@
-"""Crossing chromosomes, kept as one piece or cut through their overlap -> ``cluster``."""
+"""Crossing chromosomes, kept as one piece or cut through their overlap -> ``cluster``, or
+resolved into their two chromosomes -> ``crossing-resolved``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,93 @@ import numpy as np
 
 from .params import SegmentationParams
 from .shapes import neighbour_pairs, pair_sides, shape_props, skeleton_branched
+
+
+def finish_crossings(label_img, objects, corrected, med_obj, width, params, polarity) -> dict:
+    """The crossing steps of :func:`.pipeline.segment_spread` in order: the rules
+    (:func:`flag_crossings`), the learned score where it applies, then the resolution of X-shaped
+    crossings (:func:`resolve_crossings`). Returns the second halves' full masks
+    (:attr:`.Segmentation.crossing_masks`)."""
+    if not (params.detect_crossings and objects):
+        return {}
+    flag_crossings(label_img, objects, corrected, med_obj, width, params)
+    if crossing_score_on(params, polarity):
+        flag_by_crossing_score(label_img, objects, corrected, med_obj, width, params)
+    if not params.resolve_crossings:
+        return {}
+    candidates = resolution_candidates(objects)
+    if polarity != "bright_on_dark":
+        # bright-field cohesion spreads resolve sister chromatids: a kept open type B/C
+        # chromosome is an X too, so only objects already set aside are resolved there
+        candidates = [o for o in candidates if o["status"] != "chromosome"]
+    return resolve_crossings(label_img, objects, candidates, med_obj, width, params)
+
+
+def resolution_candidates(objects) -> list[dict]:
+    """Single pieces kept or set aside as ``cluster``, except the pieces of a crossing the split
+    cut apart (:func:`flag_bright_contacts`): each holds only part of both chromosomes."""
+    return [
+        o
+        for o in objects
+        if o["n_parts"] == 1
+        and o["status"] in ("chromosome", "cluster")
+        and not o["reason"].startswith("meets object")
+    ]
+
+
+def resolve_crossings(label_img, objects, candidates, med_obj, width, params) -> dict:
+    """Each candidate whose outline is an X of two straight chromosomes
+    (:func:`.crossing_resolve.resolve_x`) becomes two ``crossing-resolved`` objects: the first
+    keeps its label and the shared crossing pixels, the second gets a new label for its own
+    pixels and its full mask in the returned ``{label: (y0, x0, mask)}``. Objects set aside as
+    ``cluster`` are tried from ``crossing_min_area_factor`` x the median object as an X or a T;
+    kept ones from ``resolve_kept_min_area`` x, and only as an X (0 = kept objects are never
+    tried)."""
+    from scipy import ndimage as ndi
+
+    from .crossing_resolve import RESOLVED, resolve_x
+
+    slices = ndi.find_objects(label_img)
+    extra = {}
+    for o in candidates:
+        sl = slices[o["label"] - 1] if o["label"] <= len(slices) else None
+        if sl is None:
+            continue
+        local = label_img[sl] == o["label"]
+        rel = local.sum() / max(med_obj, 1.0)
+        kept = o["status"] == "chromosome"
+        gate = params.resolve_kept_min_area if kept else params.crossing_min_area_factor
+        if gate <= 0 or rel < gate:
+            continue
+        found = resolve_x(
+            local,
+            width,
+            params.resolve_min_arm,
+            params.resolve_max_bend,
+            allow_t=params.resolve_t and not kept,
+        )
+        if found is None:
+            continue
+        halves = (found.first, found.second)
+        if min(h.sum() for h in halves) < params.split_min_piece_factor * med_obj:
+            continue
+        new = len(objects) + 1
+        window = label_img[sl]
+        window[local & ~found.first] = 0
+        window[found.second & ~found.shared] = new
+        extra[new] = (sl[0].start, sl[1].start, found.second)
+        shape = "crossing in an X" if found.n_arms == 4 else "crossing in a T"
+        for label, other in ((o["label"], new), (new, o["label"])):
+            reason = (
+                f"one of two chromosomes {shape} ({rel:.1f}x the median object, each bent at "
+                f"most {found.bend_deg:.0f} deg), resolved; the other is object {other}; "
+                f"the crossing pixels are shared (labelled {o['label']})"
+            )
+            if label == o["label"]:
+                o.update(status=RESOLVED, reason=reason)
+            else:
+                objects.append({"label": new, "status": RESOLVED, "reason": reason, "n_parts": 1})
+    return extra
 
 
 def flag_crossings(label_img, objects, corrected, med_obj, width, params) -> None:

@@ -10,7 +10,7 @@ from ..fields import option
 POLARITIES = ("dark_on_light", "bright_on_dark")
 BACKGROUND_METHODS = ("opening", "masked")
 CROSSING_SCORES = ("auto", "on", "off")
-STATUSES = ("chromosome", "nucleus", "cluster", "debris", "border")
+STATUSES = ("chromosome", "nucleus", "cluster", "debris", "border", "crossing-resolved")
 
 OBJECT_COLUMNS = [
     "label",
@@ -143,6 +143,12 @@ class SegmentationParams:
         "cuts shorter than this x the chromatid width (a neck), unless the pieces pair as "
         "sister chromatids (0 = off)",
     )
+    split_by_outline: bool = option(
+        False,
+        "the neck split also looks at the outline alone (blind to dark bands, which cut a "
+        "banded chromosome's stain but not its outline), and the pieces of a split are never "
+        "joined again as band cuts (off: it also cuts DAPI chromosomes at a pinched centromere)",
+    )
     border_margin_px: int = option(
         1, "objects within this many px of the edge -> border", advanced=False
     )
@@ -191,6 +197,26 @@ class SegmentationParams:
         '(bright-on-dark) spreads only, "on", "off"; off when detect_crossings is off',
         choices=CROSSING_SCORES,
     )
+    resolve_crossings: bool = option(
+        True,
+        "an object set aside as a crossing whose outline is an X of two chromosomes is split "
+        "into its two chromosomes, status crossing-resolved (each with the shared crossing "
+        "pixels; kept out of training crops)",
+    )
+    resolve_kept_min_area: float = option(
+        0.0,
+        "... kept single objects of at least this x the median object are resolved too when "
+        "their outline is such an X, on fluorescence (bright-on-dark) spreads only (0 = only "
+        "objects set aside as crossings; chosen on other slides: it caught one overlap per "
+        "single chromosome lost)",
+    )
+    resolve_min_arm: float = option(
+        1.0, "... each arm reaching this x the chromatid width beyond the crossing ..."
+    )
+    resolve_max_bend: float = option(
+        60.0, "... and each chromosome bent at most this many degrees through it"
+    )
+    resolve_t: bool = option(True, "... also T shapes (one chromosome ending on the other)")
     crossing_score_threshold: float | None = option(
         None, "on the spread-relative logit; None = model's"
     )

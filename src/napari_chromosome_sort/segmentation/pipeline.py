@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .bands import join_band_cuts
-from .crossings import crossing_score_on, flag_by_crossing_score, flag_crossings
+from .crossings import finish_crossings
 from .nuclei import find_nuclei
 from .pairing import (
     PairLimits,
@@ -61,12 +61,12 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     if join_band_cuts(label_img, objects, corrected, width, params):
         _renumber(label_img, objects)
     _flag_faint(label_img, objects, corrected, params)
-    # ---- crossings: two chromosomes lying across each other form one X/T-shaped piece whose
-    # overlap is brighter (double DNA); they cannot be cut cleanly -> cluster -----------------
-    if params.detect_crossings and objects:
-        flag_crossings(label_img, objects, corrected, med_obj, width, params)
-        if crossing_score_on(params, polarity):
-            flag_by_crossing_score(label_img, objects, corrected, med_obj, width, params)
+    # ---- crossings: two chromosomes lying across each other form one X/T-shaped piece; it is
+    # resolved into its two chromosomes where its arms pair into two straight ones, else set
+    # aside as cluster ---------------------------------------------------------------------
+    crossing_masks = finish_crossings(
+        label_img, objects, corrected, med_obj, width, params, polarity
+    )
     _restate_sizes(label_img, objects, med_obj, params)
     stats = {
         "threshold_low": levels.low,
@@ -76,7 +76,9 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         "noise": pixel_noise,
         "denoised": denoised,
     }
-    return build_segmentation(label_img, objects, corrected, polarity, params, shape, stats)
+    seg = build_segmentation(label_img, objects, corrected, polarity, params, shape, stats)
+    seg.crossing_masks = crossing_masks
+    return seg
 
 
 def _corrected_signal(image, params: SegmentationParams):
@@ -421,6 +423,8 @@ def _add_split_pieces(
     merged = sub_group[ws]
     merged[ws == 0] = 0
     ids = np.unique(merged[merged > 0])
+    # the pieces of one split are not joined again as band cuts
+    split_of = len(objects) + 1 if params.split_by_outline else None
     for k in ids:
         piece = merged == k
         parts = int(np.sum(sub_group[1:] == k))
@@ -434,7 +438,15 @@ def _add_split_pieces(
         else:
             status = "cluster"
             reason = "part of a touching group that could not be cut into chromosome-shaped pieces"
-        objects.append({"label": label, "status": status, "reason": reason, "n_parts": parts})
+        objects.append(
+            {
+                "label": label,
+                "status": status,
+                "reason": reason,
+                "n_parts": parts,
+                "split_of": split_of,
+            }
+        )
 
 
 def _grow_objects(label_img, objects, corrected, levels: _Levels, width, params) -> None:

@@ -20,12 +20,24 @@ class Segmentation:
     params: SegmentationParams = field(default_factory=SegmentationParams)
     signal: np.ndarray | None = field(default=None, repr=False)  # corrected signal, objects bright
     stats: dict = field(default_factory=dict)  # thresholds and typical sizes actually used
+    #: the full mask of each ``crossing-resolved`` object whose shared crossing pixels carry its
+    #: partner's label in ``labels``: label -> (window top, window left, mask in the window)
+    crossing_masks: dict = field(default_factory=dict, repr=False)
 
     def kept_labels(self) -> list[int]:
         """Labels of the objects kept as chromosomes."""
         if self.objects.empty:
             return []
         return [int(v) for v in self.objects.loc[self.objects["status"] == "chromosome", "label"]]
+
+    def full_mask(self, label: int) -> np.ndarray:
+        """The whole mask of object ``label``: its pixels in ``labels`` plus, for the second
+        chromosome of a resolved crossing, the crossing pixels it shares with the first."""
+        mask = self.labels == label
+        if label in self.crossing_masks:
+            y0, x0, local = self.crossing_masks[label]
+            mask[y0 : y0 + local.shape[0], x0 : x0 + local.shape[1]] |= local
+        return mask
 
     def status_counts(self) -> dict[str, int]:
         """Number of objects of each status (every status, 0 included)."""

@@ -9,12 +9,14 @@ import numpy as np
 from .shapes import solidity
 
 
-def split_by_levels(local, signal, med_obj, params, width=None, accept=None):
+def split_by_levels(local, signal, med_obj, params, width=None, accept=None, by_shape=False):
     """Split a too-large blob by raising the threshold inside it until it falls apart into
     seeds, then growing the seeds back (watershed on intensity). The level giving the most
     chromosome-shaped pieces wins; ``accept(piece_labels, n_pieces)``, when given, must also
-    hold. Returns ``(piece_labels, good_flags)`` or None when no level gives any
-    chromosome-shaped piece."""
+    hold. With ``by_shape`` the levels of the distance to the outline are tried too: the
+    outline alone, blind to dark bands (a banded chromosome's stain falls apart at every band,
+    its outline only where it pinches). Returns ``(piece_labels, good_flags)`` or None when no
+    level gives any chromosome-shaped piece."""
     from scipy import ndimage as ndi
     from skimage.segmentation import watershed
 
@@ -22,6 +24,8 @@ def split_by_levels(local, signal, med_obj, params, width=None, accept=None):
     if width:  # also try with narrow necks (where touching chromosomes meet) counted as dim
         dist = ndi.distance_transform_edt(np.pad(local, 1))[1:-1, 1:-1]
         signals.append(signal * np.clip(dist / (0.5 * width), 0.0, 1.0))
+        if by_shape:
+            signals.append(dist)
     if local.sum() < 4:
         return None
     min_piece = params.split_min_piece_factor * med_obj
@@ -136,5 +140,11 @@ def split_at_necks(local, signal, med_obj, params, width, pair_limits=None):
         return len(np.unique(group[1:])) == n
 
     return split_by_levels(
-        local, signal, med_obj, replace(params, split_partial=False), width, accept=at_necks
+        local,
+        signal,
+        med_obj,
+        replace(params, split_partial=False),
+        width,
+        accept=at_necks,
+        by_shape=params.split_by_outline,
     )

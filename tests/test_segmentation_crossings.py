@@ -1,0 +1,89 @@
+"""Crossings of two chromosomes resolved into two ``crossing-resolved`` objects."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_chromosome_sort.crops import crop_chromosomes
+from napari_chromosome_sort.segmentation import STATUSES, SegmentationParams, segment_spread
+from napari_chromosome_sort.segmentation.crossing_resolve import RESOLVED, resolve_x
+from napari_chromosome_sort.synthetic import _render, _segment_mask
+
+
+def _x_spread(half: float = 12.0, polarity: str = "dapi"):
+    """12 single rods and an X of two rods crossing (overlap twice as bright); returns
+    (image, the two rods' masks)."""
+    rng = np.random.default_rng(1)
+    shape = (256, 256)
+    stain = np.zeros(shape, np.float32)
+    for k in range(12):
+        y, x = 15 + (k // 4) * 45, 20 + (k % 4) * 60
+        stain[_segment_mask(shape, (y, x), (y + 28, x + 6), 4.0)] = 0.45
+    dy, dx = half, half * 25 / 30
+    a = _segment_mask(shape, (195 - dy, 125 - dx), (195 + dy, 125 + dx), 4.0)
+    b = _segment_mask(shape, (195 + dy, 125 - dx), (195 - dy, 125 + dx), 4.0)
+    stain[a | b] = 0.45
+    stain[a & b] = 0.9
+    return _render(stain, polarity, rng), (a, b)
+
+
+def _iou(x, y) -> float:
+    return float((x & y).sum() / max((x | y).sum(), 1))
+
+
+def test_x_of_two_chromosomes_is_resolved_into_both():
+    """Each half's full mask is one of the rods; the crossing pixels are labelled as the first
+    and kept in the second's full mask; the reasons name each other; the singles stay kept."""
+    image, (a, b) = _x_spread()
+    seg = segment_spread(image)
+    objects = seg.objects.set_index("label")
+    resolved = objects.index[objects["status"] == RESOLVED].tolist()
+    assert len(resolved) == 2
+    masks = {lab: seg.full_mask(lab) for lab in resolved}
+    assert sorted(max(_iou(m, a), _iou(m, b)) for m in masks.values())[0] >= 0.7
+    assert {int(np.argmax([_iou(m, a), _iou(m, b)])) for m in masks.values()} == {0, 1}
+    first, second = resolved
+    assert second in seg.crossing_masks and first not in seg.crossing_masks
+    overlap = a & b
+    assert (masks[first] & masks[second] & overlap).sum() >= 0.8 * overlap.sum()
+    assert (seg.labels[overlap] == first).mean() >= 0.8
+    assert f"other is object {second}" in objects.at[first, "reason"]
+    assert f"other is object {first}" in objects.at[second, "reason"]
+    assert (objects["status"] == "chromosome").sum() == 12
+    assert RESOLVED in STATUSES
+
+
+def test_resolved_crossings_are_not_cropped_and_can_be_switched_off():
+    """Training crops are made of ``chromosome`` objects only; with the resolution off the X is
+    set aside as ``cluster`` as before."""
+    image, (a, b) = _x_spread()
+    seg = segment_spread(image)
+    crops = crop_chromosomes(image, seg)
+    assert len(crops) == 12
+    off = segment_spread(image, SegmentationParams(resolve_crossings=False))
+    ids, counts = np.unique(off.labels[a | b], return_counts=True)
+    best = int(ids[ids > 0][np.argmax(counts[ids > 0])])
+    assert off.objects.set_index("label").at[best, "status"] == "cluster"
+    assert not off.crossing_masks
+
+
+def test_resolve_x_needs_two_straight_chromosomes_crossing():
+    """A straight rod, an L (one chromosome bent, or two meeting at a corner) and a V have no
+    X to resolve; a T is resolved only when asked for, into the bar and the stem."""
+    shape = (80, 80)
+    rod = _segment_mask(shape, (40, 10), (40, 70), 4.0)
+    ell = rod & (np.arange(80)[None, :] < 42) | _segment_mask(shape, (10, 40), (40, 40), 4.0)
+    seg = _segment_mask
+    vee = seg(shape, (10, 10), (60, 40), 4.0) | seg(shape, (10, 70), (60, 40), 4.0)
+    for mask in (rod, ell, vee):
+        assert resolve_x(mask, 8.0, allow_t=True) is None
+    bar = _segment_mask(shape, (20, 10), (20, 70), 4.0)
+    stem = _segment_mask(shape, (20, 40), (70, 40), 4.0)
+    assert resolve_x(bar | stem, 8.0) is None
+    found = resolve_x(bar | stem, 8.0, allow_t=True)
+    assert found is not None and found.n_arms == 3
+    halves = sorted((found.first, found.second), key=lambda h: _iou(h, bar), reverse=True)
+    assert _iou(halves[0], bar) >= 0.7 and _iou(halves[1], stem) >= 0.7
+    cross = seg(shape, (10, 10), (70, 70), 4.0) | seg(shape, (10, 70), (70, 10), 4.0)
+    x = resolve_x(cross, 8.0)
+    assert x is not None and x.n_arms == 4 and x.bend_deg < 15
