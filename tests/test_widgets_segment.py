@@ -358,3 +358,12 @@ def test_reasons_quote_the_numbers_the_table_shows(make_napari_viewer, qtbot, gi
     row = features[features["label"] == label].iloc[0]
     assert row["reason"] in widget.selection_label.text()
     assert f"area {row['area']:.0f} px" in widget.selection_label.text()
+
+
+def test_every_status_has_a_colour_and_a_review_place():
+    from napari_chromosome_sort._widgets._common import STATUS_COLOURS
+    from napari_chromosome_sort._widgets.segment import REVIEW_ORDER
+    from napari_chromosome_sort.segmentation import REVIEW_STATUSES
+
+    assert set(REVIEW_STATUSES) == set(STATUS_COLOURS) == set(REVIEW_ORDER)
+    assert len(set(STATUS_COLOURS.values())) == len(STATUS_COLOURS)

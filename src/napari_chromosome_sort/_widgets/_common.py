@@ -28,17 +28,17 @@ from qtpy.QtWidgets import (
 
 from ..colours import class_colours
 from ..errors import ChromosortError
-from ..segmentation import reconcile_objects
+from ..segmentation import KEPT, reconcile_objects
 
 STATUS_COLOURS = {
     "chromosome": "#33dd55",
     "nucleus": "#3388ff",
     "cluster": "#ff9922",
+    "crossing-resolved": "#22cccc",
     "debris": "#999999",
     "border": "#cc44cc",
     "rejected": "#ff3333",
 }
-KEPT = "chromosome"
 
 
 # ----------------------------------------------------------------------------- errors / workers

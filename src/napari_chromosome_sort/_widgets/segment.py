@@ -47,11 +47,19 @@ from .segment_learning import CHANGE_COLOURS, SegmentLearningPanel, segment_comp
 
 META_KEY = "chromosort"
 #: the order Next ▶ goes through the objects: those worth a look first, by status
-REVIEW_ORDER = ("cluster", "chromosome", "rejected", "nucleus", "border", "debris")
+REVIEW_ORDER = (
+    "cluster",
+    "crossing-resolved",
+    "chromosome",
+    "rejected",
+    "nucleus",
+    "border",
+    "debris",
+)
 #: what Next ▶ / ◀ Previous step through (None: every object, in REVIEW_ORDER)
 STEP_FILTERS = {
-    "chromosomes": ("chromosome",),
-    "clusters": ("cluster",),
+    "chromosomes": ("chromosome", "crossing-resolved"),
+    "clusters": ("cluster", "crossing-resolved"),
     "rejected": ("rejected",),
     "every object": None,
 }

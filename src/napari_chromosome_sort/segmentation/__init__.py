@@ -42,7 +42,16 @@ from .learned import (
     load_segmentation_model,
     segment_with_model,
 )
-from .params import OBJECT_COLUMNS, STATUSES, SegmentationParams, validate_params
+from .params import (
+    CROSSING_RESOLVED,
+    KEPT,
+    OBJECT_COLUMNS,
+    REJECTED,
+    REVIEW_STATUSES,
+    STATUSES,
+    SegmentationParams,
+    validate_params,
+)
 from .pipeline import segment_spread
 from .result import Segmentation
 from .signal import denoise
@@ -50,6 +59,10 @@ from .signal import denoise
 __all__ = [
     "OBJECT_COLUMNS",
     "STATUSES",
+    "KEPT",
+    "REJECTED",
+    "CROSSING_RESOLVED",
+    "REVIEW_STATUSES",
     "USER_REASON",
     "Segmentation",
     "SegmentationModel",

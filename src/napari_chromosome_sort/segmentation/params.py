@@ -10,7 +10,12 @@ from ..fields import option
 POLARITIES = ("dark_on_light", "bright_on_dark")
 BACKGROUND_METHODS = ("opening", "masked")
 CROSSING_SCORES = ("auto", "on", "off")
-STATUSES = ("chromosome", "nucleus", "cluster", "debris", "border", "crossing-resolved")
+#: the status vocabulary: what the segmentation gives an object, and what a user's review adds
+KEPT = "chromosome"  # a single chromosome, cropped and classified
+CROSSING_RESOLVED = "crossing-resolved"  # one of the two chromosomes of a resolved crossing
+REJECTED = "rejected"  # set aside by the user
+STATUSES = (KEPT, "nucleus", "cluster", "debris", "border", CROSSING_RESOLVED)
+REVIEW_STATUSES = (*STATUSES, REJECTED)
 
 OBJECT_COLUMNS = [
     "label",
