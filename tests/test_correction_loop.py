@@ -80,6 +80,7 @@ def test_the_loop_corrects_exactly_k_calls_and_scores_the_rest_apart(spread, tmp
     assert row["right"] == right_rest + 3
     assert row["right_of_boxes"] == pytest.approx((right_rest + 3) / boxes)
     assert row["right_of_not_corrected"] == pytest.approx(right_rest / (boxes - 3))
+    assert row["concordance_not_corrected"] == pytest.approx(right_rest / len(rest))
     # every made-up box class differs from the model's call: uncorrected it is all wrong
     before = score_loop(
         spread.session.prediction.table, classes, spread.truth_of, spread.box_classes, []

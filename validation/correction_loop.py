@@ -50,9 +50,24 @@ def random_matched(truth_of: dict[int, int], k: int, rng: np.random.Generator) -
     return [labels[i] for i in sorted(chosen)]
 
 
-def fresh_session(prepared, dataset_root):
-    """A copy of a prepared session with no corrections yet, saving to ``dataset_root``: the
-    cached features and the refit's principal axes are shared, nothing is computed again."""
+def without_prior_shift(model):
+    """A copy of ``model`` (its backbone shared) whose head has no training-prior correction
+    (the logit shift towards the WT class frequencies set to zero): a diagnostic."""
+    from napari_chromosome_sort.classification.classifier import ChromosomeClassifier
+
+    head = copy.deepcopy(model.head)
+    head.logit_shift.zero_()
+    new = ChromosomeClassifier(
+        model.backbone, head, list(model.classes), model.preprocessing, model.head_kind
+    )
+    new.metadata = copy.deepcopy(model.metadata)
+    return new.eval()
+
+
+def fresh_session(prepared, dataset_root, model=None):
+    """A copy of a prepared session with no corrections yet, saving to ``dataset_root`` (and
+    retraining from ``model`` when given): the cached features and the refit's principal axes
+    are shared, nothing is computed again."""
     from napari_chromosome_sort.classification.corrections import CORRECTED
     from napari_chromosome_sort.dataset import CropDataset
 
@@ -61,7 +76,7 @@ def fresh_session(prepared, dataset_root):
     session.table[CORRECTED] = False
     session.files = {}
     session.dataset = CropDataset(dataset_root, classes=prepared.classes)
-    session.model = prepared.model
+    session.model = prepared.model if model is None else model
     refit = getattr(prepared, "_refit", None)
     if refit is not None:  # its warm start is per session
         session._refit = copy.copy(refit)
@@ -69,14 +84,16 @@ def fresh_session(prepared, dataset_root):
     return session
 
 
-def correct_and_retrain(spread: LoopSpread, labels: Sequence[int], dataset_root) -> pd.DataFrame:
+def correct_and_retrain(
+    spread: LoopSpread, labels: Sequence[int], dataset_root, model=None
+) -> pd.DataFrame:
     """The spread's calls table after correcting ``labels`` to their box classes and retraining
-    once (the shipped calls when ``labels`` is empty)."""
+    once from ``model`` (default: the session's; the shipped calls when ``labels`` is empty)."""
     from napari_chromosome_sort.progress import run_to_end
 
     if not len(labels):
         return spread.session.prediction.table.copy()
-    session = fresh_session(spread.session, dataset_root)
+    session = fresh_session(spread.session, dataset_root, model)
     for label in labels:
         session.correct(int(label), session.classes[spread.truth_of[int(label)]])
     return run_to_end(session.retrain())
@@ -99,17 +116,20 @@ def score_loop(
     right = [label for label, cls in truth_of.items() if pred_of.get(label) == cls]
     right_rest = [label for label in right if label not in done]
     boxes = len(box_classes)
+    matched_rest = len(set(truth_of) - done)
     shares = [
         abs(float(np.mean(box_classes == j)) - (float(np.mean(pred == j)) if len(pred) else 0.0))
         for j in range(len(classes))
     ]
     return {
         "boxes": boxes,
+        "matched": len(truth_of),
         "corrected": len(done),
         "right": len(right),
         "right_not_corrected": len(right_rest),
         "right_of_boxes": len(right) / max(boxes, 1),
         "right_of_not_corrected": len(right_rest) / max(boxes - len(done), 1),
+        "concordance_not_corrected": len(right_rest) / max(matched_rest, 1),
         "share_error_points": 100 * max(shares),
     }
 
@@ -137,9 +157,13 @@ def prepare_spread(model, spread, training_folder, cache_root) -> LoopSpread:
     return LoopSpread(spread.name, session, truth_of, truth)
 
 
-def loop_rows(spread: LoopSpread, ks=CORRECTIONS, seeds: int = 5) -> list[dict]:
-    """One row per (strategy, k, seed) on one spread; ``k = 0`` once, as shipped."""
+def loop_rows(
+    spread: LoopSpread, ks=CORRECTIONS, seeds: int = 5, drop_prior_shift: bool = False
+) -> list[dict]:
+    """One row per (strategy, k, seed) on one spread; ``k = 0`` once, as shipped.
+    ``drop_prior_shift``: retrain without the WT prior correction (a diagnostic)."""
     classes = spread.session.classes
+    model = without_prior_shift(spread.session.model) if drop_prior_shift else None
     runs = [("none", 0, 0, [])]
     for k in ks:
         runs.append(("least sure", k, 0, least_sure_matched(spread.session, spread.truth_of, k)))
@@ -149,7 +173,7 @@ def loop_rows(spread: LoopSpread, ks=CORRECTIONS, seeds: int = 5) -> list[dict]:
     rows = []
     for strategy, k, seed, labels in runs:
         with tempfile.TemporaryDirectory(prefix="loop-") as root:
-            table = correct_and_retrain(spread, labels, root)
+            table = correct_and_retrain(spread, labels, root, model)
         row = score_loop(table, classes, spread.truth_of, spread.box_classes, labels)
         rows.append({"spread": spread.name, "strategy": strategy, "k": k, "seed": seed, **row})
     return rows
@@ -170,6 +194,8 @@ def pooled_table(rows: pd.DataFrame) -> pd.DataFrame:
                     "right_of_boxes": draw["right"].sum() / draw["boxes"].sum(),
                     "right_of_not_corrected": draw["right_not_corrected"].sum()
                     / (draw["boxes"] - draw["corrected"]).sum(),
+                    "concordance_not_corrected": draw["right_not_corrected"].sum()
+                    / (draw["matched"] - draw["corrected"]).sum(),
                     "worst_spread_right": worst["right_of_boxes"],
                     "worst_spread": worst["spread"],
                     "largest_share_error": largest["share_error_points"],
@@ -195,12 +221,19 @@ def pooled_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 def per_spread_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per spread, strategy and k (random: means over the seeds)."""
-    figures = ["right_of_boxes", "right_of_not_corrected", "share_error_points"]
+    figures = [
+        "right_of_boxes",
+        "right_of_not_corrected",
+        "concordance_not_corrected",
+        "share_error_points",
+    ]
     table = rows.groupby(["spread", "strategy", "k"], sort=False)[figures].mean().reset_index()
     return table
 
 
-def correction_loop_report(seeds: int = 5, ks=CORRECTIONS) -> dict[str, pd.DataFrame]:
+def correction_loop_report(
+    seeds: int = 5, ks=CORRECTIONS, drop_prior_shift: bool = False
+) -> dict[str, pd.DataFrame]:
     """The loop on every annotated Giemsa spread, from the bundled WT model."""
     from pathlib import Path
 
@@ -214,6 +247,6 @@ def correction_loop_report(seeds: int = 5, ks=CORRECTIONS) -> dict[str, pd.DataF
     with tempfile.TemporaryDirectory(prefix="loop-datasets-") as root:
         for spread in giemsa_spreads():
             prepared = prepare_spread(model, spread, wt_crops_dir(), Path(root))
-            rows.extend(loop_rows(prepared, ks, seeds))
+            rows.extend(loop_rows(prepared, ks, seeds, drop_prior_shift))
     rows = pd.DataFrame(rows)
     return {"per_spread": per_spread_table(rows), "pooled": pooled_table(rows), "runs": rows}
