@@ -90,6 +90,19 @@ def _own_labels(args) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _correction_loop(args) -> dict[str, pd.DataFrame]:
+    from .correction_loop import correction_loop_report
+
+    tables = correction_loop_report(args.seeds, tuple(args.k), args.drop_prior_shift)
+    out = {
+        "Correction loop, per spread (random: mean over the draws)": tables["per_spread"],
+        "Correction loop pooled, worst spread beside": tables["pooled"],
+    }
+    if args.runs:
+        out["Correction loop, every run"] = tables["runs"]
+    return out
+
+
 def _segment_learn(args) -> dict[str, pd.DataFrame]:
     from .learned import dapi_report, learned_report
 
@@ -236,6 +249,19 @@ def main(argv: list[str] | None = None) -> int:
         help="training recipes to compare (default: all)",
     )
     ol.set_defaults(run=_own_labels)
+    cl = sub.add_parser(
+        "correction-loop",
+        help="Giemsa: correct the k least-sure (or random) calls of each spread, retrain, re-call",
+    )
+    cl.add_argument("--seeds", type=int, default=5, help="random draws per k (the baseline)")
+    cl.add_argument("--k", type=int, nargs="+", default=[5, 10, 20], help="corrections per spread")
+    cl.add_argument("--runs", action="store_true", help="also print every run")
+    cl.add_argument(
+        "--drop-prior-shift",
+        action="store_true",
+        help="diagnostic: retrain without the WT prior correction of the bundled model",
+    )
+    cl.set_defaults(run=_correction_loop)
     sl = sub.add_parser(
         "segment-learn", help="Giemsa: a segmentation model learned from 1-2 spreads, on the others"
     )

@@ -1,0 +1,105 @@
+"""The simulated correction loop (``python -m validation correction-loop``) on a synthetic
+spread: exactly k calls corrected, least sure first, the rest scored on their own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from validation.correction_loop import (
+    LoopSpread,
+    correct_and_retrain,
+    least_sure_matched,
+    loop_rows,
+    pooled_table,
+    random_matched,
+    score_loop,
+)
+
+
+@pytest.fixture(scope="module")
+def spread(tmp_path_factory):
+    """A tiny model (random weights, synthetic crops), its prepared session on a synthetic
+    spread, and a made-up annotation: every other object matched, its box class the class
+    the model did NOT call (so each correction changes a call), plus two unmatched boxes."""
+    from napari_chromosome_sort import synthetic
+    from napari_chromosome_sort.classification.corrections import CorrectionSession
+    from napari_chromosome_sort.classification.predict import predict_spread
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_from_folder
+    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.progress import run_to_end
+
+    root = tmp_path_factory.mktemp("loop")
+    folder = synthetic.make_crop_dataset(root / "crops", n_per_class=6, seed=1, size=48)
+    config = TrainingConfig(weights="random", input_size=64, views=1, inner_folds=2, max_iter=50)
+    model = run_to_end(train_from_folder(folder, config))
+    prediction = predict_spread(model, synthetic.make_spread(seed=0).image)
+    session = CorrectionSession(model, prediction, CropDataset(root / "unused"), "s0.png")
+    run_to_end(session.prepare())
+    table = prediction.table
+    classes = list(model.classes)
+    truth_of = {}
+    for i, (label, called) in enumerate(zip(table["label"], table["class"], strict=True)):
+        if i % 2 == 0:
+            truth_of[int(label)] = (classes.index(called) + 1) % len(classes)
+    box_classes = np.array([*truth_of.values(), 0, 1])
+    return LoopSpread("s0.png", session, truth_of, box_classes)
+
+
+def test_least_sure_picks_k_matched_calls_in_the_walks_order(spread):
+    assert len(spread.truth_of) >= 6
+    picked = least_sure_matched(spread.session, spread.truth_of, 5)
+    walk = [label for label in spread.session.least_sure() if label in spread.truth_of]
+    assert picked == walk[:5] and len(set(picked)) == 5
+    assert len(random_matched(spread.truth_of, 5, np.random.default_rng(0))) == 5
+    # asking for more than there are: every matched call once
+    assert sorted(least_sure_matched(spread.session, spread.truth_of, 10**6)) == sorted(
+        spread.truth_of
+    )
+
+
+def test_the_loop_corrects_exactly_k_calls_and_scores_the_rest_apart(spread, tmp_path):
+    from napari_chromosome_sort.classification.corrections import CORRECTED, corrected_mask
+
+    classes = spread.session.classes
+    picked = least_sure_matched(spread.session, spread.truth_of, 3)
+    table = correct_and_retrain(spread, picked, tmp_path / "d")
+    assert int(corrected_mask(table).sum()) == 3
+    assert sorted(table.loc[table[CORRECTED], "label"].astype(int)) == sorted(picked)
+    for label in picked:  # each corrected call carries its box class
+        assert table.loc[table["label"] == label, "class"].item() == classes[spread.truth_of[label]]
+    # the prepared session itself is left uncorrected for the next run
+    assert spread.session.n_corrected == 0
+    assert len(list((tmp_path / "d").rglob("*.png"))) == 3  # saved as the widget saves them
+
+    row = score_loop(table, classes, spread.truth_of, spread.box_classes, picked)
+    called = dict(zip(table["label"].astype(int), table["class"], strict=True))
+    rest = [label for label in spread.truth_of if label not in picked]
+    right_rest = sum(called[label] == classes[spread.truth_of[label]] for label in rest)
+    boxes = len(spread.box_classes)
+    assert row["corrected"] == 3 and row["boxes"] == boxes
+    assert row["right"] == right_rest + 3
+    assert row["right_of_boxes"] == pytest.approx((right_rest + 3) / boxes)
+    assert row["right_of_not_corrected"] == pytest.approx(right_rest / (boxes - 3))
+    assert row["concordance_not_corrected"] == pytest.approx(right_rest / len(rest))
+    # every made-up box class differs from the model's call: uncorrected it is all wrong
+    before = score_loop(
+        spread.session.prediction.table, classes, spread.truth_of, spread.box_classes, []
+    )
+    assert before["right"] == 0 and before["corrected"] == 0
+
+
+def test_loop_rows_and_pooled_table(spread):
+    import pandas as pd
+
+    rows = pd.DataFrame(loop_rows(spread, ks=(2, 4), seeds=2))
+    assert rows.groupby(["strategy", "k"]).size().to_dict() == {
+        ("least sure", 2): 1,
+        ("least sure", 4): 1,
+        ("none", 0): 1,
+        ("random", 2): 2,
+        ("random", 4): 2,
+    }
+    assert (rows["corrected"] == rows["k"]).all()
+    pooled = pooled_table(rows).set_index(["strategy", "k"])
+    assert pooled.loc[("random", 4), "draws"] == 2
+    assert pooled.loc[("none", 0), "right_of_boxes"] == 0  # every call made wrong above

@@ -1,0 +1,252 @@
+"""The correction loop simulated on the five annotated Giemsa DDX11 spreads.
+
+Each spread is called end to end by the bundled WT model (segment -> crop -> classify, the
+defaults of ``chromosort predict``). A simulated user then corrects ``k`` of its calls that
+matched an annotated box (IoU >= 0.5, one-to-one) to the box's class, the ``k`` least sure
+first (the order of the napari "Review least sure" walk, ranked once on the model's calls) or,
+as the baseline, ``k`` matched calls chosen at random; presses Retrain once
+(:meth:`CorrectionSession.retrain`: the head refitted on the WT crops + the corrections) and
+reads the spread again. Figures per spread: annotated chromosomes called right over the whole
+spread (a corrected call counts with its hand class) and over the annotated chromosomes NOT
+corrected, and the largest A/B/C share error in points (the calls of every kept object, the hand
+classes included, against the box classes). ``k = 0`` is the model as shipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+CORRECTIONS = (5, 10, 20)
+SHARE_TARGET = 5.0  # points: "20 corrections bring every spread's shares within 5 points"
+
+
+@dataclass
+class LoopSpread:
+    """One spread predicted once and prepared once: the session (features cached), each
+    matched object's box class (by object label) and every box's class."""
+
+    name: str
+    session: object  # a prepared CorrectionSession, never corrected itself
+    truth_of: dict[int, int]  # object label -> class index of the box it matched
+    box_classes: np.ndarray  # (n_boxes,)
+
+
+def least_sure_matched(session, truth_of: dict[int, int], k: int) -> list[int]:
+    """The ``k`` least sure calls that matched a box (the walk's order; unmatched objects, which
+    a user has no class for, are passed over)."""
+    return [label for label in session.least_sure() if label in truth_of][:k]
+
+
+def random_matched(truth_of: dict[int, int], k: int, rng: np.random.Generator) -> list[int]:
+    """``k`` matched calls drawn at random (the baseline)."""
+    labels = sorted(truth_of)
+    chosen = rng.choice(len(labels), size=min(k, len(labels)), replace=False)
+    return [labels[i] for i in sorted(chosen)]
+
+
+def without_prior_shift(model):
+    """A copy of ``model`` (its backbone shared) whose head has no training-prior correction
+    (the logit shift towards the WT class frequencies set to zero): a diagnostic."""
+    from napari_chromosome_sort.classification.classifier import ChromosomeClassifier
+
+    head = copy.deepcopy(model.head)
+    head.logit_shift.zero_()
+    new = ChromosomeClassifier(
+        model.backbone, head, list(model.classes), model.preprocessing, model.head_kind
+    )
+    new.metadata = copy.deepcopy(model.metadata)
+    return new.eval()
+
+
+def fresh_session(prepared, dataset_root, model=None):
+    """A copy of a prepared session with no corrections yet, saving to ``dataset_root`` (and
+    retraining from ``model`` when given): the cached features and the refit's principal axes
+    are shared, nothing is computed again."""
+    from napari_chromosome_sort.classification.corrections import CORRECTED
+    from napari_chromosome_sort.dataset import CropDataset
+
+    session = copy.copy(prepared)
+    session.table = prepared.prediction.table.copy()
+    session.table[CORRECTED] = False
+    session.files = {}
+    session.dataset = CropDataset(dataset_root, classes=prepared.classes)
+    session.model = prepared.model if model is None else model
+    refit = getattr(prepared, "_refit", None)
+    if refit is not None:  # its warm start is per session
+        session._refit = copy.copy(refit)
+        session._refit.params = None
+    return session
+
+
+def correct_and_retrain(
+    spread: LoopSpread, labels: Sequence[int], dataset_root, model=None
+) -> pd.DataFrame:
+    """The spread's calls table after correcting ``labels`` to their box classes and retraining
+    once from ``model`` (default: the session's; the shipped calls when ``labels`` is empty)."""
+    from napari_chromosome_sort.progress import run_to_end
+
+    if not len(labels):
+        return spread.session.prediction.table.copy()
+    session = fresh_session(spread.session, dataset_root, model)
+    for label in labels:
+        session.correct(int(label), session.classes[spread.truth_of[int(label)]])
+    return run_to_end(session.retrain())
+
+
+def score_loop(
+    table: pd.DataFrame,
+    classes: Sequence[str],
+    truth_of: dict[int, int],
+    box_classes: np.ndarray,
+    corrected: Sequence[int],
+) -> dict:
+    """Called right over the whole spread and over the annotated chromosomes not corrected,
+    and the largest share error in points."""
+    index = {str(c): j for j, c in enumerate(classes)}
+    labels = table["label"].astype(int).to_numpy()
+    pred = np.array([index[str(c)] for c in table["class"]], int)
+    pred_of = dict(zip(labels, pred, strict=True))
+    done = {int(label) for label in corrected}
+    right = [label for label, cls in truth_of.items() if pred_of.get(label) == cls]
+    right_rest = [label for label in right if label not in done]
+    boxes = len(box_classes)
+    matched_rest = len(set(truth_of) - done)
+    shares = [
+        abs(float(np.mean(box_classes == j)) - (float(np.mean(pred == j)) if len(pred) else 0.0))
+        for j in range(len(classes))
+    ]
+    return {
+        "boxes": boxes,
+        "matched": len(truth_of),
+        "corrected": len(done),
+        "right": len(right),
+        "right_not_corrected": len(right_rest),
+        "right_of_boxes": len(right) / max(boxes, 1),
+        "right_of_not_corrected": len(right_rest) / max(boxes - len(done), 1),
+        "concordance_not_corrected": len(right_rest) / max(matched_rest, 1),
+        "share_error_points": 100 * max(shares),
+    }
+
+
+def prepare_spread(model, spread, training_folder, cache_root) -> LoopSpread:
+    """Predict ``spread`` end to end once, match its boxes, and prepare a correction session
+    (features of its crops and of the training crops, the latter cached on disk)."""
+    from napari_chromosome_sort.classification.corrections import CorrectionSession
+    from napari_chromosome_sort.classification.predict import predict_spread
+    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.progress import run_to_end
+
+    from .boxes import match_boxes
+
+    prediction = predict_spread(model, spread.image)
+    table = prediction.table
+    labels = table["label"].astype(int).to_numpy()
+    truth = spread.classes
+    truth_of = {int(labels[obj]): int(truth[box]) for box, obj in match_boxes(spread.boxes, table)}
+    dataset = CropDataset(cache_root / f"unused-{spread.name}", classes=model.classes)
+    session = CorrectionSession(
+        model, prediction, dataset, spread.name, "giemsa_ddx11", training_folder
+    )
+    run_to_end(session.prepare())
+    return LoopSpread(spread.name, session, truth_of, truth)
+
+
+def loop_rows(
+    spread: LoopSpread, ks=CORRECTIONS, seeds: int = 5, drop_prior_shift: bool = False
+) -> list[dict]:
+    """One row per (strategy, k, seed) on one spread; ``k = 0`` once, as shipped.
+    ``drop_prior_shift``: retrain without the WT prior correction (a diagnostic)."""
+    classes = spread.session.classes
+    model = without_prior_shift(spread.session.model) if drop_prior_shift else None
+    runs = [("none", 0, 0, [])]
+    for k in ks:
+        runs.append(("least sure", k, 0, least_sure_matched(spread.session, spread.truth_of, k)))
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            runs.append(("random", k, seed, random_matched(spread.truth_of, k, rng)))
+    rows = []
+    for strategy, k, seed, labels in runs:
+        with tempfile.TemporaryDirectory(prefix="loop-") as root:
+            table = correct_and_retrain(spread, labels, root, model)
+        row = score_loop(table, classes, spread.truth_of, spread.box_classes, labels)
+        rows.append({"spread": spread.name, "strategy": strategy, "k": k, "seed": seed, **row})
+    return rows
+
+
+def pooled_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy and k: right calls pooled over the spreads (whole and not corrected), the
+    worst spread, the largest share error and how many spreads are within the target (random:
+    each figure averaged over the seeds)."""
+    out = []
+    for (strategy, k), group in rows.groupby(["strategy", "k"], sort=False):
+        per_seed = []
+        for _, draw in group.groupby("seed"):
+            worst = draw.loc[draw["right_of_boxes"].idxmin()]
+            largest = draw.loc[draw["share_error_points"].idxmax()]
+            per_seed.append(
+                {
+                    "right_of_boxes": draw["right"].sum() / draw["boxes"].sum(),
+                    "right_of_not_corrected": draw["right_not_corrected"].sum()
+                    / (draw["boxes"] - draw["corrected"]).sum(),
+                    "concordance_not_corrected": draw["right_not_corrected"].sum()
+                    / (draw["matched"] - draw["corrected"]).sum(),
+                    "worst_spread_right": worst["right_of_boxes"],
+                    "worst_spread": worst["spread"],
+                    "largest_share_error": largest["share_error_points"],
+                    "largest_error_spread": largest["spread"],
+                    "within_target": int((draw["share_error_points"] <= SHARE_TARGET).sum()),
+                }
+            )
+        seeds = pd.DataFrame(per_seed)
+        row = {
+            "strategy": strategy,
+            "k": k,
+            "draws": len(seeds),
+            "spreads": group["spread"].nunique(),
+        }
+        for column in seeds.columns:
+            if pd.api.types.is_numeric_dtype(seeds[column]):
+                row[column] = float(seeds[column].mean())
+            else:  # a spread's name: the one most draws name
+                row[column] = seeds[column].mode().iloc[0]
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def per_spread_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per spread, strategy and k (random: means over the seeds)."""
+    figures = [
+        "right_of_boxes",
+        "right_of_not_corrected",
+        "concordance_not_corrected",
+        "share_error_points",
+    ]
+    table = rows.groupby(["spread", "strategy", "k"], sort=False)[figures].mean().reset_index()
+    return table
+
+
+def correction_loop_report(
+    seeds: int = 5, ks=CORRECTIONS, drop_prior_shift: bool = False
+) -> dict[str, pd.DataFrame]:
+    """The loop on every annotated Giemsa spread, from the bundled WT model."""
+    from pathlib import Path
+
+    from napari_chromosome_sort._sample_data import bundled_model_path
+    from napari_chromosome_sort.classification.model_io import load_model
+
+    from .data import giemsa_spreads, wt_crops_dir
+
+    model = load_model(bundled_model_path())
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="loop-datasets-") as root:
+        for spread in giemsa_spreads():
+            prepared = prepare_spread(model, spread, wt_crops_dir(), Path(root))
+            rows.extend(loop_rows(prepared, ks, seeds, drop_prior_shift))
+    rows = pd.DataFrame(rows)
+    return {"per_spread": per_spread_table(rows), "pooled": pooled_table(rows), "runs": rows}
