@@ -289,7 +289,7 @@ def _delta_e_to_classes(colours_rgb: np.ndarray) -> np.ndarray:
     """CIEDE2000 distance of each colour (n, 3 floats) to the nearest class colour."""
     from skimage.color import deltaE_ciede2000, rgb2lab
 
-    from napari_chromosome_sort._widgets._common import CLASS_PALETTE
+    from napari_chromosome_sort.colours import CLASS_PALETTE
 
     classes = rgb2lab(np.array([hex_to_rgba(c)[:3] for c in CLASS_PALETTE])[None])[0]
     lab = rgb2lab(np.asarray(colours_rgb, float)[None])[0]

@@ -198,11 +198,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     table = _load_calls(args)
     reports = _model_reports(args)
+    confusion = _confusion(args)  # every input read and checked before anything is written
     _check_outputs(out, [name for name, _ in reports], bool(args.agreement), args.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     classes = args.classes.split(",") if args.classes else None
-    confusion = _confusion(args)
     columns = (args.sample_col, args.class_col)
     summary = readout.summarize(
         table, *columns, args.spread_col, classes, alpha=args.alpha, confusion=confusion
