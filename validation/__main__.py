@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "--recipes",
         nargs="+",
         default=["aligned", "aligned-prior", "defaults", "wt", "own"],
-        choices=["aligned", "aligned-prior", "defaults", "wt", "own"],
+        choices=["aligned", "by-spread", "aligned-prior", "defaults", "wt", "own"],
         help="training recipes to compare (default: all)",
     )
     ol.set_defaults(run=_own_labels)
