@@ -150,7 +150,9 @@ def test_inner_split_never_mixes_a_spreads_crops(monkeypatch):
 
 def test_train_head_chooses_design_by_spread_and_records_it():
     X, y, reference, groups = _spread_crops()
-    config = TrainingConfig(cache_dir=None, pca=0, l2_grid=(1.0, 0.1), prior_correction=False)
+    config = TrainingConfig(
+        cache_dir=None, pca=0, l2_grid=(1.0, 0.1), prior_correction=False, design_by_spread=True
+    )
     _, info = run_to_end(train_head(X, y, ["a", "b", "c"], config, reference, groups))
     chosen = info["design_by_spread"]
     assert chosen["spreads"] == 4 and len(chosen["candidates"]) == 4
@@ -186,3 +188,28 @@ def test_spread_groups_read_from_the_manifest(tmp_path):
         by_name.setdefault(p.name.split("_l")[0], set()).add(int(g))
     assert all(len(v) == 1 for v in by_name.values()) and len(set().union(*by_name.values())) == 3
     assert spread_groups(tmp_path / "none", paths) is None  # no manifest: no spreads
+
+
+def test_train_with_reference_chooses_design_by_the_manifests_spreads(tmp_path):
+    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.synthetic import make_crop
+
+    rng = np.random.default_rng(0)
+    own = CropDataset(tmp_path / "own")
+    for i in range(12):
+        cls = "A" if i % 2 else "B"
+        own.add(make_crop(cls, rng, 48), cls, source=f"spread{i % 3}.png", label=i + 1)
+    ref = make_crop_dataset(tmp_path / "ref", n_per_class=6, classes=("A", "B"), seed=2)
+    config = TrainingConfig(
+        weights="random",
+        cache_dir=None,
+        input_size=64,
+        views=1,
+        predict_views=1,
+        pca=0,
+        l2_grid=(1.0, 0.1),
+        design_by_spread=True,
+    )
+    chosen = run_to_end(train_from_folder(own.root, config, ref)).metadata["training"]["chosen"]
+    assert chosen["design_by_spread"]["spreads"] == 3
+    assert chosen["members"][0]["l2"] == chosen["design_by_spread"]["l2"]

@@ -10,7 +10,9 @@ the A/B/C shares (calls of the kept objects against the box classes), in points.
 
 Recipes (every one the head of ``chromosort train``, its design chosen by inner CV on its own
 training crops): WT + own crops as they are; WT + own with the WT crops moved onto the look of the
-own crops (``--reference``); WT only; own only; and the majority class of the training crops.
+own crops (``--reference``); the same with the design and the move chosen leave-one-spread-out
+over the training spreads (``--reference --design-by-spread``); WT only; own only; and the
+majority class of the training crops.
 The learning curve adds 0, 10, 25, 50, 100 or all own crops of the other spreads to the WT crops,
 chosen at random or least sure first (smallest margin of the WT-only model).
 """
@@ -101,7 +103,7 @@ def load_data(cache_dir=None, views: int = 4) -> OwnLabelsData:
 def _config(fixed: bool, prior: bool):
     from napari_chromosome_sort.classification.config import TrainingConfig
 
-    config = TrainingConfig(cache_dir=None, prior_correction=prior)
+    config = TrainingConfig(cache_dir=None, prior_correction=prior, design_by_spread=True)
     if fixed:  # the learning curve: the WT model's design
         config.feature_set, config.pca, config.l2 = "all", 256, 1.0
     return config

@@ -96,11 +96,14 @@ class TrainingConfig:
         "best: the single best setting on your crops; ensemble: an average of all settings",
         choices=("best", "ensemble"),
     )
-    # with crops that record their spread (manifest "source"): design chosen leave-one-spread-out
+    # beside a reference set, with own crops that record their spread (manifest "source"): the
+    # design chosen leave-one-spread-out. Off: in the own-labels validation it was as good on the
+    # worst spread and only slightly better pooled (docs/validation.md)
     design_by_spread: bool = option(
-        True,
-        "When your crops record the spread they came from (3 or more spreads), choose the "
-        "settings by holding out one spread at a time, as a new spread will be read",
+        False,
+        "Beside a reference set, when your crops record the spread they came from (3 or more "
+        "spreads): choose the settings by holding out one spread at a time, as a new spread "
+        "will be read",
     )
     # inner-CV criterion
     select_by: str = option(
