@@ -140,3 +140,53 @@ def choose_by_spread(
     best = max(rows, key=lambda s: (s["mean_right"] - s["mean_share_error"], s["mean_right"]))
     design = {key: best[key] for key in ("preprocessing", "feature_set", "pca", "l2", "align")}
     return design, rows
+
+
+def spread_choice_applies(config: TrainingConfig, groups) -> bool:
+    """Whether the design is chosen leave-one-spread-out: asked for, a linear head, crops of at
+    least ``spread_design.MIN_SPREADS`` spreads."""
+    if groups is None or not config.design_by_spread or config.hidden or config.dropout:
+        return False
+    return len(np.unique(np.asarray(groups)[np.asarray(groups) >= 0])) >= MIN_SPREADS
+
+
+def design_by_spread(
+    arrays: dict,
+    y: np.ndarray,
+    k: int,
+    groups: np.ndarray,
+    reference: np.ndarray | None,
+    config: TrainingConfig,
+) -> Generator[Progress, None, tuple]:
+    """(config with the design fixed, reference or None, arrays of the chosen preprocessing,
+    info) of the leave-one-spread-out choice (:func:`.spread_design.choose_by_spread`)."""
+    import dataclasses
+
+    from .backbones import feature_columns
+
+    arrays = {key: X[:, : config.views] for key, X in arrays.items()}
+    width = next(iter(arrays.values())).shape[-1]
+    fsets = [config.feature_set] if config.feature_set else list(config.feature_set_grid)
+    if width == feature_columns(config.backbone, "all").size:
+        columns = {name: feature_columns(config.backbone, name) for name in fsets}
+    else:
+        columns = {"all": np.arange(width)}
+    design, rows = yield from choose_by_spread(arrays, y, k, groups, reference, config, columns)
+    key = design["preprocessing"]
+    config = dataclasses.replace(
+        config, feature_set=design["feature_set"], pca=design["pca"], l2=design["l2"]
+    )
+    info = {
+        "feature_set": design["feature_set"],
+        "pca": design["pca"],
+        "l2": design["l2"],
+        "reference_moved": bool(design["align"]),
+        "spreads": int(len(np.unique(np.asarray(groups)[np.asarray(groups) >= 0]))),
+        "candidates": [{**r, "preprocessing": _prep_label(r["preprocessing"])} for r in rows],
+    }
+    return config, reference if design["align"] else None, {key: arrays[key]}, info
+
+
+def _prep_label(key):
+    """A preprocessing as JSON-ready data (None stays None)."""
+    return key.to_dict() if hasattr(key, "to_dict") else key

@@ -46,6 +46,7 @@ from .heads import (
     tta_proba,
     validation_mask,
 )
+from .spread_design import design_by_spread, spread_choice_applies
 
 if TYPE_CHECKING:
     from .classifier import ChromosomeClassifier
@@ -160,8 +161,8 @@ def train_head(
     y = np.asarray(y, int)
     arrays = dict(features) if isinstance(features, dict) else {None: features}
     by_spread = None
-    if _spread_choice_applies(config, groups):
-        config, reference, arrays, by_spread = yield from _by_spread(
+    if spread_choice_applies(config, groups):
+        config, reference, arrays, by_spread = yield from design_by_spread(
             arrays, y, k, groups, reference, config
         )
     if reference is not None and np.any(reference) and not np.all(reference):
@@ -337,51 +338,6 @@ def train_head(
     if memo is not None and linear:
         memo.save_head(head, info)
     return head, info
-
-
-def _spread_choice_applies(config: TrainingConfig, groups) -> bool:
-    """Whether the design is chosen leave-one-spread-out: asked for, a linear head, crops of at
-    least ``spread_design.MIN_SPREADS`` spreads."""
-    from .spread_design import MIN_SPREADS
-
-    if groups is None or not config.design_by_spread or config.hidden or config.dropout:
-        return False
-    return len(np.unique(np.asarray(groups)[np.asarray(groups) >= 0])) >= MIN_SPREADS
-
-
-def _by_spread(arrays, y, k, groups, reference, config):
-    """(config with the design fixed, reference or None, arrays of the chosen preprocessing,
-    info) of the leave-one-spread-out choice (:func:`.spread_design.choose_by_spread`)."""
-    import dataclasses
-
-    from .backbones import feature_columns
-    from .spread_design import choose_by_spread
-
-    arrays = {key: X[:, : config.views] for key, X in arrays.items()}
-    width = next(iter(arrays.values())).shape[-1]
-    fsets = [config.feature_set] if config.feature_set else list(config.feature_set_grid)
-    if width == feature_columns(config.backbone, "all").size:
-        columns = {name: feature_columns(config.backbone, name) for name in fsets}
-    else:
-        columns = {"all": np.arange(width)}
-    design, rows = yield from choose_by_spread(arrays, y, k, groups, reference, config, columns)
-    key = design["preprocessing"]
-    config = dataclasses.replace(
-        config, feature_set=design["feature_set"], pca=design["pca"], l2=design["l2"]
-    )
-    info = {
-        "feature_set": design["feature_set"],
-        "pca": design["pca"],
-        "l2": design["l2"],
-        "reference_moved": bool(design["align"]),
-        "spreads": int(len(np.unique(np.asarray(groups)[np.asarray(groups) >= 0]))),
-        "candidates": [{**r, "preprocessing": _prep_label(r["preprocessing"])} for r in rows],
-    }
-    return config, reference if design["align"] else None, {key: arrays[key]}, info
-
-
-def _prep_label(key):
-    return key.to_dict() if hasattr(key, "to_dict") else key
 
 
 def _moved_reference(X: np.ndarray, y: np.ndarray, reference, k: int) -> np.ndarray:
