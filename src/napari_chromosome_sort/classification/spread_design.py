@@ -72,6 +72,12 @@ def _moved(X, y, reference, rows, k):
     return X
 
 
+def rank(row: dict) -> tuple[float, float]:
+    """Sort key of a candidate's inner scores: mean over the held-out spreads of (called right -
+    share error), the mean called right breaking ties."""
+    return row["mean_right"] - row["mean_share_error"], row["mean_right"]
+
+
 def _fold_scores(X, y, k, tr, te, config, pcas, l2s):
     """((PCA components, L2), held-out spread score) of every candidate on one inner split: PCA
     axes and standardisation from the training rows, L2 from strong to weak, warm-started."""
@@ -137,7 +143,7 @@ def choose_by_spread(
                 "mean_share_error": round(float(error.mean()), 4),
             }
         )
-    best = max(rows, key=lambda s: (s["mean_right"] - s["mean_share_error"], s["mean_right"]))
+    best = max(rows, key=rank)
     design = {key: best[key] for key in ("preprocessing", "feature_set", "pca", "l2", "align")}
     return design, rows
 
