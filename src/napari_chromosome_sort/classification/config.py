@@ -97,8 +97,8 @@ class TrainingConfig:
         choices=("best", "ensemble"),
     )
     # beside a reference set, with own crops that record their spread (manifest "source"): the
-    # design chosen leave-one-spread-out. Off: in the own-labels validation it was as good on the
-    # worst spread and only slightly better pooled (docs/validation.md)
+    # design chosen leave-one-spread-out. Off: in the own-labels validation 0.768 pooled against
+    # 0.754, the worst spread one chromosome better (docs/validation.md), 3 x the fitting time
     design_by_spread: bool = option(
         False,
         "Beside a reference set, when your crops record the spread they came from (3 or more "

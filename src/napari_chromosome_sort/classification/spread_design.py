@@ -7,8 +7,7 @@ leave-one-spread-out: each own spread in turn is held out whole, the head is fit
 reference crops and the other own spreads (the move and the PCA axes estimated on those alone),
 and the held-out spread is scored as a spread is judged: its share of crops called right and the
 largest error of its A/B/C shares. A spread's crops are never split between the inner training
-and validation sides. The design with the best mean over the held-out spreads of (called right
-- share error) is kept, the mean called right breaking ties.
+and validation sides. The design whose worst held-out spread is called best is kept (:func:`rank`).
 """
 
 from __future__ import annotations
@@ -73,9 +72,10 @@ def _moved(X, y, reference, rows, k):
 
 
 def rank(row: dict) -> tuple[float, float]:
-    """Sort key of a candidate's inner scores: mean over the held-out spreads of (called right -
-    share error), the mean called right breaking ties."""
-    return row["mean_right"] - row["mean_share_error"], row["mean_right"]
+    """Sort key of a candidate's inner scores: the worst held-out spread's share called right,
+    the mean over the held-out spreads breaking ties (docs/validation.md: against the mean of
+    (called right - share error), 0.768 against 0.761 pooled, worst spread 0.70 against 0.68)."""
+    return row["worst_right"], row["mean_right"]
 
 
 def _fold_scores(X, y, k, tr, te, config, pcas, l2s):
