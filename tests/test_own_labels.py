@@ -102,3 +102,114 @@ def test_training_beside_a_reference_folder_records_it_without_prior_shift(tmp_p
     assert training["reference_dataset"] == str(ref.resolve())
     assert training["config"]["prior_correction"] is False
     assert not np.asarray(model.head.logit_shift).any()
+
+
+def _spread_crops(seed: int = 0):
+    """Reference crops (group -1) and own crops of four spreads (groups 0-3), with the look of
+    :func:`_domains`, each spread mostly one class."""
+    ref_X, ref_y, own_X, own_y, _, _, _ = _domains(seed)
+    X = np.concatenate([ref_X, own_X])
+    y = np.concatenate([ref_y, own_y])
+    reference = np.r_[np.ones(len(ref_y), bool), np.zeros(len(own_y), bool)]
+    groups = np.r_[np.full(len(ref_y), -1), np.arange(len(own_y)) % 4]
+    return X, y, reference, groups
+
+
+def test_inner_split_never_mixes_a_spreads_crops(monkeypatch):
+    from napari_chromosome_sort.classification import spread_design
+
+    X, y, reference, groups = _spread_crops()
+    splits = spread_design.spread_splits(groups)
+    assert len(splits) == 4
+    for tr, te in splits:
+        held = np.unique(groups[te])
+        assert len(held) == 1 and held[0] >= 0  # one whole own spread held out
+        assert not np.isin(groups[tr], held).any()  # none of its crops in training
+        assert set(tr) | set(te) == set(range(len(y)))
+        assert np.all(reference[np.flatnonzero(groups == -1)])
+        assert np.isin(np.flatnonzero(groups == -1), tr).all()  # reference crops always train
+    seen = []
+    original = spread_design._fold_scores
+
+    def spy(X, y, k, tr, te, *rest):
+        seen.append((tr, te))
+        yield from original(X, y, k, tr, te, *rest)
+
+    monkeypatch.setattr(spread_design, "_fold_scores", spy)
+    config = TrainingConfig(cache_dir=None, pca=0, l2_grid=(1.0, 0.1), views=1)
+    design, rows = run_to_end(
+        spread_design.choose_by_spread(
+            {None: X}, y, 3, groups, reference, config, {"all": np.arange(X.shape[-1])}
+        )
+    )
+    assert len(seen) == 2 * 4  # moved and not, each own spread held out once
+    for tr, te in seen:
+        assert not set(groups[tr]) & set(groups[te])
+    assert len(rows) == 2 * 2 and design["l2"] in (1.0, 0.1)
+
+
+def test_train_head_chooses_design_by_spread_and_records_it():
+    X, y, reference, groups = _spread_crops()
+    config = TrainingConfig(
+        cache_dir=None, pca=0, l2_grid=(1.0, 0.1), prior_correction=False, design_by_spread=True
+    )
+    _, info = run_to_end(train_head(X, y, ["a", "b", "c"], config, reference, groups))
+    chosen = info["design_by_spread"]
+    assert chosen["spreads"] == 4 and len(chosen["candidates"]) == 4
+    assert info["members"] == [{"feature_set": "all", "pca": 0, "l2": chosen["l2"]}]
+    # asked not to, or crops of only two spreads: the stratified inner CV as before
+    off = TrainingConfig(cache_dir=None, pca=0, l2_grid=(1.0, 0.1), design_by_spread=False)
+    assert (
+        "design_by_spread"
+        not in run_to_end(train_head(X, y, ["a", "b", "c"], off, None, groups))[1]
+    )
+    two = np.where(groups >= 2, 1, groups)
+    assert (
+        "design_by_spread"
+        not in run_to_end(train_head(X, y, ["a", "b", "c"], config, None, two))[1]
+    )
+
+
+def test_spread_groups_read_from_the_manifest(tmp_path):
+    from napari_chromosome_sort.classification.spread_design import spread_groups
+    from napari_chromosome_sort.classification.training import scan_folder
+    from napari_chromosome_sort.dataset import CropDataset
+
+    data = CropDataset(tmp_path / "own")
+    pixels = np.full((16, 16), 200, np.uint8)
+    for i, source in enumerate(["s1.png", "s2.png", "s3.png", "s1.png", "s2.png", "s3.png"]):
+        data.add(pixels, "A" if i % 2 else "B", source=source, label=i + 1)
+    paths, _, _ = scan_folder(data.root)
+    groups = spread_groups(data.root, paths)
+    names = {p.name.split("_l")[0] for p in paths}
+    assert sorted(names) == ["s1", "s2", "s3"]
+    by_name = {}
+    for p, g in zip(paths, groups, strict=True):
+        by_name.setdefault(p.name.split("_l")[0], set()).add(int(g))
+    assert all(len(v) == 1 for v in by_name.values()) and len(set().union(*by_name.values())) == 3
+    assert spread_groups(tmp_path / "none", paths) is None  # no manifest: no spreads
+
+
+def test_train_with_reference_chooses_design_by_the_manifests_spreads(tmp_path):
+    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.synthetic import make_crop
+
+    rng = np.random.default_rng(0)
+    own = CropDataset(tmp_path / "own")
+    for i in range(12):
+        cls = "A" if i % 2 else "B"
+        own.add(make_crop(cls, rng, 48), cls, source=f"spread{i % 3}.png", label=i + 1)
+    ref = make_crop_dataset(tmp_path / "ref", n_per_class=6, classes=("A", "B"), seed=2)
+    config = TrainingConfig(
+        weights="random",
+        cache_dir=None,
+        input_size=64,
+        views=1,
+        predict_views=1,
+        pca=0,
+        l2_grid=(1.0, 0.1),
+        design_by_spread=True,
+    )
+    chosen = run_to_end(train_from_folder(own.root, config, ref)).metadata["training"]["chosen"]
+    assert chosen["design_by_spread"]["spreads"] == 3
+    assert chosen["members"][0]["l2"] == chosen["design_by_spread"]["l2"]

@@ -244,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     ol.add_argument(
         "--recipes",
         nargs="+",
-        default=["aligned", "aligned-prior", "defaults", "wt", "own"],
-        choices=["aligned", "aligned-prior", "defaults", "wt", "own"],
+        default=["aligned", "by-spread", "aligned-prior", "defaults", "wt", "own"],
+        choices=["aligned", "by-spread", "aligned-prior", "defaults", "wt", "own"],
         help="training recipes to compare (default: all)",
     )
     ol.set_defaults(run=_own_labels)

@@ -10,7 +10,9 @@ the A/B/C shares (calls of the kept objects against the box classes), in points.
 
 Recipes (every one the head of ``chromosort train``, its design chosen by inner CV on its own
 training crops): WT + own crops as they are; WT + own with the WT crops moved onto the look of the
-own crops (``--reference``); WT only; own only; and the majority class of the training crops.
+own crops (``--reference``); the same with the design and the move chosen leave-one-spread-out
+over the training spreads (``--reference --design-by-spread``); WT only; own only; and the
+majority class of the training crops.
 The learning curve adds 0, 10, 25, 50, 100 or all own crops of the other spreads to the WT crops,
 chosen at random or least sure first (smallest margin of the WT-only model).
 """
@@ -31,6 +33,10 @@ RECIPES = {
     "aligned": (
         "WT + own, WT moved onto own look (train --reference)",
         {"wt": True, "own": True, "align": True, "prior": False},
+    ),
+    "by-spread": (
+        "WT + own, design and WT move chosen leave-one-spread-out on the own crops",
+        {"wt": True, "own": True, "align": True, "prior": False, "by_spread": True},
     ),
     "aligned-prior": (
         "WT + own, WT moved onto own look, prior correction on",
@@ -97,20 +103,22 @@ def load_data(cache_dir=None, views: int = 4) -> OwnLabelsData:
 def _config(fixed: bool, prior: bool):
     from napari_chromosome_sort.classification.config import TrainingConfig
 
-    config = TrainingConfig(cache_dir=None, prior_correction=prior)
+    config = TrainingConfig(cache_dir=None, prior_correction=prior, design_by_spread=True)
     if fixed:  # the learning curve: the WT model's design
         config.feature_set, config.pca, config.l2 = "all", 256, 1.0
     return config
 
 
-def fit(X, y, reference, fixed: bool = False, prior: bool = True):
+def fit(X, y, reference, fixed: bool = False, prior: bool = True, groups=None):
     """The head of ``chromosort train`` on features ``X``; ``reference``: crops moved onto the
-    look of the others (None: none); ``prior``: the prior correction on."""
+    look of the others (None: none); ``prior``: the prior correction on; ``groups``: the spread
+    of each crop (-1: WT), to choose the design leave-one-spread-out (None: inner CV)."""
     from napari_chromosome_sort.classification.training import train_head
     from napari_chromosome_sort.progress import run_to_end
 
     config = _config(fixed, prior)
-    head, _ = run_to_end(train_head(X, y, list(CLASSES), config, reference))
+    head, info = run_to_end(train_head(X, y, list(CLASSES), config, reference, groups))
+    head.design = info.get("design_by_spread")
     return head
 
 
@@ -143,13 +151,14 @@ def score(spread: SpreadSet, pred: np.ndarray) -> dict:
 
 
 def training_set(data: OwnLabelsData, held: int, wt: bool, own_rows: dict | None):
-    """(X, y, reference) of WT crops (if ``wt``) + the other spreads' labelled crops (all of
-    them, or ``own_rows[spread index]`` rows)."""
-    Xs, ys, refs = [], [], []
+    """(X, y, reference, groups) of WT crops (if ``wt``; group -1) + the other spreads' labelled
+    crops (all of them, or ``own_rows[spread index]`` rows; group = spread index)."""
+    Xs, ys, refs, groups = [], [], [], []
     if wt:
         Xs.append(data.wt_features)
         ys.append(data.wt_targets)
         refs.append(np.ones(len(data.wt_targets), bool))
+        groups.append(np.full(len(data.wt_targets), -1))
     for j, s in enumerate(data.spreads):
         if j == held:
             continue
@@ -157,7 +166,8 @@ def training_set(data: OwnLabelsData, held: int, wt: bool, own_rows: dict | None
         Xs.append(s.features[rows])
         ys.append(s.targets[rows])
         refs.append(np.zeros(len(rows), bool))
-    return np.concatenate(Xs), np.concatenate(ys), np.concatenate(refs)
+        groups.append(np.full(len(rows), j))
+    return np.concatenate(Xs), np.concatenate(ys), np.concatenate(refs), np.concatenate(groups)
 
 
 def loso_table(data: OwnLabelsData, recipes=tuple(RECIPES)) -> pd.DataFrame:
@@ -165,14 +175,31 @@ def loso_table(data: OwnLabelsData, recipes=tuple(RECIPES)) -> pd.DataFrame:
     rows = []
     for name, recipe in (RECIPES[r] for r in recipes):
         for held, spread in enumerate(data.spreads):
-            X, y, ref = training_set(data, held, recipe["wt"], None if recipe["own"] else {})
-            head = fit(X, y, ref if recipe["align"] else None, prior=recipe["prior"])
-            rows.append({"recipe": name, **score(spread, calls(head, spread))})
+            X, y, ref, groups = training_set(
+                data, held, recipe["wt"], None if recipe["own"] else {}
+            )
+            head = fit(
+                X,
+                y,
+                ref if recipe["align"] else None,
+                prior=recipe["prior"],
+                groups=groups if recipe.get("by_spread") else None,
+            )
+            rows.append({"recipe": name, **score(spread, calls(head, spread)), **_chosen(head)})
     for held, spread in enumerate(data.spreads):
-        _, y, _ = training_set(data, held, True, None)
+        _, y, _, _ = training_set(data, held, True, None)
         majority = np.full(len(spread.targets), np.bincount(y).argmax())
         rows.append({"recipe": "majority class", **score(spread, majority)})
     return pd.DataFrame(rows)
+
+
+def _chosen(head) -> dict:
+    """The design a leave-one-spread-out choice kept (nothing without one)."""
+    design = getattr(head, "design", None)
+    if not design:
+        return {}
+    keys = ("feature_set", "pca", "l2", "reference_moved")
+    return {"chosen": " ".join(f"{key}={design[key]}" for key in keys)}
 
 
 def pooled(table: pd.DataFrame) -> pd.DataFrame:
@@ -213,7 +240,7 @@ def learning_curve(data: OwnLabelsData, seeds: int = 3, align: bool = True) -> p
     chosen at random (mean over ``seeds`` draws) or least sure first."""
     rows = []
     for held, spread in enumerate(data.spreads):
-        X, y, _ = training_set(data, held, True, {})
+        X, y, _, _ = training_set(data, held, True, {})
         wt_head = fit(X, y, None, fixed=True)
         order = _least_sure_order(data, held, wt_head)
         for size in CURVE_SIZES:
@@ -228,7 +255,7 @@ def learning_curve(data: OwnLabelsData, seeds: int = 3, align: bool = True) -> p
                     own_rows: dict = {}
                     for j, r in pick:
                         own_rows.setdefault(j, []).append(r)
-                    X, y, ref = training_set(data, held, True, own_rows)
+                    X, y, ref, _ = training_set(data, held, True, own_rows)
                     head = fit(X, y, ref if align else None, fixed=True, prior=not align)
                     rows.append(
                         {

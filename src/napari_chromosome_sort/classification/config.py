@@ -96,6 +96,15 @@ class TrainingConfig:
         "best: the single best setting on your crops; ensemble: an average of all settings",
         choices=("best", "ensemble"),
     )
+    # beside a reference set, with own crops that record their spread (manifest "source"): the
+    # design chosen leave-one-spread-out. Off: in the own-labels validation 0.768 pooled against
+    # 0.754, the worst spread one chromosome better (docs/validation.md), 3 x the fitting time
+    design_by_spread: bool = option(
+        False,
+        "Beside a reference set, when your crops record the spread they came from (3 or more "
+        "spreads): choose the settings by holding out one spread at a time, as a new spread "
+        "will be read",
+    )
     # inner-CV criterion
     select_by: str = option(
         "log_loss",

@@ -46,6 +46,7 @@ from .heads import (
     tta_proba,
     validation_mask,
 )
+from .spread_design import design_by_spread, spread_choice_applies
 
 if TYPE_CHECKING:
     from .classifier import ChromosomeClassifier
@@ -135,6 +136,7 @@ def train_head(
     classes: Sequence[str],
     config: TrainingConfig,
     reference: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> Generator[Progress, None, tuple]:
     """Nested selection of the head's design on the training crops, then the final head.
 
@@ -146,6 +148,10 @@ def train_head(
     ``reference``: (n,) True for crops of a reference set (published crops of another lab),
     whose features are first moved onto the look of the user's own crops
     (:func:`.heads.reference_shift`); the head then reads the user's crops as they are.
+    ``groups``: (n,) the spread each crop was cut from (-1: none, e.g. reference crops); with
+    crops of at least 3 spreads, a linear head's design (and whether the reference crops are
+    moved) is chosen leave-one-spread-out instead (:mod:`.spread_design`), if
+    ``config.design_by_spread``.
     Returns ``(head, info)``; info holds the chosen design and the inner-CV scores.
     """
     from .backbones import feature_columns
@@ -154,6 +160,11 @@ def train_head(
     k = len(classes)
     y = np.asarray(y, int)
     arrays = dict(features) if isinstance(features, dict) else {None: features}
+    by_spread = None
+    if spread_choice_applies(config, groups):
+        config, reference, arrays, by_spread = yield from design_by_spread(
+            arrays, y, k, groups, reference, config
+        )
     if reference is not None and np.any(reference) and not np.all(reference):
         arrays = {key: _moved_reference(X, y, reference, k) for key, X in arrays.items()}
     unique: dict = {}
@@ -316,6 +327,8 @@ def train_head(
         "inner_cv_accuracy_corrected": inner_acc,
         "calibration": calibration,
     }
+    if by_spread is not None:
+        info["design_by_spread"] = by_spread
     yield Progress(
         total,
         total,
@@ -626,9 +639,11 @@ def train_classifier(
     classes: Sequence[str],
     config: TrainingConfig | None = None,
     reference: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> Generator[Progress, None, ChromosomeClassifier]:
     """Train a ``ChromosomeClassifier`` on RGB crops (arrays or paths) with integer targets;
-    ``reference``: which crops come from a reference set (see :func:`train_head`).
+    ``reference``: which crops come from a reference set, ``groups``: the spread of each crop
+    (see :func:`train_head`).
 
     Returns the classifier, ``metadata["metrics"]`` holding the inner-CV concordance.
     """
@@ -655,7 +670,7 @@ def train_classifier(
     device = _device(config)
     backbone = build_backbone(config.backbone, config.weights).to(device)
     arrays = yield from candidate_features(backbone, images, config, device)
-    head, info = yield from train_head(arrays, y, classes, config, reference)
+    head, info = yield from train_head(arrays, y, classes, config, reference, groups)
     backbone = backbone.cpu()
     prep = info.pop("preprocessing")
     model = ChromosomeClassifier(backbone, head, classes, prep, "pooled")
@@ -689,12 +704,18 @@ def train_from_folder(
     ``root``'s by name (case ignored), trained on as a reference set moved onto the look of
     ``root``'s crops (:func:`.heads.reference_shift`), without the prior correction (the class
     frequencies of a mix of two sets say nothing about the user's spreads; it cost the share
-    errors of the own-labels validation, docs/validation.md)."""
+    errors of the own-labels validation, docs/validation.md). When ``root``'s manifest names
+    the spread of its crops (3 or more spreads), the head's design and whether the reference is
+    moved are chosen leave-one-spread-out on them (``config.design_by_spread``)."""
     import dataclasses
+
+    from .spread_design import spread_groups
 
     paths, targets, classes = scan_folder(root)
     reference = None
+    groups = None
     if reference_root is not None:
+        groups = spread_groups(root, paths)
         config = dataclasses.replace(config or TrainingConfig(), prior_correction=False)
         ref_paths, ref_targets, ref_classes = scan_folder(reference_root)
         index = {c.lower(): i for i, c in enumerate(classes)}
@@ -706,7 +727,9 @@ def train_from_folder(
         targets = np.concatenate([targets, [index[ref_classes[t].lower()] for t in ref_targets]])
         reference = np.r_[np.zeros(len(paths), bool), np.ones(len(ref_paths), bool)]
         paths = [*paths, *ref_paths]
-    model = yield from train_classifier(paths, targets, classes, config, reference)
+        if groups is not None:
+            groups = np.r_[groups, np.full(len(ref_paths), -1)]
+    model = yield from train_classifier(paths, targets, classes, config, reference, groups)
     if reference_root is not None:
         model.metadata["training"]["reference_dataset"] = str(Path(reference_root).resolve())
     model.metadata["training"]["dataset"] = str(Path(root).resolve())

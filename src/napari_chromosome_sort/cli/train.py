@@ -59,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a second crop set of the same classes from elsewhere (e.g. the published WT "
         "crops), learnt from after moving it onto the look of DATASET's crops",
     )
+    parser.add_argument(
+        "--design-by-spread",
+        action="store_true",
+        help="with --reference and crops of 3 or more spreads (the manifest's source): choose "
+        "the model design holding out one of DATASET's spreads at a time",
+    )
     add_backbone_arguments(parser)
     parser.add_argument(
         "--epochs",
@@ -102,6 +108,8 @@ def config_from_args(args):
     for name in ("hidden", "l2", "finetune_blocks"):
         if getattr(args, name, None) is not None:
             setattr(config, name, getattr(args, name))
+    if getattr(args, "design_by_spread", False):
+        config.design_by_spread = True
     if getattr(args, "epochs", None):
         config.epochs = args.epochs
         config.finetune_epochs = args.epochs
