@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from trees import tree_hash
 
 from napari_chromosome_sort.classification.model_io import FORMAT_KEY, save_model
 from napari_chromosome_sort.cli import main
@@ -29,24 +30,6 @@ CLASSES = ["A", "B", "C"]
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def tree_hash(root: Path) -> dict[str, str]:
-    """Every path below ``root`` (links not followed): its bytes, a link's target, or 'dir'."""
-    import hashlib
-
-    state = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            key = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                state[key] = "link:" + os.readlink(path)
-            elif path.is_file():
-                state[key] = hashlib.sha256(path.read_bytes()).hexdigest()
-            else:
-                state[key] = "dir"
-    return state
 
 
 def changed(before: dict, after: dict, allowed: tuple[str, ...] = ()) -> list[str]:

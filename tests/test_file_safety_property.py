@@ -12,35 +12,19 @@ byte-for-byte what it was, and nothing appeared in the user's folders.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from trees import tree_hash
 
 from napari_chromosome_sort.classification.model_io import save_model
 from napari_chromosome_sort.cli import main
 from napari_chromosome_sort.progress import run_to_end
 
 SEEDS = (0, 1, 2)
-
-
-def state(root: Path) -> dict[str, str]:
-    """Path -> sha256 of its bytes, a link's target, or 'dir' (links not followed)."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            key = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                out[key] = "link:" + os.readlink(path)
-            elif path.is_file():
-                out[key] = hashlib.sha256(path.read_bytes()).hexdigest()
-            else:
-                out[key] = "dir"
-    return out
 
 
 class Tree:
@@ -166,7 +150,7 @@ def test_no_byte_outside_the_tools_own_files_changes(seed, model_file, tmp_path,
     tree.hazards(cache, ["0123456789abcdef/" + "0" * 40 + ".npy"], ["inner-cv"])
     tree.user_file(cache / "data" / "arr.npy")  # a user's array in the cache folder
     tree.hazards(seg_out, ["s/labels.tif", "s/objects.csv", "s/crops/s_1.png"], ["s/crops"])
-    before = state(tmp_path)
+    before = tree_hash(tmp_path)
 
     run(capsys, "batch", batch_in, "--model", model_file, "--out", batch_out,
         "--scheduler", "serial", "--no-gradcam", "--format", "png")  # fmt: skip
@@ -177,7 +161,7 @@ def test_no_byte_outside_the_tools_own_files_changes(seed, model_file, tmp_path,
         assert "link" in str(error) or "chromosort" in str(error), error
     run(capsys, "segment", seg_image, "--out", seg_out, "--quiet")
 
-    after = state(tmp_path)
+    after = tree_hash(tmp_path)
     lost = sorted(k for k in before if after.get(k) != before[k])
     assert lost == [], f"seed {seed}: the user's paths changed: {lost}"
     outputs = ("batch_out/", "sort_out/", "cache/", "seg_out/")

@@ -15,21 +15,6 @@ TIMEOUT_MS = 120_000
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A small model trained on synthetic crops with random weights (no network)."""
-    from napari_chromosome_sort import synthetic
-    from napari_chromosome_sort.classification.model_io import save_model
-    from napari_chromosome_sort.classification.training import TrainingConfig, train_from_folder
-    from napari_chromosome_sort.progress import run_to_end
-
-    root = tmp_path_factory.mktemp("predict")
-    folder = synthetic.make_crop_dataset(root / "crops", n_per_class=6, seed=1, size=48)
-    config = TrainingConfig(weights="random", input_size=64, views=1, inner_folds=2, max_iter=50)
-    model = run_to_end(train_from_folder(folder, config))
-    return save_model(model, root / "tiny.safetensors")
-
-
-@pytest.fixture(scope="module")
 def ikemoto_model(tmp_path_factory, ikemoto_model_file):
     from napari_chromosome_sort.classification.model_io import import_state_dict, save_model
 

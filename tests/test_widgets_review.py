@@ -4,28 +4,12 @@ number key, retrain; the calls, the dataset and the readout follow."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from napari_chromosome_sort._widgets._common import camera
 from napari_chromosome_sort._widgets.predict import PredictWidget
 from napari_chromosome_sort._widgets.readout import ReadoutWidget
 
 TIMEOUT_MS = 120_000
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A small model trained on synthetic crops with random weights (no network)."""
-    from napari_chromosome_sort import synthetic
-    from napari_chromosome_sort.classification.model_io import save_model
-    from napari_chromosome_sort.classification.training import TrainingConfig, train_from_folder
-    from napari_chromosome_sort.progress import run_to_end
-
-    root = tmp_path_factory.mktemp("review")
-    folder = synthetic.make_crop_dataset(root / "crops", n_per_class=6, seed=1, size=48)
-    config = TrainingConfig(weights="random", input_size=64, views=1, inner_folds=2, max_iter=50)
-    model = run_to_end(train_from_folder(folder, config))
-    return save_model(model, root / "tiny.safetensors")
 
 
 def _press(viewer, key):
