@@ -40,7 +40,7 @@ def out_of_fold(X, y, classes, seed):
     """Outer-CV test probabilities + per-fold inner OOF probabilities and labels."""
     from sklearn.model_selection import StratifiedKFold
 
-    from napari_chromosome_sort.classification import training as T
+    from napari_chromosome_sort.classification.training import head as T
     from napari_chromosome_sort.progress import run_to_end
 
     captured = {}
@@ -145,7 +145,7 @@ def main(argv=None):
     parser.add_argument("--draws", type=int, default=900)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    from napari_chromosome_sort.classification.training import scan_folder
+    from napari_chromosome_sort.classification.training.head import scan_folder
 
     _, y, classes = scan_folder(args.data)
     X = np.load(args.features)

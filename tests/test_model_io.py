@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_chromosome_sort.classification.model_io import import_state_dict, load_model, save_model
+from napari_chromosome_sort.classification.models.model_io import (
+    import_state_dict,
+    load_model,
+    save_model,
+)
 from napari_chromosome_sort.errors import ChromosortError
 
 
@@ -22,7 +26,7 @@ def crops():
 
 @pytest.fixture(scope="module")
 def model(crops):
-    from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
+    from napari_chromosome_sort.classification.training.head import TrainingConfig, train_classifier
     from napari_chromosome_sort.progress import run_to_end
 
     config = TrainingConfig(
@@ -100,7 +104,7 @@ def test_corrupt_truncated_foreign_files(model, tmp_path):
 
 
 def _fake_paper_state(n_classes=3):
-    from napari_chromosome_sort.classification._torchvision_compat import import_torchvision
+    from napari_chromosome_sort.classification.models._torchvision_compat import import_torchvision
 
     torch.manual_seed(0)
     return (
@@ -126,7 +130,7 @@ def test_import_state_dict_predicts_and_round_trips(crops, tmp_path):
 
 
 def test_published_model_reproduces_on_wt_crops(ikemoto_model_file, wt_crops_dir):
-    from napari_chromosome_sort.classification.training import scan_folder
+    from napari_chromosome_sort.classification.training.head import scan_folder
 
     model = import_state_dict(ikemoto_model_file, ["a", "b", "c"], "squeezenet1_1")
     paths, y, classes = scan_folder(wt_crops_dir)

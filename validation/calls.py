@@ -46,8 +46,8 @@ class SpreadCalls:
 def train_wt_model(weights=None, cache_dir=None):
     """The classifier of ``chromosort train WT_CROPS`` (TrainingConfig defaults)."""
     from napari_chromosome_sort.classification.features import as_rgb_uint8
-    from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
-    from napari_chromosome_sort.dataset import scan_image_folder
+    from napari_chromosome_sort.classification.training.head import TrainingConfig, train_classifier
+    from napari_chromosome_sort.files.dataset import scan_image_folder
     from napari_chromosome_sort.progress import run_to_end
 
     paths, targets, classes = scan_image_folder(wt_crops_dir())
@@ -193,7 +193,7 @@ def wt_model(model_path=None, weights=None, cache_dir=None):
     there when a path is given)."""
     from pathlib import Path
 
-    from napari_chromosome_sort.classification.model_io import load_model, save_model
+    from napari_chromosome_sort.classification.models.model_io import load_model, save_model
 
     if model_path is not None and Path(model_path).exists():
         return load_model(model_path)

@@ -73,11 +73,11 @@ class OwnLabelsData:
 def load_data(cache_dir=None, views: int = 4) -> OwnLabelsData:
     """Features (the default preprocessing of ``chromosort train``) of the WT crops and of every
     kept object of the five spreads, with their box classes."""
-    from napari_chromosome_sort.classification.backbones import build_backbone
     from napari_chromosome_sort.classification.config import TrainingConfig
     from napari_chromosome_sort.classification.features import as_rgb_uint8, extract_features
-    from napari_chromosome_sort.dataset import scan_image_folder
-    from napari_chromosome_sort.label_import import labelled_crops
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.files.dataset import scan_image_folder
+    from napari_chromosome_sort.files.label_import import labelled_crops
     from napari_chromosome_sort.progress import run_to_end
 
     weights = squeezenet_weights()
@@ -113,7 +113,7 @@ def fit(X, y, reference, fixed: bool = False, prior: bool = True, groups=None):
     """The head of ``chromosort train`` on features ``X``; ``reference``: crops moved onto the
     look of the others (None: none); ``prior``: the prior correction on; ``groups``: the spread
     of each crop (-1: WT), to choose the design leave-one-spread-out (None: inner CV)."""
-    from napari_chromosome_sort.classification.training import train_head
+    from napari_chromosome_sort.classification.training.head import train_head
     from napari_chromosome_sort.progress import run_to_end
 
     config = _config(fixed, prior)
@@ -124,7 +124,7 @@ def fit(X, y, reference, fixed: bool = False, prior: bool = True, groups=None):
 
 def calls(head, spread: SpreadSet, views: int = 4) -> np.ndarray:
     """The class index of every kept object of ``spread`` (chromatid pairs called C)."""
-    from napari_chromosome_sort.classification.heads import head_logits, tta_proba
+    from napari_chromosome_sort.classification.models.heads import head_logits, tta_proba
 
     pred = tta_proba(head_logits(head, spread.features[:, :views])).argmax(1)
     pred[spread.n_parts >= 2] = CLASSES.index("c")
@@ -223,7 +223,7 @@ def pooled(table: pd.DataFrame) -> pd.DataFrame:
 
 def _least_sure_order(data: OwnLabelsData, held: int, head) -> dict:
     """The other spreads' labelled crops, least sure first under ``head``: (spread, row) pairs."""
-    from napari_chromosome_sort.classification.heads import head_logits, tta_proba
+    from napari_chromosome_sort.classification.models.heads import head_logits, tta_proba
 
     items = []
     for j, s in enumerate(data.spreads):

@@ -16,7 +16,7 @@ def sample_path(name: str = GIEMSA_SAMPLE):
 
 def make_giemsa_spread():
     """napari sample: a real Giemsa-stained DDX11-/- metaphase spread (MIT, see its licence)."""
-    from .io import read_image
+    from napari_chromosome_sort.files.io import read_image
 
     image = read_image(sample_path())
     meta = {"name": "Giemsa spread (DDX11-/-)", "metadata": {"source": sample_path().name}}
@@ -25,7 +25,7 @@ def make_giemsa_spread():
 
 def make_sample_spread():
     """napari sample: a synthetic spread plus its ground-truth objects."""
-    from .synthetic import make_spread
+    from napari_chromosome_sort.synthetic import make_spread
 
     spread = make_spread(seed=0)
     layers = [(spread.image, {"name": "synthetic spread"}, "image")]

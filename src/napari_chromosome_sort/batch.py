@@ -41,12 +41,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .analysis.confusion import load_confusion
-from .atomic import atomic_path, write_bytes_atomic, write_csv_atomic
-from .errors import ChromosortError
-from .io import IMAGE_SUFFIXES
-from .progress import Progress
-from .safety import (
+from napari_chromosome_sort.analysis.confusion import load_confusion
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.atomic import atomic_path, write_bytes_atomic, write_csv_atomic
+from napari_chromosome_sort.files.io import IMAGE_SUFFIXES
+from napari_chromosome_sort.files.safety import (
     claim_folder,
     is_link,
     mark_owned,
@@ -57,9 +56,10 @@ from .safety import (
     remove_owned,
     unique_ids,
 )
+from napari_chromosome_sort.progress import Progress
 
 if TYPE_CHECKING:
-    from .classification.predict import PriorOptions
+    from napari_chromosome_sort.classification.predict import PriorOptions
 
 DONE = "DONE"
 RESULT_FILES = ("objects.csv", "labels.npy")  # a finished spread has each of these
@@ -201,8 +201,8 @@ def fingerprint(
     settings changed since)."""
     import hashlib
 
-    from . import __version__
-    from .classification.predict import PriorOptions
+    from napari_chromosome_sort import __version__
+    from napari_chromosome_sort.classification.predict import PriorOptions
 
     st = os.stat(model_path)
     key = json.dumps(
@@ -248,7 +248,7 @@ _MODEL_CACHE: dict = {}
 
 
 def _load_model_cached(model_path: str, sha256: str | None = None):
-    from .classification import model_io
+    from napari_chromosome_sort.classification.models import model_io
 
     key = (model_path, os.stat(model_path).st_mtime_ns, sha256)
     model = _MODEL_CACHE.get(key)
@@ -265,7 +265,7 @@ def _load_model_cached(model_path: str, sha256: str | None = None):
 def _params_from_dict(params: dict | None):
     if not params:
         return None
-    from .segmentation import SegmentationParams
+    from napari_chromosome_sort.segmentation import SegmentationParams
 
     return SegmentationParams(**params)
 
@@ -288,8 +288,8 @@ def process_spread(
     import numpy as np
     import torch
 
-    from . import io
-    from .classification import predict
+    from napari_chromosome_sort.classification import predict
+    from napari_chromosome_sort.files import io
 
     priors = priors or predict.PriorOptions()
     previous_threads = torch.get_num_threads()
@@ -371,7 +371,7 @@ def _write_pictures(folder: Path, image, labels, calls: pd.DataFrame, classes) -
     import tifffile
     from PIL import Image
 
-    from .overlays import calls_overlay
+    from napari_chromosome_sort.display.overlays import calls_overlay
 
     picture = calls_overlay(image, labels, calls, [str(c) for c in classes])
     with atomic_path(folder / "calls.png") as part:
@@ -431,7 +431,7 @@ def write_reports(
     """summary.csv, comparisons.csv, stats.txt and the stacked-bar plot from ``objects``;
     ``confusion`` (the model's cross-validated confusion, if it stores one) widens each share's
     interval by the classifier's own error."""
-    from .analysis import plots, readout
+    from napari_chromosome_sort.analysis import plots, readout
 
     out_dir = Path(out_dir)
     files = []
@@ -707,7 +707,7 @@ def _run_locked(
     views=None,
 ) -> Generator[Progress, None, BatchResult]:
     """:func:`run_batch` once this process holds the output folder's lock."""
-    from .classification.predict import PriorOptions
+    from napari_chromosome_sort.classification.predict import PriorOptions
 
     jobs = find_spreads(input_dir, out_dir, exclude=exclude)
     renamed = renamed_spreads(jobs, input_dir)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ChromosortError
+from napari_chromosome_sort.errors import ChromosortError
 
 DEFAULT_MARGIN = 0.2
 
@@ -150,7 +150,7 @@ def _polarity(image: np.ndarray, polarity: str | None) -> str:
                 f"unknown polarity {polarity!r}; expected 'dark_on_light' or 'bright_on_dark'"
             )
         return polarity
-    from .io import detect_polarity
+    from napari_chromosome_sort.files.io import detect_polarity
 
     return detect_polarity(image)
 
@@ -240,7 +240,7 @@ def crop_object(
     geometry = CropGeometry(y0, x0, y0 + side, x0 + side, out_size, tuple(labels.shape[:2]))
     pixels = _cut_window(rgb, geometry, 0)
     if denoise:
-        from .denoising import denoise_rgb_uint8
+        from napari_chromosome_sort.denoising import denoise_rgb_uint8
 
         pixels = denoise_rgb_uint8(pixels)
     window_labels = _cut_window(labels, geometry, -1)  # -1 = outside the image

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import ChromosortError
+from napari_chromosome_sort.errors import ChromosortError
 
 CLASSES = ("A", "B", "C")
 TRUTH_COLUMNS = ["label", "kind", "cls", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]

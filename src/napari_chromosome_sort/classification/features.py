@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
-from ..errors import ChromosortError
-from ..progress import Progress
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.atomic import atomic_path
+from napari_chromosome_sort.progress import Progress
 
 N_VIEWS = 8  # dihedral views: rotations 0/90/180/270, then the same mirrored
 # views averaged at prediction unless a model records another number: the four rotations are as
@@ -51,7 +51,7 @@ class Preprocessing:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     def __post_init__(self):
-        from .model_schema import check_preprocessing
+        from napari_chromosome_sort.classification.models.model_schema import check_preprocessing
 
         check_preprocessing(self.to_dict())  # bounds: e.g. no input size that exhausts memory
 
@@ -112,7 +112,7 @@ def prepare_image(image, prep: Preprocessing, out: np.ndarray | None = None) -> 
     if prep.appearance == "canonical":
         if prep.geometry in ("pad", "stretch"):  # the canonical crop is square: both are equal
             return _canonical_input(arr, prep, x)
-        from .appearance import canonical_appearance
+        from napari_chromosome_sort.classification.appearance import canonical_appearance
 
         arr = as_rgb_uint8(canonical_appearance(arr))
     s = prep.size
@@ -146,7 +146,7 @@ def _canonical_input(arr: np.ndarray, prep: Preprocessing, out: np.ndarray) -> n
     """The network input of a crop in its canonical appearance, reframed straight to the input
     size, written into ``out``: the canonical rendering and the normalisation are one affine map
     of the contrast map per channel (no intermediate image, no rounding to 8 bits)."""
-    from .appearance import canonical_contrast
+    from napari_chromosome_sort.classification.appearance import canonical_contrast
 
     offset, slope = _canonical_affine(prep.mean, prep.std)
     t = canonical_contrast(arr, prep.size)
@@ -161,7 +161,7 @@ def _canonical_affine(mean: tuple, std: tuple) -> tuple[np.ndarray, np.ndarray]:
     """(offset, slope), each (3,) float32: the normalised input of contrast ``t`` is
     ``offset + slope * t`` (the rendering ``CORE + t * (255 - CORE)``, then ``(v / 255 - mean) /
     std``)."""
-    from .appearance import CORE_RGB
+    from napari_chromosome_sort.classification.appearance import CORE_RGB
 
     core = np.asarray(CORE_RGB, np.float64) / 255.0
     mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
@@ -225,7 +225,7 @@ def appearance_version() -> str:
     """Hash of ``appearance.canonical_appearance``'s module source (cache invalidation)."""
     import inspect
 
-    from . import appearance
+    from napari_chromosome_sort.classification import appearance
 
     try:
         source = inspect.getsource(appearance)
@@ -247,7 +247,7 @@ def feature_cache_dir(value: str | os.PathLike | None = CACHE_AUTO) -> Path | No
     if value is None or str(value).strip().lower() in CACHE_OFF:
         return None
     if str(value).strip().lower() == CACHE_AUTO:
-        from .fast_inference import user_cache_dir
+        from napari_chromosome_sort.classification.models.fast_inference import user_cache_dir
 
         return user_cache_dir() / "features"
     return Path(value)
@@ -297,7 +297,7 @@ def claim_cache(root: Path) -> bool:
     by an earlier version); returns whether the tool owns it (and may prune it)."""
     import re
 
-    from ..safety import MARKER, claim_folder, is_link, mark_owned, owns
+    from napari_chromosome_sort.files.safety import MARKER, claim_folder, is_link, mark_owned, owns
 
     root = Path(root)
     if root.is_dir() and not is_link(root) and not owns(root):
@@ -309,12 +309,12 @@ def claim_cache(root: Path) -> bool:
 
 def prune_cache(folder: str | os.PathLike, limit: int = MAX_CACHE_BYTES) -> int:
     """Delete the least recently used feature files (and stored inner-CV results of
-    :mod:`.training`) until ``folder`` holds at most ``limit`` bytes; returns the number of files
-    deleted. Only inside a folder the tool made (:func:`.safety.owns`), only files named as the
+    :mod:`.training.head`) until ``folder`` holds at most ``limit`` bytes; returns the number of
+    files deleted. Only inside a folder the tool made (:func:`.safety.owns`), only files named as the
     cache names them, never through a link: a folder of someone else's arrays is left alone."""
     import re
 
-    from ..safety import is_link, owns
+    from napari_chromosome_sort.files.safety import is_link, owns
 
     files = []
     if not owns(folder):
@@ -384,8 +384,8 @@ def extract_features(
     was_training = backbone.training
     backbone.eval()
     if cache is not None and total:
-        from ..errors import ChromosortError
-        from ..safety import no_links
+        from napari_chromosome_sort.errors import ChromosortError
+        from napari_chromosome_sort.files.safety import no_links
 
         try:
             claim_cache(root)
@@ -425,7 +425,7 @@ def extract_features(
 def _frozen_runner(backbone, prep: Preprocessing, forwards: int, device):
     """Array batch -> pooled features (float32) in ONNX Runtime, on CPU where available and
     worth it (:mod:`.fast_inference`); None: the torch backbone does the work."""
-    from .fast_inference import onnx_runner
+    from napari_chromosome_sort.classification.models.fast_inference import onnx_runner
 
     if device is None or str(device) == "cpu":
         return onnx_runner(backbone, prep.size, "pooled-taps", forwards)

@@ -75,8 +75,8 @@ def _load_calls(args):
 
     import pandas as pd
 
-    from ..analysis.readout import calls_from_folder
-    from ..errors import ChromosortError
+    from napari_chromosome_sort.analysis.readout import calls_from_folder
+    from napari_chromosome_sort.errors import ChromosortError
 
     source = Path(args.source)
     if source.is_dir() and (source / "objects.csv").is_file():
@@ -105,8 +105,8 @@ def _load_calls(args):
 def _model_reports(args):
     from pathlib import Path
 
-    from ..errors import ChromosortError
-    from ..safety import load_json, safe_id
+    from napari_chromosome_sort.errors import ChromosortError
+    from napari_chromosome_sort.files.safety import load_json, safe_id
 
     reports = []
     for path in args.metrics:
@@ -116,7 +116,7 @@ def _model_reports(args):
             raise ChromosortError(f"cannot read metrics JSON {path}: {error}") from None
         reports.append((safe_id(Path(path).stem), load_json(text, f"metrics JSON {path}")))
     if args.model:
-        from ..classification.model_io import read_metadata
+        from napari_chromosome_sort.classification.models.model_io import read_metadata
 
         meta = read_metadata(args.model)
         reports.append(("model", {"classes": meta.get("classes"), **(meta.get("metrics") or {})}))
@@ -127,8 +127,8 @@ def plot_model_report(report, out, name: str = "model") -> list:
     """Confusion matrix (+ CSV) and/or learning curve (+ CSV) from a metrics report."""
     import pandas as pd
 
-    from ..analysis import plots
-    from ..atomic import write_csv_atomic
+    from napari_chromosome_sort.analysis import plots
+    from napari_chromosome_sort.files.atomic import write_csv_atomic
 
     files = []
     curve = report if isinstance(report, list) else report.get("learning_curve")
@@ -158,7 +158,7 @@ def plot_model_report(report, out, name: str = "model") -> list:
 
 def _confusion(args):
     """The confusion that corrects the shares: --confusion, else the one --model stores."""
-    from ..analysis.confusion import load_confusion
+    from napari_chromosome_sort.analysis.confusion import load_confusion
 
     for source in (args.confusion, args.model):
         if source:
@@ -171,7 +171,7 @@ def _confusion(args):
 def _check_outputs(out, report_names, agreement: bool, overwrite: bool) -> None:
     """Refuse, before anything is written, an output that is a link or a file chromosort did
     not write (unless ``overwrite``)."""
-    from ..safety import output_path
+    from napari_chromosome_sort.files.safety import output_path
 
     names = ["summary.csv", "spreads.csv", "comparisons.csv", "stats.txt"]
     names += ["stacked_bar.png", "stacked_bar.svg"]
@@ -190,10 +190,10 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from ..analysis import plots, readout
-    from ..atomic import write_bytes_atomic, write_csv_atomic
-    from ..errors import ChromosortError
-    from ..safety import record_written
+    from napari_chromosome_sort.analysis import plots, readout
+    from napari_chromosome_sort.errors import ChromosortError
+    from napari_chromosome_sort.files.atomic import write_bytes_atomic, write_csv_atomic
+    from napari_chromosome_sort.files.safety import record_written
 
     out = Path(args.out)
     table = _load_calls(args)

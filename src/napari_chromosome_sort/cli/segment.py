@@ -69,10 +69,10 @@ def run(args) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from ..errors import ChromosortError
-    from ..io import read_image, require_contrast
-    from ..safety import check_name, claim_folder
-    from ..segmentation import SegmentationParams, segment_spread
+    from napari_chromosome_sort.errors import ChromosortError
+    from napari_chromosome_sort.files.io import read_image, require_contrast
+    from napari_chromosome_sort.files.safety import check_name, claim_folder
+    from napari_chromosome_sort.segmentation import SegmentationParams, segment_spread
 
     paths = [Path(p) for p in args.images]
     for path in paths:
@@ -98,10 +98,13 @@ def run(args) -> int:
         crossing_score=args.crossing_score,
         threshold=args.threshold,
     )
-    from ..atomic import atomic_path, write_csv_atomic
-    from ..crops import crop_chromosomes
-    from ..safety import record_written
-    from ..segmentation.learned import load_segmentation_model, segment_with_model
+    from napari_chromosome_sort.crops import crop_chromosomes
+    from napari_chromosome_sort.files.atomic import atomic_path, write_csv_atomic
+    from napari_chromosome_sort.files.safety import record_written
+    from napari_chromosome_sort.segmentation.learned import (
+        load_segmentation_model,
+        segment_with_model,
+    )
 
     model = load_segmentation_model(args.model) if args.model else None
 
@@ -144,8 +147,8 @@ def run(args) -> int:
 def _check_spread_folder(out, stem: str, overwrite: bool) -> None:
     """``out/stem`` may be written: not a link, and its labels and table not files chromosort
     did not write (unless ``overwrite``); a crops folder of someone else is refused."""
-    from ..errors import ChromosortError
-    from ..safety import no_links, output_path, owns
+    from napari_chromosome_sort.errors import ChromosortError
+    from napari_chromosome_sort.files.safety import no_links, output_path, owns
 
     folder = no_links(out, out / stem, "spread folder")
     for name in ("labels.tif", "objects.csv"):
@@ -163,7 +166,7 @@ def _remove_old_crops(folder, stem: str) -> None:
     names of ours), so the folder holds this run's crops only."""
     import re
 
-    from ..safety import owns, remove_owned
+    from napari_chromosome_sort.files.safety import owns, remove_owned
 
     crops = folder / "crops"
     if not owns(crops):

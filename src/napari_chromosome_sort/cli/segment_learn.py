@@ -36,11 +36,11 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from ..errors import ChromosortError
-    from ..io import read_image
-    from ..safety import output_path, record_written
-    from ..segmentation.learned import TrainingSpread, learn_segmentation
-    from ..segmentation.truth import read_truth
+    from napari_chromosome_sort.errors import ChromosortError
+    from napari_chromosome_sort.files.io import read_image
+    from napari_chromosome_sort.files.safety import output_path, record_written
+    from napari_chromosome_sort.segmentation.learned import TrainingSpread, learn_segmentation
+    from napari_chromosome_sort.segmentation.truth import read_truth
 
     if not 0 < args.threshold < 1:
         raise ChromosortError("--threshold must be between 0 and 1")

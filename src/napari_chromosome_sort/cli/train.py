@@ -9,8 +9,8 @@ HELP = "train a chromosome classifier (frozen backbone + head) on a folder-per-c
 
 def add_backbone_choice(parser) -> None:
     """``--backbone`` on ``parser`` (or an argument group): one of the registered backbones
-    (classification/registry.py)."""
-    from ..classification.registry import BACKBONES
+    (classification/models/registry.py)."""
+    from napari_chromosome_sort.classification.models.registry import BACKBONES
 
     parser.add_argument(
         "--backbone",
@@ -95,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args):
     """A ``TrainingConfig`` from parsed ``train``/``crossval`` arguments."""
-    from ..classification.training import TrainingConfig
+    from napari_chromosome_sort.classification.training.head import TrainingConfig
 
     config = TrainingConfig(
         backbone=args.backbone,
@@ -121,10 +121,10 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from ..classification.model_io import save_model
-    from ..classification.training import train_from_folder
-    from ..progress import with_tqdm
-    from ..safety import output_path, record_written
+    from napari_chromosome_sort.classification.models.model_io import save_model
+    from napari_chromosome_sort.classification.training.head import train_from_folder
+    from napari_chromosome_sort.files.safety import output_path, record_written
+    from napari_chromosome_sort.progress import with_tqdm
 
     output_path(args.out, None, args.overwrite, "model file")  # before any work
     model = with_tqdm(
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         "head": model.metadata["training"]["chosen"].get("members"),
     }
     print(json.dumps(summary), file=sys.stdout)
-    from ..classification.training_checks import training_warnings
+    from napari_chromosome_sort.classification.training.checks import training_warnings
 
     for warning in training_warnings(model.metadata):
         print(f"warning: {warning}", file=sys.stderr)

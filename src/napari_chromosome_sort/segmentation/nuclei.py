@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .shapes import shape_props
+from napari_chromosome_sort.segmentation.shapes import shape_props
 
 
 def find_nuclei(corrected, med_low, t_low, params) -> np.ndarray:

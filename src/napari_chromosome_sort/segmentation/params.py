@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..errors import ChromosortError
-from ..fields import option
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.fields import option
 
 POLARITIES = ("dark_on_light", "bright_on_dark")
 BACKGROUND_METHODS = ("opening", "masked")

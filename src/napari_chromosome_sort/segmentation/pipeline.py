@@ -6,21 +6,25 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .bands import join_band_cuts
-from .crossings import finish_crossings
-from .nuclei import find_nuclei
-from .pairing import (
+from napari_chromosome_sort.segmentation.bands import join_band_cuts
+from napari_chromosome_sort.segmentation.crossings.detect import finish_crossings
+from napari_chromosome_sort.segmentation.nuclei import find_nuclei
+from napari_chromosome_sort.segmentation.pairing import (
     PairLimits,
     group_pairs,
     median_object_area,
     median_object_width,
     neighbours,
 )
-from .params import SegmentationParams, validate_params
-from .result import Segmentation, build_segmentation, empty_segmentation
-from .shapes import round_blobs
-from .signal import denoise, estimate_background, otsu_threshold
-from .splitting import split_at_necks, split_by_levels
+from napari_chromosome_sort.segmentation.params import SegmentationParams, validate_params
+from napari_chromosome_sort.segmentation.result import (
+    Segmentation,
+    build_segmentation,
+    empty_segmentation,
+)
+from napari_chromosome_sort.segmentation.shapes import round_blobs
+from napari_chromosome_sort.segmentation.signal import denoise, estimate_background, otsu_threshold
+from napari_chromosome_sort.segmentation.splitting import split_at_necks, split_by_levels
 
 
 @dataclass
@@ -85,7 +89,7 @@ def _corrected_signal(image, params: SegmentationParams):
     """(polarity, background-corrected signal with objects bright, pixel noise, denoised?)."""
     from scipy import ndimage as ndi
 
-    from ..io import chromosome_signal, detect_polarity, to_gray
+    from napari_chromosome_sort.files.io import chromosome_signal, detect_polarity, to_gray
 
     polarity = params.polarity or detect_polarity(to_gray(image))
     raw = chromosome_signal(image, polarity)

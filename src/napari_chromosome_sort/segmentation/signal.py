@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .params import SegmentationParams
+from napari_chromosome_sort.segmentation.params import SegmentationParams
 
 
 def estimate_background(signal: np.ndarray, params: SegmentationParams) -> np.ndarray:
@@ -47,7 +47,7 @@ def denoise(raw: np.ndarray, params: SegmentationParams) -> tuple[np.ndarray, fl
     ``smooth_sigma`` Gaussian would leave above ``max_noise`` (white noise: sigma_n / (2 sqrt(pi)
     s)) is denoised first by non-local means, which keeps thin chromatids and the gaps between
     them that a wider Gaussian would blur together."""
-    from ..denoising import nl_means, stain_noise
+    from napari_chromosome_sort.denoising import nl_means, stain_noise
 
     noise = stain_noise(raw)
     # (a Gaussian narrower than half a pixel averages next to nothing)
