@@ -310,8 +310,9 @@ def claim_cache(root: Path) -> bool:
 def prune_cache(folder: str | os.PathLike, limit: int = MAX_CACHE_BYTES) -> int:
     """Delete the least recently used feature files (and stored inner-CV results of
     :mod:`.training.head`) until ``folder`` holds at most ``limit`` bytes; returns the number of
-    files deleted. Only inside a folder the tool made (:func:`.safety.owns`), only files named as the
-    cache names them, never through a link: a folder of someone else's arrays is left alone."""
+    files deleted. Only inside a folder the tool made (:func:`.safety.owns`), only files named as
+    the cache names them, never through a link: a folder of someone else's arrays is left
+    alone."""
     import re
 
     from napari_chromosome_sort.files.safety import is_link, owns
