@@ -50,6 +50,10 @@ def _giemsa(args) -> dict[str, pd.DataFrame]:
 def _dapi(args) -> dict[str, pd.DataFrame]:
     from .segmentation import dapi_groups, dapi_table
 
+    if args.pixels:
+        from .dapi_pixels import pixel_report
+
+        return pixel_report(args.cache, jobs=args.jobs, limit=args.limit)
     if args.heldout:
         from .dapi_heldout import heldout_report
 
@@ -223,10 +227,16 @@ def main(argv: list[str] | None = None) -> int:
         help="every constant chosen on other slides: slide-out and slide-group-out",
     )
     d.add_argument(
+        "--pixels",
+        action="store_true",
+        help="the learned pixel classes, trained on some slides, judged on the others",
+    )
+    d.add_argument(
         "--cache",
         type=Path,
         default=Path("out/dapi_cache"),
-        help="--heldout: per-spread segmentations are kept here (re-runs take minutes)",
+        help="--heldout / --pixels: per-spread segmentations (and pixel samples, forests and "
+        "probabilities) are kept here (re-runs take minutes)",
     )
     d.set_defaults(run=_dapi)
     c = sub.add_parser("calls", help="Giemsa spreads end to end with a WT-crop model; priors")

@@ -120,7 +120,12 @@ def _truth_of(entry: dict) -> tuple[np.ndarray, list]:
 
 def spread_figures(entry: dict, post: dict, flags: set[int] | None = None) -> dict:
     """Truth chromosomes found, crossings resolved and overlap objects kept of one spread."""
-    labels, objects, extra = crossing_steps(entry, post, flags)
+    return figures_of(entry, *crossing_steps(entry, post, flags))
+
+
+def figures_of(entry: dict, labels: np.ndarray, objects: list[dict], extra: dict) -> dict:
+    """:func:`spread_figures` of a label image, its objects and the full masks of resolved
+    halves (``{label: (y0, x0, mask)}``)."""
     truth, width = entry["truth"], entry["width"]
     pieces, crossings = _truth_of(entry)
     n = int(labels.max()) + 1

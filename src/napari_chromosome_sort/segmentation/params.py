@@ -228,6 +228,20 @@ class SegmentationParams:
     crossing_model: str | None = option(
         None, "path of a crossing model JSON; None = the shipped one"
     )
+    pixel_classes: str = option(
+        "off",
+        "learned pixel classes (learned/pixels.py) cut the objects set aside as clusters into "
+        'their chromosomes: "auto" = fluorescence (bright-on-dark) spreads only, "on", "off"',
+        choices=CROSSING_SCORES,
+    )
+    pixel_overlap_min: float = option(
+        0.3,
+        "... a cut piece holding this x the chromatid width squared of learned overlap is one "
+        "chromosome of a crossing (crossing-resolved)",
+    )
+    pixel_max_piece: float = option(2.0, "... cut pieces up to this x the median chromosome kept")
+    pixel_min_seed: float = option(0.5, "... each piece grown from a seed of this x width squared")
+    pixel_model: str | None = option(None, "path of a pixel model; None = the shipped one")
 
     def to_dict(self) -> dict:
         """The parameters as a plain dict."""
@@ -240,6 +254,10 @@ def validate_params(params: SegmentationParams) -> None:
         raise ChromosortError(f"unknown polarity {params.polarity!r}")
     if not params.smooth_sigma >= 0 or not params.max_noise >= 0:
         raise ChromosortError("smooth_sigma and max_noise must be >= 0")
+    if params.pixel_classes not in CROSSING_SCORES:
+        raise ChromosortError(
+            f"pixel_classes must be 'auto', 'on' or 'off', got {params.pixel_classes!r}"
+        )
     if params.crossing_score not in CROSSING_SCORES:
         raise ChromosortError(
             f"crossing_score must be 'auto', 'on' or 'off', got {params.crossing_score!r}"

@@ -8,6 +8,7 @@ import numpy as np
 
 from napari_chromosome_sort.segmentation.bands import join_band_cuts
 from napari_chromosome_sort.segmentation.crossings.detect import finish_crossings
+from napari_chromosome_sort.segmentation.learned.pixels import cut_clusters
 from napari_chromosome_sort.segmentation.nuclei import find_nuclei
 from napari_chromosome_sort.segmentation.pairing import (
     PairLimits,
@@ -71,6 +72,9 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     crossing_masks = finish_crossings(
         label_img, objects, corrected, med_obj, width, params, polarity
     )
+    # ---- where the rules set a cluster aside, the learned pixel classes cut it (opt-in) ----
+    cut = cut_clusters(label_img, objects, corrected, levels.typical_peak, width, params, polarity)
+    crossing_masks.update(cut)
     _restate_sizes(label_img, objects, med_obj, params)
     stats = {
         "threshold_low": levels.low,

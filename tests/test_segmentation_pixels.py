@@ -1,0 +1,145 @@
+"""The learned pixel classes: targets from karyotype masks, the forest file, cutting clusters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.segmentation import SegmentationParams, segment_spread
+from napari_chromosome_sort.segmentation.learned import pixels as lp
+from napari_chromosome_sort.synthetic import make_spread
+
+
+def _forest(n=600, seed=0):
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int) + 2 * (x[:, 1] > 1)  # classes 0-3
+    forest = RandomForestClassifier(n_estimators=4, max_depth=5, random_state=0).fit(x, y)
+    return forest, x
+
+
+def test_forest_arrays_predict_as_scikit_learn_does(tmp_path):
+    forest, x = _forest()
+    arrays = lp.PixelForest.from_sklearn(forest)
+    assert np.allclose(arrays.predict_proba(x), forest.predict_proba(x), atol=1e-5)
+    # (H, W, F) features give (H, W, C) probabilities
+    assert arrays.predict_proba(x[:600].reshape(20, 30, 5)).shape == (20, 30, 4)
+    arrays.save(tmp_path / "m.safetensors")
+    again = lp.PixelForest.load(tmp_path / "m.safetensors")
+    assert np.array_equal(again.predict_proba(x), arrays.predict_proba(x))
+
+
+def test_bad_model_files_and_features_are_named(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_text("not a model")
+    with pytest.raises(ChromosortError, match="cannot read pixel model"):
+        lp.PixelForest.load(bad)
+    forest, x = _forest()
+    with pytest.raises(ChromosortError, match="expects 5 features"):
+        lp.PixelForest.from_sklearn(forest).predict_proba(x[:, :3])
+    with pytest.raises(ChromosortError, match="pixel_classes"):
+        segment_spread(np.zeros((32, 32), np.uint8), SegmentationParams(pixel_classes="yes"))
+
+
+def test_targets_mark_contacts_and_real_overlaps_only():
+    truth = np.zeros((40, 60), np.uint8)
+    truth[10:30, 5:20] = 3  # two chromosomes of different classes touching at column 20
+    truth[10:30, 20:35] = 7
+    truth[12:18, 40:56] = 255  # a real overlap region (>= width^2 / 2)
+    truth[35, 50] = 255  # a speck
+    targets = lp.pixel_targets(truth, width=6.0)
+    assert (targets[15, 19], targets[15, 20]) == (lp.CONTACT, lp.CONTACT)
+    assert targets[15, 10] == lp.CHROMOSOME and targets[15, 30] == lp.CHROMOSOME
+    assert targets[15, 45] == lp.OVERLAP
+    assert targets[35, 50] == lp.IGNORE and targets[9, 10] == lp.IGNORE  # speck, outline ring
+    assert targets[2, 2] == lp.BACKGROUND
+
+
+def _rods_and_cluster(overlap: bool):
+    """Three kept rods (labels 1-3) and a cluster (4) of two rods end to end, with class
+    probabilities that see the two rods (and, with ``overlap``, an overlap on the second)."""
+    labels = np.zeros((60, 140), np.int32)
+    proba = np.zeros((60, 140, 4), np.float32)
+    proba[..., lp.BACKGROUND] = 1
+    for k, x0 in enumerate((5, 40, 75), 1):
+        labels[5:13, x0 : x0 + 30] = k
+    labels[30:38, 10:70] = 4
+    for x0, x1 in ((10, 39), (41, 70)):
+        proba[30:38, x0:x1] = (0, 1, 0, 0)
+    proba[30:38, 39:41] = (0, 0, 1, 0)  # the contact between them
+    if overlap:
+        proba[30:38, 60:68] = (0, 0, 0, 1)
+    objects = [{"label": k, "status": "chromosome", "reason": "", "n_parts": 1} for k in (1, 2, 3)]
+    objects.append({"label": 4, "status": "cluster", "reason": "too large", "n_parts": 1})
+    return labels, objects, proba
+
+
+def test_a_cluster_of_two_rods_is_cut_into_two_kept_chromosomes():
+    labels, objects, proba = _rods_and_cluster(overlap=False)
+    masks = lp.refine_objects(labels, objects, proba, width=8.0)
+    new = [o for o in objects if o["label"] > 4]
+    assert [o["status"] for o in new] == ["chromosome", "chromosome"] and masks == {}
+    left, right = (labels == new[0]["label"]), (labels == new[1]["label"])
+    assert left[30:38, 10:38].all() and right[30:38, 42:70].all()
+    assert "cut out by the learned pixel classes" in objects[3]["reason"]
+
+
+def test_a_piece_on_learned_overlap_is_set_aside_as_a_crossing_half():
+    labels, objects, proba = _rods_and_cluster(overlap=True)
+    masks = lp.refine_objects(labels, objects, proba, width=8.0, piece_overlap_min=0.3)
+    statuses = {o["label"]: o["status"] for o in objects if o["label"] > 4}
+    assert sorted(statuses.values()) == ["chromosome", "crossing-resolved"]
+    (half,) = [k for k, s in statuses.items() if s == "crossing-resolved"]
+    y0, x0, mask = masks[half]
+    assert mask[30 - y0 : 38 - y0, 60 - x0 : 68 - x0].all()  # its full mask holds the overlap
+
+
+def test_kept_objects_and_lone_clusters_are_left_alone():
+    labels, objects, proba = _rods_and_cluster(overlap=False)
+    proba[30:38, 39:41] = (0, 1, 0, 0)  # no contact: the cluster is one seed, not cut
+    before = labels.copy()
+    assert lp.refine_objects(labels, objects, proba, width=8.0) == {}
+    assert np.array_equal(labels, before) and len(objects) == 4
+
+
+def test_pixel_classes_apply_to_fluorescence_only_by_default():
+    assert lp.pixel_classes_on(SegmentationParams(pixel_classes="auto"), "bright_on_dark")
+    assert not lp.pixel_classes_on(SegmentationParams(pixel_classes="auto"), "dark_on_light")
+    assert not lp.pixel_classes_on(SegmentationParams(), "bright_on_dark")  # off by default
+
+
+def test_segment_spread_with_the_shipped_pixel_model_keeps_the_synthetic_chromosomes():
+    spread = make_spread(seed=3, n_chromosomes=20, modality="dapi", n_clusters=2)
+    off = segment_spread(spread.image)
+    on = segment_spread(spread.image, SegmentationParams(pixel_classes="on"))
+    kept_off, kept_on = len(off.kept_labels()), len(on.kept_labels())
+    # the cut only ever adds pieces of clusters: every object kept by the rules is kept
+    assert kept_on >= kept_off >= 15
+    assert set(on.objects["status"]) <= {*off.objects["status"], "crossing-resolved"}
+
+
+def test_shipped_model_reads_a_real_dapi_spread(dapi_dir):
+    from scipy import ndimage as ndi
+    from validation.data import read_dapi_pair
+
+    dapi = dapi_dir / "A01__XY" / "A0101XYD.tif"
+    image, truth = read_dapi_pair(dapi, dapi.with_name("A0101XYK.tif"))
+    seg = segment_spread(image)
+    from validation.dapi_pixels import typical_peak
+
+    proba = lp.shipped_model().predict_proba(
+        lp.pixel_features(seg.signal, typical_peak(seg.signal), seg.stats["width"])
+    )
+    best = proba.argmax(-1)
+    targets = lp.pixel_targets(truth, seg.stats["width"])
+    assert (best[targets == lp.CHROMOSOME] == lp.CHROMOSOME).mean() > 0.8
+    assert (best[targets == lp.BACKGROUND] == lp.BACKGROUND).mean() > 0.9
+    # about one seed (connected learned chromosome pixels of >= ½ width^2) per truth chromosome
+    seeds, n = ndi.label(best == lp.CHROMOSOME)
+    sizes = np.bincount(seeds.ravel())[1:]
+    n_seeds = int((sizes >= 0.5 * seg.stats["width"] ** 2).sum())
+    n_truth = sum(ndi.label(truth == c)[1] for c in range(1, 25))
+    assert 0.7 * n_truth < n_seeds < 1.3 * n_truth
