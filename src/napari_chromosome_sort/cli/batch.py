@@ -109,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
         torch_threads=args.torch_threads,
         exclude=tuple(args.exclude),
         formats=tuple(args.formats or ("png", "svg")),
-        params=SegmentationParams(crossing_score=args.crossing_score),
+        params=SegmentationParams(
+            crossing_score=args.crossing_score, pixel_classes=args.pixel_classes
+        ),
         priors=PriorOptions(
             adapt=args.adapt_priors,
             pseudo_counts=args.prior_pseudo_counts,

@@ -16,6 +16,13 @@ def add_crossing_score_argument(parser: argparse.ArgumentParser) -> None:
         help="learned crossing score -> cluster: auto (default: fluorescence spreads only) | on | "
         "off (e.g. fluorescence cohesion spreads whose large chromosomes open into X shapes)",
     )
+    parser.add_argument(
+        "--pixel-classes",
+        default="off",
+        choices=("auto", "on", "off"),
+        help="learned pixel classes cut clusters into chromosomes: off (default) | auto "
+        "(fluorescence spreads only) | on",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +103,7 @@ def run(args) -> int:
         pair_chromatids=not args.no_pairing,
         join_bands=not args.no_band_join,
         crossing_score=args.crossing_score,
+        pixel_classes=args.pixel_classes,
         threshold=args.threshold,
     )
     from napari_chromosome_sort.crops import crop_chromosomes
