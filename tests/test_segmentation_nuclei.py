@@ -20,8 +20,10 @@ def _scene():
     labels[rectangle((80, 84), extent=(120, 12))] = 2
     labels[disk((60, 250), 8)] = 3  # convex but only ~2x the median
     labels[disk((160, 250), 30)] = 4  # a round object kept as a chromosome
+    labels[rectangle((185, 20), extent=(10, 150))] = 5  # chromosomes end to end: a long rod
     objects = [_cluster(1), _cluster(2), _cluster(3)]
     objects.append({"label": 4, "status": "chromosome", "reason": "single object"})
+    objects.append(_cluster(5))
     return labels, objects
 
 
@@ -34,10 +36,10 @@ def test_a_large_convex_cluster_becomes_a_nucleus_with_its_numbers():
     assert f"{area} px" in nucleus["reason"] and f"{area / MEDIAN:.1f}x" in nucleus["reason"]
 
 
-def test_crossings_small_blobs_and_kept_objects_keep_their_status():
+def test_crossings_rows_small_blobs_and_kept_objects_keep_their_status():
     labels, objects = _scene()
     name_convex_clusters(labels, objects, MEDIAN, SegmentationParams())
-    assert [o["status"] for o in objects[1:]] == ["cluster", "cluster", "chromosome"]
+    assert [o["status"] for o in objects[1:]] == ["cluster", "cluster", "chromosome", "cluster"]
 
 
 def test_the_thresholds_are_the_knobs():
