@@ -46,7 +46,7 @@ class SpreadCalls:
 def train_wt_model(weights=None, cache_dir=None):
     """The classifier of ``chromosort train WT_CROPS`` (TrainingConfig defaults)."""
     from napari_chromosome_sort.classification.features import as_rgb_uint8
-    from napari_chromosome_sort.classification.training.head import TrainingConfig, train_classifier
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
     from napari_chromosome_sort.files.dataset import scan_image_folder
     from napari_chromosome_sort.progress import run_to_end
 

@@ -113,7 +113,7 @@ def fit(X, y, reference, fixed: bool = False, prior: bool = True, groups=None):
     """The head of ``chromosort train`` on features ``X``; ``reference``: crops moved onto the
     look of the others (None: none); ``prior``: the prior correction on; ``groups``: the spread
     of each crop (-1: WT), to choose the design leave-one-spread-out (None: inner CV)."""
-    from napari_chromosome_sort.classification.training.head import train_head
+    from napari_chromosome_sort.classification.training import train_head
     from napari_chromosome_sort.progress import run_to_end
 
     config = _config(fixed, prior)

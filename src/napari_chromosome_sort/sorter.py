@@ -54,7 +54,7 @@ MAX_SIDE = 512  # images are downsampled to this longest side when loaded (input
 
 def sorter_config(**overrides):
     """A ``training.TrainingConfig`` for whole images (plain appearance, stretched)."""
-    from napari_chromosome_sort.classification.training.head import TrainingConfig
+    from napari_chromosome_sort.classification.training import TrainingConfig
 
     base = dict(appearance="plain", geometry="stretch")
     base.update(overrides)
@@ -110,7 +110,7 @@ def train_sorter_images(
 ) -> Generator[Progress, None, ChromosomeClassifier]:
     """Train a whole-image sorter on images (arrays or paths) + integer targets; returns the
     model."""
-    from napari_chromosome_sort.classification.training.head import train_classifier
+    from napari_chromosome_sort.classification.training import train_classifier
 
     config = config or sorter_config()
     images = [load_rgb(im) if isinstance(im, (str, os.PathLike)) else im for im in images]
@@ -122,7 +122,7 @@ def train_sorter_images(
 def train_sorter(root, config=None) -> Generator[Progress, None, ChromosomeClassifier]:
     """Train on a folder-per-class set of whole images (ImageFolder convention); returns the
     model."""
-    from napari_chromosome_sort.classification.training.head import scan_folder
+    from napari_chromosome_sort.classification.training import scan_folder
 
     paths, targets, classes = scan_folder(root)
     images = []

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_chromosome_sort.analysis.metrics import evaluate
     from napari_chromosome_sort.classification.models.model_io import load_model
-    from napari_chromosome_sort.classification.training.head import scan_folder
+    from napari_chromosome_sort.classification.training import scan_folder
     from napari_chromosome_sort.errors import ChromosortError
 
     model = load_model(args.model)
@@ -110,7 +110,7 @@ def run_crossval(args: argparse.Namespace) -> int:
     """Run ``chromosort crossval``; returns the exit status."""
     import json
 
-    from napari_chromosome_sort.classification.training.head import crossvalidate_folder
+    from napari_chromosome_sort.classification.training import crossvalidate_folder
     from napari_chromosome_sort.cli.train import config_from_args
     from napari_chromosome_sort.progress import with_tqdm
 

@@ -95,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args):
     """A ``TrainingConfig`` from parsed ``train``/``crossval`` arguments."""
-    from napari_chromosome_sort.classification.training.head import TrainingConfig
+    from napari_chromosome_sort.classification.training import TrainingConfig
 
     config = TrainingConfig(
         backbone=args.backbone,
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from napari_chromosome_sort.classification.models.model_io import save_model
-    from napari_chromosome_sort.classification.training.head import train_from_folder
+    from napari_chromosome_sort.classification.training import train_from_folder
     from napari_chromosome_sort.files.safety import output_path, record_written
     from napari_chromosome_sort.progress import with_tqdm
 
