@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from napari_chromosome_sort.analysis import readout
+from napari_chromosome_sort.analysis import plots, readout
 from napari_chromosome_sort.batch.fingerprints import DONE
 from napari_chromosome_sort.batch.jobs import SpreadJob
 from napari_chromosome_sort.files.atomic import write_bytes_atomic, write_csv_atomic
@@ -43,7 +43,6 @@ def write_reports(
     ``confusion`` (the model's cross-validated confusion, if it stores one) widens each share's
     interval by the classifier's own error."""
     # matplotlib (through plots) only once there is something to plot
-    from napari_chromosome_sort.analysis import plots
 
     out_dir = Path(out_dir)
     files = []
