@@ -47,9 +47,9 @@ REFINE_GRID: list[dict | None] = [None] + [
 
 def typical_peak(signal: np.ndarray) -> float:
     """The spread's typical object peak, as the segmentation measures it."""
-    from napari_chromosome_sort.segmentation.pipeline import _levels
+    from napari_chromosome_sort.segmentation.signal import spread_levels
 
-    levels = _levels(signal, SegmentationParams())
+    levels = spread_levels(signal, SegmentationParams())
     return levels.typical_peak if levels else float(np.percentile(signal, 99))
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.atomic import write_bytes_atomic
 
 #: the classes, in the order of the probability planes
 CLASSES = ("background", "chromosome", "contact", "overlap")
@@ -145,8 +146,6 @@ class PixelForest:
     def save(self, path: Path) -> None:
         """Write the forest as safetensors (atomically)."""
         from safetensors.numpy import save
-
-        from napari_chromosome_sort.files.atomic import write_bytes_atomic
 
         tensors = {
             "feature": self.feature,
