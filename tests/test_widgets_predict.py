@@ -28,9 +28,9 @@ def _predict(viewer, qtbot, model_path, image, name="spread", objects=None):
     widget = PredictWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.model_file.value = str(model_path)
-    widget.image_picker.set_layer(viewer.layers[name])
+    widget.image_picker.value = viewer.layers[name]
     if objects is not None:
-        widget.objects_picker.set_layer(objects)
+        widget.objects_picker.value = objects
     widget.run_button.click()
     assert not widget.run_button.isEnabled()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
@@ -132,7 +132,7 @@ def test_missing_model_is_a_notification(make_napari_viewer, monkeypatch, tmp_pa
     widget = PredictWidget(viewer)
     widget.model_file.value = str(tmp_path / "missing.safetensors")
     shown = []
-    monkeypatch.setattr("napari_chromosome_sort._widgets.predict.show_error", shown.append)
+    monkeypatch.setattr("napari_chromosome_sort._widgets.model_choice.show_error", shown.append)
     widget.run()
     assert shown and "does not exist" in shown[0]
     assert not widget.running
@@ -152,16 +152,16 @@ def _folder_widget(viewer, tmp_path, model, n_spreads: int) -> PredictWidget:
         ).save(folder / f"s{seed}.png")
     widget = PredictWidget(viewer)
     widget.model_file.value = str(model)
-    widget.folder.value = str(tmp_path / "spreads")
-    widget.out_folder.value = str(tmp_path / "out")
+    widget.batch.folder.value = str(tmp_path / "spreads")
+    widget.batch.out_folder.value = str(tmp_path / "out")
     return widget
 
 
 def test_predict_folder(make_napari_viewer, qtbot, tmp_path, tiny_model):
     """A folder of spreads goes through the core batch run; tables land in the output folder."""
     widget = _folder_widget(make_napari_viewer(), tmp_path, tiny_model, 2)
-    widget.folder_button.click()
-    assert not widget.folder_button.isEnabled()
+    widget.batch.button.click()
+    assert not widget.batch.button.isEnabled()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert (tmp_path / "out" / "objects.csv").is_file()
     assert "out" in widget.status.text()
@@ -174,13 +174,13 @@ def test_reviewed_objects_layer_is_chosen(make_napari_viewer, segment_in_viewer)
     viewer = make_napari_viewer()
     viewer.add_image(synthetic.make_spread(seed=0).image, name="spread")
     widget = PredictWidget(viewer)
-    assert widget.objects_picker.layer() is None  # nothing reviewed yet: segment automatically
+    assert widget.objects_picker.value is None  # nothing reviewed yet: segment automatically
     segment_in_viewer(viewer)
-    assert widget.objects_picker.layer() is viewer.layers["spread objects"]
-    assert PredictWidget(viewer).objects_picker.layer() is viewer.layers["spread objects"]
+    assert widget.objects_picker.value is viewer.layers["spread objects"]
+    assert PredictWidget(viewer).objects_picker.value is viewer.layers["spread objects"]
     viewer.add_image(synthetic.make_spread(seed=1).image, name="other")
-    widget.image_picker.set_layer(viewer.layers["other"])
-    assert widget.objects_picker.layer() is None  # the other spread has no reviewed objects
+    widget.image_picker.value = viewer.layers["other"]
+    assert widget.objects_picker.value is None  # the other spread has no reviewed objects
 
 
 def test_bundled_model_is_offered_first_and_calls_the_sample(make_napari_viewer, qtbot):
@@ -193,7 +193,7 @@ def test_bundled_model_is_offered_first_and_calls_the_sample(make_napari_viewer,
     viewer.window.add_dock_widget(widget)
     assert widget.model_choice.currentText().startswith("bundled wild-type model")
     messages = []
-    widget.image_picker.set_layer(viewer.layers[meta["name"]])
+    widget.image_picker.value = viewer.layers[meta["name"]]
     widget.run_button.click()
     widget.worker.yielded.connect(lambda report: messages.append(report.message))
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
@@ -205,11 +205,11 @@ def test_bundled_model_is_offered_first_and_calls_the_sample(make_napari_viewer,
 
 
 def test_model_trained_in_the_session_is_offered(make_napari_viewer, tiny_model):
-    from napari_chromosome_sort._widgets._common import TRAINED_MODELS
+    from napari_chromosome_sort._widgets.session import session_of
 
     viewer = make_napari_viewer()
     widget = PredictWidget(viewer)
-    TRAINED_MODELS.add(str(tiny_model))
+    session_of(viewer).add_model(tiny_model)
     assert widget.model_choice.currentText() == f"trained here: {tiny_model.name}"
     assert widget._model_path() == str(tiny_model)
     # a model file chosen afterwards takes over
@@ -224,7 +224,7 @@ def test_cancel_shows_and_writes_nothing(make_napari_viewer, qtbot, tiny_model):
     viewer.add_image(synthetic.make_spread(seed=0).image, name="spread")
     widget = PredictWidget(viewer)
     widget.model_file.value = str(tiny_model)
-    widget.image_picker.set_layer(viewer.layers["spread"])
+    widget.image_picker.value = viewer.layers["spread"]
     widget.run_button.click()
     assert widget.cancel_button.isEnabled()
     widget.cancel_button.click()
@@ -258,13 +258,13 @@ def test_cancelled_folder_run_releases_its_output_folder(
     """Cancel, then Predict folder again on the same output: it runs (the lock was released)."""
     widget = _folder_widget(make_napari_viewer(), tmp_path, tiny_model, 3)
     reports = []
-    widget.folder_button.click()
+    widget.batch.button.click()
     widget.worker.yielded.connect(reports.append)
     qtbot.waitUntil(lambda: bool(reports), timeout=TIMEOUT_MS)  # the run holds the folder now
     widget.cancel_button.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert "Cancelled" in widget.status.text()
-    widget.folder_button.click()
+    widget.batch.button.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert (tmp_path / "out" / "objects.csv").is_file()
     assert "Folder done" in widget.status.text()

@@ -541,6 +541,46 @@ def spread_gradcam(
     return run_to_end(steps)
 
 
+def crop_gradcam_steps(
+    model,
+    crops,
+    class_indices=None,
+    layers: str = "head",
+    reference: str | None = None,
+    chunk: int = 2 * GRADCAM_BATCH,
+    terms: list | None = None,
+) -> Generator[Progress, None, list[np.ndarray]]:
+    """:func:`gradcams` of the :class:`crops.Crop` objects of one spread, one chunk at a time,
+    reporting after each chunk (so a caller can show progress and stop between chunks); returns
+    one map per crop, on the crop's pixels."""
+    _check(layers, reference)
+    wanted = [None] * len(crops) if class_indices is None else list(class_indices)
+    heats: list[np.ndarray] = []
+    for start in range(0, len(crops), chunk):
+        part = crops[start : start + chunk]
+        heats += gradcams(
+            model,
+            [c.pixels for c in part],
+            wanted[start : start + chunk],
+            layers=layers,
+            reference=reference,
+            forwards=len(crops),
+            terms=None if terms is None else terms[start : start + chunk],
+        )
+        yield Progress(
+            len(heats), len(crops), f"Grad-CAM: {len(heats)} of {len(crops)} chromosomes"
+        )
+    return heats
+
+
+def paste_maps(crops, heats) -> np.ndarray:
+    """The crops' maps pasted into one float32 map of their image (max where windows overlap)."""
+    out = np.zeros(crops[0].geometry.image_shape[:2], dtype=np.float32)
+    for crop, heat in zip(crops, heats, strict=True):
+        crop.geometry.paste_max(heat, out)
+    return out
+
+
 def spread_gradcam_steps(
     model,
     crops,
@@ -550,26 +590,11 @@ def spread_gradcam_steps(
     chunk: int = 2 * GRADCAM_BATCH,
     terms: list | None = None,
 ) -> Generator[Progress, None, np.ndarray]:
-    """:func:`spread_gradcam` one chunk of crops at a time, reporting after each chunk (so a
-    caller can show progress and stop between chunks); returns the map."""
-    _check(layers, reference)
+    """:func:`spread_gradcam` one chunk of crops at a time, reporting after each chunk; returns
+    the map."""
     if not crops:
         raise ValueError("spread_gradcam needs at least one crop")
-    out = np.zeros(crops[0].geometry.image_shape[:2], dtype=np.float32)
-    wanted = [None] * len(crops) if class_indices is None else list(class_indices)
-    for start in range(0, len(crops), chunk):
-        part = crops[start : start + chunk]
-        heats = gradcams(
-            model,
-            [c.pixels for c in part],
-            wanted[start : start + chunk],
-            layers=layers,
-            reference=reference,
-            forwards=len(crops),
-            terms=None if terms is None else terms[start : start + chunk],
-        )
-        for crop, heat in zip(part, heats, strict=True):
-            crop.geometry.paste_max(heat, out)
-        done = start + len(part)
-        yield Progress(done, len(crops), f"Grad-CAM: {done} of {len(crops)} chromosomes")
-    return out
+    heats = yield from crop_gradcam_steps(
+        model, crops, class_indices, layers, reference, chunk, terms
+    )
+    return paste_maps(crops, heats)
