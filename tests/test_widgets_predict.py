@@ -63,7 +63,7 @@ def _check(viewer, widget, image, name="spread"):
     return layer
 
 
-def test_predict_synthetic(make_napari_viewer, qtbot, tmp_path, tiny_model):
+def test_predict_synthetic(make_napari_viewer, qtbot, tmp_path, tiny_model, monkeypatch):
     from napari_chromosome_sort import synthetic
 
     image = synthetic.make_spread(seed=0).image
@@ -94,6 +94,12 @@ def test_predict_synthetic(make_napari_viewer, qtbot, tmp_path, tiny_model):
 
     # clicking an object shows its crop, probabilities and Grad-CAM
     label = int(layer.features["label"].iloc[0])
+
+    def no_network(*_args, **_kwargs):
+        raise AssertionError("a click ran Grad-CAM on the GUI thread")
+
+    for name in ("gradcam", "gradcams", "spread_gradcam"):  # the map comes with the call
+        monkeypatch.setattr(f"napari_chromosome_sort.classification.gradcam.{name}", no_network)
     widget.show_object(label)
     assert f"Object {label}" in widget.detail.text() and "%" in widget.detail.text()
     assert widget.crop_view.pixmap() is not None and not widget.crop_view.pixmap().isNull()
@@ -124,6 +130,33 @@ def test_predict_giemsa(make_napari_viewer, qtbot, giemsa_dir, ikemoto_model):
     viewer = make_napari_viewer()
     widget = _predict(viewer, qtbot, ikemoto_model, image)
     _check(viewer, widget, image)
+
+
+def test_a_dapi_like_spread_warns_that_it_is_unlike_the_bundled_models_crops(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    """The bundled model learnt from Giemsa crops (dark on light): a bright-on-dark spread
+    gets a warning; a Giemsa-like one does not."""
+    from napari_chromosome_sort import synthetic
+
+    warned = []
+    monkeypatch.setattr("napari_chromosome_sort._widgets.predict.show_warning", warned.append)
+    viewer = make_napari_viewer()
+    for modality in ("giemsa", "dapi"):
+        spread = synthetic.make_spread(
+            seed=3, modality=modality, shape=(256, 256), n_chromosomes=10, n_nuclei=0
+        )
+        viewer.add_image(spread.image, name=modality)
+        widget = PredictWidget(viewer)
+        assert widget.model_choice.currentText().startswith("bundled wild-type model")
+        widget.image_picker.value = viewer.layers[modality]
+        widget.run_button.click()
+        qtbot.waitUntil(lambda widget=widget: not widget.running, timeout=TIMEOUT_MS)
+        assert f"{modality} predicted classes" in viewer.layers
+        if modality == "giemsa":
+            assert warned == [] and "Warning" not in widget.status.text()
+    assert len(warned) == 1 and "bright chromosomes on a dark background" in warned[0]
+    assert "Warning" in widget.status.text()
 
 
 def test_missing_model_is_a_notification(make_napari_viewer, monkeypatch, tmp_path):
@@ -165,6 +198,28 @@ def test_predict_folder(make_napari_viewer, qtbot, tmp_path, tiny_model):
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert (tmp_path / "out" / "objects.csv").is_file()
     assert "out" in widget.status.text()
+    # the results appear in the viewer: the first spread with its calls and Grad-CAM, the
+    # others listed to pick from
+    viewer = widget.viewer
+    objects = pd.read_csv(tmp_path / "out" / "objects.csv")
+    assert [name for name, _ in widget.batch.spreads.choices] == [
+        "sample1 / s0",
+        "sample1 / s1",
+    ]
+    first = objects[(objects["spread"] == "s0") & objects["class"].notna()]
+    calls = viewer.layers["sample1 s0 predicted classes"]
+    assert viewer.layers["sample1 s0"].data.shape[:2] == calls.data.shape
+    assert set(np.unique(calls.data)) - {0} == set(first["label"].astype(int))
+    assert calls.features["class"].tolist() == first["class"].tolist()
+    assert float(viewer.layers["sample1 s0 Grad-CAM"].data.max()) > 0
+    counts = [int(widget.distribution.item(r, 1).text()) for r in range(3)]
+    assert sum(counts) == len(first)
+    # another spread of the run, on request
+    widget.batch.show_spread(("sample1", "s1"))
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    second = objects[(objects["spread"] == "s1") & objects["class"].notna()]
+    calls = viewer.layers["sample1 s1 predicted classes"]
+    assert set(np.unique(calls.data)) - {0} == set(second["label"].astype(int))
 
 
 def test_reviewed_objects_layer_is_chosen(make_napari_viewer, segment_in_viewer):

@@ -9,11 +9,12 @@ Ikemoto et al. 2022 that the bundled model learnt from (``data/wt_squeezenet1_1.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
-from napari_chromosome_sort.files.io import detect_polarity
+from napari_chromosome_sort.files.io import detect_polarity, read_image
 
 RECORD_KEY = "training_images"
 STAINS = {"dark_on_light": "Giemsa", "bright_on_dark": "DAPI"}
@@ -35,24 +36,34 @@ def _crop_side(image) -> int:
 
 
 def describe_training_images(images: Iterable, stain: str | None = None) -> dict:
-    """The record of training crops ``images`` (arrays): the polarity most of them have, the
-    median crop side in pixels and the ``stain`` (from the polarity when not given)."""
+    """The record of training crops ``images`` (arrays or image files; up to
+    :data:`POLARITY_SAMPLE` of them, evenly spaced, are read): the polarity most of them have,
+    their median side in pixels and the ``stain`` (from the polarity when not given)."""
     images = list(images)
     if not images:
         return {}
     step = max(1, len(images) // POLARITY_SAMPLE)
-    votes = [detect_polarity(image) for image in images[::step]]
+    sample = [
+        read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
+        for image in images[::step]
+    ]
+    votes = [detect_polarity(image) for image in sample]
     polarity = max(set(votes), key=votes.count)
     return {
         "stain": stain or STAINS[polarity],
         "polarity": polarity,
-        "crop_size": int(np.median([_crop_side(image) for image in images])),
+        "crop_size": int(np.median([_crop_side(image) for image in sample])),
     }
 
 
-def record_training_images(model, images: Iterable, stain: str | None = None) -> dict:
-    """Record what the training crops ``images`` were like in ``model.metadata`` (saved with
-    the model file); returns the record."""
+def record_training_images(
+    model, images: Sequence, reference=None, stain: str | None = None
+) -> dict:
+    """Record in ``model.metadata`` (saved with the model file) what its training crops
+    ``images`` (arrays or files) were like; ``reference``: which crops come from a reference
+    set (left out: the user's own crops say what the model is for). Returns the record."""
+    if reference is not None:
+        images = [image for image, ref in zip(images, reference, strict=True) if not ref]
     record = describe_training_images(images, stain)
     if record:
         model.metadata[RECORD_KEY] = record

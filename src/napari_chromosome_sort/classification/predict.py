@@ -308,11 +308,8 @@ def predict_spread_steps(
     pixels = [c.pixels for c in crops]
     proba, terms = None, None
     if gradcam:  # torch, imported only when a spread is explained (PriorOptions stays light)
-        from napari_chromosome_sort.classification.gradcam import (
-            crop_gradcam_steps,
-            explained_proba,
-            paste_maps,
-        )
+        from napari_chromosome_sort.classification.gradcam import crop_gradcam_steps, paste_maps
+        from napari_chromosome_sort.classification.gradcam_fast import explained_proba
     if gradcam and crops:  # Grad-CAM's terms from the same forward as the first view
         proba, terms = explained_proba(model, pixels, tta=tta, views=views)
     table = predict_crops(model, pixels, tta=tta, priors=priors, views=views, proba=proba)
