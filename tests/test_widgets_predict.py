@@ -202,10 +202,9 @@ def test_predict_folder(make_napari_viewer, qtbot, tmp_path, tiny_model):
     # others listed to pick from
     viewer = widget.viewer
     objects = pd.read_csv(tmp_path / "out" / "objects.csv")
-    assert [name for name, _ in widget.batch.spreads.choices] == [
-        "sample1 / s0",
-        "sample1 / s1",
-    ]
+    spreads = widget.batch.spreads
+    assert spreads.choices == (("sample1", "s0"), ("sample1", "s1"))
+    assert [spreads.native.itemText(i) for i in range(2)] == ["sample1 / s0", "sample1 / s1"]
     first = objects[(objects["spread"] == "s0") & objects["class"].notna()]
     calls = viewer.layers["sample1 s0 predicted classes"]
     assert viewer.layers["sample1 s0"].data.shape[:2] == calls.data.shape

@@ -8,6 +8,7 @@ thread, so painting a spread never stalls the window.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,9 +83,28 @@ def prediction_data(image_name: str, classes, prediction) -> CallsData:
 
 
 def show_calls(viewer, image_layer, data: CallsData) -> tuple[object, bool]:
-    """Show (or update) the calls layers of ``image_layer``; returns ``(classes layer, made)``
-    with ``made`` True when the layer is new."""
+    """:func:`show_calls_steps` at once; returns ``(classes layer, made)``."""
+    steps = show_calls_steps(viewer, image_layer, data)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
+def show_calls_steps(viewer, image_layer, data: CallsData) -> Generator[None, None, tuple]:
+    """Show (or update) the calls layers of ``image_layer``, one layer per step (a caller may
+    let the window draw and answer between steps); returns ``(classes layer, made)`` with
+    ``made`` True when the classes layer is new. The classes layer comes last, so that napari
+    makes it the active layer as it adds it (its keys: the toggle, the corrections)."""
     placement = {"scale": image_layer.scale[-2:], "translate": image_layer.translate[-2:]}
+    colours = class_colours(data.classes)
+    if data.cam is not None:
+        show_gradcam(viewer, image_layer, data.cam, placement)
+        yield
+    show_names(viewer, image_layer.name, data.features, colours, placement)
+    yield
+    colormap = _colormap(data.features, colours)
     made = data.name not in viewer.layers
     if made:
         meta = {
@@ -97,6 +117,7 @@ def show_calls(viewer, image_layer, data: CallsData) -> tuple[object, bool]:
             data.kept,
             name=data.name,
             features=data.features,
+            colormap=colormap,
             opacity=1.0,
             metadata={"chromosort": meta},
             **placement,
@@ -105,10 +126,14 @@ def show_calls(viewer, image_layer, data: CallsData) -> tuple[object, bool]:
     else:
         layer = viewer.layers[data.name]
         layer.data = data.kept
-    if data.cam is not None:
-        show_gradcam(viewer, image_layer, data.cam, placement)
-    repaint_calls(viewer, layer, data.features, data.classes)
+        layer.features = data.features
+        layer.colormap = colormap
     return layer, made
+
+
+def _colormap(table: pd.DataFrame, colours: dict):
+    mapping = dict(zip(table["label"].astype(int), table["class"].astype(str), strict=True))
+    return colormap_from_mapping(mapping, colours)
 
 
 def repaint_calls(viewer, layer, table: pd.DataFrame, classes) -> None:
@@ -116,14 +141,14 @@ def repaint_calls(viewer, layer, table: pd.DataFrame, classes) -> None:
     them (a correction: only the table changed, so nothing heavy runs)."""
     colours = class_colours(list(classes))
     layer.features = with_index(table.drop(columns=["index"], errors="ignore"))
-    mapping = dict(zip(table["label"].astype(int), table["class"].astype(str), strict=True))
-    layer.colormap = colormap_from_mapping(mapping, colours)
-    _show_names(viewer, layer, table, colours)
-
-
-def _show_names(viewer, layer, table: pd.DataFrame, colours: dict) -> None:
-    """The class names beside each object (its box's top right corner), not on it."""
+    layer.colormap = _colormap(table, colours)
     image_name = layer.metadata.get("chromosort", {}).get("image_layer", layer.name)
+    placement = {"scale": layer.scale, "translate": layer.translate}
+    show_names(viewer, image_name, table, colours, placement)
+
+
+def show_names(viewer, image_name: str, table: pd.DataFrame, colours: dict, placement) -> None:
+    """The class names beside each object (its box's top right corner), not on it."""
     name = f"{image_name}{NAMES_SUFFIX}"
     corner = ["bbox_y0", "bbox_x1"] if "bbox_x1" in table else ["centroid_y", "centroid_x"]
     coords = table[corner].to_numpy(float) if len(table) else np.zeros((0, 2))
@@ -144,6 +169,5 @@ def _show_names(viewer, layer, table: pd.DataFrame, colours: dict) -> None:
         size=5,
         face_color=face,
         border_width=0,
-        scale=layer.scale,
-        translate=layer.translate,
+        **placement,
     )

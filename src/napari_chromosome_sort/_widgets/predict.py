@@ -9,12 +9,14 @@ GUI thread only hands them to napari, so the window never waits on a computation
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
@@ -44,7 +46,7 @@ from napari_chromosome_sort._widgets.calls_layers import (
     OUTLINE,
     CallsData,
     prediction_data,
-    show_calls,
+    show_calls_steps,
 )
 from napari_chromosome_sort._widgets.folder_results import FolderSection
 from napari_chromosome_sort._widgets.gradcam_layer import gradcam_layer_of
@@ -72,6 +74,7 @@ class PredictResult:
     model: object
     prediction: object
     data: CallsData
+    model_key: tuple | None = None  # the file the model was loaded from (see model_key)
 
 
 def _segmentation_from_layer(layer):
@@ -92,21 +95,30 @@ def _segmentation_from_layer(layer):
     )
 
 
-def predict_job(model_path: str, image: np.ndarray, image_name: str, segmentation=None):
-    """Worker generator: load the model, then the core's prediction of the spread with Grad-CAM
+def model_key(path: str) -> tuple:
+    """What identifies a model file's content for reuse: its path, size and change time."""
+    stat = Path(path).stat()
+    return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def predict_job(
+    model_path: str, image: np.ndarray, image_name: str, segmentation=None, loaded=None
+):
+    """Worker generator: load the model (``loaded``: the model of this file loaded before, kept
+    with its ONNX Runtime session), then the core's prediction of the spread with Grad-CAM
     (:func:`.predict.predict_spread_steps`, its reports passed on; a Cancel takes effect at the
     next one and nothing is shown), then the layers' data. Returns a :class:`PredictResult`."""
     from napari_chromosome_sort.classification.models.model_io import load_model
     from napari_chromosome_sort.classification.predict import predict_spread_steps
 
     yield Progress(0, 1, "Loading the model…")
-    model = load_model(model_path)
+    model = loaded if loaded is not None else load_model(model_path)
     prediction = yield from relay(
         predict_spread_steps(model, image, gradcam=True, segmentation=segmentation),
         lambda report: Progress(report.step + 1, report.total + 1, report.message),
     )
     data = prediction_data(image_name, model.classes, prediction)
-    return PredictResult(model, prediction, data)
+    return PredictResult(model, prediction, data, model_key(model_path))
 
 
 def layer_combo(viewer, kind, none: str | None = None, tooltip: str = "") -> ComboBox:
@@ -145,7 +157,9 @@ class PredictWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_of(napari_viewer)
         self.worker = None
+        self._painting = None
         self.model = None
+        self.model_loaded_from = None  # model_key of the file self.model is, None once retrained
         self.prediction = None
         self.layer = None
         self.image_layer_used = None
@@ -245,8 +259,8 @@ class PredictWidget(QWidget):
     # ------------------------------------------------------------------ running
     @property
     def running(self) -> bool:
-        """Is a prediction running?"""
-        return self.worker is not None
+        """Is a prediction running (or its layers being drawn)?"""
+        return self.worker is not None or self._painting is not None
 
     def _set_running(self, running: bool):
         self.run_button.setEnabled(not running)
@@ -308,7 +322,8 @@ class PredictWidget(QWidget):
         self.image_layer_used = image_layer
         self.review.reset()
         warm_imports()
-        args = (model_path, layer_image(image_layer), image_layer.name, segmentation)
+        loaded = self.model if self.model_loaded_from == model_key(model_path) else None
+        args = (model_path, layer_image(image_layer), image_layer.name, segmentation, loaded)
         self.start(predict_job, *args, on_return=self._show, what="Predict")
 
     def _on_progress(self, report):
@@ -318,12 +333,13 @@ class PredictWidget(QWidget):
 
     def _on_finish(self):
         self.worker = None
-        self._set_running(False)
+        self._set_running(self.running)
 
     # ------------------------------------------------------------------ display
     def _show(self, result: PredictResult) -> None:
         """Hand a finished prediction's layers to napari (GUI thread: no computation)."""
         self.model, self.prediction = result.model, result.prediction
+        self.model_loaded_from = result.model_key
         self.show_data(self.image_layer_used, result.data)
         self.status.setText(
             f"{len(result.data.features)} chromosomes classified with "
@@ -333,11 +349,31 @@ class PredictWidget(QWidget):
             show_warning(f"Predict: {warning}")
             self.status.setText(f"{self.status.text()}<br><b>Warning</b>: {warning}")
 
-    def show_data(self, image_layer, data: CallsData) -> None:
+    def show_data(self, image_layer, data: CallsData, staged: bool = True) -> None:
         """Show the calls ``data`` of ``image_layer``: layers, distribution, legend; tell the
-        session's listeners (Readout) that the calls changed."""
+        session's listeners (Readout) that the calls changed. ``staged``: one layer per turn
+        of the event loop, so the window draws and answers in between (``running`` until the
+        last); else all at once."""
         self.image_layer_used = image_layer
-        layer, made = show_calls(self.viewer, image_layer, data)
+        self._painting = self._paint_steps(image_layer, data)
+        if staged:
+            self._paint_next()
+            return
+        for _ in self._painting:
+            pass
+        self._painting = None
+
+    def _paint_next(self) -> None:
+        try:
+            next(self._painting)
+        except StopIteration:
+            self._painting = None
+            self._set_running(self.running)
+            return
+        QTimer.singleShot(0, self._paint_next)
+
+    def _paint_steps(self, image_layer, data: CallsData):
+        layer, made = yield from show_calls_steps(self.viewer, image_layer, data)
         if made:
             layer.mouse_drag_callbacks.append(self._on_click)
             review = review_of(self.viewer, layer)
@@ -345,7 +381,8 @@ class PredictWidget(QWidget):
             review.describe(TOGGLE_KEY, "Grad-CAM ↔ class colours")
         self.layer = layer
         self.cam_note.setVisible(data.cam is not None)
-        self.viewer.layers.selection.active = layer
+        if self.viewer.layers.selection.active is not layer:
+            self.viewer.layers.selection.active = layer
         self._show_distribution(data.features, data.classes)
         self.legend.setText(class_legend(data.classes))
         self.export_button.setEnabled(True)

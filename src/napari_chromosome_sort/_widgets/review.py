@@ -280,11 +280,11 @@ class ReviewSection(QGroupBox):
     def _retrained(self, result) -> None:
         model, maps, data = result
         predict = self.predict
-        predict.model = model
+        predict.model, predict.model_loaded_from = model, None  # no longer the file's model
         predict.prediction = replace(
             predict.prediction, table=self.session.table.copy(), crop_maps=maps
         )
-        predict.show_data(predict.image_layer_used, data)
+        predict.show_data(predict.image_layer_used, data, staged=False)
         self._mark_corrected()
         self.info.setText(
             f"Retrained on {model.metadata['training']['n']} crops; "
