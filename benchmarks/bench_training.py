@@ -39,7 +39,7 @@ SHARED = REPO.parent / "shared"
 
 
 def load_data(n_crops: int, seed: int):
-    from napari_chromosome_sort.classification.training.head import scan_folder
+    from napari_chromosome_sort.classification.training import scan_folder
 
     wt = SHARED / "data" / "ikemoto_crops_wt"
     weights = SHARED / "weights" / "squeezenet1_1_imagenet_features.pth"
@@ -163,8 +163,8 @@ def correction_ratios(repeats: int = 5, corrections: int = 20) -> None:
     from napari_chromosome_sort._sample_data import bundled_model_path
     from napari_chromosome_sort.classification.models.model_io import load_model
     from napari_chromosome_sort.classification.predict import predict_spread
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_head
     from napari_chromosome_sort.classification.training.corrections import CorrectionSession
-    from napari_chromosome_sort.classification.training.head import TrainingConfig, train_head
     from napari_chromosome_sort.files.dataset import CropDataset
     from napari_chromosome_sort.files.io import read_image
     from napari_chromosome_sort.progress import run_to_end

@@ -127,7 +127,7 @@ def tiny_model(tmp_path_factory):
     """A small model trained on synthetic crops, random weights (no network); one per module."""
     from napari_chromosome_sort import synthetic
     from napari_chromosome_sort.classification.models.model_io import save_model
-    from napari_chromosome_sort.classification.training.head import (
+    from napari_chromosome_sort.classification.training import (
         TrainingConfig,
         train_from_folder,
     )

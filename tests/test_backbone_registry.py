@@ -59,7 +59,7 @@ def toy():
 def test_a_registered_toy_backbone_trains_saves_predicts_and_explains(toy, tmp_path):
     from napari_chromosome_sort.classification.gradcam import gradcam
     from napari_chromosome_sort.classification.models.model_io import load_model, save_model
-    from napari_chromosome_sort.classification.training.head import (
+    from napari_chromosome_sort.classification.training import (
         TrainingConfig,
         scan_folder,
         train_from_folder,

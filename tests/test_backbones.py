@@ -106,7 +106,7 @@ def _crops(n_per_class, seed):
 
 @pytest.mark.parametrize("name", ["squeezenet1_1", "resnet18"])
 def test_every_backbone_trains_and_learns_synthetic_crops(name):
-    from napari_chromosome_sort.classification.training.head import TrainingConfig, train_classifier
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
     from napari_chromosome_sort.progress import Progress, run_to_end
 
     torch.manual_seed(0)

@@ -23,11 +23,11 @@ def spread(tmp_path_factory):
     the model did NOT call (so each correction changes a call), plus two unmatched boxes."""
     from napari_chromosome_sort import synthetic
     from napari_chromosome_sort.classification.predict import predict_spread
-    from napari_chromosome_sort.classification.training.corrections import CorrectionSession
-    from napari_chromosome_sort.classification.training.head import (
+    from napari_chromosome_sort.classification.training import (
         TrainingConfig,
         train_from_folder,
     )
+    from napari_chromosome_sort.classification.training.corrections import CorrectionSession
     from napari_chromosome_sort.files.dataset import CropDataset
     from napari_chromosome_sort.progress import run_to_end
 

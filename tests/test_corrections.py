@@ -65,7 +65,7 @@ def tiny(tmp_path_factory):
     synthetic spread."""
     from napari_chromosome_sort import synthetic
     from napari_chromosome_sort.classification.predict import predict_spread
-    from napari_chromosome_sort.classification.training.head import (
+    from napari_chromosome_sort.classification.training import (
         TrainingConfig,
         train_from_folder,
     )

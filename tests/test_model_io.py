@@ -26,7 +26,7 @@ def crops():
 
 @pytest.fixture(scope="module")
 def model(crops):
-    from napari_chromosome_sort.classification.training.head import TrainingConfig, train_classifier
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
     from napari_chromosome_sort.progress import run_to_end
 
     config = TrainingConfig(
@@ -130,7 +130,7 @@ def test_import_state_dict_predicts_and_round_trips(crops, tmp_path):
 
 
 def test_published_model_reproduces_on_wt_crops(ikemoto_model_file, wt_crops_dir):
-    from napari_chromosome_sort.classification.training.head import scan_folder
+    from napari_chromosome_sort.classification.training import scan_folder
 
     model = import_state_dict(ikemoto_model_file, ["a", "b", "c"], "squeezenet1_1")
     paths, y, classes = scan_folder(wt_crops_dir)

@@ -13,7 +13,7 @@ from napari_chromosome_sort.classification.models.heads import (
     reference_shift,
     tta_proba,
 )
-from napari_chromosome_sort.classification.training.head import train_from_folder, train_head
+from napari_chromosome_sort.classification.training import train_from_folder, train_head
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.progress import run_to_end
 from napari_chromosome_sort.synthetic import make_crop_dataset
@@ -175,7 +175,7 @@ def test_train_head_chooses_design_by_spread_and_records_it():
 
 
 def test_spread_groups_read_from_the_manifest(tmp_path):
-    from napari_chromosome_sort.classification.training.head import scan_folder
+    from napari_chromosome_sort.classification.training import scan_folder
     from napari_chromosome_sort.classification.training.spread_design import spread_groups
     from napari_chromosome_sort.files.dataset import CropDataset
 

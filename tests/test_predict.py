@@ -15,7 +15,7 @@ def tiny_model():
     """A small classifier trained on synthetic crops (random backbone: only the plumbing)."""
     import torch
 
-    from napari_chromosome_sort.classification.training.head import TrainingConfig, train_classifier
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
     from napari_chromosome_sort.progress import run_to_end
     from napari_chromosome_sort.synthetic import make_crop
 

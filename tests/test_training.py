@@ -10,7 +10,7 @@ from napari_chromosome_sort.classification.models.heads import (
     head_logits,
     tta_proba,
 )
-from napari_chromosome_sort.classification.training.head import (
+from napari_chromosome_sort.classification.training import (
     TrainingConfig,
     crossvalidate_features,
     scan_folder,
@@ -274,12 +274,13 @@ def test_training_again_on_the_same_crops_reuses_the_inner_cv(tmp_path, monkeypa
     """The inner-CV result and the final head are stored beside the cached features: the same
     crops and settings give the same head without fitting; with the final head's file gone only
     the chosen design is fitted again; other targets or no cache search again."""
-    import napari_chromosome_sort.classification.training.head as T
+    from napari_chromosome_sort.classification.training import head, search
 
     X, y = _features(n_per_class=(20, 12, 6), d=12, views=2)
     fits = []
-    real = T.fit_linear
-    monkeypatch.setattr(T, "fit_linear", lambda *a, **k: fits.append(1) or real(*a, **k))
+    real = search.fit_linear
+    for module in (search, head):  # the inner fits and the final one
+        monkeypatch.setattr(module, "fit_linear", lambda *a, **k: fits.append(1) or real(*a, **k))
     config = TrainingConfig(cache_dir=str(tmp_path / "cache"), l2_grid=(0.1, 1.0), inner_folds=2)
     head, info = run_to_end(train_head(X, y, ["a", "b", "c"], config))
     searched = len(fits)

@@ -45,13 +45,13 @@ class SpreadCalls:
 
 def train_wt_model(weights=None, cache_dir=None):
     """The classifier of ``chromosort train WT_CROPS`` (TrainingConfig defaults)."""
-    from napari_chromosome_sort.classification.features import as_rgb_uint8
-    from napari_chromosome_sort.classification.training.head import TrainingConfig, train_classifier
+    from napari_chromosome_sort.classification.features import read_crop_rgb
+    from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
     from napari_chromosome_sort.files.dataset import scan_image_folder
     from napari_chromosome_sort.progress import run_to_end
 
     paths, targets, classes = scan_image_folder(wt_crops_dir())
-    images = [as_rgb_uint8(p) for p in paths]
+    images = [read_crop_rgb(p) for p in paths]
     config = TrainingConfig(weights=None if weights is None else str(weights), cache_dir=cache_dir)
     classes = [c.upper() for c in classes]
     return run_to_end(train_classifier(images, np.asarray(targets), classes, config))

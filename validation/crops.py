@@ -47,7 +47,7 @@ def imported_model() -> dict:
     """The published model's calls on the WT crops, evaluated."""
     from napari_chromosome_sort.analysis.metrics import evaluate
     from napari_chromosome_sort.classification.models.model_io import import_state_dict
-    from napari_chromosome_sort.classification.training.head import scan_folder
+    from napari_chromosome_sort.classification.training import scan_folder
 
     model = import_state_dict(published_model(), ["a", "b", "c"], "squeezenet1_1")
     paths, y, classes = scan_folder(wt_crops_dir())

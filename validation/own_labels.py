@@ -74,7 +74,7 @@ def load_data(cache_dir=None, views: int = 4) -> OwnLabelsData:
     """Features (the default preprocessing of ``chromosort train``) of the WT crops and of every
     kept object of the five spreads, with their box classes."""
     from napari_chromosome_sort.classification.config import TrainingConfig
-    from napari_chromosome_sort.classification.features import as_rgb_uint8, extract_features
+    from napari_chromosome_sort.classification.features import extract_features, read_crop_rgb
     from napari_chromosome_sort.classification.models.backbones import build_backbone
     from napari_chromosome_sort.files.dataset import scan_image_folder
     from napari_chromosome_sort.files.label_import import labelled_crops
@@ -88,7 +88,7 @@ def load_data(cache_dir=None, views: int = 4) -> OwnLabelsData:
         return run_to_end(extract_features(backbone, images, prep, views, cache_dir=cache_dir))
 
     paths, targets, _ = scan_image_folder(wt_crops_dir())
-    wt = features([as_rgb_uint8(p) for p in paths])
+    wt = features([read_crop_rgb(p) for p in paths])
     spreads = []
     for spread in giemsa_spreads():
         found = labelled_crops(spread.image, spread.boxes[:, 1:], spread.classes)
@@ -113,7 +113,7 @@ def fit(X, y, reference, fixed: bool = False, prior: bool = True, groups=None):
     """The head of ``chromosort train`` on features ``X``; ``reference``: crops moved onto the
     look of the others (None: none); ``prior``: the prior correction on; ``groups``: the spread
     of each crop (-1: WT), to choose the design leave-one-spread-out (None: inner CV)."""
-    from napari_chromosome_sort.classification.training.head import train_head
+    from napari_chromosome_sort.classification.training import train_head
     from napari_chromosome_sort.progress import run_to_end
 
     config = _config(fixed, prior)

@@ -279,7 +279,7 @@ def learning_curve(figures: Path | None = None, crops: Path | None = None) -> pd
     from napari_chromosome_sort.classification.features import extract_features
     from napari_chromosome_sort.classification.models.backbones import build_backbone
     from napari_chromosome_sort.classification.models.heads import head_logits, tta_proba
-    from napari_chromosome_sort.classification.training.head import (
+    from napari_chromosome_sort.classification.training import (
         TrainingConfig,
         crossvalidate_features,
         scan_folder,

@@ -148,6 +148,7 @@ def load_confusion(path) -> Confusion | None:
         except (OSError, ValueError) as error:
             raise ChromosortError(f"cannot read metrics JSON {path}: {error}") from None
         return confusion_from_report(report, path.name)
+    # torch (through model_io): only for a model file
     from napari_chromosome_sort.classification.models.model_io import read_metadata
 
     return confusion_from_metadata(read_metadata(path), path.name)

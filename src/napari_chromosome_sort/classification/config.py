@@ -158,6 +158,7 @@ class TrainingConfig:
 
     def preprocessings(self) -> list:
         """Candidate ``features.Preprocessing`` objects (one unless left to inner CV)."""
+        # torch (through features): this module stays light for the CLI and the widgets
         from napari_chromosome_sort.classification.features import Preprocessing
 
         pairs = [

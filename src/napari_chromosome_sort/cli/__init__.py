@@ -13,6 +13,7 @@ import argparse
 import importlib
 import sys
 
+from napari_chromosome_sort import __version__
 from napari_chromosome_sort.errors import ChromosortError
 
 # command name -> module name in this package (":NAME": the command is that module's NAME)
@@ -52,7 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chromosort",
         description="Segment metaphase spreads, classify chromosome cohesion types, explain calls.",
     )
-    from napari_chromosome_sort import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

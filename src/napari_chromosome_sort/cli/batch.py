@@ -7,6 +7,7 @@ import sys
 
 from napari_chromosome_sort.cli.predict import add_views_argument
 from napari_chromosome_sort.cli.segment import add_crossing_score_argument
+from napari_chromosome_sort.progress import run_to_end, with_tqdm
 
 HELP = (
     "segment, classify and explain every spread below INPUT_DIR (sub-folders = samples); resumable"
@@ -90,9 +91,9 @@ def _log_line(report) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``chromosort batch``; returns the exit status (1 if any spread failed)."""
 
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
     from napari_chromosome_sort.batch import run_batch
     from napari_chromosome_sort.classification.predict import PriorOptions
-    from napari_chromosome_sort.progress import run_to_end, with_tqdm
     from napari_chromosome_sort.segmentation import SegmentationParams
 
     if args.model is None:

@@ -17,6 +17,9 @@ import os
 import sys
 from pathlib import Path
 
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.progress import with_tqdm
+
 HELP = "Run segment -> classify -> Grad-CAM on the built-in real and synthetic sample spreads."
 
 
@@ -38,12 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(dataset: Path, weights: str):
-    from napari_chromosome_sort.classification.training.head import (
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.classification.training import (
         TrainingConfig,
         train_from_folder,
     )
-    from napari_chromosome_sort.errors import ChromosortError
-    from napari_chromosome_sort.progress import with_tqdm
 
     candidates = ["imagenet", "random"] if weights == "auto" else [weights]
     for choice in candidates:
@@ -67,6 +69,7 @@ def _train(dataset: Path, weights: str):
 def _matched_calls(table, truth_boxes, truth_classes) -> list[tuple[str, str]]:
     """(true class, called class) of every called object whose box matches a truth box
     one-to-one at IoU >= 0.5."""
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
     from napari_chromosome_sort.segmentation.truth import BOX_COLUMNS, box_iou, greedy_match
 
     iou = box_iou(truth_boxes, table[BOX_COLUMNS].to_numpy(float))
@@ -113,6 +116,7 @@ def _report(name: str, prediction, classes: list[str], pairs: list[tuple[str, st
 
 
 def _real_sample(out: Path, screenshot: bool) -> None:
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
     from napari_chromosome_sort._sample_data import GIEMSA_SAMPLE_BOXES, WT_MODEL, sample_path
     from napari_chromosome_sort.classification.models.model_io import load_model
     from napari_chromosome_sort.classification.predict import predict_spread
@@ -139,6 +143,7 @@ def _real_sample(out: Path, screenshot: bool) -> None:
 
 
 def _synthetic(out: Path, weights: str, seed: int, screenshot: bool) -> None:
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
     from napari_chromosome_sort.classification.models.model_io import save_model
     from napari_chromosome_sort.classification.predict import predict_spread
     from napari_chromosome_sort.synthetic import make_crop_dataset, make_spread
@@ -200,6 +205,7 @@ def _napari_screenshot(path: Path, image, prediction, classes) -> None:
     from imageio.v3 import imwrite
     from napari.utils.colormaps import DirectLabelColormap
 
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
     from napari_chromosome_sort._widgets.launch import dock_all
 
     viewer = napari.Viewer(title="napari-chromosome-sort demo", show=True)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 from types import SimpleNamespace
 
-from napari_chromosome_sort.cli.train import add_backbone_arguments
+from napari_chromosome_sort.cli.train import add_backbone_arguments, config_from_args
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.progress import with_tqdm
 
 HELP = "evaluate a model on a folder-per-class crop set (concordance, kappa, confusion)"
 
@@ -55,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
     from napari_chromosome_sort.analysis.metrics import evaluate
     from napari_chromosome_sort.classification.models.model_io import load_model
-    from napari_chromosome_sort.classification.training.head import scan_folder
-    from napari_chromosome_sort.errors import ChromosortError
+    from napari_chromosome_sort.classification.training import scan_folder
 
     model = load_model(args.model)
     paths, targets, classes = scan_folder(args.dataset)
@@ -110,9 +112,8 @@ def run_crossval(args: argparse.Namespace) -> int:
     """Run ``chromosort crossval``; returns the exit status."""
     import json
 
-    from napari_chromosome_sort.classification.training.head import crossvalidate_folder
-    from napari_chromosome_sort.cli.train import config_from_args
-    from napari_chromosome_sort.progress import with_tqdm
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.classification.training import crossvalidate_folder
 
     config = config_from_args(args)
     report = with_tqdm(

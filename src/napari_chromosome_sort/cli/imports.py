@@ -11,6 +11,7 @@ import argparse
 from types import SimpleNamespace
 
 from napari_chromosome_sort.cli.train import add_backbone_choice
+from napari_chromosome_sort.progress import with_tqdm
 
 IMPORT_MODEL_HELP = (
     "import a plain torchvision state_dict (e.g. the published model of Ikemoto et al. 2022) as "
@@ -37,6 +38,7 @@ def run_import_model(args: argparse.Namespace) -> int:
     """Run ``chromosort import-model``; returns the exit status."""
     import json
 
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
     from napari_chromosome_sort.classification.features import Preprocessing
     from napari_chromosome_sort.classification.models.model_io import import_state_dict, save_model
 
@@ -90,8 +92,8 @@ def run_import_labels(args: argparse.Namespace) -> int:
     import json
     import sys
 
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
     from napari_chromosome_sort.files.label_import import import_labels
-    from napari_chromosome_sort.progress import with_tqdm
 
     report = with_tqdm(
         import_labels(args.spreads, args.boxes, args.out, args.fmt, args.classes, args.overwrite),

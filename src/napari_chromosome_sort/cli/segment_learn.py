@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.safety import output_path, record_written
+
 HELP = "learn a segmentation model (settings + object classifier) from annotated spreads"
 
 
@@ -36,9 +39,8 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from napari_chromosome_sort.errors import ChromosortError
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
     from napari_chromosome_sort.files.io import read_image
-    from napari_chromosome_sort.files.safety import output_path, record_written
     from napari_chromosome_sort.segmentation.learned import TrainingSpread, learn_segmentation
     from napari_chromosome_sort.segmentation.truth import read_truth
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from napari_chromosome_sort.cli.train import add_backbone_choice
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.progress import with_tqdm
 
 HELP = "sort a folder of whole images into class sub-folders (copies/links); --train makes a sorter"
 
@@ -54,9 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``chromosort sort``; returns the exit status."""
-    from napari_chromosome_sort.errors import ChromosortError
-    from napari_chromosome_sort.progress import with_tqdm
-
     if args.train:
         from napari_chromosome_sort.classification.models import model_io
         from napari_chromosome_sort.sorter import sorter_config, train_sorter
@@ -80,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             "usage: chromosort sort MODEL INPUT_DIR --out OUT_DIR "
             "(or --train DATASET --model-out MODEL)"
         )
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
     from napari_chromosome_sort.classification.models import model_io
     from napari_chromosome_sort.sorter import TASK, sort_folder
 

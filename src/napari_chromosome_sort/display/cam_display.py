@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_chromosome_sort.crops import as_rgb_uint8
+
 #: Grad-CAM's colours from "ignored" to "mattered most": one blue hue from dark to light, which
 #: no class colour shares (CIEDE2000 distance >= 15 to each, tests/test_widgets_predict.py), the
 #: same in napari, the click panel and the command line's PNGs
@@ -43,8 +45,6 @@ def masked_to_objects(heatmap: np.ndarray, labels: np.ndarray, keep=None) -> np.
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.6) -> np.ndarray:
     """uint8 RGB overlay of a [0, 1] heatmap (:data:`CAM_COLOURS`) on an image, for PNG export;
     below :data:`CAM_FLOOR` the image is left as it is."""
-    from napari_chromosome_sort.crops import as_rgb_uint8
-
     rgb = as_rgb_uint8(image).astype(np.float32)
     h = np.clip(np.asarray(heatmap, np.float32), 0.0, 1.0)
     weight = np.where(h < CAM_FLOOR, 0.0, alpha)[..., None]

@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from napari_chromosome_sort.files.safety import spreadsheet_safe
+
 
 def _read_umask() -> int:
     mask = os.umask(0)
@@ -76,8 +78,6 @@ def write_csv_atomic(table, path: str | os.PathLike) -> Path:
 def formula_safe(table):
     """``table`` with its text cells made safe for spreadsheets (a copy when any changed)."""
     import pandas as pd
-
-    from napari_chromosome_sort.files.safety import spreadsheet_safe
 
     text = [
         c

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from napari_chromosome_sort.crops import as_rgb_uint8
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.files.atomic import write_bytes_atomic
 from napari_chromosome_sort.files.io import IMAGE_SUFFIXES
@@ -55,8 +56,6 @@ def _png_bytes(pixels: np.ndarray) -> bytes:
     import io
 
     from PIL import Image
-
-    from napari_chromosome_sort.crops import as_rgb_uint8
 
     buffer = io.BytesIO()
     Image.fromarray(as_rgb_uint8(pixels)).save(buffer, format="PNG")

@@ -16,8 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_chromosome_sort.crops import crop_chromosomes
 from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.dataset import CropDataset
+from napari_chromosome_sort.files.io import IMAGE_SUFFIXES, read_image
 from napari_chromosome_sort.progress import Progress
+from napari_chromosome_sort.segmentation import segment_spread
+from napari_chromosome_sort.segmentation.truth import (
+    BOX_COLUMNS,
+    box_iou,
+    greedy_match,
+    read_yolo,
+    read_yolo_classes,
+)
 
 FORMATS = ("yolo", "coco")
 
@@ -76,8 +87,6 @@ def parse_classes(text: str | Sequence[str] | None) -> list[str] | None:
 def read_yolo_labels(path: Path, shape, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Boxes (n, 4: y0, x0, y1, x1 px) and class indices of a YOLO file; an index with no name
     in ``classes`` is refused."""
-    from napari_chromosome_sort.segmentation.truth import read_yolo, read_yolo_classes
-
     boxes = read_yolo(path, shape)
     index = read_yolo_classes(path)
     bad = sorted({int(i) for i in index if not 0 <= i < len(classes)})
@@ -123,10 +132,6 @@ def read_coco_labels(
 def labelled_crops(image: np.ndarray, boxes: np.ndarray, box_classes, params=None) -> LabelledCrops:
     """Segment and crop ``image`` as the pipeline does and match the kept objects to ``boxes``
     (n, 4: y0, x0, y1, x1) one-to-one at IoU >= 0.5."""
-    from napari_chromosome_sort.crops import crop_chromosomes
-    from napari_chromosome_sort.segmentation import segment_spread
-    from napari_chromosome_sort.segmentation.truth import BOX_COLUMNS, box_iou, greedy_match
-
     seg = segment_spread(image, params)
     crops = crop_chromosomes(image, seg)
     objects = seg.objects.set_index("label").loc[[c.label for c in crops]].reset_index()
@@ -140,8 +145,6 @@ def labelled_crops(image: np.ndarray, boxes: np.ndarray, box_classes, params=Non
 
 def spread_images(folder: Path) -> list[Path]:
     """The images of a folder of spreads, in name order (refused when there is none)."""
-    from napari_chromosome_sort.files.io import IMAGE_SUFFIXES
-
     if not folder.is_dir():
         raise ChromosortError(f"spread folder {folder} does not exist")
     paths = sorted(
@@ -189,10 +192,6 @@ def import_labels(
     under the class of the box each matches. A spread already in the dataset (a manifest row
     with its name as source) is refused unless ``overwrite``: then its old crops are removed
     first. Returns the report (boxes, kept objects, stored crops, unmatched boxes per spread)."""
-    from napari_chromosome_sort.files.dataset import CropDataset
-    from napari_chromosome_sort.files.io import read_image
-    from napari_chromosome_sort.segmentation.truth import BOX_COLUMNS
-
     paths = spread_images(Path(spreads))
     read_boxes = _boxes_reader(Path(boxes), fmt, parse_classes(classes))
     dataset = CropDataset(out, classes=())

@@ -247,6 +247,7 @@ def claim_folder(folder, root=None, what: str = "output folder") -> bool:
 
 def mark_owned(folder) -> None:
     """Write the marker that says the tool made ``folder``."""
+    # a cycle: atomic imports this module
     from napari_chromosome_sort.files.atomic import write_bytes_atomic
 
     write_bytes_atomic(Path(folder) / MARKER, b'{"created": true}\n')
@@ -294,6 +295,7 @@ def written_by_us(path) -> bool:
 def record_written(paths) -> None:
     """Note ``paths`` (files just written) with their bytes' hashes in the record of written
     files, so that a later run may replace them without ``--overwrite``."""
+    # a cycle: atomic imports this module
     from napari_chromosome_sort.files.atomic import write_bytes_atomic
 
     ledger_path = _ledger_path()

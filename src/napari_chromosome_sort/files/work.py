@@ -20,7 +20,7 @@ import pandas as pd
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.files.atomic import atomic_path, write_bytes_atomic, write_csv_atomic
 from napari_chromosome_sort.files.io import MAX_PIXELS, check_pixel_count
-from napari_chromosome_sort.files.safety import inside
+from napari_chromosome_sort.files.safety import inside, load_json
 
 FORMAT = "napari-chromosome-sort work/1"
 SUFFIX = ".chromosort"
@@ -91,8 +91,6 @@ def save_work(folder, layers: list[tuple]) -> list[str]:
 
 
 def _index(folder: Path) -> list[dict]:
-    from napari_chromosome_sort.files.safety import load_json
-
     try:
         if (folder / INDEX).stat().st_size > 16 * 2**20:
             raise ChromosortError(f"{folder / INDEX} is larger than 16 MB")

@@ -33,6 +33,7 @@ from napari_chromosome_sort.classification.features import (
     preprocess_array,
 )
 from napari_chromosome_sort.classification.models.backbones import build_backbone, pool_taps
+from napari_chromosome_sort.classification.models.fast_inference import onnx_runner
 from napari_chromosome_sort.classification.models.model_schema import HEAD_KINDS
 from napari_chromosome_sort.errors import ChromosortError
 
@@ -248,8 +249,6 @@ class ChromosomeClassifier(nn.Module):
     def _numpy_logits(self, forwards: int):
         """The frozen forward (numpy batch in, logits out) in ONNX Runtime when on CPU and worth
         it for ``forwards`` crop views (see :mod:`.fast_inference`); None means: use torch."""
-        from napari_chromosome_sort.classification.models.fast_inference import onnx_runner
-
         if self.head_kind == "pooled":
             features = onnx_runner(self.backbone, self.input_size, "pooled-taps", forwards)
             if features is None:

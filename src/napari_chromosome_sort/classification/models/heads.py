@@ -10,6 +10,7 @@ import torch
 
 from napari_chromosome_sort.classification.config import TrainingConfig
 from napari_chromosome_sort.classification.models.classifier import PooledHead
+from napari_chromosome_sort.classification.priors import calibrate, fit_calibration, soft_confusion
 
 
 def balance_weights(y: np.ndarray, k: int, balance: bool) -> np.ndarray:
@@ -144,12 +145,6 @@ def fit_oof_calibration(proba: np.ndarray, y: np.ndarray, k: int) -> dict:
     bias-corrected temperature scaling (``priors.fit_calibration``), the class frequencies the
     calibrated probabilities refer to, and their soft confusion matrix (for BBSE). Stored in
     the model metadata (``training.chosen.calibration``); see ``predict.stored_calibration``."""
-    from napari_chromosome_sort.classification.priors import (
-        calibrate,
-        fit_calibration,
-        soft_confusion,
-    )
-
     temperature, bias = fit_calibration(proba, y)
     return {
         "method": "bcts",

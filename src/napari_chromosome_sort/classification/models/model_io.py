@@ -41,6 +41,7 @@ from napari_chromosome_sort.classification.models.model_schema import (
 )
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.files.atomic import write_bytes_atomic
+from napari_chromosome_sort.files.safety import load_json
 
 FORMAT_KEY = "napari-chromosome-sort"
 STALE_TEMP_SECONDS = 60
@@ -141,7 +142,6 @@ def _parse_metadata(text: str, path: Path) -> dict:
             f"{path}: model metadata is {len(text)} characters long "
             f"(at most {MAX_METADATA_CHARS}); refused"
         )
-    from napari_chromosome_sort.files.safety import load_json
 
     try:
         meta = load_json(text, "JSON", finite=False)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from napari_chromosome_sort.classification.models._torchvision_compat import import_torchvision
 from napari_chromosome_sort.errors import ChromosortError
 
 HEAD_LAYOUTS = ("squeezenet_conv", "avgpool_fc")
@@ -24,10 +25,6 @@ def torchvision_network(builder: str) -> Callable[[], Any]:
 
     def network():
         """The untrained torchvision network."""
-        from napari_chromosome_sort.classification.models._torchvision_compat import (
-            import_torchvision,
-        )
-
         return getattr(import_torchvision().models, builder)(weights=None)
 
     network.__qualname__ = f"torchvision.models.{builder}"

@@ -19,8 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from napari_chromosome_sort.classification.config import TrainingConfig
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.progress import Progress
+
+# The features, models and training modules import torch: the methods that use them import
+# them, so that the calls-table helpers here (CORRECTED, confidence) stay light for the widgets.
 
 CORRECTED = "corrected"  # boolean column of the calls table: the class was set by hand
 HAND = "hand"  # ``called_by`` of a corrected call
@@ -186,7 +190,7 @@ class CorrectionSession:
         """Features of the spread's crops and of the training crops (the disk cache makes the
         second time fast)."""
         from napari_chromosome_sort.classification.features import extract_features
-        from napari_chromosome_sort.classification.training.head import scan_folder
+        from napari_chromosome_sort.classification.training.folders import scan_folder
 
         views = _training_views(self.model)
         prep = self.model.preprocessing
@@ -264,8 +268,6 @@ def retrain_config(model):
     """The model's training settings with its chosen design fixed (one candidate: no design
     search and no inner cross-validation: the prior correction fitted at training is kept), the
     feature cache off (the features are given)."""
-    from napari_chromosome_sort.classification.config import TrainingConfig
-
     training = model.metadata.get("training") or {}
     stored = dict(training.get("config") or {})
     fields = TrainingConfig.__dataclass_fields__

@@ -12,6 +12,7 @@ and validation sides. The design whose worst held-out spread is called best is k
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Generator, Sequence
 from pathlib import Path
@@ -19,12 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from napari_chromosome_sort.classification.config import TrainingConfig
+from napari_chromosome_sort.classification.models.backbones import feature_columns
 from napari_chromosome_sort.classification.models.heads import (
     fit_linear,
     pca_basis,
     reference_shift,
     tta_proba,
 )
+from napari_chromosome_sort.classification.training.search import one_thread
+from napari_chromosome_sort.files.dataset import CropDataset
 from napari_chromosome_sort.progress import Progress
 
 #: fewest own spreads for a leave-one-spread-out choice (2 would judge each design on one)
@@ -34,8 +38,6 @@ MIN_SPREADS = 3
 def spread_groups(root, paths: Sequence) -> np.ndarray | None:
     """The spread of origin of each crop of ``paths`` (an int per crop, -1 when unknown) from
     the manifest of dataset ``root``, or None when it names fewer than ``MIN_SPREADS``."""
-    from napari_chromosome_sort.files.dataset import CropDataset
-
     root = Path(root)
     if not (root / "manifest.csv").is_file():
         return None
@@ -86,9 +88,7 @@ def rank(row: dict) -> tuple[float, float]:
 def _fold_scores(X, y, k, tr, te, config, pcas, l2s):
     """((PCA components, L2), held-out spread score) of every candidate on one inner split: PCA
     axes and standardisation from the training rows, L2 from strong to weak, warm-started."""
-    from napari_chromosome_sort.classification.training.head import _one_thread
-
-    with _one_thread():
+    with one_thread():
         mu, sd, basis = pca_basis(X[tr], max(pcas))
     Z = (X - mu) / sd
     if basis is not None:
@@ -97,7 +97,7 @@ def _fold_scores(X, y, k, tr, te, config, pcas, l2s):
         Zr = Z if (r == 0 or basis is None) else Z[..., :r]
         warm = None
         for l2 in l2s:
-            with _one_thread():
+            with one_thread():
                 warm = fit_linear(Zr[tr].mean(1, keepdims=True), y[tr], k, config, l2, warm)
             pred = tta_proba(Zr[te] @ warm[0].T + warm[1]).argmax(1)
             yield (int(r), float(l2)), spread_score(y[te], pred, k)
@@ -171,10 +171,6 @@ def design_by_spread(
 ) -> Generator[Progress, None, tuple]:
     """(config with the design fixed, reference or None, arrays of the chosen preprocessing,
     info) of the leave-one-spread-out choice (:func:`.spread_design.choose_by_spread`)."""
-    import dataclasses
-
-    from napari_chromosome_sort.classification.models.backbones import feature_columns
-
     arrays = {key: X[:, : config.views] for key, X in arrays.items()}
     width = next(iter(arrays.values())).shape[-1]
     fsets = [config.feature_set] if config.feature_set else list(config.feature_set_grid)

@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_chromosome_sort.segmentation.crossings.resolve import RESOLVED, resolve_x
+from napari_chromosome_sort.segmentation.learned.crossing_score import (
+    FEATURES,
+    crossing_candidates,
+    load_crossing_model,
+    shape_measures,
+)
 from napari_chromosome_sort.segmentation.params import SegmentationParams
 from napari_chromosome_sort.segmentation.shapes import (
     neighbour_pairs,
@@ -55,8 +62,6 @@ def resolve_crossings(label_img, objects, candidates, med_obj, width, params) ->
     kept ones from ``resolve_kept_min_area`` x, and only as an X (0 = kept objects are never
     tried)."""
     from scipy import ndimage as ndi
-
-    from napari_chromosome_sort.segmentation.crossings.resolve import RESOLVED, resolve_x
 
     slices = ndi.find_objects(label_img)
     extra = {}
@@ -165,13 +170,6 @@ def flag_by_crossing_score(label_img, objects, corrected, med_obj, width, params
     """Kept single pieces of at least ``min_rel_area`` x the median object whose learned crossing
     score, relative to the spread's typical kept object, is above the threshold -> ``cluster``
     (:meth:`.crossing_model.CrossingModel.flags`)."""
-    from napari_chromosome_sort.segmentation.learned.crossing_score import (
-        FEATURES,
-        crossing_candidates,
-        load_crossing_model,
-        shape_measures,
-    )
-
     model = load_crossing_model(params.crossing_model)
     kept = [o for o in objects if o["status"] == "chromosome"]
     if not kept:
