@@ -165,7 +165,8 @@ def test_missing_model_is_a_notification(make_napari_viewer, monkeypatch, tmp_pa
     widget = PredictWidget(viewer)
     widget.model_file.value = str(tmp_path / "missing.safetensors")
     shown = []
-    monkeypatch.setattr("napari_chromosome_sort._widgets.model_choice.show_error", shown.append)
+    choice = "napari_chromosome_sort._widgets.predicting.model_choice"
+    monkeypatch.setattr(f"{choice}.show_error", shown.append)
     widget.run()
     assert shown and "does not exist" in shown[0]
     assert not widget.running

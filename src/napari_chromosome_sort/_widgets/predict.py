@@ -42,16 +42,16 @@ from napari_chromosome_sort._widgets._common import (
     warm_imports,
 )
 from napari_chromosome_sort._widgets._objects import review_of
-from napari_chromosome_sort._widgets.calls_layers import (
+from napari_chromosome_sort._widgets.predicting.calls_layers import (
     OUTLINE,
     CallsData,
     prediction_data,
     show_calls_steps,
 )
-from napari_chromosome_sort._widgets.folder_results import FolderSection
-from napari_chromosome_sort._widgets.gradcam_layer import gradcam_layer_of
-from napari_chromosome_sort._widgets.model_choice import ModelChoice
-from napari_chromosome_sort._widgets.review import ReviewSection
+from napari_chromosome_sort._widgets.predicting.folder_results import FolderSection
+from napari_chromosome_sort._widgets.predicting.gradcam_layer import gradcam_layer_of
+from napari_chromosome_sort._widgets.predicting.model_choice import ModelChoice
+from napari_chromosome_sort._widgets.predicting.review import ReviewSection
 from napari_chromosome_sort._widgets.session import session_of
 from napari_chromosome_sort.progress import Progress, relay
 

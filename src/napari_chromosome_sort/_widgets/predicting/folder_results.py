@@ -11,7 +11,7 @@ from magicgui.widgets import ComboBox, FileEdit
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QFormLayout, QGroupBox, QPushButton, QVBoxLayout
 
-from napari_chromosome_sort._widgets.calls_layers import CallsData, calls_data
+from napari_chromosome_sort._widgets.predicting.calls_layers import CallsData, calls_data
 
 SPREADS = "spreads"  # the batch run's folder of per-spread results: spreads/<sample>/<spread>/
 

@@ -25,8 +25,12 @@ from qtpy.QtWidgets import (
 
 from napari_chromosome_sort._widgets._common import report_error, rgb_pixmap, start_worker
 from napari_chromosome_sort._widgets._objects import review_of
-from napari_chromosome_sort._widgets.calls_layers import calls_data, calls_table, repaint_calls
 from napari_chromosome_sort._widgets.label import class_keys_hint
+from napari_chromosome_sort._widgets.predicting.calls_layers import (
+    calls_data,
+    calls_table,
+    repaint_calls,
+)
 from napari_chromosome_sort.classification.training.corrections import CORRECTED, confidence
 from napari_chromosome_sort.progress import Progress, relay
 
