@@ -122,8 +122,8 @@ def predict_spread(viewer, predict, name, objects, model_path=None):
         predict.model_choice.setCurrentIndex(0)
     else:
         predict.model_file.value = str(model_path)
-    predict.image_picker.set_layer(viewer.layers[name])
-    predict.objects_picker.set_layer(objects)
+    predict.image_picker.value = viewer.layers[name]
+    predict.objects_picker.value = objects
     predict.run()
     wait(lambda: not predict.running)
     table = predict.prediction.table

@@ -50,11 +50,8 @@ MAX_MODULES_PER_FOLDER = 12  # besides __init__.py; more ask for sub-packages
 BEING_SPLIT = {
     "_widgets/_common.py",
     "_widgets/label.py",
-    "_widgets/predict.py",
     "_widgets/segment.py",
     "_widgets/train.py",
-    "classification/gradcam.py",
-    "cli/predict.py",
 }
 
 

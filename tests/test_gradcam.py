@@ -248,7 +248,7 @@ def test_upsampling_equals_torch_bilinear():
 def test_blank_terms_run_once_per_background_colour():
     """The blank reference's terms come from one forward per background colour not seen
     before, in each crop's order; a second batch with the same colours runs nothing."""
-    from napari_chromosome_sort.classification.gradcam import _blank_terms
+    from napari_chromosome_sort.classification.gradcam_fast import _blank_terms
 
     calls = []
 

@@ -28,9 +28,9 @@ def _predict(viewer, qtbot, model_path, image, name="spread", objects=None):
     widget = PredictWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.model_file.value = str(model_path)
-    widget.image_picker.set_layer(viewer.layers[name])
+    widget.image_picker.value = viewer.layers[name]
     if objects is not None:
-        widget.objects_picker.set_layer(objects)
+        widget.objects_picker.value = objects
     widget.run_button.click()
     assert not widget.run_button.isEnabled()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
@@ -63,7 +63,7 @@ def _check(viewer, widget, image, name="spread"):
     return layer
 
 
-def test_predict_synthetic(make_napari_viewer, qtbot, tmp_path, tiny_model):
+def test_predict_synthetic(make_napari_viewer, qtbot, tmp_path, tiny_model, monkeypatch):
     from napari_chromosome_sort import synthetic
 
     image = synthetic.make_spread(seed=0).image
@@ -94,6 +94,12 @@ def test_predict_synthetic(make_napari_viewer, qtbot, tmp_path, tiny_model):
 
     # clicking an object shows its crop, probabilities and Grad-CAM
     label = int(layer.features["label"].iloc[0])
+
+    def no_network(*_args, **_kwargs):
+        raise AssertionError("a click ran Grad-CAM on the GUI thread")
+
+    for name in ("gradcam", "gradcams", "spread_gradcam"):  # the map comes with the call
+        monkeypatch.setattr(f"napari_chromosome_sort.classification.gradcam.{name}", no_network)
     widget.show_object(label)
     assert f"Object {label}" in widget.detail.text() and "%" in widget.detail.text()
     assert widget.crop_view.pixmap() is not None and not widget.crop_view.pixmap().isNull()
@@ -126,13 +132,41 @@ def test_predict_giemsa(make_napari_viewer, qtbot, giemsa_dir, ikemoto_model):
     _check(viewer, widget, image)
 
 
+def test_a_dapi_like_spread_warns_that_it_is_unlike_the_bundled_models_crops(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    """The bundled model learnt from Giemsa crops (dark on light): a bright-on-dark spread
+    gets a warning; a Giemsa-like one does not."""
+    from napari_chromosome_sort import synthetic
+
+    warned = []
+    monkeypatch.setattr("napari_chromosome_sort._widgets.predict.show_warning", warned.append)
+    viewer = make_napari_viewer()
+    for modality in ("giemsa", "dapi"):
+        spread = synthetic.make_spread(
+            seed=3, modality=modality, shape=(256, 256), n_chromosomes=10, n_nuclei=0
+        )
+        viewer.add_image(spread.image, name=modality)
+        widget = PredictWidget(viewer)
+        assert widget.model_choice.currentText().startswith("bundled wild-type model")
+        widget.image_picker.value = viewer.layers[modality]
+        widget.run_button.click()
+        qtbot.waitUntil(lambda widget=widget: not widget.running, timeout=TIMEOUT_MS)
+        assert f"{modality} predicted classes" in viewer.layers
+        if modality == "giemsa":
+            assert warned == [] and "Warning" not in widget.status.text()
+    assert len(warned) == 1 and "bright chromosomes on a dark background" in warned[0]
+    assert "Warning" in widget.status.text()
+
+
 def test_missing_model_is_a_notification(make_napari_viewer, monkeypatch, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((64, 64), np.uint8), name="spread")
     widget = PredictWidget(viewer)
     widget.model_file.value = str(tmp_path / "missing.safetensors")
     shown = []
-    monkeypatch.setattr("napari_chromosome_sort._widgets.predict.show_error", shown.append)
+    choice = "napari_chromosome_sort._widgets.predicting.model_choice"
+    monkeypatch.setattr(f"{choice}.show_error", shown.append)
     widget.run()
     assert shown and "does not exist" in shown[0]
     assert not widget.running
@@ -152,19 +186,40 @@ def _folder_widget(viewer, tmp_path, model, n_spreads: int) -> PredictWidget:
         ).save(folder / f"s{seed}.png")
     widget = PredictWidget(viewer)
     widget.model_file.value = str(model)
-    widget.folder.value = str(tmp_path / "spreads")
-    widget.out_folder.value = str(tmp_path / "out")
+    widget.batch.folder.value = str(tmp_path / "spreads")
+    widget.batch.out_folder.value = str(tmp_path / "out")
     return widget
 
 
 def test_predict_folder(make_napari_viewer, qtbot, tmp_path, tiny_model):
     """A folder of spreads goes through the core batch run; tables land in the output folder."""
     widget = _folder_widget(make_napari_viewer(), tmp_path, tiny_model, 2)
-    widget.folder_button.click()
-    assert not widget.folder_button.isEnabled()
+    widget.batch.button.click()
+    assert not widget.batch.button.isEnabled()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert (tmp_path / "out" / "objects.csv").is_file()
     assert "out" in widget.status.text()
+    # the results appear in the viewer: the first spread with its calls and Grad-CAM, the
+    # others listed to pick from
+    viewer = widget.viewer
+    objects = pd.read_csv(tmp_path / "out" / "objects.csv")
+    spreads = widget.batch.spreads
+    assert spreads.choices == (("sample1", "s0"), ("sample1", "s1"))
+    assert [spreads.native.itemText(i) for i in range(2)] == ["sample1 / s0", "sample1 / s1"]
+    first = objects[(objects["spread"] == "s0") & objects["class"].notna()]
+    calls = viewer.layers["sample1 s0 predicted classes"]
+    assert viewer.layers["sample1 s0"].data.shape[:2] == calls.data.shape
+    assert set(np.unique(calls.data)) - {0} == set(first["label"].astype(int))
+    assert calls.features["class"].tolist() == first["class"].tolist()
+    assert float(viewer.layers["sample1 s0 Grad-CAM"].data.max()) > 0
+    counts = [int(widget.distribution.item(r, 1).text()) for r in range(3)]
+    assert sum(counts) == len(first)
+    # another spread of the run, on request
+    widget.batch.show_spread(("sample1", "s1"))
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    second = objects[(objects["spread"] == "s1") & objects["class"].notna()]
+    calls = viewer.layers["sample1 s1 predicted classes"]
+    assert set(np.unique(calls.data)) - {0} == set(second["label"].astype(int))
 
 
 def test_reviewed_objects_layer_is_chosen(make_napari_viewer, segment_in_viewer):
@@ -174,13 +229,13 @@ def test_reviewed_objects_layer_is_chosen(make_napari_viewer, segment_in_viewer)
     viewer = make_napari_viewer()
     viewer.add_image(synthetic.make_spread(seed=0).image, name="spread")
     widget = PredictWidget(viewer)
-    assert widget.objects_picker.layer() is None  # nothing reviewed yet: segment automatically
+    assert widget.objects_picker.value is None  # nothing reviewed yet: segment automatically
     segment_in_viewer(viewer)
-    assert widget.objects_picker.layer() is viewer.layers["spread objects"]
-    assert PredictWidget(viewer).objects_picker.layer() is viewer.layers["spread objects"]
+    assert widget.objects_picker.value is viewer.layers["spread objects"]
+    assert PredictWidget(viewer).objects_picker.value is viewer.layers["spread objects"]
     viewer.add_image(synthetic.make_spread(seed=1).image, name="other")
-    widget.image_picker.set_layer(viewer.layers["other"])
-    assert widget.objects_picker.layer() is None  # the other spread has no reviewed objects
+    widget.image_picker.value = viewer.layers["other"]
+    assert widget.objects_picker.value is None  # the other spread has no reviewed objects
 
 
 def test_bundled_model_is_offered_first_and_calls_the_sample(make_napari_viewer, qtbot):
@@ -193,7 +248,7 @@ def test_bundled_model_is_offered_first_and_calls_the_sample(make_napari_viewer,
     viewer.window.add_dock_widget(widget)
     assert widget.model_choice.currentText().startswith("bundled wild-type model")
     messages = []
-    widget.image_picker.set_layer(viewer.layers[meta["name"]])
+    widget.image_picker.value = viewer.layers[meta["name"]]
     widget.run_button.click()
     widget.worker.yielded.connect(lambda report: messages.append(report.message))
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
@@ -205,11 +260,11 @@ def test_bundled_model_is_offered_first_and_calls_the_sample(make_napari_viewer,
 
 
 def test_model_trained_in_the_session_is_offered(make_napari_viewer, tiny_model):
-    from napari_chromosome_sort._widgets._common import TRAINED_MODELS
+    from napari_chromosome_sort._widgets.session import session_of
 
     viewer = make_napari_viewer()
     widget = PredictWidget(viewer)
-    TRAINED_MODELS.add(str(tiny_model))
+    session_of(viewer).add_model(tiny_model)
     assert widget.model_choice.currentText() == f"trained here: {tiny_model.name}"
     assert widget._model_path() == str(tiny_model)
     # a model file chosen afterwards takes over
@@ -224,7 +279,7 @@ def test_cancel_shows_and_writes_nothing(make_napari_viewer, qtbot, tiny_model):
     viewer.add_image(synthetic.make_spread(seed=0).image, name="spread")
     widget = PredictWidget(viewer)
     widget.model_file.value = str(tiny_model)
-    widget.image_picker.set_layer(viewer.layers["spread"])
+    widget.image_picker.value = viewer.layers["spread"]
     widget.run_button.click()
     assert widget.cancel_button.isEnabled()
     widget.cancel_button.click()
@@ -258,13 +313,13 @@ def test_cancelled_folder_run_releases_its_output_folder(
     """Cancel, then Predict folder again on the same output: it runs (the lock was released)."""
     widget = _folder_widget(make_napari_viewer(), tmp_path, tiny_model, 3)
     reports = []
-    widget.folder_button.click()
+    widget.batch.button.click()
     widget.worker.yielded.connect(reports.append)
     qtbot.waitUntil(lambda: bool(reports), timeout=TIMEOUT_MS)  # the run holds the folder now
     widget.cancel_button.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert "Cancelled" in widget.status.text()
-    widget.folder_button.click()
+    widget.batch.button.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert (tmp_path / "out" / "objects.csv").is_file()
     assert "Folder done" in widget.status.text()

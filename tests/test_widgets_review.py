@@ -20,6 +20,11 @@ def _press(viewer, key):
 
 def _readout_counts(readout) -> dict[str, int]:
     readout.compute()
+    return _shown_counts(readout)
+
+
+def _shown_counts(readout) -> dict[str, int]:
+    """The counts the readout shows now (without computing it again)."""
     summary = readout.summary
     return dict(zip(summary["class"], summary["count"].astype(int), strict=True))
 
@@ -70,6 +75,9 @@ def test_review_least_sure_correct_and_retrain(make_napari_viewer, qtbot, tmp_pa
     assert features["corrected"].dtype == bool and features["corrected"].sum() == 1
     assert review.current != least  # moved on to the next least sure
     assert f"{wrong}" in str(viewer.layers["spread class names"].features["class"].tolist())
+    # the readout listens to the session: it counts the correction without a click
+    corrected = _shown_counts(readout)
+    assert corrected[wrong] == before.get(wrong, 0) + 1 and corrected[was] == before[was] - 1
 
     # retrain: the calls, the Grad-CAM and the readout follow
     cam_before = viewer.layers["spread Grad-CAM"].data.copy()
@@ -82,7 +90,7 @@ def test_review_least_sure_correct_and_retrain(make_napari_viewer, qtbot, tmp_pa
     assert int(features["corrected"].sum()) == 1
     cam = viewer.layers["spread Grad-CAM"].data
     assert cam.shape == cam_before.shape and not np.array_equal(cam, cam_before)
-    after = _readout_counts(readout)
+    after = _shown_counts(readout)  # recomputed when Retrain repainted the calls
     assert sum(after.values()) == sum(before.values())
     counts = features["class"].value_counts()
     assert after == {c: int(counts.get(c, 0)) for c in after}

@@ -56,8 +56,8 @@ def test_work_saved_from_napari_opens_again_with_statuses_and_calls(
     assert (again.features["status"] == "rejected").sum() == 2
     # the reopened objects are the reviewed objects Predict uses for the spread
     predict = PredictWidget(reopened)
-    predict.image_picker.set_layer(reopened.layers["spread"])
-    assert predict.objects_picker.layer() is again
+    predict.image_picker.value = reopened.layers["spread"]
+    assert predict.objects_picker.value is again
 
 
 def test_work_folder_that_points_outside_is_refused(tmp_path):

@@ -5,7 +5,7 @@ A :class:`Session` is evented (psygnal): a widget connects to its signals instea
 another widget. The Train widget adds the model it made (:meth:`Session.add_model`) and the
 Predict widget offers it at once; Predict and the correction loop announce new calls
 (:attr:`Session.calls_changed`) and the Readout widget reads them again. The widgets of one
-napari viewer share one session (``_widgets.session_of(viewer)``); tests make their own.
+napari viewer share one session (``_widgets.session.session_of(viewer)``); tests make their own.
 """
 
 from __future__ import annotations

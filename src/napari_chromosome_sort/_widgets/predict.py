@@ -1,15 +1,23 @@
-"""Predict and explain: classes, probabilities and Grad-CAM for a spread or a folder of spreads."""
+"""Predict and explain: classes, probabilities and Grad-CAM for a spread or a folder of spreads.
+
+The spread runs through the one prediction generator of the core
+(:func:`.predict.predict_spread_steps`, as ``chromosort predict`` and batch run it) in a thread
+worker, which also computes every array the layers show (:func:`.calls_layers.calls_data`); the
+GUI thread only hands them to napari, so the window never waits on a computation.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from magicgui.widgets import ComboBox
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -22,35 +30,51 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_chromosome_sort._sample_data import bundled_model_path
 from napari_chromosome_sort._widgets._common import (
-    TRAINED_MODELS,
-    LayerPicker,
     ScrollDock,
-    class_colours,
     class_legend,
-    colormap_from_mapping,
     fit_table_to_rows,
     label_at,
     layer_image,
-    report_error,
     rgb_pixmap,
     start_worker,
     sync_features,
     warm_imports,
-    with_index,
 )
 from napari_chromosome_sort._widgets._objects import review_of
-from napari_chromosome_sort._widgets.gradcam_layer import gradcam_layer_of, show_gradcam
-from napari_chromosome_sort._widgets.review import ReviewSection
-from napari_chromosome_sort.progress import Progress
+from napari_chromosome_sort._widgets.predicting.calls_layers import (
+    OUTLINE,
+    CallsData,
+    prediction_data,
+    show_calls_steps,
+)
+from napari_chromosome_sort._widgets.predicting.folder_results import FolderSection
+from napari_chromosome_sort._widgets.predicting.gradcam_layer import gradcam_layer_of
+from napari_chromosome_sort._widgets.predicting.model_choice import ModelChoice
+from napari_chromosome_sort._widgets.predicting.review import ReviewSection
+from napari_chromosome_sort._widgets.session import session_of
+from napari_chromosome_sort.progress import Progress, relay
 
 AUTO = "(segment automatically)"
-OUTLINE = 2  # class outline thickness (screen pixels) while the Grad-CAM map is shown
 TOGGLE_KEY = "g"  # on the classes layer: Grad-CAM with outlines <-> class colours filled
 PANEL_SIDE = 200  # the clicked chromosome's crop and Grad-CAM
-BUNDLED_MODEL = "bundled wild-type model (A/B/C)"
-MODEL_FILE = "model file below"
+CAM_NOTE = (
+    "Grad-CAM (blue, colour bar at the top right of the spread): where the network looked for "
+    "its call on each chromosome, clear = ignored, light blue = mattered most; the class "
+    f"colours are the outlines. Press {TOGGLE_KEY.upper()} on the classes layer to switch to "
+    "the class colours filled in."
+)
+
+
+@dataclass
+class PredictResult:
+    """What a Predict run hands to the GUI thread: the model, the core's prediction and the
+    layers' data."""
+
+    model: object
+    prediction: object
+    data: CallsData
+    model_key: tuple | None = None  # the file the model was loaded from (see model_key)
 
 
 def _segmentation_from_layer(layer):
@@ -71,49 +95,45 @@ def _segmentation_from_layer(layer):
     )
 
 
-def predict_job(model_path: str, image: np.ndarray, segmentation=None):
-    """Worker generator: load the model, segment (unless ``segmentation`` is given), classify
-    and explain with Grad-CAM, reporting each step and each chunk of Grad-CAM (a Cancel takes
-    effect at the next report; nothing is shown or written for a cancelled run). Returns
-    ``(model, prediction)``."""
-    from dataclasses import replace
+def model_key(path: str) -> tuple:
+    """What identifies a model file's content for reuse: its path, size and change time."""
+    stat = Path(path).stat()
+    return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
 
-    from napari_chromosome_sort.classification.gradcam import spread_gradcam_steps
+
+def predict_job(
+    model_path: str, image: np.ndarray, image_name: str, segmentation=None, loaded=None
+):
+    """Worker generator: load the model (``loaded``: the model of this file loaded before, kept
+    with its ONNX Runtime session), then the core's prediction of the spread with Grad-CAM
+    (:func:`.predict.predict_spread_steps`, its reports passed on; a Cancel takes effect at the
+    next one and nothing is shown), then the layers' data. Returns a :class:`PredictResult`."""
     from napari_chromosome_sort.classification.models.model_io import load_model
-    from napari_chromosome_sort.classification.predict import predict_spread
-    from napari_chromosome_sort.progress import relay
+    from napari_chromosome_sort.classification.predict import predict_spread_steps
 
-    yield Progress(0, 3, "Loading the model…")
-    model = load_model(model_path)
-    if segmentation is None:
-        from napari_chromosome_sort.files.io import require_contrast
-        from napari_chromosome_sort.segmentation import segment_spread
-
-        yield Progress(1, 3, "Segmenting the spread…")
-        require_contrast(image)
-        segmentation = segment_spread(image)
-    n = int((segmentation.objects["status"] == "chromosome").sum())
-    yield Progress(2, 3 + n, f"Classifying {n} chromosomes…")
-    prediction = predict_spread(model, image, segmentation=segmentation)
-    if not prediction.crops:
-        return model, replace(prediction, gradcam_map=np.zeros(image.shape[:2], np.float32))
-    n = len(prediction.crops)
-    index = {name: i for i, name in enumerate(model.classes)}
-    heat = yield from relay(
-        spread_gradcam_steps(
-            model, prediction.crops, [index[c] for c in prediction.table["class"]]
-        ),
-        lambda report: Progress(3 + report.step, 3 + n, f"Explaining: {report.message}"),
+    yield Progress(0, 1, "Loading the model…")
+    model = loaded if loaded is not None else load_model(model_path)
+    prediction = yield from relay(
+        predict_spread_steps(model, image, gradcam=True, segmentation=segmentation),
+        lambda report: Progress(report.step + 1, report.total + 1, report.message),
     )
-    return model, replace(prediction, gradcam_map=heat)
+    data = prediction_data(image_name, model.classes, prediction)
+    return PredictResult(model, prediction, data, model_key(model_path))
 
 
-def folder_job(folder: str, model_path: str, out_dir: str):
-    """Worker generator: the core batch run over a folder of spreads (in this process);
-    returns its :class:`.BatchResult`."""
-    from napari_chromosome_sort.batch import run_batch
+def layer_combo(viewer, kind, none: str | None = None, tooltip: str = "") -> ComboBox:
+    """A magicgui combo box of the viewer's layers of type ``kind`` (first ``none``, meaning
+    no layer, when given), kept in step with the layer list."""
 
-    return (yield from run_batch(folder, model_path, out_dir, scheduler="serial"))
+    def choices(_widget) -> list:
+        found = [(layer.name, layer) for layer in viewer.layers if isinstance(layer, kind)]
+        return [(none, None), *found] if none else found
+
+    combo = ComboBox(choices=choices, tooltip=tooltip)
+    events = viewer.layers.events
+    for event in (events.inserted, events.removed, events.reordered):
+        event.connect(lambda *_: combo.reset_choices())
+    return combo
 
 
 def _objects_of(layer) -> str | None:
@@ -122,77 +142,74 @@ def _objects_of(layer) -> str | None:
     return meta.get("image_layer") if meta.get("kind") == "segmentation" else None
 
 
+def _button(text: str, tooltip: str, slot) -> QPushButton:
+    button = QPushButton(text)
+    button.setToolTip(tooltip)
+    button.clicked.connect(slot)
+    return button
+
+
 class PredictWidget(QWidget):
     """Load a model, classify the chromosomes of a spread and show why (Grad-CAM)."""
 
     def __init__(self, napari_viewer):
         super().__init__()
-        from magicgui.widgets import FileEdit
-
         self.viewer = napari_viewer
+        self.session = session_of(napari_viewer)
         self.worker = None
+        self._painting = None
         self.model = None
+        self.model_loaded_from = None  # model_key of the file self.model is, None once retrained
         self.prediction = None
         self.layer = None
         self.image_layer_used = None
-
-        self.model_choice = QComboBox()
-        self.model_choice.setToolTip(
-            "Which classifier calls the chromosomes: the bundled wild-type model (A/B/C, trained "
-            "on the wild-type crops of Ikemoto et al. 2022), a model trained since napari "
-            "started, or a file"
+        self.models = ModelChoice(napari_viewer, self)
+        self.model_choice, self.model_file = self.models.combo, self.models.file
+        self.image_picker = layer_combo(
+            napari_viewer, Image, tooltip="The spread whose chromosomes are classified"
         )
-        self.model_file = FileEdit(mode="r", filter="*.safetensors")
-        self.model_file.native.setToolTip("A model file saved by 'Train classifier'")
-        self._fill_model_choice()
-        self.model_file.changed.connect(lambda *_: self._select_model(MODEL_FILE))
-        self.import_button = QPushButton("Import published model (.pth)…")
-        self.import_button.setToolTip(
-            "Use a plain torchvision model file, such as the published SqueezeNet of Ikemoto et "
-            "al. 2022: name its classes in output order; it is converted once and offered above"
+        self.objects_picker = layer_combo(
+            napari_viewer,
+            Labels,
+            AUTO,
+            "Use a reviewed/edited objects layer from 'Segment spread', or segment automatically",
         )
-        self.import_button.clicked.connect(self._choose_published)
-        TRAINED_MODELS.listen(self._on_model_trained)
-        self.image_picker = LayerPicker(napari_viewer, (Image,))
-        self.objects_picker = LayerPicker(napari_viewer, (Labels,), allow_none=AUTO)
-        self.objects_picker.combo.setToolTip(
-            "Use a reviewed/edited objects layer from 'Segment spread', or segment automatically"
+        self.run_button = _button(
+            "Predict spread",
+            "Classify every kept chromosome of the spread and show where the network looked",
+            self.run,
         )
-        self.image_picker.combo.setToolTip("The spread whose chromosomes are classified")
-        self.run_button = QPushButton("Predict spread")
-        self.run_button.setToolTip(
-            "Classify every kept chromosome of the spread and show where the network looked"
+        self.batch = FolderSection(self)
+        self.cancel_button = _button(
+            "Cancel", "Stop the running prediction; nothing is shown or written", self.cancel
         )
-        self.folder = FileEdit(mode="d")
-        self.folder.native.setToolTip("A folder of spreads (sub-folders = samples)")
-        self.out_folder = FileEdit(mode="d")
-        self.out_folder.native.setToolTip("Where the batch tables, plots and maps are written")
-        self.folder_button = QPushButton("Predict folder")
-        self.folder_button.setToolTip(
-            "Segment and classify every spread of the folder; tables and plots per sample"
-        )
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the running prediction; nothing is shown or written")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self._make_results()
+        self.review = ReviewSection(self)
+        self._lay_out()
+        self.image_picker.changed.connect(self._objects_for_image)
+        napari_viewer.layers.events.inserted.connect(self._objects_for_image)
+        self._objects_for_image()
+
+    def _make_results(self) -> None:
+        """The type distribution, legend, Grad-CAM note, export and the clicked object."""
         self.distribution = QTableWidget(0, 3)
         self.distribution.setHorizontalHeaderLabels(["class", "count", "%"])
         fit_table_to_rows(self.distribution)
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
         self.legend.setToolTip("Class colours of the predicted-class layer and its labels")
-        self.cam_note = QLabel(
-            "Grad-CAM (blue, colour bar at the top right of the spread): where the network "
-            "looked for its call on each chromosome, clear = ignored, light blue = mattered "
-            f"most; the class colours are the outlines. Press {TOGGLE_KEY.upper()} on the "
-            "classes layer to switch to the class colours filled in."
-        )
+        self.cam_note = QLabel(CAM_NOTE)
         self.cam_note.setWordWrap(True)
         self.cam_note.setVisible(False)
-        self.export_button = QPushButton("Export CSV…")
-        self.export_button.setToolTip("Save the table of chromosomes, classes and probabilities")
+        self.export_button = _button(
+            "Export CSV…",
+            "Save the table of chromosomes, classes and probabilities",
+            lambda: self.export_csv(None),
+        )
         self.export_button.setEnabled(False)
         self.crop_view = QLabel()
         self.crop_view.setMinimumSize(PANEL_SIDE, PANEL_SIDE)
@@ -200,30 +217,23 @@ class PredictWidget(QWidget):
         self.cam_view.setMinimumSize(PANEL_SIDE, PANEL_SIDE)
         self.detail = QLabel("Click a chromosome to see its crop, probabilities and Grad-CAM.")
         self.detail.setWordWrap(True)
-        self.review = ReviewSection(self)
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("Model", self.model_choice)
         form.addRow("Model file", self.model_file.native)
-        form.addRow("", self.import_button)
-        form.addRow("Image", self.image_picker.combo)
-        form.addRow("Objects", self.objects_picker.combo)
+        form.addRow("", self.models.import_button)
+        form.addRow("Image", self.image_picker.native)
+        form.addRow("Objects", self.objects_picker.native)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.run_button)
-        folder_form = QFormLayout()
-        folder_form.addRow("Spreads folder", self.folder.native)
-        folder_form.addRow("Output folder", self.out_folder.native)
-        layout.addLayout(folder_form)
-        layout.addWidget(self.folder_button)
-        layout.addWidget(self.cancel_button)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
+        layout.addWidget(self.batch)
+        for widget in (self.cancel_button, self.progress, self.status):
+            layout.addWidget(widget)
         layout.addWidget(QLabel("<b>Type distribution</b>"))
-        layout.addWidget(self.legend)
-        layout.addWidget(self.distribution)
-        layout.addWidget(self.cam_note)
-        layout.addWidget(self.export_button)
+        for widget in (self.legend, self.distribution, self.cam_note, self.export_button):
+            layout.addWidget(widget)
         views = QHBoxLayout()
         views.addWidget(self.crop_view)
         views.addWidget(self.cam_view)
@@ -232,36 +242,29 @@ class PredictWidget(QWidget):
         layout.addWidget(self.review)
         layout.addStretch(1)
 
-        self.image_picker.combo.currentIndexChanged.connect(self._objects_for_image)
-        napari_viewer.layers.events.inserted.connect(self._objects_for_image)
-        self._objects_for_image()
-        self.run_button.clicked.connect(self.run)
-        self.folder_button.clicked.connect(self.run_folder)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.export_button.clicked.connect(lambda: self.export_csv(None))
-
     def _objects_for_image(self, *_):
         """Offer the chosen image's reviewed objects layer (from Segment spread) when there is
         one, else segment automatically; a choice for this image is left as it is."""
-        image = self.image_picker.layer()
+        image = self.image_picker.value
         if image is None:
             return
-        current = self.objects_picker.layer()
+        self.objects_picker.reset_choices()
+        current = self.objects_picker.value
         reviewed = [layer for layer in self.viewer.layers if _objects_of(layer) == image.name]
         if reviewed and current not in reviewed:
-            self.objects_picker.set_layer(reviewed[-1])
+            self.objects_picker.value = reviewed[-1]
         elif current is not None and _objects_of(current) not in (None, image.name):
-            self.objects_picker.combo.setCurrentText(AUTO)  # another spread's objects
+            self.objects_picker.value = None  # another spread's objects
 
     # ------------------------------------------------------------------ running
     @property
     def running(self) -> bool:
-        """Is a prediction running?"""
-        return self.worker is not None
+        """Is a prediction running (or its layers being drawn)?"""
+        return self.worker is not None or self._painting is not None
 
     def _set_running(self, running: bool):
         self.run_button.setEnabled(not running)
-        self.folder_button.setEnabled(not running)
+        self.batch.button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
 
     def cancel(self):
@@ -274,89 +277,41 @@ class PredictWidget(QWidget):
         self.status.setText("Cancelled: nothing was shown or written for the unfinished spread.")
         show_info("Prediction cancelled.")
 
-    # ------------------------------------------------------------------ model choice
-    def _fill_model_choice(self) -> None:
-        self.model_choice.clear()
-        self.model_choice.addItem(BUNDLED_MODEL, str(bundled_model_path()))
-        for path in TRAINED_MODELS.paths:
-            self.model_choice.addItem(TRAINED_MODELS.title(path), path)
-        self.model_choice.addItem(MODEL_FILE, None)
-
-    def _select_model(self, text: str) -> None:
-        self.model_choice.setCurrentIndex(max(self.model_choice.findText(text), 0))
-
-    def _on_model_trained(self, path: str) -> None:
-        """A model just saved by Train classifier (or imported) is offered here and chosen."""
-        self._fill_model_choice()
-        self._select_model(TRAINED_MODELS.title(path))
-
-    def _choose_published(self) -> None:
-        from qtpy.QtWidgets import QInputDialog
-
-        from napari_chromosome_sort.classification.models.registry import BACKBONES
-
-        path, _ = QFileDialog.getOpenFileName(self, "Published model", "", "PyTorch (*.pth *.pt)")
-        if not path:
-            return
-        classes, ok = QInputDialog.getText(
-            self, "Classes", "Class names in the model's output order:", text="A,B,C"
-        )
-        if not ok:
-            return
-        names = list(BACKBONES)
-        backbone, ok = QInputDialog.getItem(
-            self, "Network", "The model's network:", names, 0, False
-        )
-        if ok:
-            self.import_published(path, classes, backbone)
+    def _model_path(self) -> str | None:
+        return self.models.path()
 
     def import_published(self, path, classes: str, backbone: str = "squeezenet1_1") -> str | None:
-        """Convert a plain torchvision ``state_dict`` (read without unpickling) into a model file
-        in the user cache, offer it and choose it; returns its path (None after an error)."""
-        from napari_chromosome_sort.classification.models.fast_inference import user_cache_dir
-        from napari_chromosome_sort.classification.models.model_io import (
-            import_state_dict,
-            save_model,
+        """Convert and offer a published model (see :meth:`.ModelChoice.import_published`)."""
+        out = self.models.import_published(path, classes, backbone)
+        if out is not None:
+            self.status.setText(f"Imported {path} as {out}")
+        return out
+
+    def start(self, job, *args, on_return, what: str) -> None:
+        """Run the worker generator ``job(*args)`` with this widget's progress and Cancel."""
+        self._set_running(True)
+        self.worker = start_worker(
+            job,
+            *args,
+            on_yield=self._on_progress,
+            on_return=on_return,
+            on_finish=self._on_finish,
+            on_abort=self._on_abort,
+            what=what,
         )
-
-        names = [c.strip() for c in str(classes).split(",") if c.strip()]
-        try:
-            model = import_state_dict(path, names, backbone)
-            folder = user_cache_dir() / "imported"
-            folder.mkdir(parents=True, exist_ok=True)
-            out = save_model(model, folder / f"{Path(path).stem}.safetensors")
-        except Exception as error:  # noqa: BLE001 - shown to the user
-            report_error(error, "Import model")
-            return None
-        TRAINED_MODELS.add(str(out), kind="imported")
-        self.status.setText(f"Imported {Path(path).name} as {out}")
-        return str(out)
-
-    def _model_path(self) -> str | None:
-        chosen = self.model_choice.currentData()
-        if chosen:
-            return str(chosen)
-        path = Path(str(self.model_file.value))
-        if not path.is_file():
-            show_error(
-                f"Predict: model file {path} does not exist: choose a model file, a model "
-                "trained since napari started or the bundled wild-type model."
-            )
-            return None
-        return str(path)
 
     def run(self):
         """Classify the chosen spread in a worker thread and show the layers when done."""
         if self.running:
             return
         model_path = self._model_path()
-        image_layer = self.image_picker.layer()
+        image_layer = self.image_picker.value
         if model_path is None:
             return
         if image_layer is None:
             show_error("Predict: open a spread image first.")
             return
-        objects = self.objects_picker.layer()
+        objects = self.objects_picker.value
         segmentation = None
         if objects is not None:
             try:
@@ -367,45 +322,9 @@ class PredictWidget(QWidget):
         self.image_layer_used = image_layer
         self.review.reset()
         warm_imports()
-        self._set_running(True)
-        self.worker = start_worker(
-            predict_job,
-            model_path,
-            layer_image(image_layer),
-            segmentation,
-            on_yield=self._on_progress,
-            on_return=self._show,
-            on_finish=self._on_finish,
-            on_abort=self._on_abort,
-            what="Predict",
-        )
-
-    def run_folder(self):
-        """Segment, classify and explain every spread of a folder (a batch run)."""
-        if self.running:
-            return
-        model_path = self._model_path()
-        folder = Path(str(self.folder.value))
-        out_dir = Path(str(self.out_folder.value))
-        if model_path is None:
-            return
-        if not folder.is_dir() or str(self.folder.value) in ("", "."):
-            show_error("Predict folder: choose an existing folder of spreads.")
-            return
-        if str(self.out_folder.value) in ("", "."):
-            out_dir = folder.parent / f"{folder.name}_chromosort"
-        self._set_running(True)
-        self.worker = start_worker(
-            folder_job,
-            str(folder),
-            model_path,
-            str(out_dir),
-            on_yield=self._on_progress,
-            on_return=lambda result: self._folder_done(out_dir, result),
-            on_finish=self._on_finish,
-            on_abort=self._on_abort,
-            what="Predict folder",
-        )
+        loaded = self.model if self.model_loaded_from == model_key(model_path) else None
+        args = (model_path, layer_image(image_layer), image_layer.name, segmentation, loaded)
+        self.start(predict_job, *args, on_return=self._show, what="Predict")
 
     def _on_progress(self, report):
         self.progress.setMaximum(max(int(report.total), 1))
@@ -414,91 +333,60 @@ class PredictWidget(QWidget):
 
     def _on_finish(self):
         self.worker = None
-        self._set_running(False)
-
-    def _folder_done(self, out_dir, result):
-        failures = getattr(result, "failures", {}) or {}
-        self.status.setText(
-            f"Folder done: tables and plots in <b>{out_dir}</b>"
-            + (f"; {len(failures)} spread(s) failed" if failures else "")
-        )
-        show_info(f"Batch predictions written to {out_dir}")
+        self._set_running(self.running)
 
     # ------------------------------------------------------------------ display
-    def _show(self, result):
-        self.model, self.prediction = result
-        prediction = self.prediction
-        image_layer = self.image_layer_used
-        classes = list(self.model.classes)
-        colours = class_colours(classes)
-        table = prediction.table.copy()
-        objects = prediction.segmentation.objects
-        if "centroid_y" not in table and "centroid_y" in objects:
-            table = table.merge(
-                objects[["label", "centroid_y", "centroid_x"]], on="label", how="left"
-            )
-        labels = np.asarray(prediction.segmentation.labels)
-        kept = np.where(np.isin(labels, table["label"].to_numpy()), labels, 0).astype(np.int32)
-        name = f"{image_layer.name} predicted classes"
-        features = with_index(table)
-        colormap = colormap_from_mapping(
-            dict(zip(table["label"].astype(int), table["class"].astype(str), strict=True)), colours
-        )
-        placement = {"scale": image_layer.scale[-2:], "translate": image_layer.translate[-2:]}
-        segmentation = prediction.segmentation
-        meta = {
-            "chromosort": {
-                "kind": "prediction",
-                "image_layer": image_layer.name,
-                "polarity": segmentation.polarity,
-                "denoised": bool(segmentation.stats.get("denoised")),
-            }
-        }
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            layer.data = kept
-            layer.features = features
-        else:
-            layer = self.viewer.add_labels(
-                kept, name=name, features=features, opacity=1.0, metadata=meta, **placement
-            )
-            layer.contour = OUTLINE  # class outlines: the map and the morphology stay visible
-            layer.mouse_drag_callbacks.append(self._on_click)
-            review_of(self.viewer, layer).bind(TOGGLE_KEY, lambda _layer: self.toggle_view())
-            review_of(self.viewer, layer).describe(TOGGLE_KEY, "Grad-CAM ↔ class colours")
-        layer.colormap = colormap
-        self.layer = layer
-
-        if prediction.gradcam_map is not None:
-            show_gradcam(self.viewer, image_layer, prediction.gradcam_map, kept, placement)
-            self.cam_note.setVisible(True)
-
-        text_name = f"{image_layer.name} class names"
-        # beside the object (its box's top right corner), not on the chromosome
-        corner = ["bbox_y0", "bbox_x1"] if "bbox_x1" in table else ["centroid_y", "centroid_x"]
-        coords = table[corner].to_numpy(float) if len(table) else None
-        point_features = pd.DataFrame({"class": table["class"].astype(str)})
-        text = {"string": "{class}", "color": "white", "size": 9, "anchor": "upper_left"}
-        if text_name in self.viewer.layers:
-            self.viewer.layers.remove(text_name)
-        if coords is not None:
-            self.viewer.add_points(
-                coords,
-                name=text_name,
-                features=point_features,
-                text=text,
-                size=5,
-                face_color=[colours.get(c, "#ffffff") for c in point_features["class"]],
-                border_width=0,
-                **placement,
-            )
-        self.viewer.layers.selection.active = layer
-        self._show_distribution(table, classes)
-        self.legend.setText(class_legend(classes))
-        self.export_button.setEnabled(True)
+    def _show(self, result: PredictResult) -> None:
+        """Hand a finished prediction's layers to napari (GUI thread: no computation)."""
+        self.model, self.prediction = result.model, result.prediction
+        self.model_loaded_from = result.model_key
+        self.show_data(self.image_layer_used, result.data)
         self.status.setText(
-            f"{len(table)} chromosomes classified with {getattr(self.model, 'backbone_name', '')}"
+            f"{len(result.data.features)} chromosomes classified with "
+            f"{getattr(self.model, 'backbone_name', '')}"
         )
+        for warning in result.prediction.warnings:
+            show_warning(f"Predict: {warning}")
+            self.status.setText(f"{self.status.text()}<br><b>Warning</b>: {warning}")
+
+    def show_data(self, image_layer, data: CallsData, staged: bool = True) -> None:
+        """Show the calls ``data`` of ``image_layer``: layers, distribution, legend; tell the
+        session's listeners (Readout) that the calls changed. ``staged``: one layer per turn
+        of the event loop, so the window draws and answers in between (``running`` until the
+        last); else all at once."""
+        self.image_layer_used = image_layer
+        self._painting = self._paint_steps(image_layer, data)
+        if staged:
+            self._paint_next()
+            return
+        for _ in self._painting:
+            pass
+        self._painting = None
+
+    def _paint_next(self) -> None:
+        try:
+            next(self._painting)
+        except StopIteration:
+            self._painting = None
+            self._set_running(self.running)
+            return
+        QTimer.singleShot(0, self._paint_next)
+
+    def _paint_steps(self, image_layer, data: CallsData):
+        layer, made = yield from show_calls_steps(self.viewer, image_layer, data)
+        if made:
+            layer.mouse_drag_callbacks.append(self._on_click)
+            review = review_of(self.viewer, layer)
+            review.bind(TOGGLE_KEY, lambda _layer: self.toggle_view())
+            review.describe(TOGGLE_KEY, "Grad-CAM ↔ class colours")
+        self.layer = layer
+        self.cam_note.setVisible(data.cam is not None)
+        if self.viewer.layers.selection.active is not layer:
+            self.viewer.layers.selection.active = layer
+        self._show_distribution(data.features, data.classes)
+        self.legend.setText(class_legend(data.classes))
+        self.export_button.setEnabled(True)
+        self.session.calls_changed.emit(layer.name)
 
     def toggle_view(self) -> None:
         """Switch between the Grad-CAM map with class outlines and the class colours filled."""
@@ -551,46 +439,32 @@ class PredictWidget(QWidget):
             self.show_object(label)
 
     def show_object(self, label: int):
-        """Show one object's crop, probabilities and Grad-CAM (for its predicted class)."""
-        if self.prediction is None:
+        """Show one object's crop, probabilities and Grad-CAM (for its class), all from the
+        prediction: nothing is computed by the network here."""
+        from napari_chromosome_sort.display.cam_display import masked_to_objects, overlay
+
+        table = self.table()
+        if table is None:
             return
-        table = self.prediction.table
         match = table[table["label"].astype(int) == int(label)]
         if match.empty:
             return
         row = match.iloc[0]
-        crop = self._crop_of(label)
-        probabilities = "<br>".join(
-            f"{c}: {100 * float(row.get(f'p_{c}', np.nan)):.1f}%" for c in self.model.classes
-        )
+        classes = [c[2:] for c in table.columns if str(c).startswith("p_")]
+        probabilities = "<br>".join(f"{c}: {100 * float(row[f'p_{c}']):.1f}%" for c in classes)
         self.detail.setText(f"Object {label}: <b>{row['class']}</b><br>{probabilities}")
-        if crop is None:
+        crop, heat = (None, None) if self.prediction is None else self.prediction.crop_map(label)
+        if crop is None:  # a spread of a folder run: its crops are not kept
             return
         self.crop_view.setPixmap(rgb_pixmap(crop.pixels, PANEL_SIDE))
-        try:
-            from napari_chromosome_sort.classification.gradcam import gradcam
-            from napari_chromosome_sort.display.cam_display import masked_to_objects, overlay
-
-            classes = list(self.model.classes)
-            heat = gradcam(self.model, crop.pixels, class_index=classes.index(row["class"]))
-            labels = np.asarray(self.prediction.segmentation.labels)
-            mask = crop.geometry.from_image((labels == int(label)).astype(np.float32)) > 0.5
-            if mask.shape == heat.shape:  # the chromosome only, as on the spread
-                heat = masked_to_objects(heat, mask)
-            self.cam_view.setPixmap(rgb_pixmap(overlay(crop.pixels, heat), PANEL_SIDE))
-        except Exception as error:  # noqa: BLE001 - Grad-CAM is informative only
-            self.cam_view.setText(f"Grad-CAM unavailable: {error}")
-
-    def _crop_of(self, label: int):
-        crops = getattr(self.prediction, "crops", None) or []
-        for crop in crops:
-            if int(getattr(crop, "label", -1)) == int(label):
-                return crop
-        table = self.prediction.table
-        index = table.index[table["label"].astype(int) == int(label)]
-        if len(index) and len(crops) == len(table):
-            return crops[int(np.flatnonzero(table["label"].astype(int) == int(label))[0])]
-        return None
+        if heat is None:
+            self.cam_view.setText("No Grad-CAM for this call.")
+            return
+        labels = np.asarray(self.prediction.segmentation.labels)
+        mask = crop.geometry.from_image((labels == int(label)).astype(np.float32)) > 0.5
+        if mask.shape == heat.shape:  # the chromosome only, as on the spread
+            heat = masked_to_objects(heat, mask)
+        self.cam_view.setPixmap(rgb_pixmap(overlay(crop.pixels, heat), PANEL_SIDE))
 
 
 class PredictDock(ScrollDock):

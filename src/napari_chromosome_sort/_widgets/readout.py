@@ -36,6 +36,7 @@ from napari_chromosome_sort._widgets._common import (
     fit_table_to_rows,
     report_error,
 )
+from napari_chromosome_sort._widgets.session import session_of
 from napari_chromosome_sort.analysis import plots, readout
 from napari_chromosome_sort.classification.training.corrections import CORRECTED
 from napari_chromosome_sort.errors import ChromosortError
@@ -173,6 +174,7 @@ class ReadoutWidget(QWidget):
         for event in (events.inserted, events.removed):
             event.connect(self._refresh_layers)
         self._refresh_layers()
+        session_of(napari_viewer).calls_changed.connect(self._on_calls_changed)
         self._source_changed()
 
     def _set_tooltips(self) -> None:
@@ -238,6 +240,22 @@ class ReadoutWidget(QWidget):
             self.layer_list.setItem(r, 0, spread)
             self.layer_list.setItem(r, 1, QTableWidgetItem(sample))
         fit_table_to_rows(self.layer_list)
+
+    def _on_calls_changed(self, layer_name: str) -> None:
+        """Calls of a spread changed (Predict, a correction, Retrain): a readout computed from
+        the layers, that spread among them, is computed again."""
+        try:
+            self._refresh_layers()
+        except RuntimeError:  # the widget was closed (its Qt object deleted): stop listening
+            session_of(self.viewer).calls_changed.disconnect(self._on_calls_changed)
+            return
+        ticked = {name for name, on, _ in self.spread_rows() if on}
+        if (
+            self.summary is not None
+            and self.source.currentText() == LAYERS
+            and layer_name in ticked
+        ):
+            self.compute()
 
     def showEvent(self, event):  # noqa: N802 - Qt's name
         """Rows take their final height once styled and shown: size the table to them then."""

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from napari_chromosome_sort.classification.image_match import image_warnings
+from napari_chromosome_sort.crops import DEFAULT_MARGIN, crop_chromosomes
 from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.io import require_contrast
+from napari_chromosome_sort.progress import Progress, relay, run_to_end
+from napari_chromosome_sort.segmentation import segment_spread
 
 BBOX_COLUMNS = ["bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]
 
@@ -15,12 +21,24 @@ BBOX_COLUMNS = ["bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]
 @dataclass
 class SpreadPrediction:
     """Result of :func:`predict_spread`: the segmentation, one table row per kept object
-    (``label, bbox_*, class, p_<class>...``), its crops and the optional Grad-CAM map."""
+    (``label, bbox_*, class, p_<class>...``), its crops, the optional Grad-CAM (each crop's map
+    in ``crop_maps``, in the crops' order, and all of them pasted on the image in
+    ``gradcam_map``) and warnings that the image is unlike the model's training images."""
 
     segmentation: object
     table: pd.DataFrame
     crops: list = field(default_factory=list)
     gradcam_map: np.ndarray | None = None
+    crop_maps: list | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def crop_map(self, label: int):
+        """``(crop, Grad-CAM map on it)`` of object ``label``; the map is None without
+        Grad-CAM, and both are None for an object not classified."""
+        for i, crop in enumerate(self.crops):
+            if int(crop.label) == int(label):
+                return crop, (self.crop_maps[i] if self.crop_maps else None)
+        return None, None
 
 
 def _probability_table(model, proba: np.ndarray) -> pd.DataFrame:
@@ -207,6 +225,9 @@ def _call_chromatid_pairs(table: pd.DataFrame, objects: pd.DataFrame, cls: str |
     table.loc[pairs, "called_by"] = "chromatid pair"
 
 
+PREDICT_STEPS = 3  # segment, crop, classify; Grad-CAM adds one step per crop
+
+
 def predict_spread(
     model,
     image: np.ndarray,
@@ -221,54 +242,105 @@ def predict_spread(
     views: int | None = None,
 ) -> SpreadPrediction:
     """Segment ``image`` (or use ``segmentation``), crop every kept chromosome (others blanked)
-    and classify the crops. With ``gradcam`` also returns the per-object Grad-CAM maps (for the
-    predicted class) pasted into a float32 image-shaped map. ``priors.adapt``: estimate this
-    spread's class priors from its own kept objects (no labels; see :func:`predict_crops`)
-    rather than assume the training class frequencies; off by default, because on the
-    annotated spreads it helps some and costs others up to 18 points (docs/validation.md,
-    Whole spreads). The other :class:`PriorOptions`: see :func:`estimate_priors`.
+    and classify the crops: :func:`predict_spread_steps` run to the end (same arguments)."""
+    return run_to_end(
+        predict_spread_steps(
+            model,
+            image,
+            params,
+            gradcam,
+            segmentation=segmentation,
+            margin=margin,
+            tta=tta,
+            priors=priors,
+            separated_class=separated_class,
+            views=views,
+        )
+    )
 
-    ``separated_class``: the class meaning "sister chromatids apart at the centromere too" (type C).
-    An object that segmentation built from two separate sister chromatids (``n_parts >= 2``) is
-    that type by definition, so it gets that class whatever the network says (column
-    ``called_by`` = ``"chromatid pair"``; the ``p_*`` columns stay the network's). ``"auto"``
-    uses a class named ``C`` (any case) when the model has one; ``None`` turns the rule off.
-    ``views``: as for :func:`predict_crops`."""
-    from napari_chromosome_sort.crops import DEFAULT_MARGIN, crop_chromosomes
 
+def predict_spread_steps(
+    model,
+    image: np.ndarray,
+    params=None,
+    gradcam: bool = False,
+    *,
+    segmentation=None,
+    margin: float | None = None,
+    tta: bool = True,
+    priors: PriorOptions = PriorOptions(),
+    separated_class: str | None = "auto",
+    views: int | None = None,
+) -> Generator[Progress, None, SpreadPrediction]:
+    """The one prediction of a spread, reporting each step (segment, crop, classify) and each
+    chunk of Grad-CAM; returns the :class:`SpreadPrediction`. The CLI, batch and the viewer's
+    Predict all run it.
+
+    Segment ``image`` (or use ``segmentation``), crop every kept chromosome (others blanked)
+    and classify the crops. With ``gradcam`` also the per-object Grad-CAM maps (for the
+    predicted class), each on its crop and pasted into a float32 image-shaped map.
+    ``priors.adapt``: estimate this spread's class priors from its own kept objects (no labels;
+    see :func:`predict_crops`) rather than assume the training class frequencies; off by
+    default, because on the annotated spreads it helps some and costs others up to 18 points
+    (docs/validation.md, Whole spreads). The other :class:`PriorOptions`: see
+    :func:`estimate_priors`.
+
+    ``separated_class``: the class meaning "sister chromatids apart at the centromere too"
+    (type C). An object that segmentation built from two separate sister chromatids
+    (``n_parts >= 2``) is that type by definition, so it gets that class whatever the network
+    says (column ``called_by`` = ``"chromatid pair"``; the ``p_*`` columns stay the network's).
+    ``"auto"`` uses a class named ``C`` (any case) when the model has one; ``None`` turns the
+    rule off. ``views``: as for :func:`predict_crops`. The prediction's ``warnings`` say when
+    the image is unlike the model's training images (:func:`.image_match.image_warnings`)."""
     image = np.asarray(image)
     if image.ndim not in (2, 3) or min(image.shape[:2]) < 2:
         raise ChromosortError(f"expected a 2-D grey or RGB image, got shape {image.shape}")
     if segmentation is None:
-        from napari_chromosome_sort.files.io import require_contrast
-        from napari_chromosome_sort.segmentation import segment_spread
-
         require_contrast(image)
+        yield Progress(0, PREDICT_STEPS, "Segmenting the spread…")
         segmentation = segment_spread(image, params)
+    yield Progress(1, PREDICT_STEPS, "Cropping the chromosomes…")
     crops = crop_chromosomes(
         image, segmentation, margin=DEFAULT_MARGIN if margin is None else margin
     )
-    objects = segmentation.objects.set_index("label", drop=False)
-    labels = [c.label for c in crops]
+    total = PREDICT_STEPS + (len(crops) if gradcam else 0)
+    yield Progress(2, total, f"Classifying {len(crops)} chromosomes…")
     pixels = [c.pixels for c in crops]
     proba, terms = None, None
+    if gradcam:  # torch, imported only when a spread is explained (PriorOptions stays light)
+        from napari_chromosome_sort.classification.gradcam import crop_gradcam_steps, paste_maps
+        from napari_chromosome_sort.classification.gradcam_fast import explained_proba
     if gradcam and crops:  # Grad-CAM's terms from the same forward as the first view
-        from napari_chromosome_sort.classification.gradcam import explained_proba
-
         proba, terms = explained_proba(model, pixels, tta=tta, views=views)
     table = predict_crops(model, pixels, tta=tta, priors=priors, views=views, proba=proba)
+    table = _with_objects(table, crops, segmentation)
+    objects = segmentation.objects.set_index("label", drop=False)
+    _call_chromatid_pairs(table, objects, _separated_class(model, separated_class))
+    result = SpreadPrediction(
+        segmentation=segmentation,
+        table=table,
+        crops=crops,
+        warnings=image_warnings(model, image, segmentation.polarity, crops),
+    )
+    if not gradcam:
+        return result
+    result.crop_maps, result.gradcam_map = [], np.zeros(image.shape[:2], dtype=np.float32)
+    if crops:
+        index = {name: i for i, name in enumerate(model.classes)}
+        result.crop_maps = yield from relay(
+            crop_gradcam_steps(model, crops, [index[c] for c in table["class"]], terms=terms),
+            lambda r: Progress(PREDICT_STEPS + r.step, total, f"Explaining: {r.message}"),
+        )
+        result.gradcam_map = paste_maps(crops, result.crop_maps)
+    yield Progress(total, total, f"{len(crops)} chromosomes classified")
+    return result
+
+
+def _with_objects(table: pd.DataFrame, crops, segmentation) -> pd.DataFrame:
+    """``table`` (one row per crop) with each object's label and box in front."""
+    objects = segmentation.objects.set_index("label", drop=False)
+    labels = [c.label for c in crops]
     meta = pd.DataFrame({"label": labels})
     for column in BBOX_COLUMNS:
         meta[column] = objects.loc[labels, column].astype(int).to_numpy() if labels else []
-    table = pd.concat([meta, table.reset_index(drop=True)], axis=1)
-    _call_chromatid_pairs(table, objects, _separated_class(model, separated_class))
-    heat = None
-    if gradcam:
-        from napari_chromosome_sort.classification.gradcam import spread_gradcam
-
-        if crops:
-            index = {name: i for i, name in enumerate(model.classes)}
-            heat = spread_gradcam(model, crops, [index[c] for c in table["class"]], terms=terms)
-        else:
-            heat = np.zeros(image.shape[:2], dtype=np.float32)
-    return SpreadPrediction(segmentation=segmentation, table=table, crops=crops, gradcam_map=heat)
+    return pd.concat([meta, table.reset_index(drop=True)], axis=1)

@@ -194,25 +194,102 @@ def _gradcam_names(relatives, suffix: str) -> list[str]:
     return flat_names((Path(r).with_suffix(suffix) for r in relatives), suffix="_gradcam")
 
 
+def _predict_spreads(args, model, files, relatives, gradcam_dir, priors) -> tuple[list, list]:
+    """Every spread through the core's prediction; its Grad-CAM TIFF and PNG when asked; the
+    warnings that a spread is unlike the model's training images on stderr. Returns
+    ``(tables, files written)``."""
+    import sys
+
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from napari_chromosome_sort.classification.predict import predict_spread
+    from napari_chromosome_sort.display.cam_display import (
+        masked_to_objects,
+        overlay,
+        with_colour_bar,
+    )
+    from napari_chromosome_sort.errors import ChromosortError
+    from napari_chromosome_sort.files.atomic import atomic_path
+    from napari_chromosome_sort.files.io import read_image, require_contrast
+
+    tif_names = _gradcam_names(relatives, ".tif")
+    png_names = _gradcam_names(relatives, ".png")
+    tables, written = [], []
+    for n, path in enumerate(files):
+        image = read_image(path)
+        try:
+            require_contrast(image, f"image {path.name}")
+        except ChromosortError as error:
+            print(f"{path.name}: skipped: {error}", file=sys.stderr)
+            continue
+        result = predict_spread(
+            model,
+            image,
+            gradcam=gradcam_dir is not None,
+            tta=not args.no_tta,
+            priors=priors,
+            views=1 if args.no_tta else args.views,
+            separated_class=None if args.no_pair_rule else "auto",
+        )
+        for warning in result.warnings:
+            print(f"{path.name}: warning: {warning}", file=sys.stderr)
+        table = result.table.copy()
+        table.insert(0, "source", str(path))
+        tables.append(table)
+        if gradcam_dir is not None:
+            with atomic_path(gradcam_dir / tif_names[n]) as tmp:
+                tifffile.imwrite(tmp, result.gradcam_map.astype(np.float32))
+            heat = masked_to_objects(
+                result.gradcam_map, result.segmentation.labels, result.table["label"]
+            )
+            picture = with_colour_bar(overlay(image, heat))
+            with atomic_path(gradcam_dir / png_names[n]) as tmp:
+                Image.fromarray(picture).save(tmp, format="PNG")
+            written += [gradcam_dir / tif_names[n], gradcam_dir / png_names[n]]
+        print(f"{path.name}: {len(table)} chromosomes", file=sys.stderr)
+    return tables, written
+
+
+def _predict_crop_files(args, model, files, relatives, gradcam_dir, priors) -> tuple[list, list]:
+    """The crop images classified together; a Grad-CAM PNG per crop when asked. Returns
+    ``([table], files written)``."""
+    from PIL import Image
+
+    from napari_chromosome_sort.classification.predict import predict_crops
+    from napari_chromosome_sort.crops import as_rgb_uint8
+    from napari_chromosome_sort.files.atomic import atomic_path
+    from napari_chromosome_sort.files.io import read_image
+
+    images = [as_rgb_uint8(read_image(p)) for p in files]
+    views = 1 if args.no_tta else args.views
+    table = predict_crops(model, images, tta=not args.no_tta, priors=priors, views=views)
+    table.insert(0, "source", [str(p) for p in files])
+    written = []
+    if gradcam_dir is not None:
+        from napari_chromosome_sort.classification.gradcam import gradcam
+        from napari_chromosome_sort.display.cam_display import overlay, with_colour_bar
+
+        names = _gradcam_names(relatives, ".png")
+        for name, image in zip(names, images, strict=True):
+            heat = gradcam(model, image)
+            with atomic_path(gradcam_dir / name) as tmp:
+                Image.fromarray(with_colour_bar(overlay(image, heat))).save(tmp, format="PNG")
+            written.append(gradcam_dir / name)
+    return [table], written
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``chromosort predict``; returns the exit status."""
     import sys
     from pathlib import Path
 
-    import numpy as np
     import pandas as pd
-    from PIL import Image
 
     from napari_chromosome_sort.classification.models.model_io import load_model
-    from napari_chromosome_sort.classification.predict import (
-        PriorOptions,
-        predict_crops,
-        predict_spread,
-    )
-    from napari_chromosome_sort.crops import as_rgb_uint8
-    from napari_chromosome_sort.errors import ChromosortError
-    from napari_chromosome_sort.files.atomic import atomic_path, write_csv_atomic
-    from napari_chromosome_sort.files.io import read_image, require_contrast
+    from napari_chromosome_sort.classification.predict import PriorOptions
+    from napari_chromosome_sort.files.atomic import write_csv_atomic
     from napari_chromosome_sort.files.safety import record_written
 
     priors = PriorOptions(
@@ -229,66 +306,8 @@ def run(args: argparse.Namespace) -> int:
     suffixes = (".tif", ".png") if args.spreads else (".png",)
     names = [name for suffix in suffixes for name in _gradcam_names(relatives, suffix)]
     _check_outputs(args.out, files, gradcam_dir, names, args.overwrite)
-    written = []
-    tta = not args.no_tta
-    views = 1 if args.no_tta else args.views
-    tables = []
-    if args.spreads:
-        import tifffile
-
-        from napari_chromosome_sort.display.cam_display import (
-            masked_to_objects,
-            overlay,
-            with_colour_bar,
-        )
-
-        tif_names = _gradcam_names(relatives, ".tif")
-        png_names = _gradcam_names(relatives, ".png")
-        for n, path in enumerate(files):
-            image = read_image(path)
-            try:
-                require_contrast(image, f"image {path.name}")
-            except ChromosortError as error:
-                print(f"{path.name}: skipped: {error}", file=sys.stderr)
-                continue
-            result = predict_spread(
-                model,
-                image,
-                gradcam=gradcam_dir is not None,
-                tta=tta,
-                priors=priors,
-                views=views,
-                separated_class=None if args.no_pair_rule else "auto",
-            )
-            table = result.table.copy()
-            table.insert(0, "source", str(path))
-            tables.append(table)
-            if gradcam_dir is not None:
-                with atomic_path(gradcam_dir / tif_names[n]) as tmp:
-                    tifffile.imwrite(tmp, result.gradcam_map.astype(np.float32))
-                heat = masked_to_objects(
-                    result.gradcam_map, result.segmentation.labels, result.table["label"]
-                )
-                picture = with_colour_bar(overlay(image, heat))
-                with atomic_path(gradcam_dir / png_names[n]) as tmp:
-                    Image.fromarray(picture).save(tmp, format="PNG")
-                written += [gradcam_dir / tif_names[n], gradcam_dir / png_names[n]]
-            print(f"{path.name}: {len(table)} chromosomes", file=sys.stderr)
-    else:
-        images = [as_rgb_uint8(read_image(p)) for p in files]
-        table = predict_crops(model, images, tta=tta, priors=priors, views=views)
-        table.insert(0, "source", [str(p) for p in files])
-        tables.append(table)
-        if gradcam_dir is not None:
-            from napari_chromosome_sort.classification.gradcam import gradcam
-            from napari_chromosome_sort.display.cam_display import overlay, with_colour_bar
-
-            names = _gradcam_names(relatives, ".png")
-            for name, image in zip(names, images, strict=True):
-                heat = gradcam(model, image)
-                with atomic_path(gradcam_dir / name) as tmp:
-                    Image.fromarray(with_colour_bar(overlay(image, heat))).save(tmp, format="PNG")
-                written.append(gradcam_dir / name)
+    predict = _predict_spreads if args.spreads else _predict_crop_files
+    tables, written = predict(args, model, files, relatives, gradcam_dir, priors)
     columns = ["source", "label", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1", "class"]
     columns += [f"p_{c}" for c in model.classes] + ["called_by"]  # called_by: spreads only
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)

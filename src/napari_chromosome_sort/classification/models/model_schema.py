@@ -27,7 +27,10 @@ MAX_METADATA_CHARS = 16_000_000
 APPEARANCES = ("canonical", "plain")
 GEOMETRIES = ("stretch", "pad", "canvas")
 HEAD_KINDS = ("pooled", *HEAD_LAYOUTS)
-OPTIONAL_DICTS = ("training", "metrics", "imported_from")
+OPTIONAL_DICTS = ("training", "metrics", "imported_from", "training_images")
+POLARITIES = ("dark_on_light", "bright_on_dark")
+MAX_CROP_SIDE = 100_000
+MAX_STAIN_CHARS = 40
 OPTIONAL_TEXTS = ("task", "weights_source", "package_version")
 
 
@@ -170,7 +173,26 @@ def check_metadata(meta) -> dict:
             raise ChromosortError(f"{key} must be text, got {type(meta[key]).__name__}")
     if meta.get("training") is not None:
         check_training(meta["training"], len(meta["classes"]))
+    if meta.get("training_images") is not None:
+        check_training_images(meta["training_images"])
     return meta
+
+
+def check_training_images(record) -> dict:
+    """What a model records of its training images (``training_images``): ``polarity`` one of
+    :data:`POLARITIES`, ``stain`` a short text, ``crop_size`` (median crop side, px) a whole
+    number; each optional (a model file without one is read as the bundled model's kind)."""
+    record = _dict(record, "training images")
+    if record.get("polarity") is not None:
+        _choice(record["polarity"], "training images polarity", POLARITIES)
+    stain = record.get("stain")
+    if stain is not None and (not isinstance(stain, str) or len(stain) > MAX_STAIN_CHARS):
+        raise ChromosortError(
+            f"training images stain must be text of at most {MAX_STAIN_CHARS} characters"
+        )
+    if record.get("crop_size") is not None:
+        _int(record["crop_size"], "training images crop size", 1, MAX_CROP_SIDE)
+    return record
 
 
 MAX_COUNT = 10**9

@@ -26,8 +26,13 @@ from qtpy.QtWidgets import (
 from napari_chromosome_sort._widgets._common import report_error, rgb_pixmap, start_worker
 from napari_chromosome_sort._widgets._objects import review_of
 from napari_chromosome_sort._widgets.label import class_keys_hint
+from napari_chromosome_sort._widgets.predicting.calls_layers import (
+    calls_data,
+    calls_table,
+    repaint_calls,
+)
 from napari_chromosome_sort.classification.training.corrections import CORRECTED, confidence
-from napari_chromosome_sort.progress import Progress
+from napari_chromosome_sort.progress import Progress, relay
 
 PREVIEW_SIDE = 240
 
@@ -38,24 +43,35 @@ def prepare_job(session):
     return session
 
 
-def retrain_job(session):
-    """Worker generator: retrain the head, then the spread's Grad-CAM for the new calls.
-    Returns ``(model, table, heat)``."""
-    from napari_chromosome_sort.classification.gradcam import spread_gradcam_steps
-    from napari_chromosome_sort.progress import relay
+def retrain_job(session, image_name: str):
+    """Worker generator: retrain the head, then the spread's Grad-CAM for the new calls and the
+    layers' data. Returns ``(model, crop maps, CallsData)``."""
+    # torch: imported on the worker when a retrain runs, not when napari starts
+    from napari_chromosome_sort.classification.gradcam import crop_gradcam_steps, paste_maps
 
     yield Progress(0, 2, "Retraining on the corrections…")
     table = yield from session.retrain()
     model = session.model
     crops = [session.crops[int(label)] for label in table["label"]]
     index = {name: i for i, name in enumerate(model.classes)}
-    heat = None
+    maps = []
     if crops:
-        heat = yield from relay(
-            spread_gradcam_steps(model, crops, [index[c] for c in table["class"]]),
+        maps = yield from relay(
+            crop_gradcam_steps(model, crops, [index[c] for c in table["class"]]),
             lambda report: Progress(1, 2, f"Explaining: {report.message}"),
         )
-    return model, table, heat
+    segmentation = session.prediction.segmentation
+    heat = paste_maps(crops, maps) if crops else None
+    data = calls_data(
+        image_name,
+        model.classes,
+        calls_table(table.copy(), segmentation.objects),
+        segmentation.labels,
+        heat,
+        segmentation.polarity,
+        bool(segmentation.stats.get("denoised")),
+    )
+    return model, maps, data
 
 
 class ReviewSection(QGroupBox):
@@ -245,7 +261,7 @@ class ReviewSection(QGroupBox):
         except Exception as error:  # noqa: BLE001 - shown to the user
             report_error(error, "Review least sure")
             return
-        self._repaint(self.predict.model, self.session.table, None)
+        self._repaint()
         self.go_next()
 
     # ------------------------------------------------------------------ retraining
@@ -258,6 +274,7 @@ class ReviewSection(QGroupBox):
         self.worker = start_worker(
             retrain_job,
             self.session,
+            self.predict.image_layer_used.name,
             on_yield=self.predict._on_progress,
             on_return=self._retrained,
             on_finish=self._finished,
@@ -265,24 +282,32 @@ class ReviewSection(QGroupBox):
         )
 
     def _retrained(self, result) -> None:
-        model, table, heat = result
-        self._repaint(model, table, heat)
+        model, maps, data = result
+        predict = self.predict
+        predict.model, predict.model_loaded_from = model, None  # no longer the file's model
+        predict.prediction = replace(
+            predict.prediction, table=self.session.table.copy(), crop_maps=maps
+        )
+        predict.show_data(predict.image_layer_used, data, staged=False)
+        self._mark_corrected()
         self.info.setText(
             f"Retrained on {model.metadata['training']['n']} crops; "
             f"{self.session.n_corrected} calls corrected by hand."
         )
         self.go_next()
 
-    def _repaint(self, model, table, heat) -> None:
-        """Show ``table`` (and the Grad-CAM ``heat`` when given) through Predict's display."""
+    def _repaint(self) -> None:
+        """Show the session's calls after a correction (only the table changed)."""
         predict = self.predict
-        prediction = replace(
-            predict.prediction,
-            table=table.copy(),
-            gradcam_map=predict.prediction.gradcam_map if heat is None else heat,
-        )
-        predict._show((model, prediction))
-        layer = predict.layer
+        objects = predict.prediction.segmentation.objects
+        table = calls_table(self.session.table.copy(), objects)
+        repaint_calls(self.viewer, predict.layer, table, self.session.classes)
+        self._mark_corrected()
+        predict._show_distribution(table, list(self.session.classes))
+        predict.session.calls_changed.emit(predict.layer.name)
+
+    def _mark_corrected(self) -> None:
+        layer = self.predict.layer
         if CORRECTED in layer.features:
             layer.features[CORRECTED] = layer.features[CORRECTED].astype(bool)
         self.viewer.layers.selection.active = layer

@@ -4,6 +4,9 @@ colour shares, and one colour bar in the viewer."""
 from __future__ import annotations
 
 import numpy as np
+from napari.utils.colormaps import Colormap
+
+from napari_chromosome_sort.display.cam_display import cam_colormap_rgba
 
 GRADCAM_KIND = "gradcam"
 
@@ -14,15 +17,10 @@ def gradcam_layer_of(viewer, image_layer):
     return viewer.layers[name] if name and name in viewer.layers else None
 
 
-def show_gradcam(viewer, image_layer, heat: np.ndarray, kept: np.ndarray, placement: dict):
-    """Show (or update) the spread's Grad-CAM: each chromosome's own map on its pixels, in the
-    palette no class colour shares, with the ONE colour bar of the viewer (the other spreads'
-    maps hide theirs)."""
-    from napari.utils.colormaps import Colormap
-
-    from napari_chromosome_sort.display.cam_display import cam_colormap_rgba, masked_to_objects
-
-    data = masked_to_objects(heat, kept)
+def show_gradcam(viewer, image_layer, data: np.ndarray, placement: dict):
+    """Show (or update) the spread's Grad-CAM ``data`` (each chromosome's own map on its pixels,
+    masked beforehand: :func:`.cam_display.masked_to_objects`) in the palette no class colour
+    shares, with the ONE colour bar of the viewer (the other spreads' maps hide theirs)."""
     layer = gradcam_layer_of(viewer, image_layer)
     if layer is not None:
         layer.data = data
