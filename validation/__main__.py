@@ -93,7 +93,9 @@ def _own_labels(args) -> dict[str, pd.DataFrame]:
 def _correction_loop(args) -> dict[str, pd.DataFrame]:
     from .correction_loop import correction_loop_report
 
-    tables = correction_loop_report(args.seeds, tuple(args.k), args.drop_prior_shift)
+    tables = correction_loop_report(
+        args.seeds, tuple(args.k), args.drop_prior_shift, args.unmatched
+    )
     out = {
         "Correction loop, per spread (random: mean over the draws)": tables["per_spread"],
         "Correction loop pooled, worst spread beside": tables["pooled"],
@@ -260,6 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         "--drop-prior-shift",
         action="store_true",
         help="diagnostic: retrain without the WT prior correction of the bundled model",
+    )
+    cl.add_argument(
+        "--unmatched",
+        choices=["reject", "pass"],
+        default="reject",
+        help="an object matching no annotated box met in the walk: marked not a chromosome "
+        "(reject, one of the k) or passed over (pass)",
     )
     cl.set_defaults(run=_correction_loop)
     sl = sub.add_parser(
