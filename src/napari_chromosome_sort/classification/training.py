@@ -534,6 +534,7 @@ def _device(config: TrainingConfig):
 def _finetune(model, images, y, config: TrainingConfig, device) -> Generator[Progress, None, None]:
     """Fine-tune the last ``finetune_blocks`` blocks + head end to end; early stopping."""
     from .features import dihedral
+    from .last_blocks import tuned_source
 
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
@@ -595,6 +596,7 @@ def _finetune(model, images, y, config: TrainingConfig, device) -> Generator[Pro
     model.load_state_dict(best_state)
     model.backbone.freeze(0)
     model.eval()
+    model.backbone.weights_source = tuned_source(model.backbone, config.finetune_blocks)
 
 
 def candidate_features(
