@@ -3,7 +3,9 @@
 Each of the five annotated Giemsa DDX11 spreads is held out in turn; the last blocks of the
 backbone are tuned (``classification.last_blocks``) on the WT crops + the other four spreads'
 crops labelled from their boxes, the head of ``chromosort train --reference`` is fitted on the
-tuned features, and the held-out spread is called end to end (``own_labels.calls``/``score``).
+tuned features with the WT model's design (all layers, 256 principal components, L2 1: fixed, so
+that the comparison costs one head fit per model), and the held-out spread is called end to end
+(``own_labels.score``).
 Beside it, on the same folds: the frozen backbone with the same head, and the average of the two
 models' probabilities. WT 5-fold cross-validation of the tuned model (tuning and head inside each
 training fold) checks that the published crops are still read as well.
@@ -32,8 +34,9 @@ class TuneData:
     spreads: list[SpreadSet]  # features filled per fold
 
 
-def load(cache_dir, blocks: int, views: int = 4):
-    """The backbone, its split index and the frozen part of every crop."""
+def load(cache_dir, blocks: int, views: int = 4, spreads: bool = True):
+    """The backbone, its split index and the frozen part of every crop (of the WT crops only
+    without ``spreads``)."""
     from napari_chromosome_sort.classification.backbones import build_backbone
     from napari_chromosome_sort.classification.config import TrainingConfig
     from napari_chromosome_sort.classification.features import as_rgb_uint8
@@ -55,7 +58,7 @@ def load(cache_dir, blocks: int, views: int = 4):
     paths, targets, _ = scan_image_folder(wt_crops_dir())
     wt_maps, wt_pooled = part([as_rgb_uint8(p) for p in paths])
     maps, pooled_, spreads = [], [], []
-    for spread in giemsa_spreads():
+    for spread in giemsa_spreads() if spreads else []:
         found = labelled_crops(spread.image, spread.boxes[:, 1:], spread.classes)
         m, p = part([c.pixels for c in found.crops])
         maps.append(m)
@@ -151,18 +154,6 @@ def _train_rows_light(data: TuneData, held: int):
     return None, None, np.concatenate(ys), np.concatenate(ref), np.concatenate(groups)
 
 
-def _printed(steps):
-    """Relay a progress generator, printing each report."""
-    report = None
-    try:
-        while True:
-            report = next(steps)
-            print("   ", report.message, flush=True)
-            yield report
-    except StopIteration as stop:
-        return stop.value
-
-
 def _proba(head, spread: SpreadSet) -> np.ndarray:
     from napari_chromosome_sort.classification.heads import head_logits, tta_proba
 
@@ -174,8 +165,6 @@ def loso(
 ) -> pd.DataFrame:
     """Per held-out spread: frozen, tuned, and the average of the two (``fixed``: the head
     design of the WT model, else chosen on the training crops)."""
-    import time
-
     from napari_chromosome_sort.classification.last_blocks import Tail, tail_features, tune_tail
     from napari_chromosome_sort.progress import run_to_end
 
@@ -188,17 +177,13 @@ def loso(
     for held in range(len(data.spreads)):
         X, y, ref, groups, held_frozen = _features(frozen, data, held, known)
         g = groups if by_spread else None
-        t0 = time.time()
         head_frozen = fit(X, y, ref, fixed=fixed, prior=False, groups=g)
-        print(f"{data.spreads[held].name}: frozen head {time.time() - t0:.0f} s", flush=True)
         maps, pooled_, y_t, _, _ = _train_rows(data, held)
         tail = run_to_end(
-            _printed(tune_tail(Tail(backbone, split), maps, pooled_, y_t, 3, epochs, lr, initial=X))
+            tune_tail(Tail(backbone, split), maps, pooled_, y_t, 3, epochs, lr, initial=X)
         )
-        print(f"  tuned {time.time() - t0:.0f} s", flush=True)
         X, y, ref, groups, held_tuned = _features(tail, data, held)
         head_tuned = fit(X, y, ref, fixed=fixed, prior=False, groups=groups if by_spread else None)
-        print(f"  tuned head {time.time() - t0:.0f} s", flush=True)
         p_frozen, p_tuned = _proba(head_frozen, held_frozen), _proba(head_tuned, held_tuned)
         for name, p in (
             ("frozen", p_frozen),
@@ -208,59 +193,56 @@ def loso(
             pred = p.argmax(1)
             pred[held_tuned.n_parts >= 2] = CLASSES.index("c")
             rows.append({"recipe": name, **score(held_tuned, pred)})
-        print(pd.DataFrame(rows[-3:]).to_string(), flush=True)
     return pd.DataFrame(rows)
 
 
 def wt_crossval(
     backbone, split, data: TuneData, epochs: int, lr: float, fixed: bool, folds: int = 5
 ) -> dict:
-    """WT 5-fold CV (default partition) with tuning + head inside each training fold."""
-    from napari_chromosome_sort.analysis.metrics import crossvalidate
+    """WT 5-fold CV (default partition) of the frozen and the tuned model (tuning and head
+    inside each training fold): {name: (accuracy, kappa)}."""
+    from napari_chromosome_sort.analysis.metrics import evaluate, stratified_splits
     from napari_chromosome_sort.classification.heads import head_logits, tta_proba
     from napari_chromosome_sort.classification.last_blocks import Tail, tail_features, tune_tail
     from napari_chromosome_sort.progress import run_to_end
 
     y = data.wt_targets
-
-    def fit_predict(tr, te):
-        tail = yield from tune_tail(
-            Tail(backbone, split), data.wt_maps[tr], data.wt_pooled[tr], y[tr], 3, epochs, lr
+    frozen = tail_features(Tail(backbone, split), data.wt_maps, data.wt_pooled)
+    pred = {"frozen": np.zeros_like(y), "last blocks tuned": np.zeros_like(y)}
+    for _, _, tr, te in stratified_splits(y, folds, 1, 0):
+        head = fit(frozen[tr], y[tr], None, fixed=fixed)
+        pred["frozen"][te] = tta_proba(head_logits(head, frozen[te])).argmax(1)
+        tail = run_to_end(
+            tune_tail(
+                Tail(backbone, split), data.wt_maps[tr], data.wt_pooled[tr], y[tr], 3, epochs, lr
+            )
         )
-        X_tr = tail_features(tail, data.wt_maps[tr], data.wt_pooled[tr])
-        head = fit(X_tr, y[tr], None, fixed=fixed)
-        X_te = tail_features(tail, data.wt_maps[te], data.wt_pooled[te])
-        return tta_proba(head_logits(head, X_te[:, :4])).argmax(1)
+        X = tail_features(tail, data.wt_maps, data.wt_pooled)
+        head = fit(X[tr], y[tr], None, fixed=fixed)
+        pred["last blocks tuned"][te] = tta_proba(head_logits(head, X[te])).argmax(1)
+    out = {}
+    for name, p in pred.items():
+        report = evaluate(y, p, list(CLASSES))
+        out[name] = (round(report["accuracy"], 3), round(report["kappa"], 3))
+    return out
 
-    result = run_to_end(crossvalidate(fit_predict, y, list(CLASSES), folds, 1, 0))
-    return {"accuracy": result["accuracy"], "kappa": result.get("kappa")}
 
-
-def main(argv=None):
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", default=None)
-    parser.add_argument("--blocks", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--by-spread", action="store_true")
-    parser.add_argument("--wt-cv", action="store_true")
-    parser.add_argument("--no-loso", action="store_true")
-    parser.add_argument("--chosen-design", action="store_true")
-    args = parser.parse_args(argv)
+def fine_tune_report(
+    cache_dir=None, blocks: int = 1, epochs: int = 5, lr: float = 1e-3, wt_cv: bool = False
+) -> dict[str, pd.DataFrame]:
+    """The tables of docs/validation.md's fine-tuning paragraph (head design of the WT model)."""
     import torch
 
-    torch.set_num_threads(1)
-    backbone, split, data = load(args.cache, args.blocks)
-    if not args.no_loso:
-        fixed = not args.chosen_design
-        table = loso(backbone, split, data, args.epochs, args.lr, args.by_spread, fixed)
-        print(table.to_string())
-        print(pooled(table).to_string())
-    if args.wt_cv:
-        print(wt_crossval(backbone, split, data, args.epochs, args.lr, not args.chosen_design))
-
-
-if __name__ == "__main__":
-    main()
+    torch.set_num_threads(1)  # small products; a busy machine
+    backbone, split, data = load(cache_dir, blocks)
+    table = loso(backbone, split, data, epochs, lr, by_spread=False, fixed=True)
+    out = {
+        "Last blocks tuned, leave-one-spread-out: each held-out spread": table,
+        "Last blocks tuned pooled, worst spread beside": pooled(table),
+    }
+    if wt_cv:
+        scores = wt_crossval(backbone, split, data, epochs, lr, fixed=True)
+        out["WT 5-fold cross-validation"] = pd.DataFrame(
+            [{"model": k, "accuracy": a, "kappa": q} for k, (a, q) in scores.items()]
+        )
+    return out
