@@ -34,9 +34,9 @@ class TuneData:
     spreads: list[SpreadSet]  # features filled per fold
 
 
-def load(cache_dir, blocks: int, views: int = 4, spreads: bool = True):
+def load(cache_dir, blocks: int, views: int = 4, with_spreads: bool = True):
     """The backbone, its split index and the frozen part of every crop (of the WT crops only
-    without ``spreads``)."""
+    without ``with_spreads``)."""
     from napari_chromosome_sort.classification.backbones import build_backbone
     from napari_chromosome_sort.classification.config import TrainingConfig
     from napari_chromosome_sort.classification.features import as_rgb_uint8
@@ -58,7 +58,7 @@ def load(cache_dir, blocks: int, views: int = 4, spreads: bool = True):
     paths, targets, _ = scan_image_folder(wt_crops_dir())
     wt_maps, wt_pooled = part([as_rgb_uint8(p) for p in paths])
     maps, pooled_, spreads = [], [], []
-    for spread in giemsa_spreads() if spreads else []:
+    for spread in giemsa_spreads() if with_spreads else []:
         found = labelled_crops(spread.image, spread.boxes[:, 1:], spread.classes)
         m, p = part([c.pixels for c in found.crops])
         maps.append(m)
