@@ -72,7 +72,9 @@ class Anchor:
     load between measurements does not enter the ratios."""
 
     def __init__(self, batches: int = 3):
-        from napari_chromosome_sort.classification._torchvision_compat import import_torchvision
+        from napari_chromosome_sort.classification.models._torchvision_compat import (
+            import_torchvision,
+        )
 
         self.net = import_torchvision().models.squeezenet1_1(weights=None).eval()
         self.x = torch.randn(32, 3, 224, 224)
@@ -105,9 +107,12 @@ class Anchor:
 
 def project_model():
     """SqueezeNet 1.1 (random weights) + pooled head, 224 px, the default preprocessing."""
-    from napari_chromosome_sort.classification.backbones import build_backbone
-    from napari_chromosome_sort.classification.classifier import ChromosomeClassifier, PooledHead
     from napari_chromosome_sort.classification.features import Preprocessing
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.classifier import (
+        ChromosomeClassifier,
+        PooledHead,
+    )
 
     torch.manual_seed(0)
     backbone = build_backbone("squeezenet1_1", weights="random")
@@ -143,7 +148,7 @@ def placed_crops(crops) -> list:
 
 def spread_image():
     """(image, name): Giemsa 2.png of the shared spreads when present, else a synthetic one."""
-    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.files.io import read_image
 
     path = REPO.parent / "shared" / "data" / "giemsa_spreads_ddx11" / "images" / "2.png"
     if path.is_file():

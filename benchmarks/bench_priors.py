@@ -40,32 +40,33 @@ def out_of_fold(X, y, classes, seed):
     """Outer-CV test probabilities + per-fold inner OOF probabilities and labels."""
     from sklearn.model_selection import StratifiedKFold
 
-    from napari_chromosome_sort.classification import training as T
+    from napari_chromosome_sort.classification.models.heads import head_logits, tta_proba
+    from napari_chromosome_sort.classification.training import TrainingConfig, search, train_head
     from napari_chromosome_sort.progress import run_to_end
 
     captured = {}
-    original = T._choose_members
+    original = search.choose_members
 
     def capture(*args):
         out = original(*args)
         captured["oof"], captured["y"] = out[2], args[4]
         return out
 
-    T._choose_members = capture
+    search.choose_members = capture
     try:
         p_te = np.zeros((len(y), len(classes)))
         fold = np.zeros(len(y), int)
         inner = []
         cv = StratifiedKFold(5, shuffle=True, random_state=seed)
         for f, (tr, te) in enumerate(cv.split(X[:, 0, 0], y)):
-            head, info = run_to_end(T.train_head(X[tr], y[tr], classes, T.TrainingConfig()))
-            p_te[te] = T.tta_proba(T.head_logits(head, X[te]))
+            head, info = run_to_end(train_head(X[tr], y[tr], classes, TrainingConfig()))
+            p_te[te] = tta_proba(head_logits(head, X[te]))
             fold[te] = f
             shift = np.asarray(info["logit_shift"])
-            inner.append((T.tta_proba(captured["oof"] + shift), captured["y"]))
+            inner.append((tta_proba(captured["oof"] + shift), captured["y"]))
             print(f"partition {seed} fold {f}: {info['members']}", flush=True)
     finally:
-        T._choose_members = original
+        search.choose_members = original
     return p_te, fold, inner
 
 

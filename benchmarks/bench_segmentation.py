@@ -24,7 +24,7 @@ SHARED_SPREAD = (
 
 def _spread() -> tuple[str, np.ndarray]:
     if SHARED_SPREAD.exists():
-        from napari_chromosome_sort.io import read_image
+        from napari_chromosome_sort.files.io import read_image
 
         return SHARED_SPREAD.name, read_image(SHARED_SPREAD)
     from napari_chromosome_sort.synthetic import make_spread

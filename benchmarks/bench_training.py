@@ -71,7 +71,7 @@ def load_data(n_crops: int, seed: int):
 
 def train_head_epochs(feature_fn, y_tr, k, dim, epochs, seed, views, batch=32):
     """Adam on a PooledHead; ``feature_fn(idx, view)`` gives (len(idx), D) features."""
-    from napari_chromosome_sort.classification.classifier import PooledHead
+    from napari_chromosome_sort.classification.models.classifier import PooledHead
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -161,12 +161,12 @@ def correction_ratios(repeats: int = 5, corrections: int = 20) -> None:
     from bench_inference import Anchor, seconds
 
     from napari_chromosome_sort._sample_data import bundled_model_path
-    from napari_chromosome_sort.classification.corrections import CorrectionSession
-    from napari_chromosome_sort.classification.model_io import load_model
+    from napari_chromosome_sort.classification.models.model_io import load_model
     from napari_chromosome_sort.classification.predict import predict_spread
     from napari_chromosome_sort.classification.training import TrainingConfig, train_head
-    from napari_chromosome_sort.dataset import CropDataset
-    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.classification.training.corrections import CorrectionSession
+    from napari_chromosome_sort.files.dataset import CropDataset
+    from napari_chromosome_sort.files.io import read_image
     from napari_chromosome_sort.progress import run_to_end
 
     wt = SHARED / "data" / "ikemoto_crops_wt"
@@ -214,13 +214,13 @@ def correction_ratios(repeats: int = 5, corrections: int = 20) -> None:
 
 
 def main() -> None:
-    from napari_chromosome_sort.classification.backbones import build_backbone
     from napari_chromosome_sort.classification.features import (
         Preprocessing,
         dihedral,
         extract_features,
         preprocess,
     )
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
     from napari_chromosome_sort.progress import run_to_end
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -295,7 +295,7 @@ def main() -> None:
     print(f"speed-up cached vs naive: {time_naive / time_cached:.1f}x")
 
     # prediction speed of a full model
-    from napari_chromosome_sort.classification.classifier import ChromosomeClassifier
+    from napari_chromosome_sort.classification.models.classifier import ChromosomeClassifier
 
     model = ChromosomeClassifier(backbone, head_a, classes, prep).eval()
     sample = list(images[te][:64])

@@ -50,7 +50,7 @@ def tile(rgb: np.ndarray) -> np.ndarray:
 def main() -> int:
     from napari_chromosome_sort.classification.appearance import canonical_appearance
     from napari_chromosome_sort.crops import crop_chromosomes
-    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.files.io import read_image
     from napari_chromosome_sort.segmentation import segment_spread
 
     rng = np.random.default_rng(0)

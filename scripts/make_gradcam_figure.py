@@ -40,15 +40,15 @@ def main(argv=None) -> int:
 
     from napari_chromosome_sort.classification.gradcam import gradcam, overlay
     from napari_chromosome_sort.classification.predict import predict_spread
-    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.files.io import read_image
 
     if args.model:
-        from napari_chromosome_sort.classification.model_io import load_model
+        from napari_chromosome_sort.classification.models.model_io import load_model
 
         model = load_model(args.model)
     else:
         from napari_chromosome_sort.classification.features import Preprocessing
-        from napari_chromosome_sort.classification.model_io import import_state_dict
+        from napari_chromosome_sort.classification.models.model_io import import_state_dict
 
         model = import_state_dict(
             data_root().parent / "weights" / "ikemoto2022_squeezenet_1.pth",

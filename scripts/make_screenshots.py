@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     import napari
 
     from napari_chromosome_sort._widgets.launch import dock_all
-    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.files.io import read_image
 
     work = Path(tempfile.mkdtemp(prefix="chromosort_screens_"))
     viewer = napari.Viewer(title="napari-chromosome-sort", show=True)
@@ -184,7 +184,10 @@ def main(argv=None) -> int:
     if args.model:
         model_path = Path(args.model)
     elif args.fast or not WT_CROPS.is_dir():
-        from napari_chromosome_sort.classification.model_io import import_state_dict, save_model
+        from napari_chromosome_sort.classification.models.model_io import (
+            import_state_dict,
+            save_model,
+        )
 
         save_model(import_state_dict(PUBLISHED, classes=["A", "B", "C"]), model_path)
 

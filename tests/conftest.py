@@ -93,7 +93,7 @@ def _private_cache(tmp_path_factory):
     user's real cache."""
     import os
 
-    from napari_chromosome_sort.classification.fast_inference import CACHE_ENV
+    from napari_chromosome_sort.classification.models.fast_inference import CACHE_ENV
 
     before = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("user_cache"))
@@ -126,8 +126,11 @@ def segment_in_viewer(qtbot):
 def tiny_model(tmp_path_factory):
     """A small model trained on synthetic crops, random weights (no network); one per module."""
     from napari_chromosome_sort import synthetic
-    from napari_chromosome_sort.classification.model_io import save_model
-    from napari_chromosome_sort.classification.training import TrainingConfig, train_from_folder
+    from napari_chromosome_sort.classification.models.model_io import save_model
+    from napari_chromosome_sort.classification.training import (
+        TrainingConfig,
+        train_from_folder,
+    )
     from napari_chromosome_sort.progress import run_to_end
 
     root = tmp_path_factory.mktemp("tiny_model")

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from napari_chromosome_sort.atomic import atomic_path, write_bytes_atomic, write_csv_atomic
+from napari_chromosome_sort.files.atomic import atomic_path, write_bytes_atomic, write_csv_atomic
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):

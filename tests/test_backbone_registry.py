@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from napari_chromosome_sort.classification.registry import (
+from napari_chromosome_sort.classification.models.registry import (
     BACKBONES,
     BackboneSpec,
     register_backbone,
@@ -58,7 +58,7 @@ def toy():
 
 def test_a_registered_toy_backbone_trains_saves_predicts_and_explains(toy, tmp_path):
     from napari_chromosome_sort.classification.gradcam import gradcam
-    from napari_chromosome_sort.classification.model_io import load_model, save_model
+    from napari_chromosome_sort.classification.models.model_io import load_model, save_model
     from napari_chromosome_sort.classification.training import (
         TrainingConfig,
         scan_folder,
@@ -96,8 +96,8 @@ def test_a_registered_toy_backbone_trains_saves_predicts_and_explains(toy, tmp_p
 
 
 def test_a_registered_toy_backbone_imports_its_published_state_dict(toy, tmp_path):
-    from napari_chromosome_sort.classification.model_io import import_state_dict
-    from napari_chromosome_sort.classification.registry import get_spec
+    from napari_chromosome_sort.classification.models.model_io import import_state_dict
+    from napari_chromosome_sort.classification.models.registry import get_spec
 
     torch.manual_seed(0)
     net = ToyNet(num_classes=3).eval()
@@ -116,7 +116,7 @@ def test_a_registered_toy_backbone_imports_its_published_state_dict(toy, tmp_pat
 def test_a_registered_toy_backbone_is_a_cli_choice_and_has_no_imagenet_weights(
     toy, tmp_path, monkeypatch
 ):
-    from napari_chromosome_sort.classification.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
     from napari_chromosome_sort.cli import build_parser
 
     args = build_parser().parse_args(

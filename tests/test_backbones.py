@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from napari_chromosome_sort.classification.backbones import BACKBONES, build_backbone, get_spec
+from napari_chromosome_sort.classification.models.backbones import (
+    BACKBONES,
+    build_backbone,
+    get_spec,
+)
 from napari_chromosome_sort.errors import ChromosortError
 
 
 def _tv():
-    from napari_chromosome_sort.classification._torchvision_compat import import_torchvision
+    from napari_chromosome_sort.classification.models._torchvision_compat import import_torchvision
 
     return import_torchvision()
 

@@ -20,13 +20,13 @@ def random_model(tmp_path_factory) -> Path:
     """A real classifier built with the classifier API, weights="random" (explicitly)."""
     import torch
 
-    from napari_chromosome_sort.classification import model_io
-    from napari_chromosome_sort.classification.backbones import build_backbone
-    from napari_chromosome_sort.classification.classifier import (
+    from napari_chromosome_sort.classification.features import Preprocessing
+    from napari_chromosome_sort.classification.models import model_io
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.classifier import (
         ChromosomeClassifier,
         squeezenet_conv_head,
     )
-    from napari_chromosome_sort.classification.features import Preprocessing
 
     torch.manual_seed(0)
     model = ChromosomeClassifier(
@@ -220,9 +220,9 @@ def test_batch_settings_reach_every_spread(spread_tree, random_model, tmp_path):
 def test_batch_without_dask_runs_in_process(spread_tree, random_model, tmp_path, monkeypatch):
     """Dask is an extra: without it a plain run goes on in this process, and asking for a Dask
     scheduler says which extra to install."""
-    from napari_chromosome_sort import batch
+    from napari_chromosome_sort.batch import run
 
-    monkeypatch.setattr(batch, "dask_available", lambda: False)
+    monkeypatch.setattr(run, "dask_available", lambda: False)
     kw = dict(exclude=("*K.tif",), formats=("png",))
     result = run_to_end(run_batch(spread_tree, random_model, tmp_path / "out", None, **kw))
     assert result.n_spreads == 2 and not result.failures
@@ -236,7 +236,7 @@ def test_workers_allocate_as_one_process_does():
     import dask
     import distributed  # noqa: F401  (loads Dask's distributed settings)
 
-    from napari_chromosome_sort.batch import _SPAWN_ENVIRON, _worker_environ
+    from napari_chromosome_sort.batch.cluster import _SPAWN_ENVIRON, _worker_environ
 
     dask_default = dask.config.get(_SPAWN_ENVIRON)
     environ = _worker_environ()

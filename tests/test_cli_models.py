@@ -67,7 +67,7 @@ def test_crossval_json(crop_folder, capsys):
 
 
 def test_import_model_and_user_errors(tmp_path, capsys):
-    from napari_chromosome_sort.classification._torchvision_compat import import_torchvision
+    from napari_chromosome_sort.classification.models._torchvision_compat import import_torchvision
 
     state = import_torchvision().models.squeezenet1_1(weights=None, num_classes=3).state_dict()
     torch.save(state, tmp_path / "paper.pth")

@@ -22,10 +22,13 @@ def spread(tmp_path_factory):
     spread, and a made-up annotation: every other object matched, its box class the class
     the model did NOT call (so each correction changes a call), plus two unmatched boxes."""
     from napari_chromosome_sort import synthetic
-    from napari_chromosome_sort.classification.corrections import CorrectionSession
     from napari_chromosome_sort.classification.predict import predict_spread
-    from napari_chromosome_sort.classification.training import TrainingConfig, train_from_folder
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.classification.training import (
+        TrainingConfig,
+        train_from_folder,
+    )
+    from napari_chromosome_sort.classification.training.corrections import CorrectionSession
+    from napari_chromosome_sort.files.dataset import CropDataset
     from napari_chromosome_sort.progress import run_to_end
 
     root = tmp_path_factory.mktemp("loop")
@@ -86,7 +89,10 @@ def test_an_unmatched_object_is_marked_not_a_chromosome(spread, tmp_path):
 
 
 def test_the_loop_corrects_exactly_k_calls_and_scores_the_rest_apart(spread, tmp_path):
-    from napari_chromosome_sort.classification.corrections import CORRECTED, corrected_mask
+    from napari_chromosome_sort.classification.training.corrections import (
+        CORRECTED,
+        corrected_mask,
+    )
 
     classes = spread.session.classes
     picked = least_sure_matched(spread.session, spread.truth_of, 3, "pass")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_chromosome_sort.classification.corrections import (
+from napari_chromosome_sort.classification.training.corrections import (
     CORRECTED,
     CorrectionSession,
     apply_correction,
@@ -65,7 +65,10 @@ def tiny(tmp_path_factory):
     synthetic spread."""
     from napari_chromosome_sort import synthetic
     from napari_chromosome_sort.classification.predict import predict_spread
-    from napari_chromosome_sort.classification.training import TrainingConfig, train_from_folder
+    from napari_chromosome_sort.classification.training import (
+        TrainingConfig,
+        train_from_folder,
+    )
     from napari_chromosome_sort.progress import run_to_end
 
     root = tmp_path_factory.mktemp("corrections")
@@ -77,7 +80,7 @@ def tiny(tmp_path_factory):
 
 
 def test_session_saves_each_correction_and_retrains(tiny, tmp_path):
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.files.dataset import CropDataset
     from napari_chromosome_sort.progress import run_to_end
 
     model, prediction = tiny
@@ -116,7 +119,7 @@ def test_session_saves_each_correction_and_retrains(tiny, tmp_path):
 
 
 def test_session_refuses_an_unknown_class_and_missing_features(tiny, tmp_path):
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.files.dataset import CropDataset
     from napari_chromosome_sort.progress import run_to_end
 
     model, prediction = tiny
@@ -133,7 +136,7 @@ def test_session_refuses_an_unknown_class_and_missing_features(tiny, tmp_path):
 
 
 def test_not_a_chromosome_leaves_the_calls_and_the_dataset(tiny, tmp_path):
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.files.dataset import CropDataset
     from napari_chromosome_sort.progress import run_to_end
 
     model, prediction = tiny

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_chromosome_sort.errors import ChromosortError
-from napari_chromosome_sort.segmentation.crossing_model import (
+from napari_chromosome_sort.segmentation.learned.crossing_score import (
     FEATURES,
     L2_GRID,
     CrossingModel,

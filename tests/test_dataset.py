@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_chromosome_sort.dataset import CropDataset, sanitise_class_name, scan_image_folder
 from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.dataset import CropDataset, sanitise_class_name, scan_image_folder
 
 
 def _crop(value=50):

@@ -42,7 +42,7 @@ def test_stable_abi_extension_is_loaded(tmp_path, monkeypatch):
     """torchvision >= 0.29 ships ``_C_stable.so``; defining schemas beside it aborts the process."""
     import torch
 
-    from napari_chromosome_sort.classification import _torchvision_compat as compat
+    from napari_chromosome_sort.classification.models import _torchvision_compat as compat
 
     package = tmp_path / "torchvision"
     package.mkdir()

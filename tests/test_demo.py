@@ -1,7 +1,7 @@
 """The headless demo on the real sample spread, with the bundled wild-type model."""
 
 from napari_chromosome_sort._sample_data import WT_MODEL, sample_path
-from napari_chromosome_sort.classification.model_io import read_metadata
+from napari_chromosome_sort.classification.models.model_io import read_metadata
 from napari_chromosome_sort.cli import demo
 
 

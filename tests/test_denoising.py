@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_chromosome_sort.denoising import estimate_noise, stain_noise
-from napari_chromosome_sort.io import chromosome_signal
+from napari_chromosome_sort.files.io import chromosome_signal
 from napari_chromosome_sort.segmentation import segment_spread
 from napari_chromosome_sort.synthetic import make_spread
 

@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from napari_chromosome_sort.classification import fast_inference  # noqa: E402
 from napari_chromosome_sort.classification.features import dihedral  # noqa: E402
+from napari_chromosome_sort.classification.models import fast_inference  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -31,13 +31,13 @@ def _crops(n: int = 4) -> list[np.ndarray]:
 def _classifier(head_kind: str = "pooled", size: int = 96):
     import torch
 
-    from napari_chromosome_sort.classification.backbones import build_backbone
-    from napari_chromosome_sort.classification.classifier import (
+    from napari_chromosome_sort.classification.features import Preprocessing
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.classifier import (
         ChromosomeClassifier,
         PooledHead,
         squeezenet_conv_head,
     )
-    from napari_chromosome_sort.classification.features import Preprocessing
 
     torch.manual_seed(0)
     backbone = build_backbone("squeezenet1_1", weights="random")

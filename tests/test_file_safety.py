@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import torch
 
-from napari_chromosome_sort.classification.model_io import FORMAT_KEY, load_model, save_model
+from napari_chromosome_sort.classification.models.model_io import FORMAT_KEY, load_model, save_model
 from napari_chromosome_sort.cli import main
 from napari_chromosome_sort.errors import ChromosortError
 
@@ -72,12 +72,12 @@ def assert_one_line_error(code: int, err: str, pattern: str) -> None:
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     """A small untrained classifier (random SqueezeNet, 32 px input), saved once."""
-    from napari_chromosome_sort.classification.backbones import build_backbone
-    from napari_chromosome_sort.classification.classifier import (
+    from napari_chromosome_sort.classification.features import Preprocessing
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.classifier import (
         ChromosomeClassifier,
         squeezenet_conv_head,
     )
-    from napari_chromosome_sort.classification.features import Preprocessing
 
     torch.manual_seed(0)
     model = ChromosomeClassifier(
@@ -184,7 +184,7 @@ def test_sort_refuses_a_class_named_like_its_own_outputs(model_file, tmp_path, c
 
 def _dataset(root: Path, rows: list[str]) -> Path:
     """A crop dataset whose manifest lists ``rows`` (files created where they are inside)."""
-    from napari_chromosome_sort.dataset import COLUMNS
+    from napari_chromosome_sort.files.dataset import COLUMNS
 
     root.mkdir(parents=True)
     records = []
@@ -199,7 +199,7 @@ def _dataset(root: Path, rows: list[str]) -> Path:
     [("../outside/x.png", "climbs out"), ("{abs}", "absolute"), ("A/\x07.png", "control")],
 )
 def test_manifest_pointing_outside_is_refused(row, pattern, tmp_path):
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.files.dataset import CropDataset
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -212,7 +212,7 @@ def test_manifest_pointing_outside_is_refused(row, pattern, tmp_path):
 
 
 def test_manifest_entry_through_a_link_is_not_followed(tmp_path):
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.files.dataset import CropDataset
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -366,7 +366,7 @@ def test_gradcam_files_are_named_by_relative_path(model_file, tmp_path, capsys):
 
 
 def test_relabel_onto_an_existing_crop_name_keeps_both(tmp_path):
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.files.dataset import CropDataset
 
     root = _dataset(tmp_path / "set", ["A/k.png", "B/k.png"])
     for folder, content in (("A", b"first"), ("B", b"second")):
@@ -401,7 +401,7 @@ def test_a_killed_save_leaves_nothing_after_the_next_save(model_file, tmp_path):
     target = tmp_path / "m.safetensors"
     script = (
         "import os, sys\n"
-        "from napari_chromosome_sort.classification.model_io import load_model, save_model\n"
+        "from napari_chromosome_sort.classification.models.model_io import load_model, save_model\n"
         "model = load_model(sys.argv[1])\n"
         "os.fsync = lambda fd: os._exit(9)  # killed after writing, before the rename\n"
         "save_model(model, sys.argv[2])\n"
@@ -457,7 +457,7 @@ def test_nan_pixels_are_background_not_objects(tmp_path):
     import tifffile
     from scipy import ndimage as ndi
 
-    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.files.io import read_image
     from napari_chromosome_sort.segmentation import segment_spread
 
     gray, labels, n_clean = _spread_gray()
@@ -476,7 +476,7 @@ def test_nan_pixels_are_background_not_objects(tmp_path):
 
 
 def test_wide_integer_images_keep_their_contrast():
-    from napari_chromosome_sort.io import to_gray
+    from napari_chromosome_sort.files.io import to_gray
     from napari_chromosome_sort.segmentation import segment_spread
 
     gray, _, n_clean = _spread_gray()
@@ -490,7 +490,7 @@ def test_wide_integer_images_keep_their_contrast():
 def test_two_channel_tiff_is_refused_not_misread(tmp_path):
     import tifffile
 
-    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.files.io import read_image
 
     tifffile.imwrite(tmp_path / "two.tif", np.zeros((144, 192, 2), np.uint16))
     with pytest.raises(ChromosortError, match="has 2 channels"):
@@ -583,7 +583,7 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
 def test_a_huge_image_is_refused_before_decoding(tmp_path, capsys, monkeypatch):
     import tifffile
 
-    from napari_chromosome_sort import io
+    from napari_chromosome_sort.files import io
 
     huge = _png_header_only(tmp_path / "huge.png", 20000, 20000)
     with pytest.raises(ChromosortError, match="huge.png is far too large; at most 100 million"):
@@ -669,7 +669,7 @@ def test_cli_subprocess_prints_one_line_and_no_traceback(model_file, tmp_path):
 
 
 def test_one_check_for_names_and_paths(tmp_path):
-    from napari_chromosome_sort.safety import check_name, check_relative, flat_names, inside
+    from napari_chromosome_sort.files.safety import check_name, check_relative, flat_names, inside
 
     assert check_name("type A 2") == "type A 2"
     for bad in ["", " ", "a/b", "a\\b", "c:x", "..", ".x", " a", "a\tb", "y" * 101, 3]:

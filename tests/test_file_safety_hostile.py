@@ -21,7 +21,7 @@ import pytest
 import torch
 from trees import tree_hash
 
-from napari_chromosome_sort.classification.model_io import FORMAT_KEY, save_model
+from napari_chromosome_sort.classification.models.model_io import FORMAT_KEY, save_model
 from napari_chromosome_sort.cli import main
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.progress import run_to_end
@@ -76,12 +76,12 @@ def write_spread(path: Path, seed: int = 0, n: int = 6) -> Path:
 
 
 def build_model(classes=CLASSES, seed: int = 0):
-    from napari_chromosome_sort.classification.backbones import build_backbone
-    from napari_chromosome_sort.classification.classifier import (
+    from napari_chromosome_sort.classification.features import Preprocessing
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.classifier import (
         ChromosomeClassifier,
         squeezenet_conv_head,
     )
-    from napari_chromosome_sort.classification.features import Preprocessing
 
     torch.manual_seed(seed)
     return ChromosomeClassifier(
@@ -172,7 +172,7 @@ def test_cache_prunes_only_its_own_files(tmp_path, monkeypatch):
     """The tool's own cache folder is pruned, but only of names the cache gives its files; a
     user's array in it stays."""
     from napari_chromosome_sort.classification import features as F
-    from napari_chromosome_sort.classification.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
 
     monkeypatch.setenv("CHROMOSORT_ONNX", "0")
     backbone = build_backbone("squeezenet1_1", "random")
@@ -310,7 +310,7 @@ def test_gradcam_never_writes_through_a_link(model_file, tmp_path, capsys):
 
 def test_dataset_never_writes_through_a_linked_class_folder(tmp_path):
     """Issue 29, 3: a class folder that is a link let ``CropDataset.add`` write outside."""
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.files.dataset import CropDataset
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -324,7 +324,7 @@ def test_dataset_never_writes_through_a_linked_class_folder(tmp_path):
 
 
 def test_relabel_never_moves_a_crop_through_a_linked_class_folder(tmp_path):
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.files.dataset import CropDataset
 
     root = tmp_path / "ds"
     dataset = CropDataset(root)
@@ -359,7 +359,7 @@ def test_sorter_correction_never_writes_through_a_linked_class_folder(tmp_path):
 def test_manifest_row_naming_the_manifest_or_a_class_folder(row, tmp_path):
     """Issue 29, 3: a row naming ``manifest.csv`` made ``remove()`` delete the manifest; one
     naming a class folder made ``relabel`` move the whole folder."""
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.files.dataset import CropDataset
 
     root = tmp_path / "ds"
     dataset = CropDataset(root)
@@ -379,7 +379,7 @@ def test_manifest_row_naming_the_manifest_or_a_class_folder(row, tmp_path):
 def test_napari_reader_never_loads_pixels_from_outside(kind, tmp_path):
     """Issue 29, 3: the napari reader loaded pixels from ``/abs`` or ``../`` manifest rows."""
     from napari_chromosome_sort._reader import read_dataset
-    from napari_chromosome_sort.dataset import COLUMNS
+    from napari_chromosome_sort.files.dataset import COLUMNS
 
     secret = tmp_path / "secret.png"
     from PIL import Image
@@ -528,7 +528,7 @@ def test_full_disk_during_sort_leaves_no_temp_file(model_file, tmp_path, capsys,
 def test_full_disk_at_fsync_leaves_no_final_name(tmp_path, monkeypatch):
     """Every atomic write syncs before the rename: a disk that fills at the sync leaves neither
     the final name nor the temporary file."""
-    from napari_chromosome_sort import atomic
+    from napari_chromosome_sort.files import atomic
 
     def no_space(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -549,9 +549,12 @@ def test_head_with_zero_scales_is_refused(model_file, tmp_path, capsys):
     """Issue 29, 6: a model whose ``head.sigma`` is all zero called every crop one class."""
     from safetensors.torch import load_file
 
-    from napari_chromosome_sort.classification.backbones import build_backbone
-    from napari_chromosome_sort.classification.classifier import ChromosomeClassifier, PooledHead
     from napari_chromosome_sort.classification.features import Preprocessing
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.classifier import (
+        ChromosomeClassifier,
+        PooledHead,
+    )
 
     backbone = build_backbone("squeezenet1_1", "random")
     model = ChromosomeClassifier(backbone, PooledHead(backbone.feature_dim, 3), CLASSES,
@@ -624,7 +627,7 @@ def test_deeply_nested_segmentation_model_gives_one_line(kind, tmp_path, capsys)
 
 def test_deeply_nested_work_index_gives_one_line(tmp_path):
     """Issue 29, 6: a deeply nested or huge-number ``work.json`` gave a traceback."""
-    from napari_chromosome_sort.work import INDEX, read_work
+    from napari_chromosome_sort.files.work import INDEX, read_work
 
     folder = tmp_path / "w.chromosort"
     folder.mkdir()
@@ -647,7 +650,7 @@ def test_class_names_with_c1_or_bidi_characters_are_refused(name, model_file, tm
 
 def test_class_names_sharing_one_folder_are_refused(model_file, tmp_path, capsys):
     """Issue 29, 6: ``a/b``, ``a_b`` and ``a?b`` merged into one class silently."""
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.files.dataset import CropDataset
 
     bad = craft(model_file, tmp_path / "m.safetensors", classes=["a_b", "a?b", "c"])
     code, err = cli(capsys, "predict", bad, write_png(tmp_path / "c.png"), "--out",
@@ -659,7 +662,7 @@ def test_class_names_sharing_one_folder_are_refused(model_file, tmp_path, capsys
 
 def test_csv_cells_a_spreadsheet_would_run_are_quoted(model_file, tmp_path, capsys):
     """Issue 29, 6: CSV cells starting with ``=``, ``+``, ``@`` were written verbatim."""
-    from napari_chromosome_sort.atomic import write_csv_atomic
+    from napari_chromosome_sort.files.atomic import write_csv_atomic
 
     table = pd.DataFrame({"t": ["=1+1", "+cmd", "@SUM(A1)", "-x", "-2.5", "ok"], "n": range(6)})
     write_csv_atomic(table, tmp_path / "t.csv")
@@ -676,7 +679,7 @@ def test_a_huge_work_layer_is_refused_before_decoding(tmp_path, monkeypatch):
     """Issue 29, 6: a work folder's huge layer was decoded before any size check."""
     import tifffile
 
-    from napari_chromosome_sort.work import FORMAT, INDEX, read_work
+    from napari_chromosome_sort.files.work import FORMAT, INDEX, read_work
 
     folder = tmp_path / "w.chromosort"
     folder.mkdir()

@@ -20,7 +20,7 @@ import pytest
 import torch
 from trees import tree_hash
 
-from napari_chromosome_sort.classification.model_io import save_model
+from napari_chromosome_sort.classification.models.model_io import save_model
 from napari_chromosome_sort.cli import main
 from napari_chromosome_sort.progress import run_to_end
 
@@ -89,12 +89,12 @@ class Tree:
 
 
 def build_model():
-    from napari_chromosome_sort.classification.backbones import build_backbone
-    from napari_chromosome_sort.classification.classifier import (
+    from napari_chromosome_sort.classification.features import Preprocessing
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.classifier import (
         ChromosomeClassifier,
         squeezenet_conv_head,
     )
-    from napari_chromosome_sort.classification.features import Preprocessing
 
     torch.manual_seed(0)
     return ChromosomeClassifier(
@@ -123,7 +123,7 @@ def run(capsys, *args) -> None:
 def features_with_cache(tree: Tree, cache: Path) -> None:
     """What ``train --cache-dir`` does to its folder: write features, then prune it (to 0)."""
     from napari_chromosome_sort.classification import features as F
-    from napari_chromosome_sort.classification.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
 
     backbone = build_backbone("squeezenet1_1", "random")
     prep = F.Preprocessing(size=32, appearance="plain", geometry="stretch")

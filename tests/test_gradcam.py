@@ -16,7 +16,7 @@ from napari_chromosome_sort.crops import Crop, CropGeometry
 def test_published_model_gradcam_mass_on_chromosome(ikemoto_model_file, wt_crops_dir):
     from PIL import Image
 
-    from napari_chromosome_sort.classification.model_io import import_state_dict
+    from napari_chromosome_sort.classification.models.model_io import import_state_dict
 
     model = import_state_dict(ikemoto_model_file, ["A", "B", "C"])
     files = sorted(glob.glob(str(wt_crops_dir / "*" / "*.jpg")))[::120]
@@ -37,7 +37,7 @@ def test_published_model_gradcam_mass_on_chromosome(ikemoto_model_file, wt_crops
 def test_spread_gradcam_is_pasted_at_the_crop_window(ikemoto_model_file, wt_crops_dir):
     from PIL import Image
 
-    from napari_chromosome_sort.classification.model_io import import_state_dict
+    from napari_chromosome_sort.classification.models.model_io import import_state_dict
 
     model = import_state_dict(ikemoto_model_file, ["A", "B", "C"])
     pixels = np.asarray(Image.open(sorted(wt_crops_dir.glob("a/*.jpg"))[0]).convert("RGB"))
@@ -59,9 +59,12 @@ def _pooled_classifier(backbone_name: str, weights="random", size: int = 64, see
     """A pooled-head classifier with a random head (no training, no network)."""
     import torch
 
-    from napari_chromosome_sort.classification.backbones import build_backbone
-    from napari_chromosome_sort.classification.classifier import ChromosomeClassifier, PooledHead
     from napari_chromosome_sort.classification.features import Preprocessing
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.classifier import (
+        ChromosomeClassifier,
+        PooledHead,
+    )
 
     torch.manual_seed(seed)
     backbone = build_backbone(backbone_name, weights=weights)
@@ -77,7 +80,7 @@ def _keep_columns(model, feature_set: str) -> None:
     """Zero the head's weights outside ``feature_set`` (e.g. "last": last tap only)."""
     import torch
 
-    from napari_chromosome_sort.classification.backbones import feature_columns
+    from napari_chromosome_sort.classification.models.backbones import feature_columns
 
     keep = torch.zeros(model.head.in_dim, dtype=torch.bool)
     keep[feature_columns(model.backbone_name, feature_set)] = True
@@ -117,8 +120,8 @@ def test_multilayer_terms_add_up_to_the_score(backbone):
     class logit minus its constant part ("zero") or minus the blank crop's logit ("blank")."""
     import torch
 
-    from napari_chromosome_sort.classification.backbones import pool_taps
     from napari_chromosome_sort.classification.gradcam import _head_layer_terms, blank_like
+    from napari_chromosome_sort.classification.models.backbones import pool_taps
 
     model = _pooled_classifier(backbone, seed=1)
     _keep_columns(model, "all_avg")
@@ -176,9 +179,9 @@ def test_multilayer_gradcam_mass_on_chromosome():
     window)."""
     from importlib.resources import files
 
-    from napari_chromosome_sort.classification.model_io import load_model
+    from napari_chromosome_sort.classification.models.model_io import load_model
     from napari_chromosome_sort.crops import crop_chromosomes
-    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.files.io import read_image
     from napari_chromosome_sort.segmentation import segment_spread
 
     data = files("napari_chromosome_sort") / "data"

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from napari_chromosome_sort.cli import main
-from napari_chromosome_sort.dataset import CropDataset
-from napari_chromosome_sort.label_import import import_labels, labelled_crops
+from napari_chromosome_sort.files.dataset import CropDataset
+from napari_chromosome_sort.files.label_import import import_labels, labelled_crops
 from napari_chromosome_sort.progress import run_to_end
 from napari_chromosome_sort.synthetic import make_spread
 

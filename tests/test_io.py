@@ -8,7 +8,7 @@ import tifffile
 from PIL import Image
 
 from napari_chromosome_sort.errors import ChromosortError
-from napari_chromosome_sort.io import chromosome_signal, detect_polarity, read_image, to_gray
+from napari_chromosome_sort.files.io import chromosome_signal, detect_polarity, read_image, to_gray
 from napari_chromosome_sort.synthetic import make_spread
 
 

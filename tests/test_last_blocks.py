@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_chromosome_sort.classification.backbones import build_backbone
 from napari_chromosome_sort.classification.features import Preprocessing, dihedral, preprocess
-from napari_chromosome_sort.classification.last_blocks import (
+from napari_chromosome_sort.classification.models.backbones import build_backbone
+from napari_chromosome_sort.classification.training.last_blocks import (
     Tail,
     frozen_part,
     graft,

@@ -17,7 +17,7 @@ from napari_chromosome_sort.segmentation.learned import (
     candidates,
     learn_segmentation,
 )
-from napari_chromosome_sort.segmentation.learned_pairs import (
+from napari_chromosome_sort.segmentation.learned.pairs import (
     PAIR_FEATURES,
     PairOptions,
     pair_gain,

@@ -68,8 +68,8 @@ def test_writer_writes_features_csv(tmp_path):
 def test_reader_opens_dataset_folder(tmp_path):
     import numpy as np
 
-    from napari_chromosome_sort import dataset
     from napari_chromosome_sort._reader import get_reader
+    from napari_chromosome_sort.files import dataset
 
     assert get_reader(str(tmp_path)) is None
     crops = dataset.CropDataset(tmp_path / "ds", classes=("A", "B"))

@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_chromosome_sort.classification.model_io import import_state_dict, load_model, save_model
+from napari_chromosome_sort.classification.models.model_io import (
+    import_state_dict,
+    load_model,
+    save_model,
+)
 from napari_chromosome_sort.errors import ChromosortError
 
 
@@ -100,7 +104,7 @@ def test_corrupt_truncated_foreign_files(model, tmp_path):
 
 
 def _fake_paper_state(n_classes=3):
-    from napari_chromosome_sort.classification._torchvision_compat import import_torchvision
+    from napari_chromosome_sort.classification.models._torchvision_compat import import_torchvision
 
     torch.manual_seed(0)
     return (

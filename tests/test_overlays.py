@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from napari_chromosome_sort.colours import class_rgb
-from napari_chromosome_sort.overlays import OTHER_RGB, calls_overlay
+from napari_chromosome_sort.display.colours import class_rgb
+from napari_chromosome_sort.display.overlays import OTHER_RGB, calls_overlay
 
 
 def test_outlines_take_the_class_colour():

@@ -8,7 +8,11 @@ import pytest
 from validation.own_labels import SpreadSet, pooled, score
 
 from napari_chromosome_sort.classification.config import TrainingConfig
-from napari_chromosome_sort.classification.heads import head_logits, reference_shift, tta_proba
+from napari_chromosome_sort.classification.models.heads import (
+    head_logits,
+    reference_shift,
+    tta_proba,
+)
 from napari_chromosome_sort.classification.training import train_from_folder, train_head
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.progress import run_to_end
@@ -116,7 +120,7 @@ def _spread_crops(seed: int = 0):
 
 
 def test_inner_split_never_mixes_a_spreads_crops(monkeypatch):
-    from napari_chromosome_sort.classification import spread_design
+    from napari_chromosome_sort.classification.training import spread_design
 
     X, y, reference, groups = _spread_crops()
     splits = spread_design.spread_splits(groups)
@@ -171,9 +175,9 @@ def test_train_head_chooses_design_by_spread_and_records_it():
 
 
 def test_spread_groups_read_from_the_manifest(tmp_path):
-    from napari_chromosome_sort.classification.spread_design import spread_groups
     from napari_chromosome_sort.classification.training import scan_folder
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.classification.training.spread_design import spread_groups
+    from napari_chromosome_sort.files.dataset import CropDataset
 
     data = CropDataset(tmp_path / "own")
     pixels = np.full((16, 16), 200, np.uint8)
@@ -191,7 +195,7 @@ def test_spread_groups_read_from_the_manifest(tmp_path):
 
 
 def test_train_with_reference_chooses_design_by_the_manifests_spreads(tmp_path):
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.files.dataset import CropDataset
     from napari_chromosome_sort.synthetic import make_crop
 
     rng = np.random.default_rng(0)

@@ -78,7 +78,7 @@ def test_predict_spread_synthetic(tiny_model):
 def test_cli_predict_crops_and_spreads(tiny_model, tmp_path):
     from PIL import Image
 
-    from napari_chromosome_sort.classification.model_io import save_model
+    from napari_chromosome_sort.classification.models.model_io import save_model
     from napari_chromosome_sort.cli import main
     from napari_chromosome_sort.synthetic import make_crop_dataset, make_spread
 
@@ -163,7 +163,7 @@ def test_stored_calibration_and_old_models(tiny_model, tmp_path):
     estimate; a model saved without one (older files) loads and predicts as before."""
     import copy
 
-    from napari_chromosome_sort.classification.model_io import load_model, save_model
+    from napari_chromosome_sort.classification.models.model_io import load_model, save_model
     from napari_chromosome_sort.classification.predict import (
         PriorOptions,
         calibration_priors,
@@ -250,7 +250,7 @@ def test_prediction_views(tiny_model, tmp_path):
     """Prediction averages the model's recorded number of views (4 by default, whatever the
     training views), ``views=`` overrides it, and a saved model keeps it."""
     from napari_chromosome_sort.classification.features import PREDICT_VIEWS
-    from napari_chromosome_sort.classification.model_io import load_model, save_model
+    from napari_chromosome_sort.classification.models.model_io import load_model, save_model
     from napari_chromosome_sort.cli import main
     from napari_chromosome_sort.synthetic import make_crop
 

@@ -11,7 +11,7 @@ import pytest
 
 from napari_chromosome_sort.denoising import estimate_noise
 from napari_chromosome_sort.errors import ChromosortError
-from napari_chromosome_sort.io import read_image
+from napari_chromosome_sort.files.io import read_image
 from napari_chromosome_sort.segmentation import (
     OBJECT_COLUMNS,
     STATUSES,
@@ -602,7 +602,7 @@ def test_kept_pieces_meeting_along_a_bright_cut_become_clusters():
     either of them -> cluster. Pieces meeting in a valley, and grouped chromatid pairs, stay."""
     from scipy import ndimage as ndi
 
-    from napari_chromosome_sort.segmentation.crossings import flag_bright_contacts
+    from napari_chromosome_sort.segmentation.crossings.detect import flag_bright_contacts
 
     labels, signal = _cut_pairs(cut_gain=1.4)  # below the 1.6x plateau of the X/T test
     smooth = ndi.gaussian_filter(signal, 2.5)

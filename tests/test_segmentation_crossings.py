@@ -6,7 +6,7 @@ import numpy as np
 
 from napari_chromosome_sort.crops import crop_chromosomes
 from napari_chromosome_sort.segmentation import STATUSES, SegmentationParams, segment_spread
-from napari_chromosome_sort.segmentation.crossing_resolve import RESOLVED, resolve_x
+from napari_chromosome_sort.segmentation.crossings.resolve import RESOLVED, resolve_x
 from napari_chromosome_sort.synthetic import _render, _segment_mask
 
 

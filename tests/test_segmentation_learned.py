@@ -29,7 +29,7 @@ from napari_chromosome_sort.segmentation.learned import (
     choose_settings,
     least_sure_first,
 )
-from napari_chromosome_sort.segmentation.learned_candidates import _measure_pieces
+from napari_chromosome_sort.segmentation.learned.candidates import _measure_pieces
 from napari_chromosome_sort.segmentation.truth import BOX_COLUMNS, matched_objects, read_truth
 from napari_chromosome_sort.synthetic import make_spread
 
@@ -140,7 +140,7 @@ def test_settings_leave_the_defaults_only_for_a_clear_gain():
         objects = pd.DataFrame({"status": ["chromosome"] * found[params.peak_fraction]})
         return Candidates(type("Seg", (), {"objects": objects})())
 
-    import napari_chromosome_sort.segmentation.learned_training as learned
+    import napari_chromosome_sort.segmentation.learned.training as learned
 
     original = learned._found
     learned._found = lambda seg, boxes: len(seg.objects)
@@ -481,7 +481,7 @@ def test_the_classifier_and_the_splits_are_used_only_for_a_gain_on_unseen_spread
 
 
 def test_settings_from_several_spreads_must_gain_on_spreads_they_were_not_chosen_on():
-    import napari_chromosome_sort.segmentation.learned_training as learned
+    import napari_chromosome_sort.segmentation.learned.training as learned
 
     base = SegmentationParams()
     grid = {"peak_fraction": [0.3, 0.5]}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from napari_chromosome_sort.classification import model_io
+from napari_chromosome_sort.classification.models import model_io
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.progress import run_to_end
 from napari_chromosome_sort.sorter import (

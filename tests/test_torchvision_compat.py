@@ -5,7 +5,7 @@ import sys
 
 
 def test_import_torchvision_and_build_models():
-    from napari_chromosome_sort.classification import _torchvision_compat as compat
+    from napari_chromosome_sort.classification.models import _torchvision_compat as compat
 
     tv = compat.import_torchvision()
     if compat.extension_loaded is not None:  # None: torchvision was imported before
@@ -17,7 +17,7 @@ def test_import_torchvision_and_build_models():
 
 def test_schemas_defined_only_when_extension_fails():
     code = (
-        "from napari_chromosome_sort.classification import _torchvision_compat as c;"
+        "from napari_chromosome_sort.classification.models import _torchvision_compat as c;"
         "c.import_torchvision();"
         "import torch;"
         "print(c.extension_loaded, c._library is not None, hasattr(torch.ops.torchvision, 'nms'))"

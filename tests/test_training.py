@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_chromosome_sort.classification.heads import fit_prior_shift, head_logits, tta_proba
+from napari_chromosome_sort.classification.models.heads import (
+    fit_prior_shift,
+    head_logits,
+    tta_proba,
+)
 from napari_chromosome_sort.classification.training import (
     TrainingConfig,
     crossvalidate_features,
@@ -40,7 +44,7 @@ def test_head_learns_cached_features_with_nested_l2_and_prior_correction():
 
 
 def test_feature_sets_select_pooled_columns():
-    from napari_chromosome_sort.classification.backbones import FEATURE_SETS, feature_columns
+    from napari_chromosome_sort.classification.models.backbones import FEATURE_SETS, feature_columns
 
     sizes = {name: feature_columns("squeezenet1_1", name).size for name in FEATURE_SETS}
     assert sizes == {"all": 4352, "all_avg": 2176, "last": 1024, "last_avg": 512}
@@ -62,8 +66,8 @@ def test_preprocessing_candidates_follow_fixed_fields():
 
 
 def test_inner_cv_chooses_the_informative_preprocessing_and_feature_set():
-    from napari_chromosome_sort.classification.backbones import feature_columns
     from napari_chromosome_sort.classification.features import Preprocessing
+    from napari_chromosome_sort.classification.models.backbones import feature_columns
 
     rng = np.random.default_rng(1)
     y = np.repeat([0, 1, 2], [40, 30, 20])
@@ -220,8 +224,8 @@ def test_feature_cache_on_by_default_sliced_bounded_and_off(tmp_path, monkeypatc
     import torch
 
     from napari_chromosome_sort.classification import features as F
-    from napari_chromosome_sort.classification.backbones import build_backbone
-    from napari_chromosome_sort.classification.fast_inference import CACHE_ENV
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.fast_inference import CACHE_ENV
     from napari_chromosome_sort.synthetic import make_crop_dataset
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "user"))
@@ -271,12 +275,13 @@ def test_training_again_on_the_same_crops_reuses_the_inner_cv(tmp_path, monkeypa
     """The inner-CV result and the final head are stored beside the cached features: the same
     crops and settings give the same head without fitting; with the final head's file gone only
     the chosen design is fitted again; other targets or no cache search again."""
-    import napari_chromosome_sort.classification.training as T
+    from napari_chromosome_sort.classification.training import head, search
 
     X, y = _features(n_per_class=(20, 12, 6), d=12, views=2)
     fits = []
-    real = T.fit_linear
-    monkeypatch.setattr(T, "fit_linear", lambda *a, **k: fits.append(1) or real(*a, **k))
+    real = search.fit_linear
+    for module in (search, head):  # the inner fits and the final one
+        monkeypatch.setattr(module, "fit_linear", lambda *a, **k: fits.append(1) or real(*a, **k))
     config = TrainingConfig(cache_dir=str(tmp_path / "cache"), l2_grid=(0.1, 1.0), inner_folds=2)
     head, info = run_to_end(train_head(X, y, ["a", "b", "c"], config))
     searched = len(fits)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from napari_chromosome_sort.classification.training_checks import training_warnings
+from napari_chromosome_sort.classification.training.checks import training_warnings
 
 
 def test_few_crops_and_near_chance_are_named_with_their_numbers():

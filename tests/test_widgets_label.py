@@ -102,7 +102,7 @@ def test_label_synthetic_keys_buttons_clear(make_napari_viewer, qtbot, tmp_path)
 
 
 def test_label_giemsa_accumulates_spreads(make_napari_viewer, qtbot, tmp_path, giemsa_dir):
-    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.files.io import read_image
 
     viewer = make_napari_viewer()
     folder = tmp_path / "dataset"

@@ -16,7 +16,7 @@ TIMEOUT_MS = 120_000
 
 @pytest.fixture(scope="module")
 def ikemoto_model(tmp_path_factory, ikemoto_model_file):
-    from napari_chromosome_sort.classification.model_io import import_state_dict, save_model
+    from napari_chromosome_sort.classification.models.model_io import import_state_dict, save_model
 
     model = import_state_dict(ikemoto_model_file, classes=["A", "B", "C"])
     return save_model(model, tmp_path_factory.mktemp("ikemoto") / "ikemoto.safetensors")
@@ -118,7 +118,7 @@ def test_predict_uses_reviewed_objects(make_napari_viewer, qtbot, tiny_model, se
 
 
 def test_predict_giemsa(make_napari_viewer, qtbot, giemsa_dir, ikemoto_model):
-    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.files.io import read_image
 
     image = read_image(giemsa_dir / "images" / "1.png")
     viewer = make_napari_viewer()
@@ -247,7 +247,7 @@ def test_import_published_model_from_the_widget(
     path = widget.import_published(ikemoto_model_file, "A, B, C")
     assert widget.model_choice.currentText() == f"imported: {ikemoto_model_file.stem}.safetensors"
     assert widget._model_path() == path
-    from napari_chromosome_sort.classification.model_io import read_metadata
+    from napari_chromosome_sort.classification.models.model_io import read_metadata
 
     assert read_metadata(path)["classes"] == ["A", "B", "C"]
 
@@ -274,7 +274,7 @@ def _delta_e_to_classes(colours_rgb: np.ndarray) -> np.ndarray:
     """CIEDE2000 distance of each colour (n, 3 floats) to the nearest class colour."""
     from skimage.color import deltaE_ciede2000, rgb2lab
 
-    from napari_chromosome_sort.colours import CLASS_PALETTE
+    from napari_chromosome_sort.display.colours import CLASS_PALETTE
 
     classes = rgb2lab(np.array([hex_to_rgba(c)[:3] for c in CLASS_PALETTE])[None])[0]
     lab = rgb2lab(np.asarray(colours_rgb, float)[None])[0]
@@ -297,7 +297,7 @@ def test_gradcam_reads_beside_the_class_outlines(make_napari_viewer, qtbot, tiny
     assert np.all(drawn[:, 3] > 0) and cam.colormap.map(np.array([0.0]))[0, 3] == 0
     assert _delta_e_to_classes(drawn[:, :3]).min() >= 15
     # the same palette in the click panel and the command line's PNGs
-    from napari_chromosome_sort.classification.cam_display import cam_rgb
+    from napari_chromosome_sort.display.cam_display import cam_rgb
 
     np.testing.assert_allclose(cam_rgb(np.linspace(0.25, 1, 16)), drawn[:, :3], atol=0.03)
     # class outlines, not fills, while the map shows; G switches to the class colours and back

@@ -9,7 +9,7 @@ from PIL import Image
 from napari_chromosome_sort._widgets.gallery import GalleryWidget
 from napari_chromosome_sort._widgets.readout import ReadoutWidget
 from napari_chromosome_sort.analysis import readout
-from napari_chromosome_sort.classification import model_io
+from napari_chromosome_sort.classification.models import model_io
 from napari_chromosome_sort.sorter import REVIEW
 
 
@@ -140,12 +140,12 @@ def test_readout_bars_in_the_class_colours_of_the_spread(make_napari_viewer):
 def test_gallery_widget_classify_and_correct(make_napari_viewer, qtbot, tmp_path):
     import torch
 
-    from napari_chromosome_sort.classification.backbones import build_backbone
-    from napari_chromosome_sort.classification.classifier import (
+    from napari_chromosome_sort.classification.features import Preprocessing
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.classifier import (
         ChromosomeClassifier,
         squeezenet_conv_head,
     )
-    from napari_chromosome_sort.classification.features import Preprocessing
 
     torch.manual_seed(0)
     model = ChromosomeClassifier(

@@ -26,7 +26,7 @@ def _readout_counts(readout) -> dict[str, int]:
 
 def test_review_least_sure_correct_and_retrain(make_napari_viewer, qtbot, tmp_path, tiny_model):
     from napari_chromosome_sort import synthetic
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.files.dataset import CropDataset
 
     image = synthetic.make_spread(seed=0).image
     viewer = make_napari_viewer()

@@ -14,7 +14,7 @@ def _synthetic_image():
 
 
 def _giemsa_image(giemsa_dir):
-    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.files.io import read_image
 
     return read_image(giemsa_dir / "images" / "1.png")
 
@@ -334,7 +334,7 @@ def test_reasons_quote_the_numbers_the_table_shows(make_napari_viewer, qtbot, gi
     small: 121 px" for a 121 px object) and its multiple of the median kept chromosome."""
     import re
 
-    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.files.io import read_image
 
     viewer = make_napari_viewer()
     widget, layer = _segment(viewer, qtbot, read_image(giemsa_dir / "images" / "5.png"))

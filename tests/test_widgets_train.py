@@ -71,7 +71,7 @@ def test_train_completes_and_reports(make_napari_viewer, qtbot, tmp_path, crop_f
     assert len(gaps) > 10
     assert max(gaps) < 0.2, f"GUI stalled {max(gaps):.3f} s"
 
-    from napari_chromosome_sort.classification.model_io import load_model
+    from napari_chromosome_sort.classification.models.model_io import load_model
 
     model = load_model(model_path)
     assert list(model.classes) == ["A", "B", "C"]
@@ -157,7 +157,7 @@ def test_label_a_few_then_train_saves_a_model(
     assert warnings and "only 2 crops" in warnings[0] and "2-fold" in warnings[0]
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert model_path.is_file()
-    from napari_chromosome_sort.classification.model_io import load_model
+    from napari_chromosome_sort.classification.models.model_io import load_model
 
     assert list(load_model(model_path).classes) == ["B", "C"]
     assert "2-fold CV concordance" in widget.results.text()

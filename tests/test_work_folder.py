@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from napari_chromosome_sort.errors import ChromosortError
-from napari_chromosome_sort.work import read_work, save_work
+from napari_chromosome_sort.files.work import read_work, save_work
 
 PLUGIN = "napari-chromosome-sort"
 

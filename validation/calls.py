@@ -45,13 +45,13 @@ class SpreadCalls:
 
 def train_wt_model(weights=None, cache_dir=None):
     """The classifier of ``chromosort train WT_CROPS`` (TrainingConfig defaults)."""
-    from napari_chromosome_sort.classification.features import as_rgb_uint8
+    from napari_chromosome_sort.classification.features import read_crop_rgb
     from napari_chromosome_sort.classification.training import TrainingConfig, train_classifier
-    from napari_chromosome_sort.dataset import scan_image_folder
+    from napari_chromosome_sort.files.dataset import scan_image_folder
     from napari_chromosome_sort.progress import run_to_end
 
     paths, targets, classes = scan_image_folder(wt_crops_dir())
-    images = [as_rgb_uint8(p) for p in paths]
+    images = [read_crop_rgb(p) for p in paths]
     config = TrainingConfig(weights=None if weights is None else str(weights), cache_dir=cache_dir)
     classes = [c.upper() for c in classes]
     return run_to_end(train_classifier(images, np.asarray(targets), classes, config))
@@ -193,7 +193,7 @@ def wt_model(model_path=None, weights=None, cache_dir=None):
     there when a path is given)."""
     from pathlib import Path
 
-    from napari_chromosome_sort.classification.model_io import load_model, save_model
+    from napari_chromosome_sort.classification.models.model_io import load_model, save_model
 
     if model_path is not None and Path(model_path).exists():
         return load_model(model_path)

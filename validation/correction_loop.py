@@ -63,7 +63,7 @@ def random_matched(
 def without_prior_shift(model):
     """A copy of ``model`` (its backbone shared) whose head has no training-prior correction
     (the logit shift towards the WT class frequencies set to zero): a diagnostic."""
-    from napari_chromosome_sort.classification.classifier import ChromosomeClassifier
+    from napari_chromosome_sort.classification.models.classifier import ChromosomeClassifier
 
     head = copy.deepcopy(model.head)
     head.logit_shift.zero_()
@@ -78,8 +78,8 @@ def fresh_session(prepared, dataset_root, model=None):
     """A copy of a prepared session with no corrections yet, saving to ``dataset_root`` (and
     retraining from ``model`` when given): the cached features and the refit's principal axes
     are shared, nothing is computed again."""
-    from napari_chromosome_sort.classification.corrections import CORRECTED
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.classification.training.corrections import CORRECTED
+    from napari_chromosome_sort.files.dataset import CropDataset
 
     session = copy.copy(prepared)
     session.table = prepared.prediction.table.copy()
@@ -153,9 +153,9 @@ def score_loop(
 def prepare_spread(model, spread, training_folder, cache_root) -> LoopSpread:
     """Predict ``spread`` end to end once, match its boxes, and prepare a correction session
     (features of its crops and of the training crops, the latter cached on disk)."""
-    from napari_chromosome_sort.classification.corrections import CorrectionSession
     from napari_chromosome_sort.classification.predict import predict_spread
-    from napari_chromosome_sort.dataset import CropDataset
+    from napari_chromosome_sort.classification.training.corrections import CorrectionSession
+    from napari_chromosome_sort.files.dataset import CropDataset
     from napari_chromosome_sort.progress import run_to_end
 
     from .boxes import match_boxes
@@ -262,7 +262,7 @@ def correction_loop_report(
     from pathlib import Path
 
     from napari_chromosome_sort._sample_data import bundled_model_path
-    from napari_chromosome_sort.classification.model_io import load_model
+    from napari_chromosome_sort.classification.models.model_io import load_model
 
     from .data import giemsa_spreads, wt_crops_dir
 

@@ -46,7 +46,7 @@ def crossval(repeats: int = 1, cache_dir: str | None = None) -> dict:
 def imported_model() -> dict:
     """The published model's calls on the WT crops, evaluated."""
     from napari_chromosome_sort.analysis.metrics import evaluate
-    from napari_chromosome_sort.classification.model_io import import_state_dict
+    from napari_chromosome_sort.classification.models.model_io import import_state_dict
     from napari_chromosome_sort.classification.training import scan_folder
 
     model = import_state_dict(published_model(), ["a", "b", "c"], "squeezenet1_1")

@@ -2,8 +2,9 @@
 
 Every object that the segmentation's hand-made rules (``crossing_score="off"``) keep or flag
 ``cluster`` on the ADIR DAPI spreads is described by the 16 shape measures of
-:func:`~napari_chromosome_sort.segmentation.crossing_model.shape_measures`; it is *positive* when
-it covers a real overlap region of the truth, a *single* when it matches one truth chromosome.
+:func:`~napari_chromosome_sort.segmentation.learned.crossing_score.shape_measures`; it is
+*positive* when it covers a real overlap region of the truth, a *single* when it matches one
+truth chromosome.
 
 1. Honest estimate: each probe set (A / P / V slides) held out in turn, C and the threshold
    chosen inside the other two (inner GroupKFold by slide), the held-out kept objects flagged;
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_chromosome_sort.segmentation.crossing_model import (
+from napari_chromosome_sort.segmentation.learned.crossing_score import (
     CrossingModel,
     CrossingTable,
     choose_head,

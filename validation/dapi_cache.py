@@ -3,7 +3,7 @@
 A cached entry holds the label image, the objects (label, status, n_parts, reason) and the
 spread's median object and chromatid width of :func:`segment_spread` with the learned crossing
 score and crossing resolution off (both are applied afterwards by
-:func:`~napari_chromosome_sort.segmentation.crossings.finish_crossings`, so one entry serves
+:func:`~napari_chromosome_sort.segmentation.crossings.detect.finish_crossings`, so one entry serves
 every crossing setting), and, once per spread, the corrected signal.
 """
 

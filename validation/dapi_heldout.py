@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 from napari_chromosome_sort.segmentation import SegmentationParams
-from napari_chromosome_sort.segmentation.crossing_resolve import RESOLVED
-from napari_chromosome_sort.segmentation.crossings import (
+from napari_chromosome_sort.segmentation.crossings.detect import (
     resolution_candidates,
     resolve_crossings,
 )
+from napari_chromosome_sort.segmentation.crossings.resolve import RESOLVED
 
 from .baseline import otsu_objects
 from .dapi_cache import cached_segmentation

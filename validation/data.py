@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_chromosome_sort.io import read_image
+from napari_chromosome_sort.files.io import read_image
 
 from .boxes import read_yolo_boxes
 

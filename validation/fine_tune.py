@@ -1,11 +1,11 @@
 """Fine-tuning the last backbone blocks, judged by the own-labels protocol.
 
 Each of the five annotated Giemsa DDX11 spreads is held out in turn; the last blocks of the
-backbone are tuned (``classification.last_blocks``) on the WT crops + the other four spreads'
-crops labelled from their boxes, the head of ``chromosort train --reference`` is fitted on the
-tuned features with the WT model's design (all layers, 256 principal components, L2 1: fixed, so
-that the comparison costs one head fit per model), and the held-out spread is called end to end
-(``own_labels.score``).
+backbone are tuned (``classification.training.last_blocks``) on the WT crops + the other four
+spreads' crops labelled from their boxes, the head of ``chromosort train --reference`` is fitted
+on the tuned features with the WT model's design (all layers, 256 principal components, L2 1:
+fixed, so that the comparison costs one head fit per model), and the held-out spread is called
+end to end (``own_labels.score``).
 Beside it, on the same folds: the frozen backbone with the same head, and the average of the two
 models' probabilities. WT 5-fold cross-validation of the tuned model (tuning and head inside each
 training fold) checks that the published crops are still read as well.
@@ -37,12 +37,12 @@ class TuneData:
 def load(cache_dir, blocks: int, views: int = 4, with_spreads: bool = True):
     """The backbone, its split index and the frozen part of every crop (of the WT crops only
     without ``with_spreads``)."""
-    from napari_chromosome_sort.classification.backbones import build_backbone
     from napari_chromosome_sort.classification.config import TrainingConfig
-    from napari_chromosome_sort.classification.features import as_rgb_uint8
-    from napari_chromosome_sort.classification.last_blocks import frozen_part, split_index
-    from napari_chromosome_sort.dataset import scan_image_folder
-    from napari_chromosome_sort.label_import import labelled_crops
+    from napari_chromosome_sort.classification.features import read_crop_rgb
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.classification.training.last_blocks import frozen_part, split_index
+    from napari_chromosome_sort.files.dataset import scan_image_folder
+    from napari_chromosome_sort.files.label_import import labelled_crops
     from napari_chromosome_sort.progress import run_to_end
 
     weights = squeezenet_weights()
@@ -56,7 +56,7 @@ def load(cache_dir, blocks: int, views: int = 4, with_spreads: bool = True):
         return advance(backbone, maps, pooled_, split, target)
 
     paths, targets, _ = scan_image_folder(wt_crops_dir())
-    wt_maps, wt_pooled = part([as_rgb_uint8(p) for p in paths])
+    wt_maps, wt_pooled = part([read_crop_rgb(p) for p in paths])
     maps, pooled_, spreads = [], [], []
     for spread in giemsa_spreads() if with_spreads else []:
         found = labelled_crops(spread.image, spread.boxes[:, 1:], spread.classes)
@@ -75,7 +75,7 @@ def advance(backbone, maps: np.ndarray, pooled_: np.ndarray, split: int, target:
     """The frozen part cut at ``target`` from the one cut at ``split`` (<= target)."""
     import torch
 
-    from napari_chromosome_sort.classification.backbones import pool_taps
+    from napari_chromosome_sort.classification.models.backbones import pool_taps
 
     if target == split:
         return maps, pooled_
@@ -116,7 +116,7 @@ def _train_rows(data: TuneData, held: int):
 def _features(tail, data: TuneData, held: int, known=None):
     """Training features (WT + other spreads' labelled) and the held spread with features;
     ``known``: (WT features, [each spread's]) through ``tail``, when computed before."""
-    from napari_chromosome_sort.classification.last_blocks import tail_features
+    from napari_chromosome_sort.classification.training.last_blocks import tail_features
 
     if known is None:
         maps, pooled_, y, ref, groups = _train_rows(data, held)
@@ -155,7 +155,7 @@ def _train_rows_light(data: TuneData, held: int):
 
 
 def _proba(head, spread: SpreadSet) -> np.ndarray:
-    from napari_chromosome_sort.classification.heads import head_logits, tta_proba
+    from napari_chromosome_sort.classification.models.heads import head_logits, tta_proba
 
     return tta_proba(head_logits(head, spread.features[:, :4]))
 
@@ -165,7 +165,11 @@ def loso(
 ) -> pd.DataFrame:
     """Per held-out spread: frozen, tuned, and the average of the two (``fixed``: the head
     design of the WT model, else chosen on the training crops)."""
-    from napari_chromosome_sort.classification.last_blocks import Tail, tail_features, tune_tail
+    from napari_chromosome_sort.classification.training.last_blocks import (
+        Tail,
+        tail_features,
+        tune_tail,
+    )
     from napari_chromosome_sort.progress import run_to_end
 
     frozen = Tail(backbone, split)
@@ -202,8 +206,12 @@ def wt_crossval(
     """WT 5-fold CV (default partition) of the frozen and the tuned model (tuning and head
     inside each training fold): {name: (accuracy, kappa)}."""
     from napari_chromosome_sort.analysis.metrics import evaluate, stratified_splits
-    from napari_chromosome_sort.classification.heads import head_logits, tta_proba
-    from napari_chromosome_sort.classification.last_blocks import Tail, tail_features, tune_tail
+    from napari_chromosome_sort.classification.models.heads import head_logits, tta_proba
+    from napari_chromosome_sort.classification.training.last_blocks import (
+        Tail,
+        tail_features,
+        tune_tail,
+    )
     from napari_chromosome_sort.progress import run_to_end
 
     y = data.wt_targets

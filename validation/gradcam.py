@@ -21,9 +21,9 @@ def gradcam_mass(
 ) -> pd.DataFrame:
     """One row per mode ``LAYERS[:REFERENCE]`` of ``gradcam()``."""
     from napari_chromosome_sort.classification.gradcam import gradcam
-    from napari_chromosome_sort.classification.model_io import load_model
+    from napari_chromosome_sort.classification.models.model_io import load_model
     from napari_chromosome_sort.crops import crop_chromosomes
-    from napari_chromosome_sort.io import read_image
+    from napari_chromosome_sort.files.io import read_image
     from napari_chromosome_sort.segmentation import segment_spread
 
     model = load_model(model_path)

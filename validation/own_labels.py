@@ -73,11 +73,11 @@ class OwnLabelsData:
 def load_data(cache_dir=None, views: int = 4) -> OwnLabelsData:
     """Features (the default preprocessing of ``chromosort train``) of the WT crops and of every
     kept object of the five spreads, with their box classes."""
-    from napari_chromosome_sort.classification.backbones import build_backbone
     from napari_chromosome_sort.classification.config import TrainingConfig
-    from napari_chromosome_sort.classification.features import as_rgb_uint8, extract_features
-    from napari_chromosome_sort.dataset import scan_image_folder
-    from napari_chromosome_sort.label_import import labelled_crops
+    from napari_chromosome_sort.classification.features import extract_features, read_crop_rgb
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.files.dataset import scan_image_folder
+    from napari_chromosome_sort.files.label_import import labelled_crops
     from napari_chromosome_sort.progress import run_to_end
 
     weights = squeezenet_weights()
@@ -88,7 +88,7 @@ def load_data(cache_dir=None, views: int = 4) -> OwnLabelsData:
         return run_to_end(extract_features(backbone, images, prep, views, cache_dir=cache_dir))
 
     paths, targets, _ = scan_image_folder(wt_crops_dir())
-    wt = features([as_rgb_uint8(p) for p in paths])
+    wt = features([read_crop_rgb(p) for p in paths])
     spreads = []
     for spread in giemsa_spreads():
         found = labelled_crops(spread.image, spread.boxes[:, 1:], spread.classes)
@@ -124,7 +124,7 @@ def fit(X, y, reference, fixed: bool = False, prior: bool = True, groups=None):
 
 def calls(head, spread: SpreadSet, views: int = 4) -> np.ndarray:
     """The class index of every kept object of ``spread`` (chromatid pairs called C)."""
-    from napari_chromosome_sort.classification.heads import head_logits, tta_proba
+    from napari_chromosome_sort.classification.models.heads import head_logits, tta_proba
 
     pred = tta_proba(head_logits(head, spread.features[:, :views])).argmax(1)
     pred[spread.n_parts >= 2] = CLASSES.index("c")
@@ -223,7 +223,7 @@ def pooled(table: pd.DataFrame) -> pd.DataFrame:
 
 def _least_sure_order(data: OwnLabelsData, held: int, head) -> dict:
     """The other spreads' labelled crops, least sure first under ``head``: (spread, row) pairs."""
-    from napari_chromosome_sort.classification.heads import head_logits, tta_proba
+    from napari_chromosome_sort.classification.models.heads import head_logits, tta_proba
 
     items = []
     for j, s in enumerate(data.spreads):

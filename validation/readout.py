@@ -276,9 +276,9 @@ def learning_curve(figures: Path | None = None, crops: Path | None = None) -> pd
     """Concordance vs training crops per class (5-fold CV) of a linear head on frozen ImageNet
     SqueezeNet features (1 view); with ``figures``, the curve and the pooled CV confusion."""
     from napari_chromosome_sort.analysis import metrics, plots
-    from napari_chromosome_sort.classification.backbones import build_backbone
     from napari_chromosome_sort.classification.features import extract_features
-    from napari_chromosome_sort.classification.heads import head_logits, tta_proba
+    from napari_chromosome_sort.classification.models.backbones import build_backbone
+    from napari_chromosome_sort.classification.models.heads import head_logits, tta_proba
     from napari_chromosome_sort.classification.training import (
         TrainingConfig,
         crossvalidate_features,

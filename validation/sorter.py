@@ -28,7 +28,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage import filters, measure
 
-from napari_chromosome_sort.io import read_image
+from napari_chromosome_sort.files.io import read_image
 
 from .data import dapi_dir, giemsa_dir, squeezenet_weights
 

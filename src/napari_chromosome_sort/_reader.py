@@ -12,6 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.io import read_image
+from napari_chromosome_sort.files.safety import inside, no_links
+from napari_chromosome_sort.files.work import is_work_folder, read_work
+
 MANIFEST = "manifest.csv"
 
 
@@ -31,8 +36,6 @@ def _manifest_path(path) -> Path | None:
 def get_reader(path):
     """npe2 reader hook: a reader for a dataset folder / its manifest or a work folder, else
     None (other files are left to napari's own readers)."""
-    from .work import is_work_folder
-
     if _manifest_path(path) is not None:
         return read_dataset
     single = path[0] if isinstance(path, list) and len(path) == 1 else path
@@ -43,8 +46,6 @@ def get_reader(path):
 
 def read_work_folder(path):
     """The layers of a saved work folder (see :mod:`.work`)."""
-    from .work import read_work
-
     return read_work(path[0] if isinstance(path, list) else path)
 
 
@@ -52,10 +53,6 @@ def read_dataset(path):
     """The crops listed in a dataset's manifest as one RGB image stack (padded to the largest crop,
     missing files skipped), the manifest table in the layer metadata."""
     import pandas as pd
-
-    from .errors import ChromosortError
-    from .io import read_image
-    from .safety import inside, no_links
 
     manifest_path = _manifest_path(path)
     root = manifest_path.parent

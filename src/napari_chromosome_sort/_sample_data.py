@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+from napari_chromosome_sort.files.io import read_image
+from napari_chromosome_sort.synthetic import make_spread
+
 GIEMSA_SAMPLE = "giemsa_ddx11_spread_3.png"  # source, licence: giemsa_ddx11_spread_3.LICENSE.txt
 GIEMSA_SAMPLE_BOXES = "giemsa_ddx11_spread_3.txt"  # the annotator's A/B/C boxes (YOLO), same
 WT_MODEL = "wt_squeezenet1_1.safetensors"  # trained on WT crops; wt_squeezenet1_1.LICENSE.txt
@@ -16,8 +19,6 @@ def sample_path(name: str = GIEMSA_SAMPLE):
 
 def make_giemsa_spread():
     """napari sample: a real Giemsa-stained DDX11-/- metaphase spread (MIT, see its licence)."""
-    from .io import read_image
-
     image = read_image(sample_path())
     meta = {"name": "Giemsa spread (DDX11-/-)", "metadata": {"source": sample_path().name}}
     return [(image, meta, "image")]
@@ -25,8 +26,6 @@ def make_giemsa_spread():
 
 def make_sample_spread():
     """napari sample: a synthetic spread plus its ground-truth objects."""
-    from .synthetic import make_spread
-
     spread = make_spread(seed=0)
     layers = [(spread.image, {"name": "synthetic spread"}, "image")]
     truth = getattr(spread, "truth_labels", None)

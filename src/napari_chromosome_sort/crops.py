@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ChromosortError
+from napari_chromosome_sort.denoising import denoise_rgb_uint8
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.io import detect_polarity
 
 DEFAULT_MARGIN = 0.2
 
@@ -150,7 +152,6 @@ def _polarity(image: np.ndarray, polarity: str | None) -> str:
                 f"unknown polarity {polarity!r}; expected 'dark_on_light' or 'bright_on_dark'"
             )
         return polarity
-    from .io import detect_polarity
 
     return detect_polarity(image)
 
@@ -224,13 +225,7 @@ def crop_object(
         )
     if margin < 0:
         raise ChromosortError(f"margin must be >= 0, got {margin}")
-    if box is None:
-        own = labels == label
-        if not own.any():
-            raise ChromosortError(f"label {label} is not in the label image")
-        ys = np.flatnonzero(own.any(axis=1))
-        xs = np.flatnonzero(own.any(axis=0))
-        box = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+    box = box if box is not None else _object_box(labels, label)
     rgb = as_rgb_uint8(image)
     if _polarity(image, polarity) == "bright_on_dark":
         rgb = 255 - rgb
@@ -240,8 +235,6 @@ def crop_object(
     geometry = CropGeometry(y0, x0, y0 + side, x0 + side, out_size, tuple(labels.shape[:2]))
     pixels = _cut_window(rgb, geometry, 0)
     if denoise:
-        from .denoising import denoise_rgb_uint8
-
         pixels = denoise_rgb_uint8(pixels)
     window_labels = _cut_window(labels, geometry, -1)  # -1 = outside the image
     mine = window_labels == label
@@ -249,6 +242,25 @@ def crop_object(
         fill = _local_background(pixels, window_labels, rgb, labels)
     else:
         fill = np.asarray(background, np.uint8)
+    pixels = _blank_around(pixels, window_labels, mine, fill, blank_dilation, isolate)
+    if out_size != side:
+        pixels = _resized(pixels, out_size, side)
+    return Crop(pixels=pixels, geometry=geometry, label=int(label), source=source)
+
+
+def _object_box(labels: np.ndarray, label: int) -> tuple[slice, slice]:
+    """The slices of object ``label``'s bounding box in ``labels``."""
+    own = labels == label
+    if not own.any():
+        raise ChromosortError(f"label {label} is not in the label image")
+    ys = np.flatnonzero(own.any(axis=1))
+    xs = np.flatnonzero(own.any(axis=0))
+    return (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+
+
+def _blank_around(pixels, window_labels, mine, fill, blank_dilation: int, isolate: bool):
+    """``pixels`` with other objects (dilated by ``blank_dilation``) and the outside of the
+    image set to ``fill``; with ``isolate``, everything but the object and a feathered rim."""
     from scipy import ndimage
 
     others = (window_labels > 0) & ~mine
@@ -263,18 +275,21 @@ def crop_object(
         distance = ndimage.distance_transform_edt(~mine)
         keep = np.clip((rim + 2.0 - distance) / 2.0, 0.0, 1.0)[..., None]
         pixels = np.rint(keep * pixels + (1.0 - keep) * fill[None, None, :]).astype(np.uint8)
-    if out_size != side:
-        from skimage.transform import resize
+    return pixels
 
-        pixels = resize(
-            pixels,
-            (out_size, out_size),
-            order=1,
-            anti_aliasing=out_size < side,
-            preserve_range=True,
-        )
-        pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-    return Crop(pixels=pixels, geometry=geometry, label=int(label), source=source)
+
+def _resized(pixels: np.ndarray, out_size: int, side: int) -> np.ndarray:
+    """A ``side`` x ``side`` crop resized to ``out_size`` (bilinear, uint8)."""
+    from skimage.transform import resize
+
+    pixels = resize(
+        pixels,
+        (out_size, out_size),
+        order=1,
+        anti_aliasing=out_size < side,
+        preserve_range=True,
+    )
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
 def crop_chromosomes(image: np.ndarray, segmentation, **kwargs) -> list[Crop]:

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .atomic import write_csv_atomic
-from .errors import ChromosortError
-from .io import IMAGE_SUFFIXES
-from .progress import Progress, relay
-from .safety import (
+from napari_chromosome_sort.classification.training import TrainingConfig, scan_folder
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.atomic import write_csv_atomic
+from napari_chromosome_sort.files.io import IMAGE_SUFFIXES, read_image
+from napari_chromosome_sort.files.safety import (
     check_name,
     check_relative,
     flat_names,
@@ -41,9 +41,10 @@ from .safety import (
     record_written,
     unique_in,
 )
+from napari_chromosome_sort.progress import Progress, relay, run_to_end
 
 if TYPE_CHECKING:
-    from .classification.classifier import ChromosomeClassifier
+    from napari_chromosome_sort.classification.models.classifier import ChromosomeClassifier
 
 TASK = "whole_image_sorter"
 REVIEW = "_review"
@@ -54,8 +55,6 @@ MAX_SIDE = 512  # images are downsampled to this longest side when loaded (input
 
 def sorter_config(**overrides):
     """A ``training.TrainingConfig`` for whole images (plain appearance, stretched)."""
-    from .classification.training import TrainingConfig
-
     base = dict(appearance="plain", geometry="stretch")
     base.update(overrides)
     return TrainingConfig(**base)
@@ -64,8 +63,6 @@ def sorter_config(**overrides):
 def load_rgb(path, max_side: int = MAX_SIDE) -> np.ndarray:
     """Image file -> uint8 RGB, longest side <= ``max_side`` (contrast-stretched if not 8-bit)."""
     from PIL import Image
-
-    from .io import read_image
 
     arr = np.asarray(read_image(path))
     if arr.dtype != np.uint8:
@@ -110,7 +107,8 @@ def train_sorter_images(
 ) -> Generator[Progress, None, ChromosomeClassifier]:
     """Train a whole-image sorter on images (arrays or paths) + integer targets; returns the
     model."""
-    from .classification.training import train_classifier
+    # torch (through training): only when a sorter is trained
+    from napari_chromosome_sort.classification.training import train_classifier
 
     config = config or sorter_config()
     images = [load_rgb(im) if isinstance(im, (str, os.PathLike)) else im for im in images]
@@ -122,8 +120,6 @@ def train_sorter_images(
 def train_sorter(root, config=None) -> Generator[Progress, None, ChromosomeClassifier]:
     """Train on a folder-per-class set of whole images (ImageFolder convention); returns the
     model."""
-    from .classification.training import scan_folder
-
     paths, targets, classes = scan_folder(root)
     images = []
     for i, p in enumerate(paths):
@@ -148,7 +144,6 @@ def predict_images(
     gen = _predict_images(model, list(paths), tta, batch_size)
     if progress:
         return gen
-    from .progress import run_to_end
 
     return run_to_end(gen)
 

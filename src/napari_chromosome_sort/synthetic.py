@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage as ndi
 
-from .errors import ChromosortError
+from napari_chromosome_sort.errors import ChromosortError
 
 CLASSES = ("A", "B", "C")
 TRUTH_COLUMNS = ["label", "kind", "cls", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]
@@ -88,7 +89,6 @@ def chromosome_mask(cls: str, length: float, width: float, angle: float, size: i
 
 def _render(darkness: np.ndarray, modality: str, rng) -> np.ndarray:
     """Darkness/brightness map in [0,1] -> uint8 image of the modality with noise."""
-    from scipy import ndimage as ndi
 
     darkness = ndi.gaussian_filter(darkness, 1.0)
     if modality == "giemsa":
@@ -102,6 +102,122 @@ def _render(darkness: np.ndarray, modality: str, rng) -> np.ndarray:
         return np.clip(img, 0, 255).astype(np.uint8)
     img = 12.0 + 200.0 * darkness + rng.normal(0, 4.0, darkness.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+class _Canvas:
+    """The images of a spread being drawn: darkness, labels, what is occupied, and the truth
+    rows of the objects placed so far."""
+
+    def __init__(self, shape: tuple[int, int], rng):
+        self.shape, self.rng = shape, rng
+        self.darkness = np.zeros(shape, np.float32)
+        self.labels = np.zeros(shape, np.int32)
+        self.occupied = np.zeros(shape, bool)
+        self.rows: list[dict] = []
+
+    def place(self, mask_local: np.ndarray, margin: int = 4):
+        """A position where the mask, grown by ``margin``, touches nothing placed so far."""
+        H, W = self.shape
+        grown = ndi.binary_dilation(np.pad(mask_local, margin), iterations=margin)
+        h, w = mask_local.shape
+        if h + 2 * margin >= H or w + 2 * margin >= W:
+            return None
+        for _ in range(300):
+            y = int(self.rng.integers(margin, H - h - margin))
+            x = int(self.rng.integers(margin, W - w - margin))
+            window = self.occupied[y - margin : y + h + margin, x - margin : x + w + margin]
+            if not (window & grown).any():
+                return y, x
+        return None
+
+    def add(self, mask_local, y, x, kind, cls, value):
+        """Paint a placed object into the label and darkness images and record its truth row."""
+        label = len(self.rows) + 1
+        sl = (slice(y, y + mask_local.shape[0]), slice(x, x + mask_local.shape[1]))
+        self.labels[sl][mask_local] = label
+        self.occupied[sl] |= mask_local
+        self.darkness[sl] = np.maximum(self.darkness[sl], value * mask_local)
+        ys, xs = np.nonzero(mask_local)
+        self.rows.append(
+            {
+                "label": label,
+                "kind": kind,
+                "cls": cls,
+                "bbox_y0": y + int(ys.min()),
+                "bbox_x0": x + int(xs.min()),
+                "bbox_y1": y + int(ys.max()) + 1,
+                "bbox_x1": x + int(xs.max()) + 1,
+            }
+        )
+
+
+def _crop_to_mask(mask):
+    """``mask`` cut to its bounding box."""
+    ys, xs = np.nonzero(mask)
+    return mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def _add_nuclei(canvas: _Canvas, n: int, longest: float) -> None:
+    """``n`` dome-shaped nuclei with a grainy chromatin texture."""
+    rng = canvas.rng
+    for _ in range(n):
+        radius = int(rng.uniform(1.3, 1.8) * longest)
+        box = 2 * radius + 2
+        yy, xx = np.mgrid[0:box, 0:box]
+        disc = (yy - box / 2) ** 2 + (xx - box / 2) ** 2 <= radius**2
+        pos = canvas.place(disc, margin=10)
+        if pos is None:
+            continue
+        y, x = pos
+        # dome-shaped (thicker in the middle) with a grainy chromatin texture
+        rr = np.sqrt((yy - box / 2) ** 2 + (xx - box / 2) ** 2) / radius
+        dome = np.sqrt(np.clip(1.0 - rr**2, 0.0, 1.0))
+        grain = ndi.gaussian_filter(rng.random((box, box)), 2.0)
+        texture = 0.3 + 0.3 * dome + 0.6 * (grain - grain.mean())
+        labels_sl = (slice(y, y + box), slice(x, x + box))
+        canvas.add(disc, y, x, "nucleus", "", 1.0)
+        canvas.darkness[labels_sl] = np.where(disc, texture, canvas.darkness[labels_sl])
+
+
+def _add_clusters(canvas: _Canvas, n: int, longest: float, width: float, box: int) -> None:
+    """``n`` tangles of four long chromosomes crossing each other (too large to split)."""
+    for _ in range(n):
+        length = longest * 1.2
+        masks = []
+        for k in range(4):
+            angle = k * np.pi / 4 + canvas.rng.uniform(-0.15, 0.15)
+            masks += chromosome_mask("A", length, width, angle, box, canvas.rng)
+        union = _crop_to_mask(np.logical_or.reduce(masks))
+        pos = canvas.place(union, margin=8)
+        if pos is None:
+            continue
+        canvas.add(union, *pos, "cluster", "", 0.9)
+
+
+def _add_chromosomes(canvas, n, classes, weights, lengths, width, box) -> None:
+    """``n`` single chromosomes of classes drawn with ``weights``."""
+    rng = canvas.rng
+    for _ in range(n):
+        cls = str(rng.choice(classes, p=weights))
+        length = rng.uniform(*lengths)
+        masks = chromosome_mask(cls, length, width, rng.uniform(0, np.pi), box, rng)
+        union = _crop_to_mask(np.logical_or.reduce(masks))
+        pos = canvas.place(union, margin=8)
+        if pos is None:
+            continue
+        canvas.add(union, *pos, "chromosome", cls, float(rng.uniform(0.75, 0.95)))
+
+
+def _add_debris(canvas: _Canvas, n: int) -> None:
+    """``n`` small round specks."""
+    for _ in range(n):
+        r = canvas.rng.uniform(2.2, 2.8)
+        yy, xx = np.mgrid[0:7, 0:7]
+        speck = (yy - 3) ** 2 + (xx - 3) ** 2 <= r * r
+        pos = canvas.place(speck, margin=5)
+        if pos is None:
+            continue
+        canvas.add(speck, *pos, "debris", "", 0.8)
 
 
 def make_spread(
@@ -121,117 +237,26 @@ def make_spread(
     if modality not in ("giemsa", "dapi"):
         raise ChromosortError(f"unknown modality {modality!r}; expected 'giemsa' or 'dapi'")
     rng = np.random.default_rng(seed)
-    H, W = shape
-    darkness = np.zeros(shape, np.float32)
-    labels = np.zeros(shape, np.int32)
-    occupied = np.zeros(shape, bool)
-    rows = []
     weights = np.asarray(
         class_weights if class_weights is not None else [1.0] * len(classes), float
     )
     weights = weights / weights.sum()
-
-    from scipy import ndimage as ndi
-
-    def place(mask_local: np.ndarray, margin: int = 4):
-        """A position where the mask, grown by ``margin``, touches nothing placed so far."""
-        grown = ndi.binary_dilation(np.pad(mask_local, margin), iterations=margin)
-        h, w = mask_local.shape
-        if h + 2 * margin >= H or w + 2 * margin >= W:
-            return None
-        for _ in range(300):
-            y = int(rng.integers(margin, H - h - margin))
-            x = int(rng.integers(margin, W - w - margin))
-            window = occupied[y - margin : y + h + margin, x - margin : x + w + margin]
-            if not (window & grown).any():
-                return y, x
-        return None
-
-    def add(mask_local, y, x, kind, cls, value):
-        """Paint a placed object into the label and darkness images and record its truth row."""
-        label = len(rows) + 1
-        sl = (slice(y, y + mask_local.shape[0]), slice(x, x + mask_local.shape[1]))
-        labels[sl][mask_local] = label
-        occupied[sl] |= mask_local
-        darkness[sl] = np.maximum(darkness[sl], value * mask_local)
-        ys, xs = np.nonzero(mask_local)
-        rows.append(
-            {
-                "label": label,
-                "kind": kind,
-                "cls": cls,
-                "bbox_y0": y + int(ys.min()),
-                "bbox_x0": x + int(xs.min()),
-                "bbox_y1": y + int(ys.max()) + 1,
-                "bbox_x1": x + int(xs.max()) + 1,
-            }
-        )
-
-    def crop_to_mask(mask):
-        """``mask`` cut to its bounding box."""
-        ys, xs = np.nonzero(mask)
-        return mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-
+    canvas = _Canvas(shape, rng)
     # nuclei first (largest), then tangles, then single chromosomes, then debris
-    for _ in range(n_nuclei):
-        radius = int(rng.uniform(1.3, 1.8) * chromosome_length[1])
-        box = 2 * radius + 2
-        yy, xx = np.mgrid[0:box, 0:box]
-        disc = (yy - box / 2) ** 2 + (xx - box / 2) ** 2 <= radius**2
-        pos = place(disc, margin=10)
-        if pos is None:
-            continue
-        y, x = pos
-        # dome-shaped (thicker in the middle) with a grainy chromatin texture
-        rr = np.sqrt((yy - box / 2) ** 2 + (xx - box / 2) ** 2) / radius
-        dome = np.sqrt(np.clip(1.0 - rr**2, 0.0, 1.0))
-        grain = ndi.gaussian_filter(rng.random((box, box)), 2.0)
-        texture = 0.3 + 0.3 * dome + 0.6 * (grain - grain.mean())
-        labels_sl = (slice(y, y + box), slice(x, x + box))
-        add(disc, y, x, "nucleus", "", 1.0)
-        darkness[labels_sl] = np.where(disc, texture, darkness[labels_sl])
-
+    _add_nuclei(canvas, n_nuclei, chromosome_length[1])
     box = int(chromosome_length[1] * 1.3 + 4 * chromatid_width + 6)
-    for _ in range(n_clusters):
-        # four long chromosomes crossing each other (too large and tangled to split)
-        length = chromosome_length[1] * 1.2
-        masks = []
-        for k in range(4):
-            angle = k * np.pi / 4 + rng.uniform(-0.15, 0.15)
-            masks += chromosome_mask("A", length, chromatid_width, angle, box, rng)
-        union = crop_to_mask(np.logical_or.reduce(masks))
-        pos = place(union, margin=8)
-        if pos is None:
-            continue
-        add(union, *pos, "cluster", "", 0.9)
-
-    for _ in range(n_chromosomes):
-        cls = str(rng.choice(classes, p=weights))
-        length = rng.uniform(*chromosome_length)
-        masks = chromosome_mask(cls, length, chromatid_width, rng.uniform(0, np.pi), box, rng)
-        union = crop_to_mask(np.logical_or.reduce(masks))
-        pos = place(union, margin=8)
-        if pos is None:
-            continue
-        add(union, *pos, "chromosome", cls, float(rng.uniform(0.75, 0.95)))
-
-    for _ in range(n_debris):
-        r = rng.uniform(2.2, 2.8)
-        yy, xx = np.mgrid[0:7, 0:7]
-        speck = (yy - 3) ** 2 + (xx - 3) ** 2 <= r * r
-        pos = place(speck, margin=5)
-        if pos is None:
-            continue
-        add(speck, *pos, "debris", "", 0.8)
-
-    image = _render(darkness, modality, rng)
-    truth = pd.DataFrame(rows, columns=TRUTH_COLUMNS)
-    return SyntheticSpread(image=image, truth_labels=labels, truth=truth, modality=modality)
+    _add_clusters(canvas, n_clusters, chromosome_length[1], chromatid_width, box)
+    _add_chromosomes(
+        canvas, n_chromosomes, classes, weights, chromosome_length, chromatid_width, box
+    )
+    _add_debris(canvas, n_debris)
+    image = _render(canvas.darkness, modality, rng)
+    truth = pd.DataFrame(canvas.rows, columns=TRUTH_COLUMNS)
+    return SyntheticSpread(image=image, truth_labels=canvas.labels, truth=truth, modality=modality)
 
 
 def make_crop(cls: str, rng, size: int = 64) -> np.ndarray:
     """One dark-on-white RGB crop of a chromosome of class A/B/C (random pose, length, noise)."""
-    from scipy import ndimage as ndi
 
     length = rng.uniform(0.35, 0.6) * size
     width = rng.uniform(0.08, 0.11) * size

@@ -26,9 +26,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..colours import class_colours
-from ..errors import ChromosortError
-from ..segmentation import KEPT, reconcile_objects
+from napari_chromosome_sort.display.colours import class_colours
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.segmentation import KEPT, reconcile_objects
 
 STATUS_COLOURS = {
     "chromosome": "#33dd55",
@@ -437,7 +437,7 @@ def warm_imports() -> None:
     import sklearn.model_selection  # noqa: F401
     import torch  # noqa: F401
 
-    from ..classification._torchvision_compat import import_torchvision
+    from napari_chromosome_sort.classification.models._torchvision_compat import import_torchvision
 
     import_torchvision()
     _WARM = True

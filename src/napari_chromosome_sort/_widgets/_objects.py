@@ -14,8 +14,8 @@ from collections.abc import Callable
 import numpy as np
 from app_model.types import KeyCode, KeyMod
 
-from ..segmentation.edits import EditHistory, restore_objects
-from ._common import feature_row, sync_features
+from napari_chromosome_sort._widgets._common import feature_row, sync_features
+from napari_chromosome_sort.segmentation.edits import EditHistory, restore_objects
 
 UNDO_KEY = "Ctrl+Z"
 SELECTED_COLOUR = "#ffff00"
@@ -183,7 +183,7 @@ class ObjectLayerReview:
         self._draw_outlines()
 
     def _mouse_moved(self, layer, event):
-        from ._common import label_at
+        from napari_chromosome_sort._widgets._common import label_at
 
         label = label_at(layer, event.position)
         if label != self.hovered:
@@ -230,7 +230,7 @@ class ObjectLayerReview:
 
     def focus(self, label: int) -> None:
         """Select an object, centre the camera on it and zoom so it fills part of the canvas."""
-        from ._common import camera
+        from napari_chromosome_sort._widgets._common import camera
 
         self.select(label)
         row = feature_row(self.layer, label)
@@ -248,7 +248,7 @@ class ObjectLayerReview:
 
 
 def _indexed(table):
-    from ._common import with_index
+    from napari_chromosome_sort._widgets._common import with_index
 
     return with_index(table)
 
@@ -264,8 +264,8 @@ def review_colormap(labels: np.ndarray, features):
 
     from napari.utils.colormaps import DirectLabelColormap
 
-    from ..segmentation.edits import USER_REASON, neighbour_shades
-    from ._common import status_colormap
+    from napari_chromosome_sort._widgets._common import status_colormap
+    from napari_chromosome_sort.segmentation.edits import USER_REASON, neighbour_shades
 
     colormap = status_colormap(features)
     if features is None or not len(features) or "reason" not in features:

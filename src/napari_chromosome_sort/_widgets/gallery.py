@@ -30,9 +30,20 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import ChromosortError
-from ..sorter import REVIEW, add_to_training_set, list_images, load_rgb, predict_images
-from ._common import ScrollDock, report_error, rgb_pixmap, start_worker
+from napari_chromosome_sort._widgets._common import (
+    ScrollDock,
+    report_error,
+    rgb_pixmap,
+    start_worker,
+)
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.sorter import (
+    REVIEW,
+    add_to_training_set,
+    list_images,
+    load_rgb,
+    predict_images,
+)
 
 THUMB = 96
 PATH_ROLE = Qt.ItemDataRole.UserRole
@@ -41,7 +52,7 @@ PATH_ROLE = Qt.ItemDataRole.UserRole
 def _predict_job(model_path: str, folder: str):
     """Worker generator: load the sorter, classify every image in ``folder``; returns
     ``(classes, table)``."""
-    from ..classification import model_io
+    from napari_chromosome_sort.classification.models import model_io
 
     model = model_io.load_model(model_path)
     paths = list_images(folder)

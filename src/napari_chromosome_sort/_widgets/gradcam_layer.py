@@ -20,7 +20,7 @@ def show_gradcam(viewer, image_layer, heat: np.ndarray, kept: np.ndarray, placem
     maps hide theirs)."""
     from napari.utils.colormaps import Colormap
 
-    from ..classification.cam_display import cam_colormap_rgba, masked_to_objects
+    from napari_chromosome_sort.display.cam_display import cam_colormap_rgba, masked_to_objects
 
     data = masked_to_objects(heat, kept)
     layer = gradcam_layer_of(viewer, image_layer)

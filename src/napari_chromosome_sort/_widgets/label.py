@@ -19,8 +19,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import ChromosortError
-from ._common import (
+from napari_chromosome_sort._widgets._common import (
     LayerPicker,
     ScrollDock,
     class_colours,
@@ -33,7 +32,8 @@ from ._common import (
     rgb_pixmap,
     sync_features,
 )
-from ._objects import UNDO_KEY, review_of
+from napari_chromosome_sort._widgets._objects import UNDO_KEY, review_of
+from napari_chromosome_sort.errors import ChromosortError
 
 DEFAULT_CLASSES = "A,B,C"
 PREVIEW_SIDE = 280  # the selected chromosome's crop, large enough to judge A, B or C
@@ -183,7 +183,7 @@ class LabelWidget(QWidget):
     def dataset(self):
         """The CropDataset in the chosen folder (created on first use)."""
         if self._dataset is None:
-            from ..dataset import CropDataset
+            from napari_chromosome_sort.files.dataset import CropDataset
 
             self._dataset = CropDataset(Path(str(self.folder.value)), classes=tuple(self.classes))
         return self._dataset
@@ -266,7 +266,7 @@ class LabelWidget(QWidget):
         layer = self.labels_picker.layer()
         if image_layer is None or layer is None:
             return None
-        from ..crops import crop_object
+        from napari_chromosome_sort.crops import crop_object
 
         try:
             meta = layer.metadata.get("chromosort", {})

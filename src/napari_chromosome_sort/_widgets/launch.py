@@ -17,7 +17,7 @@ def dock_all(viewer) -> dict:
     menu); returns {title: widget}."""
     import importlib
 
-    from ._common import ScrollDock
+    from napari_chromosome_sort._widgets._common import ScrollDock
 
     docked, docks = {}, []
     for module_name, class_name, title in WIDGETS:
@@ -52,7 +52,7 @@ def open_demo_viewer(show: bool = True, run: bool = False):
     ``run=True`` starts the loop."""
     import napari
 
-    from .._sample_data import make_giemsa_spread
+    from napari_chromosome_sort._sample_data import make_giemsa_spread
 
     viewer = napari.Viewer(title="napari-chromosome-sort demo", show=show)
     for data, meta, kind in make_giemsa_spread():

@@ -22,9 +22,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._sample_data import bundled_model_path
-from ..progress import Progress
-from ._common import (
+from napari_chromosome_sort._sample_data import bundled_model_path
+from napari_chromosome_sort._widgets._common import (
     TRAINED_MODELS,
     LayerPicker,
     ScrollDock,
@@ -41,9 +40,10 @@ from ._common import (
     warm_imports,
     with_index,
 )
-from ._objects import review_of
-from .gradcam_layer import gradcam_layer_of, show_gradcam
-from .review import ReviewSection
+from napari_chromosome_sort._widgets._objects import review_of
+from napari_chromosome_sort._widgets.gradcam_layer import gradcam_layer_of, show_gradcam
+from napari_chromosome_sort._widgets.review import ReviewSection
+from napari_chromosome_sort.progress import Progress
 
 AUTO = "(segment automatically)"
 OUTLINE = 2  # class outline thickness (screen pixels) while the Grad-CAM map is shown
@@ -55,7 +55,7 @@ MODEL_FILE = "model file below"
 
 def _segmentation_from_layer(layer):
     """A core Segmentation built from an (possibly hand-edited) objects Labels layer."""
-    from ..segmentation import Segmentation, SegmentationParams
+    from napari_chromosome_sort.segmentation import Segmentation, SegmentationParams
 
     features = sync_features(layer)
     meta = layer.metadata.get("chromosort", {})
@@ -78,16 +78,16 @@ def predict_job(model_path: str, image: np.ndarray, segmentation=None):
     ``(model, prediction)``."""
     from dataclasses import replace
 
-    from ..classification.gradcam import spread_gradcam_steps
-    from ..classification.model_io import load_model
-    from ..classification.predict import predict_spread
-    from ..progress import relay
+    from napari_chromosome_sort.classification.gradcam import spread_gradcam_steps
+    from napari_chromosome_sort.classification.models.model_io import load_model
+    from napari_chromosome_sort.classification.predict import predict_spread
+    from napari_chromosome_sort.progress import relay
 
     yield Progress(0, 3, "Loading the model…")
     model = load_model(model_path)
     if segmentation is None:
-        from ..io import require_contrast
-        from ..segmentation import segment_spread
+        from napari_chromosome_sort.files.io import require_contrast
+        from napari_chromosome_sort.segmentation import segment_spread
 
         yield Progress(1, 3, "Segmenting the spread…")
         require_contrast(image)
@@ -111,7 +111,7 @@ def predict_job(model_path: str, image: np.ndarray, segmentation=None):
 def folder_job(folder: str, model_path: str, out_dir: str):
     """Worker generator: the core batch run over a folder of spreads (in this process);
     returns its :class:`.BatchResult`."""
-    from ..batch import run_batch
+    from napari_chromosome_sort.batch import run_batch
 
     return (yield from run_batch(folder, model_path, out_dir, scheduler="serial"))
 
@@ -293,7 +293,7 @@ class PredictWidget(QWidget):
     def _choose_published(self) -> None:
         from qtpy.QtWidgets import QInputDialog
 
-        from ..classification.registry import BACKBONES
+        from napari_chromosome_sort.classification.models.registry import BACKBONES
 
         path, _ = QFileDialog.getOpenFileName(self, "Published model", "", "PyTorch (*.pth *.pt)")
         if not path:
@@ -313,8 +313,11 @@ class PredictWidget(QWidget):
     def import_published(self, path, classes: str, backbone: str = "squeezenet1_1") -> str | None:
         """Convert a plain torchvision ``state_dict`` (read without unpickling) into a model file
         in the user cache, offer it and choose it; returns its path (None after an error)."""
-        from ..classification.fast_inference import user_cache_dir
-        from ..classification.model_io import import_state_dict, save_model
+        from napari_chromosome_sort.classification.models.fast_inference import user_cache_dir
+        from napari_chromosome_sort.classification.models.model_io import (
+            import_state_dict,
+            save_model,
+        )
 
         names = [c.strip() for c in str(classes).split(",") if c.strip()]
         try:
@@ -565,8 +568,8 @@ class PredictWidget(QWidget):
             return
         self.crop_view.setPixmap(rgb_pixmap(crop.pixels, PANEL_SIDE))
         try:
-            from ..classification.cam_display import masked_to_objects, overlay
-            from ..classification.gradcam import gradcam
+            from napari_chromosome_sort.classification.gradcam import gradcam
+            from napari_chromosome_sort.display.cam_display import masked_to_objects, overlay
 
             classes = list(self.model.classes)
             heat = gradcam(self.model, crop.pixels, class_index=classes.index(row["class"]))

@@ -30,10 +30,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..analysis import plots, readout
-from ..classification.corrections import CORRECTED
-from ..errors import ChromosortError
-from ._common import ScrollDock, class_colours, fit_table_to_rows, report_error
+from napari_chromosome_sort._widgets._common import (
+    ScrollDock,
+    class_colours,
+    fit_table_to_rows,
+    report_error,
+)
+from napari_chromosome_sort.analysis import plots, readout
+from napari_chromosome_sort.classification.training.corrections import CORRECTED
+from napari_chromosome_sort.errors import ChromosortError
 
 TABLE = "predictions table (CSV)"
 LAYERS = "Labels layers (features)"

@@ -24,11 +24,11 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..classification.corrections import CORRECTED, confidence
-from ..progress import Progress
-from ._common import report_error, rgb_pixmap, start_worker
-from ._objects import review_of
-from .label import class_keys_hint
+from napari_chromosome_sort._widgets._common import report_error, rgb_pixmap, start_worker
+from napari_chromosome_sort._widgets._objects import review_of
+from napari_chromosome_sort._widgets.label import class_keys_hint
+from napari_chromosome_sort.classification.training.corrections import CORRECTED, confidence
+from napari_chromosome_sort.progress import Progress
 
 PREVIEW_SIDE = 240
 REJECT_KEY = "0"
@@ -43,8 +43,8 @@ def prepare_job(session):
 def retrain_job(session):
     """Worker generator: retrain the head, then the spread's Grad-CAM for the new calls.
     Returns ``(model, table, heat)``."""
-    from ..classification.gradcam import spread_gradcam_steps
-    from ..progress import relay
+    from napari_chromosome_sort.classification.gradcam import spread_gradcam_steps
+    from napari_chromosome_sort.progress import relay
 
     yield Progress(0, 2, "Retraining on the corrections…")
     table = yield from session.retrain()
@@ -144,8 +144,10 @@ class ReviewSection(QGroupBox):
 
     def start(self) -> None:
         """Open a correction session on the prediction shown and go to its least sure call."""
-        from ..classification.corrections import CorrectionSession
-        from ..dataset import CropDataset
+        from napari_chromosome_sort.classification.training.corrections import (
+            CorrectionSession,
+        )
+        from napari_chromosome_sort.files.dataset import CropDataset
 
         predict = self.predict
         if predict.prediction is None or predict.layer is None or self.running:

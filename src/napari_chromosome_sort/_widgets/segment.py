@@ -20,16 +20,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..errors import ChromosortError
-from ..segmentation.learned import (
-    P_COLUMN,
-    ModelChanges,
-    SegmentationModel,
-    least_sure_first,
-    model_probabilities,
-)
-from ..segmentation.params import SegmentationParams
-from ._common import (
+from napari_chromosome_sort._widgets._common import (
     KEPT,
     STATUS_COLOURS,
     LayerPicker,
@@ -42,8 +33,21 @@ from ._common import (
     sync_features,
     with_index,
 )
-from ._objects import UNDO_KEY, review_colormap, review_of
-from .segment_learning import CHANGE_COLOURS, SegmentLearningPanel, segment_compared
+from napari_chromosome_sort._widgets._objects import UNDO_KEY, review_colormap, review_of
+from napari_chromosome_sort._widgets.segment_learning import (
+    CHANGE_COLOURS,
+    SegmentLearningPanel,
+    segment_compared,
+)
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.segmentation.learned import (
+    P_COLUMN,
+    ModelChanges,
+    SegmentationModel,
+    least_sure_first,
+    model_probabilities,
+)
+from napari_chromosome_sort.segmentation.params import SegmentationParams
 
 META_KEY = "chromosort"
 #: the order Next ▶ goes through the objects: those worth a look first, by status
@@ -70,7 +74,7 @@ MAIN_PARAMETERS = main_fields(SegmentationParams)
 
 
 def _segment(image: np.ndarray, params):
-    from ..segmentation import segment_spread
+    from napari_chromosome_sort.segmentation import segment_spread
 
     return segment_spread(image, params)
 
@@ -277,7 +281,7 @@ class SegmentWidget(QWidget):
         if self.running:
             self._pending = True
             return
-        from ._common import start_worker
+        from napari_chromosome_sort._widgets._common import start_worker
 
         self.run_button.setEnabled(False)
         self.run_button.setText("Segmenting…")

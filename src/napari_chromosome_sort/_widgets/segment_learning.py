@@ -22,9 +22,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import ChromosortError
-from ..progress import Progress
-from ..segmentation.learned import (
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.progress import Progress
+from napari_chromosome_sort.segmentation.learned import (
     LearningSession,
     ModelChanges,
     SegmentationModel,
@@ -34,8 +34,8 @@ from ..segmentation.learned import (
     reviewed_spread,
     segment_with_model,
 )
-from ..segmentation.params import SegmentationParams
-from ..segmentation.result import Segmentation
+from napari_chromosome_sort.segmentation.params import SegmentationParams
+from napari_chromosome_sort.segmentation.result import Segmentation
 
 RULES = "rules"
 SESSION = "session"
@@ -59,7 +59,7 @@ def segment_compared(
 ) -> Generator[Progress, None, tuple[Segmentation, ModelChanges]]:
     """Segment ``image`` with ``model`` (as ``chromosort segment --model``) and with the rules
     alone; returns the model's segmentation and what it changed."""
-    from ..segmentation import segment_spread
+    from napari_chromosome_sort.segmentation import segment_spread
 
     yield Progress(0, 2, "Segmenting with the built-in rules…")
     rules = segment_spread(image, params)
@@ -263,7 +263,7 @@ class SegmentLearningPanel(QWidget):
             self._fail(reviewed)
             return
         layer, image_layer = reviewed
-        from ._common import layer_image, start_worker
+        from napari_chromosome_sort._widgets._common import layer_image, start_worker
 
         try:
             spread = reviewed_spread(

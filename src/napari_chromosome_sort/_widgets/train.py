@@ -22,9 +22,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..classification.config import TrainingConfig
-from ..progress import Progress, StepTimer, relay
-from ._common import (
+from napari_chromosome_sort._widgets._common import (
     TRAINED_MODELS,
     ScrollDock,
     dataclass_form,
@@ -34,6 +32,8 @@ from ._common import (
     start_worker,
     warm_imports,
 )
+from napari_chromosome_sort.classification.config import TrainingConfig
+from napari_chromosome_sort.progress import Progress, StepTimer, relay
 
 WEIGHT_CHOICES = {
     "ImageNet (cached or downloaded)": "imagenet",
@@ -53,9 +53,9 @@ def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
     so cancelling (the consumer stops iterating) leaves any previous model file untouched.
     Returns ``(model, model_path, evaluation, notes)``.
     """
-    from ..classification.model_io import save_model
-    from ..classification.training import check_folder, train_from_folder
-    from ..errors import ChromosortError
+    from napari_chromosome_sort.classification.models.model_io import save_model
+    from napari_chromosome_sort.classification.training.head import check_folder, train_from_folder
+    from napari_chromosome_sort.errors import ChromosortError
 
     cv_folds, notes = check_folder(folder, cv_folds)
     model = yield from relay(train_from_folder(folder, config), _prefixed("training"))
@@ -86,7 +86,7 @@ def _prefixed(stage: str):
 
 def _evaluate(folder: str, config, folds: int):
     """Cross-validation progress, relayed; returns the evaluation."""
-    from ..classification.training import crossvalidate_folder
+    from napari_chromosome_sort.classification.training.head import crossvalidate_folder
 
     steps = crossvalidate_folder(folder, config, folds=folds)
     return (yield from relay(steps, _prefixed("cross-validation")))
@@ -99,7 +99,7 @@ class TrainWidget(QWidget):
         super().__init__()
         from magicgui.widgets import FileEdit
 
-        from ..classification.registry import BACKBONES
+        from napari_chromosome_sort.classification.models.registry import BACKBONES
 
         self.viewer = napari_viewer
         self.worker = None
@@ -249,7 +249,7 @@ class TrainWidget(QWidget):
             show_error(f"Train classifier: {error}")
             return
         try:  # the quick check first: a folder that cannot train fails now, not after minutes
-            from ..classification.training import check_folder
+            from napari_chromosome_sort.classification.training.head import check_folder
 
             _, notes = check_folder(folder, self.cv_folds.value())
         except Exception as error:  # noqa: BLE001 - shown to the user
@@ -341,7 +341,7 @@ class TrainWidget(QWidget):
                 f"(n = {metrics.get('n', '?')}), Cohen's κ {metrics.get('kappa', float('nan')):.3f}"
             )
         lines.extend(f"<i>{note}</i>" for note in notes)
-        from ..classification.training_checks import training_warnings
+        from napari_chromosome_sort.classification.training.checks import training_warnings
 
         for warning in training_warnings(getattr(model, "metadata", {}) or {}):
             lines.append(f'<b style="color:#ff9933">⚠ {warning}</b>')

@@ -8,7 +8,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from ..errors import ChromosortError
+from napari_chromosome_sort.errors import ChromosortError
 
 
 def _check_columns(table: pd.DataFrame, *columns: str) -> None:

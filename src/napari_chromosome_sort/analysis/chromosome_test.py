@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import stats
 
-from ..errors import ChromosortError
+from napari_chromosome_sort.errors import ChromosortError
 
 
 @dataclass

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from . import spreads as sp
-from .chromosome_test import Comparison, _format_p, compare_counts
-from .confusion import Confusion
+from napari_chromosome_sort.analysis import spreads as sp
+from napari_chromosome_sort.analysis.chromosome_test import Comparison, _format_p, compare_counts
+from napari_chromosome_sort.analysis.confusion import Confusion, correct_shares, fit_p
 
 NO_CONFUSION = (
     "Classifier error not included: no cross-validated confusion of the model was given "
@@ -165,8 +165,6 @@ def compare_pair(
 
 
 def _confusion_line(confusion: Confusion, names, fixes, alpha: float) -> str:
-    from .confusion import correct_shares, fit_p
-
     line = "Classifier error included: " + confusion.describe() + "."
     if confusion.soft:
         line += " It corrects the mean class probabilities (p_<class> columns)."

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from ..errors import ChromosortError
+from napari_chromosome_sort.errors import ChromosortError
 
 DRAWS = 2000
 EM_STEPS = 300
@@ -148,7 +148,8 @@ def load_confusion(path) -> Confusion | None:
         except (OSError, ValueError) as error:
             raise ChromosortError(f"cannot read metrics JSON {path}: {error}") from None
         return confusion_from_report(report, path.name)
-    from ..classification.model_io import read_metadata
+    # torch (through model_io): only for a model file
+    from napari_chromosome_sort.classification.models.model_io import read_metadata
 
     return confusion_from_metadata(read_metadata(path), path.name)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ChromosortError
-from ..progress import Progress, relay, run_to_end
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.progress import Progress, relay, run_to_end
 
 
 def _as_indices(values, classes: Sequence[str]) -> np.ndarray:

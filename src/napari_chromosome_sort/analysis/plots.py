@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from ..atomic import atomic_path
+from napari_chromosome_sort.files.atomic import atomic_path
 
 # Colours close to the paper's Fig. 5 (type A dark, B mid, C light).
 _TYPE_COLOURS = ["#3b4cc0", "#f4a582", "#b2182b", "#8fbc8f", "#999999", "#e7d87d", "#6a3d9a"]

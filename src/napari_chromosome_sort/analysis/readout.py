@@ -18,13 +18,18 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import ChromosortError
-from .agreement import agreement, agreement_from_long, cohen_kappa  # noqa: F401 (public API)
-from .chromosome_test import Comparison, _format_p, compare_counts  # noqa: F401 (public API)
-from .compare import sample_lines  # noqa: F401 (public API)
+from napari_chromosome_sort.analysis import confusion as cm
+from napari_chromosome_sort.analysis.agreement import agreement, agreement_from_long, cohen_kappa  # noqa: F401 (public API)
+from napari_chromosome_sort.analysis.chromosome_test import Comparison, _format_p, compare_counts  # noqa: F401 (public API)
+from napari_chromosome_sort.analysis.compare import (
+    compare_pair,
+    sample_lines,  # noqa: F401 (public API)
+)
+from napari_chromosome_sort.analysis.spreads import sample_interval
+from napari_chromosome_sort.errors import ChromosortError
 
 if TYPE_CHECKING:
-    from .confusion import Confusion
+    from napari_chromosome_sort.analysis.confusion import Confusion
 
 HAND_CORRECTED = "corrected"  # optional boolean column: the call was corrected by hand
 
@@ -189,9 +194,6 @@ def correction_counts(
 def _spread_aware(per_spread, alpha, confusion, seed, to_correct) -> dict[str, np.ndarray]:
     """share_low/high (spreads as replicates) and, with a confusion, the shares corrected for
     the classifier's error with their interval (percent)."""
-    from . import confusion as cm
-    from .spreads import sample_interval
-
     counts = per_spread.to_numpy(dtype=float)
     lo, hi = sample_interval(counts, alpha)
     out = {"share_low": 100 * lo, "share_high": 100 * hi}
@@ -322,8 +324,6 @@ def spread_summary(
     ``confusion_fit_p`` (:func:`.confusion.fit_p`: small = the confusion cannot explain the
     spread's calls, and its corrected shares are not to be trusted).
     Empty when the table has no spread column."""
-    from . import confusion as cm
-
     if spread_col not in table.columns:
         return pd.DataFrame()
     counts = count_table(table, sample_col, class_col, classes)
@@ -407,8 +407,6 @@ def compare_all(
     so). ``confusion`` (the model's cross-validated confusion) adds the shares corrected for the
     classifier's error; ``kwargs`` (``alpha``, ``method`` of the secondary per-chromosome test,
     ``n_permutations``, ``seed``) go to :func:`.compare.compare_pair`."""
-    from .compare import compare_pair
-
     counts = count_table(table, sample_col, class_col, classes)
     samples = list(counts.index)
     if len(samples) < 2:

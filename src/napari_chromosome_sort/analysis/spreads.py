@@ -23,7 +23,7 @@ from math import comb
 import numpy as np
 import pandas as pd
 
-from . import confusion as cm
+from napari_chromosome_sort.analysis import confusion as cm
 
 MAX_EXACT = 20000
 

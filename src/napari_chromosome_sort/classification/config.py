@@ -1,11 +1,11 @@
 """The knobs of training (:class:`TrainingConfig`), without torch: the CLI and the training
-widget build their options from it, :mod:`.training` and :mod:`.heads` read it."""
+widget build their options from it, :mod:`.training.head` and :mod:`.models.heads` read it."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..fields import option
+from napari_chromosome_sort.fields import option
 
 GEOMETRIES = ("pad", "stretch", "canvas")
 APPEARANCES = ("canonical", "plain")
@@ -158,7 +158,8 @@ class TrainingConfig:
 
     def preprocessings(self) -> list:
         """Candidate ``features.Preprocessing`` objects (one unless left to inner CV)."""
-        from .features import Preprocessing
+        # torch (through features): this module stays light for the CLI and the widgets
+        from napari_chromosome_sort.classification.features import Preprocessing
 
         pairs = [
             (size, geometry)

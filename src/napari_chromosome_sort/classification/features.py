@@ -21,9 +21,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
-from ..errors import ChromosortError
-from ..progress import Progress
+from napari_chromosome_sort.classification import appearance
+from napari_chromosome_sort.classification.appearance import (
+    CORE_RGB,
+    canonical_appearance,
+    canonical_contrast,
+)
+from napari_chromosome_sort.classification.models.fast_inference import onnx_runner, user_cache_dir
+from napari_chromosome_sort.classification.models.model_schema import check_preprocessing
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.atomic import atomic_path
+from napari_chromosome_sort.files.safety import (
+    MARKER,
+    claim_folder,
+    is_link,
+    mark_owned,
+    no_links,
+    owns,
+)
+from napari_chromosome_sort.progress import Progress
 
 N_VIEWS = 8  # dihedral views: rotations 0/90/180/270, then the same mirrored
 # views averaged at prediction unless a model records another number: the four rotations are as
@@ -51,8 +67,6 @@ class Preprocessing:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     def __post_init__(self):
-        from .model_schema import check_preprocessing
-
         check_preprocessing(self.to_dict())  # bounds: e.g. no input size that exhausts memory
 
     def to_dict(self) -> dict:
@@ -72,8 +86,10 @@ class Preprocessing:
         return cls(**known)
 
 
-def as_rgb_uint8(image) -> np.ndarray:
-    """Any grey/RGB(A) array or image path -> uint8 HxWx3."""
+def read_crop_rgb(image) -> np.ndarray:
+    """A crop as the network reads it: any grey/RGB(A) array or image path -> uint8 HxWx3
+    (floats in [0, 1] scaled by 255, wider ranges by their maximum; no contrast stretch, unlike
+    :func:`.crops.as_rgb_uint8` for whole spreads)."""
     if isinstance(image, (str, os.PathLike)):
         from PIL import Image
 
@@ -107,14 +123,12 @@ def _resize(arr: np.ndarray, height: int, width: int) -> np.ndarray:
 def prepare_image(image, prep: Preprocessing, out: np.ndarray | None = None) -> np.ndarray:
     """One RGB crop -> float32 3xSxS normalised network input (no view applied), written into
     ``out`` when given (a batch's slot: no new array per crop)."""
-    arr = as_rgb_uint8(image)
+    arr = read_crop_rgb(image)
     x = np.empty((3, prep.size, prep.size), np.float32) if out is None else out
     if prep.appearance == "canonical":
         if prep.geometry in ("pad", "stretch"):  # the canonical crop is square: both are equal
             return _canonical_input(arr, prep, x)
-        from .appearance import canonical_appearance
-
-        arr = as_rgb_uint8(canonical_appearance(arr))
+        arr = read_crop_rgb(canonical_appearance(arr))
     s = prep.size
     h, w = arr.shape[:2]
     if prep.geometry == "stretch":
@@ -146,8 +160,6 @@ def _canonical_input(arr: np.ndarray, prep: Preprocessing, out: np.ndarray) -> n
     """The network input of a crop in its canonical appearance, reframed straight to the input
     size, written into ``out``: the canonical rendering and the normalisation are one affine map
     of the contrast map per channel (no intermediate image, no rounding to 8 bits)."""
-    from .appearance import canonical_contrast
-
     offset, slope = _canonical_affine(prep.mean, prep.std)
     t = canonical_contrast(arr, prep.size)
     for c in range(3):
@@ -161,8 +173,6 @@ def _canonical_affine(mean: tuple, std: tuple) -> tuple[np.ndarray, np.ndarray]:
     """(offset, slope), each (3,) float32: the normalised input of contrast ``t`` is
     ``offset + slope * t`` (the rendering ``CORE + t * (255 - CORE)``, then ``(v / 255 - mean) /
     std``)."""
-    from .appearance import CORE_RGB
-
     core = np.asarray(CORE_RGB, np.float64) / 255.0
     mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
     return ((core - mean) / std).astype(np.float32), ((1.0 - core) / std).astype(np.float32)
@@ -225,8 +235,6 @@ def appearance_version() -> str:
     """Hash of ``appearance.canonical_appearance``'s module source (cache invalidation)."""
     import inspect
 
-    from . import appearance
-
     try:
         source = inspect.getsource(appearance)
     except (OSError, TypeError):
@@ -247,8 +255,6 @@ def feature_cache_dir(value: str | os.PathLike | None = CACHE_AUTO) -> Path | No
     if value is None or str(value).strip().lower() in CACHE_OFF:
         return None
     if str(value).strip().lower() == CACHE_AUTO:
-        from .fast_inference import user_cache_dir
-
         return user_cache_dir() / "features"
     return Path(value)
 
@@ -297,8 +303,6 @@ def claim_cache(root: Path) -> bool:
     by an earlier version); returns whether the tool owns it (and may prune it)."""
     import re
 
-    from ..safety import MARKER, claim_folder, is_link, mark_owned, owns
-
     root = Path(root)
     if root.is_dir() and not is_link(root) and not owns(root):
         names = [p.name for p in root.iterdir() if p.name != MARKER]
@@ -309,12 +313,11 @@ def claim_cache(root: Path) -> bool:
 
 def prune_cache(folder: str | os.PathLike, limit: int = MAX_CACHE_BYTES) -> int:
     """Delete the least recently used feature files (and stored inner-CV results of
-    :mod:`.training`) until ``folder`` holds at most ``limit`` bytes; returns the number of files
-    deleted. Only inside a folder the tool made (:func:`.safety.owns`), only files named as the
-    cache names them, never through a link: a folder of someone else's arrays is left alone."""
+    :mod:`.training.head`) until ``folder`` holds at most ``limit`` bytes; returns the number of
+    files deleted. Only inside a folder the tool made (:func:`.safety.owns`), only files named as
+    the cache names them, never through a link: a folder of someone else's arrays is left
+    alone."""
     import re
-
-    from ..safety import is_link, owns
 
     files = []
     if not owns(folder):
@@ -363,19 +366,7 @@ def extract_features(
     out: list[np.ndarray | None] = [None] * len(images)
     root = feature_cache_dir(cache_dir) if cache_dir is not None else None
     cache = root / setting if root is not None else None
-    todo = []
-    for i, key in enumerate(keys):
-        hit = _MEMORY.get((setting, key))
-        if hit is not None and hit.shape[0] < views:
-            hit = None
-        if hit is None and cache is not None:
-            hit = _load_cached(cache / f"{key}.npy", views)
-            if hit is not None:
-                _MEMORY[(setting, key)] = hit
-        if hit is None:
-            todo.append(i)
-        else:
-            out[i] = hit[:views]
+    todo = _read_before(setting, keys, cache, views, out)
     total = len(todo)
     before = len(images) - total
     yield Progress(0, total, f"reading crops with the network: {total} new, {before} read before")
@@ -384,15 +375,7 @@ def extract_features(
     was_training = backbone.training
     backbone.eval()
     if cache is not None and total:
-        from ..errors import ChromosortError
-        from ..safety import no_links
-
-        try:
-            claim_cache(root)
-            no_links(root, cache, "feature cache folder")
-            cache.mkdir(parents=True, exist_ok=True)
-        except (OSError, ChromosortError):  # a read-only cache or a link: memory only
-            cache = None
+        cache = _writable_cache(root, cache)
     runner = _frozen_runner(backbone, prep, total * views, device) if total else None
     with torch.no_grad():
         for start in range(0, total, batch_size):
@@ -422,11 +405,39 @@ def extract_features(
     return np.stack(out) if out else np.zeros((0, views, backbone.feature_dim), np.float32)
 
 
+def _read_before(setting: str, keys: list, cache: Path | None, views: int, out: list) -> list:
+    """Fill ``out`` with the features held in memory or in ``cache`` (with at least ``views``
+    views); returns the indices still to compute."""
+    todo = []
+    for i, key in enumerate(keys):
+        hit = _MEMORY.get((setting, key))
+        if hit is not None and hit.shape[0] < views:
+            hit = None
+        if hit is None and cache is not None:
+            hit = _load_cached(cache / f"{key}.npy", views)
+            if hit is not None:
+                _MEMORY[(setting, key)] = hit
+        if hit is None:
+            todo.append(i)
+        else:
+            out[i] = hit[:views]
+    return todo
+
+
+def _writable_cache(root: Path, cache: Path) -> Path | None:
+    """``cache`` claimed and made, or None (memory only) when it is read-only or behind a link."""
+    try:
+        claim_cache(root)
+        no_links(root, cache, "feature cache folder")
+        cache.mkdir(parents=True, exist_ok=True)
+    except (OSError, ChromosortError):
+        return None
+    return cache
+
+
 def _frozen_runner(backbone, prep: Preprocessing, forwards: int, device):
     """Array batch -> pooled features (float32) in ONNX Runtime, on CPU where available and
     worth it (:mod:`.fast_inference`); None: the torch backbone does the work."""
-    from .fast_inference import onnx_runner
-
     if device is None or str(device) == "cpu":
         return onnx_runner(backbone, prep.size, "pooled-taps", forwards)
     return None

@@ -48,8 +48,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..progress import Progress, run_to_end
-from .cam_display import overlay  # noqa: F401 - part of this module's API
+from napari_chromosome_sort.display.cam_display import overlay  # noqa: F401 - part of this module's API
+from napari_chromosome_sort.progress import Progress, run_to_end
 
 
 def _input_to_prepared_frame(cam: np.ndarray, prepared_shape: tuple[int, int], prep) -> np.ndarray:
@@ -82,7 +82,7 @@ REFERENCES = ("blank", "zero")
 
 def _check(layers: str, reference: str | None) -> str:
     """Validate the options; returns the reference actually used (None: by ``layers``)."""
-    from ..errors import ChromosortError
+    from napari_chromosome_sort.errors import ChromosortError
 
     if layers not in LAYERS:
         raise ChromosortError(f"unknown Grad-CAM layers {layers!r}; choose one of {LAYERS}")
@@ -166,7 +166,7 @@ def _last_layer_terms(model, x, class_indices, reference: str):
 def _head_layer_terms(model, x, class_indices, reference: str):
     """Grad-CAM terms of every layer the pooled head reads, in units of the last layer's cells
     (see the module docstring), of a batch: ``([(N, h_l, w_l), ...], classes)``."""
-    from .backbones import pool_taps
+    from napari_chromosome_sort.classification.models.backbones import pool_taps
 
     with torch.no_grad():
         taps = model.backbone.forward_taps(x)
@@ -220,7 +220,7 @@ class _HeadTermsNet(torch.nn.Module):
 
     def forward(self, x):
         """(pooled features (N, D), term of each used layer (N, k, h_l, w_l)...)."""
-        from .backbones import pool_taps
+        from napari_chromosome_sort.classification.models.backbones import pool_taps
 
         taps = self.backbone.forward_taps(x)
         terms = [F.conv2d(taps[i], getattr(self, f"g{i}")) for i in self.used]
@@ -244,7 +244,11 @@ def _fast_head_runner(model, forwards: int):
     """The ONNX Runtime runner of :class:`_HeadTermsNet` for ``model`` (x -> [features,
     terms...]), or None: not a linear pooled head, not on CPU, ONNX Runtime unavailable or not
     worth an export for ``forwards`` crops. Kept on the model while its head is unchanged."""
-    from .fast_inference import onnx_runner, usable, weights_hash
+    from napari_chromosome_sort.classification.models.fast_inference import (
+        onnx_runner,
+        usable,
+        weights_hash,
+    )
 
     head = model.head
     if model.head_kind != "pooled" or getattr(head, "hidden", 1) != 0 or not usable(model):
@@ -412,11 +416,11 @@ def _raw_cam(
 def _to_crop(cam: np.ndarray, crop: np.ndarray, prep, normalise: bool) -> np.ndarray:
     """A map on the network input, mapped back onto the crop's pixels (>= 0, max 1 when
     ``normalise``)."""
-    from .appearance import canonical_window
+    from napari_chromosome_sort.classification.appearance import canonical_window
 
     canonical = prep is None or getattr(prep, "appearance", "canonical") == "canonical"
     if canonical:
-        from .appearance import DEFAULT_SIZE
+        from napari_chromosome_sort.classification.appearance import DEFAULT_SIZE
 
         window = canonical_window(crop, DEFAULT_SIZE)
         if getattr(prep, "geometry", "pad") != "canvas":  # the input covers the window exactly
@@ -453,13 +457,13 @@ def gradcams(
     crops of the whole job, when these are part of it (None: these crops). ``terms``: the
     crops' terms from :func:`explained_proba` (then no network runs; ``layers="head"`` with the
     blank reference, and every class index given)."""
-    from ..crops import as_rgb_uint8
+    from napari_chromosome_sort.crops import as_rgb_uint8
 
     _check(layers, reference)
     crops = [as_rgb_uint8(c) for c in crops_rgb]
     wanted = [None] * len(crops) if class_indices is None else list(class_indices)
     if len(wanted) != len(crops):
-        from ..errors import ChromosortError
+        from napari_chromosome_sort.errors import ChromosortError
 
         raise ChromosortError(f"{len(crops)} crops but {len(wanted)} class indices")
     prep = getattr(model, "preprocessing", None)
@@ -486,7 +490,7 @@ def gradcams(
 
 def _heats_from_terms(model, crops, wanted, terms, layers, reference, prep, normalise):
     """:func:`gradcams` of crops whose terms :func:`explained_proba` computed."""
-    from ..errors import ChromosortError
+    from napari_chromosome_sort.errors import ChromosortError
 
     if (layers, _check(layers, reference)) != ("head", "blank") or None in wanted:
         raise ChromosortError(

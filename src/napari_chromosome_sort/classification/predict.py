@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import ChromosortError
+from napari_chromosome_sort.errors import ChromosortError
 
 BBOX_COLUMNS = ["bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]
 
@@ -139,7 +139,7 @@ def estimate_priors(
     are. ``method="bbse"``: black-box shift estimation from the out-of-fold confusion matrix
     stored at training (calibration always applied; pseudo-counts unused); needs a model trained
     since the calibration is stored. Returns ``(adapted_proba, priors)``."""
-    from . import priors as P
+    from napari_chromosome_sort.classification import priors as P
 
     method, calibrate = options.method, options.calibrate
     base = calibration_priors(model)
@@ -234,14 +234,14 @@ def predict_spread(
     ``called_by`` = ``"chromatid pair"``; the ``p_*`` columns stay the network's). ``"auto"``
     uses a class named ``C`` (any case) when the model has one; ``None`` turns the rule off.
     ``views``: as for :func:`predict_crops`."""
-    from ..crops import DEFAULT_MARGIN, crop_chromosomes
+    from napari_chromosome_sort.crops import DEFAULT_MARGIN, crop_chromosomes
 
     image = np.asarray(image)
     if image.ndim not in (2, 3) or min(image.shape[:2]) < 2:
         raise ChromosortError(f"expected a 2-D grey or RGB image, got shape {image.shape}")
     if segmentation is None:
-        from ..io import require_contrast
-        from ..segmentation import segment_spread
+        from napari_chromosome_sort.files.io import require_contrast
+        from napari_chromosome_sort.segmentation import segment_spread
 
         require_contrast(image)
         segmentation = segment_spread(image, params)
@@ -253,7 +253,7 @@ def predict_spread(
     pixels = [c.pixels for c in crops]
     proba, terms = None, None
     if gradcam and crops:  # Grad-CAM's terms from the same forward as the first view
-        from .gradcam import explained_proba
+        from napari_chromosome_sort.classification.gradcam import explained_proba
 
         proba, terms = explained_proba(model, pixels, tta=tta, views=views)
     table = predict_crops(model, pixels, tta=tta, priors=priors, views=views, proba=proba)
@@ -264,7 +264,7 @@ def predict_spread(
     _call_chromatid_pairs(table, objects, _separated_class(model, separated_class))
     heat = None
     if gradcam:
-        from .gradcam import spread_gradcam
+        from napari_chromosome_sort.classification.gradcam import spread_gradcam
 
         if crops:
             index = {name: i for i, name in enumerate(model.classes)}

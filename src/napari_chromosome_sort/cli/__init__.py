@@ -1,8 +1,10 @@
 """The ``chromosort`` console script.
 
-Each sub-command lives in its own module ``cli/<name>.py`` exposing ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int``. Those modules import heavy libraries
-(torch, skimage...) inside ``run`` only, so ``chromosort --help`` stays fast.
+Each sub-command lives in a module ``cli/<name>.py`` exposing ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``; a module holding two related commands
+exposes each as a namespace of those three (``"module:NAME"`` in :data:`COMMANDS`). Those
+modules import heavy libraries (torch, skimage...) inside ``run`` only, so ``chromosort --help``
+stays fast.
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ import argparse
 import importlib
 import sys
 
-from ..errors import ChromosortError
+from napari_chromosome_sort import __version__
+from napari_chromosome_sort.errors import ChromosortError
 
-# command name -> module name in this package
+# command name -> module name in this package (":NAME": the command is that module's NAME)
 COMMANDS = {
     "segment": "segment",
     "segment-learn": "segment_learn",
     "train": "train",
     "predict": "predict",
     "evaluate": "evaluate",
-    "crossval": "crossval",
-    "import-model": "import_model",
-    "import-labels": "import_labels",
+    "crossval": "evaluate:CROSSVAL",
+    "import-model": "imports:IMPORT_MODEL",
+    "import-labels": "imports:IMPORT_LABELS",
     "batch": "batch",
     "readout": "readout",
     "sort": "sort",
@@ -32,12 +35,15 @@ COMMANDS = {
 
 def _available_commands() -> dict[str, object]:
     modules = {}
-    for command, module_name in COMMANDS.items():
+    for command, target in COMMANDS.items():
+        module_name, _, attribute = target.partition(":")
         try:
-            modules[command] = importlib.import_module(f"{__name__}.{module_name}")
+            module = importlib.import_module(f"{__name__}.{module_name}")
         except ModuleNotFoundError as error:
             if error.name != f"{__name__}.{module_name}":
                 raise
+            continue
+        modules[command] = getattr(module, attribute) if attribute else module
     return modules
 
 
@@ -47,7 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chromosort",
         description="Segment metaphase spreads, classify chromosome cohesion types, explain calls.",
     )
-    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

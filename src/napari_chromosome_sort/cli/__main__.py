@@ -2,6 +2,6 @@
 
 import sys
 
-from . import main
+from napari_chromosome_sort.cli import main
 
 sys.exit(main())

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .predict import add_views_argument
-from .segment import add_crossing_score_argument
+from napari_chromosome_sort.cli.predict import add_views_argument
+from napari_chromosome_sort.cli.segment import add_crossing_score_argument
+from napari_chromosome_sort.progress import run_to_end, with_tqdm
 
 HELP = (
     "segment, classify and explain every spread below INPUT_DIR (sub-folders = samples); resumable"
@@ -90,35 +91,33 @@ def _log_line(report) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``chromosort batch``; returns the exit status (1 if any spread failed)."""
 
-    from ..batch import run_batch
-    from ..classification.predict import PriorOptions
-    from ..progress import run_to_end, with_tqdm
-    from ..segmentation import SegmentationParams
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.batch import run_batch
+    from napari_chromosome_sort.classification.predict import PriorOptions
+    from napari_chromosome_sort.segmentation import SegmentationParams
 
     if args.model is None:
-        from .._sample_data import bundled_model_path
+        from napari_chromosome_sort._sample_data import bundled_model_path
 
         args.model = str(bundled_model_path())
-    steps = (
-        run_batch(
-            args.input_dir,
-            args.model,
-            args.out,
-            scheduler=args.scheduler,
-            workers=args.workers,
-            gradcam=not args.no_gradcam,
-            torch_threads=args.torch_threads,
-            exclude=tuple(args.exclude),
-            formats=tuple(args.formats or ("png", "svg")),
-            params=SegmentationParams(crossing_score=args.crossing_score),
-            priors=PriorOptions(
-                adapt=args.adapt_priors,
-                pseudo_counts=args.prior_pseudo_counts,
-                method=args.prior_method,
-            ),
-            views=args.views,
-            overwrite=args.overwrite,
-        )
+    steps = run_batch(
+        args.input_dir,
+        args.model,
+        args.out,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        gradcam=not args.no_gradcam,
+        torch_threads=args.torch_threads,
+        exclude=tuple(args.exclude),
+        formats=tuple(args.formats or ("png", "svg")),
+        params=SegmentationParams(crossing_score=args.crossing_score),
+        priors=PriorOptions(
+            adapt=args.adapt_priors,
+            pseudo_counts=args.prior_pseudo_counts,
+            method=args.prior_method,
+        ),
+        views=args.views,
+        overwrite=args.overwrite,
     )
     if sys.stderr.isatty():  # a bar on a terminal
         result = with_tqdm(steps, desc="spreads", leave=True)

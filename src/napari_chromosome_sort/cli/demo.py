@@ -17,6 +17,9 @@ import os
 import sys
 from pathlib import Path
 
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.progress import with_tqdm
+
 HELP = "Run segment -> classify -> Grad-CAM on the built-in real and synthetic sample spreads."
 
 
@@ -38,9 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(dataset: Path, weights: str):
-    from ..classification.training import TrainingConfig, train_from_folder
-    from ..errors import ChromosortError
-    from ..progress import with_tqdm
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.classification.training import (
+        TrainingConfig,
+        train_from_folder,
+    )
 
     candidates = ["imagenet", "random"] if weights == "auto" else [weights]
     for choice in candidates:
@@ -64,7 +69,8 @@ def _train(dataset: Path, weights: str):
 def _matched_calls(table, truth_boxes, truth_classes) -> list[tuple[str, str]]:
     """(true class, called class) of every called object whose box matches a truth box
     one-to-one at IoU >= 0.5."""
-    from ..segmentation.truth import BOX_COLUMNS, box_iou, greedy_match
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.segmentation.truth import BOX_COLUMNS, box_iou, greedy_match
 
     iou = box_iou(truth_boxes, table[BOX_COLUMNS].to_numpy(float))
     calls = table["class"].to_numpy()
@@ -110,11 +116,12 @@ def _report(name: str, prediction, classes: list[str], pairs: list[tuple[str, st
 
 
 def _real_sample(out: Path, screenshot: bool) -> None:
-    from .._sample_data import GIEMSA_SAMPLE_BOXES, WT_MODEL, sample_path
-    from ..classification.model_io import load_model
-    from ..classification.predict import predict_spread
-    from ..io import read_image
-    from ..segmentation.truth import read_yolo, read_yolo_classes
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort._sample_data import GIEMSA_SAMPLE_BOXES, WT_MODEL, sample_path
+    from napari_chromosome_sort.classification.models.model_io import load_model
+    from napari_chromosome_sort.classification.predict import predict_spread
+    from napari_chromosome_sort.files.io import read_image
+    from napari_chromosome_sort.segmentation.truth import read_yolo, read_yolo_classes
 
     model = load_model(sample_path(WT_MODEL))
     image = read_image(sample_path())
@@ -136,9 +143,10 @@ def _real_sample(out: Path, screenshot: bool) -> None:
 
 
 def _synthetic(out: Path, weights: str, seed: int, screenshot: bool) -> None:
-    from ..classification.model_io import save_model
-    from ..classification.predict import predict_spread
-    from ..synthetic import make_crop_dataset, make_spread
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.classification.models.model_io import save_model
+    from napari_chromosome_sort.classification.predict import predict_spread
+    from napari_chromosome_sort.synthetic import make_crop_dataset, make_spread
 
     out.mkdir(parents=True, exist_ok=True)
     print(f"[demo] synthetic training crops -> {out / 'training_crops'}", file=sys.stderr)
@@ -197,7 +205,8 @@ def _napari_screenshot(path: Path, image, prediction, classes) -> None:
     from imageio.v3 import imwrite
     from napari.utils.colormaps import DirectLabelColormap
 
-    from .._widgets.launch import dock_all
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort._widgets.launch import dock_all
 
     viewer = napari.Viewer(title="napari-chromosome-sort demo", show=True)
     viewer.add_image(image, name="sample spread", rgb=image.ndim == 3)
@@ -231,7 +240,7 @@ def _napari_screenshot(path: Path, image, prediction, classes) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``chromosort demo``; returns the exit status."""
     if args.gui:
-        from .._widgets.launch import open_demo_viewer
+        from napari_chromosome_sort._widgets.launch import open_demo_viewer
 
         open_demo_viewer(show=True, run=True)
         return 0

@@ -1,8 +1,16 @@
-"""``chromosort evaluate MODEL DATASET``: agreement of a model with a labelled crop folder."""
+"""``chromosort evaluate MODEL DATASET``: agreement of a model with a labelled crop folder.
+
+Also ``chromosort crossval DATASET``: nested stratified k-fold cross-validation of training.
+"""
 
 from __future__ import annotations
 
 import argparse
+from types import SimpleNamespace
+
+from napari_chromosome_sort.cli.train import add_backbone_arguments, config_from_args
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.progress import with_tqdm
 
 HELP = "evaluate a model on a folder-per-class crop set (concordance, kappa, confusion)"
 
@@ -49,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from ..analysis.metrics import evaluate
-    from ..classification.model_io import load_model
-    from ..classification.training import scan_folder
-    from ..errors import ChromosortError
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.analysis.metrics import evaluate
+    from napari_chromosome_sort.classification.models.model_io import load_model
+    from napari_chromosome_sort.classification.training import scan_folder
 
     model = load_model(args.model)
     paths, targets, classes = scan_folder(args.dataset)
@@ -76,3 +84,45 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(y, np.concatenate(preds), model.classes)
     print(json.dumps(report) if args.json else format_report(report))
     return 0
+
+
+CROSSVAL_HELP = (
+    "cross-validate the classifier on a folder-per-class crop set (features computed once)"
+)
+
+
+def crossval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``chromosort crossval``."""
+    parser.add_argument("dataset", help="folder with one sub-folder of crops per class")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=1)
+    add_backbone_arguments(parser)
+    parser.add_argument("--hidden", type=int, default=0, help="MLP hidden units (0 = linear)")
+    parser.add_argument(
+        "--l2",
+        type=float,
+        default=None,
+        help="fixed L2 strength (default: chosen by inner CV in each fold)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_crossval(args: argparse.Namespace) -> int:
+    """Run ``chromosort crossval``; returns the exit status."""
+    import json
+
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.classification.training import crossvalidate_folder
+
+    config = config_from_args(args)
+    report = with_tqdm(
+        crossvalidate_folder(args.dataset, config, args.folds, args.repeats),
+        desc="crossval",
+        disable=True if args.quiet else None,
+    )
+    print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
+CROSSVAL = SimpleNamespace(HELP=CROSSVAL_HELP, add_arguments=crossval_arguments, run=run_crossval)

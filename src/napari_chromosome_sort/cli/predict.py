@@ -29,8 +29,8 @@ MODEL_SUFFIXES = (".safetensors", ".pth")
 def model_and_inputs(model, inputs: list[str]) -> tuple[str, list[str]]:
     """The model file and the inputs: ``--model``, else a first input that is a model file
     (``chromosort predict MODEL INPUT...``), else the bundled wild-type model."""
-    from .._sample_data import bundled_model_path
-    from ..errors import ChromosortError
+    from napari_chromosome_sort._sample_data import bundled_model_path
+    from napari_chromosome_sort.errors import ChromosortError
 
     if model is None and len(inputs) > 1 and inputs[0].lower().endswith(MODEL_SUFFIXES):
         return inputs[0], inputs[1:]
@@ -121,7 +121,7 @@ def _expand(inputs) -> tuple[list, list]:
     images by their path inside it, a file by its name): Grad-CAM files are named by these."""
     from pathlib import Path
 
-    from ..errors import ChromosortError
+    from napari_chromosome_sort.errors import ChromosortError
 
     files, relatives = [], []
     for item in inputs:
@@ -148,7 +148,7 @@ def _check_out(out) -> None:
     """Fail before any work when ``--out`` cannot be the CSV file it has to be."""
     from pathlib import Path
 
-    from ..errors import ChromosortError
+    from napari_chromosome_sort.errors import ChromosortError
 
     out = Path(out)
     if out.is_dir():
@@ -165,8 +165,8 @@ def _check_outputs(out, files, gradcam_dir, names, overwrite: bool) -> list:
     import os
     from pathlib import Path
 
-    from ..errors import ChromosortError
-    from ..safety import no_links, output_path
+    from napari_chromosome_sort.errors import ChromosortError
+    from napari_chromosome_sort.files.safety import no_links, output_path
 
     inputs = {os.path.realpath(f) for f in files}
     targets = [Path(out)]
@@ -189,7 +189,7 @@ def _gradcam_names(relatives, suffix: str) -> list[str]:
     """One distinct Grad-CAM file name per input (by its relative path, never by stem only)."""
     from pathlib import Path
 
-    from ..safety import flat_names
+    from napari_chromosome_sort.files.safety import flat_names
 
     return flat_names((Path(r).with_suffix(suffix) for r in relatives), suffix="_gradcam")
 
@@ -203,13 +203,17 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     from PIL import Image
 
-    from ..atomic import atomic_path, write_csv_atomic
-    from ..classification.model_io import load_model
-    from ..classification.predict import PriorOptions, predict_crops, predict_spread
-    from ..crops import as_rgb_uint8
-    from ..errors import ChromosortError
-    from ..io import read_image, require_contrast
-    from ..safety import record_written
+    from napari_chromosome_sort.classification.models.model_io import load_model
+    from napari_chromosome_sort.classification.predict import (
+        PriorOptions,
+        predict_crops,
+        predict_spread,
+    )
+    from napari_chromosome_sort.crops import as_rgb_uint8
+    from napari_chromosome_sort.errors import ChromosortError
+    from napari_chromosome_sort.files.atomic import atomic_path, write_csv_atomic
+    from napari_chromosome_sort.files.io import read_image, require_contrast
+    from napari_chromosome_sort.files.safety import record_written
 
     priors = PriorOptions(
         adapt=bool(args.adapt_priors),
@@ -232,7 +236,11 @@ def run(args: argparse.Namespace) -> int:
     if args.spreads:
         import tifffile
 
-        from ..classification.cam_display import masked_to_objects, overlay, with_colour_bar
+        from napari_chromosome_sort.display.cam_display import (
+            masked_to_objects,
+            overlay,
+            with_colour_bar,
+        )
 
         tif_names = _gradcam_names(relatives, ".tif")
         png_names = _gradcam_names(relatives, ".png")
@@ -272,8 +280,8 @@ def run(args: argparse.Namespace) -> int:
         table.insert(0, "source", [str(p) for p in files])
         tables.append(table)
         if gradcam_dir is not None:
-            from ..classification.cam_display import overlay, with_colour_bar
-            from ..classification.gradcam import gradcam
+            from napari_chromosome_sort.classification.gradcam import gradcam
+            from napari_chromosome_sort.display.cam_display import overlay, with_colour_bar
 
             names = _gradcam_names(relatives, ".png")
             for name, image in zip(names, images, strict=True):

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.atomic import write_bytes_atomic, write_csv_atomic
+from napari_chromosome_sort.files.safety import load_json, output_path, record_written, safe_id
+
 HELP = (
     "per-sample type shares with intervals, the comparison of samples with spreads as the "
     "replicates, shares corrected for the classifier's error, plots"
@@ -75,8 +79,8 @@ def _load_calls(args):
 
     import pandas as pd
 
-    from ..analysis.readout import calls_from_folder
-    from ..errors import ChromosortError
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.analysis.readout import calls_from_folder
 
     source = Path(args.source)
     if source.is_dir() and (source / "objects.csv").is_file():
@@ -105,9 +109,6 @@ def _load_calls(args):
 def _model_reports(args):
     from pathlib import Path
 
-    from ..errors import ChromosortError
-    from ..safety import load_json, safe_id
-
     reports = []
     for path in args.metrics:
         try:
@@ -116,7 +117,7 @@ def _model_reports(args):
             raise ChromosortError(f"cannot read metrics JSON {path}: {error}") from None
         reports.append((safe_id(Path(path).stem), load_json(text, f"metrics JSON {path}")))
     if args.model:
-        from ..classification.model_io import read_metadata
+        from napari_chromosome_sort.classification.models.model_io import read_metadata
 
         meta = read_metadata(args.model)
         reports.append(("model", {"classes": meta.get("classes"), **(meta.get("metrics") or {})}))
@@ -127,8 +128,8 @@ def plot_model_report(report, out, name: str = "model") -> list:
     """Confusion matrix (+ CSV) and/or learning curve (+ CSV) from a metrics report."""
     import pandas as pd
 
-    from ..analysis import plots
-    from ..atomic import write_csv_atomic
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.analysis import plots
 
     files = []
     curve = report if isinstance(report, list) else report.get("learning_curve")
@@ -158,7 +159,8 @@ def plot_model_report(report, out, name: str = "model") -> list:
 
 def _confusion(args):
     """The confusion that corrects the shares: --confusion, else the one --model stores."""
-    from ..analysis.confusion import load_confusion
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.analysis.confusion import load_confusion
 
     for source in (args.confusion, args.model):
         if source:
@@ -171,8 +173,6 @@ def _confusion(args):
 def _check_outputs(out, report_names, agreement: bool, overwrite: bool) -> None:
     """Refuse, before anything is written, an output that is a link or a file chromosort did
     not write (unless ``overwrite``)."""
-    from ..safety import output_path
-
     names = ["summary.csv", "spreads.csv", "comparisons.csv", "stats.txt"]
     names += ["stacked_bar.png", "stacked_bar.svg"]
     if agreement:
@@ -190,10 +190,8 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from ..analysis import plots, readout
-    from ..atomic import write_bytes_atomic, write_csv_atomic
-    from ..errors import ChromosortError
-    from ..safety import record_written
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.analysis import plots, readout
 
     out = Path(args.out)
     table = _load_calls(args)

@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.atomic import atomic_path, write_csv_atomic
+from napari_chromosome_sort.files.safety import (
+    check_name,
+    claim_folder,
+    no_links,
+    output_path,
+    owns,
+    record_written,
+    remove_owned,
+)
 
 HELP = "segment metaphase spreads: instance labels, an objects table and chromosome crops"
 
@@ -62,18 +75,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     """Run ``chromosort segment``; returns the exit status."""
     import sys
-    from pathlib import Path
 
-    import numpy as np
-    import tifffile
-    from PIL import Image
     from tqdm import tqdm
 
-    from ..errors import ChromosortError
-    from ..io import read_image, require_contrast
-    from ..safety import check_name, claim_folder
-    from ..segmentation import SegmentationParams, segment_spread
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.files.io import read_image, require_contrast
+    from napari_chromosome_sort.segmentation import segment_spread
+    from napari_chromosome_sort.segmentation.learned import (
+        load_segmentation_model,
+        segment_with_model,
+    )
 
+    paths, out = _checked_inputs(args)
+    params = _params_from_args(args)
+    model = load_segmentation_model(args.model) if args.model else None
+    for path in tqdm(paths, desc="segment", unit="image", disable=args.quiet, file=sys.stderr):
+        image = read_image(path)
+        try:
+            require_contrast(image, f"image {path.name}")
+        except ChromosortError as error:
+            print(f"{path.name}: skipped: {error}", file=sys.stderr)
+            continue
+        seg = segment_with_model(image, model, params) if model else segment_spread(image, params)
+        _write_spread(out, path, image, seg, crops=not args.no_crops)
+        if not args.quiet and not args.no_crops:  # (a summary beside the crops)
+            summary = ", ".join(f"{k} {v}" for k, v in seg.status_counts().items())
+            if seg.stats.get("denoised"):
+                summary += " (noisy image: denoised before segmenting and cropping)"
+            print(f"{path.name}: {summary}", file=sys.stderr)
+    return 0
+
+
+def _checked_inputs(args):
+    """(image paths, output folder) once every image exists, their stems are distinct names
+    and every spread folder may be written."""
     paths = [Path(p) for p in args.images]
     for path in paths:
         if not path.is_file():
@@ -90,7 +125,14 @@ def run(args) -> int:
         raise ChromosortError(f"cannot create output folder {out}: {error}") from None
     for stem in stems:
         _check_spread_folder(out, stem, args.overwrite)
-    params = SegmentationParams(
+    return paths, out
+
+
+def _params_from_args(args):
+    """The :class:`.SegmentationParams` of the command line."""
+    from napari_chromosome_sort.segmentation import SegmentationParams  # numpy and up
+
+    return SegmentationParams(
         polarity=None if args.polarity == "auto" else args.polarity,
         split_touching=not args.no_split,
         pair_chromatids=not args.no_pairing,
@@ -98,31 +140,24 @@ def run(args) -> int:
         crossing_score=args.crossing_score,
         threshold=args.threshold,
     )
-    from ..atomic import atomic_path, write_csv_atomic
-    from ..crops import crop_chromosomes
-    from ..safety import record_written
-    from ..segmentation.learned import load_segmentation_model, segment_with_model
 
-    model = load_segmentation_model(args.model) if args.model else None
 
-    for path in tqdm(paths, desc="segment", unit="image", disable=args.quiet, file=sys.stderr):
-        image = read_image(path)
-        try:
-            require_contrast(image, f"image {path.name}")
-        except ChromosortError as error:
-            print(f"{path.name}: skipped: {error}", file=sys.stderr)
-            continue
-        seg = segment_with_model(image, model, params) if model else segment_spread(image, params)
-        folder = out / path.stem
-        folder.mkdir(exist_ok=True)  # checked: no link (_check_spread_folder)
-        with atomic_path(folder / "labels.tif") as tmp:
-            tifffile.imwrite(tmp, seg.labels.astype(np.int32), compression=None)
-        write_csv_atomic(seg.objects, folder / "objects.csv")
-        written = [folder / "labels.tif", folder / "objects.csv"]
-        _remove_old_crops(folder, path.stem)  # a second run never leaves stale crops beside
-        if args.no_crops:
-            record_written(written)
-            continue
+def _write_spread(out: Path, path: Path, image, seg, crops: bool) -> None:
+    """``out/<stem>``: labels.tif, objects.csv and (with ``crops``) a crop per chromosome."""
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from napari_chromosome_sort.crops import crop_chromosomes  # numpy and up
+
+    folder = out / path.stem
+    folder.mkdir(exist_ok=True)  # checked: no link (_check_spread_folder)
+    with atomic_path(folder / "labels.tif") as tmp:
+        tifffile.imwrite(tmp, seg.labels.astype(np.int32), compression=None)
+    write_csv_atomic(seg.objects, folder / "objects.csv")
+    written = [folder / "labels.tif", folder / "objects.csv"]
+    _remove_old_crops(folder, path.stem)  # a second run never leaves stale crops beside
+    if crops:
         crops_dir = folder / "crops"
         claim_folder(crops_dir, out)
         # (crops of a spread that segmentation denoised are denoised too: crop_chromosomes)
@@ -131,22 +166,12 @@ def run(args) -> int:
             with atomic_path(name) as tmp:
                 Image.fromarray(np.ascontiguousarray(crop.pixels)).save(tmp, format="PNG")
             written.append(name)
-        record_written(written)
-        counts = seg.status_counts()
-        if not args.quiet:
-            summary = ", ".join(f"{k} {v}" for k, v in counts.items())
-            if seg.stats.get("denoised"):
-                summary += " (noisy image: denoised before segmenting and cropping)"
-            print(f"{path.name}: {summary}", file=sys.stderr)
-    return 0
+    record_written(written)
 
 
 def _check_spread_folder(out, stem: str, overwrite: bool) -> None:
     """``out/stem`` may be written: not a link, and its labels and table not files chromosort
     did not write (unless ``overwrite``); a crops folder of someone else is refused."""
-    from ..errors import ChromosortError
-    from ..safety import no_links, output_path, owns
-
     folder = no_links(out, out / stem, "spread folder")
     for name in ("labels.tif", "objects.csv"):
         output_path(folder / name, out, overwrite, "output")
@@ -162,8 +187,6 @@ def _remove_old_crops(folder, stem: str) -> None:
     """Crops an earlier run wrote for this spread (only in the tool's own crops folder, only
     names of ours), so the folder holds this run's crops only."""
     import re
-
-    from ..safety import owns, remove_owned
 
     crops = folder / "crops"
     if not owns(crops):

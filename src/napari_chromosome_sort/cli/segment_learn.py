@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.safety import output_path, record_written
+
 HELP = "learn a segmentation model (settings + object classifier) from annotated spreads"
 
 
@@ -36,11 +39,10 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from ..errors import ChromosortError
-    from ..io import read_image
-    from ..safety import output_path, record_written
-    from ..segmentation.learned import TrainingSpread, learn_segmentation
-    from ..segmentation.truth import read_truth
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.files.io import read_image
+    from napari_chromosome_sort.segmentation.learned import TrainingSpread, learn_segmentation
+    from napari_chromosome_sort.segmentation.truth import read_truth
 
     if not 0 < args.threshold < 1:
         raise ChromosortError("--threshold must be between 0 and 1")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from .train import add_backbone_choice
+from napari_chromosome_sort.cli.train import add_backbone_choice
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.progress import with_tqdm
 
 HELP = "sort a folder of whole images into class sub-folders (copies/links); --train makes a sorter"
 
@@ -54,16 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``chromosort sort``; returns the exit status."""
-    from ..errors import ChromosortError
-    from ..progress import with_tqdm
-
     if args.train:
-        from ..classification import model_io
-        from ..sorter import sorter_config, train_sorter
+        from napari_chromosome_sort.classification.models import model_io
+        from napari_chromosome_sort.sorter import sorter_config, train_sorter
 
         if not args.model_out:
             raise ChromosortError("--train needs --model-out MODEL")
-        from ..safety import output_path, record_written
+        from napari_chromosome_sort.files.safety import output_path, record_written
 
         output_path(args.model_out, None, args.overwrite, "model file")
         config = sorter_config(
@@ -80,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
             "usage: chromosort sort MODEL INPUT_DIR --out OUT_DIR "
             "(or --train DATASET --model-out MODEL)"
         )
-    from ..classification import model_io
-    from ..sorter import TASK, sort_folder
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.classification.models import model_io
+    from napari_chromosome_sort.sorter import TASK, sort_folder
 
     model = model_io.load_model(args.model)
     if model.metadata.get("task") != TASK:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from napari_chromosome_sort.classification.models.registry import BACKBONES
+from napari_chromosome_sort.classification.training import TrainingConfig
+from napari_chromosome_sort.classification.training.checks import training_warnings
+from napari_chromosome_sort.files.safety import output_path, record_written
+from napari_chromosome_sort.progress import with_tqdm
+
 HELP = "train a chromosome classifier (frozen backbone + head) on a folder-per-class crop set"
 
 
 def add_backbone_choice(parser) -> None:
     """``--backbone`` on ``parser`` (or an argument group): one of the registered backbones
-    (classification/registry.py)."""
-    from ..classification.registry import BACKBONES
-
+    (classification/models/registry.py)."""
     parser.add_argument(
         "--backbone",
         default="squeezenet1_1",
@@ -95,8 +99,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args):
     """A ``TrainingConfig`` from parsed ``train``/``crossval`` arguments."""
-    from ..classification.training import TrainingConfig
-
     config = TrainingConfig(
         backbone=args.backbone,
         weights=args.weights,
@@ -121,10 +123,9 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from ..classification.model_io import save_model
-    from ..classification.training import train_from_folder
-    from ..progress import with_tqdm
-    from ..safety import output_path, record_written
+    # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
+    from napari_chromosome_sort.classification.models.model_io import save_model
+    from napari_chromosome_sort.classification.training import train_from_folder
 
     output_path(args.out, None, args.overwrite, "model file")  # before any work
     model = with_tqdm(
@@ -145,7 +146,6 @@ def run(args: argparse.Namespace) -> int:
         "head": model.metadata["training"]["chosen"].get("members"),
     }
     print(json.dumps(summary), file=sys.stdout)
-    from ..classification.training_checks import training_warnings
 
     for warning in training_warnings(model.metadata):
         print(f"warning: {warning}", file=sys.stderr)

@@ -22,27 +22,30 @@ Qt-free. The pipeline (:mod:`.pipeline`; every threshold adapts to the image, ev
    pieces that meet another kept object along a cut brighter than both (a crossing that step 5
    cut through its overlap; touching neighbours meet in a valley) -> ``cluster``.
 8. Fluorescence spreads only (by default): the learned crossing score of each kept single piece
-   (:mod:`.crossing_model`, 16 shape measures, relative to the spread's
+   (:mod:`.learned.crossing_score`, 16 shape measures, relative to the spread's
    typical object) above the model's threshold -> ``cluster``.
 9. Crossings resolved: an object set aside as a crossing (or as too large) whose skeleton is an
    X (four ends pairing into two straight paths that cross) or a T becomes two
    ``crossing-resolved`` objects, one per chromosome, sharing the crossing pixels
-   (:mod:`.crossing_resolve`; the second half's whole mask in ``Segmentation.crossing_masks``).
+   (:mod:`.crossings.resolve`; the second half's whole mask in ``Segmentation.crossing_masks``).
 
 The modules, one step each: ``params`` (every knob), ``signal`` (denoising, background,
 threshold), ``nuclei``, ``pairing`` (chromatid pairs), ``splitting`` (watershed), ``bands``
-(pieces cut at a dark band), ``crossings``, ``crossing_resolve`` (crossings resolved),
-``shapes`` (shape measures), ``result`` (the ``Segmentation``), ``edits`` (hand edits).
+(pieces cut at a dark band), ``crossings`` (crossings set aside, and resolved), ``shapes``
+(shape measures), ``result`` (the ``Segmentation``), ``edits`` (hand edits), ``truth`` (truth
+boxes and masks matched to objects). ``learned/``: what is learned rather than ruled: the
+segmentation model of a user's lab (settings, object and split classifiers, chromatid pairs,
+learned from corrected spreads) and the crossing score of fluorescence spreads.
 """
 
-from .edits import USER_REASON, measure_labels, reconcile_objects
-from .learned import (
+from napari_chromosome_sort.segmentation.edits import USER_REASON, measure_labels, reconcile_objects
+from napari_chromosome_sort.segmentation.learned import (
     SegmentationModel,
     learn_segmentation,
     load_segmentation_model,
     segment_with_model,
 )
-from .params import (
+from napari_chromosome_sort.segmentation.params import (
     CROSSING_RESOLVED,
     KEPT,
     OBJECT_COLUMNS,
@@ -52,9 +55,9 @@ from .params import (
     SegmentationParams,
     validate_params,
 )
-from .pipeline import segment_spread
-from .result import Segmentation
-from .signal import denoise
+from napari_chromosome_sort.segmentation.pipeline import segment_spread
+from napari_chromosome_sort.segmentation.result import Segmentation
+from napari_chromosome_sort.segmentation.signal import denoise
 
 __all__ = [
     "OBJECT_COLUMNS",

@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .params import SegmentationParams
-from .shapes import neighbour_pairs, pair_sides, skeleton_branched
+from napari_chromosome_sort.segmentation.params import SegmentationParams
+from napari_chromosome_sort.segmentation.shapes import (
+    neighbour_pairs,
+    pair_sides,
+    skeleton_branched,
+)
 
 
 def join_band_cuts(label_img, objects, corrected, width: float, params: SegmentationParams) -> int:

@@ -1,10 +1,11 @@
-"""Interphase nuclei: large, round regions of faint but continuous stain."""
+"""Interphase nuclei: large, round regions of faint but continuous stain; and large, convex
+objects set aside as clusters."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .shapes import shape_props
+from napari_chromosome_sort.segmentation.shapes import shape_props
 
 
 def find_nuclei(corrected, med_low, t_low, params) -> np.ndarray:
@@ -56,3 +57,42 @@ def find_nuclei(corrected, med_low, t_low, params) -> np.ndarray:
     else:
         out = out_small
     return out
+
+
+def name_convex_clusters(label_img, objects, med_obj: float, params) -> int:
+    """Objects set aside as ``cluster`` that are large, convex and roundish are nuclei, not
+    chromosomes heaped or crossing (whose outline has the notches of separate arms) nor lying end
+    to end (a long rod): a cluster of solidity >= ``nucleus_convex_solidity``, at least
+    ``nucleus_convex_area_factor`` x the median core and of eccentricity <=
+    ``nucleus_max_eccentricity`` becomes ``nucleus``, its reason quoting the numbers. Run after
+    the crossing steps, so it changes what an object is called, never what is kept or resolved.
+    Returns how many."""
+    from scipy import ndimage as ndi
+
+    clusters = {o["label"]: o for o in objects if o["status"] == "cluster"}
+    if not clusters or med_obj <= 0:
+        return 0
+    named = 0
+    for label, sl in enumerate(ndi.find_objects(label_img), 1):
+        o = clusters.get(label)
+        if o is None or sl is None:
+            continue
+        mask = label_img[sl] == label
+        area = int(mask.sum())
+        if area < params.nucleus_convex_area_factor * med_obj:
+            continue
+        props = shape_props(mask)
+        solidity, eccentricity = props["solidity"], props["eccentricity"]
+        if (
+            solidity < params.nucleus_convex_solidity
+            or eccentricity > params.nucleus_max_eccentricity
+        ):
+            continue
+        o["status"] = "nucleus"
+        o["reason"] = (
+            f"large and convex ({area} px, {area / med_obj:.1f}x the median core; solidity "
+            f"{solidity:.2f} >= {params.nucleus_convex_solidity:g}, eccentricity "
+            f"{eccentricity:.2f} <= {params.nucleus_max_eccentricity:g}): interphase nucleus"
+        )
+        named += 1
+    return named

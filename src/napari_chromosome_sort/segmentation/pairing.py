@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .shapes import Region, angle_diff, region_measures
+from napari_chromosome_sort.segmentation.shapes import Region, angle_diff, region_measures
 
 
 @dataclass

@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
-from .bands import join_band_cuts
-from .crossings import finish_crossings
-from .nuclei import find_nuclei
-from .pairing import (
+from napari_chromosome_sort.files.io import chromosome_signal, detect_polarity, to_gray
+from napari_chromosome_sort.segmentation.bands import join_band_cuts
+from napari_chromosome_sort.segmentation.crossings.detect import finish_crossings
+from napari_chromosome_sort.segmentation.nuclei import find_nuclei, name_convex_clusters
+from napari_chromosome_sort.segmentation.pairing import (
     PairLimits,
     group_pairs,
     median_object_area,
     median_object_width,
     neighbours,
 )
-from .params import SegmentationParams, validate_params
-from .result import Segmentation, build_segmentation, empty_segmentation
-from .shapes import round_blobs
-from .signal import denoise, estimate_background, otsu_threshold
-from .splitting import split_at_necks, split_by_levels
-
-
-@dataclass
-class _Levels:
-    """The spread's intensity levels and typical object size, as measured at the low threshold."""
-
-    low: float  # Otsu threshold: everything stained
-    object: float  # object threshold: a fraction of the typical object peak
-    typical_peak: float
-    typical_area: float  # area-weighted median of the low-threshold components
+from napari_chromosome_sort.segmentation.params import SegmentationParams, validate_params
+from napari_chromosome_sort.segmentation.result import (
+    Segmentation,
+    build_segmentation,
+    empty_segmentation,
+)
+from napari_chromosome_sort.segmentation.signal import (
+    Levels,
+    denoise,
+    estimate_background,
+    spread_levels,
+)
+from napari_chromosome_sort.segmentation.splitting import split_at_necks, split_by_levels
 
 
 def segment_spread(image, params: SegmentationParams | None = None) -> Segmentation:
@@ -39,7 +38,7 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     validate_params(params)
     polarity, corrected, pixel_noise, denoised = _corrected_signal(image, params)
     shape = corrected.shape
-    levels = _levels(corrected, params)
+    levels = spread_levels(corrected, params)
     if levels is None:
         return empty_segmentation(shape, polarity, params, corrected)
 
@@ -68,6 +67,7 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         label_img, objects, corrected, med_obj, width, params, polarity
     )
     _restate_sizes(label_img, objects, med_obj, params)
+    name_convex_clusters(label_img, objects, med_obj, params)
     stats = {
         "threshold_low": levels.low,
         "threshold": levels.object,
@@ -85,8 +85,6 @@ def _corrected_signal(image, params: SegmentationParams):
     """(polarity, background-corrected signal with objects bright, pixel noise, denoised?)."""
     from scipy import ndimage as ndi
 
-    from ..io import chromosome_signal, detect_polarity, to_gray
-
     polarity = params.polarity or detect_polarity(to_gray(image))
     raw = chromosome_signal(image, polarity)
     raw, pixel_noise, denoised = denoise(raw, params)
@@ -95,63 +93,7 @@ def _corrected_signal(image, params: SegmentationParams):
     return polarity, corrected, pixel_noise, denoised
 
 
-def _levels(corrected: np.ndarray, params: SegmentationParams) -> _Levels | None:
-    """The thresholds and typical object size; None when nothing is stained."""
-    from scipy import ndimage as ndi
-
-    t_low = otsu_threshold(corrected)
-    if not np.isfinite(t_low):
-        return None
-    low_lab, n_low = ndi.label(corrected > t_low)
-    low_areas = np.bincount(low_lab.ravel(), minlength=n_low + 1)
-    low_areas[0] = 0
-    peaks = _component_levels(corrected, low_lab, n_low, params.peak_quantile)
-    ok = low_areas[1:] >= max(params.min_area_px, 3)
-    if not ok.any():
-        return None
-    med_low = float(np.median(low_areas[1:][ok]))
-    # nucleus-like blobs are left out of the typical object size: where nuclei hold most of the
-    # stain they would otherwise set it, and nuclei would then be too small to be found
-    nucleus_like = round_blobs(low_lab, low_areas, 5 * med_low, params)
-    typical = ok & (low_areas[1:] < 20 * med_low) & ~nucleus_like
-    if typical.any():
-        # area-weighted medians: the size and peak of the object an average stained pixel
-        # belongs to, robust to many specks of debris or nucleus texture
-        sizes = low_areas[1:][typical].astype(float)
-        med_low = _weighted_median(sizes, sizes)
-        typical_peak = _weighted_median(peaks[typical], sizes)
-    else:
-        typical_peak = float(peaks.max())
-    if params.threshold is not None:
-        t_obj = float(params.threshold)
-    else:
-        t_obj = max(t_low, params.peak_fraction * typical_peak)
-    return _Levels(low=t_low, object=t_obj, typical_peak=typical_peak, typical_area=med_low)
-
-
-def _component_levels(values, labels, n, q: float) -> np.ndarray:
-    """The ``q`` quantile of ``values`` in each of the ``n`` labelled components."""
-    if n == 0:
-        return np.zeros(0)
-    flat = labels.ravel()
-    inside = flat > 0
-    lab, val = flat[inside], values.ravel()[inside]
-    order = np.lexsort((val, lab))
-    lab, val = lab[order], val[order]
-    starts = np.searchsorted(lab, np.arange(1, n + 1))
-    counts = np.bincount(lab, minlength=n + 1)[1:]
-    pick = starts + np.floor(q * np.maximum(counts - 1, 0)).astype(int)
-    return val[np.minimum(pick, len(val) - 1)]
-
-
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    """The value below which half of the total weight lies."""
-    order = np.argsort(values, kind="stable")
-    cumulative = np.cumsum(weights[order])
-    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
-
-
-def _pieces_and_nuclei(corrected: np.ndarray, levels: _Levels, params: SegmentationParams):
+def _pieces_and_nuclei(corrected: np.ndarray, levels: Levels, params: SegmentationParams):
     """(pieces above the object threshold, their number, nucleus mask).
 
     Nuclei are found on a smoothed signal above the noise floor, so that pale nuclei are whole
@@ -190,7 +132,7 @@ def _pieces_and_nuclei(corrected: np.ndarray, levels: _Levels, params: Segmentat
     return pieces, n_pieces, nucleus_mask
 
 
-def _absorb_enclosed(pieces, nucleus_mask, corrected, levels: _Levels, params) -> None:
+def _absorb_enclosed(pieces, nucleus_mask, corrected, levels: Levels, params) -> None:
     """Pieces whose outline lies mostly on a nucleus and that are fainter than a chromosome
     (peak below ``nucleus_enclosed_min_peak`` x the typical peak) are dense spots of the
     nucleus' own texture: they join the nucleus. A chromosome lying on a nucleus' halo is as
@@ -449,7 +391,7 @@ def _add_split_pieces(
         )
 
 
-def _grow_objects(label_img, objects, corrected, levels: _Levels, width, params) -> None:
+def _grow_objects(label_img, objects, corrected, levels: Levels, width, params) -> None:
     """Grow the objects back to their full extent: the object threshold is tight so that
     neighbours and chromatids separate; the outline of a chromosome lies lower."""
     if not (params.grow_fraction and params.grow_fraction > 0 and objects):

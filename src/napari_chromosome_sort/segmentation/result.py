@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .params import OBJECT_COLUMNS, STATUSES, SegmentationParams
+from napari_chromosome_sort.segmentation.params import OBJECT_COLUMNS, STATUSES, SegmentationParams
 
 
 @dataclass

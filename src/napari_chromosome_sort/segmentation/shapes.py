@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .params import SegmentationParams
+from napari_chromosome_sort.segmentation.params import SegmentationParams
 
 
 def shape_props(mask: np.ndarray) -> dict:

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from .shapes import solidity
+from napari_chromosome_sort.segmentation.pairing import group_pairs
+from napari_chromosome_sort.segmentation.shapes import solidity
 
 
 def split_by_levels(local, signal, med_obj, params, width=None, accept=None, by_shape=False):
@@ -119,8 +120,6 @@ def split_at_necks(local, signal, med_obj, params, width, pair_limits=None):
     sister-chromatid pairing would not group again (two chromatids of one chromosome meeting at
     their centromere stay one chromosome). Returns ``(piece_labels, good_flags)`` or None."""
     from scipy import ndimage as ndi
-
-    from .pairing import group_pairs
 
     if not (params.split_neck_factor > 0 and width):
         return None

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import ChromosortError
+from napari_chromosome_sort.errors import ChromosortError
 
 BOX_COLUMNS = ["bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1"]
 NOT_CHROMOSOME = {"nucleus", "debris", "cluster", "border", "background"}
