@@ -50,14 +50,42 @@ def spread(tmp_path_factory):
 
 def test_least_sure_picks_k_matched_calls_in_the_walks_order(spread):
     assert len(spread.truth_of) >= 6
-    picked = least_sure_matched(spread.session, spread.truth_of, 5)
+    picked = least_sure_matched(spread.session, spread.truth_of, 5, "pass")
     walk = [label for label in spread.session.least_sure() if label in spread.truth_of]
     assert picked == walk[:5] and len(set(picked)) == 5
-    assert len(random_matched(spread.truth_of, 5, np.random.default_rng(0))) == 5
+    rng = np.random.default_rng(0)
+    assert set(random_matched(spread.truth_of, 5, rng, unmatched="pass")) <= set(spread.truth_of)
     # asking for more than there are: every matched call once
-    assert sorted(least_sure_matched(spread.session, spread.truth_of, 10**6)) == sorted(
+    assert sorted(least_sure_matched(spread.session, spread.truth_of, 10**6, "pass")) == sorted(
         spread.truth_of
     )
+    # marking unmatched objects not a chromosome: the walk as it is, every kept object a pick
+    assert (
+        least_sure_matched(spread.session, spread.truth_of, 5) == (spread.session.least_sure()[:5])
+    )
+    kept = spread.session.table["label"].astype(int).tolist()
+    drawn = random_matched(spread.truth_of, len(kept), np.random.default_rng(0), kept)
+    assert sorted(drawn) == sorted(kept)
+
+
+def test_an_unmatched_object_is_marked_not_a_chromosome(spread, tmp_path):
+    unmatched = [x for x in spread.session.least_sure() if x not in spread.truth_of][:2]
+    matched = least_sure_matched(spread.session, spread.truth_of, 1, "pass")
+    table = correct_and_retrain(spread, [*unmatched, *matched], tmp_path / "d")
+    labels = table["label"].astype(int).tolist()
+    assert not set(unmatched) & set(labels)
+    assert len(labels) == len(spread.session.table) - 2
+    assert len(list((tmp_path / "d").rglob("*.png"))) == 1  # only the class correction saved
+    classes = spread.session.classes
+    row = score_loop(table, classes, spread.truth_of, spread.box_classes, [*unmatched, *matched])
+    assert row["corrected"] == 1 and row["rejected"] == 2
+    assert row["right_of_not_corrected"] == pytest.approx(
+        (row["right"] - 1) / (len(spread.box_classes) - 1)
+    )
+    shares = [np.mean(table["class"] == c) for c in classes]  # of the calls left
+    truth = [np.mean(spread.box_classes == j) for j in range(len(classes))]
+    largest = 100 * max(abs(a - b) for a, b in zip(truth, shares, strict=True))
+    assert row["share_error_points"] == pytest.approx(largest)
 
 
 def test_the_loop_corrects_exactly_k_calls_and_scores_the_rest_apart(spread, tmp_path):
@@ -67,7 +95,7 @@ def test_the_loop_corrects_exactly_k_calls_and_scores_the_rest_apart(spread, tmp
     )
 
     classes = spread.session.classes
-    picked = least_sure_matched(spread.session, spread.truth_of, 3)
+    picked = least_sure_matched(spread.session, spread.truth_of, 3, "pass")
     table = correct_and_retrain(spread, picked, tmp_path / "d")
     assert int(corrected_mask(table).sum()) == 3
     assert sorted(table.loc[table[CORRECTED], "label"].astype(int)) == sorted(picked)
@@ -105,7 +133,7 @@ def test_loop_rows_and_pooled_table(spread):
         ("random", 2): 2,
         ("random", 4): 2,
     }
-    assert (rows["corrected"] == rows["k"]).all()
+    assert (rows["corrected"] + rows["rejected"] == rows["k"]).all()
     pooled = pooled_table(rows).set_index(["strategy", "k"])
     assert pooled.loc[("random", 4), "draws"] == 2
     assert pooled.loc[("none", 0), "right_of_boxes"] == 0  # every call made wrong above

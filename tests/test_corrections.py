@@ -133,3 +133,29 @@ def test_session_refuses_an_unknown_class_and_missing_features(tiny, tmp_path):
         CorrectionSession(
             model, prediction, CropDataset(tmp_path), "s", training_folder=tmp_path / "x"
         )
+
+
+def test_not_a_chromosome_leaves_the_calls_and_the_dataset(tiny, tmp_path):
+    from napari_chromosome_sort.files.dataset import CropDataset
+    from napari_chromosome_sort.progress import run_to_end
+
+    model, prediction = tiny
+    dataset = CropDataset(tmp_path / "dataset", classes=model.classes)
+    session = CorrectionSession(model, prediction, dataset, spread="s0.png", sample="WT")
+    run_to_end(session.prepare())
+    n = len(prediction.table)
+    first, second = session.least_sure()[:2]
+    session.correct(first, model.classes[0])
+    assert len(dataset.manifest()) == 1
+    session.reject(first)  # corrected first, then found to be no chromosome: its crop goes
+    session.reject(second)
+    assert len(dataset.manifest()) == 0
+    assert session.rejected == [first, second]
+    labels = session.table["label"].astype(int).tolist()
+    assert first not in labels and second not in labels and len(labels) == n - 2
+    assert session.features.shape[0] == n - 2 and first not in session.least_sure()
+    table = run_to_end(session.retrain())  # the calls left are called again, rows aligned
+    assert len(table) == n - 2 and session.n_corrected == 0
+    assert session.model.metadata["training"]["n"] == 18  # nothing learnt from a rejection
+    with pytest.raises(ChromosortError, match=f"object {second}"):
+        session.reject(second)

@@ -198,6 +198,7 @@ def test_finetune_option_and_metadata():
     meta = model.metadata
     assert meta["training"]["counts"] == {"A": 5, "B": 5, "C": 5}
     assert meta["training"]["config"]["finetune_blocks"] == 1
+    assert "blocks tuned" in meta["weights_source"]  # never read as the untuned features
     assert "inner_cv_accuracy" in meta["metrics"]
     assert meta["preprocessing"]["appearance"] == "canonical"
     assert model.predict_proba(images[:2], tta=False).shape == (2, 3)

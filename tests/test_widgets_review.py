@@ -79,6 +79,14 @@ def test_review_least_sure_correct_and_retrain(make_napari_viewer, qtbot, tmp_pa
     corrected = _shown_counts(readout)
     assert corrected[wrong] == before.get(wrong, 0) + 1 and corrected[was] == before[was] - 1
 
+    # 0: the object under review is no chromosome; it leaves the calls and the readout
+    rejected = review.current
+    _press(viewer, "0")
+    assert rejected not in layer.features["label"].astype(int).tolist()
+    assert not (layer.data == rejected).any() and review.current != rejected
+    assert sum(_readout_counts(readout).values()) == sum(before.values()) - 1
+    assert len(CropDataset(tmp_path / "dataset").manifest()) == 1
+
     # retrain: the calls, the Grad-CAM and the readout follow
     cam_before = viewer.layers["spread Grad-CAM"].data.copy()
     review.retrain_button.click()
@@ -91,7 +99,7 @@ def test_review_least_sure_correct_and_retrain(make_napari_viewer, qtbot, tmp_pa
     cam = viewer.layers["spread Grad-CAM"].data
     assert cam.shape == cam_before.shape and not np.array_equal(cam, cam_before)
     after = _shown_counts(readout)  # recomputed when Retrain repainted the calls
-    assert sum(after.values()) == sum(before.values())
+    assert sum(after.values()) == sum(before.values()) - 1
     counts = features["class"].value_counts()
     assert after == {c: int(counts.get(c, 0)) for c in after}
     assert after[wrong] >= 1 and after != before

@@ -94,10 +94,18 @@ def _own_labels(args) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _fine_tune(args) -> dict[str, pd.DataFrame]:
+    from .fine_tune import fine_tune_report
+
+    return fine_tune_report(args.cache, args.blocks, args.epochs, args.lr, args.wt_cv)
+
+
 def _correction_loop(args) -> dict[str, pd.DataFrame]:
     from .correction_loop import correction_loop_report
 
-    tables = correction_loop_report(args.seeds, tuple(args.k), args.drop_prior_shift)
+    tables = correction_loop_report(
+        args.seeds, tuple(args.k), args.drop_prior_shift, args.unmatched
+    )
     out = {
         "Correction loop, per spread (random: mean over the draws)": tables["per_spread"],
         "Correction loop pooled, worst spread beside": tables["pooled"],
@@ -259,6 +267,16 @@ def main(argv: list[str] | None = None) -> int:
         help="training recipes to compare (default: all)",
     )
     ol.set_defaults(run=_own_labels)
+    ft = sub.add_parser(
+        "fine-tune",
+        help="Giemsa: the last backbone blocks tuned on WT + own crops, leave-one-spread-out",
+    )
+    ft.add_argument("--cache", default=None, help="cache folder of the frozen part (re-runs)")
+    ft.add_argument("--blocks", type=int, default=1, help="last blocks tuned (1 or 2)")
+    ft.add_argument("--epochs", type=int, default=5, help="passes over the training crops")
+    ft.add_argument("--lr", type=float, default=1e-3, help="Adam step size")
+    ft.add_argument("--wt-cv", action="store_true", help="also WT 5-fold cross-validation")
+    ft.set_defaults(run=_fine_tune)
     cl = sub.add_parser(
         "correction-loop",
         help="Giemsa: correct the k least-sure (or random) calls of each spread, retrain, re-call",
@@ -270,6 +288,13 @@ def main(argv: list[str] | None = None) -> int:
         "--drop-prior-shift",
         action="store_true",
         help="diagnostic: retrain without the WT prior correction of the bundled model",
+    )
+    cl.add_argument(
+        "--unmatched",
+        choices=["reject", "pass"],
+        default="reject",
+        help="an object matching no annotated box met in the walk: marked not a chromosome "
+        "(reject, one of the k) or passed over (pass)",
     )
     cl.set_defaults(run=_correction_loop)
     sl = sub.add_parser(

@@ -37,15 +37,25 @@ class LoopSpread:
     box_classes: np.ndarray  # (n_boxes,)
 
 
-def least_sure_matched(session, truth_of: dict[int, int], k: int) -> list[int]:
-    """The ``k`` least sure calls that matched a box (the walk's order; unmatched objects, which
-    a user has no class for, are passed over)."""
-    return [label for label in session.least_sure() if label in truth_of][:k]
+def least_sure_matched(
+    session, truth_of: dict[int, int], k: int, unmatched: str = "reject"
+) -> list[int]:
+    """The ``k`` least sure calls in the walk's order; an object that matched no box is marked
+    not a chromosome (``unmatched="reject"``, one of the ``k``) or passed over (``"pass"``)."""
+    labels = session.least_sure()
+    return (labels if unmatched == "reject" else [x for x in labels if x in truth_of])[:k]
 
 
-def random_matched(truth_of: dict[int, int], k: int, rng: np.random.Generator) -> list[int]:
-    """``k`` matched calls drawn at random (the baseline)."""
-    labels = sorted(truth_of)
+def random_matched(
+    truth_of: dict[int, int],
+    k: int,
+    rng: np.random.Generator,
+    kept: Sequence[int] = (),
+    unmatched: str = "reject",
+) -> list[int]:
+    """``k`` calls drawn at random (the baseline): of all ``kept`` objects with
+    ``unmatched="reject"``, else of the matched ones."""
+    labels = sorted(kept) if unmatched == "reject" and len(kept) else sorted(truth_of)
     chosen = rng.choice(len(labels), size=min(k, len(labels)), replace=False)
     return [labels[i] for i in sorted(chosen)]
 
@@ -87,15 +97,19 @@ def fresh_session(prepared, dataset_root, model=None):
 def correct_and_retrain(
     spread: LoopSpread, labels: Sequence[int], dataset_root, model=None
 ) -> pd.DataFrame:
-    """The spread's calls table after correcting ``labels`` to their box classes and retraining
-    once from ``model`` (default: the session's; the shipped calls when ``labels`` is empty)."""
+    """The spread's calls table after correcting ``labels`` to their box classes (an object
+    that matched no box marked not a chromosome) and retraining once from ``model`` (default:
+    the session's; the shipped calls when ``labels`` is empty)."""
     from napari_chromosome_sort.progress import run_to_end
 
     if not len(labels):
         return spread.session.prediction.table.copy()
     session = fresh_session(spread.session, dataset_root, model)
     for label in labels:
-        session.correct(int(label), session.classes[spread.truth_of[int(label)]])
+        if int(label) in spread.truth_of:
+            session.correct(int(label), session.classes[spread.truth_of[int(label)]])
+        else:
+            session.reject(int(label))
     return run_to_end(session.retrain())
 
 
@@ -112,7 +126,8 @@ def score_loop(
     labels = table["label"].astype(int).to_numpy()
     pred = np.array([index[str(c)] for c in table["class"]], int)
     pred_of = dict(zip(labels, pred, strict=True))
-    done = {int(label) for label in corrected}
+    done = {int(label) for label in corrected if int(label) in truth_of}
+    rejected = {int(label) for label in corrected} - done  # marked not a chromosome
     right = [label for label, cls in truth_of.items() if pred_of.get(label) == cls]
     right_rest = [label for label in right if label not in done]
     boxes = len(box_classes)
@@ -125,6 +140,7 @@ def score_loop(
         "boxes": boxes,
         "matched": len(truth_of),
         "corrected": len(done),
+        "rejected": len(rejected),
         "right": len(right),
         "right_not_corrected": len(right_rest),
         "right_of_boxes": len(right) / max(boxes, 1),
@@ -158,18 +174,26 @@ def prepare_spread(model, spread, training_folder, cache_root) -> LoopSpread:
 
 
 def loop_rows(
-    spread: LoopSpread, ks=CORRECTIONS, seeds: int = 5, drop_prior_shift: bool = False
+    spread: LoopSpread,
+    ks=CORRECTIONS,
+    seeds: int = 5,
+    drop_prior_shift: bool = False,
+    unmatched: str = "reject",
 ) -> list[dict]:
     """One row per (strategy, k, seed) on one spread; ``k = 0`` once, as shipped.
-    ``drop_prior_shift``: retrain without the WT prior correction (a diagnostic)."""
+    ``drop_prior_shift``: retrain without the WT prior correction (a diagnostic);
+    ``unmatched``: what the simulated user does with an object that matched no box."""
     classes = spread.session.classes
     model = without_prior_shift(spread.session.model) if drop_prior_shift else None
     runs = [("none", 0, 0, [])]
     for k in ks:
-        runs.append(("least sure", k, 0, least_sure_matched(spread.session, spread.truth_of, k)))
+        ranked = least_sure_matched(spread.session, spread.truth_of, k, unmatched)
+        runs.append(("least sure", k, 0, ranked))
+        kept = spread.session.table["label"].astype(int).tolist()
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
-            runs.append(("random", k, seed, random_matched(spread.truth_of, k, rng)))
+            drawn = random_matched(spread.truth_of, k, rng, kept, unmatched)
+            runs.append(("random", k, seed, drawn))
     rows = []
     for strategy, k, seed, labels in runs:
         with tempfile.TemporaryDirectory(prefix="loop-") as root:
@@ -232,7 +256,7 @@ def per_spread_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def correction_loop_report(
-    seeds: int = 5, ks=CORRECTIONS, drop_prior_shift: bool = False
+    seeds: int = 5, ks=CORRECTIONS, drop_prior_shift: bool = False, unmatched: str = "reject"
 ) -> dict[str, pd.DataFrame]:
     """The loop on every annotated Giemsa spread, from the bundled WT model."""
     from pathlib import Path
@@ -247,6 +271,6 @@ def correction_loop_report(
     with tempfile.TemporaryDirectory(prefix="loop-datasets-") as root:
         for spread in giemsa_spreads():
             prepared = prepare_spread(model, spread, wt_crops_dir(), Path(root))
-            rows.extend(loop_rows(prepared, ks, seeds, drop_prior_shift))
+            rows.extend(loop_rows(prepared, ks, seeds, drop_prior_shift, unmatched))
     rows = pd.DataFrame(rows)
     return {"per_spread": per_spread_table(rows), "pooled": pooled_table(rows), "runs": rows}

@@ -3,8 +3,9 @@
 
 After Predict, the calls are walked from the least to the most confident; the view zooms to
 each; a number key (as in Label chromosomes) sets its class, saved to the dataset at once, and
-moves on. Retrain refits the head on cached features and repaints the spread's calls, Grad-CAM
-and type distribution.
+moves on; 0 marks an object that is not a single chromosome (a piece, a cluster, debris), which
+then leaves the calls and the readout. Retrain refits the head on cached features and repaints
+the spread's calls, Grad-CAM and type distribution.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from napari_chromosome_sort.classification.training.corrections import CORRECTED
 from napari_chromosome_sort.progress import Progress, relay
 
 PREVIEW_SIDE = 240
+REJECT_KEY = "0"
 
 
 def prepare_job(session):
@@ -107,6 +109,11 @@ class ReviewSection(QGroupBox):
             "Walk the calls from the least to the most confident, zoomed to each; a number key "
             "sets the class"
         )
+        self.reject_button = QPushButton(f"Not a chromosome ({REJECT_KEY})")
+        self.reject_button.setToolTip(
+            "This object is not a single chromosome (a piece, a cluster, debris): leave it out of "
+            "the calls, the type shares and the retraining"
+        )
         self.next_button = QPushButton("Skip ▶")
         self.next_button.setToolTip("Keep this call and go to the next least sure")
         self.retrain_button = QPushButton("Retrain")
@@ -118,7 +125,7 @@ class ReviewSection(QGroupBox):
         self.preview.setMinimumSize(PREVIEW_SIDE, PREVIEW_SIDE)
         self.info = QLabel("Predict a spread, then review its least sure calls.")
         self.info.setWordWrap(True)
-        for button in (self.next_button, self.retrain_button):
+        for button in (self.reject_button, self.next_button, self.retrain_button):
             button.setEnabled(False)
 
         form = QFormLayout()
@@ -129,6 +136,7 @@ class ReviewSection(QGroupBox):
         layout.addLayout(form)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
+        buttons.addWidget(self.reject_button)
         buttons.addWidget(self.next_button)
         buttons.addWidget(self.retrain_button)
         layout.addLayout(buttons)
@@ -136,6 +144,7 @@ class ReviewSection(QGroupBox):
         layout.addWidget(self.info)
         self.start_button.clicked.connect(self.start)
         self.next_button.clicked.connect(self.skip)
+        self.reject_button.clicked.connect(self.reject)
         self.retrain_button.clicked.connect(self.retrain)
 
     # ------------------------------------------------------------------ session
@@ -198,6 +207,7 @@ class ReviewSection(QGroupBox):
         ready = idle and self.session is not None and self.session.features is not None
         self.start_button.setEnabled(idle)
         self.next_button.setEnabled(ready)
+        self.reject_button.setEnabled(ready)
         self.retrain_button.setEnabled(ready)
 
     def _bind_keys(self) -> None:
@@ -206,6 +216,8 @@ class ReviewSection(QGroupBox):
         for key in range(1, min(len(classes), 9) + 1):
             review.bind(str(key), self._key_handler(classes[key - 1]))
         review.describe("1–9", f"correct: {class_keys_hint(classes)}")
+        review.bind(REJECT_KEY, lambda _layer: self.reject())
+        review.describe(REJECT_KEY, "not a chromosome (left out of the readout)")
 
     def _key_handler(self, cls: str):
         def handler(_layer):
@@ -249,7 +261,7 @@ class ReviewSection(QGroupBox):
         self.info.setText(
             f"Object {self.current}: called <b>{cls}</b> ({100 * sure:.0f}% sure); {left} calls "
             f"to review, {self.session.n_corrected} corrected. Keys: "
-            f"{class_keys_hint(self.session.classes)}"
+            f"{class_keys_hint(self.session.classes)}, {REJECT_KEY} not a chromosome"
         )
 
     def correct(self, cls: str) -> None:
@@ -262,6 +274,18 @@ class ReviewSection(QGroupBox):
             report_error(error, "Review least sure")
             return
         self._repaint()
+        self.go_next()
+
+    def reject(self) -> None:
+        """Mark the reviewed object as not a chromosome: out of the calls and the readout."""
+        if self.session is None or not self.current or self.running:
+            return
+        try:
+            self.session.reject(self.current)
+        except Exception as error:  # noqa: BLE001 - shown to the user
+            report_error(error, "Review least sure")
+            return
+        self._repaint(self.predict.model, self.session.table, None)
         self.go_next()
 
     # ------------------------------------------------------------------ retraining

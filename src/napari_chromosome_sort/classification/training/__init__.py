@@ -8,6 +8,7 @@
   (:mod:`.search`, the result kept by :mod:`.memo`), then refitted on every crop;
 * :mod:`.spread_design`: the head's design chosen leave-one-spread-out on a lab's own crops;
 * :mod:`.crossval`: outer cross-validation of the whole head training on cached features;
+* :mod:`.last_blocks`: the last backbone blocks tuned on cached activations of the frozen rest;
 * :mod:`.corrections`: retraining after calls corrected by hand (the correction loop);
 * :mod:`.checks`: warnings a trained model's numbers support.
 

@@ -136,6 +136,7 @@ class CorrectionSession:
         self.training_folder = self._training_folder(training_folder)
         self.crops = {int(c.label): c for c in prediction.crops}
         self.files: dict[int, Path] = {}  # label -> its crop in the dataset
+        self.rejected: list[int] = []  # objects marked "not a chromosome", out of the calls
         self.features: np.ndarray | None = None  # the spread's crops (n, views, D)
         self.base: tuple[np.ndarray, np.ndarray] | None = None  # training crops (X, y)
         self._refit: HeadRefit | None = None
@@ -184,6 +185,21 @@ class CorrectionSession:
         self.files[label] = Path(path)
         self.table = table
         return Path(path)
+
+    def reject(self, label: int) -> None:
+        """Mark object ``label`` as not a single chromosome (a piece, a cluster, debris): it
+        leaves the calls, so the readout's shares and the retraining no longer count it; a crop
+        it was corrected to before is taken out of the dataset."""
+        label = int(label)
+        keep = self.table["label"].astype(int).to_numpy() != label
+        if keep.all():
+            raise ChromosortError(f"object {label} is not one of the spread's calls")
+        if label in self.files:
+            self.dataset.remove(self.files.pop(label))
+        self.table = self.table.loc[keep].reset_index(drop=True)
+        if self.features is not None:
+            self.features = self.features[keep]
+        self.rejected.append(label)
 
     # ------------------------------------------------------------------ features and retraining
     def prepare(self) -> Generator[Progress, None, None]:

@@ -11,6 +11,7 @@ import torch
 from napari_chromosome_sort.classification.config import TrainingConfig
 from napari_chromosome_sort.classification.features import dihedral
 from napari_chromosome_sort.classification.models.heads import class_weights, validation_mask
+from napari_chromosome_sort.classification.training.last_blocks import tuned_source
 from napari_chromosome_sort.progress import Progress
 
 
@@ -76,3 +77,4 @@ def finetune(model, images, y, config: TrainingConfig, device) -> Generator[Prog
     model.load_state_dict(best_state)
     model.backbone.freeze(0)
     model.eval()
+    model.backbone.weights_source = tuned_source(model.backbone, config.finetune_blocks)
