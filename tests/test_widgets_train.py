@@ -114,7 +114,7 @@ def test_bad_dataset_error_is_notified(make_napari_viewer, qtbot, monkeypatch, t
     (tmp_path / "only_one_class" / "A").mkdir(parents=True)
     widget = _widget(viewer, tmp_path / "only_one_class", tmp_path / "m.safetensors")
     shown = []
-    monkeypatch.setattr("napari_chromosome_sort._widgets._common.show_error", shown.append)
+    monkeypatch.setattr("napari_chromosome_sort._widgets.shared.workers.show_error", shown.append)
     widget.start()
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
     assert shown and "Train classifier" in shown[0]
@@ -134,7 +134,7 @@ def test_label_a_few_then_train_saves_a_model(
     folder = tmp_path / "dataset"
     label = LabelWidget(viewer)
     label.folder.value = str(folder)
-    label.labels_picker.set_layer(layer)
+    label.labels_picker.value = layer
     label._labels_changed()
     for cls in "BBCCC":
         label.step(1)

@@ -30,12 +30,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_chromosome_sort._widgets._common import (
-    ScrollDock,
-    report_error,
-    rgb_pixmap,
-    start_worker,
-)
+from napari_chromosome_sort._widgets.shared.docks import ScrollDock, rgb_pixmap
+from napari_chromosome_sort._widgets.shared.workers import report_error, start_worker
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.sorter import (
     REVIEW,

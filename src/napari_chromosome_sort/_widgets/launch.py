@@ -17,7 +17,7 @@ def dock_all(viewer) -> dict:
     menu); returns {title: widget}."""
     import importlib
 
-    from napari_chromosome_sort._widgets._common import ScrollDock
+    from napari_chromosome_sort._widgets.shared.docks import ScrollDock
 
     docked, docks = {}, []
     for module_name, class_name, title in WIDGETS:

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+from magicgui.widgets import FileEdit
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QComboBox,
@@ -22,17 +23,16 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from napari_chromosome_sort._widgets._common import (
-    TRAINED_MODELS,
-    ScrollDock,
-    dataclass_form,
-    fit_table_to_rows,
-    main_fields,
+from napari_chromosome_sort._widgets.session import session_of
+from napari_chromosome_sort._widgets.shared.docks import ScrollDock, fit_table_to_rows
+from napari_chromosome_sort._widgets.shared.forms import dataclass_form, main_fields
+from napari_chromosome_sort._widgets.shared.workers import (
     report_error,
     start_worker,
     warm_imports,
 )
 from napari_chromosome_sort.classification.config import TrainingConfig
+from napari_chromosome_sort.classification.models.registry import BACKBONES
 from napari_chromosome_sort.progress import Progress, StepTimer, relay
 
 WEIGHT_CHOICES = {
@@ -97,10 +97,6 @@ class TrainWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        from magicgui.widgets import FileEdit
-
-        from napari_chromosome_sort.classification.models.registry import BACKBONES
-
         self.viewer = napari_viewer
         self.worker = None
         self.model = None
@@ -109,7 +105,13 @@ class TrainWidget(QWidget):
         self.history: list[dict] = []
         # optional folder where backbone features are cached on disk (re-training is then fast)
         self.feature_cache: str | None = None
+        self._build_files()
+        self._build_options()
+        self._build_run()
+        self._lay_out()
 
+    def _build_files(self) -> None:
+        """The dataset folder, the backbone and its weights, where the model is saved."""
         self.folder = FileEdit(mode="d", value=str(Path.home() / "chromosort_dataset"))
         self.folder.native.setToolTip("Folder with one sub-folder of crops per class")
         self.backbone = QComboBox()
@@ -123,6 +125,9 @@ class TrainWidget(QWidget):
         self.weights_file = FileEdit(mode="r", filter="*.pth *.pt *.safetensors")
         self.weights_file.native.setToolTip("A local backbone weights file (.pth/.safetensors)")
         self.weights_file.native.setVisible(False)
+        self.weights_choice.currentTextChanged.connect(
+            lambda text: self.weights_file.native.setVisible(WEIGHT_CHOICES[text] == "file")
+        )
         self.model_file = FileEdit(
             mode="w",
             filter="*.safetensors",
@@ -131,6 +136,9 @@ class TrainWidget(QWidget):
         self.model_file.native.setToolTip(
             "Where the trained model is saved; written only after training completes"
         )
+
+    def _build_options(self) -> None:
+        """The training options (the main ones in view, the others folded) and the folds."""
         self.options, self._read_main, main_widgets = dataclass_form(
             TrainingConfig, keep=MAIN_OPTIONS
         )
@@ -149,11 +157,16 @@ class TrainWidget(QWidget):
             "Cross-validation folds for concordance, Cohen's kappa and the confusion matrix "
             "(0 = skip; the inner-CV accuracy from training is still shown)"
         )
+
+    def _build_run(self) -> None:
+        """Train and Cancel, the progress bar, and where the results are shown."""
         self.train_button = QPushButton("Train")
         self.train_button.setToolTip("Train a classifier on the labelled crops (in the background)")
+        self.train_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop training; an earlier model file stays as it was")
         self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
         self.progress = QProgressBar()
         self.progress.setFormat("%p%")
         self.status = QLabel("")
@@ -163,6 +176,7 @@ class TrainWidget(QWidget):
         self.confusion = QTableWidget()
         self.confusion.setVisible(False)
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("Dataset", self.folder.native)
         form.addRow("Backbone", self.backbone)
@@ -183,12 +197,6 @@ class TrainWidget(QWidget):
         layout.addWidget(self.results)
         layout.addWidget(self.confusion)
         layout.addStretch(1)
-
-        self.weights_choice.currentTextChanged.connect(
-            lambda text: self.weights_file.native.setVisible(WEIGHT_CHOICES[text] == "file")
-        )
-        self.train_button.clicked.connect(self.start)
-        self.cancel_button.clicked.connect(self.cancel)
 
     # ------------------------------------------------------------------ config
     def set_weights(self, weights: str) -> None:
@@ -355,7 +363,7 @@ class TrainWidget(QWidget):
             confusion = confusion.get("counts")
         if confusion is not None and classes and np.ndim(confusion) == 2:
             self._show_confusion(np.asarray(confusion), classes)
-        TRAINED_MODELS.add(path)
+        session_of(self.viewer).add_model(path)
         show_info(f"Model saved to {path}")
 
     def _show_confusion(self, confusion: np.ndarray, classes: list[str]):
