@@ -184,7 +184,8 @@ def test_a_model_near_chance_from_few_crops_is_a_warning(
 ):
     """Five crops per class: the widget says the classes have too few crops and the
     cross-validated agreement is no better than always calling one class, in the results and
-    as a notification."""
+    as a notification; and (issue 31) what the measured learning curve says of more crops,
+    recorded in the model file."""
     from napari_chromosome_sort import synthetic
 
     folder = synthetic.make_crop_dataset(tmp_path / "few", n_per_class=5, seed=3, size=48)
@@ -200,3 +201,12 @@ def test_a_model_near_chance_from_few_crops_is_a_warning(
     if metrics.get("kappa", 1.0) < 0.4:  # random weights: agreement near chance
         assert "Near chance" in text and any("Near chance" in s for s in shown)
     assert any("Too few crops" in s for s in shown)
+    from napari_chromosome_sort.classification.models.model_io import load_model
+
+    curve = widget.model.metadata["training"]["learning_curve"]
+    assert {p["per_class"] for p in curve} == {2, 3, 4} and len(curve) == 3 * 5  # 5 folds
+    assert "learning curve of a linear head (κ " in text and " with 4 crops per class)" in text
+    advice = ("About ", "How many more crops", "Agreement still rises")
+    assert any(s.startswith(f"Train classifier: {a}") for s in shown for a in advice), shown
+    saved = load_model(tmp_path / "few.safetensors").metadata["training"]["learning_curve"]
+    assert saved == curve

@@ -33,6 +33,7 @@ from napari_chromosome_sort._widgets.shared.workers import (
 )
 from napari_chromosome_sort.classification.config import TrainingConfig
 from napari_chromosome_sort.classification.models.registry import BACKBONES
+from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.progress import Progress, StepTimer, relay
 
 WEIGHT_CHOICES = {
@@ -49,13 +50,20 @@ def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
 
     The folder and the folds the smallest class allows are checked first (``check_folder``),
     so nothing that can be known up front fails after the long fitting. A failing evaluation
-    never discards a fitted model. The model file is written only after everything finished,
-    so cancelling (the consumer stops iterating) leaves any previous model file untouched.
-    Returns ``(model, model_path, evaluation, notes)``.
+    never discards a fitted model. When the model will get a warning (too few crops, near
+    chance), the learning curve is measured on its features to say how many more crops would
+    help (:mod:`..classification.training.checks`). The model file is written only after
+    everything finished, so cancelling (the consumer stops iterating) leaves any previous model
+    file untouched. Returns ``(model, model_path, evaluation, notes)``.
     """
+    # torch and scikit-learn load here, in the worker, after warm_imports: not when the dock opens
     from napari_chromosome_sort.classification.models.model_io import save_model
-    from napari_chromosome_sort.classification.training.head import check_folder, train_from_folder
-    from napari_chromosome_sort.errors import ChromosortError
+    from napari_chromosome_sort.classification.training.checks import add_learning_curve
+    from napari_chromosome_sort.classification.training.head import (
+        check_folder,
+        scan_folder,
+        train_from_folder,
+    )
 
     cv_folds, notes = check_folder(folder, cv_folds)
     model = yield from relay(train_from_folder(folder, config), _prefixed("training"))
@@ -73,6 +81,9 @@ def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
                 if k in evaluation
             }
         )
+    paths, targets, _ = scan_folder(folder)
+    curve = add_learning_curve(model, paths, targets, max(cv_folds, 5))
+    yield from relay(curve, _prefixed("how many more crops would help"))
     save_model(model, model_path)
     return model, model_path, evaluation, notes
 
@@ -86,7 +97,7 @@ def _prefixed(stage: str):
 
 def _evaluate(folder: str, config, folds: int):
     """Cross-validation progress, relayed; returns the evaluation."""
-    from napari_chromosome_sort.classification.training.head import crossvalidate_folder
+    from napari_chromosome_sort.classification.training.head import crossvalidate_folder  # torch
 
     steps = crossvalidate_folder(folder, config, folds=folds)
     return (yield from relay(steps, _prefixed("cross-validation")))
@@ -257,7 +268,7 @@ class TrainWidget(QWidget):
             show_error(f"Train classifier: {error}")
             return
         try:  # the quick check first: a folder that cannot train fails now, not after minutes
-            from napari_chromosome_sort.classification.training.head import check_folder
+            from napari_chromosome_sort.classification.training.head import check_folder  # torch
 
             _, notes = check_folder(folder, self.cv_folds.value())
         except Exception as error:  # noqa: BLE001 - shown to the user
@@ -349,7 +360,9 @@ class TrainWidget(QWidget):
                 f"(n = {metrics.get('n', '?')}), Cohen's κ {metrics.get('kappa', float('nan')):.3f}"
             )
         lines.extend(f"<i>{note}</i>" for note in notes)
-        from napari_chromosome_sort.classification.training.checks import training_warnings
+        from napari_chromosome_sort.classification.training.checks import (  # scikit-learn
+            training_warnings,
+        )
 
         for warning in training_warnings(getattr(model, "metadata", {}) or {}):
             lines.append(f'<b style="color:#ff9933">⚠ {warning}</b>')

@@ -77,7 +77,9 @@ def warm_imports() -> None:
     These imports are inside the function on purpose: they are the heavy optional ones.
     """
     import scipy.optimize  # noqa: F401
+    import sklearn.linear_model  # noqa: F401 - the learning curve of training.checks
     import sklearn.model_selection  # noqa: F401
+    import sklearn.pipeline  # noqa: F401
     import torch  # noqa: F401
 
     from napari_chromosome_sort.classification.models._torchvision_compat import import_torchvision
