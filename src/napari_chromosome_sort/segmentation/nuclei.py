@@ -1,4 +1,5 @@
-"""Interphase nuclei: large, round regions of faint but continuous stain."""
+"""Interphase nuclei: large, round regions of faint but continuous stain; and large, convex
+objects set aside as clusters."""
 
 from __future__ import annotations
 
@@ -56,3 +57,35 @@ def find_nuclei(corrected, med_low, t_low, params) -> np.ndarray:
     else:
         out = out_small
     return out
+
+
+def name_convex_clusters(label_img, objects, med_obj: float, params) -> int:
+    """Objects set aside as ``cluster`` that are large and convex are nuclei, not chromosomes
+    heaped or crossing (whose outline has the notches of separate arms): a cluster of solidity
+    >= ``nucleus_convex_solidity`` and at least ``nucleus_convex_area_factor`` x the median core
+    becomes ``nucleus``, its reason quoting both numbers. Run after the crossing steps, so it
+    changes what an object is called, never what is kept or resolved. Returns how many."""
+    from scipy import ndimage as ndi
+
+    clusters = {o["label"]: o for o in objects if o["status"] == "cluster"}
+    if not clusters or med_obj <= 0:
+        return 0
+    named = 0
+    for label, sl in enumerate(ndi.find_objects(label_img), 1):
+        o = clusters.get(label)
+        if o is None or sl is None:
+            continue
+        mask = label_img[sl] == label
+        area = int(mask.sum())
+        if area < params.nucleus_convex_area_factor * med_obj:
+            continue
+        solidity = shape_props(mask)["solidity"]
+        if solidity < params.nucleus_convex_solidity:
+            continue
+        o["status"] = "nucleus"
+        o["reason"] = (
+            f"large and convex ({area} px, {area / med_obj:.1f}x the median core; solidity "
+            f"{solidity:.2f} >= {params.nucleus_convex_solidity:g}): interphase nucleus"
+        )
+        named += 1
+    return named

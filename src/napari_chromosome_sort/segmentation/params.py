@@ -99,6 +99,15 @@ class SegmentationParams:
         "... above this x its 90th percentile (a group of chromosomes with halos between them is "
         "not uniformly stained)",
     )
+    nucleus_convex_solidity: float = option(
+        0.95,
+        "an object set aside as too large for one chromosome that is this convex (solidity) ...",
+    )
+    nucleus_convex_area_factor: float = option(
+        3.0,
+        "... and at least this x the median core is named a nucleus (heaped or crossing "
+        "chromosomes are not convex)",
+    )
     nucleus_rim_factor: float = option(
         0.25, "rim width (x sqrt(median area)) where pieces stay separate"
     )

@@ -8,7 +8,7 @@ import numpy as np
 
 from napari_chromosome_sort.segmentation.bands import join_band_cuts
 from napari_chromosome_sort.segmentation.crossings.detect import finish_crossings
-from napari_chromosome_sort.segmentation.nuclei import find_nuclei
+from napari_chromosome_sort.segmentation.nuclei import find_nuclei, name_convex_clusters
 from napari_chromosome_sort.segmentation.pairing import (
     PairLimits,
     group_pairs,
@@ -72,6 +72,7 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         label_img, objects, corrected, med_obj, width, params, polarity
     )
     _restate_sizes(label_img, objects, med_obj, params)
+    name_convex_clusters(label_img, objects, med_obj, params)
     stats = {
         "threshold_low": levels.low,
         "threshold": levels.object,
