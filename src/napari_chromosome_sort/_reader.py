@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.io import read_image
+from napari_chromosome_sort.files.safety import inside, no_links
 from napari_chromosome_sort.files.work import INDEX, is_work_folder, read_work
 
 MANIFEST = "manifest.csv"
@@ -66,10 +69,6 @@ def read_dataset(path):
     """The crops listed in a dataset's manifest as one RGB image stack (padded to the largest crop,
     missing files skipped), the manifest table in the layer metadata."""
     import pandas as pd
-
-    from napari_chromosome_sort.errors import ChromosortError
-    from napari_chromosome_sort.files.io import read_image
-    from napari_chromosome_sort.files.safety import inside, no_links
 
     manifest_path = _manifest_path(path)
     root = manifest_path.parent

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from napari_chromosome_sort.files.atomic import write_csv_atomic
+from napari_chromosome_sort.files.work import save_work
+
 
 def write_features_csv(path: str, data, attributes: dict) -> list[str]:
     """npe2 single-layer writer for Labels: one row per object from ``layer.features``."""
@@ -14,8 +17,6 @@ def write_features_csv(path: str, data, attributes: dict) -> list[str]:
     table = pd.DataFrame(features).drop(columns=["index"], errors="ignore")
     if not str(path).lower().endswith(".csv"):
         path = f"{path}.csv"
-    from napari_chromosome_sort.files.atomic import write_csv_atomic
-
     write_csv_atomic(table, path)  # a temporary file renamed: never written through a link
     return [str(path)]
 
@@ -23,6 +24,4 @@ def write_features_csv(path: str, data, attributes: dict) -> list[str]:
 def write_work_folder(path: str, layer_data: list[tuple]) -> list[str]:
     """npe2 multi-layer writer: the selected image and Labels layers as a work folder that
     File ▸ Open Folder… opens again with statuses, edits and predictions (:mod:`.work`)."""
-    from napari_chromosome_sort.files.work import save_work
-
     return save_work(path, layer_data)

@@ -48,7 +48,7 @@ PATH_ROLE = Qt.ItemDataRole.UserRole
 def _predict_job(model_path: str, folder: str):
     """Worker generator: load the sorter, classify every image in ``folder``; returns
     ``(classes, table)``."""
-    from napari_chromosome_sort.classification.models import model_io
+    from napari_chromosome_sort.classification.models import model_io  # torch: in the worker
 
     model = model_io.load_model(model_path)
     paths = list_images(folder)

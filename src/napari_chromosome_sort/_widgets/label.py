@@ -36,6 +36,7 @@ from napari_chromosome_sort._widgets.shared.workers import report_error
 from napari_chromosome_sort.crops import crop_object
 from napari_chromosome_sort.display.colours import class_colours
 from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.dataset import CropDataset
 
 DEFAULT_CLASSES = "A,B,C"
 PREVIEW_SIDE = 280  # the selected chromosome's crop, large enough to judge A, B or C
@@ -195,8 +196,6 @@ class LabelWidget(QWidget):
     def dataset(self):
         """The CropDataset in the chosen folder (created on first use)."""
         if self._dataset is None:
-            from napari_chromosome_sort.files.dataset import CropDataset
-
             self._dataset = CropDataset(Path(str(self.folder.value)), classes=tuple(self.classes))
         return self._dataset
 

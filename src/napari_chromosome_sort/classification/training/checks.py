@@ -206,7 +206,7 @@ def add_learning_curve(model, paths: Sequence, y: Sequence[int], folds: int = 5)
     ``y``) on the features its head was trained on and record it in the model's
     ``metadata["training"]["learning_curve"]``, only when the model would get a warning.
     Generator of progress; returns the curve."""
-    from napari_chromosome_sort.classification.features import extract_features
+    from napari_chromosome_sort.classification.features import extract_features  # torch
 
     if not training_warnings(model.metadata):
         return []
