@@ -62,7 +62,7 @@ def show_dock(viewer, title):
 
 def zoom_to_chromosomes(viewer, features, pad=60):
     """Centre the camera on the kept chromosomes (the spread, not the nuclei around it)."""
-    from napari_chromosome_sort._widgets._common import camera
+    from napari_chromosome_sort._widgets.shared.layers import camera
 
     kept = features[features["status"] == "chromosome"]
     y0, x0 = kept["bbox_y0"].min() - pad, kept["bbox_x0"].min() - pad
@@ -102,7 +102,7 @@ def small_training_set(folder: Path, per_class: int) -> Path:
 
 
 def segment_spread(viewer, segment, name):
-    segment.image_picker.set_layer(viewer.layers[name])
+    segment.image_picker.value = viewer.layers[name]
     segment.run()
     wait(lambda: f"{name} objects" in viewer.layers and not segment.running)
     objects = viewer.layers[f"{name} objects"]
@@ -140,7 +140,7 @@ def label_spread(viewer, label, name, objects, table, classes, folder):
     label.folder.value = str(folder)
     label.classes_edit.setText(",".join(classes))
     label._classes_changed()
-    label.labels_picker.set_layer(objects)
+    label.labels_picker.value = objects
     label._labels_changed()
     calls = dict(zip(table["label"].astype(int), table["class"].astype(str), strict=True))
     for obj in list(calls)[:12]:

@@ -50,7 +50,7 @@ def main() -> None:
     predict = PredictWidget(viewer)
     viewer.window.add_dock_widget(predict)
     predict.model_file.value = str(root / "model.safetensors")
-    predict.image_picker.set_layer(viewer.layers["spread"])
+    predict.image_picker.value = viewer.layers["spread"]
     predict.run_button.click()
     wait(predict)
     assert "spread predicted classes" in viewer.layers, "prediction painted no classes"

@@ -104,7 +104,7 @@ def test_demo_viewer_docks_every_widget(make_napari_viewer, monkeypatch):
 
 
 def test_dataclass_form_round_trips_defaults():
-    from napari_chromosome_sort._widgets._common import dataclass_form
+    from napari_chromosome_sort._widgets.shared.forms import dataclass_form
     from napari_chromosome_sort.classification.training import TrainingConfig
     from napari_chromosome_sort.segmentation import SegmentationParams
 

@@ -91,3 +91,45 @@ def test_real_sample_spread_opens_from_the_menu(make_napari_viewer):
     assert "synthetic spread" in viewer.layers
     licence = sample_path("giemsa_ddx11_spread_3.LICENSE.txt").read_text()
     assert "MIT License" in licence and "Kosuke Oshima" in licence
+
+
+def _saved_work(viewer, folder: Path) -> list[str]:
+    """A spread and its reviewed objects saved from napari as a ``.chromosort`` work folder
+    (through the plugin's writer); returns the layer names."""
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.random((40, 50, 3)), name="spread", rgb=True)
+    labels = np.zeros((40, 50), np.int32)
+    labels[5:12, 5:9], labels[20:30, 30:34] = 1, 2
+    features = pd.DataFrame({"label": [1, 2], "status": ["chromosome", "rejected"]})
+    objects = viewer.add_labels(labels, name="spread objects", features=features)
+    objects.metadata["chromosort"] = {"kind": "segmentation", "image_layer": "spread"}
+    viewer.layers.selection = set(viewer.layers)
+    assert viewer.layers.save(str(folder), selected=True, plugin=PLUGIN)
+    return [layer.name for layer in viewer.layers]
+
+
+def test_work_folder_opens_with_the_plugin_and_napari_reader_refuses_it(
+    make_napari_viewer, tmp_path
+):
+    """Issue 31: napari's own reader gave a broken stack and a Dask ValueError on a work folder.
+    Now only ``work.json`` lies at the folder's top: napari's reader stops on it with one error
+    and adds nothing; the plugin (chosen, or through ``work.json``) opens the layers."""
+    folder = tmp_path / "spread1.chromosort"
+    names = _saved_work(make_napari_viewer(), folder)
+    top = sorted(p.name for p in folder.iterdir() if not p.is_dir())
+    assert top == ["work.json"]
+
+    builtin = make_napari_viewer()
+    with pytest.raises(Exception) as refused:
+        builtin.open(folder, plugin="napari")
+    assert not isinstance(refused.value, ValueError), refused.value  # no Dask stacking error
+    assert "work.json" in str(refused.value) and len(builtin.layers) == 0
+
+    for path, plugin in ((folder, PLUGIN), (folder / "work.json", None)):
+        viewer = make_napari_viewer()
+        viewer.open(path, plugin=plugin)
+        assert [layer.name for layer in viewer.layers] == names, path
+        objects = viewer.layers["spread objects"]
+        assert list(objects.features["status"]) == ["chromosome", "rejected"]
+        assert objects.metadata["chromosort"]["kind"] == "segmentation"
+    assert set(_readers(folder / "work.json")) == {PLUGIN}  # no other reader is offered

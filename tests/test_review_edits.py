@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from napari_chromosome_sort._widgets._objects import help_with_keys, zoom_to_fit
+from napari_chromosome_sort._widgets.shared.objects import help_with_keys, zoom_to_fit
 from napari_chromosome_sort.segmentation.edits import (
     EditHistory,
     measure_labels,

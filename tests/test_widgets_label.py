@@ -14,7 +14,7 @@ from napari_chromosome_sort.errors import ChromosortError
 def _segmented(viewer, qtbot, image, name):
     viewer.add_image(image, name=name)
     segment = SegmentWidget(viewer)
-    segment.image_picker.set_layer(viewer.layers[name])
+    segment.image_picker.value = viewer.layers[name]
     segment.run()
     qtbot.waitUntil(
         lambda: f"{name} objects" in viewer.layers and not segment.running, timeout=60000
@@ -34,7 +34,7 @@ def _manifest(folder):
 def _label_widget(viewer, layer, folder):
     widget = LabelWidget(viewer)
     widget.folder.value = str(folder)
-    widget.labels_picker.set_layer(layer)
+    widget.labels_picker.value = layer
     widget._labels_changed()
     return widget
 
@@ -53,7 +53,7 @@ def test_label_synthetic_keys_buttons_clear(make_napari_viewer, qtbot, tmp_path)
     folder = tmp_path / "dataset"
     widget = _label_widget(viewer, layer, folder)
     viewer.window.add_dock_widget(widget)
-    assert widget.image_picker.layer() is viewer.layers["spread"]
+    assert widget.image_picker.value is viewer.layers["spread"]
     kept = _kept(layer)
 
     # step to the first kept chromosome: crop preview shown

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_chromosome_sort._widgets._common import hex_to_rgba
 from napari_chromosome_sort._widgets.predict import PredictWidget
+from napari_chromosome_sort._widgets.shared.layers import hex_to_rgba
 
 TIMEOUT_MS = 120_000
 
@@ -295,7 +295,7 @@ def test_import_published_model_from_the_widget(
     viewer = make_napari_viewer()
     widget = PredictWidget(viewer)
     shown = []
-    monkeypatch.setattr("napari_chromosome_sort._widgets._common.show_error", shown.append)
+    monkeypatch.setattr("napari_chromosome_sort._widgets.shared.workers.show_error", shown.append)
     # four class names for a three-output model: a notification naming the problem, nothing added
     assert widget.import_published(ikemoto_model_file, "A,B,C,D") is None
     assert shown and "3 outputs" in shown[0]

@@ -100,7 +100,7 @@ def test_readout_groups_spreads_into_named_samples(make_napari_viewer, tmp_path)
     widget.class_col.addItem("area")
     widget.class_col.setCurrentText("area")
     shown = []
-    import napari_chromosome_sort._widgets._common as common
+    import napari_chromosome_sort._widgets.shared.workers as common
 
     original, common.show_error = common.show_error, shown.append
     try:
@@ -115,7 +115,7 @@ def test_readout_bars_in_the_class_colours_of_the_spread(make_napari_viewer):
     colour its chromosomes have on the spread (the model's class order, from the p_ columns)."""
     from matplotlib.colors import to_hex
 
-    from napari_chromosome_sort._widgets._common import class_colours
+    from napari_chromosome_sort.display.colours import class_colours
 
     viewer = make_napari_viewer()
     dist = {"C": 0.2, "A": 0.5, "B": 0.3}  # calls listed in another order than the model's

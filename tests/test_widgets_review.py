@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_chromosome_sort._widgets._common import camera
 from napari_chromosome_sort._widgets.predict import PredictWidget
 from napari_chromosome_sort._widgets.readout import ReadoutWidget
+from napari_chromosome_sort._widgets.shared.layers import camera
 
 TIMEOUT_MS = 120_000
 

@@ -149,3 +149,51 @@ def test_every_option_has_help(make_napari_viewer):
     for name in WIDGETS:
         _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)
         assert _without_help(getattr(widget, "inner", widget)) == [], name
+
+
+def _hidden_rows(scroll: QScrollArea, rows: dict) -> list[str]:
+    """Working rows of a dock that lie below what its scroll area shows without scrolling."""
+    from qtpy.QtCore import QPoint
+
+    view = scroll.viewport()
+    return [
+        f"{name} at {widget.mapTo(view, QPoint(0, 0)).y()} px of {view.height()}"
+        for name, widget in rows.items()
+        if widget.mapTo(view, QPoint(0, 0)).y() + widget.height() > view.height()
+    ]
+
+
+@pytest.mark.timeout(300)
+def test_segment_and_label_docked_together_keep_their_rows_in_view(make_napari_viewer, qtbot):
+    """Issue 31: docked from the Plugins menu one under the other, Label chromosomes got 67 px
+    of a 1080-px screen under Segment spread. The plugin's docks now join as tabs, each with
+    the whole height: every working row of each is in view without scrolling."""
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((64, 64), np.uint8), name="spread")
+    segment_dock, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment spread")
+    label_dock, label = viewer.window.add_plugin_dock_widget(PLUGIN, "Label chromosomes")
+    window = segment_dock.window()  # Qt's own handle on the main window
+    window.resize(*SCREEN)
+    qtbot.waitExposed(window)
+    qtbot.waitUntil(lambda: label_dock in window.tabifiedDockWidgets(segment_dock), timeout=5000)
+    seg, lab = segment.inner, label.inner
+    rows = {
+        segment: {
+            "image": seg.image_picker.native,
+            "Segment": seg.run_button,
+            "Next": seg.next_button,
+            "Keep": seg.keep_button,
+            "Reject": seg.reject_button,
+        },
+        label: {
+            "objects": lab.labels_picker.native,
+            "preview": lab.preview,
+            "Next": lab.next_button,
+            "Clear": lab.clear_button,
+        },
+    }
+    for dock, scroll in ((segment_dock, segment), (label_dock, label)):
+        dock.raise_()
+        QApplication.processEvents()
+        qtbot.wait(100)
+        assert _hidden_rows(scroll, rows[scroll]) == [], dock.windowTitle()

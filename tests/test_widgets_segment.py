@@ -128,7 +128,7 @@ def test_no_image_is_a_notification(make_napari_viewer, monkeypatch):
     viewer = make_napari_viewer()
     widget = SegmentWidget(viewer)
     shown = []
-    monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
+    monkeypatch.setattr("napari_chromosome_sort._widgets.segment.show_error", shown.append)
     widget.run()
     assert shown and "image" in shown[0]
 
@@ -298,7 +298,7 @@ def test_keys_listed_in_widget_and_status_bar_hint(make_napari_viewer, qtbot):
 def test_object_under_the_cursor_is_outlined(make_napari_viewer, qtbot):
     from types import SimpleNamespace
 
-    from napari_chromosome_sort._widgets._objects import review_of
+    from napari_chromosome_sort._widgets.shared.objects import review_of
 
     viewer = make_napari_viewer()
     widget, layer = _segment(viewer, qtbot, _synthetic_image())
@@ -361,8 +361,8 @@ def test_reasons_quote_the_numbers_the_table_shows(make_napari_viewer, qtbot, gi
 
 
 def test_every_status_has_a_colour_and_a_review_place():
-    from napari_chromosome_sort._widgets._common import STATUS_COLOURS
-    from napari_chromosome_sort._widgets.segment import REVIEW_ORDER
+    from napari_chromosome_sort._widgets.shared.layers import STATUS_COLOURS
+    from napari_chromosome_sort._widgets.shared.objects import REVIEW_ORDER
     from napari_chromosome_sort.segmentation import REVIEW_STATUSES
 
     assert set(REVIEW_STATUSES) == set(STATUS_COLOURS) == set(REVIEW_ORDER)

@@ -34,7 +34,7 @@ def _kept_and_wrong(layer, truth) -> tuple[int, int]:
 
 
 def _segment_again(widget, qtbot, image_name: str):
-    widget.image_picker.set_layer(widget.viewer.layers[image_name])
+    widget.image_picker.value = widget.viewer.layers[image_name]
     widget.run()
     qtbot.waitUntil(
         lambda: f"{image_name} objects" in widget.viewer.layers and not widget.running,
@@ -107,7 +107,7 @@ def test_learn_from_a_reviewed_spread_then_segment_the_next_one_with_it(reviewed
     # the layer remembers its model (plain data: a saved and reopened work folder keeps it)
     import json
 
-    from napari_chromosome_sort._widgets.segment import layer_model
+    from napari_chromosome_sort._widgets.segment_learning import layer_model
 
     meta = next_layer.metadata["chromosort"]
     assert json.loads(json.dumps(meta)) == meta and layer_model(next_layer) == model
@@ -142,7 +142,7 @@ def test_learning_accumulates_spreads_and_a_review_without_chromosomes_is_a_mess
     panel = widget.learning
     kept = layer.features.loc[layer.features["status"] == "chromosome", "label"].astype(int)
     shown = []
-    monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
+    monkeypatch.setattr("napari_chromosome_sort._widgets.segment_learning.show_error", shown.append)
     for label in kept:
         widget.set_status(label, "rejected")
     _learn(widget, qtbot)  # every object rejected: nothing is a chromosome
@@ -183,7 +183,7 @@ def test_save_and_load_the_model_and_a_corrupt_file_keeps_the_current_one(
     assert "Learned from 1 spread" in panel.message.text()
 
     shown = []
-    monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
+    monkeypatch.setattr("napari_chromosome_sort._widgets.segment_learning.show_error", shown.append)
     bad = tmp_path / "bad.json"
     bad.write_text("{ not json")
     before = panel.model()

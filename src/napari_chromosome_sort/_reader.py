@@ -1,9 +1,15 @@
 """Readers: a labelled crop dataset folder (``manifest.csv`` + one sub-folder per class), and
-the saved work on a spread (a ``.chromosort`` folder, :mod:`.work`).
+the saved work on a spread (a ``.chromosort`` folder, :mod:`.files.work`, or its
+``work.json``).
 
 A dataset opens as one image stack (slider = crop) whose ``metadata['manifest']`` holds the
 manifest table, so a user can page through what has been labelled. A work folder opens as the
 spread, its reviewed objects and its predicted classes, as they were saved.
+
+napari offers every reader that accepts folders for any folder, so File > Open Folder on a
+``.chromosort`` folder asks which reader to use (napari's own reader stops on ``work.json``
+with one error: it finds no image there). Opening the folder's ``work.json`` is unambiguous:
+only this plugin reads ``.json`` files named so.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import numpy as np
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.files.io import read_image
 from napari_chromosome_sort.files.safety import inside, no_links
-from napari_chromosome_sort.files.work import is_work_folder, read_work
+from napari_chromosome_sort.files.work import INDEX, is_work_folder, read_work
 
 MANIFEST = "manifest.csv"
 
@@ -33,20 +39,30 @@ def _manifest_path(path) -> Path | None:
     return None
 
 
+def _work_folder(path) -> Path | None:
+    """The work folder ``path`` names (the folder or its ``work.json``), or None."""
+    single = path[0] if isinstance(path, list) and len(path) == 1 else path
+    if not isinstance(single, (str, Path)):
+        return None
+    single = Path(single)
+    if single.name == INDEX:
+        single = single.parent
+    return single if is_work_folder(single) else None
+
+
 def get_reader(path):
-    """npe2 reader hook: a reader for a dataset folder / its manifest or a work folder, else
-    None (other files are left to napari's own readers)."""
+    """npe2 reader hook: a reader for a dataset folder / its manifest or a work folder / its
+    ``work.json``, else None (other files are left to napari's own readers)."""
     if _manifest_path(path) is not None:
         return read_dataset
-    single = path[0] if isinstance(path, list) and len(path) == 1 else path
-    if isinstance(single, (str, Path)) and is_work_folder(single):
+    if _work_folder(path) is not None:
         return read_work_folder
     return None
 
 
 def read_work_folder(path):
-    """The layers of a saved work folder (see :mod:`.work`)."""
-    return read_work(path[0] if isinstance(path, list) else path)
+    """The layers of a saved work folder (see :mod:`.files.work`)."""
+    return read_work(_work_folder(path) or path)
 
 
 def read_dataset(path):

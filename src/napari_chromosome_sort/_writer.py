@@ -17,7 +17,6 @@ def write_features_csv(path: str, data, attributes: dict) -> list[str]:
     table = pd.DataFrame(features).drop(columns=["index"], errors="ignore")
     if not str(path).lower().endswith(".csv"):
         path = f"{path}.csv"
-
     write_csv_atomic(table, path)  # a temporary file renamed: never written through a link
     return [str(path)]
 

@@ -8,7 +8,7 @@
 * ``"label"``: the form label (default: the name with spaces).
 
 The knobs of the core (``SegmentationParams``, ``TrainingConfig``) are declared with it and the
-dock widgets build their forms from it (``_widgets._common.dataclass_form``).
+dock widgets build their forms from it (``_widgets.shared.forms.dataclass_form``).
 """
 
 from __future__ import annotations

@@ -30,12 +30,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_chromosome_sort._widgets._common import (
-    ScrollDock,
-    report_error,
-    rgb_pixmap,
-    start_worker,
-)
+from napari_chromosome_sort._widgets.shared.docks import ScrollDock, rgb_pixmap
+from napari_chromosome_sort._widgets.shared.workers import report_error, start_worker
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.sorter import (
     REVIEW,
@@ -52,7 +48,7 @@ PATH_ROLE = Qt.ItemDataRole.UserRole
 def _predict_job(model_path: str, folder: str):
     """Worker generator: load the sorter, classify every image in ``folder``; returns
     ``(classes, table)``."""
-    from napari_chromosome_sort.classification.models import model_io
+    from napari_chromosome_sort.classification.models import model_io  # torch: in the worker
 
     model = model_io.load_model(model_path)
     paths = list_images(folder)

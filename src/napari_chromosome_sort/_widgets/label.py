@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from magicgui.widgets import FileEdit
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
@@ -19,21 +20,23 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_chromosome_sort._widgets._common import (
-    LayerPicker,
-    ScrollDock,
-    class_colours,
+from napari_chromosome_sort._widgets.shared.docks import ScrollDock, rgb_pixmap
+from napari_chromosome_sort._widgets.shared.forms import layer_combo
+from napari_chromosome_sort._widgets.shared.layers import (
+    META_KEY,
     class_legend,
     feature_row,
     kept_labels,
     label_at,
     layer_image,
-    report_error,
-    rgb_pixmap,
     sync_features,
 )
-from napari_chromosome_sort._widgets._objects import UNDO_KEY, review_of
+from napari_chromosome_sort._widgets.shared.objects import UNDO_KEY, review_of
+from napari_chromosome_sort._widgets.shared.workers import report_error
+from napari_chromosome_sort.crops import crop_object
+from napari_chromosome_sort.display.colours import class_colours
 from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort.files.dataset import CropDataset
 
 DEFAULT_CLASSES = "A,B,C"
 PREVIEW_SIDE = 280  # the selected chromosome's crop, large enough to judge A, B or C
@@ -63,43 +66,65 @@ class LabelWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        from magicgui.widgets import FileEdit
-
         self.viewer = napari_viewer
         self.current = 0
         self._dataset = None
         self._bound_layer = None
+        self._build_inputs()
+        self._build_labelling()
+        self._lay_out()
+        self.labels_picker.changed.connect(self._labels_changed)
+        self._classes_changed()
+        self._labels_changed()
 
-        self.labels_picker = LayerPicker(napari_viewer, (Labels,))
-        self.image_picker = LayerPicker(napari_viewer, (Image,))
-        self.labels_picker.combo.setToolTip(
-            "The objects layer made by 'Segment spread': click its chromosomes to label them"
+    def _build_inputs(self) -> None:
+        """The objects and image layers, the dataset folder and the class names."""
+        self.labels_picker = layer_combo(
+            self.viewer,
+            Labels,
+            "The objects layer made by 'Segment spread': click its chromosomes to label them",
         )
-        self.image_picker.combo.setToolTip(
-            "The spread the crops are cut from (chosen for you from the objects layer)"
+        self.image_picker = layer_combo(
+            self.viewer,
+            Image,
+            "The spread the crops are cut from (chosen for you from the objects layer)",
         )
         self.folder = FileEdit(mode="d", value=str(Path.home() / "chromosort_dataset"))
         self.folder.native.setToolTip(
             "Dataset folder (one sub-folder per class + manifest.csv); labels from several "
             "spreads accumulate here"
         )
+        self.folder.changed.connect(lambda *_: self._reset_dataset())
         self.classes_edit = QLineEdit(DEFAULT_CLASSES)
         self.classes_edit.setToolTip("Class names separated by commas; key 1 = first class …")
+        self.classes_edit.editingFinished.connect(self._classes_changed)
         self.swatches = QLabel()
         self.swatches.setToolTip("Class colours, as on the spread; the number is the class key")
+
+    def _build_labelling(self) -> None:
+        """Counts, the crop preview, Next/Previous, one button per class, Clear and Undo."""
         self.counts_label = QLabel()
         self.counts_label.setWordWrap(True)
         self.preview = QLabel()
         self.preview.setMinimumSize(PREVIEW_SIDE, PREVIEW_SIDE)
         self.info = QLabel("Click a chromosome on the spread, then press 1–9 (0 clears).")
         self.info.setWordWrap(True)
-        self.prev_button = QPushButton("◀ Previous")
-        self.next_button = QPushButton("Next ▶")
+        self.prev_button = _button(
+            "◀ Previous", "Go to the previous kept chromosome and zoom to it", lambda: self.step(-1)
+        )
+        self.next_button = _button(
+            "Next ▶", "Go to the next kept chromosome and zoom to it", lambda: self.step(1)
+        )
         self.class_buttons_box = QGridLayout()
-        self.clear_button = QPushButton("Clear (0)")
-        self.undo_button = QPushButton("Undo")
-        self.undo_button.setToolTip(
-            f"Take back the last class given or cleared, crop included ({UNDO_KEY})"
+        self.clear_button = _button(
+            "Clear (0)",
+            "Remove the selected chromosome's label (its crop is deleted)",
+            lambda: self.assign(None),
+        )
+        self.undo_button = _button(
+            "Undo",
+            f"Take back the last class given or cleared, crop included ({UNDO_KEY})",
+            self.undo,
         )
         self.keys_help = QLabel()
         self.keys_help.setWordWrap(True)
@@ -107,13 +132,11 @@ class LabelWidget(QWidget):
             "These keys work while the objects layer is selected in the layer list; napari's "
             "label tools (usually on the number keys) stay on the toolbar buttons"
         )
-        self.prev_button.setToolTip("Go to the previous kept chromosome and zoom to it")
-        self.next_button.setToolTip("Go to the next kept chromosome and zoom to it")
-        self.clear_button.setToolTip("Remove the selected chromosome's label (its crop is deleted)")
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
-        form.addRow("Objects", self.labels_picker.combo)
-        form.addRow("Image", self.image_picker.combo)
+        form.addRow("Objects", self.labels_picker.native)
+        form.addRow("Image", self.image_picker.native)
         form.addRow("Dataset", self.folder.native)
         form.addRow("Classes", self.classes_edit)
         form.addRow("", self.swatches)
@@ -133,16 +156,6 @@ class LabelWidget(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.keys_help)
         layout.addStretch(1)
-
-        self.prev_button.clicked.connect(lambda: self.step(-1))
-        self.next_button.clicked.connect(lambda: self.step(1))
-        self.clear_button.clicked.connect(lambda: self.assign(None))
-        self.undo_button.clicked.connect(self.undo)
-        self.classes_edit.editingFinished.connect(self._classes_changed)
-        self.folder.changed.connect(lambda *_: self._reset_dataset())
-        self.labels_picker.combo.currentIndexChanged.connect(self._labels_changed)
-        self._classes_changed()
-        self._labels_changed()
 
     # ------------------------------------------------------------------ setup
     @property
@@ -183,20 +196,18 @@ class LabelWidget(QWidget):
     def dataset(self):
         """The CropDataset in the chosen folder (created on first use)."""
         if self._dataset is None:
-            from napari_chromosome_sort.files.dataset import CropDataset
-
             self._dataset = CropDataset(Path(str(self.folder.value)), classes=tuple(self.classes))
         return self._dataset
 
     def _labels_changed(self, *_):
-        layer = self.labels_picker.layer()
+        layer = self.labels_picker.value
         if layer is None or layer is self._bound_layer:
             return
         self._bound_layer = layer
-        meta = layer.metadata.get("chromosort", {})
+        meta = layer.metadata.get(META_KEY, {})
         image_name = meta.get("image_layer")
         if image_name in self.viewer.layers:
-            self.image_picker.set_layer(self.viewer.layers[image_name])
+            self.image_picker.value = self.viewer.layers[image_name]
         if self._on_click not in layer.mouse_drag_callbacks:
             layer.mouse_drag_callbacks.append(self._on_click)
         # Number keys on this layer assign classes (they override the layer's mode shortcuts;
@@ -229,7 +240,7 @@ class LabelWidget(QWidget):
 
     def select(self, label: int):
         """Show object ``label``: its crop, its class, and the view zoomed to it."""
-        layer = self.labels_picker.layer()
+        layer = self.labels_picker.value
         if layer is None:
             return
         self.current = int(label)
@@ -247,7 +258,7 @@ class LabelWidget(QWidget):
 
     def step(self, direction: int):
         """Go to the next/previous kept chromosome and zoom the view to it."""
-        layer = self.labels_picker.layer()
+        layer = self.labels_picker.value
         if layer is None:
             return
         kept = kept_labels(layer)
@@ -262,14 +273,12 @@ class LabelWidget(QWidget):
         review_of(self.viewer, layer).focus(label)
 
     def _crop(self, label: int):
-        image_layer = self.image_picker.layer()
-        layer = self.labels_picker.layer()
+        image_layer = self.image_picker.value
+        layer = self.labels_picker.value
         if image_layer is None or layer is None:
             return None
-        from napari_chromosome_sort.crops import crop_object
-
         try:
-            meta = layer.metadata.get("chromosort", {})
+            meta = layer.metadata.get(META_KEY, {})
             return crop_object(
                 layer_image(image_layer),
                 np.asarray(layer.data),
@@ -284,7 +293,7 @@ class LabelWidget(QWidget):
     # ------------------------------------------------------------------ assignment
     def undo(self):
         """Undo the last step on the objects layer (a class given or cleared, as Ctrl+Z)."""
-        layer = self.labels_picker.layer()
+        layer = self.labels_picker.value
         if layer is not None:
             review_of(self.viewer, layer).undo()
 
@@ -297,7 +306,7 @@ class LabelWidget(QWidget):
     def assign(self, cls: str | None, label: int | None = None, record: bool = True):
         """Assign ``cls`` (None clears) to an object and save the change to the dataset now;
         ``record``: Undo/Ctrl+Z can take it back."""
-        layer = self.labels_picker.layer()
+        layer = self.labels_picker.value
         label = int(label if label is not None else self.current)
         if layer is None or not label:
             show_error("Label chromosomes: click a chromosome on the spread first.")
@@ -320,7 +329,7 @@ class LabelWidget(QWidget):
                 crop = self._crop(label)
                 if crop is None:
                     return
-                image_layer = self.image_picker.layer()
+                image_layer = self.image_picker.value
                 source = str(getattr(image_layer.source, "path", None) or image_layer.name)
                 bbox = tuple(
                     int(row[k]) for k in ("bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1") if k in row
@@ -366,7 +375,7 @@ class LabelWidget(QWidget):
 
     def _refresh_points(self):
         """A Points layer showing each labelled object's class name on the spread."""
-        layer = self.labels_picker.layer()
+        layer = self.labels_picker.value
         if layer is None:
             return
         name = f"{layer.name} classes"
@@ -408,6 +417,13 @@ class LabelWidget(QWidget):
                 translate=layer.translate,
             )
             self.viewer.layers.selection.active = layer
+
+
+def _button(text: str, tooltip: str, clicked) -> QPushButton:
+    button = QPushButton(text)
+    button.setToolTip(tooltip)
+    button.clicked.connect(clicked)
+    return button
 
 
 class LabelDock(ScrollDock):

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+
+import napari
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QTabBar
+
+from napari_chromosome_sort._sample_data import make_giemsa_spread
+from napari_chromosome_sort._widgets.shared.docks import ScrollDock
+
 WIDGETS = (
     ("segment", "SegmentWidget", "Segment spread"),
     ("label", "LabelWidget", "Label chromosomes"),
@@ -14,11 +23,8 @@ WIDGETS = (
 
 def dock_all(viewer) -> dict:
     """Dock every plugin widget (tabbed on the right, each in a scroll area as from the Plugins
-    menu); returns {title: widget}."""
-    import importlib
-
-    from napari_chromosome_sort._widgets._common import ScrollDock
-
+    menu); returns {title: widget}. Each widget's module is imported by name (the table above,
+    which tests/test_manifest.py checks against napari.yaml)."""
     docked, docks = {}, []
     for module_name, class_name, title in WIDGETS:
         module = importlib.import_module(f"napari_chromosome_sort._widgets.{module_name}")
@@ -28,8 +34,6 @@ def dock_all(viewer) -> dict:
         )
         docked[title] = widget
     _readable_tabs(docks[0])
-    from qtpy.QtCore import QTimer
-
     docks[0].raise_()  # open on the first step of the pipeline ...
     QTimer.singleShot(0, docks[0].raise_)  # ... also once the window is shown and laid out
     return docked
@@ -39,9 +43,6 @@ def _readable_tabs(dock) -> None:
     """Whole tab titles ("Label chromosomes", not "Label chrom…"), scrolling when they overflow.
     The tab bars belong to the main window that holds ``dock`` (Qt's own ``window()``; napari
     has no public handle on its Qt window)."""
-    from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QTabBar
-
     for bar in dock.window().findChildren(QTabBar):
         bar.setElideMode(Qt.TextElideMode.ElideNone)
         bar.setUsesScrollButtons(True)
@@ -50,10 +51,6 @@ def _readable_tabs(dock) -> None:
 def open_demo_viewer(show: bool = True, run: bool = False):
     """A napari viewer with the real Giemsa sample spread and all widgets, and {title: widget};
     ``run=True`` starts the loop."""
-    import napari
-
-    from napari_chromosome_sort._sample_data import make_giemsa_spread
-
     viewer = napari.Viewer(title="napari-chromosome-sort demo", show=show)
     for data, meta, kind in make_giemsa_spread():
         getattr(viewer, f"add_{kind}")(data, **meta)

@@ -30,18 +30,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_chromosome_sort._widgets._common import (
-    ScrollDock,
-    class_legend,
-    fit_table_to_rows,
-    label_at,
-    layer_image,
-    rgb_pixmap,
-    start_worker,
-    sync_features,
-    warm_imports,
-)
-from napari_chromosome_sort._widgets._objects import review_of
 from napari_chromosome_sort._widgets.predicting.calls_layers import (
     OUTLINE,
     CallsData,
@@ -53,6 +41,15 @@ from napari_chromosome_sort._widgets.predicting.gradcam_layer import gradcam_lay
 from napari_chromosome_sort._widgets.predicting.model_choice import ModelChoice
 from napari_chromosome_sort._widgets.predicting.review import ReviewSection
 from napari_chromosome_sort._widgets.session import session_of
+from napari_chromosome_sort._widgets.shared.docks import ScrollDock, fit_table_to_rows, rgb_pixmap
+from napari_chromosome_sort._widgets.shared.layers import (
+    class_legend,
+    label_at,
+    layer_image,
+    sync_features,
+)
+from napari_chromosome_sort._widgets.shared.objects import review_of
+from napari_chromosome_sort._widgets.shared.workers import start_worker, warm_imports
 from napari_chromosome_sort.progress import Progress, relay
 
 AUTO = "(segment automatically)"

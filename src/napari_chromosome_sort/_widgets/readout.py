@@ -30,15 +30,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_chromosome_sort._widgets._common import (
-    ScrollDock,
-    class_colours,
-    fit_table_to_rows,
-    report_error,
-)
 from napari_chromosome_sort._widgets.session import session_of
+from napari_chromosome_sort._widgets.shared.docks import ScrollDock, fit_table_to_rows
+from napari_chromosome_sort._widgets.shared.workers import report_error
 from napari_chromosome_sort.analysis import plots, readout
 from napari_chromosome_sort.classification.training.corrections import CORRECTED
+from napari_chromosome_sort.display.colours import class_colours
 from napari_chromosome_sort.errors import ChromosortError
 
 TABLE = "predictions table (CSV)"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 from napari.layers import Image, Labels
+from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -20,93 +20,47 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from napari_chromosome_sort._widgets._common import (
+from napari_chromosome_sort._widgets.segment_learning import (
+    SegmentLearningPanel,
+    layer_model,
+    segment_compared,
+    segmentation_layer_data,
+    show_model_changes,
+)
+from napari_chromosome_sort._widgets.shared.docks import ScrollDock
+from napari_chromosome_sort._widgets.shared.forms import dataclass_form, layer_combo, main_fields
+from napari_chromosome_sort._widgets.shared.layers import (
     KEPT,
+    META_KEY,
     STATUS_COLOURS,
-    LayerPicker,
-    ScrollDock,
-    dataclass_form,
     feature_row,
+    is_segmentation_layer,
     label_at,
     layer_image,
-    main_fields,
+    review_colormap,
     sync_features,
-    with_index,
 )
-from napari_chromosome_sort._widgets._objects import UNDO_KEY, review_colormap, review_of
-from napari_chromosome_sort._widgets.segment_learning import (
-    CHANGE_COLOURS,
-    SegmentLearningPanel,
-    segment_compared,
+from napari_chromosome_sort._widgets.shared.objects import (
+    STEP_FILTERS,
+    UNDO_KEY,
+    review_labels,
+    review_of,
+    ring_step,
 )
-from napari_chromosome_sort.errors import ChromosortError
+from napari_chromosome_sort._widgets.shared.workers import start_worker
+from napari_chromosome_sort.segmentation import segment_spread
 from napari_chromosome_sort.segmentation.learned import (
     P_COLUMN,
     ModelChanges,
     SegmentationModel,
     least_sure_first,
-    model_probabilities,
 )
 from napari_chromosome_sort.segmentation.params import SegmentationParams
 
-META_KEY = "chromosort"
-#: the order Next ▶ goes through the objects: those worth a look first, by status
-REVIEW_ORDER = (
-    "cluster",
-    "crossing-resolved",
-    "chromosome",
-    "rejected",
-    "nucleus",
-    "border",
-    "debris",
-)
-#: what Next ▶ / ◀ Previous step through (None: every object, in REVIEW_ORDER)
-STEP_FILTERS = {
-    "chromosomes": ("chromosome", "crossing-resolved"),
-    "clusters": ("cluster", "crossing-resolved"),
-    "rejected": ("rejected",),
-    "every object": None,
-}
 OUTLINE = 2  # status outline thickness: the chromosome's morphology stays visible
 KEYS_HELP = f"Keys on the objects layer: K keep · R reject · {UNDO_KEY} undo"
 #: SegmentationParams shown in the widget's main form (the others under "Advanced")
 MAIN_PARAMETERS = main_fields(SegmentationParams)
-
-
-def _segment(image: np.ndarray, params):
-    from napari_chromosome_sort.segmentation import segment_spread
-
-    return segment_spread(image, params)
-
-
-def review_labels(features) -> list[int]:
-    """Object labels in review order: by status (REVIEW_ORDER), then top to bottom (the
-    built-in rules' order; a layer segmented with a model is reviewed least sure first)."""
-    if not len(features) or "status" not in features:
-        return []
-    rank = {status: i for i, status in enumerate(REVIEW_ORDER)}
-    table = features.assign(_rank=features["status"].map(rank).fillna(len(rank)))
-    by = ["_rank", "centroid_y", "label"] if "centroid_y" in table else ["_rank", "label"]
-    return table.sort_values(by)["label"].astype(int).tolist()
-
-
-def layer_model(layer) -> SegmentationModel | None:
-    """The segmentation model an objects layer was segmented with, or None (the rules)."""
-    data = layer.metadata.get(META_KEY, {}).get("model") if layer is not None else None
-    if not data:
-        return None
-    try:
-        return SegmentationModel.from_dict(data)
-    except ChromosortError:
-        return None
-
-
-def is_segmentation_layer(layer) -> bool:
-    """Is ``layer`` an objects layer made by Segment spread?"""
-    return isinstance(layer, Labels) and layer.metadata.get(META_KEY, {}).get("kind") in (
-        "segmentation",
-        "prediction",
-    )
 
 
 class SegmentWidget(QWidget):
@@ -124,73 +78,17 @@ class SegmentWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-
         self.viewer = napari_viewer
         self.worker = None
         self._pending = False
         self._selected = 0
         self._connected: set[int] = set()
-
-        self.image_picker = LayerPicker(napari_viewer, (Image,))
-        self.image_picker.combo.setToolTip(
-            "The metaphase spread to segment (Giemsa or DAPI, grey or colour)"
-        )
-        # the few knobs a user may need, in view; every other one folded under "Advanced"
-        self.form, self._read_main, main_widgets = dataclass_form(
-            SegmentationParams,
-            keep=MAIN_PARAMETERS,
-            on_change=self._params_changed,
-        )
-        self.advanced_form, self._read_advanced, advanced_widgets = dataclass_form(
-            SegmentationParams, skip=MAIN_PARAMETERS, on_change=self._params_changed
-        )
-        self.param_widgets = {**main_widgets, **advanced_widgets}
-        self.live = QCheckBox("Live preview")
-        self.live.setToolTip(
-            "Re-segment automatically (in the background) when a parameter changes"
-        )
-        self.run_button = QPushButton("Segment")
-        self.run_button.setToolTip("Segment the chosen image layer into objects")
-        self.keep_button = QPushButton("Keep (K)")
-        self.keep_button.setToolTip("Mark the selected object as a chromosome to keep")
-        self.reject_button = QPushButton("Reject (R)")
-        self.reject_button.setToolTip("Mark the selected object as rejected")
-        self.undo_button = QPushButton("Undo")
-        self.undo_button.setToolTip(
-            f"Undo the last keep/reject or paint edit on the objects layer ({UNDO_KEY})"
-        )
-        self.prev_button = QPushButton("◀ Previous")
-        self.next_button = QPushButton("Next ▶")
-        self.prev_button.setToolTip("Go back to the previous object and zoom to it")
-        self.next_button.setToolTip(
-            "Zoom to the next object of the kind chosen beside: kept chromosomes by default; "
-            "every object: clusters first, then chromosomes, rejected, nuclei…; segmented with a "
-            "model: the objects it is least sure about first"
-        )
-        self.step_filter = QComboBox()
-        self.step_filter.addItems(list(STEP_FILTERS))
-        self.step_filter.setToolTip("Which objects Next ▶ and ◀ Previous step through")
-        self.keys_help = QLabel(KEYS_HELP)
-        self.keys_help.setWordWrap(True)
-        self.keys_help.setToolTip(
-            "These keys work while the objects layer is selected in the layer list; napari's own "
-            "label tools stay on the toolbar buttons"
-        )
-        self.sync_button = QPushButton("Update after edits")
-        self.sync_button.setToolTip(
-            "Re-measure objects after merging/splitting/painting with napari's label tools"
-        )
-        self.selection_label = QLabel("Click an object to select it.")
-        self.selection_label.setWordWrap(True)
-        self.summary = QLabel("")
-        self.summary.setWordWrap(True)
-        legend = "  ".join(
-            f'<span style="color:{colour}">■</span> {status}'
-            for status, colour in STATUS_COLOURS.items()
-        )
-        self.legend = QLabel(legend + "<br>A new shade of a colour: an object you edited by hand.")
-        self.legend.setWordWrap(True)
-
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(500)
+        self._debounce.timeout.connect(self.run)
+        self._build_segmenting()
+        self._build_review()
         self.learning = SegmentLearningPanel(
             reviewed=self._reviewed_for_learning,
             base_params=self.params,
@@ -198,60 +96,121 @@ class SegmentWidget(QWidget):
         )
         self.model_summary = QLabel("")
         self.model_summary.setWordWrap(True)
+        self._lay_out()
+        napari_viewer.layers.events.inserted.connect(self._adopt)
+        self._adopt()
 
-        self._debounce = QTimer(self)
-        self._debounce.setSingleShot(True)
-        self._debounce.setInterval(500)
-        self._debounce.timeout.connect(self.run)
-
-        top = QFormLayout()
-        top.addRow("Image", self.image_picker.combo)
-        top.addRow("Segment with", self.learning.choice)
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        # Every knob adapts to the image by default; the rarely needed ones stay folded away.
-        layout.addWidget(self.form.native)
+    def _build_segmenting(self) -> None:
+        """The image, the parameters (the few a user may need in view, every other one folded
+        under "Advanced"), live preview and the Segment button."""
+        self.image_picker = layer_combo(
+            self.viewer, Image, "The metaphase spread to segment (Giemsa or DAPI, grey or colour)"
+        )
+        self.image_picker.changed.connect(self._params_changed)
+        self.form, self._read_main, main_widgets = dataclass_form(
+            SegmentationParams, keep=MAIN_PARAMETERS, on_change=self._params_changed
+        )
+        self.advanced_form, self._read_advanced, advanced_widgets = dataclass_form(
+            SegmentationParams, skip=MAIN_PARAMETERS, on_change=self._params_changed
+        )
+        self.param_widgets = {**main_widgets, **advanced_widgets}
         self.parameters = QCollapsible("Advanced parameters (defaults adapt to each image)", self)
         self.parameters.addWidget(self.advanced_form.native)
         self.parameters.collapse(animate=False)
         self.parameters.setToolTip(
             "Settings that rarely need changing; each one adapts to the image by default"
         )
+        self.live = QCheckBox("Live preview")
+        self.live.setToolTip(
+            "Re-segment automatically (in the background) when a parameter changes"
+        )
+        self.run_button = _button(
+            "Segment", "Segment the chosen image layer into objects", self.run
+        )
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+
+    def _build_review(self) -> None:
+        """Next/Previous, Keep/Reject/Undo, the selected object, the legend and key help."""
+        self.keep_button = _button(
+            "Keep (K)",
+            "Mark the selected object as a chromosome to keep",
+            lambda: self.set_status(None, KEPT),
+        )
+        self.reject_button = _button(
+            "Reject (R)",
+            "Mark the selected object as rejected",
+            lambda: self.set_status(None, "rejected"),
+        )
+        self.undo_button = _button(
+            "Undo",
+            f"Undo the last keep/reject or paint edit on the objects layer ({UNDO_KEY})",
+            self.undo,
+        )
+        self.prev_button = _button(
+            "◀ Previous", "Go back to the previous object and zoom to it", lambda: self.step(-1)
+        )
+        self.next_button = _button(
+            "Next ▶",
+            "Zoom to the next object of the kind chosen beside: kept chromosomes by default; "
+            "every object: clusters first, then chromosomes, rejected, nuclei…; segmented with a "
+            "model: the objects it is least sure about first",
+            lambda: self.step(1),
+        )
+        self.step_filter = QComboBox()
+        self.step_filter.addItems(list(STEP_FILTERS))
+        self.step_filter.setToolTip("Which objects Next ▶ and ◀ Previous step through")
+        self.sync_button = _button(
+            "Update after edits",
+            "Re-measure objects after merging/splitting/painting with napari's label tools",
+            self.sync,
+        )
+        self.keys_help = QLabel(KEYS_HELP)
+        self.keys_help.setWordWrap(True)
+        self.keys_help.setToolTip(
+            "These keys work while the objects layer is selected in the layer list; napari's own "
+            "label tools stay on the toolbar buttons"
+        )
+        self.selection_label = QLabel("Click an object to select it.")
+        self.selection_label.setWordWrap(True)
+        legend = "  ".join(
+            f'<span style="color:{colour}">■</span> {status}'
+            for status, colour in STATUS_COLOURS.items()
+        )
+        self.legend = QLabel(legend + "<br>A new shade of a colour: an object you edited by hand.")
+        self.legend.setWordWrap(True)
+
+    def _lay_out(self) -> None:
+        """Segmenting and reviewing in view; the learning panel and the help folded into
+        sections, so the widget keeps its working rows visible when other docks share the
+        height."""
+        top = QFormLayout()
+        top.addRow("Image", self.image_picker.native)
+        top.addRow("Segment with", self.learning.choice)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.form.native)
         layout.addWidget(self.parameters)
-        row = QHBoxLayout()
-        row.addWidget(self.live)
-        row.addWidget(self.run_button)
-        layout.addLayout(row)
+        layout.addLayout(_row(self.live, self.run_button))
         layout.addWidget(self.summary)
         layout.addWidget(self.model_summary)
-        layout.addWidget(self.legend)
         layout.addWidget(self.selection_label)
-        row = QHBoxLayout()
-        row.addWidget(self.prev_button)
-        row.addWidget(self.next_button)
-        row.addWidget(self.step_filter)
-        layout.addLayout(row)
-        row = QHBoxLayout()
-        row.addWidget(self.keep_button)
-        row.addWidget(self.reject_button)
-        row.addWidget(self.undo_button)
-        layout.addLayout(row)
-        layout.addWidget(self.keys_help)
-        layout.addWidget(self.sync_button)
-        layout.addWidget(QLabel("<b>Learn from your corrections</b>"))
-        layout.addWidget(self.learning)
+        layout.addLayout(_row(self.prev_button, self.next_button, self.step_filter))
+        layout.addLayout(_row(self.keep_button, self.reject_button, self.undo_button))
+        self.help_section = QCollapsible("Colours and keys", self)
+        for widget in (self.legend, self.keys_help, self.sync_button):
+            self.help_section.addWidget(widget)
+        self.help_section.collapse(animate=False)
+        self.help_section.setToolTip("What the colours mean, the keys, re-measuring after edits")
+        layout.addWidget(self.help_section)
+        self.learning_section = QCollapsible("Learn from your corrections", self)
+        self.learning_section.addWidget(self.learning)
+        self.learning_section.collapse(animate=False)
+        self.learning_section.setToolTip(
+            "Learn a segmentation model from the spreads you reviewed, save or load one"
+        )
+        layout.addWidget(self.learning_section)
         layout.addStretch(1)
-
-        self.run_button.clicked.connect(self.run)
-        self.keep_button.clicked.connect(lambda: self.set_status(None, KEPT))
-        self.reject_button.clicked.connect(lambda: self.set_status(None, "rejected"))
-        self.undo_button.clicked.connect(self.undo)
-        self.prev_button.clicked.connect(lambda: self.step(-1))
-        self.next_button.clicked.connect(lambda: self.step(1))
-        self.sync_button.clicked.connect(self.sync)
-        self.image_picker.combo.currentIndexChanged.connect(self._params_changed)
-        napari_viewer.layers.events.inserted.connect(self._adopt)
-        self._adopt()
 
     # ------------------------------------------------------------------ running
     def params(self):
@@ -272,24 +231,20 @@ class SegmentWidget(QWidget):
 
     def run(self):
         """Segment the chosen image in a background thread (re-run later if already busy)."""
-        image_layer = self.image_picker.layer()
+        image_layer = self.image_picker.value
         if image_layer is None:
-            from napari.utils.notifications import show_error
-
             show_error("Segment spread: open an image first (File > Open, or the sample spread).")
             return
         if self.running:
             self._pending = True
             return
-        from napari_chromosome_sort._widgets._common import start_worker
-
         self.run_button.setEnabled(False)
         self.run_button.setText("Segmenting…")
         params = self.params()
         model = self.learning.model()
         if model is None:
             self.worker = start_worker(
-                _segment,
+                segment_spread,
                 layer_image(image_layer),
                 params,
                 on_return=lambda seg: self._show(image_layer, seg),
@@ -326,32 +281,13 @@ class SegmentWidget(QWidget):
         changes: ModelChanges | None = None,
     ):
         name = f"{image_layer.name} objects"
-        features = with_index(segmentation.objects)
-        if model is not None:
-            features[P_COLUMN] = np.round(model_probabilities(segmentation.objects, model), 3)
-        meta = {
-            META_KEY: {
-                "kind": "segmentation",
-                "image_layer": image_layer.name,
-                "polarity": getattr(segmentation, "polarity", None),
-                # a noisy spread is denoised for segmentation; its crops must be too
-                "denoised": bool(getattr(segmentation, "stats", {}).get("denoised")),
-                "params": dataclasses.asdict(segmentation.params)
-                if dataclasses.is_dataclass(getattr(segmentation, "params", None))
-                else {},
-                # the model that decided (None: the rules), for review in order of its doubt
-                "model": json.loads(model.to_json()) if model is not None else None,
-                "model_name": model_name,
-                "model_changes": changes.summary() if changes is not None else "",
-            }
-        }
+        features, meta = segmentation_layer_data(
+            image_layer.name, segmentation, model, model_name, changes
+        )
         labels = np.asarray(segmentation.labels, dtype=np.int32)
         if name in self.viewer.layers and isinstance(self.viewer.layers[name], Labels):
             layer = self.viewer.layers[name]
-            # a new segmentation: earlier steps cannot be undone on it
-            review_of(self.viewer, layer).history.steps.clear()
-            layer._reset_history()
-            layer.data = labels
+            review_of(self.viewer, layer).replace_labels(labels)  # nothing to undo on it
             layer.features = features
             layer.metadata.update(meta)
         else:
@@ -368,34 +304,8 @@ class SegmentWidget(QWidget):
             self._connect(layer)
         self.layer = layer
         self._selected = 0  # a new segmentation: Next ▶ starts from its first object
-        self._show_changes(image_layer, layer, changes, segmentation.objects)
+        show_model_changes(self.viewer, image_layer.name, layer, changes, segmentation.objects)
         self._table_changed()
-
-    def _show_changes(self, image_layer, layer, changes: ModelChanges | None, objects) -> None:
-        """A points layer ``<image> model changes`` marking what the model changed against the
-        rules (removed when the rules segmented)."""
-        name = f"{image_layer.name} model changes"
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        if changes is None or changes.objects.empty:
-            return
-        kept = objects.loc[objects["status"] == "chromosome", "area"]
-        size = 1.5 * float(np.sqrt(np.median(kept))) if len(kept) else 20.0
-        table = changes.objects
-        self.viewer.add_points(
-            table[["centroid_y", "centroid_x"]].to_numpy(float),
-            name=name,
-            features=table[["change"]].reset_index(drop=True),
-            text={"string": "{change}", "color": "white", "size": 9, "anchor": "upper_left"},
-            size=size,
-            symbol="ring",
-            face_color=[CHANGE_COLOURS[c] for c in table["change"]],
-            border_width=0,
-            opacity=0.7,
-            scale=layer.scale,
-            translate=layer.translate,
-        )
-        self.viewer.layers.selection.active = layer  # keys and clicks stay on the objects
 
     def _reviewed_for_learning(self):
         """(objects layer, its image layer) brought up to date after edits, or why not."""
@@ -490,16 +400,10 @@ class SegmentWidget(QWidget):
         features = layer.features
         status = dict(zip(features["label"].astype(int), features["status"], strict=True))
         allowed = {label for label in order if wanted is None or status.get(label) in wanted}
-        if not allowed:
-            return
-        if self._selected in order:
-            start = order.index(self._selected)
-            ring = [order[(start + direction * k) % len(order)] for k in range(1, len(order) + 1)]
-            label = next(label for label in ring if label in allowed)
-        else:
-            label = [x for x in order if x in allowed][0 if direction > 0 else -1]
-        self.select(label, layer)
-        review_of(self.viewer, layer).focus(label)
+        label = ring_step(order, allowed, self._selected, direction)
+        if label is not None:
+            self.select(label, layer)
+            review_of(self.viewer, layer).focus(label)
 
     def review_order(self, layer, by_status: bool = True) -> list[int]:
         """The labels in the order Next ▶ visits them: least sure first for a layer segmented
@@ -525,31 +429,16 @@ class SegmentWidget(QWidget):
         if layer is None:
             return
         label = int(label if label is not None else (self._selected or layer.selected_label))
-        features = layer.features.copy()
-        mask = features["label"].astype(int) == label
-        if not mask.any():
-            sync_features(layer)
-            features = layer.features.copy()
-            mask = features["label"].astype(int) == label
-            if not mask.any():
-                return
-        before = features.loc[mask, ["status", "reason"]].iloc[0].tolist()
-        features.loc[mask, "status"] = status
-        features.loc[mask, "reason"] = "kept by user" if status == KEPT else "rejected by user"
-        layer.features = features
-        review_of(self.viewer, layer).record(
-            f"{status} object {label}", lambda: self._restore_status(layer, label, *before)
+        reason = "kept by user" if status == KEPT else "rejected by user"
+        changed = review_of(self.viewer, layer).set_values(
+            label,
+            {"status": status, "reason": reason},
+            f"{status} object {label}",
+            on_undo=lambda: setattr(self, "_selected", label),
         )
-        self.select(label, layer)
-        self._table_changed()
-
-    def _restore_status(self, layer, label: int, status: str, reason: str):
-        features = layer.features.copy()
-        mask = features["label"].astype(int) == label
-        features.loc[mask, "status"] = status
-        features.loc[mask, "reason"] = reason
-        layer.features = features
-        self._selected = label
+        if changed:
+            self.select(label, layer)
+            self._table_changed()
 
     def sync(self):
         """Re-measure after hand edits (merge/split/paint), keeping user-set statuses."""
@@ -581,6 +470,20 @@ class SegmentWidget(QWidget):
             )
         else:
             self.model_summary.setText("")
+
+
+def _button(text: str, tooltip: str, clicked) -> QPushButton:
+    button = QPushButton(text)
+    button.setToolTip(tooltip)
+    button.clicked.connect(clicked)
+    return button
+
+
+def _row(*widgets) -> QHBoxLayout:
+    row = QHBoxLayout()
+    for widget in widgets:
+        row.addWidget(widget)
+    return row
 
 
 class SegmentDock(ScrollDock):

@@ -1,5 +1,6 @@
 """Segment spread's learning panel: learn a segmentation model from the spreads you reviewed,
-choose what segments (the built-in rules, the model learned here, a model file), save and load.
+choose what segments (the built-in rules, the model learned here, a model file), save and load;
+and how a layer segmented with a model records it and shows what the model changed.
 
 The learning itself is the core's (:mod:`..segmentation.learned`); this module only moves the
 reviewed objects layer into it and shows what it returns.
@@ -7,10 +8,13 @@ reviewed objects layer into it and shows what it returns.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Generator
 from pathlib import Path
 
 import numpy as np
+from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -22,15 +26,20 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_chromosome_sort._widgets.shared.layers import META_KEY, layer_image, with_index
+from napari_chromosome_sort._widgets.shared.workers import start_worker
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.progress import Progress
+from napari_chromosome_sort.segmentation import segment_spread
 from napari_chromosome_sort.segmentation.learned import (
+    P_COLUMN,
     LearningSession,
     ModelChanges,
     SegmentationModel,
     compare_with_rules,
     describe_model,
     load_segmentation_model,
+    model_probabilities,
     reviewed_spread,
     segment_with_model,
 )
@@ -59,8 +68,6 @@ def segment_compared(
 ) -> Generator[Progress, None, tuple[Segmentation, ModelChanges]]:
     """Segment ``image`` with ``model`` (as ``chromosort segment --model``) and with the rules
     alone; returns the model's segmentation and what it changed."""
-    from napari_chromosome_sort.segmentation import segment_spread
-
     yield Progress(0, 2, "Segmenting with the built-in rules…")
     rules = segment_spread(image, params)
     yield Progress(1, 2, "Applying the model…")
@@ -77,6 +84,74 @@ def _learn(
         return (yield from session.learn(spread, base))
     except ChromosortError as error:
         return str(error)
+
+
+def layer_model(layer) -> SegmentationModel | None:
+    """The segmentation model an objects layer was segmented with, or None (the rules)."""
+    data = layer.metadata.get(META_KEY, {}).get("model") if layer is not None else None
+    if not data:
+        return None
+    try:
+        return SegmentationModel.from_dict(data)
+    except ChromosortError:
+        return None
+
+
+def segmentation_layer_data(
+    image_name: str,
+    segmentation: Segmentation,
+    model: SegmentationModel | None = None,
+    model_name: str = "",
+    changes: ModelChanges | None = None,
+) -> tuple:
+    """``(features, metadata)`` of the objects layer of a segmentation: the objects table (with
+    the model's probabilities when a model decided) and what the plugin needs to find again."""
+    features = with_index(segmentation.objects)
+    if model is not None:
+        features[P_COLUMN] = np.round(model_probabilities(segmentation.objects, model), 3)
+    params = getattr(segmentation, "params", None)
+    meta = {
+        "kind": "segmentation",
+        "image_layer": image_name,
+        "polarity": getattr(segmentation, "polarity", None),
+        # a noisy spread is denoised for segmentation; its crops must be too
+        "denoised": bool(getattr(segmentation, "stats", {}).get("denoised")),
+        "params": dataclasses.asdict(params) if dataclasses.is_dataclass(params) else {},
+        # the model that decided (None: the rules), for review in order of its doubt
+        "model": json.loads(model.to_json()) if model is not None else None,
+        "model_name": model_name,
+        "model_changes": changes.summary() if changes is not None else "",
+    }
+    return features, {META_KEY: meta}
+
+
+def show_model_changes(
+    viewer, image_name: str, layer, changes: ModelChanges | None, objects
+) -> None:
+    """A points layer ``<image> model changes`` marking what the model changed against the
+    rules (removed when the rules segmented)."""
+    name = f"{image_name} model changes"
+    if name in viewer.layers:
+        viewer.layers.remove(name)
+    if changes is None or changes.objects.empty:
+        return
+    kept = objects.loc[objects["status"] == "chromosome", "area"]
+    size = 1.5 * float(np.sqrt(np.median(kept))) if len(kept) else 20.0
+    table = changes.objects
+    viewer.add_points(
+        table[["centroid_y", "centroid_x"]].to_numpy(float),
+        name=name,
+        features=table[["change"]].reset_index(drop=True),
+        text={"string": "{change}", "color": "white", "size": 9, "anchor": "upper_left"},
+        size=size,
+        symbol="ring",
+        face_color=[CHANGE_COLOURS[c] for c in table["change"]],
+        border_width=0,
+        opacity=0.7,
+        scale=layer.scale,
+        translate=layer.translate,
+    )
+    viewer.layers.selection.active = layer  # keys and clicks stay on the objects
 
 
 class SegmentLearningPanel(QWidget):
@@ -263,8 +338,6 @@ class SegmentLearningPanel(QWidget):
             self._fail(reviewed)
             return
         layer, image_layer = reviewed
-        from napari_chromosome_sort._widgets._common import layer_image, start_worker
-
         try:
             spread = reviewed_spread(
                 image_layer.name, layer_image(image_layer), np.asarray(layer.data), layer.features
@@ -329,6 +402,4 @@ class SegmentLearningPanel(QWidget):
         """Show a one-line error in the panel (and as a notification)."""
         self.message.setText(f"⚠ {text}")
         if notify:
-            from napari.utils.notifications import show_error
-
             show_error(f"Segment spread: {text}")

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+from magicgui.widgets import FileEdit
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QComboBox,
@@ -22,17 +23,17 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from napari_chromosome_sort._widgets._common import (
-    TRAINED_MODELS,
-    ScrollDock,
-    dataclass_form,
-    fit_table_to_rows,
-    main_fields,
+from napari_chromosome_sort._widgets.session import session_of
+from napari_chromosome_sort._widgets.shared.docks import ScrollDock, fit_table_to_rows
+from napari_chromosome_sort._widgets.shared.forms import dataclass_form, main_fields
+from napari_chromosome_sort._widgets.shared.workers import (
     report_error,
     start_worker,
     warm_imports,
 )
 from napari_chromosome_sort.classification.config import TrainingConfig
+from napari_chromosome_sort.classification.models.registry import BACKBONES
+from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.progress import Progress, StepTimer, relay
 
 WEIGHT_CHOICES = {
@@ -49,13 +50,20 @@ def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
 
     The folder and the folds the smallest class allows are checked first (``check_folder``),
     so nothing that can be known up front fails after the long fitting. A failing evaluation
-    never discards a fitted model. The model file is written only after everything finished,
-    so cancelling (the consumer stops iterating) leaves any previous model file untouched.
-    Returns ``(model, model_path, evaluation, notes)``.
+    never discards a fitted model. When the model will get a warning (too few crops, near
+    chance), the learning curve is measured on its features to say how many more crops would
+    help (:mod:`..classification.training.checks`). The model file is written only after
+    everything finished, so cancelling (the consumer stops iterating) leaves any previous model
+    file untouched. Returns ``(model, model_path, evaluation, notes)``.
     """
+    # torch and scikit-learn load here, in the worker, after warm_imports: not when the dock opens
     from napari_chromosome_sort.classification.models.model_io import save_model
-    from napari_chromosome_sort.classification.training.head import check_folder, train_from_folder
-    from napari_chromosome_sort.errors import ChromosortError
+    from napari_chromosome_sort.classification.training.checks import add_learning_curve
+    from napari_chromosome_sort.classification.training.head import (
+        check_folder,
+        scan_folder,
+        train_from_folder,
+    )
 
     cv_folds, notes = check_folder(folder, cv_folds)
     model = yield from relay(train_from_folder(folder, config), _prefixed("training"))
@@ -73,6 +81,9 @@ def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
                 if k in evaluation
             }
         )
+    paths, targets, _ = scan_folder(folder)
+    curve = add_learning_curve(model, paths, targets, max(cv_folds, 5))
+    yield from relay(curve, _prefixed("how many more crops would help"))
     save_model(model, model_path)
     return model, model_path, evaluation, notes
 
@@ -86,7 +97,7 @@ def _prefixed(stage: str):
 
 def _evaluate(folder: str, config, folds: int):
     """Cross-validation progress, relayed; returns the evaluation."""
-    from napari_chromosome_sort.classification.training.head import crossvalidate_folder
+    from napari_chromosome_sort.classification.training.head import crossvalidate_folder  # torch
 
     steps = crossvalidate_folder(folder, config, folds=folds)
     return (yield from relay(steps, _prefixed("cross-validation")))
@@ -97,10 +108,6 @@ class TrainWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        from magicgui.widgets import FileEdit
-
-        from napari_chromosome_sort.classification.models.registry import BACKBONES
-
         self.viewer = napari_viewer
         self.worker = None
         self.model = None
@@ -109,7 +116,13 @@ class TrainWidget(QWidget):
         self.history: list[dict] = []
         # optional folder where backbone features are cached on disk (re-training is then fast)
         self.feature_cache: str | None = None
+        self._build_files()
+        self._build_options()
+        self._build_run()
+        self._lay_out()
 
+    def _build_files(self) -> None:
+        """The dataset folder, the backbone and its weights, where the model is saved."""
         self.folder = FileEdit(mode="d", value=str(Path.home() / "chromosort_dataset"))
         self.folder.native.setToolTip("Folder with one sub-folder of crops per class")
         self.backbone = QComboBox()
@@ -123,6 +136,9 @@ class TrainWidget(QWidget):
         self.weights_file = FileEdit(mode="r", filter="*.pth *.pt *.safetensors")
         self.weights_file.native.setToolTip("A local backbone weights file (.pth/.safetensors)")
         self.weights_file.native.setVisible(False)
+        self.weights_choice.currentTextChanged.connect(
+            lambda text: self.weights_file.native.setVisible(WEIGHT_CHOICES[text] == "file")
+        )
         self.model_file = FileEdit(
             mode="w",
             filter="*.safetensors",
@@ -131,6 +147,9 @@ class TrainWidget(QWidget):
         self.model_file.native.setToolTip(
             "Where the trained model is saved; written only after training completes"
         )
+
+    def _build_options(self) -> None:
+        """The training options (the main ones in view, the others folded) and the folds."""
         self.options, self._read_main, main_widgets = dataclass_form(
             TrainingConfig, keep=MAIN_OPTIONS
         )
@@ -149,11 +168,16 @@ class TrainWidget(QWidget):
             "Cross-validation folds for concordance, Cohen's kappa and the confusion matrix "
             "(0 = skip; the inner-CV accuracy from training is still shown)"
         )
+
+    def _build_run(self) -> None:
+        """Train and Cancel, the progress bar, and where the results are shown."""
         self.train_button = QPushButton("Train")
         self.train_button.setToolTip("Train a classifier on the labelled crops (in the background)")
+        self.train_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop training; an earlier model file stays as it was")
         self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
         self.progress = QProgressBar()
         self.progress.setFormat("%p%")
         self.status = QLabel("")
@@ -163,6 +187,7 @@ class TrainWidget(QWidget):
         self.confusion = QTableWidget()
         self.confusion.setVisible(False)
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("Dataset", self.folder.native)
         form.addRow("Backbone", self.backbone)
@@ -183,12 +208,6 @@ class TrainWidget(QWidget):
         layout.addWidget(self.results)
         layout.addWidget(self.confusion)
         layout.addStretch(1)
-
-        self.weights_choice.currentTextChanged.connect(
-            lambda text: self.weights_file.native.setVisible(WEIGHT_CHOICES[text] == "file")
-        )
-        self.train_button.clicked.connect(self.start)
-        self.cancel_button.clicked.connect(self.cancel)
 
     # ------------------------------------------------------------------ config
     def set_weights(self, weights: str) -> None:
@@ -249,7 +268,7 @@ class TrainWidget(QWidget):
             show_error(f"Train classifier: {error}")
             return
         try:  # the quick check first: a folder that cannot train fails now, not after minutes
-            from napari_chromosome_sort.classification.training.head import check_folder
+            from napari_chromosome_sort.classification.training.head import check_folder  # torch
 
             _, notes = check_folder(folder, self.cv_folds.value())
         except Exception as error:  # noqa: BLE001 - shown to the user
@@ -341,7 +360,9 @@ class TrainWidget(QWidget):
                 f"(n = {metrics.get('n', '?')}), Cohen's κ {metrics.get('kappa', float('nan')):.3f}"
             )
         lines.extend(f"<i>{note}</i>" for note in notes)
-        from napari_chromosome_sort.classification.training.checks import training_warnings
+        from napari_chromosome_sort.classification.training.checks import (  # scikit-learn
+            training_warnings,
+        )
 
         for warning in training_warnings(getattr(model, "metadata", {}) or {}):
             lines.append(f'<b style="color:#ff9933">⚠ {warning}</b>')
@@ -355,7 +376,7 @@ class TrainWidget(QWidget):
             confusion = confusion.get("counts")
         if confusion is not None and classes and np.ndim(confusion) == 2:
             self._show_confusion(np.asarray(confusion), classes)
-        TRAINED_MODELS.add(path)
+        session_of(self.viewer).add_model(path)
         show_info(f"Model saved to {path}")
 
     def _show_confusion(self, confusion: np.ndarray, classes: list[str]):

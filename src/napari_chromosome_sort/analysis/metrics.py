@@ -163,15 +163,18 @@ def learning_curve(
     """Concordance vs. training crops per class (capped at what a class has).
 
     For each fold, the training part is subsampled to at most ``m`` crops per class; the test
-    part stays whole. Returns a list of ``{"per_class", "n_train", "accuracy", "sd"}``.
+    part stays whole. Returns a list of ``{"per_class", "n_train", "accuracy", "sd", "kappa",
+    "kappas"}`` (``kappas``: Cohen's kappa of each fold, ``kappa`` their mean).
     """
+    from sklearn.metrics import cohen_kappa_score
+
     targets = np.asarray(targets)
     rng = np.random.default_rng(seed)
     splits = stratified_splits(targets, folds, 1, seed)
     total = len(per_class) * len(splits)
     curve, step = [], 0
     for m in per_class:
-        accs, sizes = [], []
+        accs, sizes, kappas = [], [], []
         for _, _, tr, te in splits:
             chosen = []
             for c in np.unique(targets[tr]):
@@ -180,6 +183,7 @@ def learning_curve(
             sub = np.sort(np.concatenate(chosen))
             pred = run_to_end(fit_predict(sub, te))
             accs.append(float((np.asarray(pred) == targets[te]).mean()))
+            kappas.append(float(cohen_kappa_score(targets[te], np.asarray(pred))))
             sizes.append(len(sub))
             step += 1
             yield Progress(step, total, f"{m} per class", {"accuracy": accs[-1]})
@@ -189,6 +193,8 @@ def learning_curve(
                 "n_train": int(np.mean(sizes)),
                 "accuracy": float(np.mean(accs)),
                 "sd": float(np.std(accs, ddof=1)),
+                "kappa": float(np.mean(kappas)),
+                "kappas": [round(k, 4) for k in kappas],
             }
         )
     yield Progress(total, total, "learning curve done")

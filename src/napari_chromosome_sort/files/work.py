@@ -2,10 +2,13 @@
 objects (labels, statuses, edits) and its predicted classes, each as napari layer data.
 
 A work folder (``<name>.chromosort/``) holds ``work.json`` (the layers, in order, with their
-names, placement and the plugin's metadata), one ``layer_<i>.tif`` per layer and, for a Labels
-layer with a per-object table, ``layer_<i>.csv``. File names are numbered, never taken from
+names, placement and the plugin's metadata) and, in ``layers/``, one ``layer_<i>.tif`` per layer
+and, for a Labels layer with a per-object table, ``layer_<i>.csv``. Only ``work.json`` lies at
+the top, so napari's own folder reader (which stacks every file it finds there) stops on it
+with one error instead of stacking the layers. File names are numbered, never taken from
 layer names, and ``work.json`` is checked before anything is read, so a folder from a
-collaborator cannot point outside itself. Qt-free: the functions take and return napari layer
+collaborator cannot point outside itself (folders saved with the layer files at the top open
+as well). Qt-free: the functions take and return napari layer
 data tuples ``(data, attributes, kind)``.
 """
 
@@ -20,11 +23,12 @@ import pandas as pd
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.files.atomic import atomic_path, write_bytes_atomic, write_csv_atomic
 from napari_chromosome_sort.files.io import MAX_PIXELS, check_pixel_count
-from napari_chromosome_sort.files.safety import inside, load_json
+from napari_chromosome_sort.files.safety import inside, load_json, no_links
 
 FORMAT = "napari-chromosome-sort work/1"
 SUFFIX = ".chromosort"
 INDEX = "work.json"
+LAYER_DIR = "layers"
 KINDS = ("image", "labels")
 PLACEMENT = ("scale", "translate")
 
@@ -68,7 +72,7 @@ def save_work(folder, layers: list[tuple]) -> list[str]:
         entry = {
             "kind": kind,
             "name": str(attrs.get("name", f"layer {i}")),
-            "file": f"layer_{i}.tif",
+            "file": f"{LAYER_DIR}/layer_{i}.tif",
             "metadata": _json_safe(dict(attrs.get("metadata") or {}).get("chromosort")) or {},
         }
         for key in PLACEMENT:
@@ -76,14 +80,15 @@ def save_work(folder, layers: list[tuple]) -> list[str]:
                 entry[key] = [float(v) for v in np.asarray(attrs[key]).ravel()]
         if kind == "image":
             entry["rgb"] = bool(attrs.get("rgb", array.ndim == 3 and array.shape[-1] in (3, 4)))
-        with atomic_path(folder / entry["file"]) as tmp:
+        with atomic_path(no_links(folder, folder / entry["file"], "layer file")) as tmp:
             tifffile.imwrite(tmp, array, compression="zlib")
         written.append(str(folder / entry["file"]))
         features = attrs.get("features")
         if kind == "labels" and features is not None and len(features):
-            entry["table"] = f"layer_{i}.csv"
+            entry["table"] = f"{LAYER_DIR}/layer_{i}.csv"
             table = pd.DataFrame(features).drop(columns=["index"], errors="ignore")
-            written.append(str(write_csv_atomic(table, folder / entry["table"])))
+            target = no_links(folder, folder / entry["table"], "object table")
+            written.append(str(write_csv_atomic(table, target)))
         entries.append(entry)
     index = {"format": FORMAT, "layers": entries}
     write_bytes_atomic(folder / INDEX, json.dumps(index, indent=1).encode())

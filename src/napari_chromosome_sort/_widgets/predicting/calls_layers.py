@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from napari_chromosome_sort._widgets._common import class_colours, colormap_from_mapping, with_index
 from napari_chromosome_sort._widgets.predicting.gradcam_layer import show_gradcam
+from napari_chromosome_sort._widgets.shared.layers import colormap_from_mapping, with_index
 from napari_chromosome_sort.display.cam_display import masked_to_objects
+from napari_chromosome_sort.display.colours import class_colours
 
 OUTLINE = 2  # class outline thickness (screen pixels) while the Grad-CAM map is shown
 CALLS_SUFFIX = " predicted classes"

@@ -10,8 +10,8 @@ from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QComboBox, QFileDialog, QInputDialog, QPushButton, QWidget
 
 from napari_chromosome_sort._sample_data import bundled_model_path
-from napari_chromosome_sort._widgets._common import report_error
 from napari_chromosome_sort._widgets.session import session_of
+from napari_chromosome_sort._widgets.shared.workers import report_error
 from napari_chromosome_sort.classification.models.registry import BACKBONES
 from napari_chromosome_sort.session import IMPORTED, OfferedModel
 

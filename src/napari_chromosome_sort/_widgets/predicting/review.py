@@ -24,14 +24,15 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from napari_chromosome_sort._widgets._common import report_error, rgb_pixmap, start_worker
-from napari_chromosome_sort._widgets._objects import review_of
 from napari_chromosome_sort._widgets.label import class_keys_hint
 from napari_chromosome_sort._widgets.predicting.calls_layers import (
     calls_data,
     calls_table,
     repaint_calls,
 )
+from napari_chromosome_sort._widgets.shared.docks import rgb_pixmap
+from napari_chromosome_sort._widgets.shared.objects import review_of
+from napari_chromosome_sort._widgets.shared.workers import report_error, start_worker
 from napari_chromosome_sort.classification.training.corrections import CORRECTED, confidence
 from napari_chromosome_sort.progress import Progress, relay
 

@@ -15,6 +15,7 @@ import torch
 from napari_chromosome_sort import __version__
 from napari_chromosome_sort.classification.config import TrainingConfig
 from napari_chromosome_sort.classification.features import extract_features
+from napari_chromosome_sort.classification.image_match import record_training_images
 from napari_chromosome_sort.classification.models.backbones import best_device, build_backbone
 from napari_chromosome_sort.classification.models.classifier import (
     ChromosomeClassifier,
@@ -123,6 +124,7 @@ def train_classifier(
         },
         metrics={"inner_cv_accuracy": info.get("inner_cv_accuracy_corrected")},
     )
+    record_training_images(model, images, reference)  # Predict warns on spreads unlike these
     yield Progress(1, 1, "training done")
     return model
 

@@ -14,7 +14,13 @@ from collections.abc import Callable
 import numpy as np
 from app_model.types import KeyCode, KeyMod
 
-from napari_chromosome_sort._widgets._common import feature_row, sync_features
+from napari_chromosome_sort._widgets.shared.layers import (
+    camera,
+    feature_row,
+    label_at,
+    sync_features,
+    with_index,
+)
 from napari_chromosome_sort.segmentation.edits import EditHistory, restore_objects
 
 UNDO_KEY = "Ctrl+Z"
@@ -22,6 +28,24 @@ SELECTED_COLOUR = "#ffff00"
 HOVERED_COLOUR = "#ffffff"
 #: share of the canvas an object fills after Next/Previous
 FOCUS_FILL = 0.35
+
+#: the order Next ▶ goes through the objects: those worth a look first, by status
+REVIEW_ORDER = (
+    "cluster",
+    "crossing-resolved",
+    "chromosome",
+    "rejected",
+    "nucleus",
+    "border",
+    "debris",
+)
+#: what Next ▶ / ◀ Previous step through (None: every object, in REVIEW_ORDER)
+STEP_FILTERS = {
+    "chromosomes": ("chromosome", "crossing-resolved"),
+    "clusters": ("cluster", "crossing-resolved"),
+    "rejected": ("rejected",),
+    "every object": None,
+}
 
 _REVIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -32,6 +56,29 @@ def review_of(viewer, layer) -> ObjectLayerReview:
     if review is None:
         review = _REVIEWS[layer] = ObjectLayerReview(viewer, layer)
     return review
+
+
+def review_labels(features) -> list[int]:
+    """Object labels in review order: by status (REVIEW_ORDER), then top to bottom (the
+    built-in rules' order; a layer segmented with a model is reviewed least sure first)."""
+    if not len(features) or "status" not in features:
+        return []
+    rank = {status: i for i, status in enumerate(REVIEW_ORDER)}
+    table = features.assign(_rank=features["status"].map(rank).fillna(len(rank)))
+    by = ["_rank", "centroid_y", "label"] if "centroid_y" in table else ["_rank", "label"]
+    return table.sort_values(by)["label"].astype(int).tolist()
+
+
+def ring_step(order: list[int], allowed: set[int], current: int, direction: int) -> int | None:
+    """The next (``direction`` 1) or previous (-1) label of ``allowed`` after ``current`` in
+    ``order``, going round; from the start (or end) when ``current`` is not in it."""
+    if not allowed:
+        return None
+    if current in order:
+        start = order.index(current)
+        ring = [order[(start + direction * k) % len(order)] for k in range(1, len(order) + 1)]
+        return next(label for label in ring if label in allowed)
+    return [x for x in order if x in allowed][0 if direction > 0 else -1]
 
 
 def help_with_keys(help_text: str, taken: set[str], hints: dict[str, str]) -> str:
@@ -123,6 +170,38 @@ class ObjectLayerReview:
         """Remember a change to the objects table (a status, a class) and how to undo it."""
         self.history.add_change(description, undo)
 
+    def set_values(
+        self,
+        label: int,
+        values: dict[str, str],
+        description: str,
+        on_undo: Callable[[], None] | None = None,
+    ) -> bool:
+        """Set columns of object ``label``'s row (the table brought up to date first if the
+        label is new), undoably; False when there is no such object."""
+        if feature_row(self.layer, label) is None:
+            sync_features(self.layer)
+        row = feature_row(self.layer, label)
+        if row is None:
+            return False
+        before = {column: row.get(column) for column in values}
+        self._write(label, values)
+
+        def undo():
+            self._write(label, before)
+            if on_undo is not None:
+                on_undo()
+
+        self.record(description, undo)
+        return True
+
+    def _write(self, label: int, values: dict) -> None:
+        features = self.layer.features.copy()
+        mask = features["label"].astype(int) == int(label)
+        for column, value in values.items():
+            features.loc[mask, column] = value
+        self.layer.features = features
+
     def undo(self) -> str | None:
         """Undo the user's last step: a status/class change or a paint/fill edit."""
         while self.history.steps:
@@ -142,10 +221,20 @@ class ObjectLayerReview:
         self._follow_napari_undo()
         return None
 
+    def replace_labels(self, labels: np.ndarray) -> None:
+        """Give the layer a new label image (a new segmentation): no earlier step, the plugin's
+        or napari's own paint/fill, can be undone on it."""
+        self.history.steps.clear()
+        # napari has no public way to forget a Labels layer's paint history (setting ``data``
+        # keeps it, and its undo would paint old strokes on the new image) nor to ask how deep
+        # it is (``_napari_depth``): these are the plugin's only private napari calls, pinned by
+        # tests/test_napari_private.py so a napari that changes them fails there.
+        self.layer._reset_history()
+        self.layer.data = labels
+        self._depth = self._napari_depth()
+
     def _napari_depth(self) -> tuple[int, int]:
-        # napari has no public way to ask how many paint/fill steps a Labels layer can undo or
-        # redo; these two private histories are only read, never changed (their meaning is
-        # pinned by tests/test_napari_private.py, so a napari that changes them fails there).
+        # private and read only: see replace_labels
         return len(self.layer._undo_history), len(self.layer._redo_history)
 
     def _painted(self, *_):
@@ -167,7 +256,7 @@ class ObjectLayerReview:
             for _ in range(undo_before - undo_now):
                 step = self.history.pop_label_edit()
                 if step is not None:
-                    self.layer.features = _indexed(
+                    self.layer.features = with_index(
                         restore_objects(labels, self.layer.features, step.table_before)
                     )
         else:  # redo
@@ -183,8 +272,6 @@ class ObjectLayerReview:
         self._draw_outlines()
 
     def _mouse_moved(self, layer, event):
-        from napari_chromosome_sort._widgets._common import label_at
-
         label = label_at(layer, event.position)
         if label != self.hovered:
             self.hovered = label
@@ -230,8 +317,6 @@ class ObjectLayerReview:
 
     def focus(self, label: int) -> None:
         """Select an object, centre the camera on it and zoom so it fills part of the canvas."""
-        from napari_chromosome_sort._widgets._common import camera
-
         self.select(label)
         row = feature_row(self.layer, label)
         if not row or "bbox_y0" not in row:
@@ -245,41 +330,3 @@ class ObjectLayerReview:
         view = camera(self.viewer)
         view.center = tuple(corners.mean(axis=0))
         view.zoom = zoom_to_fit(np.abs(corners[1] - corners[0]), self.viewer.canvas.size)
-
-
-def _indexed(table):
-    from napari_chromosome_sort._widgets._common import with_index
-
-    return with_index(table)
-
-
-#: (hue shift, brightness factor) of an edited object's status colour, per shade
-EDIT_SHADES = ((0.09, 1.0), (-0.08, 1.0), (0.0, 0.55))
-
-
-def review_colormap(labels: np.ndarray, features):
-    """Status colours; objects edited by hand in a shifted shade of their status colour,
-    touching ones in different shades (the two halves of a split stand apart)."""
-    import colorsys
-
-    from napari.utils.colormaps import DirectLabelColormap
-
-    from napari_chromosome_sort._widgets._common import status_colormap
-    from napari_chromosome_sort.segmentation.edits import USER_REASON, neighbour_shades
-
-    colormap = status_colormap(features)
-    if features is None or not len(features) or "reason" not in features:
-        return colormap
-    edited = features.loc[features["reason"] == USER_REASON, "label"].astype(int).tolist()
-    if not edited:
-        return colormap
-    colours = dict(colormap.color_dict)
-    for label, shade in neighbour_shades(labels, edited, len(EDIT_SHADES)).items():
-        if label not in colours:
-            continue
-        rgba = np.array(colours[label], np.float32)
-        hue, saturation, value = colorsys.rgb_to_hsv(*rgba[:3])
-        shift, brightness = EDIT_SHADES[shade]
-        rgba[:3] = colorsys.hsv_to_rgb((hue + shift) % 1.0, saturation, value * brightness)
-        colours[label] = rgba
-    return DirectLabelColormap(color_dict=colours)
