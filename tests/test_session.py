@@ -32,3 +32,17 @@ def test_calls_changed_names_the_layer():
     session.calls_changed.connect(heard.append)
     session.calls_changed.emit("spread predicted classes")
     assert heard == ["spread predicted classes"]
+
+
+def test_layer_state_is_forgotten_with_the_layer():
+    import gc
+
+    class Layer:
+        pass
+
+    session, layer = Session(), Layer()
+    session.layer_state[layer] = "review"
+    assert session.layer_state[layer] == "review"
+    del layer
+    gc.collect()
+    assert len(session.layer_state) == 0

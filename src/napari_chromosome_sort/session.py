@@ -10,6 +10,7 @@ napari viewer share one session (``_widgets.session.session_of(viewer)``); tests
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,8 @@ class Session:
 
     def __init__(self) -> None:
         self._models: dict[str, OfferedModel] = {}
+        #: what the widgets keep per layer (the review of an objects layer), gone with the layer
+        self.layer_state: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     @property
     def models(self) -> list[OfferedModel]:

@@ -7,6 +7,7 @@ import weakref
 
 from napari_chromosome_sort.session import Session
 
+# napari has no public place for a plugin's state per viewer: one weak map, viewer -> session
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from app_model.types import KeyCode, KeyMod
 
+from napari_chromosome_sort._widgets.session import session_of
 from napari_chromosome_sort._widgets.shared.layers import (
     camera,
     feature_row,
@@ -47,14 +48,13 @@ STEP_FILTERS = {
     "every object": None,
 }
 
-_REVIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def review_of(viewer, layer) -> ObjectLayerReview:
-    """The shared review state of an objects layer (created and wired on first use)."""
-    review = _REVIEWS.get(layer)
+    """The shared review state of an objects layer (created and wired on first use; kept in the
+    viewer's session, so Segment, Label and Review share it)."""
+    reviews = session_of(viewer).layer_state
+    review = reviews.get(layer)
     if review is None:
-        review = _REVIEWS[layer] = ObjectLayerReview(viewer, layer)
+        review = reviews[layer] = ObjectLayerReview(viewer, layer)
     return review
 
 
