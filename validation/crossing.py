@@ -59,7 +59,10 @@ def spread_objects(dapi: Path, truth_path: Path, cache: Path | None = None) -> d
     width = float(seg.stats.get("width", 4.0))
     covers = covers_overlap(labels, truth, width)
     _, n_match = truth_ious(truth, labels)
-    sel = seg.objects[seg.objects["status"].isin(["chromosome", "cluster"])]
+    # objects kept or set aside by the size and crossing rules; a cluster named nucleus afterwards
+    # for being large, convex and round (segmentation.nuclei.name_convex_clusters) is one of them
+    named = seg.objects["reason"].str.startswith("large and convex")
+    sel = seg.objects[seg.objects["status"].isin(["chromosome", "cluster"]) | named]
     labs = sel["label"].astype(int).to_numpy()
     objects = {
         "kept": (sel["status"] == "chromosome").to_numpy(),

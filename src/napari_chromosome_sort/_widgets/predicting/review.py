@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
     QFormLayout,
@@ -281,12 +282,15 @@ class ReviewSection(QGroupBox):
         """Mark the reviewed object as not a chromosome: out of the calls and the readout."""
         if self.session is None or not self.current or self.running:
             return
+        rejected = self.current
         try:
-            self.session.reject(self.current)
+            self.session.reject(rejected)
         except Exception as error:  # noqa: BLE001 - shown to the user
             report_error(error, "Review least sure")
             return
-        self._repaint(self.predict.model, self.session.table, None)
+        layer = self.predict.layer
+        layer.data = np.where(layer.data == rejected, 0, layer.data).astype(layer.data.dtype)
+        self._repaint()
         self.go_next()
 
     # ------------------------------------------------------------------ retraining
