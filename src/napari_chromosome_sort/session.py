@@ -39,7 +39,7 @@ class Session:
     Signals
     -------
     model_added(OfferedModel)
-        A model file was trained or imported in this session.
+        A model file was trained or imported while the viewer was open.
     calls_changed(str)
         The calls of a spread changed (predicted, corrected or retrained); the argument is the
         name of the layer holding them.

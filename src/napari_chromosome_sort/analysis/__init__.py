@@ -14,7 +14,7 @@ The public names below are imported on first use (:pep:`562`): importing this pa
 neither scipy nor matplotlib.
 """
 
-import importlib
+from napari_chromosome_sort._lazy import lazy_exports
 
 _EXPORTS = {
     "summarize": ".readout",
@@ -38,14 +38,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

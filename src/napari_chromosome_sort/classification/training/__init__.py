@@ -16,7 +16,7 @@ The public names below are imported on first use (:pep:`562`), so importing this
 loads neither torch nor scikit-learn.
 """
 
-import importlib
+from napari_chromosome_sort._lazy import lazy_exports
 
 _EXPORTS = {
     "TrainingConfig": "napari_chromosome_sort.classification.config",
@@ -35,14 +35,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
