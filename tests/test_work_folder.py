@@ -79,3 +79,19 @@ def test_work_folder_that_points_outside_is_refused(tmp_path):
 def test_only_image_and_labels_layers_are_saved(tmp_path):
     with pytest.raises(ChromosortError, match="image and labels layers only"):
         save_work(tmp_path / "w", [(np.zeros((3, 2)), {"name": "pts"}, "points")])
+
+
+def test_a_layers_folder_that_is_a_link_is_never_written_through(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = tmp_path / "spread.chromosort"
+    folder.mkdir()
+    (folder / "layers").symlink_to(elsewhere, target_is_directory=True)
+    layers = [
+        (np.zeros((4, 4), np.uint8), {"name": "spread"}, "image"),
+        (np.zeros((4, 4), np.int32), {"name": "spread objects"}, "labels"),
+    ]
+    with pytest.raises(ChromosortError, match="link"):
+        save_work(folder, layers)
+    assert list(elsewhere.iterdir()) == []
+    assert not (folder / "work.json").exists()
