@@ -108,6 +108,36 @@ def test_training_beside_a_reference_folder_records_it_without_prior_shift(tmp_p
     assert not np.asarray(model.head.logit_shift).any()
 
 
+def test_prior_adaptation_of_a_reference_model_starts_from_equal_priors(tmp_path):
+    """A model trained beside a reference set is class-balanced without a prior correction,
+    so its posteriors assume equal priors whatever the training mix: ``--adapt-priors`` must
+    start from and divide by those, not the training class frequencies."""
+    from napari_chromosome_sort.classification.predict import (
+        PriorOptions,
+        calibration_priors,
+        predict_crops,
+    )
+    from napari_chromosome_sort.classification.priors import adapt_priors
+    from napari_chromosome_sort.synthetic import make_crop
+
+    own = make_crop_dataset(tmp_path / "own", n_per_class=6, classes=("A", "B"), seed=1)
+    for extra in sorted((own / "B").iterdir())[2:]:
+        extra.unlink()  # training mix 12 A : 8 B, not equal
+    ref = make_crop_dataset(tmp_path / "ref", n_per_class=6, classes=("A", "B"), seed=2)
+    config = TrainingConfig(
+        weights="random", cache_dir=None, input_size=64, views=1, predict_views=1, pca=0, l2=1.0
+    )
+    model = run_to_end(train_from_folder(own, config, ref))
+    assert model.metadata["training"]["counts"] == {"A": 12, "B": 8}
+    assert np.allclose(calibration_priors(model), [0.5, 0.5])
+    rng = np.random.default_rng(3)
+    images = [make_crop(c, rng, 48) for c in "AAAAAB"]
+    raw = model.predict_proba(images, tta=False)
+    table = predict_crops(model, images, tta=False, priors=PriorOptions(adapt=True))
+    expected, _ = adapt_priors(raw, [0.5, 0.5], pseudo_counts=1.0)
+    assert np.allclose(table[["p_A", "p_B"]].to_numpy(), expected, atol=1e-6)
+
+
 def _spread_crops(seed: int = 0):
     """Reference crops (group -1) and own crops of four spreads (groups 0-3), with the look of
     :func:`_domains`, each spread mostly one class."""

@@ -94,6 +94,18 @@ def _own_labels(args) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _own_handling(args) -> dict[str, pd.DataFrame]:
+    from .own_handling import handling_report
+
+    tables = handling_report(args.cache, not args.design_by_cv, args.explore)
+    return {
+        "Own labels, calls handled as chosen on the other spreads: each held-out spread": tables[
+            "per_spread"
+        ],
+        "Own labels, calls handled, pooled, worst spread beside": tables["pooled"],
+    }
+
+
 def _fine_tune(args) -> dict[str, pd.DataFrame]:
     from .fine_tune import fine_tune_report
 
@@ -267,6 +279,24 @@ def main(argv: list[str] | None = None) -> int:
         help="training recipes to compare (default: all)",
     )
     ol.set_defaults(run=_own_labels)
+    oh = sub.add_parser(
+        "own-labels-handling",
+        help="Giemsa: own-labels model + per-spread prior adaptation / WT ensemble, chosen "
+        "leave-one-spread-out inside each training set",
+    )
+    oh.add_argument("--cache", default=None, help="feature cache folder (faster re-runs)")
+    oh.add_argument(
+        "--design-by-cv",
+        action="store_true",
+        help="each head's design by the inner CV of chromosort train (default: the WT "
+        "model's design, all layers, 256 components, L2 1)",
+    )
+    oh.add_argument(
+        "--explore",
+        action="store_true",
+        help="also every handling fixed for all spreads (chosen on them: not an estimate)",
+    )
+    oh.set_defaults(run=_own_handling)
     ft = sub.add_parser(
         "fine-tune",
         help="Giemsa: the last backbone blocks tuned on WT + own crops, leave-one-spread-out",

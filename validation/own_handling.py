@@ -1,0 +1,155 @@
+"""Own labels: the handling of a held-out spread's calls chosen leave-one-spread-out (nested).
+
+On top of the own-labels model (WT crops moved onto the look of the own crops + the own crops of
+the training spreads, class-balanced, no prior correction: its posteriors assume equal priors),
+each candidate *handling* turns the posteriors of a spread's kept objects into calls:
+
+- an ensemble with the WT-only model (class-balanced as well): ``(1 - w) p_own + w p_wt``;
+- then, optionally, label-free prior adaptation on the spread's own kept objects (MAP-EM of
+  Saerens et al. 2002, :func:`..priors.adapt_priors`), starting from and dividing by the uniform
+  prior both heads assume, with ``s`` pseudo-counts centred on it (a Dirichlet prior that
+  shrinks a small spread's estimate towards equal shares).
+
+The handling is chosen WITHOUT the held-out spread: for held-out spread ``h``, every other
+spread ``i`` is held out in turn from the four training spreads, a model is trained on the WT
+crops + the three remaining spreads and calls ``i`` under every handling; the handling whose
+worst inner spread is called best (mean breaking ties, as :func:`.spread_design.rank`) is kept
+and judged on ``h`` with the model trained on all four.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from .own_labels import CLASSES, OwnLabelsData, SpreadSet, fit, load_data, score, training_set
+
+#: ensemble weights of the WT-only model (0: the own-labels model alone, 1: WT only)
+WT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: Dirichlet pseudo-counts of the per-spread MAP-EM (None: no adaptation)
+PSEUDO_COUNTS = (None, 1.0, 10.0, 30.0, 100.0)
+#: (WT weight, pseudo-counts) of every handling
+HANDLINGS = tuple(itertools.product(WT_WEIGHTS, PSEUDO_COUNTS))
+UNHANDLED = (0.0, None)
+#: the levers compared, each chosen leave-one-spread-out over its own handlings
+LEVERS = {
+    "EM on the own model, pseudo-counts chosen": tuple((0.0, s) for s in PSEUDO_COUNTS),
+    "ensemble with WT, weight chosen": tuple((w, None) for w in WT_WEIGHTS),
+    "ensemble and EM, both chosen": HANDLINGS,
+}
+
+
+def handling_name(handling: tuple) -> str:
+    """'WT w=0.25, EM s=10' and the like."""
+    w, s = handling
+    adapt = "no adaptation" if s is None else f"EM s={s:g}"
+    return f"WT w={w:g}, {adapt}"
+
+
+def proba(head, spread: SpreadSet, views: int = 4) -> np.ndarray:
+    """Mean over ``views`` dihedral views of the head's softmax on the spread's kept objects."""
+    from napari_chromosome_sort.classification.models.heads import head_logits, tta_proba
+
+    return tta_proba(head_logits(head, spread.features[:, :views]))
+
+
+def handled_calls(p_own, p_wt, n_parts, handling: tuple) -> np.ndarray:
+    """Class index per kept object under ``handling`` (chromatid pairs called C); ``p_own``,
+    ``p_wt``: the two class-balanced models' posteriors (both assume equal priors)."""
+    from napari_chromosome_sort.classification.priors import adapt_priors
+
+    w, s = handling
+    p = (1 - w) * p_own + w * p_wt
+    if s is not None and len(p):
+        k = p.shape[1]
+        p, _ = adapt_priors(p, np.full(k, 1.0 / k), pseudo_counts=s)
+    pred = p.argmax(1) if len(p) else np.zeros(0, int)
+    pred[n_parts >= 2] = CLASSES.index("c")
+    return pred
+
+
+def own_head(data: OwnLabelsData, excluded: set[int], fixed: bool):
+    """The own-labels model (WT moved + own, class-balanced, no prior correction: its posteriors
+    assume equal priors) on every spread but ``excluded``."""
+    Xs, ys, refs = [data.wt_features], [data.wt_targets], [np.ones(len(data.wt_targets), bool)]
+    for j, s in enumerate(data.spreads):
+        if j in excluded:
+            continue
+        rows = np.flatnonzero(s.targets >= 0)
+        Xs.append(s.features[rows])
+        ys.append(s.targets[rows])
+        refs.append(np.zeros(len(rows), bool))
+    X, y, ref = np.concatenate(Xs), np.concatenate(ys), np.concatenate(refs)
+    return fit(X, y, ref, fixed=fixed, prior=False)
+
+
+def _rank(rows: pd.DataFrame) -> pd.Series:
+    """Per handling: (worst inner spread called right, mean) -> one sortable number."""
+    g = rows.groupby("handling")["right_of_boxes"]
+    return g.min() * 1000 + g.mean()
+
+
+def member_probas(data: OwnLabelsData, fixed: bool = True) -> dict:
+    """Posteriors of the kept objects of every spread each model calls in the nested protocol:
+    ``{"wt": [per spread], (held, inner): own model without held and inner, on inner,
+    (held, None): own model without held, on held}``."""
+    X, y, _, _ = training_set(data, -1, True, {})
+    wt_head = fit(X, y, None, fixed=fixed, prior=False)
+    out: dict = {"wt": [proba(wt_head, s) for s in data.spreads]}
+    n = len(data.spreads)
+    for held in range(n):
+        for inner in (i for i in range(n) if i != held):
+            out[held, inner] = proba(own_head(data, {held, inner}, fixed), data.spreads[inner])
+        out[held, None] = proba(own_head(data, {held}, fixed), data.spreads[held])
+    return out
+
+
+def choose(data: OwnLabelsData, probas: dict, held: int, handlings) -> tuple:
+    """The handling of ``handlings`` whose worst inner held-out spread (of the four training
+    spreads of ``held``) is called best, the mean breaking ties, then no handling."""
+    rows = []
+    for inner in (i for i in range(len(data.spreads)) if i != held):
+        s = data.spreads[inner]
+        for h in handlings:
+            pred = handled_calls(probas[held, inner], probas["wt"][inner], s.n_parts, h)
+            rows.append({"handling": h, **score(s, pred)})
+    ranks = _rank(pd.DataFrame(rows))
+    return max(handlings, key=lambda h: (ranks[h], h == UNHANDLED))
+
+
+def nested_table(data: OwnLabelsData, probas: dict, explore: bool = False) -> pd.DataFrame:
+    """Per held-out spread: each lever's handling chosen on the other four spreads and its
+    score, the own model alone, the WT-only model and the majority class beside; ``explore``:
+    also every handling fixed for all spreads (chosen on these spreads, not an estimate)."""
+    rows = []
+    for held, spread in enumerate(data.spreads):
+        picks = [(name, choose(data, probas, held, hs)) for name, hs in LEVERS.items()]
+        picks += [("own model alone", UNHANDLED), ("WT only, class-balanced", (1.0, None))]
+        if explore:
+            picks += [(f"all five: {handling_name(h)}", h) for h in HANDLINGS]
+        for label, h in picks:
+            pred = handled_calls(probas[held, None], probas["wt"][held], spread.n_parts, h)
+            rows.append({"recipe": label, "chosen": handling_name(h), **score(spread, pred)})
+        _, y, _, _ = training_set(data, held, True, None)
+        majority = np.full(len(spread.targets), np.bincount(y).argmax())
+        rows.append({"recipe": "majority class", **score(spread, majority)})
+    return pd.DataFrame(rows)
+
+
+def handling_report(cache_dir=None, fixed: bool = True, explore: bool = False) -> dict:
+    """The tables of docs/validation.md's own-labels section on handling the calls:
+    ``fixed``: every head with the WT model's design (all layers, 256 components, L2 1), else
+    each chosen by the inner CV of ``chromosort train``."""
+    from .own_labels import pooled
+
+    data = load_data(cache_dir)
+    table = nested_table(data, member_probas(data, fixed), explore)
+    table = table.sort_values("recipe", kind="stable", key=lambda c: c.map(_order(table)))
+    return {"per_spread": table, "pooled": pooled(table)}
+
+
+def _order(table: pd.DataFrame) -> dict:
+    """Each recipe's first row (the tables keep the order the recipes were run in)."""
+    return {name: i for i, name in enumerate(dict.fromkeys(table["recipe"]))}
