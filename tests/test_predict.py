@@ -151,9 +151,11 @@ def test_predict_crops_adapt_priors(tiny_model):
     assert len(predict_crops(tiny_model, [], priors=PriorOptions(adapt=True))) == 0
     with pytest.raises(ChromosortError, match="pseudo-counts"):
         PriorOptions(adapt=True, pseudo_counts=-1)
-    # the defaults: no adaptation, one pseudo-count, EM, no calibration
-    assert PriorOptions() == PriorOptions(False, None, "em", False)
-    assert PriorOptions().pseudo_counts == 1.0 and not PriorOptions().adapt
+    # the defaults: as the model records (this one: none, so no adaptation, one pseudo-count),
+    # EM, no calibration
+    assert PriorOptions() == PriorOptions(None, None, "em", False)
+    assert PriorOptions().key()["prior_pseudo_counts"] == 1.0
+    assert not PriorOptions().key()["adapt_priors"]
     plain = predict_crops(tiny_model, images, tta=False)
     assert np.allclose(plain[["p_A", "p_B", "p_C"]].to_numpy(), raw, atol=1e-6)
 

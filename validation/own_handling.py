@@ -13,8 +13,11 @@ each candidate *handling* turns the posteriors of a spread's kept objects into c
 The handling is chosen WITHOUT the held-out spread: for held-out spread ``h``, every other
 spread ``i`` is held out in turn from the four training spreads, a model is trained on the WT
 crops + the three remaining spreads and calls ``i`` under every handling; the handling whose
-worst inner spread is called best (mean breaking ties, as :func:`.spread_design.rank`) is kept
-and judged on ``h`` with the model trained on all four.
+worst inner spread is called best (mean breaking ties, then no handling:
+:func:`napari_chromosome_sort.classification.training.spread_priors.best_candidate`) is kept
+and judged on ``h`` with the model trained on all four. The pseudo-counts alone are chosen by
+the code ``chromosort train --reference`` runs
+(:func:`~napari_chromosome_sort.classification.training.spread_priors.choose_pseudo_counts`).
 """
 
 from __future__ import annotations
@@ -24,12 +27,17 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from napari_chromosome_sort.classification.training.spread_priors import (
+    PSEUDO_COUNTS,
+    adapted_proba,
+    best_candidate,
+    choose_pseudo_counts,
+)
+
 from .own_labels import CLASSES, OwnLabelsData, SpreadSet, fit, load_data, score, training_set
 
 #: ensemble weights of the WT-only model (0: the own-labels model alone, 1: WT only)
 WT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: Dirichlet pseudo-counts of the per-spread MAP-EM (None: no adaptation)
-PSEUDO_COUNTS = (None, 1.0, 10.0, 30.0, 100.0)
 #: (WT weight, pseudo-counts) of every handling
 HANDLINGS = tuple(itertools.product(WT_WEIGHTS, PSEUDO_COUNTS))
 UNHANDLED = (0.0, None)
@@ -58,13 +66,9 @@ def proba(head, spread: SpreadSet, views: int = 4) -> np.ndarray:
 def handled_calls(p_own, p_wt, n_parts, handling: tuple) -> np.ndarray:
     """Class index per kept object under ``handling`` (chromatid pairs called C); ``p_own``,
     ``p_wt``: the two class-balanced models' posteriors (both assume equal priors)."""
-    from napari_chromosome_sort.classification.priors import adapt_priors
-
     w, s = handling
     p = (1 - w) * p_own + w * p_wt
-    if s is not None and len(p):
-        k = p.shape[1]
-        p, _ = adapt_priors(p, np.full(k, 1.0 / k), pseudo_counts=s)
+    p = adapted_proba(p, np.full(p.shape[1], 1.0 / p.shape[1]), s)
     pred = p.argmax(1) if len(p) else np.zeros(0, int)
     pred[n_parts >= 2] = CLASSES.index("c")
     return pred
@@ -85,12 +89,6 @@ def own_head(data: OwnLabelsData, excluded: set[int], fixed: bool):
     return fit(X, y, ref, fixed=fixed, prior=False)
 
 
-def _rank(rows: pd.DataFrame) -> pd.Series:
-    """Per handling: (worst inner spread called right, mean) -> one sortable number."""
-    g = rows.groupby("handling")["right_of_boxes"]
-    return g.min() * 1000 + g.mean()
-
-
 def member_probas(data: OwnLabelsData, fixed: bool = True) -> dict:
     """Posteriors of the kept objects of every spread each model calls in the nested protocol:
     ``{"wt": [per spread], (held, inner): own model without held and inner, on inner,
@@ -106,17 +104,34 @@ def member_probas(data: OwnLabelsData, fixed: bool = True) -> dict:
     return out
 
 
+def _right(spread: SpreadSet):
+    """Share of ``spread``'s boxes called right by class indices of its kept objects (chromatid
+    pairs called C first)."""
+
+    def right(pred: np.ndarray) -> float:
+        """Called right of all boxes."""
+        pred = pred.copy()
+        pred[spread.n_parts >= 2] = CLASSES.index("c")
+        return score(spread, pred)["right_of_boxes"]
+
+    return right
+
+
 def choose(data: OwnLabelsData, probas: dict, held: int, handlings) -> tuple:
     """The handling of ``handlings`` whose worst inner held-out spread (of the four training
-    spreads of ``held``) is called best, the mean breaking ties, then no handling."""
-    rows = []
-    for inner in (i for i in range(len(data.spreads)) if i != held):
-        s = data.spreads[inner]
+    spreads of ``held``) is called best, the mean breaking ties, then no handling; the
+    pseudo-counts alone (``LEVERS``' first) by the code of ``chromosort train --reference``."""
+    inner = [i for i in range(len(data.spreads)) if i != held]
+    if tuple(handlings) == LEVERS["EM on the own model, pseudo-counts chosen"]:
+        spreads = [(probas[held, i], _right(data.spreads[i])) for i in inner]
+        return 0.0, choose_pseudo_counts(spreads, np.full(len(CLASSES), 1.0 / len(CLASSES)))[0]
+    scores = {}
+    for i in inner:
+        s = data.spreads[i]
         for h in handlings:
-            pred = handled_calls(probas[held, inner], probas["wt"][inner], s.n_parts, h)
-            rows.append({"handling": h, **score(s, pred)})
-    ranks = _rank(pd.DataFrame(rows))
-    return max(handlings, key=lambda h: (ranks[h], h == UNHANDLED))
+            pred = handled_calls(probas[held, i], probas["wt"][i], s.n_parts, h)
+            scores.setdefault(h, []).append(score(s, pred)["right_of_boxes"])
+    return best_candidate(scores, UNHANDLED)
 
 
 def nested_table(data: OwnLabelsData, probas: dict, explore: bool = False) -> pd.DataFrame:

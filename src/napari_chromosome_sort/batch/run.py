@@ -18,7 +18,7 @@ from napari_chromosome_sort.batch.lock import LOCK, output_lock
 from napari_chromosome_sort.batch.outputs import OWN_NAMES, claim_outputs, prepare_spreads
 from napari_chromosome_sort.batch.reports import collect_objects, write_reports
 from napari_chromosome_sort.batch.spread import SpreadSettings
-from napari_chromosome_sort.classification.predict import PriorOptions
+from napari_chromosome_sort.classification.predict import PriorOptions, resolve_priors
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.files.atomic import write_csv_atomic
 from napari_chromosome_sort.files.safety import is_link, owns, record_written, remove_owned
@@ -89,7 +89,8 @@ def run_batch(
     ``"serial"`` -> in this process, one spread after another (no Dask).
     Failures of single spreads are reported in ``result.failures`` and the run goes on; the
     failed spreads are retried by the next run. ``params``: segmentation parameters
-    (:class:`.SegmentationParams` or dict); ``priors``: :class:`.predict.PriorOptions`;
+    (:class:`.SegmentationParams` or dict); ``priors``: :class:`.predict.PriorOptions` (what it
+    leaves unset as the model records, :func:`.predict.resolve_priors`);
     ``views``: dihedral views averaged per crop (None: the model's own number);
     ``overwrite``: replace report files in ``out_dir`` that chromosort did not write.
     """
@@ -102,6 +103,8 @@ def run_batch(
                 "a Dask scheduler needs Dask: pip install 'napari-chromosome-sort[batch]'"
             )
         scheduler = "serial"
+    from napari_chromosome_sort.classification.models.model_io import read_metadata  # torch
+
     options = BatchOptions(
         scheduler=scheduler,
         workers=workers,
@@ -110,7 +113,7 @@ def run_batch(
         torch_threads=torch_threads,
         exclude=tuple(exclude),
         formats=tuple(formats),
-        priors=priors or PriorOptions(),
+        priors=resolve_priors(read_metadata(model_path), priors or PriorOptions()),
         views=views,
         overwrite=overwrite,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -83,36 +83,63 @@ class PriorOptions:
     creation so that a bad value fails before any spread is run.
 
     ``adapt``: estimate each sample's class priors without labels instead of assuming the
-    training class frequencies (off by default, docs/validation.md); ``pseudo_counts`` (None =
-    the default), ``method`` and ``calibrate``: how, see :func:`estimate_priors`."""
+    training class frequencies; None (default): as the model records (``prediction_priors``,
+    chosen leave-one-spread-out when it was trained beside a reference set on crops of 3 or
+    more spreads), off for a model without a record (docs/validation.md). ``pseudo_counts``
+    (None: the model's recorded choice, else :data:`PRIOR_PSEUDO_COUNTS`), ``method`` and
+    ``calibrate``: how, see :func:`estimate_priors`. :func:`resolve_priors` fills the Nones."""
 
-    adapt: bool = False
-    pseudo_counts: float = PRIOR_PSEUDO_COUNTS
+    adapt: bool | None = None
+    pseudo_counts: float | None = None
     method: str = "em"
     calibrate: bool = False
 
     def __post_init__(self):
         given = self.pseudo_counts
-        pseudo = PRIOR_PSEUDO_COUNTS if given is None else float(given)
-        if not 0 <= pseudo < float("inf"):
+        pseudo = None if given is None else float(given)
+        if pseudo is not None and not 0 <= pseudo < float("inf"):
             raise ChromosortError(f"prior pseudo-counts must be a number >= 0, got {given}")
         if self.method not in PRIOR_METHODS:
             raise ChromosortError(
                 f"unknown prior method {self.method!r}; use one of {PRIOR_METHODS}"
             )
-        object.__setattr__(self, "adapt", bool(self.adapt))
+        object.__setattr__(self, "adapt", None if self.adapt is None else bool(self.adapt))
         object.__setattr__(self, "pseudo_counts", pseudo)
         object.__setattr__(self, "calibrate", bool(self.calibrate))
 
     def key(self) -> dict:
         """The options as a batch run's fingerprint records them (the key names finished spreads
-        were marked with, so that they stay recognised)."""
+        were marked with, so that they stay recognised); Nones as a model without a record
+        fills them (resolve against the model first, :func:`resolve_priors`)."""
+        done = resolve_priors({}, self)
         return {
-            "adapt_priors": self.adapt,
-            "prior_pseudo_counts": self.pseudo_counts,
+            "adapt_priors": done.adapt,
+            "prior_pseudo_counts": done.pseudo_counts,
             "prior_method": self.method,
             "calibrate": self.calibrate,
         }
+
+
+def recorded_priors(metadata) -> dict | None:
+    """The model's ``prediction_priors`` record (whether and how prediction adapts the class
+    priors by default), or None (models trained without it: no adaptation)."""
+    record = (metadata or {}).get("prediction_priors")
+    return record if isinstance(record, dict) and isinstance(record.get("adapt"), bool) else None
+
+
+def resolve_priors(metadata, options: PriorOptions) -> PriorOptions:
+    """``options`` with what the user left unset (None) taken from the model's record
+    (``metadata``: the model's metadata): an explicit ``adapt`` or ``pseudo_counts`` wins;
+    without a record, no adaptation and :data:`PRIOR_PSEUDO_COUNTS`."""
+    if options.adapt is not None and options.pseudo_counts is not None:
+        return options
+    record = recorded_priors(metadata) or {"adapt": False}
+    adapt = record["adapt"] if options.adapt is None else options.adapt
+    pseudo = options.pseudo_counts
+    if pseudo is None:
+        pseudo = record.get("pseudo_counts") if record["adapt"] else None
+    pseudo = PRIOR_PSEUDO_COUNTS if pseudo is None else pseudo
+    return replace(options, adapt=adapt, pseudo_counts=pseudo)
 
 
 def stored_calibration(model) -> dict | None:
@@ -173,7 +200,8 @@ def estimate_priors(
     if method == "bbse":
         priors = P.bbse_priors(proba, stored["confusion"], base)
         return P.reweight(proba, base, priors), priors
-    return P.adapt_priors(proba, base, pseudo_counts=options.pseudo_counts)
+    pseudo = PRIOR_PSEUDO_COUNTS if options.pseudo_counts is None else options.pseudo_counts
+    return P.adapt_priors(proba, base, pseudo_counts=pseudo)
 
 
 def predict_crops(
@@ -187,7 +215,8 @@ def predict_crops(
     """One row per RGB crop: predicted ``class`` and ``p_<class>`` for every class.
 
     ``priors.adapt``: treat the crops as one sample and re-estimate its class priors without
-    labels instead of assuming the training priors; the probabilities are re-weighted to the
+    labels instead of assuming the training priors (None: as the model records,
+    :func:`resolve_priors`); the probabilities are re-weighted to the
     estimated priors, so their mean over the crops is (close to) the estimated class
     distribution (see :func:`estimate_priors` for the other options). ``views``: dihedral views
     averaged (None: the model's ``prediction_views``, or 1 without ``tta``). ``proba``: the
@@ -196,6 +225,7 @@ def predict_crops(
     images = list(images)
     if not images:
         return _probability_table(model, np.zeros((0, len(model.classes))))
+    priors = resolve_priors(getattr(model, "metadata", {}), priors)
     if proba is None:
         proba = model.predict_proba(images, tta=tta, views=views)
     if priors.adapt:
@@ -280,9 +310,11 @@ def predict_spread_steps(
     and classify the crops. With ``gradcam`` also the per-object Grad-CAM maps (for the
     predicted class), each on its crop and pasted into a float32 image-shaped map.
     ``priors.adapt``: estimate this spread's class priors from its own kept objects (no labels;
-    see :func:`predict_crops`) rather than assume the training class frequencies; off by
-    default, because on the annotated spreads it helps some and costs others up to 18 points
-    (docs/validation.md, Whole spreads). The other :class:`PriorOptions`: see
+    see :func:`predict_crops`) rather than assume the training class frequencies; None
+    (default): as the model records (:func:`resolve_priors`: chosen leave-one-spread-out for a
+    model trained beside a reference set on crops of 3 or more spreads; off for others, e.g.
+    the bundled model, because on the annotated spreads it helps some and costs others up to
+    18 points, docs/validation.md, Whole spreads). The other :class:`PriorOptions`: see
     :func:`estimate_priors`.
 
     ``separated_class``: the class meaning "sister chromatids apart at the centromere too"

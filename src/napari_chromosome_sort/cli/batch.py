@@ -41,17 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_crossing_score_argument(parser)
     parser.add_argument(
         "--adapt-priors",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="estimate each spread's class priors without labels instead of assuming the "
-        "training priors (off by default; see chromosort predict)",
+        "training priors (default: as the model records; see chromosort predict)",
     )
     parser.add_argument(
         "--prior-pseudo-counts",
         type=float,
         default=None,
         metavar="A",
-        help="Dirichlet pseudo-counts of each spread's estimated class priors (MAP-EM; default "
-        "1.0; 0 = maximum-likelihood EM)",
+        help="Dirichlet pseudo-counts of each spread's estimated class priors (MAP-EM; default: "
+        "as the model records, else 1.0; 0 = maximum-likelihood EM)",
     )
     parser.add_argument(
         "--prior-method",

@@ -79,14 +79,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="estimate the class priors of each spread (with --spreads) or of all the crops "
         "together without labels (EM, Saerens et al. 2002) instead of assuming the training "
-        "priors (default: off; chosen leave-one-spread-out, docs/validation.md)",
+        "priors (default: as the model records; chosen leave-one-spread-out when it was "
+        "trained with --reference on crops of 3 or more spreads, else off; "
+        "docs/validation.md)",
     )
     parser.add_argument(
         "--prior-pseudo-counts",
         type=float,
         default=None,
         metavar="A",
-        help="Dirichlet pseudo-counts of the estimated priors (MAP-EM; default 1.0, spread "
+        help="Dirichlet pseudo-counts of the estimated priors (MAP-EM; default: as the model "
+        "records, else 1.0, spread "
         "evenly over the classes; 0 = maximum-likelihood EM, the former default)",
     )
     parser.add_argument(
@@ -293,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_chromosome_sort.files.safety import record_written
 
     priors = PriorOptions(
-        adapt=bool(args.adapt_priors),
+        adapt=args.adapt_priors,
         pseudo_counts=args.prior_pseudo_counts,
         method=args.prior_method,
         calibrate=args.calibrate,

@@ -125,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
 
     # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
     from napari_chromosome_sort.classification.models.model_io import save_model
+    from napari_chromosome_sort.classification.predict import recorded_priors
     from napari_chromosome_sort.classification.training import train_from_folder
+    from napari_chromosome_sort.classification.training.spread_priors import describe
 
     output_path(args.out, None, args.overwrite, "model file")  # before any work
     model = with_tqdm(
@@ -135,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     )
     path = save_model(model, args.out)
     record_written([path])
+    priors = recorded_priors(model.metadata)
     summary = {
         "model": str(path),
         "classes": model.classes,
@@ -144,8 +147,11 @@ def run(args: argparse.Namespace) -> int:
         "input_size": model.preprocessing.size,
         "geometry": model.preprocessing.geometry,
         "head": model.metadata["training"]["chosen"].get("members"),
+        "prediction_priors": priors and {k: v for k, v in priors.items() if k != "candidates"},
     }
     print(json.dumps(summary), file=sys.stdout)
+    if priors is not None:
+        print(f"note: {describe(priors)}", file=sys.stderr)
 
     for warning in training_warnings(model.metadata):
         print(f"warning: {warning}", file=sys.stderr)

@@ -27,7 +27,13 @@ MAX_METADATA_CHARS = 16_000_000
 APPEARANCES = ("canonical", "plain")
 GEOMETRIES = ("stretch", "pad", "canvas")
 HEAD_KINDS = ("pooled", *HEAD_LAYOUTS)
-OPTIONAL_DICTS = ("training", "metrics", "imported_from", "training_images")
+OPTIONAL_DICTS = (
+    "training",
+    "metrics",
+    "imported_from",
+    "training_images",
+    "prediction_priors",
+)
 POLARITIES = ("dark_on_light", "bright_on_dark")
 MAX_CROP_SIDE = 100_000
 MAX_STAIN_CHARS = 40
@@ -175,7 +181,25 @@ def check_metadata(meta) -> dict:
         check_training(meta["training"], len(meta["classes"]))
     if meta.get("training_images") is not None:
         check_training_images(meta["training_images"])
+    if meta.get("prediction_priors") is not None:
+        check_prediction_priors(meta["prediction_priors"])
     return meta
+
+
+MAX_PSEUDO_COUNTS = 1e9
+
+
+def check_prediction_priors(record) -> dict:
+    """What prediction does with the class priors unless told otherwise (chosen at training,
+    :mod:`..training.spread_priors`): ``adapt`` true or false, ``pseudo_counts`` a number
+    >= 0 when it adapts. A model file without the record keeps its priors."""
+    record = _dict(record, "prediction priors")
+    if not isinstance(record.get("adapt"), bool):
+        raise ChromosortError("prediction priors adapt must be true or false")
+    if record["adapt"]:
+        what = "prediction priors pseudo-counts"
+        _float(record.get("pseudo_counts"), what, 0.0, MAX_PSEUDO_COUNTS)
+    return record
 
 
 def check_training_images(record) -> dict:

@@ -25,6 +25,10 @@ from napari_chromosome_sort.classification.training.finetune import finetune
 from napari_chromosome_sort.classification.training.folders import empty_classes, scan_folder
 from napari_chromosome_sort.classification.training.head import train_head
 from napari_chromosome_sort.classification.training.spread_design import spread_groups
+from napari_chromosome_sort.classification.training.spread_priors import (
+    choose_spread_priors,
+    spread_priors_apply,
+)
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.progress import Progress, relay
 
@@ -80,7 +84,9 @@ def train_classifier(
 ) -> Generator[Progress, None, ChromosomeClassifier]:
     """Train a ``ChromosomeClassifier`` on RGB crops (arrays or paths) with integer targets;
     ``reference``: which crops come from a reference set, ``groups``: the spread of each crop
-    (see :func:`train_head`).
+    (see :func:`train_head`); with both (3 or more spreads), whether prediction re-estimates
+    each spread's class mix is chosen leave-one-spread-out and recorded in
+    ``metadata["prediction_priors"]`` (:mod:`.spread_priors`).
 
     Returns the classifier, ``metadata["metrics"]`` holding the inner-CV concordance.
     """
@@ -104,8 +110,13 @@ def train_classifier(
     backbone = build_backbone(config.backbone, config.weights).to(device)
     arrays = yield from candidate_features(backbone, images, config, device)
     head, info = yield from train_head(arrays, y, classes, config, reference, groups)
-    backbone = backbone.cpu()
     prep = info.pop("preprocessing")
+    spread_priors = None
+    if spread_priors_apply(reference, groups):  # each spread's class mix at prediction
+        spread_priors = yield from choose_spread_priors(
+            arrays[prep], y, classes, config, reference, groups, info
+        )
+    backbone = backbone.cpu()
     model = ChromosomeClassifier(backbone, head, classes, prep, "pooled")
     model.to(device)
     if config.finetune_blocks > 0:
@@ -124,6 +135,8 @@ def train_classifier(
         },
         metrics={"inner_cv_accuracy": info.get("inner_cv_accuracy_corrected")},
     )
+    if spread_priors is not None:
+        model.metadata["prediction_priors"] = spread_priors
     record_training_images(model, images, reference)  # Predict warns on spreads unlike these
     yield Progress(1, 1, "training done")
     return model

@@ -1,0 +1,157 @@
+"""Each spread's class mix re-estimated at prediction, chosen leave-one-spread-out at training.
+
+A model trained beside a reference set (:func:`.classifier.train_from_folder`) is class-balanced
+without a prior correction: its posteriors assume equal class priors. A spread of a cohesion
+mutant may hold mostly one class; label-free MAP-EM prior adaptation on the spread's own kept
+objects (:func:`..priors.adapt_priors`, Saerens et al. 2002, with Dirichlet pseudo-counts ``s``
+centred on equal priors) calls its unsure objects by the spread's own mix. Whether to adapt, and
+with which ``s`` (:data:`PSEUDO_COUNTS`), is chosen when the own crops record the spread they
+were cut from (3 or more spreads): each own spread in turn is held out whole, a head of the
+chosen design is trained on the reference crops and the other own spreads, the held-out
+spread's crops are called under every candidate, and the candidate whose worst held-out spread
+is called best (the mean breaking ties, then no adaptation, then fewer pseudo-counts) is kept
+(:func:`best_candidate`). The choice is recorded in the model (``prediction_priors``) and
+prediction applies it unless told otherwise (:func:`..predict.resolve_priors`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Generator, Hashable, Sequence
+
+import numpy as np
+
+from napari_chromosome_sort.classification.config import TrainingConfig
+from napari_chromosome_sort.classification.training.spread_design import (
+    MIN_SPREADS,
+    spread_splits,
+)
+from napari_chromosome_sort.progress import Progress, relay
+
+#: Dirichlet pseudo-counts of the per-spread MAP-EM tried (None: no adaptation)
+PSEUDO_COUNTS = (None, 1.0, 10.0, 30.0, 100.0)
+
+
+def adapted_proba(proba: np.ndarray, base, pseudo_counts: float | None) -> np.ndarray:
+    """``proba`` (n, k) of one spread re-weighted to its MAP-EM class priors, starting from and
+    dividing by ``base`` (the priors the posteriors assume); unchanged for ``None``."""
+    from napari_chromosome_sort.classification.priors import adapt_priors
+
+    proba = np.asarray(proba, float)
+    if pseudo_counts is None or not len(proba):
+        return proba
+    return adapt_priors(proba, base, pseudo_counts=pseudo_counts)[0]
+
+
+def best_candidate(scores: dict, default: Hashable) -> Hashable:
+    """The key of ``scores`` ({candidate: [share called right per held-out spread]}) whose
+    worst held-out spread is called best, the mean breaking ties, then ``default``, then the
+    first candidate (the order of ``scores``)."""
+
+    def key(item):
+        """(worst, mean, is the default) of one candidate."""
+        name, values = item
+        return (min(values), float(np.mean(values)), name == default)
+
+    return max(scores.items(), key=key)[0]
+
+
+def choose_pseudo_counts(
+    spreads: Sequence[tuple[np.ndarray, Callable[[np.ndarray], float]]],
+    base,
+    grid: Sequence = PSEUDO_COUNTS,
+) -> tuple[float | None, list[dict]]:
+    """The pseudo-counts of ``grid`` (None: no adaptation) whose worst spread is called best.
+
+    ``spreads``: per held-out spread, the posteriors of its objects from a model that never saw
+    it, and a function scoring class indices of its objects (share called right); ``base``: the
+    priors the posteriors assume. Returns ``(choice, rows)``, one row per candidate."""
+    scores = {
+        s: [float(right(adapted_proba(p, base, s).argmax(1))) for p, right in spreads]
+        for s in grid
+    }
+    rows = [
+        {
+            "pseudo_counts": s,
+            "worst_right": round(min(v), 4),
+            "mean_right": round(float(np.mean(v)), 4),
+        }
+        for s, v in scores.items()
+    ]
+    return best_candidate(scores, None), rows
+
+
+def spread_priors_apply(reference, groups) -> bool:
+    """Whether the adaptation is chosen: crops of a reference set beside own crops of at least
+    :data:`.spread_design.MIN_SPREADS` spreads."""
+    if reference is None or groups is None or not np.any(reference):
+        return False
+    groups = np.asarray(groups)
+    return len(np.unique(groups[groups >= 0])) >= MIN_SPREADS
+
+
+def _fixed_design(config: TrainingConfig, info: dict) -> TrainingConfig:
+    """``config`` with the head's chosen design fixed (a single chosen member), so that each
+    held-out spread's head is the final head's design fitted without that spread."""
+    config = dataclasses.replace(config, design_by_spread=False)
+    members = info.get("members") or []
+    if len(members) == 1:
+        m = members[0]
+        config = dataclasses.replace(config, feature_set=m["feature_set"], pca=m["pca"], l2=m["l2"])
+    return config
+
+
+def choose_spread_priors(
+    X: np.ndarray,
+    y: np.ndarray,
+    classes: Sequence[str],
+    config: TrainingConfig,
+    reference: np.ndarray,
+    groups: np.ndarray,
+    info: dict,
+) -> Generator[Progress, None, dict]:
+    """The ``prediction_priors`` record of a model trained on features ``X`` (n, views, D) of
+    the chosen preprocessing (``info``: what :func:`.head.train_head` chose; ``reference``: the
+    reference crops; ``groups``: each crop's spread, -1 for none)."""
+    from napari_chromosome_sort.classification.models.heads import head_logits, tta_proba
+    from napari_chromosome_sort.classification.training.head import train_head
+
+    y = np.asarray(y, int)
+    fixed = _fixed_design(config, info)
+    moved = (info.get("design_by_spread") or {}).get("reference_moved", True)
+    views = min(int(config.predict_views), X.shape[1])
+    splits = spread_splits(groups)
+    k = len(classes)
+    spreads = []
+    for i, (tr, te) in enumerate(splits):
+        ref = np.asarray(reference, bool)[tr] if moved else None
+        head, _ = yield from relay(
+            train_head(X[tr], y[tr], classes, fixed, ref, None),
+            lambda r, i=i: Progress(i, len(splits), f"spread {i + 1} held out: {r.message}"),
+        )
+        proba = tta_proba(head_logits(head, X[te][:, :views]))
+        spreads.append((proba, lambda pred, truth=y[te]: float(np.mean(pred == truth))))
+    base = np.full(k, 1.0 / k)
+    if not (config.class_balance and not config.prior_correction):
+        base = np.bincount(y, minlength=k) / len(y)
+    choice, rows = choose_pseudo_counts(spreads, base)
+    yield Progress(len(splits), len(splits), "class-mix adaptation chosen spread by spread")
+    return {
+        "adapt": choice is not None,
+        "pseudo_counts": choice,
+        "chosen_by": f"leave-one-spread-out over {len(splits)} spreads (worst spread called best)",
+        "candidates": rows,
+    }
+
+
+def describe(record: dict | None) -> str:
+    """One line saying what prediction does with a model's class priors by default."""
+    if not record:
+        return "prediction keeps the model's class priors (no per-spread adaptation recorded)"
+    how = record.get("chosen_by", "")
+    if not record.get("adapt"):
+        return f"prediction keeps the model's class priors (no adaptation, chosen {how})"
+    return (
+        f"prediction re-estimates each spread's class mix (MAP-EM, pseudo-counts "
+        f"{float(record['pseudo_counts']):g}; chosen {how}); --no-adapt-priors turns it off"
+    )
