@@ -106,6 +106,7 @@ def test_training_beside_a_reference_folder_records_it_without_prior_shift(tmp_p
     assert training["reference_dataset"] == str(ref.resolve())
     assert training["config"]["prior_correction"] is False
     assert not np.asarray(model.head.logit_shift).any()
+    assert "prediction_priors" not in model.metadata  # no spreads named: nothing recorded
 
 
 def test_prior_adaptation_of_a_reference_model_starts_from_equal_priors(tmp_path):
@@ -244,6 +245,11 @@ def test_train_with_reference_chooses_design_by_the_manifests_spreads(tmp_path):
         l2_grid=(1.0, 0.1),
         design_by_spread=True,
     )
-    chosen = run_to_end(train_from_folder(own.root, config, ref)).metadata["training"]["chosen"]
+    model = run_to_end(train_from_folder(own.root, config, ref))
+    chosen = model.metadata["training"]["chosen"]
     assert chosen["design_by_spread"]["spreads"] == 3
     assert chosen["members"][0]["l2"] == chosen["design_by_spread"]["l2"]
+    # each spread's class-mix adaptation chosen on the same spreads and recorded for prediction
+    record = model.metadata["prediction_priors"]
+    assert "3 spreads" in record["chosen_by"] and len(record["candidates"]) == 5
+    assert record["adapt"] == (record["pseudo_counts"] is not None)

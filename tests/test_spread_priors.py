@@ -4,6 +4,8 @@ model, applied by prediction unless the user says otherwise."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -171,3 +173,26 @@ def test_the_bundled_model_has_no_record():
     meta = read_metadata(path)
     assert "prediction_priors" not in meta
     assert resolve_priors(meta, PriorOptions()) == PriorOptions(False, 1.0)
+
+
+def test_cli_train_beside_a_reference_says_what_prediction_will_do(tmp_path, capsys):
+    from napari_chromosome_sort.classification.models.model_io import read_metadata
+    from napari_chromosome_sort.cli import main
+    from napari_chromosome_sort.files.dataset import CropDataset
+    from napari_chromosome_sort.synthetic import make_crop, make_crop_dataset
+
+    rng = np.random.default_rng(0)
+    own = CropDataset(tmp_path / "own")
+    for i in range(12):
+        cls = "A" if i % 2 else "B"
+        own.add(make_crop(cls, rng, 48), cls, source=f"spread{i % 3}.png", label=i + 1)
+    ref = make_crop_dataset(tmp_path / "ref", n_per_class=6, classes=("A", "B"), seed=2)
+    out = tmp_path / "model.safetensors"
+    args = ["train", str(own.root), "--reference", str(ref), "--out", str(out)]
+    args += ["--weights", "random", "--input-size", "64", "--cache-dir", "none", "--l2", "1"]
+    assert main([*args, "--quiet"]) == 0
+    captured = capsys.readouterr()
+    record = read_metadata(out)["prediction_priors"]
+    assert "3 spreads" in captured.err and "prediction" in captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["prediction_priors"]["adapt"] == record["adapt"]

@@ -134,13 +134,41 @@ def choose(data: OwnLabelsData, probas: dict, held: int, handlings) -> tuple:
     return best_candidate(scores, UNHANDLED)
 
 
-def nested_table(data: OwnLabelsData, probas: dict, explore: bool = False) -> pd.DataFrame:
-    """Per held-out spread: each lever's handling chosen on the other four spreads and its
-    score, the own model alone, the WT-only model and the majority class beside; ``explore``:
-    also every handling fixed for all spreads (chosen on these spreads, not an estimate)."""
+SHIPPED = "EM as chromosort train records it (pseudo-counts chosen on the labelled crops)"
+
+
+def trained_choice(data: OwnLabelsData, held: int, fixed: bool) -> tuple:
+    """The handling ``chromosort train OWN/ --reference WT/`` records for a model trained on the
+    WT crops + the labelled crops of every spread but ``held`` (their spreads in the manifest):
+    :func:`~napari_chromosome_sort.classification.training.spread_priors.choose_spread_priors`
+    on the head's chosen design, each training spread's labelled crops held out in turn."""
+    from napari_chromosome_sort.classification.training import train_head
+    from napari_chromosome_sort.classification.training.spread_priors import (
+        choose_spread_priors,
+    )
+    from napari_chromosome_sort.progress import run_to_end
+
+    from .own_labels import _config
+
+    X, y, ref, groups = training_set(data, held, True, None)
+    config = _config(fixed, prior=False)
+    config.design_by_spread = False  # as chromosort train without --design-by-spread
+    _, info = run_to_end(train_head(X, y, list(CLASSES), config, ref, None))
+    record = run_to_end(choose_spread_priors(X, y, list(CLASSES), config, ref, groups, info))
+    return 0.0, record["pseudo_counts"]
+
+
+def nested_table(
+    data: OwnLabelsData, probas: dict, explore: bool = False, fixed: bool = True
+) -> pd.DataFrame:
+    """Per held-out spread: the handling ``chromosort train`` records and each lever's handling
+    chosen on the other four spreads and its score, the own model alone, the WT-only model and
+    the majority class beside; ``explore``: also every handling fixed for all spreads (chosen on
+    these spreads, not an estimate)."""
     rows = []
     for held, spread in enumerate(data.spreads):
-        picks = [(name, choose(data, probas, held, hs)) for name, hs in LEVERS.items()]
+        picks = [(SHIPPED, trained_choice(data, held, fixed))]
+        picks += [(name, choose(data, probas, held, hs)) for name, hs in LEVERS.items()]
         picks += [("own model alone", UNHANDLED), ("WT only, class-balanced", (1.0, None))]
         if explore:
             picks += [(f"all five: {handling_name(h)}", h) for h in HANDLINGS]
@@ -160,7 +188,7 @@ def handling_report(cache_dir=None, fixed: bool = True, explore: bool = False) -
     from .own_labels import pooled
 
     data = load_data(cache_dir)
-    table = nested_table(data, member_probas(data, fixed), explore)
+    table = nested_table(data, member_probas(data, fixed), explore, fixed)
     table = table.sort_values("recipe", kind="stable", key=lambda c: c.map(_order(table)))
     return {"per_spread": table, "pooled": pooled(table)}
 
