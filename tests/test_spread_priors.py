@@ -143,9 +143,7 @@ def test_a_bad_record_is_refused():
             check_prediction_priors(bad)
 
 
-def test_cli_predict_applies_the_record_and_no_adapt_priors_turns_it_off(
-    recorded_model, tmp_path
-):
+def test_cli_predict_applies_the_record_and_no_adapt_priors_turns_it_off(recorded_model, tmp_path):
     from PIL import Image
 
     from napari_chromosome_sort.cli import main

@@ -67,8 +67,7 @@ def choose_pseudo_counts(
     it, and a function scoring class indices of its objects (share called right); ``base``: the
     priors the posteriors assume. Returns ``(choice, rows)``, one row per candidate."""
     scores = {
-        s: [float(right(adapted_proba(p, base, s).argmax(1))) for p, right in spreads]
-        for s in grid
+        s: [float(right(adapted_proba(p, base, s).argmax(1))) for p, right in spreads] for s in grid
     }
     rows = [
         {
