@@ -31,7 +31,10 @@ def _unsure_b_spread(n: int = 40, unsure: int = 10) -> np.ndarray:
 
 
 def _right(truth: int):
-    return lambda pred: float(np.mean(pred == truth))
+    """(share called right, largest share error) of calls of a spread all of class ``truth``."""
+    from napari_chromosome_sort.classification.training.spread_design import spread_score
+
+    return lambda pred: spread_score(np.full(len(pred), truth), pred, 3)
 
 
 def test_the_pseudo_counts_chosen_by_the_worst_spread():
@@ -41,11 +44,18 @@ def test_the_pseudo_counts_chosen_by_the_worst_spread():
     assert choice is not None and len(rows) == len(spread_priors.PSEUDO_COUNTS)
     assert [r["pseudo_counts"] for r in rows] == list(spread_priors.PSEUDO_COUNTS)
     # one spread whose unsure objects are truly A: adapting costs it, so its worst wins
-    a_truth = (_unsure_b_spread(), lambda pred: float(np.mean(pred[:10] == 0)))
+    a_truth = (_unsure_b_spread(), lambda pred: (float(np.mean(pred[:10] == 0)), 0.0))
     choice, _ = spread_priors.choose_pseudo_counts([*b_rich[:2], a_truth], base)
     assert choice is None
     # ties go to no adaptation
     assert spread_priors.best_candidate({1.0: [0.5], None: [0.5]}, None) is None
+    # by the mean first, a candidate with a worse worst spread can win
+    scores = {None: [0.6, 0.6], 1.0: [0.5, 0.9]}
+    assert spread_priors.best_candidate(scores, None) is None
+    assert spread_priors.best_candidate(scores, None, first="mean") == 1.0
+    # the share-error criterion reads the second number
+    shares = [(_unsure_b_spread(), lambda pred: (0.5, float(np.mean(pred == 0))))] * 2
+    assert spread_priors.choose_pseudo_counts(shares, base, criterion="worst_share_error")[0]
 
 
 def _spread_features(seed: int = 0):

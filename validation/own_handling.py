@@ -108,11 +108,12 @@ def _right(spread: SpreadSet):
     """Share of ``spread``'s boxes called right by class indices of its kept objects (chromatid
     pairs called C first)."""
 
-    def right(pred: np.ndarray) -> float:
-        """Called right of all boxes."""
+    def right(pred: np.ndarray) -> tuple[float, float]:
+        """Called right of all boxes, largest share error (a fraction)."""
         pred = pred.copy()
         pred[spread.n_parts >= 2] = CLASSES.index("c")
-        return score(spread, pred)["right_of_boxes"]
+        scored = score(spread, pred)
+        return scored["right_of_boxes"], scored["share_error_points"] / 100
 
     return right
 
@@ -135,17 +136,23 @@ def choose(data: OwnLabelsData, probas: dict, held: int, handlings) -> tuple:
 
 
 SHIPPED = "EM as chromosort train records it (pseudo-counts chosen on the labelled crops)"
+#: the inner criteria compared (the first is what chromosort train uses)
+TRAINED = {
+    "worst_right": SHIPPED,
+    "worst_share_error": "the same, chosen by the inner spreads' largest share error",
+    "mean_right_minus_error": "the same, chosen by the mean of (called right - share error)",
+}
 
 
-def trained_choice(data: OwnLabelsData, held: int, fixed: bool) -> tuple:
-    """The handling ``chromosort train OWN/ --reference WT/`` records for a model trained on the
-    WT crops + the labelled crops of every spread but ``held`` (their spreads in the manifest):
-    :func:`~napari_chromosome_sort.classification.training.spread_priors.choose_spread_priors`
-    on the head's chosen design, each training spread's labelled crops held out in turn."""
+def trained_choices(data: OwnLabelsData, held: int, fixed: bool) -> dict:
+    """{recipe: handling} ``chromosort train OWN/ --reference WT/`` records, by each inner
+    criterion of :data:`TRAINED`, for a model trained on the WT crops + the labelled crops of
+    every spread but ``held`` (their spreads in the manifest): each training spread's labelled
+    crops held out in turn, a head of the chosen design trained without them
+    (:mod:`napari_chromosome_sort.classification.training.spread_priors`)."""
+    from napari_chromosome_sort.classification.training import spread_priors as sp
     from napari_chromosome_sort.classification.training import train_head
-    from napari_chromosome_sort.classification.training.spread_priors import (
-        choose_spread_priors,
-    )
+    from napari_chromosome_sort.classification.training.spread_design import spread_score
     from napari_chromosome_sort.progress import run_to_end
 
     from .own_labels import _config
@@ -154,8 +161,14 @@ def trained_choice(data: OwnLabelsData, held: int, fixed: bool) -> tuple:
     config = _config(fixed, prior=False)
     config.design_by_spread = False  # as chromosort train without --design-by-spread
     _, info = run_to_end(train_head(X, y, list(CLASSES), config, ref, None))
-    record = run_to_end(choose_spread_priors(X, y, list(CLASSES), config, ref, groups, info))
-    return 0.0, record["pseudo_counts"]
+    held_out = run_to_end(sp.held_out_probas(X, y, list(CLASSES), config, ref, groups, info))
+    k = len(CLASSES)
+    spreads = [(p, lambda pred, t=t: spread_score(t, pred, k)) for p, t in held_out]
+    base = sp.assumed_priors(config, y, k)
+    out = {}
+    for criterion, recipe in TRAINED.items():
+        out[recipe] = (0.0, sp.choose_pseudo_counts(spreads, base, criterion=criterion)[0])
+    return out
 
 
 def nested_table(
@@ -167,7 +180,7 @@ def nested_table(
     these spreads, not an estimate)."""
     rows = []
     for held, spread in enumerate(data.spreads):
-        picks = [(SHIPPED, trained_choice(data, held, fixed))]
+        picks = list(trained_choices(data, held, fixed).items())
         picks += [(name, choose(data, probas, held, hs)) for name, hs in LEVERS.items()]
         picks += [("own model alone", UNHANDLED), ("WT only, class-balanced", (1.0, None))]
         if explore:

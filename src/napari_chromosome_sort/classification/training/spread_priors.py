@@ -24,6 +24,7 @@ import numpy as np
 from napari_chromosome_sort.classification.config import TrainingConfig
 from napari_chromosome_sort.classification.training.spread_design import (
     MIN_SPREADS,
+    spread_score,
     spread_splits,
 )
 from napari_chromosome_sort.progress import Progress, relay
@@ -43,41 +44,60 @@ def adapted_proba(proba: np.ndarray, base, pseudo_counts: float | None) -> np.nd
     return adapt_priors(proba, base, pseudo_counts=pseudo_counts)[0]
 
 
-def best_candidate(scores: dict, default: Hashable) -> Hashable:
-    """The key of ``scores`` ({candidate: [share called right per held-out spread]}) whose
-    worst held-out spread is called best, the mean breaking ties, then ``default``, then the
-    first candidate (the order of ``scores``)."""
+#: how candidates are compared over the held-out spreads: {name: (value of one spread from
+#: (share called right, largest A/B/C share error), "worst" or "mean" first)}
+CRITERIA = {
+    "worst_right": (lambda right, error: right, "worst"),
+    "worst_share_error": (lambda right, error: -error, "worst"),
+    "mean_right_minus_error": (lambda right, error: right - error, "mean"),
+}
+CRITERION = "worst_right"
+
+
+def best_candidate(scores: dict, default: Hashable, first: str = "worst") -> Hashable:
+    """The key of ``scores`` ({candidate: [value per held-out spread], higher better}) whose
+    worst held-out spread is best, the mean breaking ties (``first="mean"``: the other way
+    round), then ``default``, then the first candidate (the order of ``scores``)."""
 
     def key(item):
         """(worst, mean, is the default) of one candidate."""
         name, values = item
-        return (min(values), float(np.mean(values)), name == default)
+        worst, mean = min(values), float(np.mean(values))
+        return (
+            (worst, mean, name == default) if first == "worst" else (mean, worst, name == default)
+        )
 
     return max(scores.items(), key=key)[0]
 
 
 def choose_pseudo_counts(
-    spreads: Sequence[tuple[np.ndarray, Callable[[np.ndarray], float]]],
+    spreads: Sequence[tuple[np.ndarray, Callable[[np.ndarray], tuple[float, float]]]],
     base,
     grid: Sequence = PSEUDO_COUNTS,
+    criterion: str = CRITERION,
 ) -> tuple[float | None, list[dict]]:
-    """The pseudo-counts of ``grid`` (None: no adaptation) whose worst spread is called best.
+    """The pseudo-counts of ``grid`` (None: no adaptation) best by ``criterion``
+    (:data:`CRITERIA`; default: the worst spread called best).
 
     ``spreads``: per held-out spread, the posteriors of its objects from a model that never saw
-    it, and a function scoring class indices of its objects (share called right); ``base``: the
-    priors the posteriors assume. Returns ``(choice, rows)``, one row per candidate."""
-    scores = {
-        s: [float(right(adapted_proba(p, base, s).argmax(1))) for p, right in spreads] for s in grid
-    }
-    rows = [
-        {
-            "pseudo_counts": s,
-            "worst_right": round(min(v), 4),
-            "mean_right": round(float(np.mean(v)), 4),
-        }
-        for s, v in scores.items()
-    ]
-    return best_candidate(scores, None), rows
+    it, and a function scoring class indices of its objects: (share called right, largest share
+    error); ``base``: the priors the posteriors assume. Returns ``(choice, rows)``, one row per
+    candidate."""
+    value, first = CRITERIA[criterion]
+    scored = {s: [score(adapted_proba(p, base, s).argmax(1)) for p, score in spreads] for s in grid}
+    rows = []
+    for s, v in scored.items():
+        right, error = np.asarray(v, float).T
+        rows.append(
+            {
+                "pseudo_counts": s,
+                "worst_right": round(float(right.min()), 4),
+                "mean_right": round(float(right.mean()), 4),
+                "worst_share_error": round(float(error.max()), 4),
+            }
+        )
+    scores = {s: [value(r, e) for r, e in v] for s, v in scored.items()}
+    return best_candidate(scores, None, first), rows
 
 
 def spread_priors_apply(reference, groups) -> bool:
@@ -100,7 +120,7 @@ def _fixed_design(config: TrainingConfig, info: dict) -> TrainingConfig:
     return config
 
 
-def choose_spread_priors(
+def held_out_probas(
     X: np.ndarray,
     y: np.ndarray,
     classes: Sequence[str],
@@ -108,10 +128,11 @@ def choose_spread_priors(
     reference: np.ndarray,
     groups: np.ndarray,
     info: dict,
-) -> Generator[Progress, None, dict]:
-    """The ``prediction_priors`` record of a model trained on features ``X`` (n, views, D) of
-    the chosen preprocessing (``info``: what :func:`.head.train_head` chose; ``reference``: the
-    reference crops; ``groups``: each crop's spread, -1 for none)."""
+) -> Generator[Progress, None, list]:
+    """Per own spread: (posteriors of its crops by a head of the chosen design trained on every
+    other crop, its labels). ``X`` (n, views, D): features of the chosen preprocessing;
+    ``info``: what :func:`.head.train_head` chose; ``reference``: the reference crops;
+    ``groups``: each crop's spread, -1 for none."""
     from napari_chromosome_sort.classification.models.heads import head_logits, tta_proba
     from napari_chromosome_sort.classification.training.head import train_head
 
@@ -120,25 +141,47 @@ def choose_spread_priors(
     moved = (info.get("design_by_spread") or {}).get("reference_moved", True)
     views = min(int(config.predict_views), X.shape[1])
     splits = spread_splits(groups)
-    k = len(classes)
-    spreads = []
+    out = []
     for i, (tr, te) in enumerate(splits):
         ref = np.asarray(reference, bool)[tr] if moved else None
         head, _ = yield from relay(
             train_head(X[tr], y[tr], classes, fixed, ref, None),
             lambda r, i=i: Progress(i, len(splits), f"spread {i + 1} held out: {r.message}"),
         )
-        proba = tta_proba(head_logits(head, X[te][:, :views]))
-        spreads.append((proba, lambda pred, truth=y[te]: float(np.mean(pred == truth))))
-    base = np.full(k, 1.0 / k)
-    if not (config.class_balance and not config.prior_correction):
-        base = np.bincount(y, minlength=k) / len(y)
-    choice, rows = choose_pseudo_counts(spreads, base)
-    yield Progress(len(splits), len(splits), "class-mix adaptation chosen spread by spread")
+        out.append((tta_proba(head_logits(head, X[te][:, :views])), y[te]))
+    return out
+
+
+def assumed_priors(config: TrainingConfig, y: np.ndarray, k: int) -> np.ndarray:
+    """The priors a head trained with ``config`` on labels ``y`` assumes: equal for a
+    class-balanced head without the prior correction (the head beside a reference set), else
+    the training frequencies."""
+    if config.class_balance and not config.prior_correction:
+        return np.full(k, 1.0 / k)
+    return np.bincount(np.asarray(y, int), minlength=k) / len(y)
+
+
+def choose_spread_priors(
+    X: np.ndarray,
+    y: np.ndarray,
+    classes: Sequence[str],
+    config: TrainingConfig,
+    reference: np.ndarray,
+    groups: np.ndarray,
+    info: dict,
+    criterion: str = CRITERION,
+) -> Generator[Progress, None, dict]:
+    """The ``prediction_priors`` record of a model trained on features ``X`` (see
+    :func:`held_out_probas` for the arguments; ``criterion``: :data:`CRITERIA`)."""
+    k = len(classes)
+    held = yield from held_out_probas(X, y, classes, config, reference, groups, info)
+    spreads = [(p, lambda pred, truth=truth: spread_score(truth, pred, k)) for p, truth in held]
+    choice, rows = choose_pseudo_counts(spreads, assumed_priors(config, y, k), criterion=criterion)
+    yield Progress(len(held), len(held), "class-mix adaptation chosen spread by spread")
     return {
         "adapt": choice is not None,
         "pseudo_counts": choice,
-        "chosen_by": f"leave-one-spread-out over {len(splits)} spreads (worst spread called best)",
+        "chosen_by": f"leave-one-spread-out over {len(held)} spreads ({criterion})",
         "candidates": rows,
     }
 
