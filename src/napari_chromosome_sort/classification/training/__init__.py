@@ -7,6 +7,8 @@
 * :mod:`.head`: the head on cached features (Ikemoto et al. 2022's mode): its design chosen
   (:mod:`.search`, the result kept by :mod:`.memo`), then refitted on every crop;
 * :mod:`.spread_design`: the head's design chosen leave-one-spread-out on a lab's own crops;
+* :mod:`.spread_priors`: whether prediction re-estimates each spread's class mix, chosen the
+  same way and recorded in the model;
 * :mod:`.crossval`: outer cross-validation of the whole head training on cached features;
 * :mod:`.last_blocks`: the last backbone blocks tuned on cached activations of the frozen rest;
 * :mod:`.corrections`: retraining after calls corrected by hand (the correction loop);
