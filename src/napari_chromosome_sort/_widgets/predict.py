@@ -41,6 +41,7 @@ from napari_chromosome_sort._widgets.predicting.gradcam_layer import gradcam_lay
 from napari_chromosome_sort._widgets.predicting.model_choice import ModelChoice
 from napari_chromosome_sort._widgets.predicting.review import ReviewSection
 from napari_chromosome_sort._widgets.session import session_of
+from napari_chromosome_sort._widgets.shared.collector import set_aside
 from napari_chromosome_sort._widgets.shared.docks import ScrollDock, fit_table_to_rows, rgb_pixmap
 from napari_chromosome_sort._widgets.shared.layers import (
     class_legend,
@@ -319,6 +320,7 @@ class PredictWidget(QWidget):
         self.image_layer_used = image_layer
         self.review.reset()
         warm_imports()
+        set_aside(self.viewer)  # no full garbage collection while the layers are added
         loaded = self.model if self.model_loaded_from == model_key(model_path) else None
         args = (model_path, layer_image(image_layer), image_layer.name, segmentation, loaded)
         self.start(predict_job, *args, on_return=self._show, what="Predict")
@@ -371,6 +373,7 @@ class PredictWidget(QWidget):
 
     def _paint_steps(self, image_layer, data: CallsData):
         layer, made = yield from show_calls_steps(self.viewer, image_layer, data)
+        yield
         if made:
             layer.mouse_drag_callbacks.append(self._on_click)
             review = review_of(self.viewer, layer)
