@@ -11,7 +11,11 @@ the ratio. Reports:
 * ratio = median viewer time / median command-line compute (target <= 1.3);
 * GUI stall = the longest gap between ticks of a 10 ms QTimer during each Predict, less the
   10 ms period (target <= 100 ms), and the worst of the runs; the first Predict after napari
-  started (the warm-up, when the heavy libraries are imported) separately.
+  started (the warm-up, when the heavy libraries are imported) separately;
+* the frame floor: the longest such gap while the canvas only redraws the same layers (zoomed a
+  little, no Predict), measured after the runs: the display's own time per frame, which every
+  stall that includes a redraw contains (tens of ms with a GPU; hundreds with software OpenGL
+  on a loaded machine, as under ``xvfb-run``).
 
 The spread is 2.png of the shared Giemsa spreads (102 chromosomes) when present, else a
 synthetic one. Needs a display (``xvfb-run -a python benchmarks/bench_predict_viewer.py``).
@@ -114,6 +118,21 @@ def viewer_seconds(viewer, widget, app, meter: StallMeter, name: str) -> tuple[f
     return elapsed, stall
 
 
+def frame_floor(viewer, app, meter: StallMeter, frames: int = 10) -> float:
+    """The longest stall while the canvas only redraws its layers (zoomed a little per frame)."""
+    from napari_chromosome_sort._widgets.shared.layers import camera
+
+    view = camera(viewer)
+    meter.start()
+    for frame in range(frames):
+        view.zoom = view.zoom * (1.001 if frame % 2 else 1 / 1.001)
+        deadline = time.perf_counter() + 0.1
+        while time.perf_counter() < deadline:
+            app.processEvents()
+            time.sleep(0.001)
+    return meter.stop()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -149,6 +168,7 @@ def main(argv=None) -> None:
             f"longest stall {1000 * stall:.0f} ms",
             flush=True,
         )
+    floor = frame_floor(viewer, app, meter)
     ratio = statistics.median(gui) / statistics.median(cli)
     print(f"spread: {source} ({kept} chromosomes), {args.repeats} repeats")
     print(f"command line compute: {', '.join(f'{s:.2f}' for s in cli)} s")
@@ -161,6 +181,7 @@ def main(argv=None) -> None:
     print(
         f"longest GUI stall of the first Predict after napari started: {1000 * first_stall:.0f} ms"
     )
+    print(f"frame floor (the canvas only redrawing, no Predict): {1000 * floor:.0f} ms")
 
 
 if __name__ == "__main__":

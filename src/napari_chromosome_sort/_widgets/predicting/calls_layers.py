@@ -96,9 +96,10 @@ def show_calls(viewer, image_layer, data: CallsData) -> tuple[object, bool]:
 def show_calls_steps(viewer, image_layer, data: CallsData) -> Generator[None, None, tuple]:
     """Show (or update) the calls layers of ``image_layer`` in short steps (a caller may let
     the window draw and answer between steps: each new layer is built in one step and added to
-    the viewer in the next); returns ``(classes layer, made)`` with ``made`` True when the
-    classes layer is new. The classes layer comes last, so that napari makes it the active
-    layer as it adds it (its keys: the toggle, the corrections)."""
+    the viewer in the next; the classes layer is added hidden and its outlines drawn in a third
+    step); returns ``(classes layer, made)`` with ``made`` True when the classes layer is new.
+    The classes layer comes last, so that napari makes it the active layer as it adds it (its
+    keys: the toggle, the corrections)."""
     placement = {"scale": image_layer.scale[-2:], "translate": image_layer.translate[-2:]}
     colours = class_colours(data.classes)
     if data.cam is not None:
@@ -127,11 +128,14 @@ def show_calls_steps(viewer, image_layer, data: CallsData) -> Generator[None, No
         colormap=colormap,
         opacity=1.0,
         metadata={"chromosort": meta},
+        visible=False,  # napari slices a hidden layer only once it is shown: a shorter add
         **placement,
     )
-    layer.contour = OUTLINE  # class outlines: the map and the morphology stay visible
     yield
     viewer.layers.append(layer)
+    yield
+    layer.contour = OUTLINE  # class outlines: the map and the morphology stay visible
+    layer.visible = True
     return layer, made
 
 
@@ -160,7 +164,7 @@ def show_names_steps(
     viewer, image_name: str, table: pd.DataFrame, colours: dict, placement
 ) -> Generator:
     """The class names beside each object (its box's top right corner), not on it; a new
-    layer is built in one step and added to the viewer in the next."""
+    layer is built in one step, added hidden in the next and shown in a third."""
     name = f"{image_name}{NAMES_SUFFIX}"
     corner = ["bbox_y0", "bbox_x1"] if "bbox_x1" in table else ["centroid_y", "centroid_x"]
     coords = table[corner].to_numpy(float) if len(table) else np.zeros((0, 2))
@@ -181,7 +185,10 @@ def show_names_steps(
         size=5,
         face_color=face,
         border_width=0,
+        visible=False,  # napari slices a hidden layer only once it is shown: a shorter add
         **placement,
     )
     yield
     viewer.layers.append(points)
+    yield
+    points.visible = True

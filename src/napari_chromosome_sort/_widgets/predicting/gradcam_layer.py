@@ -24,7 +24,7 @@ def show_gradcam_steps(viewer, image_layer, data: np.ndarray, placement: dict) -
     """Show (or update) the spread's Grad-CAM ``data`` (each chromosome's own map on its pixels,
     masked beforehand: :func:`.cam_display.masked_to_objects`) in the palette no class colour
     shares, with the ONE colour bar of the viewer (the other spreads' maps hide theirs). A new
-    layer is built in one step and added to the viewer in the next (napari's two costly
+    layer is built in one step, added hidden in the next and shown in a third (napari's costly
     parts, each in its own turn of the event loop); returns the layer."""
     layer = gradcam_layer_of(viewer, image_layer)
     if layer is not None:
@@ -38,10 +38,13 @@ def show_gradcam_steps(viewer, image_layer, data: np.ndarray, placement: dict) -
             contrast_limits=(0.0, 1.0),
             interpolation2d="linear",
             metadata={"chromosort": {"kind": GRADCAM_KIND, "image_layer": image_layer.name}},
+            visible=False,  # napari slices a hidden layer only once it is shown: a shorter add
             **placement,
         )
         yield
         viewer.layers.append(layer)
+        yield
+        layer.visible = True
     for other in viewer.layers:
         if other.metadata.get("chromosort", {}).get("kind") == GRADCAM_KIND:
             other.colorbar.visible = other is layer
