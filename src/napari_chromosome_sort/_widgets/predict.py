@@ -56,6 +56,9 @@ from napari_chromosome_sort.progress import Progress, relay
 AUTO = "(segment automatically)"
 TOGGLE_KEY = "g"  # on the classes layer: Grad-CAM with outlines <-> class colours filled
 PANEL_SIDE = 200  # the clicked chromosome's crop and Grad-CAM
+#: pause between two painting steps: a zero-delay timer runs the next step in the same pass of
+#: the event loop, before the window redraws or answers; this lets both happen in between
+PAINT_PAUSE_MS = 15
 CAM_NOTE = (
     "Grad-CAM (blue, colour bar at the top right of the spread): where the network looked for "
     "its call on each chromosome, clear = ignored, light blue = mattered most; the class "
@@ -369,7 +372,7 @@ class PredictWidget(QWidget):
             self._painting = None
             self._set_running(self.running)
             return
-        QTimer.singleShot(0, self._paint_next)
+        QTimer.singleShot(PAINT_PAUSE_MS, self._paint_next)
 
     def _paint_steps(self, image_layer, data: CallsData):
         layer, made = yield from show_calls_steps(self.viewer, image_layer, data)
