@@ -47,6 +47,7 @@ from napari_chromosome_sort._widgets.shared.layers import (
     class_legend,
     label_at,
     layer_image,
+    run_steps,
     sync_features,
 )
 from napari_chromosome_sort._widgets.shared.objects import review_of
@@ -353,26 +354,29 @@ class PredictWidget(QWidget):
 
     def show_data(self, image_layer, data: CallsData, staged: bool = True) -> None:
         """Show the calls ``data`` of ``image_layer``: layers, distribution, legend; tell the
-        session's listeners (Readout) that the calls changed. ``staged``: one layer per turn
-        of the event loop, so the window draws and answers in between (``running`` until the
-        last); else all at once."""
+        session's listeners (Readout) that the calls changed. ``staged``: in short steps, one
+        per turn of the event loop, so the window draws and answers in between (``running``
+        until the last); else all at once. A spread still being painted is finished first."""
+        if self._painting is not None:
+            run_steps(self._painting)
         self.image_layer_used = image_layer
         self._painting = self._paint_steps(image_layer, data)
         if staged:
-            self._paint_next()
+            self._paint_next(self._painting)
             return
-        for _ in self._painting:
-            pass
+        run_steps(self._painting)
         self._painting = None
 
-    def _paint_next(self) -> None:
+    def _paint_next(self, steps) -> None:
+        if steps is not self._painting:  # finished at once by a later show_data
+            return
         try:
-            next(self._painting)
+            next(steps)
         except StopIteration:
             self._painting = None
             self._set_running(self.running)
             return
-        QTimer.singleShot(PAINT_PAUSE_MS, self._paint_next)
+        QTimer.singleShot(PAINT_PAUSE_MS, lambda: self._paint_next(steps))
 
     def _paint_steps(self, image_layer, data: CallsData):
         layer, made = yield from show_calls_steps(self.viewer, image_layer, data)
