@@ -95,11 +95,12 @@ def fresh_session(prepared, dataset_root, model=None):
 
 
 def correct_and_retrain(
-    spread: LoopSpread, labels: Sequence[int], dataset_root, model=None
+    spread: LoopSpread, labels: Sequence[int], dataset_root, model=None, spread_mix=False
 ) -> pd.DataFrame:
     """The spread's calls table after correcting ``labels`` to their box classes (an object
     that matched no box marked not a chromosome) and retraining once from ``model`` (default:
-    the session's; the shipped calls when ``labels`` is empty)."""
+    the session's; the shipped calls when ``labels`` is empty), with the spread's class mix
+    re-estimated when ``spread_mix``."""
     from napari_chromosome_sort.progress import run_to_end
 
     if not len(labels):
@@ -110,7 +111,7 @@ def correct_and_retrain(
             session.correct(int(label), session.classes[spread.truth_of[int(label)]])
         else:
             session.reject(int(label))
-    return run_to_end(session.retrain())
+    return run_to_end(session.retrain(spread_mix=spread_mix))
 
 
 def score_loop(
@@ -179,10 +180,12 @@ def loop_rows(
     seeds: int = 5,
     drop_prior_shift: bool = False,
     unmatched: str = "reject",
+    spread_mix: bool = False,
 ) -> list[dict]:
     """One row per (strategy, k, seed) on one spread; ``k = 0`` once, as shipped.
     ``drop_prior_shift``: retrain without the WT prior correction (a diagnostic);
-    ``unmatched``: what the simulated user does with an object that matched no box."""
+    ``unmatched``: what the simulated user does with an object that matched no box;
+    ``spread_mix``: retrain with the spread's class mix re-estimated."""
     classes = spread.session.classes
     model = without_prior_shift(spread.session.model) if drop_prior_shift else None
     runs = [("none", 0, 0, [])]
@@ -197,7 +200,7 @@ def loop_rows(
     rows = []
     for strategy, k, seed, labels in runs:
         with tempfile.TemporaryDirectory(prefix="loop-") as root:
-            table = correct_and_retrain(spread, labels, root, model)
+            table = correct_and_retrain(spread, labels, root, model, spread_mix)
         row = score_loop(table, classes, spread.truth_of, spread.box_classes, labels)
         rows.append({"spread": spread.name, "strategy": strategy, "k": k, "seed": seed, **row})
     return rows
@@ -256,9 +259,15 @@ def per_spread_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def correction_loop_report(
-    seeds: int = 5, ks=CORRECTIONS, drop_prior_shift: bool = False, unmatched: str = "reject"
+    seeds: int = 5,
+    ks=CORRECTIONS,
+    drop_prior_shift: bool = False,
+    unmatched: str = "reject",
+    spread_mix: bool = False,
+    names: Sequence[str] = (),
 ) -> dict[str, pd.DataFrame]:
-    """The loop on every annotated Giemsa spread, from the bundled WT model."""
+    """The loop on every annotated Giemsa spread (or those ``names``), from the bundled WT
+    model."""
     from pathlib import Path
 
     from napari_chromosome_sort._sample_data import bundled_model_path
@@ -269,8 +278,14 @@ def correction_loop_report(
     model = load_model(bundled_model_path())
     rows = []
     with tempfile.TemporaryDirectory(prefix="loop-datasets-") as root:
-        for spread in giemsa_spreads():
+        spreads = giemsa_spreads()
+        unknown = set(names) - {s.name for s in spreads}
+        if unknown:
+            raise SystemExit(f"no annotated Giemsa spread named {sorted(unknown)}")
+        for spread in spreads:
+            if names and spread.name not in names:
+                continue
             prepared = prepare_spread(model, spread, wt_crops_dir(), Path(root))
-            rows.extend(loop_rows(prepared, ks, seeds, drop_prior_shift, unmatched))
+            rows.extend(loop_rows(prepared, ks, seeds, drop_prior_shift, unmatched, spread_mix))
     rows = pd.DataFrame(rows)
     return {"per_spread": per_spread_table(rows), "pooled": pooled_table(rows), "runs": rows}
