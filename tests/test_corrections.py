@@ -11,6 +11,7 @@ from napari_chromosome_sort.classification.training.corrections import (
     CorrectionSession,
     apply_correction,
     class_index,
+    least_sure_by_class,
     least_sure_first,
     recall,
 )
@@ -42,6 +43,27 @@ def test_least_sure_first_and_a_correction():
     assert least_sure_first(corrected, ["A", "B", "C"]) == [7, 11, 5]
     with pytest.raises(ChromosortError, match="object 4"):
         apply_correction(table, 4, "B")
+
+
+def test_the_walk_by_class_takes_the_called_classes_in_turn():
+    sure = [0.4, 0.5, 0.6, 0.8, 0.9, 0.45]
+    called = ["A", "A", "A", "B", "C", "C"]
+    rest = [(1 - p) / 2 for p in sure]
+    table = pd.DataFrame(
+        {
+            "label": [1, 2, 3, 4, 5, 6],
+            "class": called,
+            **{
+                f"p_{c}": [p if k == c else r for p, k, r in zip(sure, called, rest, strict=True)]
+                for c in "ABC"
+            },
+        }
+    )
+    assert least_sure_first(table, list("ABC")) == [1, 6, 2, 3, 4, 5]
+    # the least sure A, B and C first, then the next of each class still left
+    assert least_sure_by_class(table, list("ABC")) == [1, 4, 6, 2, 5, 3]
+    corrected = apply_correction(table, 4, "C")  # a corrected call leaves the walk
+    assert least_sure_by_class(corrected, list("ABC")) == [1, 6, 2, 5, 3]
 
 
 def test_recall_keeps_hand_calls_and_chromatid_pairs():

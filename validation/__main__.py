@@ -110,6 +110,7 @@ def _correction_loop(args) -> dict[str, pd.DataFrame]:
         args.unmatched,
         args.spread_mix,
         tuple(args.spreads or ()),
+        args.walk == "by-class",
     )
     out = {
         "Correction loop, per spread (random: mean over the draws)": tables["per_spread"],
@@ -306,6 +307,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="retrain with the spread's class mix re-estimated from all its objects, the "
         "corrected ones known (semi-supervised EM)",
+    )
+    cl.add_argument(
+        "--walk",
+        choices=["least-sure", "by-class"],
+        default="least-sure",
+        help="the walk's order: least sure first, or the called classes in turn, least sure "
+        "first in each",
     )
     cl.add_argument("--spreads", nargs="+", help="only these spreads (file names, e.g. 2.png)")
     cl.set_defaults(run=_correction_loop)

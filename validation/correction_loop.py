@@ -38,11 +38,12 @@ class LoopSpread:
 
 
 def least_sure_matched(
-    session, truth_of: dict[int, int], k: int, unmatched: str = "reject"
+    session, truth_of: dict[int, int], k: int, unmatched: str = "reject", by_class: bool = False
 ) -> list[int]:
-    """The ``k`` least sure calls in the walk's order; an object that matched no box is marked
-    not a chromosome (``unmatched="reject"``, one of the ``k``) or passed over (``"pass"``)."""
-    labels = session.least_sure()
+    """The ``k`` least sure calls in the walk's order (``by_class``: the called classes in
+    turn); an object that matched no box is marked not a chromosome (``unmatched="reject"``,
+    one of the ``k``) or passed over (``"pass"``)."""
+    labels = session.least_sure(by_class)
     return (labels if unmatched == "reject" else [x for x in labels if x in truth_of])[:k]
 
 
@@ -181,17 +182,19 @@ def loop_rows(
     drop_prior_shift: bool = False,
     unmatched: str = "reject",
     spread_mix: bool = False,
+    by_class: bool = False,
 ) -> list[dict]:
     """One row per (strategy, k, seed) on one spread; ``k = 0`` once, as shipped.
     ``drop_prior_shift``: retrain without the WT prior correction (a diagnostic);
     ``unmatched``: what the simulated user does with an object that matched no box;
-    ``spread_mix``: retrain with the spread's class mix re-estimated."""
+    ``spread_mix``: retrain with the spread's class mix re-estimated; ``by_class``: the walk
+    takes the called classes in turn."""
     classes = spread.session.classes
     model = without_prior_shift(spread.session.model) if drop_prior_shift else None
     runs = [("none", 0, 0, [])]
     for k in ks:
-        ranked = least_sure_matched(spread.session, spread.truth_of, k, unmatched)
-        runs.append(("least sure", k, 0, ranked))
+        ranked = least_sure_matched(spread.session, spread.truth_of, k, unmatched, by_class)
+        runs.append(("least sure by class" if by_class else "least sure", k, 0, ranked))
         kept = spread.session.table["label"].astype(int).tolist()
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
@@ -265,6 +268,7 @@ def correction_loop_report(
     unmatched: str = "reject",
     spread_mix: bool = False,
     names: Sequence[str] = (),
+    by_class: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """The loop on every annotated Giemsa spread (or those ``names``), from the bundled WT
     model."""
@@ -286,6 +290,8 @@ def correction_loop_report(
             if names and spread.name not in names:
                 continue
             prepared = prepare_spread(model, spread, wt_crops_dir(), Path(root))
-            rows.extend(loop_rows(prepared, ks, seeds, drop_prior_shift, unmatched, spread_mix))
+            rows.extend(
+                loop_rows(prepared, ks, seeds, drop_prior_shift, unmatched, spread_mix, by_class)
+            )
     rows = pd.DataFrame(rows)
     return {"per_spread": per_spread_table(rows), "pooled": pooled_table(rows), "runs": rows}

@@ -49,6 +49,21 @@ def least_sure_first(table: pd.DataFrame, classes: Sequence[str]) -> list[int]:
     return [int(labels[i]) for i in order if not done[i]]
 
 
+def least_sure_by_class(table: pd.DataFrame, classes: Sequence[str]) -> list[int]:
+    """Labels of the calls not yet corrected, the called classes taken in turn (in the model's
+    class order) and the least sure of each class first: a spread's rare calls, where a
+    one-type spread's errors gather, are reached within the first few steps."""
+    order = least_sure_first(table, classes)
+    called = dict(zip(table["label"].astype(int), table["class"].astype(str), strict=True))
+    names = [str(c) for c in classes]
+    names += sorted({called[label] for label in order} - set(names))
+    queues = [[label for label in order if called[label] == name] for name in names]
+    walk: list[int] = []
+    for step in range(max((len(q) for q in queues), default=0)):
+        walk.extend(q[step] for q in queues if step < len(q))
+    return walk
+
+
 def corrected_mask(table: pd.DataFrame) -> np.ndarray:
     """Which calls were corrected by hand (all False for a table without the column)."""
     if CORRECTED not in table.columns:
@@ -159,8 +174,11 @@ class CorrectionSession:
         return Path(stored) if stored and Path(stored).is_dir() else None
 
     # ------------------------------------------------------------------ walking and correcting
-    def least_sure(self) -> list[int]:
-        """The calls still to review, least confident first."""
+    def least_sure(self, by_class: bool = False) -> list[int]:
+        """The calls still to review, least confident first (``by_class``: the called classes
+        in turn, :func:`least_sure_by_class`)."""
+        if by_class:
+            return least_sure_by_class(self.table, self.classes)
         return least_sure_first(self.table, self.classes)
 
     @property
