@@ -110,7 +110,7 @@ def _correction_loop(args) -> dict[str, pd.DataFrame]:
         args.unmatched,
         args.spread_mix,
         tuple(args.spreads or ()),
-        args.walk == "by-class",
+        args.walk,
     )
     out = {
         "Correction loop, per spread (random: mean over the draws)": tables["per_spread"],
@@ -310,10 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     cl.add_argument(
         "--walk",
-        choices=["least-sure", "by-class"],
+        choices=["least-sure", "by-class", "margin"],
         default="least-sure",
-        help="the walk's order: least sure first, or the called classes in turn, least sure "
-        "first in each",
+        help="the walk's order: least sure first; the called classes in turn, least sure first "
+        "in each; or the smallest margin between the two most probable classes first",
     )
     cl.add_argument("--spreads", nargs="+", help="only these spreads (file names, e.g. 2.png)")
     cl.set_defaults(run=_correction_loop)

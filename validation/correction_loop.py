@@ -37,13 +37,34 @@ class LoopSpread:
     box_classes: np.ndarray  # (n_boxes,)
 
 
+WALKS = ("least-sure", "by-class", "margin")
+WALK_NAMES = {"least-sure": "least sure", "by-class": "least sure by class", "margin": "margin"}
+
+
+def smallest_margin_first(table: pd.DataFrame, classes: Sequence[str]) -> list[int]:
+    """Labels of the calls not yet corrected, the smallest difference between the two most
+    probable classes first (ties in label order): a walk order compared with the others."""
+    from napari_chromosome_sort.classification.training.corrections import corrected_mask
+
+    proba = np.sort(table[[f"p_{c}" for c in classes]].to_numpy(float), axis=1)
+    margin = proba[:, -1] - proba[:, -2]
+    labels = table["label"].astype(int).to_numpy()
+    done = corrected_mask(table)
+    return [int(labels[i]) for i in np.lexsort((labels, margin)) if not done[i]]
+
+
 def least_sure_matched(
-    session, truth_of: dict[int, int], k: int, unmatched: str = "reject", by_class: bool = False
+    session, truth_of: dict[int, int], k: int, unmatched: str = "reject", walk: str = "least-sure"
 ) -> list[int]:
-    """The ``k`` least sure calls in the walk's order (``by_class``: the called classes in
-    turn); an object that matched no box is marked not a chromosome (``unmatched="reject"``,
-    one of the ``k``) or passed over (``"pass"``)."""
-    labels = session.least_sure(by_class)
+    """The first ``k`` calls of the walk (``walk``: least sure first, the called classes in
+    turn, or the smallest margin first); an object that matched no box is marked not a
+    chromosome (``unmatched="reject"``, one of the ``k``) or passed over (``"pass"``)."""
+    if walk not in WALKS:
+        raise ValueError(f"unknown walk {walk!r}; use one of {WALKS}")
+    if walk == "margin":
+        labels = smallest_margin_first(session.table, session.classes)
+    else:
+        labels = session.least_sure(by_class=walk == "by-class")
     return (labels if unmatched == "reject" else [x for x in labels if x in truth_of])[:k]
 
 
@@ -182,19 +203,19 @@ def loop_rows(
     drop_prior_shift: bool = False,
     unmatched: str = "reject",
     spread_mix: bool = False,
-    by_class: bool = False,
+    walk: str = "least-sure",
 ) -> list[dict]:
     """One row per (strategy, k, seed) on one spread; ``k = 0`` once, as shipped.
     ``drop_prior_shift``: retrain without the WT prior correction (a diagnostic);
     ``unmatched``: what the simulated user does with an object that matched no box;
-    ``spread_mix``: retrain with the spread's class mix re-estimated; ``by_class``: the walk
-    takes the called classes in turn."""
+    ``spread_mix``: retrain with the spread's class mix re-estimated; ``walk``: the order of
+    the walk (:data:`WALKS`)."""
     classes = spread.session.classes
     model = without_prior_shift(spread.session.model) if drop_prior_shift else None
     runs = [("none", 0, 0, [])]
     for k in ks:
-        ranked = least_sure_matched(spread.session, spread.truth_of, k, unmatched, by_class)
-        runs.append(("least sure by class" if by_class else "least sure", k, 0, ranked))
+        ranked = least_sure_matched(spread.session, spread.truth_of, k, unmatched, walk)
+        runs.append((WALK_NAMES[walk], k, 0, ranked))
         kept = spread.session.table["label"].astype(int).tolist()
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
@@ -268,7 +289,7 @@ def correction_loop_report(
     unmatched: str = "reject",
     spread_mix: bool = False,
     names: Sequence[str] = (),
-    by_class: bool = False,
+    walk: str = "least-sure",
 ) -> dict[str, pd.DataFrame]:
     """The loop on every annotated Giemsa spread (or those ``names``), from the bundled WT
     model."""
@@ -291,7 +312,7 @@ def correction_loop_report(
                 continue
             prepared = prepare_spread(model, spread, wt_crops_dir(), Path(root))
             rows.extend(
-                loop_rows(prepared, ks, seeds, drop_prior_shift, unmatched, spread_mix, by_class)
+                loop_rows(prepared, ks, seeds, drop_prior_shift, unmatched, spread_mix, walk)
             )
     rows = pd.DataFrame(rows)
     return {"per_spread": per_spread_table(rows), "pooled": pooled_table(rows), "runs": rows}
