@@ -143,3 +143,66 @@ def test_shipped_model_reads_a_real_dapi_spread(dapi_dir):
     n_seeds = int((sizes >= 0.5 * seg.stats["width"] ** 2).sum())
     n_truth = sum(ndi.label(truth == c)[1] for c in range(1, 25))
     assert 0.7 * n_truth < n_seeds < 1.3 * n_truth
+
+
+def _iou(x, y) -> float:
+    return float((x & y).sum() / max((x | y).sum(), 1))
+
+
+def _kept_x_and_rods(overlap_px: int):
+    """Three kept rods (labels 1-3) and a kept X of two crossing rods (4), with probabilities
+    that see chromosome on all of them and ``overlap`` on a centred square at the crossing."""
+    from napari_chromosome_sort.synthetic import _segment_mask
+
+    shape = (90, 140)
+    labels = np.zeros(shape, np.int32)
+    for k, x0 in enumerate((5, 40, 75), 1):
+        labels[5:13, x0 : x0 + 30] = k
+    a = _segment_mask(shape, (25, 25), (85, 85), 4.0)
+    b = _segment_mask(shape, (25, 85), (85, 25), 4.0)
+    labels[a | b] = 4
+    proba = np.zeros((*shape, 4), np.float32)
+    proba[..., lp.BACKGROUND] = 1
+    proba[labels > 0] = (0, 1, 0, 0)
+    r = overlap_px // 2
+    proba[55 - r : 55 + r, 55 - r : 55 + r] = (0, 0, 0, 1)
+    objects = [{"label": k, "status": "chromosome", "reason": "", "n_parts": 1} for k in (1, 2, 3)]
+    objects.append({"label": 4, "status": "chromosome", "reason": "", "n_parts": 1})
+    return labels, objects, proba, (a, b)
+
+
+def test_a_kept_x_on_a_compact_learned_overlap_is_resolved_into_its_two_chromosomes():
+    labels, objects, proba, (a, b) = _kept_x_and_rods(overlap_px=8)
+    masks = lp.refine_objects(labels, objects, proba, width=8.0, kept_overlap_min=0.5)
+    statuses = {o["label"]: o["status"] for o in objects}
+    assert [statuses[k] for k in (1, 2, 3)] == ["chromosome"] * 3  # no overlap: left kept
+    assert statuses[4] == "crossing-resolved" and len(objects) == 5
+    (second,) = masks
+    y0, x0, local = masks[second]
+    full = np.zeros(labels.shape, bool)
+    full[y0 : y0 + local.shape[0], x0 : x0 + local.shape[1]] = local
+    halves = (labels == 4, full)
+    assert max(_iou(halves[0], a), _iou(halves[0], b)) >= 0.8
+    assert max(_iou(halves[1], a), _iou(halves[1], b)) >= 0.8
+    assert _iou(halves[0], a) >= 0.8 or _iou(halves[1], a) >= 0.8  # one of each rod
+    assert _iou(halves[0], b) >= 0.8 or _iou(halves[1], b) >= 0.8
+    assert "learned overlap (64 px = 1.0 x width^2 >= 0.5" in objects[3]["reason"]
+
+
+def test_overlap_below_the_limit_or_off_leaves_kept_objects_kept():
+    for overlap_px, limit in ((4, 0.5), (8, 0.0)):  # 16 px < 0.5 x 64; the rule off
+        labels, objects, proba, _ = _kept_x_and_rods(overlap_px)
+        before = labels.copy()
+        assert lp.refine_objects(labels, objects, proba, width=8.0, kept_overlap_min=limit) == {}
+        assert np.array_equal(labels, before) and all(o["status"] == "chromosome" for o in objects)
+
+
+def test_an_overlap_without_two_chromosomes_around_it_is_set_aside():
+    """A compact overlap at one end of a rod leaves one arm: not resolvable, so the object is
+    set aside as a cluster, the reason quoting the numbers."""
+    labels, objects, proba, _ = _kept_x_and_rods(overlap_px=0)
+    proba[5:13, 5:15] = (0, 0, 0, 1)  # 80 px of overlap at the end of rod 1
+    masks = lp.refine_objects(labels, objects, proba, width=8.0, kept_overlap_min=1.0)
+    assert masks == {} and objects[0]["status"] == "cluster"
+    assert "80 px = 1.2 x width^2 >= 1" in objects[0]["reason"]
+    assert [o["status"] for o in objects[1:]] == ["chromosome"] * 3

@@ -254,6 +254,8 @@ def refine_objects(
     piece_overlap_min: float = 0.3,
     min_seed: float = 0.5,
     max_piece: float = 2.0,
+    kept_overlap_min: float = 0.0,
+    overlap_max_bend: float = 60.0,
 ) -> dict:
     """The rules' clusters cut by the learned pixel classes, in place; returns the full masks of
     the pieces that share a crossing (``{label: (y0, x0, mask)}``).
@@ -264,7 +266,12 @@ def refine_objects(
     holds ``piece_overlap_min`` x width^2 pixels whose likeliest class is ``overlap``: then, if
     at least ½ the median, it is one chromosome of a crossing (``crossing-resolved``, its full
     mask with the overlap pixels it touches); smaller (an arm of an X) it stays in the cluster.
-    Kept objects are left as they are.
+    Then every kept object holding a compact region of learned overlap (one connected region of
+    at least ``kept_overlap_min`` x width^2 pixels whose likeliest class is ``overlap``; 0 = off)
+    is two chromosomes lying over each other: it is resolved at that region
+    (:func:`.crossings.resolve.resolve_at_overlap`, each chromosome bent at most
+    ``overlap_max_bend`` degrees) into two ``crossing-resolved`` halves, else set aside as a
+    ``cluster``.
     """
     from scipy import ndimage as ndi
 
@@ -283,6 +290,60 @@ def refine_objects(
             masks.update(
                 _cut_cluster(label_img, objects, o, sl, proba[sl], min_seed * width**2, limits)
             )
+    if kept_overlap_min > 0:
+        masks.update(
+            split_overlaps(
+                label_img, objects, proba, width, kept_overlap_min, median, overlap_max_bend
+            )
+        )
+    return masks
+
+
+def split_overlaps(label_img, objects, proba, width, min_overlap, median, max_bend=60.0) -> dict:
+    """Kept objects on a compact learned overlap (``min_overlap`` x width^2, one connected
+    region) resolved at it into two ``crossing-resolved`` halves (each at least ¼ ``median``),
+    else set aside as ``cluster``, in place; returns the second halves' full masks."""
+    from scipy import ndimage as ndi
+
+    from napari_chromosome_sort.segmentation.crossings.resolve import RESOLVED, resolve_at_overlap
+
+    slices = ndi.find_objects(label_img)
+    masks: dict = {}
+    for o in [o for o in objects if o["status"] == "chromosome"]:
+        sl = slices[o["label"] - 1] if o["label"] <= len(slices) else None
+        if sl is None:
+            continue
+        local = label_img[sl] == o["label"]
+        regions, n = ndi.label((proba[sl].argmax(-1) == OVERLAP) & local)
+        sizes = np.bincount(regions.ravel(), minlength=n + 1)[1:]
+        if n == 0 or sizes.max() < min_overlap * width**2:
+            continue
+        centre = regions == int(np.argmax(sizes)) + 1
+        size = f"{sizes.max()} px = {sizes.max() / width**2:.1f} x width^2 >= {min_overlap:g}"
+        found = resolve_at_overlap(local, centre, width, max_bend=max_bend)
+        if found is None or min(found.first.sum(), found.second.sum()) < 0.25 * median:
+            o["status"] = "cluster"
+            o["reason"] = (
+                f"holds a compact region of learned overlap ({size}): two chromosomes lying "
+                "over each other, not resolved"
+            )
+            continue
+        new = int(label_img.max()) + 1
+        window = label_img[sl]
+        window[local & ~found.first] = 0
+        window[found.second & ~found.shared] = new
+        masks[new] = (sl[0].start, sl[1].start, found.second)
+        for label, other in ((o["label"], new), (new, o["label"])):
+            reason = (
+                f"one of two chromosomes lying over each other at a learned overlap ({size}, "
+                f"{found.n_arms} arms, each bent at most {found.bend_deg:.0f} deg), resolved; "
+                f"the other is object {other}; the overlap pixels are shared "
+                f"(labelled {o['label']})"
+            )
+            if label == o["label"]:
+                o.update(status=RESOLVED, reason=reason)
+            else:
+                objects.append({"label": new, "status": RESOLVED, "reason": reason, "n_parts": 1})
     return masks
 
 
