@@ -206,3 +206,57 @@ def test_an_overlap_without_two_chromosomes_around_it_is_set_aside():
     assert masks == {} and objects[0]["status"] == "cluster"
     assert "80 px = 1.2 x width^2 >= 1" in objects[0]["reason"]
     assert [o["status"] for o in objects[1:]] == ["chromosome"] * 3
+
+
+def test_a_cluster_the_cut_leaves_whole_is_resolved_at_its_learned_overlap():
+    """A cluster with no chromosome seeds to cut (seeds of 20 x width^2 asked for) is resolved
+    at its learned overlap into its two rods with ``cluster_overlap_min``; without, it stays."""
+    for limit, expected in ((0.25, "crossing-resolved"), (0.0, "cluster")):
+        labels, objects, proba, (a, b) = _kept_x_and_rods(overlap_px=8)
+        objects[3]["status"] = "cluster"
+        masks = lp.refine_objects(
+            labels, objects, proba, width=8.0, min_seed=20.0, cluster_overlap_min=limit
+        )
+        assert objects[3]["status"] == expected
+        assert len(masks) == (limit > 0) and len(objects) == 4 + (limit > 0)
+        if limit > 0:  # the label keeps one rod whole (the other's full mask is in masks)
+            half = labels == 4
+            assert max(_iou(half, a), _iou(half, b)) >= 0.8
+
+
+def test_resolve_at_overlap_pairs_the_arms_that_go_straight_through():
+    from napari_chromosome_sort.segmentation.crossings.resolve import resolve_at_overlap
+    from napari_chromosome_sort.synthetic import _segment_mask
+
+    shape = (80, 80)
+    bar = _segment_mask(shape, (20, 10), (20, 70), 4.0)
+    stem = _segment_mask(shape, (20, 40), (70, 40), 4.0)
+    centre = np.zeros(shape, bool)
+    centre[16:25, 36:45] = True
+    found = resolve_at_overlap(bar | stem, centre, 8.0)
+    assert found is not None and found.n_arms == 3 and found.bend_deg < 15
+    halves = sorted((found.first, found.second), key=lambda h: _iou(h, bar), reverse=True)
+    assert _iou(halves[0], bar) >= 0.8 and _iou(halves[1], stem) >= 0.7
+    assert (found.shared == (centre & (bar | stem))).all()
+    # two arms: two chromosomes overlapping end to end, each its arm and the overlap
+    ell = _segment_mask(shape, (20, 10), (20, 40), 4.0) | stem
+    two = resolve_at_overlap(ell, centre, 8.0)
+    assert two is not None and two.n_arms == 2
+    assert (two.first & two.second).sum() == (centre & ell).sum()
+    # a Y of arms 120 degrees apart has no straight pair: over a bend limit of 45 degrees
+    rays = [
+        _segment_mask(shape, (40, 40), (40 + 30 * np.sin(t), 40 + 30 * np.cos(t)), 4.0)
+        for t in np.linspace(0, 2 * np.pi, 3, endpoint=False)
+    ]
+    middle = np.zeros(shape, bool)
+    middle[36:45, 36:45] = True
+    assert resolve_at_overlap(np.any(rays, axis=0), middle, 8.0, max_bend=45.0) is None
+    # a heap: five arms around the overlap
+    rays = [
+        _segment_mask(shape, (40, 40), (40 + 30 * np.sin(t), 40 + 30 * np.cos(t)), 4.0)
+        for t in np.linspace(0, 2 * np.pi, 5, endpoint=False)
+    ]
+    heap = np.any(rays, axis=0)
+    middle = np.zeros(shape, bool)
+    middle[36:45, 36:45] = True
+    assert resolve_at_overlap(heap, middle, 8.0) is None
