@@ -10,8 +10,14 @@ the ratio. Reports:
 
 * ratio = median viewer time / median command-line compute (target <= 1.3);
 * GUI stall = the longest gap between ticks of a 10 ms QTimer during each Predict, less the
-  10 ms period (target <= 100 ms), and the worst of the runs; the first Predict after napari
-  started (the warm-up, when the heavy libraries are imported) separately.
+  10 ms period (target <= 100 ms), and the worst of the runs; beside it the GUI thread's own
+  CPU time in its busiest gap (``time.thread_time``: the stall as an idle machine of the same
+  speed would see it, as the wall-clock gap grows with the machine's load); the first Predict
+  after napari started (the warm-up, when the heavy libraries are imported) separately;
+* the frame floor: the longest such gap while the canvas only redraws the same layers (zoomed a
+  little, no Predict), measured after the runs: the display's own time per frame, which every
+  stall that includes a redraw contains (tens of ms with a GPU; hundreds with software OpenGL
+  on a loaded machine, as under ``xvfb-run``).
 
 The spread is 2.png of the shared Giemsa spreads (102 chromosomes) when present, else a
 synthetic one. Needs a display (``xvfb-run -a python benchmarks/bench_predict_viewer.py``).
@@ -57,7 +63,9 @@ def cli_seconds(model, image) -> tuple[float, int]:
 
 
 class StallMeter:
-    """Longest gap between ticks of a QTimer (the event loop's responsiveness)."""
+    """Longest gap between ticks of a QTimer (the event loop's responsiveness), and the most CPU
+    time the GUI thread spent between two ticks (its own work: what the gap would be on an idle
+    machine, without the waits for the other threads and processes)."""
 
     def __init__(self):
         from qtpy.QtCore import QTimer
@@ -65,17 +73,19 @@ class StallMeter:
         self.timer = QTimer()
         self.timer.setInterval(TICK_MS)
         self.timer.timeout.connect(self._tick)
-        self.last = None
-        self.longest = 0.0
+        self.last = self.last_cpu = None
+        self.longest = self.longest_cpu = 0.0
 
     def _tick(self):
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         if self.last is not None:
             self.longest = max(self.longest, now - self.last)
-        self.last = now
+            self.longest_cpu = max(self.longest_cpu, cpu - self.last_cpu)
+        self.last, self.last_cpu = now, cpu
 
     def start(self):
-        self.last, self.longest = None, 0.0
+        self.last = self.last_cpu = None
+        self.longest = self.longest_cpu = 0.0
         self.timer.start()
 
     def stop(self) -> float:
@@ -114,6 +124,21 @@ def viewer_seconds(viewer, widget, app, meter: StallMeter, name: str) -> tuple[f
     return elapsed, stall
 
 
+def frame_floor(viewer, app, meter: StallMeter, frames: int = 10) -> float:
+    """The longest stall while the canvas only redraws its layers (zoomed a little per frame)."""
+    from napari_chromosome_sort._widgets.shared.layers import camera
+
+    view = camera(viewer)
+    meter.start()
+    for frame in range(frames):
+        view.zoom = view.zoom * (1.001 if frame % 2 else 1 / 1.001)
+        deadline = time.perf_counter() + 0.1
+        while time.perf_counter() < deadline:
+            app.processEvents()
+            time.sleep(0.001)
+    return meter.stop()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -137,18 +162,20 @@ def main(argv=None) -> None:
     meter = StallMeter()
     cli_seconds(model, image)  # warm-up: ONNX export, first imports
     _, first_stall = viewer_seconds(viewer, widget, app, meter, "spread 0")
-    cli, gui, stalls = [], [], []
+    cli, gui, stalls, busy = [], [], [], []
     for run in range(1, args.repeats + 1):
         seconds, kept = cli_seconds(model, image)
         cli.append(seconds)
         seconds, stall = viewer_seconds(viewer, widget, app, meter, f"spread {run}")
         gui.append(seconds)
         stalls.append(stall)
+        busy.append(meter.longest_cpu)
         print(
             f"run {len(gui)}: command line {cli[-1]:.2f} s, viewer {seconds:.2f} s, "
-            f"longest stall {1000 * stall:.0f} ms",
+            f"longest stall {1000 * stall:.0f} ms (GUI thread CPU {1000 * busy[-1]:.0f} ms)",
             flush=True,
         )
+    floor = frame_floor(viewer, app, meter)
     ratio = statistics.median(gui) / statistics.median(cli)
     print(f"spread: {source} ({kept} chromosomes), {args.repeats} repeats")
     print(f"command line compute: {', '.join(f'{s:.2f}' for s in cli)} s")
@@ -159,8 +186,13 @@ def main(argv=None) -> None:
         f"worst {1000 * max(stalls):.0f} ms (target <= 100 ms)"
     )
     print(
+        f"GUI thread's CPU in its busiest gap per run: {', '.join(f'{1000 * s:.0f}' for s in busy)}"
+        f" ms; worst {1000 * max(busy):.0f} ms"
+    )
+    print(
         f"longest GUI stall of the first Predict after napari started: {1000 * first_stall:.0f} ms"
     )
+    print(f"frame floor (the canvas only redrawing, no Predict): {1000 * floor:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,19 @@ def test_least_sure_picks_k_matched_calls_in_the_walks_order(spread):
     kept = spread.session.table["label"].astype(int).tolist()
     drawn = random_matched(spread.truth_of, len(kept), np.random.default_rng(0), kept)
     assert sorted(drawn) == sorted(kept)
+    # the walk by class: the same calls, the called classes in turn
+    by_class = least_sure_matched(spread.session, spread.truth_of, 10**6, walk="by-class")
+    assert by_class == spread.session.least_sure(by_class=True)
+    assert sorted(by_class) == sorted(spread.session.least_sure())
+    called = spread.session.table.set_index("label")["class"]
+    first = [called[label] for label in by_class[: called.nunique()]]
+    assert sorted(first) == sorted(called.unique())  # one call of every called class first
+    # the smallest margin first
+    margin = least_sure_matched(spread.session, spread.truth_of, 10**6, walk="margin")
+    p = spread.session.table.set_index("label")[[f"p_{c}" for c in spread.session.classes]]
+    top2 = np.sort(p.loc[margin].to_numpy(float), axis=1)[:, -2:]
+    assert sorted(margin) == sorted(by_class)
+    assert np.all(np.diff(top2[:, 1] - top2[:, 0]) >= 0)
 
 
 def test_an_unmatched_object_is_marked_not_a_chromosome(spread, tmp_path):

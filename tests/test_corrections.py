@@ -11,6 +11,7 @@ from napari_chromosome_sort.classification.training.corrections import (
     CorrectionSession,
     apply_correction,
     class_index,
+    least_sure_by_class,
     least_sure_first,
     recall,
 )
@@ -42,6 +43,27 @@ def test_least_sure_first_and_a_correction():
     assert least_sure_first(corrected, ["A", "B", "C"]) == [7, 11, 5]
     with pytest.raises(ChromosortError, match="object 4"):
         apply_correction(table, 4, "B")
+
+
+def test_the_walk_by_class_takes_the_called_classes_in_turn():
+    sure = [0.4, 0.5, 0.6, 0.8, 0.9, 0.45]
+    called = ["A", "A", "A", "B", "C", "C"]
+    rest = [(1 - p) / 2 for p in sure]
+    table = pd.DataFrame(
+        {
+            "label": [1, 2, 3, 4, 5, 6],
+            "class": called,
+            **{
+                f"p_{c}": [p if k == c else r for p, k, r in zip(sure, called, rest, strict=True)]
+                for c in "ABC"
+            },
+        }
+    )
+    assert least_sure_first(table, list("ABC")) == [1, 6, 2, 3, 4, 5]
+    # the least sure A, B and C first, then the next of each class still left
+    assert least_sure_by_class(table, list("ABC")) == [1, 4, 6, 2, 5, 3]
+    corrected = apply_correction(table, 4, "C")  # a corrected call leaves the walk
+    assert least_sure_by_class(corrected, list("ABC")) == [1, 6, 2, 5, 3]
 
 
 def test_recall_keeps_hand_calls_and_chromatid_pairs():
@@ -159,3 +181,57 @@ def test_not_a_chromosome_leaves_the_calls_and_the_dataset(tiny, tmp_path):
     assert session.model.metadata["training"]["n"] == 18  # nothing learnt from a rejection
     with pytest.raises(ChromosortError, match=f"object {second}"):
         session.reject(second)
+
+
+def test_spread_mix_counts_the_hand_classes_and_reweights_the_rest():
+    from napari_chromosome_sort.classification.known_priors import adapt_priors_known
+    from napari_chromosome_sort.classification.priors import adapt_priors
+
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet([6.0, 3.0, 1.0], size=40)  # a spread the model reads as mostly A
+    base = np.full(3, 1 / 3)
+    # nothing known: the label-free EM of priors.adapt_priors
+    free, pi_free = adapt_priors_known(proba, np.full(40, -1), base, pseudo_counts=1.0)
+    expected, pi_expected = adapt_priors(proba, base, pseudo_counts=1.0)
+    assert np.allclose(pi_free, pi_expected, atol=1e-4) and np.allclose(free, expected, atol=1e-3)
+    # every object known: the mix is their hand classes' frequencies
+    hand = np.repeat([0, 1, 2], [4, 6, 30])
+    _, pi_all = adapt_priors_known(proba, hand, base)
+    assert np.allclose(pi_all, [0.1, 0.15, 0.75], atol=1e-6)
+    # half the objects known as C: the mix moves towards C, and the rows follow it
+    half = np.where(np.arange(40) < 20, 2, -1)
+    adapted, pi_half = adapt_priors_known(proba, half, base)
+    assert pi_half[2] >= 0.5 > pi_free[2]
+    assert adapted[20:, 2].mean() > free[20:, 2].mean()
+    assert np.allclose(adapted.sum(1), 1)
+    with pytest.raises(ValueError, match="known classes"):
+        adapt_priors_known(proba, np.full(40, 3), base)
+
+
+def test_retrain_with_the_spread_mix_follows_the_corrections(tiny, tmp_path):
+    from napari_chromosome_sort.classification.predict import calibration_priors
+    from napari_chromosome_sort.classification.priors import reweight
+    from napari_chromosome_sort.files.dataset import CropDataset
+    from napari_chromosome_sort.progress import run_to_end
+
+    model, prediction = tiny
+    session = CorrectionSession(model, prediction, CropDataset(tmp_path / "d"), "s0.png")
+    run_to_end(session.prepare())
+    walk = session.least_sure()
+    target = model.classes[-1]
+    for label in walk[: max(2, len(walk) // 2)]:
+        session.correct(label, target)
+    plain = run_to_end(session.retrain())
+    assert session.spread_priors is None  # the default retraining leaves the mix alone
+    mixed = run_to_end(session.retrain(spread_mix=True))
+    pi = session.spread_priors
+    columns = [f"p_{c}" for c in model.classes]
+    done = mixed[CORRECTED].to_numpy(bool)
+    # at least the corrected share of the objects is the hand class
+    assert pi.sum() == pytest.approx(1) and pi[-1] >= done.mean() - 1e-6
+    # the posteriors are the plain retraining's re-weighted to the mix, the calls their argmax
+    again = reweight(plain[columns].to_numpy(float), calibration_priors(session.model), pi)
+    assert np.allclose(mixed[columns].to_numpy(float), again, atol=1e-4)
+    best = np.asarray(model.classes)[again.argmax(1)]
+    assert (mixed["class"].to_numpy()[~done] == best[~done]).all()
+    assert (mixed["class"].to_numpy()[done] == target).all()

@@ -143,3 +143,120 @@ def test_shipped_model_reads_a_real_dapi_spread(dapi_dir):
     n_seeds = int((sizes >= 0.5 * seg.stats["width"] ** 2).sum())
     n_truth = sum(ndi.label(truth == c)[1] for c in range(1, 25))
     assert 0.7 * n_truth < n_seeds < 1.3 * n_truth
+
+
+def _iou(x, y) -> float:
+    return float((x & y).sum() / max((x | y).sum(), 1))
+
+
+def _kept_x_and_rods(overlap_px: int):
+    """Three kept rods (labels 1-3) and a kept X of two crossing rods (4), with probabilities
+    that see chromosome on all of them and ``overlap`` on a centred square at the crossing."""
+    from napari_chromosome_sort.synthetic import _segment_mask
+
+    shape = (90, 140)
+    labels = np.zeros(shape, np.int32)
+    for k, x0 in enumerate((5, 40, 75), 1):
+        labels[5:13, x0 : x0 + 30] = k
+    a = _segment_mask(shape, (25, 25), (85, 85), 4.0)
+    b = _segment_mask(shape, (25, 85), (85, 25), 4.0)
+    labels[a | b] = 4
+    proba = np.zeros((*shape, 4), np.float32)
+    proba[..., lp.BACKGROUND] = 1
+    proba[labels > 0] = (0, 1, 0, 0)
+    r = overlap_px // 2
+    proba[55 - r : 55 + r, 55 - r : 55 + r] = (0, 0, 0, 1)
+    objects = [{"label": k, "status": "chromosome", "reason": "", "n_parts": 1} for k in (1, 2, 3)]
+    objects.append({"label": 4, "status": "chromosome", "reason": "", "n_parts": 1})
+    return labels, objects, proba, (a, b)
+
+
+def test_a_kept_x_on_a_compact_learned_overlap_is_resolved_into_its_two_chromosomes():
+    labels, objects, proba, (a, b) = _kept_x_and_rods(overlap_px=8)
+    masks = lp.refine_objects(labels, objects, proba, width=8.0, kept_overlap_min=0.5)
+    statuses = {o["label"]: o["status"] for o in objects}
+    assert [statuses[k] for k in (1, 2, 3)] == ["chromosome"] * 3  # no overlap: left kept
+    assert statuses[4] == "crossing-resolved" and len(objects) == 5
+    (second,) = masks
+    y0, x0, local = masks[second]
+    full = np.zeros(labels.shape, bool)
+    full[y0 : y0 + local.shape[0], x0 : x0 + local.shape[1]] = local
+    halves = (labels == 4, full)
+    assert max(_iou(halves[0], a), _iou(halves[0], b)) >= 0.8
+    assert max(_iou(halves[1], a), _iou(halves[1], b)) >= 0.8
+    assert _iou(halves[0], a) >= 0.8 or _iou(halves[1], a) >= 0.8  # one of each rod
+    assert _iou(halves[0], b) >= 0.8 or _iou(halves[1], b) >= 0.8
+    assert "learned overlap (64 px = 1.0 x width^2 >= 0.5" in objects[3]["reason"]
+
+
+def test_overlap_below_the_limit_or_off_leaves_kept_objects_kept():
+    for overlap_px, limit in ((4, 0.5), (8, 0.0)):  # 16 px < 0.5 x 64; the rule off
+        labels, objects, proba, _ = _kept_x_and_rods(overlap_px)
+        before = labels.copy()
+        assert lp.refine_objects(labels, objects, proba, width=8.0, kept_overlap_min=limit) == {}
+        assert np.array_equal(labels, before) and all(o["status"] == "chromosome" for o in objects)
+
+
+def test_an_overlap_without_two_chromosomes_around_it_is_set_aside():
+    """A compact overlap at one end of a rod leaves one arm: not resolvable, so the object is
+    set aside as a cluster, the reason quoting the numbers."""
+    labels, objects, proba, _ = _kept_x_and_rods(overlap_px=0)
+    proba[5:13, 5:15] = (0, 0, 0, 1)  # 80 px of overlap at the end of rod 1
+    masks = lp.refine_objects(labels, objects, proba, width=8.0, kept_overlap_min=1.0)
+    assert masks == {} and objects[0]["status"] == "cluster"
+    assert "80 px = 1.2 x width^2 >= 1" in objects[0]["reason"]
+    assert [o["status"] for o in objects[1:]] == ["chromosome"] * 3
+
+
+def test_a_cluster_the_cut_leaves_whole_is_resolved_at_its_learned_overlap():
+    """A cluster with no chromosome seeds to cut (seeds of 20 x width^2 asked for) is resolved
+    at its learned overlap into its two rods with ``cluster_overlap_min``; without, it stays."""
+    for limit, expected in ((0.25, "crossing-resolved"), (0.0, "cluster")):
+        labels, objects, proba, (a, b) = _kept_x_and_rods(overlap_px=8)
+        objects[3]["status"] = "cluster"
+        masks = lp.refine_objects(
+            labels, objects, proba, width=8.0, min_seed=20.0, cluster_overlap_min=limit
+        )
+        assert objects[3]["status"] == expected
+        assert len(masks) == (limit > 0) and len(objects) == 4 + (limit > 0)
+        if limit > 0:  # the label keeps one rod whole (the other's full mask is in masks)
+            half = labels == 4
+            assert max(_iou(half, a), _iou(half, b)) >= 0.8
+
+
+def test_resolve_at_overlap_pairs_the_arms_that_go_straight_through():
+    from napari_chromosome_sort.segmentation.crossings.resolve import resolve_at_overlap
+    from napari_chromosome_sort.synthetic import _segment_mask
+
+    shape = (80, 80)
+    bar = _segment_mask(shape, (20, 10), (20, 70), 4.0)
+    stem = _segment_mask(shape, (20, 40), (70, 40), 4.0)
+    centre = np.zeros(shape, bool)
+    centre[16:25, 36:45] = True
+    found = resolve_at_overlap(bar | stem, centre, 8.0)
+    assert found is not None and found.n_arms == 3 and found.bend_deg < 15
+    halves = sorted((found.first, found.second), key=lambda h: _iou(h, bar), reverse=True)
+    assert _iou(halves[0], bar) >= 0.8 and _iou(halves[1], stem) >= 0.7
+    assert (found.shared == (centre & (bar | stem))).all()
+    # two arms: two chromosomes overlapping end to end, each its arm and the overlap
+    ell = _segment_mask(shape, (20, 10), (20, 40), 4.0) | stem
+    two = resolve_at_overlap(ell, centre, 8.0)
+    assert two is not None and two.n_arms == 2
+    assert (two.first & two.second).sum() == (centre & ell).sum()
+    # a Y of arms 120 degrees apart has no straight pair: over a bend limit of 45 degrees
+    rays = [
+        _segment_mask(shape, (40, 40), (40 + 30 * np.sin(t), 40 + 30 * np.cos(t)), 4.0)
+        for t in np.linspace(0, 2 * np.pi, 3, endpoint=False)
+    ]
+    middle = np.zeros(shape, bool)
+    middle[36:45, 36:45] = True
+    assert resolve_at_overlap(np.any(rays, axis=0), middle, 8.0, max_bend=45.0) is None
+    # a heap: five arms around the overlap
+    rays = [
+        _segment_mask(shape, (40, 40), (40 + 30 * np.sin(t), 40 + 30 * np.cos(t)), 4.0)
+        for t in np.linspace(0, 2 * np.pi, 5, endpoint=False)
+    ]
+    heap = np.any(rays, axis=0)
+    middle = np.zeros(shape, bool)
+    middle[36:45, 36:45] = True
+    assert resolve_at_overlap(heap, middle, 8.0) is None

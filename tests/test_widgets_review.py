@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_chromosome_sort._widgets.predict import PredictWidget
+from napari_chromosome_sort._widgets.predicting.review import BY_CLASS, OVERALL
 from napari_chromosome_sort._widgets.readout import ReadoutWidget
 from napari_chromosome_sort._widgets.shared.layers import camera
 
@@ -51,9 +52,21 @@ def test_review_least_sure_correct_and_retrain(make_napari_viewer, qtbot, tmp_pa
     review = widget.review
     review.folder.value = str(tmp_path / "dataset")
     review.sample.setText("WT")
+    assert review.order.currentText() == BY_CLASS  # the default walk
     review.start_button.click()
     qtbot.waitUntil(lambda: not review.running and review.current > 0, timeout=TIMEOUT_MS)
     table = layer.features
+    # called classes in turn: the first calls visited are one of each called class, each the
+    # least sure of its class
+    walk = review.walk[: table["class"].nunique()]
+    called = table.set_index("label")["class"]
+    assert sorted(called[walk]) == sorted(table["class"].unique())
+    for label in walk:
+        same = table[table["class"] == called[label]]
+        sure_same = same[[f"p_{c}" for c in classes]].to_numpy(float).max(1)
+        assert int(same["label"].iloc[int(np.argmin(sure_same))]) == label
+    assert review.current == walk[0]
+    review.order.setCurrentText(OVERALL)  # the least sure of all calls first
     sure = table[[f"p_{c}" for c in classes]].to_numpy(float).max(1)
     least = int(table["label"].iloc[int(np.argmin(sure))])
     assert review.current == least

@@ -116,7 +116,13 @@ def _correction_loop(args) -> dict[str, pd.DataFrame]:
     from .correction_loop import correction_loop_report
 
     tables = correction_loop_report(
-        args.seeds, tuple(args.k), args.drop_prior_shift, args.unmatched
+        args.seeds,
+        tuple(args.k),
+        args.drop_prior_shift,
+        args.unmatched,
+        args.spread_mix,
+        tuple(args.spreads or ()),
+        args.walk,
     )
     out = {
         "Correction loop, per spread (random: mean over the draws)": tables["per_spread"],
@@ -326,6 +332,20 @@ def main(argv: list[str] | None = None) -> int:
         help="an object matching no annotated box met in the walk: marked not a chromosome "
         "(reject, one of the k) or passed over (pass)",
     )
+    cl.add_argument(
+        "--spread-mix",
+        action="store_true",
+        help="retrain with the spread's class mix re-estimated from all its objects, the "
+        "corrected ones known (semi-supervised EM)",
+    )
+    cl.add_argument(
+        "--walk",
+        choices=["least-sure", "by-class", "margin"],
+        default="least-sure",
+        help="the walk's order: least sure first; the called classes in turn, least sure first "
+        "in each; or the smallest margin between the two most probable classes first",
+    )
+    cl.add_argument("--spreads", nargs="+", help="only these spreads (file names, e.g. 2.png)")
     cl.set_defaults(run=_correction_loop)
     sl = sub.add_parser(
         "segment-learn", help="Giemsa: a segmentation model learned from 1-2 spreads, on the others"

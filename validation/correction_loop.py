@@ -37,12 +37,34 @@ class LoopSpread:
     box_classes: np.ndarray  # (n_boxes,)
 
 
+WALKS = ("least-sure", "by-class", "margin")
+WALK_NAMES = {"least-sure": "least sure", "by-class": "least sure by class", "margin": "margin"}
+
+
+def smallest_margin_first(table: pd.DataFrame, classes: Sequence[str]) -> list[int]:
+    """Labels of the calls not yet corrected, the smallest difference between the two most
+    probable classes first (ties in label order): a walk order compared with the others."""
+    from napari_chromosome_sort.classification.training.corrections import corrected_mask
+
+    proba = np.sort(table[[f"p_{c}" for c in classes]].to_numpy(float), axis=1)
+    margin = proba[:, -1] - proba[:, -2]
+    labels = table["label"].astype(int).to_numpy()
+    done = corrected_mask(table)
+    return [int(labels[i]) for i in np.lexsort((labels, margin)) if not done[i]]
+
+
 def least_sure_matched(
-    session, truth_of: dict[int, int], k: int, unmatched: str = "reject"
+    session, truth_of: dict[int, int], k: int, unmatched: str = "reject", walk: str = "least-sure"
 ) -> list[int]:
-    """The ``k`` least sure calls in the walk's order; an object that matched no box is marked
-    not a chromosome (``unmatched="reject"``, one of the ``k``) or passed over (``"pass"``)."""
-    labels = session.least_sure()
+    """The first ``k`` calls of the walk (``walk``: least sure first, the called classes in
+    turn, or the smallest margin first); an object that matched no box is marked not a
+    chromosome (``unmatched="reject"``, one of the ``k``) or passed over (``"pass"``)."""
+    if walk not in WALKS:
+        raise ValueError(f"unknown walk {walk!r}; use one of {WALKS}")
+    if walk == "margin":
+        labels = smallest_margin_first(session.table, session.classes)
+    else:
+        labels = session.least_sure(by_class=walk == "by-class")
     return (labels if unmatched == "reject" else [x for x in labels if x in truth_of])[:k]
 
 
@@ -95,11 +117,12 @@ def fresh_session(prepared, dataset_root, model=None):
 
 
 def correct_and_retrain(
-    spread: LoopSpread, labels: Sequence[int], dataset_root, model=None
+    spread: LoopSpread, labels: Sequence[int], dataset_root, model=None, spread_mix=False
 ) -> pd.DataFrame:
     """The spread's calls table after correcting ``labels`` to their box classes (an object
     that matched no box marked not a chromosome) and retraining once from ``model`` (default:
-    the session's; the shipped calls when ``labels`` is empty)."""
+    the session's; the shipped calls when ``labels`` is empty), with the spread's class mix
+    re-estimated when ``spread_mix``."""
     from napari_chromosome_sort.progress import run_to_end
 
     if not len(labels):
@@ -110,7 +133,7 @@ def correct_and_retrain(
             session.correct(int(label), session.classes[spread.truth_of[int(label)]])
         else:
             session.reject(int(label))
-    return run_to_end(session.retrain())
+    return run_to_end(session.retrain(spread_mix=spread_mix))
 
 
 def score_loop(
@@ -179,16 +202,20 @@ def loop_rows(
     seeds: int = 5,
     drop_prior_shift: bool = False,
     unmatched: str = "reject",
+    spread_mix: bool = False,
+    walk: str = "least-sure",
 ) -> list[dict]:
     """One row per (strategy, k, seed) on one spread; ``k = 0`` once, as shipped.
     ``drop_prior_shift``: retrain without the WT prior correction (a diagnostic);
-    ``unmatched``: what the simulated user does with an object that matched no box."""
+    ``unmatched``: what the simulated user does with an object that matched no box;
+    ``spread_mix``: retrain with the spread's class mix re-estimated; ``walk``: the order of
+    the walk (:data:`WALKS`)."""
     classes = spread.session.classes
     model = without_prior_shift(spread.session.model) if drop_prior_shift else None
     runs = [("none", 0, 0, [])]
     for k in ks:
-        ranked = least_sure_matched(spread.session, spread.truth_of, k, unmatched)
-        runs.append(("least sure", k, 0, ranked))
+        ranked = least_sure_matched(spread.session, spread.truth_of, k, unmatched, walk)
+        runs.append((WALK_NAMES[walk], k, 0, ranked))
         kept = spread.session.table["label"].astype(int).tolist()
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
@@ -197,7 +224,7 @@ def loop_rows(
     rows = []
     for strategy, k, seed, labels in runs:
         with tempfile.TemporaryDirectory(prefix="loop-") as root:
-            table = correct_and_retrain(spread, labels, root, model)
+            table = correct_and_retrain(spread, labels, root, model, spread_mix)
         row = score_loop(table, classes, spread.truth_of, spread.box_classes, labels)
         rows.append({"spread": spread.name, "strategy": strategy, "k": k, "seed": seed, **row})
     return rows
@@ -256,9 +283,16 @@ def per_spread_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def correction_loop_report(
-    seeds: int = 5, ks=CORRECTIONS, drop_prior_shift: bool = False, unmatched: str = "reject"
+    seeds: int = 5,
+    ks=CORRECTIONS,
+    drop_prior_shift: bool = False,
+    unmatched: str = "reject",
+    spread_mix: bool = False,
+    names: Sequence[str] = (),
+    walk: str = "least-sure",
 ) -> dict[str, pd.DataFrame]:
-    """The loop on every annotated Giemsa spread, from the bundled WT model."""
+    """The loop on every annotated Giemsa spread (or those ``names``), from the bundled WT
+    model."""
     from pathlib import Path
 
     from napari_chromosome_sort._sample_data import bundled_model_path
@@ -269,8 +303,16 @@ def correction_loop_report(
     model = load_model(bundled_model_path())
     rows = []
     with tempfile.TemporaryDirectory(prefix="loop-datasets-") as root:
-        for spread in giemsa_spreads():
+        spreads = giemsa_spreads()
+        unknown = set(names) - {s.name for s in spreads}
+        if unknown:
+            raise SystemExit(f"no annotated Giemsa spread named {sorted(unknown)}")
+        for spread in spreads:
+            if names and spread.name not in names:
+                continue
             prepared = prepare_spread(model, spread, wt_crops_dir(), Path(root))
-            rows.extend(loop_rows(prepared, ks, seeds, drop_prior_shift, unmatched))
+            rows.extend(
+                loop_rows(prepared, ks, seeds, drop_prior_shift, unmatched, spread_mix, walk)
+            )
     rows = pd.DataFrame(rows)
     return {"per_spread": per_spread_table(rows), "pooled": pooled_table(rows), "runs": rows}

@@ -36,13 +36,29 @@ from .dapi_heldout import (
 
 PER_CLASS = 1500  # pixels sampled per class and spread
 N_SLIDE_FOLDS = 5
-#: the cutting constants tried (None: the rules alone)
-REFINE_GRID: list[dict | None] = [None] + [
-    {"piece_overlap_min": pm, "max_piece": mp, "min_seed": ms}
-    for pm in (0.15, 0.3, 0.6)
-    for mp in (1.5, 2.0)
-    for ms in (0.5, 1.0)
-]
+#: the cutting constants tried (None: the rules alone), then the rules on learned overlap
+#: (:func:`~napari_chromosome_sort.segmentation.learned.pixels.split_overlaps`) after the cut:
+#: kept objects on a compact learned overlap region (1 / 2 / 3 x width^2) resolved at it or set
+#: aside, and clusters the cut left whole resolved at it (from 0.25 x width^2)
+REFINE_GRID: list[dict | None] = (
+    [None]
+    + [
+        {"piece_overlap_min": pm, "max_piece": mp, "min_seed": ms}
+        for pm in (0.15, 0.3, 0.6)
+        for mp in (1.5, 2.0)
+        for ms in (0.5, 1.0)
+    ]
+    + [
+        {"piece_overlap_min": pm, "max_piece": 2.0, "min_seed": 0.5, **rule}
+        for pm in (0.3, 0.6)
+        for rule in (
+            {"kept_overlap_min": 1.0},
+            {"kept_overlap_min": 2.0},
+            {"kept_overlap_min": 3.0},
+            {"cluster_overlap_min": 0.25},
+        )
+    ]
+)
 
 
 def typical_peak(signal: np.ndarray) -> float:

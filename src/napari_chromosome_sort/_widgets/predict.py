@@ -41,11 +41,13 @@ from napari_chromosome_sort._widgets.predicting.gradcam_layer import gradcam_lay
 from napari_chromosome_sort._widgets.predicting.model_choice import ModelChoice
 from napari_chromosome_sort._widgets.predicting.review import ReviewSection
 from napari_chromosome_sort._widgets.session import session_of
+from napari_chromosome_sort._widgets.shared.collector import set_aside
 from napari_chromosome_sort._widgets.shared.docks import ScrollDock, fit_table_to_rows, rgb_pixmap
 from napari_chromosome_sort._widgets.shared.layers import (
     class_legend,
     label_at,
     layer_image,
+    run_steps,
     sync_features,
 )
 from napari_chromosome_sort._widgets.shared.objects import review_of
@@ -55,6 +57,9 @@ from napari_chromosome_sort.progress import Progress, relay
 AUTO = "(segment automatically)"
 TOGGLE_KEY = "g"  # on the classes layer: Grad-CAM with outlines <-> class colours filled
 PANEL_SIDE = 200  # the clicked chromosome's crop and Grad-CAM
+#: pause between two painting steps: a zero-delay timer runs the next step in the same pass of
+#: the event loop, before the window redraws or answers; this lets both happen in between
+PAINT_PAUSE_MS = 15
 CAM_NOTE = (
     "Grad-CAM (blue, colour bar at the top right of the spread): where the network looked for "
     "its call on each chromosome, clear = ignored, light blue = mattered most; the class "
@@ -319,6 +324,7 @@ class PredictWidget(QWidget):
         self.image_layer_used = image_layer
         self.review.reset()
         warm_imports()
+        set_aside(self.viewer)  # no full garbage collection while the layers are added
         loaded = self.model if self.model_loaded_from == model_key(model_path) else None
         args = (model_path, layer_image(image_layer), image_layer.name, segmentation, loaded)
         self.start(predict_job, *args, on_return=self._show, what="Predict")
@@ -348,29 +354,33 @@ class PredictWidget(QWidget):
 
     def show_data(self, image_layer, data: CallsData, staged: bool = True) -> None:
         """Show the calls ``data`` of ``image_layer``: layers, distribution, legend; tell the
-        session's listeners (Readout) that the calls changed. ``staged``: one layer per turn
-        of the event loop, so the window draws and answers in between (``running`` until the
-        last); else all at once."""
+        session's listeners (Readout) that the calls changed. ``staged``: in short steps, one
+        per turn of the event loop, so the window draws and answers in between (``running``
+        until the last); else all at once. A spread still being painted is finished first."""
+        if self._painting is not None:
+            run_steps(self._painting)
         self.image_layer_used = image_layer
         self._painting = self._paint_steps(image_layer, data)
         if staged:
-            self._paint_next()
+            self._paint_next(self._painting)
             return
-        for _ in self._painting:
-            pass
+        run_steps(self._painting)
         self._painting = None
 
-    def _paint_next(self) -> None:
+    def _paint_next(self, steps) -> None:
+        if steps is not self._painting:  # finished at once by a later show_data
+            return
         try:
-            next(self._painting)
+            next(steps)
         except StopIteration:
             self._painting = None
             self._set_running(self.running)
             return
-        QTimer.singleShot(0, self._paint_next)
+        QTimer.singleShot(PAINT_PAUSE_MS, lambda: self._paint_next(steps))
 
     def _paint_steps(self, image_layer, data: CallsData):
         layer, made = yield from show_calls_steps(self.viewer, image_layer, data)
+        yield
         if made:
             layer.mouse_drag_callbacks.append(self._on_click)
             review = review_of(self.viewer, layer)

@@ -13,9 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from napari.layers import Labels, Points
 
-from napari_chromosome_sort._widgets.predicting.gradcam_layer import show_gradcam
-from napari_chromosome_sort._widgets.shared.layers import colormap_from_mapping, with_index
+from napari_chromosome_sort._widgets.predicting.gradcam_layer import show_gradcam_steps
+from napari_chromosome_sort._widgets.shared.layers import (
+    colormap_from_mapping,
+    run_steps,
+    with_index,
+)
 from napari_chromosome_sort.display.cam_display import masked_to_objects
 from napari_chromosome_sort.display.colours import class_colours
 
@@ -85,50 +90,52 @@ def prediction_data(image_name: str, classes, prediction) -> CallsData:
 
 def show_calls(viewer, image_layer, data: CallsData) -> tuple[object, bool]:
     """:func:`show_calls_steps` at once; returns ``(classes layer, made)``."""
-    steps = show_calls_steps(viewer, image_layer, data)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
+    return run_steps(show_calls_steps(viewer, image_layer, data))
 
 
 def show_calls_steps(viewer, image_layer, data: CallsData) -> Generator[None, None, tuple]:
-    """Show (or update) the calls layers of ``image_layer``, one layer per step (a caller may
-    let the window draw and answer between steps); returns ``(classes layer, made)`` with
-    ``made`` True when the classes layer is new. The classes layer comes last, so that napari
-    makes it the active layer as it adds it (its keys: the toggle, the corrections)."""
+    """Show (or update) the calls layers of ``image_layer`` in short steps (a caller may let
+    the window draw and answer between steps: each new layer is built in one step and added to
+    the viewer in the next; the classes layer is added hidden and its outlines drawn in a third
+    step); returns ``(classes layer, made)`` with ``made`` True when the classes layer is new.
+    The classes layer comes last, so that napari makes it the active layer as it adds it (its
+    keys: the toggle, the corrections)."""
     placement = {"scale": image_layer.scale[-2:], "translate": image_layer.translate[-2:]}
     colours = class_colours(data.classes)
     if data.cam is not None:
-        show_gradcam(viewer, image_layer, data.cam, placement)
+        yield from show_gradcam_steps(viewer, image_layer, data.cam, placement)
         yield
-    show_names(viewer, image_layer.name, data.features, colours, placement)
+    yield from show_names_steps(viewer, image_layer.name, data.features, colours, placement)
     yield
     colormap = _colormap(data.features, colours)
     made = data.name not in viewer.layers
-    if made:
-        meta = {
-            "kind": "prediction",
-            "image_layer": image_layer.name,
-            "polarity": data.polarity,
-            "denoised": data.denoised,
-        }
-        layer = viewer.add_labels(
-            data.kept,
-            name=data.name,
-            features=data.features,
-            colormap=colormap,
-            opacity=1.0,
-            metadata={"chromosort": meta},
-            **placement,
-        )
-        layer.contour = OUTLINE  # class outlines: the map and the morphology stay visible
-    else:
+    if not made:
         layer = viewer.layers[data.name]
         layer.data = data.kept
         layer.features = data.features
         layer.colormap = colormap
+        return layer, made
+    meta = {
+        "kind": "prediction",
+        "image_layer": image_layer.name,
+        "polarity": data.polarity,
+        "denoised": data.denoised,
+    }
+    layer = Labels(
+        data.kept,
+        name=data.name,
+        features=data.features,
+        colormap=colormap,
+        opacity=1.0,
+        metadata={"chromosort": meta},
+        visible=False,  # napari slices a hidden layer only once it is shown: a shorter add
+        **placement,
+    )
+    yield
+    viewer.layers.append(layer)
+    yield
+    layer.contour = OUTLINE  # class outlines: the map and the morphology stay visible
+    layer.visible = True
     return layer, made
 
 
@@ -149,7 +156,15 @@ def repaint_calls(viewer, layer, table: pd.DataFrame, classes) -> None:
 
 
 def show_names(viewer, image_name: str, table: pd.DataFrame, colours: dict, placement) -> None:
-    """The class names beside each object (its box's top right corner), not on it."""
+    """:func:`show_names_steps` at once."""
+    run_steps(show_names_steps(viewer, image_name, table, colours, placement))
+
+
+def show_names_steps(
+    viewer, image_name: str, table: pd.DataFrame, colours: dict, placement
+) -> Generator:
+    """The class names beside each object (its box's top right corner), not on it; a new
+    layer is built in one step, added hidden in the next and shown in a third."""
     name = f"{image_name}{NAMES_SUFFIX}"
     corner = ["bbox_y0", "bbox_x1"] if "bbox_x1" in table else ["centroid_y", "centroid_x"]
     coords = table[corner].to_numpy(float) if len(table) else np.zeros((0, 2))
@@ -162,7 +177,7 @@ def show_names(viewer, image_name: str, table: pd.DataFrame, colours: dict, plac
         points.face_color = face
         points.text = TEXT
         return
-    viewer.add_points(
+    points = Points(
         coords,
         name=name,
         features=features,
@@ -170,5 +185,10 @@ def show_names(viewer, image_name: str, table: pd.DataFrame, colours: dict, plac
         size=5,
         face_color=face,
         border_width=0,
+        visible=False,  # napari slices a hidden layer only once it is shown: a shorter add
         **placement,
     )
+    yield
+    viewer.layers.append(points)
+    yield
+    points.visible = True

@@ -1,11 +1,12 @@
 """Review least sure: the correction loop of Predict and explain, over
 :class:`..classification.corrections.CorrectionSession`.
 
-After Predict, the calls are walked from the least to the most confident; the view zooms to
-each; a number key (as in Label chromosomes) sets its class, saved to the dataset at once, and
-moves on; 0 marks an object that is not a single chromosome (a piece, a cluster, debris), which
-then leaves the calls and the readout. Retrain refits the head on cached features and repaints
-the spread's calls, Grad-CAM and type distribution.
+After Predict, the calls are walked from the least to the most confident (by default the
+called classes in turn, the least sure of each first, so that a spread's rare calls are met
+early); the view zooms to each; a number key (as in Label chromosomes) sets its class, saved
+to the dataset at once, and moves on; 0 marks an object that is not a single chromosome (a
+piece, a cluster, debris), which then leaves the calls and the readout. Retrain refits the head
+on cached features and repaints the spread's calls, Grad-CAM and type distribution.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
+    QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -39,6 +41,9 @@ from napari_chromosome_sort.progress import Progress, relay
 
 PREVIEW_SIDE = 240
 REJECT_KEY = "0"
+#: the walk's orders (validation: "Correcting the least sure" in docs/validation.md)
+BY_CLASS = "called classes in turn"
+OVERALL = "least sure overall"
 
 
 def prepare_job(session):
@@ -90,6 +95,7 @@ class ReviewSection(QGroupBox):
         self.session = None
         self.current = 0
         self.skipped: set[int] = set()
+        self.walk: list[int] = []  # the calls in the order they are visited, ranked once
         self.worker = None
 
         self.folder = FileEdit(mode="d", value=str(Path.home() / "chromosort_dataset"))
@@ -103,6 +109,14 @@ class ReviewSection(QGroupBox):
             "the folder recorded in the model, when it exists. Retrain learns from these + the "
             "dataset's crops"
         )
+        self.order = QComboBox()
+        self.order.addItems([BY_CLASS, OVERALL])
+        self.order.setToolTip(
+            "Called classes in turn: the least sure A call, B call, C call, then the next of "
+            "each; after 20 corrections it brought every test spread's type shares within 5 "
+            "points. Least sure overall: slightly more calls right after 5 to 10 corrections"
+        )
+        self.order.currentIndexChanged.connect(lambda _i: self.running or self._reorder())
         self.sample = QLineEdit()
         self.sample.setPlaceholderText("sample name (e.g. WT, mutant)")
         self.sample.setToolTip("The sample this spread belongs to, recorded with each correction")
@@ -134,6 +148,7 @@ class ReviewSection(QGroupBox):
         form.addRow("Dataset", self.folder.native)
         form.addRow("Training crops", self.training.native)
         form.addRow("Sample", self.sample)
+        form.addRow("Order", self.order)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         buttons = QHBoxLayout()
@@ -152,7 +167,7 @@ class ReviewSection(QGroupBox):
     # ------------------------------------------------------------------ session
     def reset(self) -> None:
         """Forget the session (a new prediction is being made)."""
-        self.session, self.current, self.skipped = None, 0, set()
+        self.session, self.current, self.skipped, self.walk = None, 0, set(), []
         self._enable(not self.running)
 
     @property
@@ -195,7 +210,7 @@ class ReviewSection(QGroupBox):
             prepare_job,
             self.session,
             on_yield=predict._on_progress,
-            on_return=lambda _session: self.go_next(),
+            on_return=lambda _session: self._reorder(),
             on_finish=self._finished,
             what="Review least sure",
         )
@@ -229,12 +244,20 @@ class ReviewSection(QGroupBox):
         return handler
 
     # ------------------------------------------------------------------ walking
+    def _reorder(self) -> None:
+        """Rank the calls once in the chosen order and go to the first still to review."""
+        if self.session is None or self.session.features is None:
+            return
+        self.walk = self.session.least_sure(by_class=self.order.currentText() == BY_CLASS)
+        self.go_next()
+
     def go_next(self) -> int:
-        """Zoom to the least sure call not yet corrected or skipped; returns its label (0 when
-        every call was seen)."""
+        """Zoom to the next call of the walk not yet corrected or skipped; returns its label (0
+        when every call was seen)."""
         if self.session is None:
             return 0
-        todo = [label for label in self.session.least_sure() if label not in self.skipped]
+        left = set(self.session.least_sure())
+        todo = [label for label in self.walk if label in left and label not in self.skipped]
         if not todo:
             self.current = 0
             self.info.setText(f"Every call reviewed; {self.session.n_corrected} corrected.")
@@ -323,7 +346,7 @@ class ReviewSection(QGroupBox):
             f"Retrained on {model.metadata['training']['n']} crops; "
             f"{self.session.n_corrected} calls corrected by hand."
         )
-        self.go_next()
+        self._reorder()  # the new calls ranked again
 
     def _repaint(self) -> None:
         """Show the session's calls after a correction (only the table changed)."""

@@ -6,7 +6,7 @@ Nothing here implements image analysis; it only moves data between napari layers
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from typing import Any
 
 import numpy as np
@@ -93,6 +93,15 @@ def class_legend(classes: Iterable[str], keys: bool = False) -> str:
 
 
 # ----------------------------------------------------------------------------- layers
+def run_steps(steps: Generator) -> Any:
+    """Run a generator of display steps to its end at once; returns its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
 def layer_image(layer) -> np.ndarray:
     """The pixels of an image layer as a numpy array (first scale of multiscale data)."""
     data = layer.data

@@ -48,6 +48,7 @@ STEP_FILTERS = {
     "every object": None,
 }
 
+
 def review_of(viewer, layer) -> ObjectLayerReview:
     """The shared review state of an objects layer (created and wired on first use; kept in the
     viewer's session, so Segment, Label and Review share it)."""

@@ -49,6 +49,21 @@ def least_sure_first(table: pd.DataFrame, classes: Sequence[str]) -> list[int]:
     return [int(labels[i]) for i in order if not done[i]]
 
 
+def least_sure_by_class(table: pd.DataFrame, classes: Sequence[str]) -> list[int]:
+    """Labels of the calls not yet corrected, the called classes taken in turn (in the model's
+    class order) and the least sure of each class first: a spread's rare calls, where a
+    one-type spread's errors gather, are reached within the first few steps."""
+    order = least_sure_first(table, classes)
+    called = dict(zip(table["label"].astype(int), table["class"].astype(str), strict=True))
+    names = [str(c) for c in classes]
+    names += sorted({called[label] for label in order} - set(names))
+    queues = [[label for label in order if called[label] == name] for name in names]
+    walk: list[int] = []
+    for step in range(max((len(q) for q in queues), default=0)):
+        walk.extend(q[step] for q in queues if step < len(q))
+    return walk
+
+
 def corrected_mask(table: pd.DataFrame) -> np.ndarray:
     """Which calls were corrected by hand (all False for a table without the column)."""
     if CORRECTED not in table.columns:
@@ -78,12 +93,19 @@ def recall(table: pd.DataFrame, classes: Sequence[str], proba: np.ndarray) -> pd
     out = table.copy()
     for j, cls in enumerate(classes):
         out[f"p_{cls}"] = proba[:, j]
-    by_model = ~corrected_mask(out)
-    if "called_by" in out.columns:
-        by_model &= out["called_by"].astype(str).to_numpy() == "model"
+    by_model = called_by_model(out)
     best = np.asarray(classes, dtype=object)[proba.argmax(1)] if len(proba) else []
     out.loc[by_model, "class"] = np.asarray(best, dtype=object)[by_model]
     return out
+
+
+def called_by_model(table: pd.DataFrame) -> np.ndarray:
+    """Which calls the model made (not corrected by hand, nor set by a rule such as a
+    chromatid pair's C): those a retraining calls again."""
+    by_model = ~corrected_mask(table)
+    if "called_by" in table.columns:
+        by_model &= table["called_by"].astype(str).to_numpy() == "model"
+    return by_model
 
 
 def class_index(classes: Sequence[str], name: str) -> int:
@@ -140,6 +162,7 @@ class CorrectionSession:
         self.features: np.ndarray | None = None  # the spread's crops (n, views, D)
         self.base: tuple[np.ndarray, np.ndarray] | None = None  # training crops (X, y)
         self._refit: HeadRefit | None = None
+        self.spread_priors: np.ndarray | None = None  # the last retraining's mix (spread_mix)
 
     def _training_folder(self, given) -> Path | None:
         if given:
@@ -151,8 +174,11 @@ class CorrectionSession:
         return Path(stored) if stored and Path(stored).is_dir() else None
 
     # ------------------------------------------------------------------ walking and correcting
-    def least_sure(self) -> list[int]:
-        """The calls still to review, least confident first."""
+    def least_sure(self, by_class: bool = False) -> list[int]:
+        """The calls still to review, least confident first (``by_class``: the called classes
+        in turn, :func:`least_sure_by_class`)."""
+        if by_class:
+            return least_sure_by_class(self.table, self.classes)
         return least_sure_first(self.table, self.classes)
 
     @property
@@ -250,10 +276,14 @@ class CorrectionSession:
         y = np.concatenate([self.base[1], np.asarray(y_new, int)])
         return X, y
 
-    def retrain(self) -> Generator[Progress, None, pd.DataFrame]:
+    def retrain(self, spread_mix: bool = False) -> Generator[Progress, None, pd.DataFrame]:
         """Refit the head (the model's design kept) on the training set, call the spread's
         uncorrected chromosomes again; returns the new calls table (``self.model`` is the new
-        model)."""
+        model). ``spread_mix``: also estimate the spread's class mix from all its objects, the
+        corrected ones (and chromatid pairs, C) counted with their classes
+        (:func:`.known_priors.adapt_priors_known`), and call the others with their posteriors
+        re-weighted to it (off by default: docs/validation.md, Correcting the least sure); the
+        estimate is kept in ``self.spread_priors``."""
         from napari_chromosome_sort.classification.models.heads import head_logits, tta_proba
         from napari_chromosome_sort.classification.training.head import train_head
 
@@ -276,8 +306,26 @@ class CorrectionSession:
         self.model = with_head(self.model, head, info, y, self.classes)
         views = self.model.prediction_views
         proba = tta_proba(head_logits(head, self.features[:, :views]))
+        if spread_mix:
+            proba, self.spread_priors = self._spread_mix(proba)
         self.table = recall(self.table, self.classes, proba)
         return self.table
+
+    def _spread_mix(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The retrained head's posteriors re-weighted to the spread's class mix (estimated with
+        the corrections known), and that mix."""
+        from napari_chromosome_sort.classification.known_priors import adapt_priors_known
+        from napari_chromosome_sort.classification.predict import (
+            PRIOR_PSEUDO_COUNTS,
+            calibration_priors,
+        )
+
+        done = ~called_by_model(self.table)  # by hand, or by rule (a chromatid pair is C)
+        known = np.full(len(self.table), -1)
+        names = self.table["class"].astype(str).to_numpy()
+        known[done] = [self.classes.index(c) for c in names[done]]
+        base = calibration_priors(self.model)
+        return adapt_priors_known(proba, known, base, pseudo_counts=PRIOR_PSEUDO_COUNTS)
 
 
 def retrain_config(model):

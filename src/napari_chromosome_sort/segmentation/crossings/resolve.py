@@ -201,3 +201,69 @@ def resolve_x(
         bend_deg=bend,
         n_arms=len(ends),
     )
+
+
+def _arm_direction(arm: np.ndarray, centre_dist: np.ndarray, centre_xy, reach: float):
+    """Unit vector from the crossing centre to an arm's pixels within ``reach`` px of it."""
+    near = arm & (centre_dist <= reach)
+    yx = np.argwhere(near if near.any() else arm).mean(axis=0) - centre_xy
+    return yx / max(float(np.hypot(*yx)), 1e-9)
+
+
+def _bend(u, v) -> float:
+    """Degrees a chromosome turns going from arm ``u`` through the centre into arm ``v``."""
+    return 180.0 - float(np.degrees(np.arccos(np.clip(np.dot(u, v), -1.0, 1.0))))
+
+
+def resolve_at_overlap(
+    mask: np.ndarray, centre: np.ndarray, width: float, min_arm: float = 1.0, max_bend: float = 60.0
+) -> ResolvedX | None:
+    """The two chromosomes of an object lying over each other at ``centre`` (a known overlap,
+    e.g. the learned overlap pixels), or None.
+
+    The arms are the object's parts away from the centre of at least ``min_arm`` x width^2 px
+    (smaller parts count to the centre). Four arms (an X): paired into the two chromosomes that
+    turn least through the centre, each at most ``max_bend`` degrees; three (a T): the
+    straightest pair is one chromosome, the third arm ends on it; two: two chromosomes meeting
+    end to end in the overlap. Each chromosome is its arms plus the centre (shared).
+    """
+    from scipy import ndimage as ndi
+
+    width = max(float(width), 1.0)
+    centre = centre & mask
+    if not centre.any():
+        return None
+    dist = ndi.distance_transform_edt(~centre)
+    # the arms leave the centre: the object's parts beyond half a width of it
+    arms_img, n = ndi.label(mask & (dist > max(1.0, 0.5 * width)))
+    sizes = np.bincount(arms_img.ravel(), minlength=n + 1)
+    arms = [k for k in range(1, n + 1) if sizes[k] >= min_arm * width**2]
+    if not 2 <= len(arms) <= 4:
+        return None  # a lone blob on the overlap, or a heap of three or more chromosomes
+    middle = np.argwhere(centre).mean(axis=0)
+    dirs = [_arm_direction(arms_img == k, dist, middle, 2.0 * width) for k in arms]
+    if len(arms) == 4:
+        pairings = [((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))]
+        bends = [
+            max(_bend(dirs[a], dirs[b]), _bend(dirs[c], dirs[d])) for (a, b), (c, d) in pairings
+        ]
+        best = int(np.argmin(bends))
+        groups, bend = pairings[best], bends[best]
+    elif len(arms) == 3:
+        pairs = [(0, 1, 2), (0, 2, 1), (1, 2, 0)]
+        bends = [_bend(dirs[a], dirs[b]) for a, b, _ in pairs]
+        a, b, c = pairs[int(np.argmin(bends))]
+        groups, bend = ((a, b), (c,)), min(bends)
+    else:
+        groups, bend = ((0,), (1,)), 0.0
+    if bend > max_bend:
+        return None
+    # the pixels between the centre and the arms go to the nearest arm; the centre is shared
+    arms_img[~np.isin(arms_img, arms)] = 0
+    _, (iy, ix) = ndi.distance_transform_edt(arms_img == 0, return_indices=True)
+    nearest = np.where(mask & ~centre, arms_img[iy, ix], 0)
+    shared = mask & centre
+    halves = [shared | np.isin(nearest, [arms[i] for i in g]) for g in groups]
+    return ResolvedX(
+        first=halves[0], second=halves[1], shared=shared, bend_deg=bend, n_arms=len(arms)
+    )

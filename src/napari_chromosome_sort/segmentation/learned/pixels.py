@@ -10,6 +10,9 @@ across exposures. It is trained on the ``K.tif`` karyotype masks of the ADIR DAP
 :func:`cut_clusters` (``SegmentationParams.pixel_classes``) uses the classes where the rules
 stop: each object the rules set aside as a ``cluster`` is cut into its learned chromosomes, and
 a piece on learned overlap pixels becomes one chromosome of a crossing (``crossing-resolved``).
+:func:`split_overlaps` resolves an object at a compact region of learned overlap
+(:func:`.crossings.resolve.resolve_at_overlap`); tried held out on kept objects and on the
+clusters the cut leaves whole, it is off in the shipped settings (``docs/validation.md``).
 """
 
 from __future__ import annotations
@@ -254,6 +257,9 @@ def refine_objects(
     piece_overlap_min: float = 0.3,
     min_seed: float = 0.5,
     max_piece: float = 2.0,
+    kept_overlap_min: float = 0.0,
+    overlap_max_bend: float = 60.0,
+    cluster_overlap_min: float = 0.0,
 ) -> dict:
     """The rules' clusters cut by the learned pixel classes, in place; returns the full masks of
     the pieces that share a crossing (``{label: (y0, x0, mask)}``).
@@ -264,7 +270,13 @@ def refine_objects(
     holds ``piece_overlap_min`` x width^2 pixels whose likeliest class is ``overlap``: then, if
     at least ½ the median, it is one chromosome of a crossing (``crossing-resolved``, its full
     mask with the overlap pixels it touches); smaller (an arm of an X) it stays in the cluster.
-    Kept objects are left as they are.
+
+    With ``cluster_overlap_min`` > 0, a cluster the cut left whole that holds one connected
+    region of at least that x width^2 learned-overlap pixels is resolved at it
+    (:func:`.crossings.resolve.resolve_at_overlap`, each chromosome bent at most
+    ``overlap_max_bend`` degrees and at least ½ the median) into two ``crossing-resolved``
+    halves. With ``kept_overlap_min`` > 0, a kept object holding such a region is resolved at
+    it (halves of at least ¼ the median), else set aside as a ``cluster``.
     """
     from scipy import ndimage as ndi
 
@@ -283,6 +295,91 @@ def refine_objects(
             masks.update(
                 _cut_cluster(label_img, objects, o, sl, proba[sl], min_seed * width**2, limits)
             )
+    if cluster_overlap_min > 0:  # the clusters the cut left whole
+        whole = np.bincount(label_img.ravel(), minlength=n)[:n] == areas
+        masks.update(
+            split_overlaps(
+                label_img,
+                objects,
+                proba,
+                width,
+                cluster_overlap_min,
+                median,
+                overlap_max_bend,
+                status="cluster",
+                only=set(np.flatnonzero(whole)),
+            )
+        )
+    if kept_overlap_min > 0:
+        masks.update(
+            split_overlaps(
+                label_img, objects, proba, width, kept_overlap_min, median, overlap_max_bend
+            )
+        )
+    return masks
+
+
+def split_overlaps(
+    label_img,
+    objects,
+    proba,
+    width,
+    min_overlap,
+    median,
+    max_bend=60.0,
+    status="chromosome",
+    only: set | None = None,
+) -> dict:
+    """Objects of ``status`` on a compact learned overlap (``min_overlap`` x width^2, one
+    connected region) resolved at it into two ``crossing-resolved`` halves, in place; returns
+    the second halves' full masks. Kept objects (halves of at least ¼ ``median``) that are not
+    resolved are set aside as ``cluster``; clusters (halves of at least ½ ``median``, whole
+    chromosomes) are left as they are. ``only``: the labels tried (default: all)."""
+    from scipy import ndimage as ndi
+
+    from napari_chromosome_sort.segmentation.crossings.resolve import RESOLVED, resolve_at_overlap
+
+    slices = ndi.find_objects(label_img)
+    masks: dict = {}
+    min_half = (0.25 if status == "chromosome" else 0.5) * median
+    tried = [o for o in objects if o["status"] == status and o["n_parts"] == 1]
+    for o in [o for o in tried if only is None or o["label"] in only]:
+        sl = slices[o["label"] - 1] if o["label"] <= len(slices) else None
+        if sl is None:
+            continue
+        local = label_img[sl] == o["label"]
+        regions, n = ndi.label((proba[sl].argmax(-1) == OVERLAP) & local)
+        sizes = np.bincount(regions.ravel(), minlength=n + 1)[1:]
+        if n == 0 or sizes.max() < min_overlap * width**2:
+            continue
+        centre = regions == int(np.argmax(sizes)) + 1
+        size = f"{sizes.max()} px = {sizes.max() / width**2:.1f} x width^2 >= {min_overlap:g}"
+        found = resolve_at_overlap(local, centre, width, max_bend=max_bend)
+        if found is None or min(found.first.sum(), found.second.sum()) < min_half:
+            if status != "chromosome":
+                continue
+            o["status"] = "cluster"
+            o["reason"] = (
+                f"holds a compact region of learned overlap ({size}): two chromosomes lying "
+                "over each other, not resolved"
+            )
+            continue
+        new = int(label_img.max()) + 1
+        window = label_img[sl]
+        window[local & ~found.first] = 0
+        window[found.second & ~found.shared] = new
+        masks[new] = (sl[0].start, sl[1].start, found.second)
+        for label, other in ((o["label"], new), (new, o["label"])):
+            reason = (
+                f"one of two chromosomes lying over each other at a learned overlap ({size}, "
+                f"{found.n_arms} arms, each bent at most {found.bend_deg:.0f} deg), resolved; "
+                f"the other is object {other}; the overlap pixels are shared "
+                f"(labelled {o['label']})"
+            )
+            if label == o["label"]:
+                o.update(status=RESOLVED, reason=reason)
+            else:
+                objects.append({"label": new, "status": RESOLVED, "reason": reason, "n_parts": 1})
     return masks
 
 
