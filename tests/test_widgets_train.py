@@ -67,9 +67,9 @@ def test_train_completes_and_reports(make_napari_viewer, qtbot, tmp_path, crop_f
     assert str(model_path) in widget.results.text()
     assert "concordance" in widget.results.text() and "κ" in widget.results.text()
     assert widget.confusion.rowCount() == 3 and widget.confusion.columnCount() == 3
-    # the event loop kept turning while training ran in the worker thread
+    # the event loop kept turning while training ran in the worker thread (how long the window
+    # may freeze is a benchmark, benchmarks/bench_predict_viewer.py, not a timed assertion)
     assert len(gaps) > 10
-    assert max(gaps) < 0.2, f"GUI stalled {max(gaps):.3f} s"
 
     from napari_chromosome_sort.classification.models.model_io import load_model
 
@@ -210,3 +210,39 @@ def test_a_model_near_chance_from_few_crops_is_a_warning(
     assert any(s.startswith(f"Train classifier: {a}") for s in shown for a in advice), shown
     saved = load_model(tmp_path / "few.safetensors").metadata["training"]["learning_curve"]
     assert saved == curve
+
+
+def test_train_beside_reference_crops_records_the_spread_mix_choice(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Reference crops in the widget: trained beside them (the crops of 3 spreads choose the
+    spread-mix handling, recorded in the model and said), cross-validation skipped with a note."""
+    import numpy as np
+
+    from napari_chromosome_sort._widgets.train import REFERENCE_CV_NOTE
+    from napari_chromosome_sort.classification.models.model_io import read_metadata
+    from napari_chromosome_sort.files.dataset import CropDataset
+    from napari_chromosome_sort.synthetic import make_crop, make_crop_dataset
+
+    rng = np.random.default_rng(0)
+    own = CropDataset(tmp_path / "own")
+    for i in range(12):
+        cls = "A" if i % 2 else "B"
+        own.add(make_crop(cls, rng, 48), cls, source=f"spread{i % 3}.png", label=i + 1)
+    ref = make_crop_dataset(tmp_path / "ref", n_per_class=6, classes=("A", "B"), seed=2)
+    viewer = make_napari_viewer()
+    model_path = tmp_path / "model.safetensors"
+    widget = _widget(viewer, own.root, model_path, cv_folds=2)
+    widget.reference.value = str(tmp_path / "missing")
+    widget.start()  # a missing reference folder is refused before any work
+    assert not widget.running and not model_path.exists()
+    widget.reference.value = str(ref)
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+    meta = read_metadata(model_path)
+    assert meta["training"]["n"] == 12 + 12  # own + reference crops
+    record = meta["prediction_priors"]
+    text = widget.results.text()
+    assert REFERENCE_CV_NOTE in text and "chosen leave-one-spread-out over 3 spreads" in text
+    assert ("re-estimates each spread's class mix" in text) == record["adapt"]
+    assert "accuracy" not in meta.get("metrics", {})  # no cross-validation of the own crops

@@ -45,7 +45,9 @@ SPECIAL_FIELDS = ("backbone", "weights")
 MAIN_OPTIONS = main_fields(TrainingConfig)  # in view; every other option folded under "Advanced"
 
 
-def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
+def train_job(
+    folder: str, config, model_path: str, cv_folds: int = 0, reference: str | None = None
+):
     """Generator run in the worker: train, optionally cross-validate, then save (atomically).
 
     The folder and the folds the smallest class allows are checked first (``check_folder``),
@@ -54,7 +56,9 @@ def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
     chance), the learning curve is measured on its features to say how many more crops would
     help (:mod:`..classification.training.checks`). The model file is written only after
     everything finished, so cancelling (the consumer stops iterating) leaves any previous model
-    file untouched. Returns ``(model, model_path, evaluation, notes)``.
+    file untouched. ``reference``: a second labelled set learnt beside ``folder``'s crops
+    (``train_from_folder``); the cross-validation of ``folder`` alone would not judge that
+    model, so it is skipped with a note. Returns ``(model, model_path, evaluation, notes)``.
     """
     # torch and scikit-learn load here, in the worker, after warm_imports: not when the dock opens
     from napari_chromosome_sort.classification.models.model_io import save_model
@@ -66,7 +70,11 @@ def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
     )
 
     cv_folds, notes = check_folder(folder, cv_folds)
-    model = yield from relay(train_from_folder(folder, config), _prefixed("training"))
+    if reference and cv_folds:
+        cv_folds = 0
+        notes.append(REFERENCE_CV_NOTE)
+    training = train_from_folder(folder, config, reference)
+    model = yield from relay(training, _prefixed("training"))
     evaluation = None
     if cv_folds >= 2:
         try:
@@ -86,6 +94,12 @@ def train_job(folder: str, config, model_path: str, cv_folds: int = 0):
     yield from relay(curve, _prefixed("how many more crops would help"))
     save_model(model, model_path)
     return model, model_path, evaluation, notes
+
+
+REFERENCE_CV_NOTE = (
+    "Cross-validation skipped: with reference crops it would judge your crops alone, not this "
+    "model. To judge it, label a spread of yours it never saw and compare its calls."
+)
 
 
 def _prefixed(stage: str):
@@ -139,6 +153,13 @@ class TrainWidget(QWidget):
         self.weights_choice.currentTextChanged.connect(
             lambda text: self.weights_file.native.setVisible(WEIGHT_CHOICES[text] == "file")
         )
+        self.reference = FileEdit(mode="d")
+        self.reference.native.setToolTip(
+            "Optional: a second labelled set (e.g. the published WT crops), one sub-folder per "
+            "class, learnt beside your crops after being moved onto their look. With your crops "
+            "cut from 3 or more spreads (the dataset's manifest names them), training also "
+            "chooses, spread by spread, whether Predict re-estimates each spread's class mix"
+        )
         self.model_file = FileEdit(
             mode="w",
             filter="*.safetensors",
@@ -190,6 +211,7 @@ class TrainWidget(QWidget):
     def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("Dataset", self.folder.native)
+        form.addRow("Reference crops", self.reference.native)
         form.addRow("Backbone", self.backbone)
         form.addRow("Weights", self.weights_choice)
         form.addRow("", self.weights_file.native)
@@ -258,6 +280,11 @@ class TrainWidget(QWidget):
         if not folder.is_dir():
             show_error(f"Train classifier: dataset folder {folder} does not exist.")
             return
+        reference = str(self.reference.value)
+        reference = None if reference in ("", ".") else reference
+        if reference is not None and not Path(reference).is_dir():
+            show_error(f"Train classifier: reference crops folder {reference} does not exist.")
+            return
         model_path = str(self.model_file.value)
         if not model_path or Path(model_path).is_dir():
             show_error("Train classifier: choose a file name to save the model to.")
@@ -289,6 +316,7 @@ class TrainWidget(QWidget):
             config,
             model_path,
             self.cv_folds.value(),
+            reference,
             on_yield=self._on_progress,
             on_return=self._on_done,
             on_abort=self._on_abort,
@@ -360,9 +388,16 @@ class TrainWidget(QWidget):
                 f"(n = {metrics.get('n', '?')}), Cohen's κ {metrics.get('kappa', float('nan')):.3f}"
             )
         lines.extend(f"<i>{note}</i>" for note in notes)
+        from napari_chromosome_sort.classification.predict import recorded_priors
         from napari_chromosome_sort.classification.training.checks import (  # scikit-learn
             training_warnings,
         )
+        from napari_chromosome_sort.classification.training.spread_priors import describe
+
+        priors = recorded_priors(getattr(model, "metadata", {}) or {})
+        if priors:
+            line = describe(priors, how_to_turn_off=False)
+            lines.append(f"{line[0].upper()}{line[1:]}.")
 
         for warning in training_warnings(getattr(model, "metadata", {}) or {}):
             lines.append(f'<b style="color:#ff9933">⚠ {warning}</b>')

@@ -52,6 +52,12 @@ CRITERIA = {
     "mean_right_minus_error": (lambda right, error: right - error, "mean"),
 }
 CRITERION = "worst_right"
+#: each criterion in words (the record's ``chosen_by``, shown to the user)
+CRITERION_WORDS = {
+    "worst_right": "the held-out spread called worst called best",
+    "worst_share_error": "the smallest largest type-share error of a held-out spread",
+    "mean_right_minus_error": "the best mean of called right minus share error",
+}
 
 
 def best_candidate(scores: dict, default: Hashable, first: str = "worst") -> Hashable:
@@ -181,19 +187,23 @@ def choose_spread_priors(
     return {
         "adapt": choice is not None,
         "pseudo_counts": choice,
-        "chosen_by": f"leave-one-spread-out over {len(held)} spreads ({criterion})",
+        "chosen_by": (
+            f"leave-one-spread-out over {len(held)} spreads, {CRITERION_WORDS[criterion]}"
+        ),
         "candidates": rows,
     }
 
 
-def describe(record: dict | None) -> str:
-    """One line saying what prediction does with a model's class priors by default."""
+def describe(record: dict | None, how_to_turn_off: bool = True) -> str:
+    """One line saying what prediction does with a model's class priors by default
+    (``how_to_turn_off``: naming the command line's option that turns it off)."""
     if not record:
         return "prediction keeps the model's class priors (no per-spread adaptation recorded)"
     how = record.get("chosen_by", "")
     if not record.get("adapt"):
         return f"prediction keeps the model's class priors (no adaptation, chosen {how})"
-    return (
+    line = (
         f"prediction re-estimates each spread's class mix (MAP-EM, pseudo-counts "
-        f"{float(record['pseudo_counts']):g}; chosen {how}); --no-adapt-priors turns it off"
+        f"{float(record['pseudo_counts']):g}; chosen {how})"
     )
+    return line + ("; --no-adapt-priors turns it off" if how_to_turn_off else "")
