@@ -153,12 +153,21 @@ def choose_by_spread(
     return design, rows
 
 
+def enough_spreads(groups) -> bool:
+    """Whether ``groups`` (each crop's spread, -1 for none; None: unknown) name at least
+    :data:`MIN_SPREADS` spreads, enough to hold one out at a time."""
+    if groups is None:
+        return False
+    groups = np.asarray(groups)
+    return len(np.unique(groups[groups >= 0])) >= MIN_SPREADS
+
+
 def spread_choice_applies(config: TrainingConfig, groups) -> bool:
     """Whether the design is chosen leave-one-spread-out: asked for, a linear head, crops of at
     least ``spread_design.MIN_SPREADS`` spreads."""
-    if groups is None or not config.design_by_spread or config.hidden or config.dropout:
+    if not config.design_by_spread or config.hidden or config.dropout:
         return False
-    return len(np.unique(np.asarray(groups)[np.asarray(groups) >= 0])) >= MIN_SPREADS
+    return enough_spreads(groups)
 
 
 def design_by_spread(

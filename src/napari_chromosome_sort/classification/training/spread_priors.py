@@ -23,7 +23,7 @@ import numpy as np
 
 from napari_chromosome_sort.classification.config import TrainingConfig
 from napari_chromosome_sort.classification.training.spread_design import (
-    MIN_SPREADS,
+    enough_spreads,
     spread_score,
     spread_splits,
 )
@@ -109,10 +109,7 @@ def choose_pseudo_counts(
 def spread_priors_apply(reference, groups) -> bool:
     """Whether the adaptation is chosen: crops of a reference set beside own crops of at least
     :data:`.spread_design.MIN_SPREADS` spreads."""
-    if reference is None or groups is None or not np.any(reference):
-        return False
-    groups = np.asarray(groups)
-    return len(np.unique(groups[groups >= 0])) >= MIN_SPREADS
+    return reference is not None and bool(np.any(reference)) and enough_spreads(groups)
 
 
 def _fixed_design(config: TrainingConfig, info: dict) -> TrainingConfig:
