@@ -25,7 +25,7 @@ from superqt import QCollapsible
 
 from napari_chromosome_sort._widgets.session import session_of
 from napari_chromosome_sort._widgets.shared.docks import ScrollDock, fit_table_to_rows
-from napari_chromosome_sort._widgets.shared.forms import dataclass_form, main_fields
+from napari_chromosome_sort._widgets.shared.forms import chosen_path, dataclass_form, main_fields
 from napari_chromosome_sort._widgets.shared.workers import (
     report_error,
     start_worker,
@@ -280,8 +280,7 @@ class TrainWidget(QWidget):
         if not folder.is_dir():
             show_error(f"Train classifier: dataset folder {folder} does not exist.")
             return
-        reference = str(self.reference.value)
-        reference = None if reference in ("", ".") else reference
+        reference = chosen_path(self.reference)
         if reference is not None and not Path(reference).is_dir():
             show_error(f"Train classifier: reference crops folder {reference} does not exist.")
             return

@@ -12,6 +12,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QFormLayout, QGroupBox, QPushButton, QVBoxLayout
 
 from napari_chromosome_sort._widgets.predicting.calls_layers import CallsData, calls_data
+from napari_chromosome_sort._widgets.shared.forms import chosen_path
 
 SPREADS = "spreads"  # the batch run's folder of per-spread results: spreads/<sample>/<spread>/
 
@@ -96,10 +97,10 @@ class FolderSection(QGroupBox):
         out_dir = Path(str(self.out_folder.value))
         if model_path is None:
             return
-        if not folder.is_dir() or str(self.folder.value) in ("", "."):
+        if not folder.is_dir() or chosen_path(self.folder) is None:
             show_error("Predict folder: choose an existing folder of spreads.")
             return
-        if str(self.out_folder.value) in ("", "."):
+        if chosen_path(self.out_folder) is None:
             out_dir = folder.parent / f"{folder.name}_chromosort"
         predict.start(
             folder_job,

@@ -34,6 +34,7 @@ from napari_chromosome_sort._widgets.predicting.calls_layers import (
     repaint_calls,
 )
 from napari_chromosome_sort._widgets.shared.docks import rgb_pixmap
+from napari_chromosome_sort._widgets.shared.forms import chosen_path
 from napari_chromosome_sort._widgets.shared.objects import review_of
 from napari_chromosome_sort._widgets.shared.workers import report_error, start_worker
 from napari_chromosome_sort.classification.training.corrections import CORRECTED, confidence
@@ -187,7 +188,6 @@ class ReviewSection(QGroupBox):
             show_error("Review least sure: predict a spread first.")
             return
         image = predict.image_layer_used
-        training = str(self.training.value)
         try:
             dataset = CropDataset(
                 Path(str(self.folder.value)), classes=tuple(predict.model.classes)
@@ -198,7 +198,7 @@ class ReviewSection(QGroupBox):
                 dataset,
                 spread=str(getattr(image.source, "path", None) or image.name),
                 sample=self.sample.text().strip() or image.name,
-                training_folder=training if training not in ("", ".") else None,
+                training_folder=chosen_path(self.training),
             )
         except Exception as error:  # noqa: BLE001 - shown to the user
             report_error(error, "Review least sure")

@@ -13,6 +13,12 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEd
 AUTO = -1  # spin-box value shown as "auto" for a number field left at None
 
 
+def chosen_path(file_edit) -> str | None:
+    """The path in a magicgui ``FileEdit``, or None when left empty (it then reads ".")."""
+    value = str(file_edit.value)
+    return None if value in ("", ".") else value
+
+
 def field_help(cls) -> dict[str, str]:
     """Per-field help of dataclass ``cls``: the ``"help"`` of its fields' metadata."""
     return {f.name: f.metadata["help"] for f in dataclasses.fields(cls) if f.metadata.get("help")}
