@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_chromosome_sort.segmentation.crossings.resolve import RESOLVED, resolve_x
+from napari_chromosome_sort.segmentation.crossings.resolve import resolve_x
 from napari_chromosome_sort.segmentation.learned.crossing_score import (
     FEATURES,
     crossing_candidates,
@@ -88,21 +88,12 @@ def resolve_crossings(label_img, objects, candidates, med_obj, width, params) ->
         if min(h.sum() for h in halves) < params.split_min_piece_factor * med_obj:
             continue
         new = len(objects) + 1
-        window = label_img[sl]
-        window[local & ~found.first] = 0
-        window[found.second & ~found.shared] = new
-        extra[new] = (sl[0].start, sl[1].start, found.second)
         shape = "crossing in an X" if found.n_arms == 4 else "crossing in a T"
-        for label, other in ((o["label"], new), (new, o["label"])):
-            reason = (
-                f"one of two chromosomes {shape} ({rel:.1f}x the median object, each bent at "
-                f"most {found.bend_deg:.0f} deg), resolved; the other is object {other}; "
-                f"the crossing pixels are shared (labelled {o['label']})"
-            )
-            if label == o["label"]:
-                o.update(status=RESOLVED, reason=reason)
-            else:
-                objects.append({"label": new, "status": RESOLVED, "reason": reason, "n_parts": 1})
+        why = (
+            f"one of two chromosomes {shape} ({rel:.1f}x the median object, each bent at "
+            f"most {found.bend_deg:.0f} deg)"
+        )
+        extra[new] = found.write(label_img, objects, o, sl, new, why, "crossing")
     return extra
 
 

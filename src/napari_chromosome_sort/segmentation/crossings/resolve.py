@@ -31,6 +31,27 @@ class ResolvedX:
     bend_deg: float  # the larger bend of the two chromosomes through the junction
     n_arms: int  # skeleton ends: 4 for an X, 3 for a T
 
+    def write(self, label_img, objects: list, obj: dict, sl, new: int, why: str, what: str):
+        """Write the two chromosomes into ``label_img`` (window ``sl``): object ``obj`` keeps
+        the first with the shared pixels, a new object ``new`` (a row added to ``objects``)
+        the second without them; both are ``RESOLVED``, their reasons ``why`` and naming each
+        other, the ``what`` pixels shared. Returns the new object's full mask entry
+        ``(y0, x0, mask)``."""
+        local = label_img[sl] == obj["label"]
+        window = label_img[sl]
+        window[local & ~self.first] = 0
+        window[self.second & ~self.shared] = new
+        for label, other in ((obj["label"], new), (new, obj["label"])):
+            reason = (
+                f"{why}, resolved; the other is object {other}; the {what} pixels are shared "
+                f"(labelled {obj['label']})"
+            )
+            if label == obj["label"]:
+                obj.update(status=RESOLVED, reason=reason)
+            else:
+                objects.append({"label": new, "status": RESOLVED, "reason": reason, "n_parts": 1})
+        return sl[0].start, sl[1].start, self.second
+
 
 def _pruned_skeleton(mask: np.ndarray, prune: float) -> np.ndarray:
     """The skeleton of ``mask`` with spurs shorter than ``prune`` px removed (the long arms are

@@ -337,7 +337,7 @@ def split_overlaps(
     chromosomes) are left as they are. ``only``: the labels tried (default: all)."""
     from scipy import ndimage as ndi
 
-    from napari_chromosome_sort.segmentation.crossings.resolve import RESOLVED, resolve_at_overlap
+    from napari_chromosome_sort.segmentation.crossings.resolve import resolve_at_overlap
 
     slices = ndi.find_objects(label_img)
     masks: dict = {}
@@ -365,21 +365,11 @@ def split_overlaps(
             )
             continue
         new = int(label_img.max()) + 1
-        window = label_img[sl]
-        window[local & ~found.first] = 0
-        window[found.second & ~found.shared] = new
-        masks[new] = (sl[0].start, sl[1].start, found.second)
-        for label, other in ((o["label"], new), (new, o["label"])):
-            reason = (
-                f"one of two chromosomes lying over each other at a learned overlap ({size}, "
-                f"{found.n_arms} arms, each bent at most {found.bend_deg:.0f} deg), resolved; "
-                f"the other is object {other}; the overlap pixels are shared "
-                f"(labelled {o['label']})"
-            )
-            if label == o["label"]:
-                o.update(status=RESOLVED, reason=reason)
-            else:
-                objects.append({"label": new, "status": RESOLVED, "reason": reason, "n_parts": 1})
+        why = (
+            f"one of two chromosomes lying over each other at a learned overlap ({size}, "
+            f"{found.n_arms} arms, each bent at most {found.bend_deg:.0f} deg)"
+        )
+        masks[new] = found.write(label_img, objects, o, sl, new, why, "overlap")
     return masks
 
 
