@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_chromosome_sort.classification.priors import reweight
+from napari_chromosome_sort.classification.priors import em_priors, reweight
 
 
 def adapt_priors_known(
@@ -45,16 +45,6 @@ def adapt_priors_known(
     if n == 0:
         return p.copy(), base.copy()
     hand = np.bincount(known[known >= 0], minlength=k).astype(np.float64)
-    free = p[known < 0]
     a = np.full(k, float(pseudo_counts) / k)
-    pi = base.copy()
-    for _ in range(max_iter):
-        w = free * (pi / base)
-        w /= np.maximum(w.sum(1, keepdims=True), 1e-300)
-        new = np.maximum((w.sum(0) + hand + a) / (n + a.sum()), 1e-6)
-        new /= new.sum()
-        done = np.abs(new - pi).max() < tol
-        pi = new
-        if done:
-            break
+    pi = em_priors(p[known < 0], base, a, hand, max_iter=max_iter, tol=tol, floor=1e-6)
     return reweight(p, base, pi), pi

@@ -73,17 +73,38 @@ def adapt_priors(
         raise ValueError(f"pseudo_counts must be finite and >= 0, got {pseudo_counts}")
     if n == 0:
         return p.copy(), base.copy()
+    pi = em_priors(p, base, a, max_iter=max_iter, tol=tol, floor=floor)
+    return reweight(p, base, pi), pi
+
+
+def em_priors(
+    proba: np.ndarray,
+    base: np.ndarray,
+    a: np.ndarray,
+    known: np.ndarray | None = None,
+    *,
+    max_iter: int,
+    tol: float,
+    floor: float,
+) -> np.ndarray:
+    """The class priors the EM iteration (see the module docstring) converges to from
+    ``base``: ``proba`` (n, k) posteriors calibrated to ``base`` (k,, normalised), ``a`` (k,)
+    the Dirichlet pseudo-counts, ``known`` (k,) how many further objects of each class are
+    known by hand (each counted once for its own class in every M step); every prior at least
+    ``floor``."""
+    n = len(proba) if known is None else len(proba) + known.sum()
     pi = base.copy()
     for _ in range(max_iter):
-        w = p * (pi / base)
+        w = proba * (pi / base)
         w /= np.maximum(w.sum(1, keepdims=True), 1e-300)
-        new = np.maximum((w.sum(0) + a) / (n + a.sum()), floor)
+        counts = w.sum(0) if known is None else w.sum(0) + known
+        new = np.maximum((counts + a) / (n + a.sum()), floor)
         new /= new.sum()
         done = np.abs(new - pi).max() < tol
         pi = new
         if done:
             break
-    return reweight(p, base, pi), pi
+    return pi
 
 
 def reweight(proba: np.ndarray, train_priors, priors) -> np.ndarray:
