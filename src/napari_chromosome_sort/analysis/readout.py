@@ -122,6 +122,17 @@ def class_probabilities(table: pd.DataFrame, classes: Sequence[str]) -> pd.DataF
     return pd.DataFrame(prob, columns=list(classes), index=table.index)
 
 
+def _sample_spreads(
+    calls: pd.DataFrame, sample: str, sample_col: str, spread_col: str | None
+) -> tuple[pd.DataFrame, pd.Series]:
+    """One sample's calls and the spread of each (as text; ``"all"`` for every call when the
+    table has no spread column)."""
+    sub = calls[calls[sample_col].astype(str) == str(sample)]
+    if spread_col is None or spread_col not in calls.columns:
+        return sub, pd.Series("all", index=sub.index)
+    return sub, sub[spread_col].astype(str)
+
+
 def spread_counts(
     calls: pd.DataFrame,
     sample: str,
@@ -132,11 +143,7 @@ def spread_counts(
 ) -> pd.DataFrame:
     """Counts of one sample's classified calls, rows = spreads, columns = ``classes``; a single
     row (the whole sample) when there is no spread column."""
-    sub = calls[calls[sample_col].astype(str) == str(sample)]
-    if spread_col is None or spread_col not in calls.columns:
-        groups = pd.Series("all", index=sub.index)
-    else:
-        groups = sub[spread_col].astype(str)
+    sub, groups = _sample_spreads(calls, sample, sample_col, spread_col)
     per = pd.crosstab(groups, sub[class_col].astype(str))
     return per.reindex(columns=[str(c) for c in classes], fill_value=0).astype(int)
 
@@ -184,10 +191,8 @@ def correction_counts(
         return None
     if not confusion.soft:
         return spread_counts(calls, sample, sample_col, class_col, spread_col, classes)
-    sub = calls[calls[sample_col].astype(str) == str(sample)]
+    sub, groups = _sample_spreads(calls, sample, sample_col, spread_col)
     prob = class_probabilities(sub, [str(c) for c in classes])
-    has_spreads = spread_col is not None and spread_col in calls.columns
-    groups = sub[spread_col].astype(str) if has_spreads else pd.Series("all", index=sub.index)
     return prob.groupby(groups).sum()
 
 
