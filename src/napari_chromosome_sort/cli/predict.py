@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from napari_chromosome_sort.cli.common import read_spread
+
 HELP = "classify crops (files or folders) or, with --spreads, every chromosome of whole spreads"
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -213,19 +215,14 @@ def _predict_spreads(args, model, files, relatives, gradcam_dir, priors) -> tupl
         overlay,
         with_colour_bar,
     )
-    from napari_chromosome_sort.errors import ChromosortError
     from napari_chromosome_sort.files.atomic import atomic_path
-    from napari_chromosome_sort.files.io import read_image, require_contrast
 
     tif_names = _gradcam_names(relatives, ".tif")
     png_names = _gradcam_names(relatives, ".png")
     tables, written = [], []
     for n, path in enumerate(files):
-        image = read_image(path)
-        try:
-            require_contrast(image, f"image {path.name}")
-        except ChromosortError as error:
-            print(f"{path.name}: skipped: {error}", file=sys.stderr)
+        image = read_spread(path)
+        if image is None:
             continue
         result = predict_spread(
             model,

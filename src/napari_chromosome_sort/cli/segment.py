@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from napari_chromosome_sort.cli.common import read_spread
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.files.atomic import atomic_path, write_csv_atomic
 from napari_chromosome_sort.files.safety import (
@@ -86,7 +87,6 @@ def run(args) -> int:
     from tqdm import tqdm
 
     # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
-    from napari_chromosome_sort.files.io import read_image, require_contrast
     from napari_chromosome_sort.segmentation import segment_spread
     from napari_chromosome_sort.segmentation.learned import (
         load_segmentation_model,
@@ -97,11 +97,8 @@ def run(args) -> int:
     params = _params_from_args(args)
     model = load_segmentation_model(args.model) if args.model else None
     for path in tqdm(paths, desc="segment", unit="image", disable=args.quiet, file=sys.stderr):
-        image = read_image(path)
-        try:
-            require_contrast(image, f"image {path.name}")
-        except ChromosortError as error:
-            print(f"{path.name}: skipped: {error}", file=sys.stderr)
+        image = read_spread(path)
+        if image is None:
             continue
         seg = segment_with_model(image, model, params) if model else segment_spread(image, params)
         _write_spread(out, path, image, seg, crops=not args.no_crops)
