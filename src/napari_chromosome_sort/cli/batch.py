@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from napari_chromosome_sort.cli.common import add_overwrite_argument
 from napari_chromosome_sort.cli.predict import add_views_argument
 from napari_chromosome_sort.cli.segment import add_crossing_score_argument
 from napari_chromosome_sort.progress import run_to_end, with_tqdm
@@ -75,11 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["png", "svg", "pdf"],
         help="plot formats (default png and svg)",
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace report files in --out that chromosort did not write (default: refuse)",
-    )
+    add_overwrite_argument(parser, "report files in --out")
 
 
 def _log_line(report) -> None:

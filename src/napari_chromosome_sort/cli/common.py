@@ -1,9 +1,21 @@
-"""What several ``chromosort`` commands share: reading the spreads of a run one at a time."""
+"""What several ``chromosort`` commands share: the ``--overwrite`` switch of a command that
+writes files, and reading the spreads of a run one at a time."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
+
+
+def add_overwrite_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--overwrite``: replace ``what`` (e.g. ``"files in --out"``) even where chromosort did
+    not write it; without it a command refuses (:func:`.files.safety.output_path`)."""
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace {what} that chromosort did not write (default: refuse)",
+    )
 
 
 def read_spread(path: Path):

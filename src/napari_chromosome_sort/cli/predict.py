@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from napari_chromosome_sort.cli.common import read_spread
+from napari_chromosome_sort.cli.common import add_overwrite_argument, read_spread
 
 HELP = "classify crops (files or folders) or, with --spreads, every chromosome of whole spreads"
 
@@ -114,11 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --spreads: let the network call objects that segmentation built from two "
         "separate sister chromatids (by default they are type C, the class named C)",
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing --out or Grad-CAM file that chromosort did not write",
-    )
+    add_overwrite_argument(parser, "an existing --out or Grad-CAM file")
 
 
 def _expand(inputs) -> tuple[list, list]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from napari_chromosome_sort.cli.common import add_overwrite_argument
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.files.atomic import write_bytes_atomic, write_csv_atomic
 from napari_chromosome_sort.files.safety import load_json, output_path, record_written, safe_id
@@ -22,11 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "folder-per-class tree (<sample>/<class>/<image> or <class>/<image>)",
     )
     parser.add_argument("--out", required=True, help="output folder for CSVs and plots")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace files in --out that chromosort did not write",
-    )
+    add_overwrite_argument(parser, "files in --out")
     parser.add_argument("--sample-col", default="sample")
     parser.add_argument("--class-col", default="class")
     parser.add_argument("--spread-col", default="spread")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_chromosome_sort.cli.common import read_spread
+from napari_chromosome_sort.cli.common import add_overwrite_argument, read_spread
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.files.atomic import atomic_path, write_csv_atomic
 from napari_chromosome_sort.files.safety import (
@@ -72,11 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a segmentation model from 'chromosort segment-learn' (its settings and classifier)",
     )
     parser.add_argument("--no-crops", action="store_true", help="skip writing crops")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace files in --out that chromosort did not write (default: refuse)",
-    )
+    add_overwrite_argument(parser, "files in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

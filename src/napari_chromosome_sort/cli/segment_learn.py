@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from napari_chromosome_sort.cli.common import add_overwrite_argument
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.files.safety import output_path, record_written
 
@@ -27,11 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="objects at least this likely to be chromosomes are kept (default 0.5)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing --out file that chromosort did not write (default: refuse)",
-    )
+    add_overwrite_argument(parser, "an existing --out file")
 
 
 def run(args) -> int:

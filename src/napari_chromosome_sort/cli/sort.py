@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from napari_chromosome_sort.cli.common import add_overwrite_argument
 from napari_chromosome_sort.cli.train import add_backbone_choice
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.progress import with_tqdm
@@ -35,11 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no test-time averaging over rotated views: one view per crop",
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace files in --out that chromosort did not write (default: refuse)",
-    )
+    add_overwrite_argument(parser, "files in --out")
     train = parser.add_argument_group("training a sorter")
     train.add_argument(
         "--train",

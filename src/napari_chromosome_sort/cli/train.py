@@ -7,6 +7,7 @@ import argparse
 from napari_chromosome_sort.classification.models.registry import BACKBONES
 from napari_chromosome_sort.classification.training import TrainingConfig
 from napari_chromosome_sort.classification.training.checks import training_warnings
+from napari_chromosome_sort.cli.common import add_overwrite_argument
 from napari_chromosome_sort.files.safety import output_path, record_written
 from napari_chromosome_sort.progress import with_tqdm
 
@@ -90,11 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also fine-tune the last N backbone blocks (slow without a GPU)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing --out file that chromosort did not write (default: refuse)",
-    )
+    add_overwrite_argument(parser, "an existing --out file")
 
 
 def config_from_args(args):
