@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_chromosome_sort._widgets.shared.docks import ScrollDock, rgb_pixmap
-from napari_chromosome_sort._widgets.shared.forms import layer_combo
+from napari_chromosome_sort._widgets.shared.forms import layer_combo, push_button
 from napari_chromosome_sort._widgets.shared.layers import (
     META_KEY,
     class_legend,
@@ -109,19 +109,19 @@ class LabelWidget(QWidget):
         self.preview.setMinimumSize(PREVIEW_SIDE, PREVIEW_SIDE)
         self.info = QLabel("Click a chromosome on the spread, then press 1–9 (0 clears).")
         self.info.setWordWrap(True)
-        self.prev_button = _button(
+        self.prev_button = push_button(
             "◀ Previous", "Go to the previous kept chromosome and zoom to it", lambda: self.step(-1)
         )
-        self.next_button = _button(
+        self.next_button = push_button(
             "Next ▶", "Go to the next kept chromosome and zoom to it", lambda: self.step(1)
         )
         self.class_buttons_box = QGridLayout()
-        self.clear_button = _button(
+        self.clear_button = push_button(
             "Clear (0)",
             "Remove the selected chromosome's label (its crop is deleted)",
             lambda: self.assign(None),
         )
-        self.undo_button = _button(
+        self.undo_button = push_button(
             "Undo",
             f"Take back the last class given or cleared, crop included ({UNDO_KEY})",
             self.undo,
@@ -417,13 +417,6 @@ class LabelWidget(QWidget):
                 translate=layer.translate,
             )
             self.viewer.layers.selection.active = layer
-
-
-def _button(text: str, tooltip: str, clicked) -> QPushButton:
-    button = QPushButton(text)
-    button.setToolTip(tooltip)
-    button.clicked.connect(clicked)
-    return button
 
 
 class LabelDock(ScrollDock):

@@ -23,7 +23,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QProgressBar,
-    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -43,6 +42,7 @@ from napari_chromosome_sort._widgets.predicting.review import ReviewSection
 from napari_chromosome_sort._widgets.session import session_of
 from napari_chromosome_sort._widgets.shared.collector import set_aside
 from napari_chromosome_sort._widgets.shared.docks import ScrollDock, fit_table_to_rows, rgb_pixmap
+from napari_chromosome_sort._widgets.shared.forms import push_button
 from napari_chromosome_sort._widgets.shared.layers import (
     class_legend,
     label_at,
@@ -144,13 +144,6 @@ def _objects_of(layer) -> str | None:
     return meta.get("image_layer") if meta.get("kind") == "segmentation" else None
 
 
-def _button(text: str, tooltip: str, slot) -> QPushButton:
-    button = QPushButton(text)
-    button.setToolTip(tooltip)
-    button.clicked.connect(slot)
-    return button
-
-
 class PredictWidget(QWidget):
     """Load a model, classify the chromosomes of a spread and show why (Grad-CAM)."""
 
@@ -176,13 +169,13 @@ class PredictWidget(QWidget):
             AUTO,
             "Use a reviewed/edited objects layer from 'Segment spread', or segment automatically",
         )
-        self.run_button = _button(
+        self.run_button = push_button(
             "Predict spread",
             "Classify every kept chromosome of the spread and show where the network looked",
             self.run,
         )
         self.batch = FolderSection(self)
-        self.cancel_button = _button(
+        self.cancel_button = push_button(
             "Cancel", "Stop the running prediction; nothing is shown or written", self.cancel
         )
         self.cancel_button.setEnabled(False)
@@ -207,7 +200,7 @@ class PredictWidget(QWidget):
         self.cam_note = QLabel(CAM_NOTE)
         self.cam_note.setWordWrap(True)
         self.cam_note.setVisible(False)
-        self.export_button = _button(
+        self.export_button = push_button(
             "Export CSV…",
             "Save the table of chromosomes, classes and probabilities",
             lambda: self.export_csv(None),

@@ -14,7 +14,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -28,7 +27,12 @@ from napari_chromosome_sort._widgets.segment_learning import (
     show_model_changes,
 )
 from napari_chromosome_sort._widgets.shared.docks import ScrollDock
-from napari_chromosome_sort._widgets.shared.forms import dataclass_form, layer_combo, main_fields
+from napari_chromosome_sort._widgets.shared.forms import (
+    dataclass_form,
+    layer_combo,
+    main_fields,
+    push_button,
+)
 from napari_chromosome_sort._widgets.shared.layers import (
     KEPT,
     META_KEY,
@@ -124,7 +128,7 @@ class SegmentWidget(QWidget):
         self.live.setToolTip(
             "Re-segment automatically (in the background) when a parameter changes"
         )
-        self.run_button = _button(
+        self.run_button = push_button(
             "Segment", "Segment the chosen image layer into objects", self.run
         )
         self.summary = QLabel("")
@@ -132,25 +136,25 @@ class SegmentWidget(QWidget):
 
     def _build_review(self) -> None:
         """Next/Previous, Keep/Reject/Undo, the selected object, the legend and key help."""
-        self.keep_button = _button(
+        self.keep_button = push_button(
             "Keep (K)",
             "Mark the selected object as a chromosome to keep",
             lambda: self.set_status(None, KEPT),
         )
-        self.reject_button = _button(
+        self.reject_button = push_button(
             "Reject (R)",
             "Mark the selected object as rejected",
             lambda: self.set_status(None, "rejected"),
         )
-        self.undo_button = _button(
+        self.undo_button = push_button(
             "Undo",
             f"Undo the last keep/reject or paint edit on the objects layer ({UNDO_KEY})",
             self.undo,
         )
-        self.prev_button = _button(
+        self.prev_button = push_button(
             "◀ Previous", "Go back to the previous object and zoom to it", lambda: self.step(-1)
         )
-        self.next_button = _button(
+        self.next_button = push_button(
             "Next ▶",
             "Zoom to the next object of the kind chosen beside: kept chromosomes by default; "
             "every object: clusters first, then chromosomes, rejected, nuclei…; segmented with a "
@@ -160,7 +164,7 @@ class SegmentWidget(QWidget):
         self.step_filter = QComboBox()
         self.step_filter.addItems(list(STEP_FILTERS))
         self.step_filter.setToolTip("Which objects Next ▶ and ◀ Previous step through")
-        self.sync_button = _button(
+        self.sync_button = push_button(
             "Update after edits",
             "Re-measure objects after merging/splitting/painting with napari's label tools",
             self.sync,
@@ -470,13 +474,6 @@ class SegmentWidget(QWidget):
             )
         else:
             self.model_summary.setText("")
-
-
-def _button(text: str, tooltip: str, clicked) -> QPushButton:
-    button = QPushButton(text)
-    button.setToolTip(tooltip)
-    button.clicked.connect(clicked)
-    return button
 
 
 def _row(*widgets) -> QHBoxLayout:

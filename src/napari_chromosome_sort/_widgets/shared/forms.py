@@ -1,5 +1,5 @@
-"""magicgui forms for the dock widgets: one widget per field of a core dataclass, and combo
-boxes listing the viewer's layers of one kind."""
+"""magicgui forms for the dock widgets: one widget per field of a core dataclass, combo boxes
+listing the viewer's layers of one kind, and push buttons with their help and action."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
+from qtpy.QtWidgets import QPushButton
 
 AUTO = -1  # spin-box value shown as "auto" for a number field left at None
 
@@ -154,3 +155,12 @@ def layer_combo(viewer, layer_type: type, tooltip: str, nullable: bool = False) 
     for event in (events.inserted, events.removed, events.reordered, events.renamed):
         event.connect(combo.reset_choices)  # a bound method: held weakly by napari
     return combo
+
+
+def push_button(text: str, tooltip: str, clicked: Callable) -> QPushButton:
+    """A Qt push button showing ``text``, ``tooltip`` on hover, calling ``clicked`` when
+    clicked."""
+    button = QPushButton(text)
+    button.setToolTip(tooltip)
+    button.clicked.connect(clicked)
+    return button
