@@ -379,8 +379,10 @@ def spread_gradcam(
     windows overlap). ``crops``: list of :class:`crops.Crop` from the same image; ``layers`` and
     ``reference`` as in :func:`gradcam`; the crops go through the network in batches, or not
     at all with ``terms`` (see :func:`gradcams`)."""
-    steps = spread_gradcam_steps(model, crops, class_indices, layers, reference, terms=terms)
-    return run_to_end(steps)
+    if not crops:
+        raise ValueError("spread_gradcam needs at least one crop")
+    steps = crop_gradcam_steps(model, crops, class_indices, layers, reference, terms=terms)
+    return paste_maps(crops, run_to_end(steps))
 
 
 def crop_gradcam_steps(
@@ -421,22 +423,3 @@ def paste_maps(crops, heats) -> np.ndarray:
     for crop, heat in zip(crops, heats, strict=True):
         crop.geometry.paste_max(heat, out)
     return out
-
-
-def spread_gradcam_steps(
-    model,
-    crops,
-    class_indices=None,
-    layers: str = "head",
-    reference: str | None = None,
-    chunk: int = 2 * GRADCAM_BATCH,
-    terms: list | None = None,
-) -> Generator[Progress, None, np.ndarray]:
-    """:func:`spread_gradcam` one chunk of crops at a time, reporting after each chunk; returns
-    the map."""
-    if not crops:
-        raise ValueError("spread_gradcam needs at least one crop")
-    heats = yield from crop_gradcam_steps(
-        model, crops, class_indices, layers, reference, chunk, terms
-    )
-    return paste_maps(crops, heats)
