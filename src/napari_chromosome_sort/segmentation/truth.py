@@ -67,34 +67,36 @@ def matched_objects(truth: np.ndarray, objects: pd.DataFrame, threshold: float =
     return hit
 
 
-def read_yolo(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """Boxes of a YOLO ``class cx cy w h`` file (normalised) for an image of ``shape``."""
-    h, w = shape[:2]
+def _yolo_rows(path: Path, read) -> list:
+    """``read(fields)`` of every non-empty line of a YOLO file; a line ``read`` cannot read
+    (ValueError) stops with its number."""
     rows = []
     for number, line in enumerate(Path(path).read_text().splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
         try:
-            cx, cy, bw, bh = (float(v) for v in parts[1:5])
+            rows.append(read(parts))
         except ValueError:
             raise ChromosortError(f"{path}: line {number} is not 'class cx cy w h'") from None
-        rows.append(((cy - bh / 2) * h, (cx - bw / 2) * w, (cy + bh / 2) * h, (cx + bw / 2) * w))
-    return np.array(rows, float).reshape(-1, 4)
+    return rows
+
+
+def read_yolo(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """Boxes of a YOLO ``class cx cy w h`` file (normalised) for an image of ``shape``."""
+    h, w = shape[:2]
+
+    def box(parts: list[str]) -> tuple[float, float, float, float]:
+        """``y0, x0, y1, x1`` in pixels of one line's normalised ``cx cy w h``."""
+        cx, cy, bw, bh = (float(v) for v in parts[1:5])
+        return (cy - bh / 2) * h, (cx - bw / 2) * w, (cy + bh / 2) * h, (cx + bw / 2) * w
+
+    return np.array(_yolo_rows(path, box), float).reshape(-1, 4)
 
 
 def read_yolo_classes(path: Path) -> np.ndarray:
     """The class index of every box of a YOLO file, in the order of :func:`read_yolo`."""
-    classes = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        try:
-            classes.append(int(float(parts[0])))
-        except ValueError:
-            raise ChromosortError(f"{path}: line {number} is not 'class cx cy w h'") from None
-    return np.array(classes, int)
+    return np.array(_yolo_rows(path, lambda parts: int(float(parts[0]))), int)
 
 
 def _coco_boxes(data: dict, image_name: str) -> np.ndarray:
