@@ -138,3 +138,21 @@ def tiny_model(tmp_path_factory):
     config = TrainingConfig(weights="random", input_size=64, views=1, inner_folds=2, max_iter=50)
     model = run_to_end(train_from_folder(folder, config))
     return save_model(model, root / "tiny.safetensors")
+
+
+@pytest.fixture
+def own_and_reference(tmp_path):
+    """``(own, ref)``: an own :class:`CropDataset` of 12 synthetic A/B crops from 3 spreads (in
+    its manifest) and a reference crop folder of 6 crops per class, both under ``tmp_path``."""
+    import numpy as np
+
+    from napari_chromosome_sort.files.dataset import CropDataset
+    from napari_chromosome_sort.synthetic import make_crop, make_crop_dataset
+
+    rng = np.random.default_rng(0)
+    own = CropDataset(tmp_path / "own")
+    for i in range(12):
+        cls = "A" if i % 2 else "B"
+        own.add(make_crop(cls, rng, 48), cls, source=f"spread{i % 3}.png", label=i + 1)
+    ref = make_crop_dataset(tmp_path / "ref", n_per_class=6, classes=("A", "B"), seed=2)
+    return own, ref

@@ -225,16 +225,8 @@ def test_spread_groups_read_from_the_manifest(tmp_path):
     assert spread_groups(tmp_path / "none", paths) is None  # no manifest: no spreads
 
 
-def test_train_with_reference_chooses_design_by_the_manifests_spreads(tmp_path):
-    from napari_chromosome_sort.files.dataset import CropDataset
-    from napari_chromosome_sort.synthetic import make_crop
-
-    rng = np.random.default_rng(0)
-    own = CropDataset(tmp_path / "own")
-    for i in range(12):
-        cls = "A" if i % 2 else "B"
-        own.add(make_crop(cls, rng, 48), cls, source=f"spread{i % 3}.png", label=i + 1)
-    ref = make_crop_dataset(tmp_path / "ref", n_per_class=6, classes=("A", "B"), seed=2)
+def test_train_with_reference_chooses_design_by_the_manifests_spreads(own_and_reference):
+    own, ref = own_and_reference
     config = TrainingConfig(
         weights="random",
         cache_dir=None,

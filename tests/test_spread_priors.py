@@ -183,18 +183,13 @@ def test_the_bundled_model_has_no_record():
     assert resolve_priors(meta, PriorOptions()) == PriorOptions(False, 1.0)
 
 
-def test_cli_train_beside_a_reference_says_what_prediction_will_do(tmp_path, capsys):
+def test_cli_train_beside_a_reference_says_what_prediction_will_do(
+    own_and_reference, tmp_path, capsys
+):
     from napari_chromosome_sort.classification.models.model_io import read_metadata
     from napari_chromosome_sort.cli import main
-    from napari_chromosome_sort.files.dataset import CropDataset
-    from napari_chromosome_sort.synthetic import make_crop, make_crop_dataset
 
-    rng = np.random.default_rng(0)
-    own = CropDataset(tmp_path / "own")
-    for i in range(12):
-        cls = "A" if i % 2 else "B"
-        own.add(make_crop(cls, rng, 48), cls, source=f"spread{i % 3}.png", label=i + 1)
-    ref = make_crop_dataset(tmp_path / "ref", n_per_class=6, classes=("A", "B"), seed=2)
+    own, ref = own_and_reference
     out = tmp_path / "model.safetensors"
     args = ["train", str(own.root), "--reference", str(ref), "--out", str(out)]
     args += ["--weights", "random", "--input-size", "64", "--cache-dir", "none", "--l2", "1"]

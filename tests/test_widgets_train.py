@@ -213,23 +213,14 @@ def test_a_model_near_chance_from_few_crops_is_a_warning(
 
 
 def test_train_beside_reference_crops_records_the_spread_mix_choice(
-    make_napari_viewer, qtbot, tmp_path
+    make_napari_viewer, qtbot, tmp_path, own_and_reference
 ):
     """Reference crops in the widget: trained beside them (the crops of 3 spreads choose the
     spread-mix handling, recorded in the model and said), cross-validation skipped with a note."""
-    import numpy as np
-
     from napari_chromosome_sort._widgets.train import REFERENCE_CV_NOTE
     from napari_chromosome_sort.classification.models.model_io import read_metadata
-    from napari_chromosome_sort.files.dataset import CropDataset
-    from napari_chromosome_sort.synthetic import make_crop, make_crop_dataset
 
-    rng = np.random.default_rng(0)
-    own = CropDataset(tmp_path / "own")
-    for i in range(12):
-        cls = "A" if i % 2 else "B"
-        own.add(make_crop(cls, rng, 48), cls, source=f"spread{i % 3}.png", label=i + 1)
-    ref = make_crop_dataset(tmp_path / "ref", n_per_class=6, classes=("A", "B"), seed=2)
+    own, ref = own_and_reference
     viewer = make_napari_viewer()
     model_path = tmp_path / "model.safetensors"
     widget = _widget(viewer, own.root, model_path, cv_folds=2)
