@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_models import train_tiny_model
 from validation.data import data_root
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,19 +126,10 @@ def segment_in_viewer(qtbot):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A small model trained on synthetic crops, random weights (no network); one per module."""
-    from napari_chromosome_sort import synthetic
     from napari_chromosome_sort.classification.models.model_io import save_model
-    from napari_chromosome_sort.classification.training import (
-        TrainingConfig,
-        train_from_folder,
-    )
-    from napari_chromosome_sort.progress import run_to_end
 
     root = tmp_path_factory.mktemp("tiny_model")
-    folder = synthetic.make_crop_dataset(root / "crops", n_per_class=6, seed=1, size=48)
-    config = TrainingConfig(weights="random", input_size=64, views=1, inner_folds=2, max_iter=50)
-    model = run_to_end(train_from_folder(folder, config))
-    return save_model(model, root / "tiny.safetensors")
+    return save_model(train_tiny_model(root), root / "tiny.safetensors")
 
 
 @pytest.fixture

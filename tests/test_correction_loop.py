@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tiny_models import train_tiny_model
 from validation.correction_loop import (
     LoopSpread,
     correct_and_retrain,
@@ -23,18 +24,12 @@ def spread(tmp_path_factory):
     the model did NOT call (so each correction changes a call), plus two unmatched boxes."""
     from napari_chromosome_sort import synthetic
     from napari_chromosome_sort.classification.predict import predict_spread
-    from napari_chromosome_sort.classification.training import (
-        TrainingConfig,
-        train_from_folder,
-    )
     from napari_chromosome_sort.classification.training.corrections import CorrectionSession
     from napari_chromosome_sort.files.dataset import CropDataset
     from napari_chromosome_sort.progress import run_to_end
 
     root = tmp_path_factory.mktemp("loop")
-    folder = synthetic.make_crop_dataset(root / "crops", n_per_class=6, seed=1, size=48)
-    config = TrainingConfig(weights="random", input_size=64, views=1, inner_folds=2, max_iter=50)
-    model = run_to_end(train_from_folder(folder, config))
+    model = train_tiny_model(root)
     prediction = predict_spread(model, synthetic.make_spread(seed=0).image)
     session = CorrectionSession(model, prediction, CropDataset(root / "unused"), "s0.png")
     run_to_end(session.prepare())

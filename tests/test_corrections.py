@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_models import train_tiny_model
 
 from napari_chromosome_sort.classification.training.corrections import (
     CORRECTED,
@@ -87,16 +88,8 @@ def tiny(tmp_path_factory):
     synthetic spread."""
     from napari_chromosome_sort import synthetic
     from napari_chromosome_sort.classification.predict import predict_spread
-    from napari_chromosome_sort.classification.training import (
-        TrainingConfig,
-        train_from_folder,
-    )
-    from napari_chromosome_sort.progress import run_to_end
 
-    root = tmp_path_factory.mktemp("corrections")
-    folder = synthetic.make_crop_dataset(root / "crops", n_per_class=6, seed=1, size=48)
-    config = TrainingConfig(weights="random", input_size=64, views=1, inner_folds=2, max_iter=50)
-    model = run_to_end(train_from_folder(folder, config))
+    model = train_tiny_model(tmp_path_factory.mktemp("corrections"))
     prediction = predict_spread(model, synthetic.make_spread(seed=0).image)
     return model, prediction
 
