@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from x_spreads import x_spread
 
 from napari_chromosome_sort.denoising import estimate_noise
 from napari_chromosome_sort.errors import ChromosortError
@@ -464,27 +465,11 @@ def test_real_dapi_segments(dapi_dir):
         assert len(kept) >= 0.6 * n_truth
 
 
-def _crossing_image(overlap_gain: float = 2.0, half: float = 10.0):
-    """12 single rods and one X of two rods (``half`` px from the centre to each end) crossing;
-    the overlap carries ``overlap_gain`` x the stain. Returns (image, X mask, overlap mask)."""
-    rng = np.random.default_rng(1)
-    shape = (256, 256)
-    stain = np.zeros(shape, np.float32)
-    for k in range(12):
-        y, x = 15 + (k // 4) * 45, 20 + (k % 4) * 60
-        stain[_segment_mask(shape, (y, x), (y + 28, x + 6), 4.0)] = 0.45
-    dy, dx = half, half * 25 / 30
-    a = _segment_mask(shape, (195 - dy, 125 - dx), (195 + dy, 125 + dx), 4.0)
-    b = _segment_mask(shape, (195 + dy, 125 - dx), (195 - dy, 125 + dx), 4.0)
-    stain[a | b] = 0.45
-    stain[a & b] = 0.45 * overlap_gain
-    return _render(stain, "dapi", rng), a | b, a & b
-
-
 def test_crossing_pair_becomes_cluster():
     """With the resolution of crossings off (test_segmentation_crossings.py has it on), the X
     is set aside."""
-    image, cross, _ = _crossing_image()
+    image, a, b = x_spread(half=10.0)
+    cross = a | b
     seg = segment_spread(image, SegmentationParams(resolve_crossings=False))
     status = dict(zip(seg.objects.label, seg.objects.status, strict=True))
     ids, counts = np.unique(seg.labels[cross], return_counts=True)
@@ -504,7 +489,8 @@ def test_bent_chromosome_without_bright_overlap_is_kept():
     """An X-like shape is not enough for the hand-made rules: without a brighter overlap they
     keep it; resolving kept objects too (``resolve_kept_min_area``, off by default) sees two
     straight chromosomes crossing and resolves it."""
-    image, _, overlap = _crossing_image(overlap_gain=1.0)
+    image, a, b = x_spread(half=10.0, overlap_gain=1.0)
+    overlap = a & b
     rules = SegmentationParams(resolve_crossings=False)
     assert _status_at(segment_spread(image, rules), overlap)[0] == "chromosome"
     assert _status_at(segment_spread(image), overlap)[0] == "chromosome"  # the default

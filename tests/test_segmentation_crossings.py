@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from x_spreads import x_spread
 
 from napari_chromosome_sort.crops import crop_chromosomes
 from napari_chromosome_sort.segmentation import STATUSES, SegmentationParams, segment_spread
 from napari_chromosome_sort.segmentation.crossings.resolve import RESOLVED, resolve_x
-from napari_chromosome_sort.synthetic import _render, _segment_mask
-
-
-def _x_spread(half: float = 12.0, polarity: str = "dapi"):
-    """12 single rods and an X of two rods crossing (overlap twice as bright); returns
-    (image, the two rods' masks)."""
-    rng = np.random.default_rng(1)
-    shape = (256, 256)
-    stain = np.zeros(shape, np.float32)
-    for k in range(12):
-        y, x = 15 + (k // 4) * 45, 20 + (k % 4) * 60
-        stain[_segment_mask(shape, (y, x), (y + 28, x + 6), 4.0)] = 0.45
-    dy, dx = half, half * 25 / 30
-    a = _segment_mask(shape, (195 - dy, 125 - dx), (195 + dy, 125 + dx), 4.0)
-    b = _segment_mask(shape, (195 + dy, 125 - dx), (195 - dy, 125 + dx), 4.0)
-    stain[a | b] = 0.45
-    stain[a & b] = 0.9
-    return _render(stain, polarity, rng), (a, b)
+from napari_chromosome_sort.synthetic import _segment_mask
 
 
 def _iou(x, y) -> float:
@@ -34,7 +18,7 @@ def _iou(x, y) -> float:
 def test_x_of_two_chromosomes_is_resolved_into_both():
     """Each half's full mask is one of the rods; the crossing pixels are labelled as the first
     and kept in the second's full mask; the reasons name each other; the singles stay kept."""
-    image, (a, b) = _x_spread()
+    image, a, b = x_spread()
     seg = segment_spread(image)
     objects = seg.objects.set_index("label")
     resolved = objects.index[objects["status"] == RESOLVED].tolist()
@@ -56,7 +40,7 @@ def test_x_of_two_chromosomes_is_resolved_into_both():
 def test_resolved_crossings_are_not_cropped_and_can_be_switched_off():
     """Training crops are made of ``chromosome`` objects only; with the resolution off the X is
     set aside as ``cluster`` as before."""
-    image, (a, b) = _x_spread()
+    image, a, b = x_spread()
     seg = segment_spread(image)
     crops = crop_chromosomes(image, seg)
     assert len(crops) == 12
