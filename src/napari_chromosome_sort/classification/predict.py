@@ -259,34 +259,13 @@ PREDICT_STEPS = 3  # segment, crop, classify; Grad-CAM adds one step per crop
 
 
 def predict_spread(
-    model,
-    image: np.ndarray,
-    params=None,
-    gradcam: bool = False,
-    *,
-    segmentation=None,
-    margin: float | None = None,
-    tta: bool = True,
-    priors: PriorOptions = PriorOptions(),
-    separated_class: str | None = "auto",
-    views: int | None = None,
+    model, image: np.ndarray, params=None, gradcam: bool = False, **options
 ) -> SpreadPrediction:
     """Segment ``image`` (or use ``segmentation``), crop every kept chromosome (others blanked)
-    and classify the crops: :func:`predict_spread_steps` run to the end (same arguments)."""
-    return run_to_end(
-        predict_spread_steps(
-            model,
-            image,
-            params,
-            gradcam,
-            segmentation=segmentation,
-            margin=margin,
-            tta=tta,
-            priors=priors,
-            separated_class=separated_class,
-            views=views,
-        )
-    )
+    and classify the crops: :func:`predict_spread_steps` run to the end, with the same
+    arguments (``options``: its keyword-only ones, ``segmentation``, ``margin``, ``tta``,
+    ``priors``, ``separated_class``, ``views``)."""
+    return run_to_end(predict_spread_steps(model, image, params, gradcam, **options))
 
 
 def predict_spread_steps(
