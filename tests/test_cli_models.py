@@ -9,6 +9,9 @@ import torch
 
 from napari_chromosome_sort.cli import main
 
+#: a small, quick model: random backbone weights, small crops, a fixed L2 (no inner search)
+SMALL_MODEL = ["--weights", "random", "--input-size", "48", "--l2", "0.1", "--quiet"]
+
 
 @pytest.fixture(scope="module")
 def crop_folder(tmp_path_factory):
@@ -19,21 +22,7 @@ def crop_folder(tmp_path_factory):
 
 def test_train_then_evaluate_json(crop_folder, tmp_path, capsys):
     out = tmp_path / "model.safetensors"
-    rc = main(
-        [
-            "train",
-            str(crop_folder),
-            "--out",
-            str(out),
-            "--weights",
-            "random",
-            "--input-size",
-            "48",
-            "--l2",
-            "0.1",
-            "--quiet",
-        ]
-    )
+    rc = main(["train", str(crop_folder), "--out", str(out), *SMALL_MODEL])
     assert rc == 0 and out.is_file()
     capsys.readouterr()
     assert main(["evaluate", str(out), str(crop_folder), "--json", "--quiet"]) == 0
@@ -45,22 +34,7 @@ def test_train_then_evaluate_json(crop_folder, tmp_path, capsys):
 
 
 def test_crossval_json(crop_folder, capsys):
-    rc = main(
-        [
-            "crossval",
-            str(crop_folder),
-            "--folds",
-            "3",
-            "--weights",
-            "random",
-            "--input-size",
-            "48",
-            "--l2",
-            "0.1",
-            "--json",
-            "--quiet",
-        ]
-    )
+    rc = main(["crossval", str(crop_folder), "--folds", "3", "--json", *SMALL_MODEL])
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     assert len(report["folds"]) == 3 and "accuracy_sd" in report and report["n"] == 15
