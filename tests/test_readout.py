@@ -192,19 +192,8 @@ def test_readout_cli_folder_and_table(tmp_path, wt_crops_dir):
         tmp_path / "ann.csv", index=False
     )
     out = tmp_path / "two"
-    assert (
-        main(
-            [
-                "readout",
-                str(tmp_path / "calls.csv"),
-                "--out",
-                str(out),
-                "--agreement",
-                str(tmp_path / "ann.csv"),
-            ]
-        )
-        == 0
-    )
+    args = ["readout", str(tmp_path / "calls.csv"), "--out", str(out)]
+    assert main([*args, "--agreement", str(tmp_path / "ann.csv")]) == 0
     for name in (
         "summary.csv",
         "comparisons.csv",
@@ -224,7 +213,6 @@ def test_readout_cli_folder_and_table(tmp_path, wt_crops_dir):
         "confusion": {"counts": [[30, 5, 1], [4, 20, 3], [0, 2, 6]]},
     }
     (tmp_path / "cv.json").write_text(json.dumps(report))
-    args = ["readout", str(tmp_path / "calls.csv"), "--out", str(out)]
     assert main([*args, "--confusion", str(tmp_path / "cv.json")]) == 0
     assert (
         "Classifier error included: classifier error from cv.json"
@@ -239,21 +227,8 @@ def test_readout_cli_folder_and_table(tmp_path, wt_crops_dir):
         for m in (5, 10, 20)
     ]
     (tmp_path / "curve.json").write_text(json.dumps(curve))
-    assert (
-        main(
-            [
-                "readout",
-                str(tmp_path / "calls.csv"),
-                "--out",
-                str(out),
-                "--metrics",
-                str(tmp_path / "eval.json"),
-                "--metrics",
-                str(tmp_path / "curve.json"),
-            ]
-        )
-        == 0
-    )
+    metrics = ["--metrics", str(tmp_path / "eval.json"), "--metrics", str(tmp_path / "curve.json")]
+    assert main([*args, *metrics]) == 0
     for name in (
         "eval_confusion.png",
         "eval_confusion.svg",
@@ -262,10 +237,7 @@ def test_readout_cli_folder_and_table(tmp_path, wt_crops_dir):
         "curve_learning_curve.csv",
     ):
         assert (out / name).is_file(), name
-    assert (
-        main(["readout", str(tmp_path / "calls.csv"), "--out", str(out), "--class-col", "nope"])
-        == 2
-    )
+    assert main([*args, "--class-col", "nope"]) == 2
 
 
 @pytest.mark.parametrize("command", ["batch", "readout", "sort"])
