@@ -226,5 +226,7 @@ def test_retrain_with_the_spread_mix_follows_the_corrections(tiny, tmp_path):
     again = reweight(plain[columns].to_numpy(float), calibration_priors(session.model), pi)
     assert np.allclose(mixed[columns].to_numpy(float), again, atol=1e-4)
     best = np.asarray(model.classes)[again.argmax(1)]
-    assert (mixed["class"].to_numpy()[~done] == best[~done]).all()
+    top_two = np.sort(again, axis=1)[:, -2:]
+    clear = ~done & (top_two[:, 1] - top_two[:, 0] > 1e-3)  # ties within the tolerance above
+    assert (mixed["class"].to_numpy()[clear] == best[clear]).all()
     assert (mixed["class"].to_numpy()[done] == target).all()
