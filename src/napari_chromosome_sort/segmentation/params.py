@@ -62,6 +62,14 @@ class SegmentationParams:
         choices=BACKGROUND_METHODS,
     )
     background_k: float = option(3.0, "background pixels: below median + k x noise sigma")
+    flatten_brightness: str = option(
+        "auto",
+        "divide the signal by a smooth field of local chromosome brightness, so that a dim side "
+        'of the spread is thresholded like a bright one: "auto" = fluorescence (bright-on-dark) '
+        'spreads only, "on", "off"',
+        choices=CROSSING_SCORES,
+    )
+    flatten_scale: float = option(1 / 8, "... the field's smoothing, x the image's shorter side")
     threshold: float | None = option(
         None, "absolute threshold on the corrected signal (None = auto)"
     )
@@ -263,6 +271,12 @@ def validate_params(params: SegmentationParams) -> None:
         raise ChromosortError(f"unknown polarity {params.polarity!r}")
     if not params.smooth_sigma >= 0 or not params.max_noise >= 0:
         raise ChromosortError("smooth_sigma and max_noise must be >= 0")
+    if params.flatten_brightness not in CROSSING_SCORES:
+        raise ChromosortError(
+            f"flatten_brightness must be 'auto', 'on' or 'off', got {params.flatten_brightness!r}"
+        )
+    if not params.flatten_scale > 0:
+        raise ChromosortError("flatten_scale must be > 0")
     if params.pixel_classes not in CROSSING_SCORES:
         raise ChromosortError(
             f"pixel_classes must be 'auto', 'on' or 'off', got {params.pixel_classes!r}"

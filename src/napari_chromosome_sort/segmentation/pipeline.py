@@ -9,6 +9,7 @@ import numpy as np
 from napari_chromosome_sort.files.io import chromosome_signal, detect_polarity, to_gray
 from napari_chromosome_sort.segmentation.bands import join_band_cuts
 from napari_chromosome_sort.segmentation.crossings.detect import finish_crossings
+from napari_chromosome_sort.segmentation.flatten import flatten
 from napari_chromosome_sort.segmentation.learned.pixels import cut_clusters
 from napari_chromosome_sort.segmentation.nuclei import find_nuclei, name_convex_clusters
 from napari_chromosome_sort.segmentation.pairing import (
@@ -94,6 +95,7 @@ def _corrected_signal(image, params: SegmentationParams):
     raw, pixel_noise, denoised = denoise(raw, params)
     signal = ndi.gaussian_filter(raw, params.smooth_sigma) if params.smooth_sigma > 0 else raw
     corrected = np.clip(signal - estimate_background(signal, params), 0, None).astype(np.float32)
+    corrected = flatten(corrected, pixel_noise, params, polarity)
     return polarity, corrected, pixel_noise, denoised
 
 
