@@ -77,3 +77,25 @@ def test_auto_is_fluorescence_only_and_blank_images_pass():
 def test_bad_flatten_knobs_are_named(change):
     with pytest.raises(ChromosortError, match=next(iter(change))):
         segment_spread(np.zeros((32, 32), np.uint8), SegmentationParams(**change))
+
+
+def test_the_slide_out_choice_never_looks_at_the_slide_it_judges():
+    import pandas as pd
+    from validation.dapi_flatten import slide_out_choice
+
+    def table(found: list[int]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "slide": ["s1", "s2", "s3"],
+                "spread": ["a", "b", "c"],
+                "found": found,
+                "overlap_kept": [0, 0, 0],
+            }
+        )
+
+    # "on" wins on s1 and s2 by a little and loses s3 by a lot
+    chosen = slide_out_choice({"off": table([10, 10, 10]), "on": table([12, 12, 1])})
+    picks = dict(zip(chosen["slide"], chosen["chosen"], strict=True))
+    # s3 is judged with what s1 + s2 choose ("on"), though "off" is better on s3 itself
+    assert picks == {"s1": "off", "s2": "off", "s3": "on"}
+    assert chosen.set_index("slide").loc["s3", "found"] == 1

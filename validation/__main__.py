@@ -62,7 +62,15 @@ def _dapi(args) -> dict[str, pd.DataFrame]:
             "DAPI in-sample, slide-out and slide-group-out (mask IoU >= 0.5)": tables["summary"],
             "DAPI settings chosen on the other slides": tables["chosen"],
         }
-    table = dapi_table(args.limit, jobs=args.jobs)
+    if args.flatten:
+        from .dapi_flatten import flatten_report
+
+        tables = flatten_report(args.folder, jobs=args.jobs)
+        return {
+            "DAPI, stain flattening off, at three scales, chosen slide-out": tables["summary"],
+            "Flattening chosen on the other slides, per held-out slide": tables["chosen"],
+        }
+    table = dapi_table(args.limit, jobs=args.jobs, folder=args.folder)
     return {"DAPI spreads (mask IoU >= 0.5)": table, "DAPI per slide group": dapi_groups(table)}
 
 
@@ -256,6 +264,17 @@ def main(argv: list[str] | None = None) -> int:
         "--pixels",
         action="store_true",
         help="the learned pixel classes, trained on some slides, judged on the others",
+    )
+    d.add_argument(
+        "--flatten",
+        action="store_true",
+        help="the flattening of uneven stain off and on, and chosen on the other slides",
+    )
+    d.add_argument(
+        "--folder",
+        type=Path,
+        default=None,
+        help="spreads to judge: <slide>/<image>D.tif + K.tif (default: the shared ADIR spreads)",
     )
     d.add_argument(
         "--cache",

@@ -54,7 +54,10 @@ def spread_objects(dapi: Path, truth_path: Path, cache: Path | None = None) -> d
     image, truth = read_dapi_pair(dapi, truth_path)
     # the hand-made rules only: the learned score is what is trained here
     # (and before crossings are resolved: the score runs first)
-    seg = segment_spread(image, SegmentationParams(crossing_score="off", resolve_crossings=False))
+    seg = segment_spread(
+        image,
+        SegmentationParams(crossing_score="off", resolve_crossings=False, flatten_brightness="off"),
+    )
     labels = seg.labels
     width = float(seg.stats.get("width", 4.0))
     covers = covers_overlap(labels, truth, width)

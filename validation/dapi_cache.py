@@ -21,8 +21,10 @@ from napari_chromosome_sort.segmentation import SegmentationParams, segment_spre
 
 from .data import read_dapi_pair
 
-#: what the cached segmentation leaves to the crossing steps run afterwards
-CACHE_BASE = {"crossing_score": "off", "resolve_crossings": False}
+#: what the cached segmentation leaves to the crossing steps run afterwards; the held-out grids
+#: judge the rules' constants and the learned steps without the flattening of uneven stain (it
+#: is judged on its own: ``python -m validation dapi --flatten``)
+CACHE_BASE = {"crossing_score": "off", "resolve_crossings": False, "flatten_brightness": "off"}
 
 
 def setting_key(point: dict) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from napari_chromosome_sort.segmentation import SegmentationParams, segment_spread
+from napari_chromosome_sort.segmentation import KEPT, SegmentationParams, segment_spread
 
 from .baseline import otsu_objects
 from .boxes import box_areas, match_boxes, object_boxes
@@ -240,6 +240,7 @@ def dapi_stats(
         "kept": len(seg.kept_labels()),
         "overlap_objects": len(on_overlap),
         "overlap_cluster": int((status.loc[on_overlap] == "cluster").sum()),
+        "overlap_kept": int((status.loc[on_overlap] == KEPT).sum()),
     }
 
 
@@ -248,12 +249,18 @@ def _dapi_row(args) -> dict:
 
 
 def dapi_table(
-    limit: int | None = None, jobs: int = 2, params: SegmentationParams | None = None
+    limit: int | None = None,
+    jobs: int = 2,
+    params: SegmentationParams | None = None,
+    folder: Path | None = None,
 ) -> pd.DataFrame:
-    """One row per DAPI spread with truth (the first ``limit`` only, when given)."""
-    pairs = dapi_pairs()[:limit]
+    """One row per DAPI spread with truth (the first ``limit`` only, when given) of ``folder``
+    (``<slide>/<image>D.tif`` + ``K.tif``; default the shared spreads), with its slide."""
+    pairs = dapi_pairs(folder)[:limit]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        return pd.DataFrame(list(pool.map(_dapi_row, [(d, t, params) for d, t in pairs])))
+        table = pd.DataFrame(list(pool.map(_dapi_row, [(d, t, params) for d, t in pairs])))
+    table.insert(2, "slide", [d.parent.name for d, _ in pairs])
+    return table
 
 
 def dapi_groups(table: pd.DataFrame) -> pd.DataFrame:
