@@ -75,5 +75,6 @@ def flatten_report(folder: Path | None = None, jobs: int = 2) -> dict[str, pd.Da
             {"figure": "naive Otsu", **_found(naive)},
         ]
     )
-    picks = chosen.groupby("slide")["chosen"].first().value_counts().rename("slides")
-    return {"summary": summary, "chosen": picks.to_frame(), "per_spread": chosen}
+    picks = chosen.groupby("slide")["chosen"].first().value_counts()
+    picks = picks.rename_axis("setting").rename("held-out slides").reset_index()
+    return {"summary": summary, "chosen": picks, "per_spread": chosen}

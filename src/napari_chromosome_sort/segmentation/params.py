@@ -69,7 +69,9 @@ class SegmentationParams:
         'spreads only, "on", "off"',
         choices=CROSSING_SCORES,
     )
-    flatten_scale: float = option(1 / 8, "... the field's smoothing, x the image's shorter side")
+    flatten_scale: float = option(
+        1 / 16, "... the field's smoothing, x the image's shorter side (chosen slide-out)"
+    )
     threshold: float | None = option(
         None, "absolute threshold on the corrected signal (None = auto)"
     )
