@@ -21,8 +21,8 @@ LIMIT = 4.0
 
 def flatten_on(params: SegmentationParams, polarity: str) -> bool:
     """Whether the stain is flattened (by ``flatten_brightness`` and the polarity)."""
-    # bright-field (Giemsa) spreads with many large nuclei: a field from their chromosomes is set
-    # by nucleus texture and cost a whole spread (5.png) in the Giemsa validation
+    # on the Giemsa validation spreads (bright-field, large nuclei around the chromosomes) the
+    # field cost two of five spreads every chromosome (docs/validation.md, "Uneven stain")
     if params.flatten_brightness == "auto":
         return polarity == "bright_on_dark"
     return params.flatten_brightness == "on"
