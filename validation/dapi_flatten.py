@@ -55,6 +55,7 @@ def _summary(table: pd.DataFrame, name: str) -> dict:
         **_found(table),
         "worst spread": f"{worst['spread']} ({worst['recall']:.2f})",
         "overlap objects kept": f"{kept} of {on_overlap}",
+        "crossings resolved": f"{table['crossings_resolved'].sum()} of {table['crossings'].sum()}",
         "score": _score(table),
     }
 

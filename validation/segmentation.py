@@ -15,7 +15,12 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from napari_chromosome_sort.segmentation import KEPT, SegmentationParams, segment_spread
+from napari_chromosome_sort.segmentation import (
+    CROSSING_RESOLVED,
+    KEPT,
+    SegmentationParams,
+    segment_spread,
+)
 
 from .baseline import otsu_objects
 from .boxes import box_areas, match_boxes, object_boxes
@@ -226,7 +231,12 @@ def dapi_stats(
     and how many objects on a real overlap are set aside as ``cluster``."""
     seg = segment_spread(image, params)
     found, n_truth = truth_found(truth, seg.labels, seg.kept_labels())
-    on_overlap = overlap_objects(truth, seg.labels, float(seg.stats.get("width", 4.0)))
+    width = float(seg.stats.get("width", 4.0))
+    on_overlap = overlap_objects(truth, seg.labels, width)
+    crossings = truth_crossings(truth, width)
+    halves = [
+        seg.full_mask(label) for label in seg.objects.label[seg.objects.status == CROSSING_RESOLVED]
+    ]
     status = seg.objects.set_index("label")["status"]
     naive_labels, naive = otsu_objects(image)
     naive_found, _ = truth_found(truth, naive_labels, kept(naive)["label"])
@@ -241,6 +251,8 @@ def dapi_stats(
         "overlap_objects": len(on_overlap),
         "overlap_cluster": int((status.loc[on_overlap] == "cluster").sum()),
         "overlap_kept": int((status.loc[on_overlap] == KEPT).sum()),
+        "crossings": len(crossings),
+        "crossings_resolved": crossings_resolved(crossings, halves),
     }
 
 
