@@ -15,9 +15,6 @@ from napari_chromosome_sort.segmentation.params import SegmentationParams
 STAIN_NOISE_K = 4.0
 #: pieces between these x the typical object size (at the spread's low threshold) give the field
 PIECE_AREA = (0.25, 4.0)
-#: a piece's brightness: the median of its pixels (the double stain where two chromosomes cross
-#: is a small part of a piece, and would set its peak)
-PIECE_LEVEL = 0.5
 #: the field is clipped to [1 / LIMIT, LIMIT] x the spread's typical chromosome peak
 LIMIT = 4.0
 
@@ -38,9 +35,8 @@ def brightness_field(
     None when too few chromosome-sized pieces are stained to tell.
 
     Each stained piece (above ``STAIN_NOISE_K`` x ``noise``) of chromosome size, away from
-    interphase nuclei, contributes its median level at its pixels; the field is their
-    Gaussian-weighted average (``flatten_scale`` x the image's shorter side), over the
-    area-weighted median level.
+    interphase nuclei, contributes its peak at its pixels; the field is their Gaussian-weighted
+    average (``flatten_scale`` x the image's shorter side), over the area-weighted median peak.
     """
     from scipy import ndimage as ndi
 
@@ -69,7 +65,7 @@ def brightness_field(
     use = sized & (areas < PIECE_AREA[1] * typical)
     if use.sum() < 3:
         return None
-    peaks = component_levels(corrected, lab, n, PIECE_LEVEL)
+    peaks = component_levels(corrected, lab, n, params.peak_quantile)
     typical_peak = weighted_median(peaks[use], areas[use])
     if typical_peak <= 0:
         return None
