@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_chromosome_sort.segmentation.params import SegmentationParams
+from napari_chromosome_sort.segmentation.params import SegmentationParams, switched_on
 
 #: stained pixels for the field: above this x the pixel noise (not Otsu, which a bright nucleus
 #: can set far above the dim chromosomes)
@@ -23,9 +23,7 @@ def flatten_on(params: SegmentationParams, polarity: str) -> bool:
     """Whether the stain is flattened (by ``flatten_brightness`` and the polarity)."""
     # on the Giemsa validation spreads (bright-field, large nuclei around the chromosomes) the
     # field cost two of five spreads every chromosome (docs/validation.md, "Uneven stain")
-    if params.flatten_brightness == "auto":
-        return polarity == "bright_on_dark"
-    return params.flatten_brightness == "on"
+    return switched_on(params.flatten_brightness, polarity)
 
 
 def brightness_field(

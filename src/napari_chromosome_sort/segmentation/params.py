@@ -267,23 +267,22 @@ class SegmentationParams:
         return asdict(self)
 
 
+def switched_on(choice: str, polarity: str) -> bool:
+    """Whether an "auto" / "on" / "off" step runs on a spread of ``polarity``: "auto" runs it on
+    fluorescence (bright-on-dark) spreads only."""
+    return polarity == "bright_on_dark" if choice == "auto" else choice == "on"
+
+
 def validate_params(params: SegmentationParams) -> None:
     """Raise a ``ChromosortError`` naming the first invalid choice."""
     if params.polarity not in (None, *POLARITIES):
         raise ChromosortError(f"unknown polarity {params.polarity!r}")
     if not params.smooth_sigma >= 0 or not params.max_noise >= 0:
         raise ChromosortError("smooth_sigma and max_noise must be >= 0")
-    if params.flatten_brightness not in CROSSING_SCORES:
-        raise ChromosortError(
-            f"flatten_brightness must be 'auto', 'on' or 'off', got {params.flatten_brightness!r}"
-        )
+    for name in ("flatten_brightness", "pixel_classes", "crossing_score"):
+        if getattr(params, name) not in CROSSING_SCORES:
+            raise ChromosortError(
+                f"{name} must be 'auto', 'on' or 'off', got {getattr(params, name)!r}"
+            )
     if not params.flatten_scale > 0:
         raise ChromosortError("flatten_scale must be > 0")
-    if params.pixel_classes not in CROSSING_SCORES:
-        raise ChromosortError(
-            f"pixel_classes must be 'auto', 'on' or 'off', got {params.pixel_classes!r}"
-        )
-    if params.crossing_score not in CROSSING_SCORES:
-        raise ChromosortError(
-            f"crossing_score must be 'auto', 'on' or 'off', got {params.crossing_score!r}"
-        )

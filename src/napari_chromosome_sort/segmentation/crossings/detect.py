@@ -12,7 +12,7 @@ from napari_chromosome_sort.segmentation.learned.crossing_score import (
     load_crossing_model,
     shape_measures,
 )
-from napari_chromosome_sort.segmentation.params import SegmentationParams
+from napari_chromosome_sort.segmentation.params import SegmentationParams, switched_on
 from napari_chromosome_sort.segmentation.shapes import (
     neighbour_pairs,
     pair_sides,
@@ -152,9 +152,7 @@ def crossing_score_on(params: SegmentationParams, polarity: str) -> bool:
     """Whether the learned crossing score applies (by ``crossing_score`` and the polarity)."""
     # bright-field (Giemsa) cohesion spreads resolve sister chromatids: their open X-shaped
     # chromosomes (types B/C) look like crossings to a score trained on DAPI spreads
-    if params.crossing_score == "auto":
-        return polarity == "bright_on_dark"
-    return params.crossing_score == "on"
+    return switched_on(params.crossing_score, polarity)
 
 
 def flag_by_crossing_score(label_img, objects, corrected, med_obj, width, params) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.files.atomic import write_bytes_atomic
+from napari_chromosome_sort.segmentation.params import switched_on
 
 #: the classes, in the order of the probability planes
 CLASSES = ("background", "chromosome", "contact", "overlap")
@@ -196,9 +197,7 @@ def shipped_model() -> PixelForest:
 def pixel_classes_on(params, polarity: str) -> bool:
     """Whether the learned pixel classes apply (by ``pixel_classes`` and the polarity): they
     were learned on fluorescence (DAPI) spreads only."""
-    if params.pixel_classes == "auto":
-        return polarity == "bright_on_dark"
-    return params.pixel_classes == "on"
+    return switched_on(params.pixel_classes, polarity)
 
 
 def cut_clusters(label_img, objects, corrected, typical_peak, width, params, polarity) -> dict:
