@@ -115,3 +115,17 @@ def test_segment_real_giemsa(giemsa_dir, tmp_path):
         len(list((tmp_path / "1" / "crops").glob("*.png")))
         == (objects.status == "chromosome").sum()
     )
+
+
+def test_the_learned_step_switches_default_to_the_segmentation_defaults():
+    import argparse
+
+    from napari_chromosome_sort.cli.segment import LEARNED_STEP_DEFAULTS, add_arguments
+    from napari_chromosome_sort.segmentation import SegmentationParams
+
+    defaults = SegmentationParams()
+    assert LEARNED_STEP_DEFAULTS == {k: getattr(defaults, k) for k in LEARNED_STEP_DEFAULTS}
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["x.png", "--out", "o", "--junction-score", "off"])
+    assert (args.crossing_score, args.pixel_classes, args.junction_score) == ("off", "off", "off")
