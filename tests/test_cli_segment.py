@@ -128,4 +128,4 @@ def test_the_learned_step_switches_default_to_the_segmentation_defaults():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(["x.png", "--out", "o", "--junction-score", "off"])
-    assert (args.crossing_score, args.pixel_classes, args.junction_score) == ("off", "off", "off")
+    assert (args.crossing_score, args.pixel_classes, args.junction_score) == ("off", "auto", "off")

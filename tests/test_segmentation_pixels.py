@@ -108,12 +108,13 @@ def test_kept_objects_and_lone_clusters_are_left_alone():
 def test_pixel_classes_apply_to_fluorescence_only_by_default():
     assert lp.pixel_classes_on(SegmentationParams(pixel_classes="auto"), "bright_on_dark")
     assert not lp.pixel_classes_on(SegmentationParams(pixel_classes="auto"), "dark_on_light")
-    assert not lp.pixel_classes_on(SegmentationParams(), "bright_on_dark")  # off by default
+    assert lp.pixel_classes_on(SegmentationParams(), "bright_on_dark")  # "auto" by default
+    assert not lp.pixel_classes_on(SegmentationParams(), "dark_on_light")
 
 
 def test_segment_spread_with_the_shipped_pixel_model_keeps_the_synthetic_chromosomes():
     spread = make_spread(seed=3, n_chromosomes=20, modality="dapi", n_clusters=2)
-    off = segment_spread(spread.image)
+    off = segment_spread(spread.image, SegmentationParams(pixel_classes="off"))
     on = segment_spread(spread.image, SegmentationParams(pixel_classes="on"))
     kept_off, kept_on = len(off.kept_labels()), len(on.kept_labels())
     # the cut only ever adds pieces of clusters: every object kept by the rules is kept

@@ -61,6 +61,7 @@ def spread_objects(dapi: Path, truth_path: Path, cache: Path | None = None) -> d
             resolve_crossings=False,
             flatten_brightness="off",
             junction_score="off",
+            pixel_classes="off",
         ),
     )
     labels = seg.labels

@@ -29,6 +29,7 @@ CACHE_BASE = {
     "resolve_crossings": False,
     "flatten_brightness": "off",
     "junction_score": "off",
+    "pixel_classes": "off",
 }
 
 

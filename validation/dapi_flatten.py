@@ -13,12 +13,13 @@ from napari_chromosome_sort.segmentation import SegmentationParams
 
 from .segmentation import dapi_table
 
-#: name -> the segmentation's knobs (the rest its shipped defaults; the learned junction cuts,
-#: trained on segmentations with the flattening chosen here, stay off)
+#: the learned steps after the flattening (pixel classes, junction cuts), measured since: off
+LATER_STEPS_OFF = {"pixel_classes": "off", "junction_score": "off"}
+#: name -> the segmentation's knobs (the rest its shipped defaults)
 SETTINGS = {
-    "off": {"flatten_brightness": "off", "junction_score": "off"},
+    "off": {"flatten_brightness": "off", **LATER_STEPS_OFF},
     **{
-        f"on, 1/{k}": {"flatten_brightness": "on", "flatten_scale": 1 / k, "junction_score": "off"}
+        f"on, 1/{k}": {"flatten_brightness": "on", "flatten_scale": 1 / k, **LATER_STEPS_OFF}
         for k in (16, 8, 4)
     },
 }

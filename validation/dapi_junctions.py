@@ -7,7 +7,8 @@ with ``K.tif`` truth, judged on slides it was not trained on.
 2. Slide-out: for each slide, the model trained on the cuts of the other 34 slides segments the
    slide's spreads end to end; beside it the segmentation without the score and with the model
    trained on all 72 spreads (in-sample, the shipped one, written again to the cache and
-   compared with ``data/junction_model.json``).
+   compared with ``data/junction_model.json``). The cuts are learned and judged with the
+   learned pixel classes off; the shipped defaults (both on) are the last row.
 3. ``--folder``: the shipped model on any other folder of ``<slide>/<image>D.tif`` + ``K.tif``.
 """
 
@@ -51,7 +52,7 @@ def _matches(mask: np.ndarray, truth_labels: np.ndarray, sizes: np.ndarray) -> i
 def spread_cuts(dapi: Path, truth_path: Path) -> pd.DataFrame:
     """The cuts one spread's kept objects offer: features, truth matched whole and in pieces."""
     image, truth = read_dapi_pair(dapi, truth_path)
-    seg = segment_spread(image, SegmentationParams(junction_score="off"))
+    seg = segment_spread(image, SegmentationParams(junction_score="off", pixel_classes="off"))
     kept = seg.kept_labels()
     areas = np.bincount(seg.labels.ravel())
     typical = float(np.median(areas[kept])) if kept else 0.0
@@ -142,12 +143,17 @@ def junction_report(
     """Slide-out and in-sample on the shared spreads (module docstring); with ``folder``, the
     shipped model on that folder's spreads instead, beside the segmentation without it."""
     cache = cache or Path("out/junction_cache")
-    off = SegmentationParams(junction_score="off")
+    off = SegmentationParams(junction_score="off", pixel_classes="off")
     if folder is not None:
         pairs = dapi_pairs(folder)
         tables = {
             "off": end_to_end(pairs, lambda _: off, jobs),
-            "shipped": end_to_end(pairs, lambda _: SegmentationParams(), jobs),
+            "junction cuts": end_to_end(
+                pairs, lambda _: SegmentationParams(pixel_classes="off"), jobs
+            ),
+            "shipped defaults (with the pixel classes)": end_to_end(
+                pairs, lambda _: SegmentationParams(), jobs
+            ),
         }
         return {"figures": pd.DataFrame([summary(t, k) for k, t in tables.items()])}
     pairs = dapi_pairs()
@@ -171,14 +177,21 @@ def junction_report(
     tables = {
         "off": end_to_end(pairs, lambda _: off, jobs),
         "slide-out": end_to_end(
-            pairs, lambda s: SegmentationParams(junction_model=str(folds / f"{s}.json")), jobs
+            pairs,
+            lambda s: SegmentationParams(
+                junction_model=str(folds / f"{s}.json"), pixel_classes="off"
+            ),
+            jobs,
         ),
         "in-sample": end_to_end(
             pairs,
             lambda _: SegmentationParams(
-                junction_model=str(cache / "junction_model_in-sample.json")
+                junction_model=str(cache / "junction_model_in-sample.json"), pixel_classes="off"
             ),
             jobs,
+        ),
+        "shipped defaults (with the pixel classes)": end_to_end(
+            pairs, lambda _: SegmentationParams(), jobs
         ),
     }
     taken = cuts["slide_out_p"] >= 0.5

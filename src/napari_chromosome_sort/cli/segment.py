@@ -20,7 +20,7 @@ from napari_chromosome_sort.files.safety import (
 
 HELP = "segment metaphase spreads: instance labels, an objects table and chromosome crops"
 #: the defaults of the learned steps' switches in :class:`.SegmentationParams`
-LEARNED_STEP_DEFAULTS = {"crossing_score": "off", "pixel_classes": "off", "junction_score": "auto"}
+LEARNED_STEP_DEFAULTS = {"crossing_score": "off", "pixel_classes": "auto", "junction_score": "auto"}
 
 
 def add_crossing_score_argument(parser: argparse.ArgumentParser) -> None:

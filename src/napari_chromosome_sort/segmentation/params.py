@@ -248,7 +248,7 @@ class SegmentationParams:
         None, "path of a crossing model JSON; None = the shipped one"
     )
     pixel_classes: str = option(
-        "off",
+        "auto",
         "learned pixel classes (learned/pixels.py) cut the objects set aside as clusters into "
         'their chromosomes: "auto" = fluorescence (bright-on-dark) spreads only, "on", "off"',
         choices=CROSSING_SCORES,
