@@ -80,3 +80,24 @@ def test_batch_logs_one_line_per_spread_and_no_dask_noise(tmp_path, capfd):
     assert np.array_equal(tifffile.imread(spread / "labels.tif"), labels)
     picture = np.asarray(Image.open(spread / "calls.png"))
     assert picture.shape == (*labels.shape, 3)
+
+
+def test_batch_says_which_spreads_are_unlike_the_models_training_images(tmp_path, capfd):
+    """A DAPI spread called by the bundled (Giemsa) model is named in a warning, as `predict`
+    does, also when a resumed run skips it; the Giemsa spread is not."""
+    from PIL import Image
+
+    from napari_chromosome_sort import synthetic
+
+    for sample, modality in (("giemsa", "giemsa"), ("dapi", "dapi")):
+        (tmp_path / "in" / sample).mkdir(parents=True)
+        spread = synthetic.make_spread(seed=3, n_chromosomes=10, modality=modality)
+        Image.fromarray(spread.image).save(tmp_path / "in" / sample / "s.png")
+    args = ["batch", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--scheduler"]
+    args += ["serial", "--no-gradcam", "--format", "png"]
+    for _run in ("first", "resumed"):
+        assert main(args) == 0
+        err = capfd.readouterr().err
+        warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1, err
+        assert "1 spread(s) (dapi/s)" in warnings[0] and "Giemsa" in warnings[0], err
