@@ -97,7 +97,9 @@ def test_batch_says_which_spreads_are_unlike_the_models_training_images(tmp_path
     args += ["serial", "--no-gradcam", "--format", "png"]
     for _run in ("first", "resumed"):
         assert main(args) == 0
-        err = capfd.readouterr().err
+        out, err = capfd.readouterr()
+        # the classifier's error is named after the user's model, not the run's private copy
+        assert "classifier error from wt_squeezenet1_1.safetensors" in out, out
         warnings = [line for line in err.splitlines() if line.startswith("warning:")]
         assert len(warnings) == 1, err
         assert "1 spread(s) (dapi/s)" in warnings[0] and "Giemsa" in warnings[0], err

@@ -184,7 +184,7 @@ def _run_locked(
             if error is not None:
                 failures[job.image] = error
             yield Progress(step, total, f"{job.sample}/{job.stem}", {"failed": len(failures)})
-    confusion = load_confusion(snapshot)  # the run's one copy of the model
+    confusion = load_confusion(snapshot, Path(model_path).name)  # the run's copy of the model
     remove_owned(snapshot, spreads, OWN_NAMES)
     objects = collect_objects(out_dir, jobs)
     summary, comparisons, files = write_reports(
