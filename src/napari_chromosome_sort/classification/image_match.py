@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_chromosome_sort.crops import crop_source_polarity
 from napari_chromosome_sort.files.io import detect_polarity, read_image
 
 RECORD_KEY = "training_images"
@@ -37,17 +38,22 @@ def _crop_side(image) -> int:
 
 def describe_training_images(images: Iterable, stain: str | None = None) -> dict:
     """The record of training crops ``images`` (arrays or image files; up to
-    :data:`POLARITY_SAMPLE` of them, evenly spaced, are read): the polarity most of them have,
-    their median side in pixels and the ``stain`` (from the polarity when not given)."""
+    :data:`POLARITY_SAMPLE` of them, evenly spaced, are read): the polarity most of their
+    spreads have, their median side in pixels and the ``stain`` (from the polarity when not
+    given). A crop file the plugin cut says its spread's polarity (its pixels are always dark
+    on light, :func:`.crops.crop_source_polarity`); any other crop is judged by its pixels."""
     images = list(images)
     if not images:
         return {}
     step = max(1, len(images) // POLARITY_SAMPLE)
-    sample = [
-        read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
-        for image in images[::step]
-    ]
-    votes = [detect_polarity(image) for image in sample]
+    sample, votes = [], []
+    for image in images[::step]:
+        if isinstance(image, (str, Path)):
+            sample.append(read_image(image))
+            votes.append(crop_source_polarity(image) or detect_polarity(sample[-1]))
+        else:
+            sample.append(np.asarray(image))
+            votes.append(detect_polarity(sample[-1]))
     polarity = max(set(votes), key=votes.count)
     return {
         "stain": stain or STAINS[polarity],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from napari_chromosome_sort.cli.common import add_overwrite_argument, read_spread
 from napari_chromosome_sort.errors import ChromosortError
-from napari_chromosome_sort.files.atomic import atomic_path, write_csv_atomic
+from napari_chromosome_sort.files.atomic import atomic_path, write_bytes_atomic, write_csv_atomic
 from napari_chromosome_sort.files.safety import (
     check_name,
     claim_folder,
@@ -148,9 +148,8 @@ def _write_spread(out: Path, path: Path, image, seg, crops: bool) -> None:
     """``out/<stem>``: labels.tif, objects.csv and (with ``crops``) a crop per chromosome."""
     import numpy as np
     import tifffile
-    from PIL import Image
 
-    from napari_chromosome_sort.crops import crop_chromosomes  # numpy and up
+    from napari_chromosome_sort.crops import crop_chromosomes, crop_png_bytes  # numpy and up
 
     folder = out / path.stem
     folder.mkdir(exist_ok=True)  # checked: no link (_check_spread_folder)
@@ -165,8 +164,7 @@ def _write_spread(out: Path, path: Path, image, seg, crops: bool) -> None:
         # (crops of a spread that segmentation denoised are denoised too: crop_chromosomes)
         for crop in crop_chromosomes(image, seg, source=str(path)):
             name = crops_dir / f"{path.stem}_{crop.label}.png"
-            with atomic_path(name) as tmp:
-                Image.fromarray(np.ascontiguousarray(crop.pixels)).save(tmp, format="PNG")
+            write_bytes_atomic(name, crop_png_bytes(crop.pixels, crop.polarity))
             written.append(name)
     record_written(written)
 
