@@ -103,3 +103,23 @@ def test_batch_says_which_spreads_are_unlike_the_models_training_images(tmp_path
         warnings = [line for line in err.splitlines() if line.startswith("warning:")]
         assert len(warnings) == 1, err
         assert "1 spread(s) (dapi/s)" in warnings[0] and "Giemsa" in warnings[0], err
+
+
+def test_inputs_after_options_count_as_inputs(capsys):
+    """`chromosort predict MODEL --spreads --out c.csv SPREADS/*.png`: every input counts, as
+    a shell glob after the options gives them; an unknown option is still refused."""
+    from napari_chromosome_sort.cli import parse_arguments
+
+    args = parse_arguments(["predict", "m.safetensors", "--spreads", "--out", "c.csv", "a.png"])
+    assert args.inputs == ["m.safetensors", "a.png"] and args.spreads
+    args = parse_arguments(["segment", "a.png", "--out", "seg", "--quiet", "b.png", "c.png"])
+    assert args.images == ["a.png", "b.png", "c.png"] and args.out == "seg"
+    args = parse_arguments(["segment-learn", "a.png", "--truth", "t", "--out", "m.json", "b.png"])
+    assert args.images == ["a.png", "b.png"]
+    try:
+        parse_arguments(["segment", "a.png", "--out", "seg", "--no-such-option"])
+    except SystemExit as stop:
+        assert stop.code == 2
+    else:  # pragma: no cover
+        raise AssertionError("an unknown option was accepted")
+    assert "--no-such-option" in capsys.readouterr().err
