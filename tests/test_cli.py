@@ -123,3 +123,35 @@ def test_inputs_after_options_count_as_inputs(capsys):
     else:  # pragma: no cover
         raise AssertionError("an unknown option was accepted")
     assert "--no-such-option" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_written_is_said_before_any_work(
+    tmp_path, monkeypatch, capsys
+):
+    """`predict`, `train`, `readout`... name the folder that cannot be written, in one line,
+    before segmenting or training (not after minutes of work, naming a temporary file)."""
+    import os
+
+    from napari_chromosome_sort.classification import predict
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(  # as a read-only folder, also for root (who may write anywhere)
+        os, "access", lambda p, mode: os.path.abspath(p) != str(locked) and real_access(p, mode)
+    )
+    monkeypatch.setattr(predict, "predict_spread", lambda *a, **k: 1 / 0)  # no work may start
+    spread = tmp_path / "s.png"
+    from PIL import Image
+
+    from napari_chromosome_sort import synthetic
+
+    Image.fromarray(synthetic.make_spread(seed=1, n_chromosomes=5).image).save(spread)
+    code = main(["predict", str(spread), "--spreads", "--out", str(locked / "sub" / "c.csv")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"chromosort predict: error: cannot write output {locked / 'sub' / 'c.csv'}: "
+        f"folder {locked} is not writable; choose another"
+    )
+    assert not (locked / "sub").exists()

@@ -331,7 +331,21 @@ def output_path(path, root=None, overwrite: bool = False, what: str = "output") 
             f"{what} {path} exists and was not written by chromosort; "
             "choose another name or pass --overwrite"
         )
+    _check_writable(path, what)
     return path
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """ChromosortError when the folder ``path`` would be written in (or the nearest existing
+    folder above it, where the missing ones would be made) is not writable: said before any
+    work, not after it."""
+    folder = Path(os.path.abspath(path.parent))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise ChromosortError(
+            f"cannot write {what} {path}: folder {folder} is not writable; choose another"
+        )
 
 
 def remove_owned(path, owner, names=None, what: str = "folder") -> None:
