@@ -284,11 +284,19 @@ def _digest(path: Path) -> str | None:
         return None
 
 
+def _ledger_key(path) -> str:
+    """The file ``path`` as the record of written files names it: its folder with links
+    resolved (an output folder given as a link and as its target is one folder), its own name
+    as it is (a link file stays itself)."""
+    path = Path(os.path.abspath(path))
+    return str(Path(os.path.realpath(path.parent)) / path.name)
+
+
 def written_by_us(path) -> bool:
     """True when ``path`` is a file the tool wrote and nobody changed since (the record of
     written files holds it with these bytes)."""
     path = Path(os.path.abspath(path))
-    recorded = _read_json_nofollow(_ledger_path()).get(str(path))
+    recorded = _read_json_nofollow(_ledger_path()).get(_ledger_key(path))
     return recorded is not None and recorded == _digest(path)
 
 
@@ -304,8 +312,9 @@ def record_written(paths) -> None:
         path = Path(os.path.abspath(path))
         digest = _digest(path)
         if digest is not None:
-            ledger.pop(str(path), None)  # newest last: the oldest are forgotten first
-            ledger[str(path)] = digest
+            key = _ledger_key(path)
+            ledger.pop(key, None)  # newest last: the oldest are forgotten first
+            ledger[key] = digest
     while len(ledger) > MAX_LEDGER_ENTRIES:
         ledger.pop(next(iter(ledger)))
     with contextlib.suppress(OSError):  # an unwritable cache costs the next run --overwrite
