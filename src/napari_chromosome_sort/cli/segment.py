@@ -103,7 +103,7 @@ def run(args) -> int:
             summary = ", ".join(f"{k} {v}" for k, v in seg.status_counts().items())
             if seg.stats.get("denoised"):
                 summary += " (noisy image: denoised before segmenting and cropping)"
-            print(f"{path.name}: {summary}", file=sys.stderr)
+            tqdm.write(f"{path.name}: {summary}", file=sys.stderr)  # a line of its own
     return 0
 
 
