@@ -157,3 +157,22 @@ def test_a_model_trained_on_the_plugins_dapi_crops_takes_dapi_spreads(tmp_path, 
     err = capsys.readouterr().err
     assert "dapi.png: warning" not in err, err
     assert "giemsa.png: warning: this image has dark chromosomes" in err and "DAPI" in err, err
+
+
+def test_cli_predict_of_crops_cut_from_a_dapi_spread_warns(tmp_path, capsys):
+    """`chromosort predict CROPS/` (no --spreads) with the bundled Giemsa model says when the
+    crops were cut from a DAPI spread, and not for a Giemsa spread's crops."""
+    from PIL import Image
+
+    from napari_chromosome_sort.cli import main
+
+    for name in ("dapi", "giemsa"):
+        Image.fromarray(_spread(name)).save(tmp_path / f"{name}.png")
+        spread = str(tmp_path / f"{name}.png")
+        assert main(["segment", spread, "--out", str(tmp_path / "seg"), "--quiet"]) == 0
+    capsys.readouterr()
+    for name, warned in (("dapi", True), ("giemsa", False)):
+        crops = tmp_path / "seg" / name / "crops"
+        assert main(["predict", str(crops), "--no-tta", "--out", str(tmp_path / "c.csv")]) == 0
+        err = capsys.readouterr().err
+        assert ("crops: warning: these crops were cut from spreads with bright" in err) is warned

@@ -86,16 +86,19 @@ def training_images_of(model) -> dict:
     return record
 
 
-def image_warnings(model, image, polarity: str | None = None, crops=()) -> list[str]:
+def image_warnings(
+    model, image, polarity: str | None = None, crops=(), subject: str = "this image has"
+) -> list[str]:
     """Warnings that ``image`` is unlike the model's training images: another polarity
     (``polarity``: the image's, detected when None), or crops of another size (when the model
-    records its crop size). Empty when the image is like them."""
+    records its crop size). Empty when the image is like them. ``subject``: how the polarity
+    warning starts (crops: ``"these crops were cut from spreads with"``)."""
     record = training_images_of(model)
     polarity = polarity or detect_polarity(image)
     warnings = []
     if polarity != record["polarity"]:
         warnings.append(
-            f"this image has {POLARITY_WORDS.get(polarity, polarity)}, but the model was trained "
+            f"{subject} {POLARITY_WORDS.get(polarity, polarity)}, but the model was trained "
             f"on {record['stain']} crops with {POLARITY_WORDS[record['polarity']]}: its calls "
             "may be wrong; train a model on crops of this kind of image"
         )
