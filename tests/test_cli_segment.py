@@ -119,6 +119,17 @@ def test_segment_bad_input(tmp_path, capsys):
     junk.write_bytes(b"not an image")
     assert main(["segment", str(junk), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "cannot read" in capsys.readouterr().err
+    for folder, suffix in (("x", ".png"), ("y", ".tif")):  # one stem, two images
+        (tmp_path / folder).mkdir()
+        Image.fromarray(make_spread(seed=1, n_chromosomes=3).image).save(
+            tmp_path / folder / f"s{suffix}"
+        )
+    same = [str(tmp_path / "x" / "s.png"), str(tmp_path / "y" / "s.tif")]
+    assert main(["segment", *same, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "s.png and " in err and "s.tif would both write" in err and str(tmp_path / "o" / "s") in err
+    )
     grey_bool = tmp_path / "b.tif"
     tifffile.imwrite(grey_bool, np.zeros((16, 16), np.complex64))
     assert main(["segment", str(grey_bool), "--out", str(tmp_path / "o"), "--quiet"]) == 2

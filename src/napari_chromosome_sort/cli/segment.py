@@ -115,8 +115,13 @@ def _checked_inputs(args):
         if not path.is_file():
             raise ChromosortError(f"image file not found: {path}")
     stems = [p.stem for p in paths]
-    if len(set(stems)) != len(stems):
-        raise ChromosortError("two input images share a file name stem; outputs would collide")
+    for n, stem in enumerate(stems):
+        if stem in stems[:n]:
+            first = paths[stems.index(stem)]
+            raise ChromosortError(
+                f"{first} and {paths[n]} would both write {Path(args.out) / stem}; segment them "
+                "into different --out folders, or rename one"
+            )
     for path in paths:
         check_name(path.stem, f"image name {path.name!r} cannot name an output folder:")
     out = Path(args.out)
