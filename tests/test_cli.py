@@ -152,6 +152,6 @@ def test_an_output_folder_that_cannot_be_written_is_said_before_any_work(
     err = capsys.readouterr().err.strip()
     assert err == (
         f"chromosort predict: error: cannot write output {locked / 'sub' / 'c.csv'}: "
-        f"folder {locked} is not writable; choose another"
+        f"folder {locked} is not writable"
     )
     assert not (locked / "sub").exists()

@@ -285,9 +285,7 @@ def _digest(path: Path) -> str | None:
 
 
 def _ledger_key(path) -> str:
-    """The file ``path`` as the record of written files names it: its folder with links
-    resolved (an output folder given as a link and as its target is one folder), its own name
-    as it is (a link file stays itself)."""
+    """``path`` in the record of written files: its folder's links resolved, its name kept."""
     path = Path(os.path.abspath(path))
     return str(Path(os.path.realpath(path.parent)) / path.name)
 
@@ -345,16 +343,13 @@ def output_path(path, root=None, overwrite: bool = False, what: str = "output") 
 
 
 def _check_writable(path: Path, what: str) -> None:
-    """ChromosortError when the folder ``path`` would be written in (or the nearest existing
-    folder above it, where the missing ones would be made) is not writable: said before any
-    work, not after it."""
+    """ChromosortError, before any work, when ``path``'s folder (or the nearest existing one
+    above it) cannot be written in."""
     folder = Path(os.path.abspath(path.parent))
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
-        raise ChromosortError(
-            f"cannot write {what} {path}: folder {folder} is not writable; choose another"
-        )
+        raise ChromosortError(f"cannot write {what} {path}: folder {folder} is not writable")
 
 
 def remove_owned(path, owner, names=None, what: str = "folder") -> None:
