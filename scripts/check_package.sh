@@ -20,7 +20,7 @@ sdist=$(ls "$tmp"/dist/*.tar.gz)
 .venv/bin/python -m zipfile -l "$wheel" >"$tmp/wheel.txt"
 for member in napari.yaml data/wt_squeezenet1_1.safetensors data/wt_squeezenet1_1.LICENSE.txt \
   data/giemsa_ddx11_spread_3.png data/giemsa_ddx11_spread_3.LICENSE.txt data/crossing_model.json \
-  data/pixel_model.safetensors; do
+  data/pixel_model.safetensors data/junction_model.json; do
   grep -q "napari_chromosome_sort/$member" "$tmp/wheel.txt" \
     || { log "the wheel lacks $member"; exit 1; }
 done

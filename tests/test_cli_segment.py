@@ -96,20 +96,6 @@ def test_segment_options(spread_files, tmp_path):
     assert not wrong.equals(auto)
 
 
-def test_segment_and_batch_default_to_the_segmentation_defaults():
-    """`segment` and `batch` segment as `predict --spreads` and napari do (one set of defaults:
-    a DAPI spread must not keep other chromosomes in `segment` than in `predict`)."""
-    from napari_chromosome_sort.cli import build_parser
-    from napari_chromosome_sort.segmentation import SegmentationParams
-
-    defaults = SegmentationParams()
-    parser = build_parser()
-    for command in (["segment", "x.png", "--out", "o"], ["batch", "in", "--out", "o"]):
-        args = parser.parse_args(command)
-        assert args.crossing_score == defaults.crossing_score, command[0]
-        assert args.pixel_classes == defaults.pixel_classes, command[0]
-
-
 def test_segment_bad_input(tmp_path, capsys):
     rc = main(["segment", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")])
     assert rc == 2
@@ -145,3 +131,17 @@ def test_segment_real_giemsa(giemsa_dir, tmp_path):
         len(list((tmp_path / "1" / "crops").glob("*.png")))
         == (objects.status == "chromosome").sum()
     )
+
+
+def test_the_learned_step_switches_default_to_the_segmentation_defaults():
+    import argparse
+
+    from napari_chromosome_sort.cli.segment import LEARNED_STEP_DEFAULTS, add_arguments
+    from napari_chromosome_sort.segmentation import SegmentationParams
+
+    defaults = SegmentationParams()
+    assert {k: getattr(defaults, k) for k in LEARNED_STEP_DEFAULTS} == LEARNED_STEP_DEFAULTS
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["x.png", "--out", "o", "--junction-score", "off"])
+    assert (args.crossing_score, args.pixel_classes, args.junction_score) == ("off", "off", "off")

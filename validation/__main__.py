@@ -70,6 +70,17 @@ def _dapi(args) -> dict[str, pd.DataFrame]:
             "DAPI, stain flattening off, at three scales, chosen slide-out": tables["summary"],
             "Flattening chosen on the other slides, per held-out slide": tables["chosen"],
         }
+    if args.junctions:
+        from .dapi_junctions import junction_report
+
+        cache = args.cache if args.cache != Path("out/dapi_cache") else Path("out/junction_cache")
+        tables = junction_report(args.folder, cache, jobs=args.jobs)
+        return {
+            f"DAPI, learned junction cuts ({'shipped model' if args.folder else 'slide-out'})": (
+                tables["figures"]
+            ),
+            **{f"Junction {k}": v for k, v in tables.items() if k != "figures"},
+        }
     table = dapi_table(args.limit, jobs=args.jobs, folder=args.folder)
     return {"DAPI spreads (mask IoU >= 0.5)": table, "DAPI per slide group": dapi_groups(table)}
 
@@ -269,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         "--flatten",
         action="store_true",
         help="the flattening of uneven stain off and on, and chosen on the other slides",
+    )
+    d.add_argument(
+        "--junctions",
+        action="store_true",
+        help="the learned cuts of touching chromosomes, trained on other slides (--folder: the "
+        "shipped model on those spreads)",
     )
     d.add_argument(
         "--folder",

@@ -56,7 +56,12 @@ def spread_objects(dapi: Path, truth_path: Path, cache: Path | None = None) -> d
     # (and before crossings are resolved: the score runs first)
     seg = segment_spread(
         image,
-        SegmentationParams(crossing_score="off", resolve_crossings=False, flatten_brightness="off"),
+        SegmentationParams(
+            crossing_score="off",
+            resolve_crossings=False,
+            flatten_brightness="off",
+            junction_score="off",
+        ),
     )
     labels = seg.labels
     width = float(seg.stats.get("width", 4.0))

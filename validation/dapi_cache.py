@@ -24,7 +24,12 @@ from .data import read_dapi_pair
 #: what the cached segmentation leaves to the crossing steps run afterwards; the held-out grids
 #: judge the rules' constants and the learned steps without the flattening of uneven stain (it
 #: is judged on its own: ``python -m validation dapi --flatten``)
-CACHE_BASE = {"crossing_score": "off", "resolve_crossings": False, "flatten_brightness": "off"}
+CACHE_BASE = {
+    "crossing_score": "off",
+    "resolve_crossings": False,
+    "flatten_brightness": "off",
+    "junction_score": "off",
+}
 
 
 def setting_key(point: dict) -> str:

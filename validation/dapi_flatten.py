@@ -13,12 +13,14 @@ from napari_chromosome_sort.segmentation import SegmentationParams
 
 from .segmentation import dapi_table
 
-#: name -> the segmentation's knobs (the rest its shipped defaults)
+#: name -> the segmentation's knobs (the rest its shipped defaults; the learned junction cuts,
+#: trained on segmentations with the flattening chosen here, stay off)
 SETTINGS = {
-    "off": {"flatten_brightness": "off"},
-    "on, 1/16": {"flatten_brightness": "on", "flatten_scale": 1 / 16},
-    "on, 1/8": {"flatten_brightness": "on", "flatten_scale": 1 / 8},
-    "on, 1/4": {"flatten_brightness": "on", "flatten_scale": 1 / 4},
+    "off": {"flatten_brightness": "off", "junction_score": "off"},
+    **{
+        f"on, 1/{k}": {"flatten_brightness": "on", "flatten_scale": 1 / k, "junction_score": "off"}
+        for k in (16, 8, 4)
+    },
 }
 
 

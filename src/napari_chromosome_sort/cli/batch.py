@@ -109,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
         exclude=tuple(args.exclude),
         formats=tuple(args.formats or ("png", "svg")),
         params=SegmentationParams(
-            crossing_score=args.crossing_score, pixel_classes=args.pixel_classes
+            crossing_score=args.crossing_score,
+            pixel_classes=args.pixel_classes,
+            junction_score=args.junction_score,
         ),
         priors=PriorOptions(
             adapt=args.adapt_priors,

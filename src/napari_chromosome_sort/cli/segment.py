@@ -19,24 +19,37 @@ from napari_chromosome_sort.files.safety import (
 )
 
 HELP = "segment metaphase spreads: instance labels, an objects table and chromosome crops"
+#: the defaults of the learned steps' switches in :class:`.SegmentationParams`
+LEARNED_STEP_DEFAULTS = {"crossing_score": "off", "pixel_classes": "off", "junction_score": "auto"}
 
 
 def add_crossing_score_argument(parser: argparse.ArgumentParser) -> None:
-    """``--crossing-score`` (:attr:`.SegmentationParams.crossing_score`), shared with batch."""
+    """The learned segmentation steps' switches (``--crossing-score``, ``--pixel-classes``,
+    ``--junction-score``), shared with batch; their defaults are those of
+    :class:`.SegmentationParams` (:data:`LEARNED_STEP_DEFAULTS`, not read from it here so that
+    ``--help`` does not import scikit-image; a test pins them)."""
+    defaults = argparse.Namespace(**LEARNED_STEP_DEFAULTS)
     parser.add_argument(
         "--crossing-score",
-        default="off",
+        default=defaults.crossing_score,
         choices=("auto", "on", "off"),
-        help="learned crossing score -> cluster: off (default, as predict and napari) | auto "
-        "(fluorescence spreads only; sets aside more overlapping chromosomes, and about 3 %% of "
-        "single ones) | on",
+        help=f"learned crossing score -> cluster: auto (fluorescence spreads only) | on | off "
+        f"(default: {defaults.crossing_score}; it sets aside more crossings and costs about 2 "
+        "in 100 single chromosomes)",
     )
     parser.add_argument(
         "--pixel-classes",
-        default="off",
+        default=defaults.pixel_classes,
         choices=("auto", "on", "off"),
-        help="learned pixel classes cut clusters into chromosomes: off (default) | auto "
-        "(fluorescence spreads only) | on",
+        help="learned pixel classes cut clusters into chromosomes: auto (fluorescence spreads "
+        f"only) | on | off (default: {defaults.pixel_classes})",
+    )
+    parser.add_argument(
+        "--junction-score",
+        default=defaults.junction_score,
+        choices=("auto", "on", "off"),
+        help="learned cuts of two touching chromosomes kept as one object: auto (fluorescence "
+        f"spreads only) | on | off (default: {defaults.junction_score})",
     )
 
 
@@ -145,6 +158,7 @@ def _params_from_args(args):
         join_bands=not args.no_band_join,
         crossing_score=args.crossing_score,
         pixel_classes=args.pixel_classes,
+        junction_score=args.junction_score,
         threshold=args.threshold,
     )
 

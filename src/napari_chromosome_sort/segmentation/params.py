@@ -261,6 +261,16 @@ class SegmentationParams:
     pixel_max_piece: float = option(2.0, "... cut pieces up to this x the median chromosome kept")
     pixel_min_seed: float = option(0.5, "... each piece grown from a seed of this x width squared")
     pixel_model: str | None = option(None, "path of a pixel model; None = the shipped one")
+    junction_score: str = option(
+        "auto",
+        "learned junction score (learned/junctions.py) cuts kept objects that are two touching "
+        'chromosomes where they meet: "auto" = fluorescence (bright-on-dark) spreads only, "on", '
+        '"off"',
+        choices=CROSSING_SCORES,
+    )
+    junction_model: str | None = option(
+        None, "path of a junction model JSON; None = the shipped one"
+    )
 
     def to_dict(self) -> dict:
         """The parameters as a plain dict."""
@@ -279,7 +289,7 @@ def validate_params(params: SegmentationParams) -> None:
         raise ChromosortError(f"unknown polarity {params.polarity!r}")
     if not params.smooth_sigma >= 0 or not params.max_noise >= 0:
         raise ChromosortError("smooth_sigma and max_noise must be >= 0")
-    for name in ("flatten_brightness", "pixel_classes", "crossing_score"):
+    for name in ("flatten_brightness", "pixel_classes", "crossing_score", "junction_score"):
         if getattr(params, name) not in CROSSING_SCORES:
             raise ChromosortError(
                 f"{name} must be 'auto', 'on' or 'off', got {getattr(params, name)!r}"

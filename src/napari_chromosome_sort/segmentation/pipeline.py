@@ -10,6 +10,7 @@ from napari_chromosome_sort.files.io import chromosome_signal, detect_polarity, 
 from napari_chromosome_sort.segmentation.bands import join_band_cuts
 from napari_chromosome_sort.segmentation.crossings.detect import finish_crossings
 from napari_chromosome_sort.segmentation.flatten import flatten
+from napari_chromosome_sort.segmentation.learned.junctions import split_junctions
 from napari_chromosome_sort.segmentation.learned.pixels import cut_clusters
 from napari_chromosome_sort.segmentation.nuclei import find_nuclei, name_convex_clusters
 from napari_chromosome_sort.segmentation.pairing import (
@@ -71,6 +72,8 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     # ---- where the rules set a cluster aside, the learned pixel classes cut it (opt-in) ----
     cut = cut_clusters(label_img, objects, corrected, levels.typical_peak, width, params, polarity)
     crossing_masks.update(cut)
+    # ---- kept objects that are two touching chromosomes, cut where they meet (learned) ----
+    split_junctions(label_img, objects, corrected, width, params, polarity, (med_obj, pair_limits))
     _restate_sizes(label_img, objects, med_obj, params)
     name_convex_clusters(label_img, objects, med_obj, params)
     stats = {
@@ -83,6 +86,7 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     }
     seg = build_segmentation(label_img, objects, corrected, polarity, params, shape, stats)
     seg.crossing_masks = crossing_masks
+    seg.pair_limits = pair_limits
     return seg
 
 

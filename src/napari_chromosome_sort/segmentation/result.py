@@ -23,6 +23,8 @@ class Segmentation:
     #: the full mask of each ``crossing-resolved`` object whose shared crossing pixels carry its
     #: partner's label in ``labels``: label -> (window top, window left, mask in the window)
     crossing_masks: dict = field(default_factory=dict, repr=False)
+    #: the spread's limits of sister-chromatid pairing (:class:`.pairing.PairLimits`), when found
+    pair_limits: object | None = field(default=None, repr=False)
 
     def kept_labels(self) -> list[int]:
         """Labels of the objects kept as chromosomes."""

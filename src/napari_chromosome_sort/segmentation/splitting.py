@@ -110,6 +110,20 @@ def _may_pinch(local: np.ndarray, max_cut: float) -> bool:
     return any(ndi.label(distance > f * max_cut)[1] >= 2 for f in NECK_EROSIONS)
 
 
+def pairs_as_sisters(pieces, n, width, med_obj, params, pair_limits) -> bool:
+    """Whether the sister-chromatid pairing (:func:`.pairing.group_pairs`, with the spread's
+    ``pair_limits``) would group some of the ``n`` ``pieces`` again: the two chromatids of one
+    chromosome, not two chromosomes. False without limits."""
+    from scipy import ndimage as ndi
+
+    if pair_limits is None or pair_limits.max_blob_width is None:
+        return False
+    half = [ndi.distance_transform_edt(np.pad(pieces == k, 1)).max() for k in range(1, n + 1)]
+    limits = replace(pair_limits, piece_half_width=np.array(half))
+    group = group_pairs(pieces.astype(np.int32), n, width, med_obj, params, limits=limits)
+    return len(np.unique(group[1:])) < n
+
+
 def split_at_necks(local, signal, med_obj, params, width, pair_limits=None):
     """Split a kept single object that is two or more chromosomes touching at a neck.
 
@@ -119,7 +133,6 @@ def split_at_necks(local, signal, med_obj, params, width, pair_limits=None):
     ``split_neck_factor`` x the chromatid ``width``, and only into pieces that the
     sister-chromatid pairing would not group again (two chromatids of one chromosome meeting at
     their centromere stay one chromosome). Returns ``(piece_labels, good_flags)`` or None."""
-    from scipy import ndimage as ndi
 
     if not (params.split_neck_factor > 0 and width):
         return None
@@ -131,12 +144,7 @@ def split_at_necks(local, signal, med_obj, params, width, pair_limits=None):
         cuts = neck_contacts(ws, n)
         if not cuts or max(cuts.values()) > max_cut:
             return False
-        if pair_limits is None or pair_limits.max_blob_width is None:
-            return True
-        half = [ndi.distance_transform_edt(np.pad(ws == k, 1)).max() for k in range(1, n + 1)]
-        limits = replace(pair_limits, piece_half_width=np.array(half))
-        group = group_pairs(ws.astype(np.int32), n, width, med_obj, params, limits=limits)
-        return len(np.unique(group[1:])) == n
+        return not pairs_as_sisters(ws, n, width, med_obj, params, pair_limits)
 
     return split_by_levels(
         local,
