@@ -12,8 +12,9 @@ if [ -z "${CHROMOSORT_WEIGHTS:-}" ] && [ -f "$shared_weights" ]; then
 fi
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ -z "${CI:-}" ]; then
   exec .venv/bin/chromosort demo --gui
-elif command -v xvfb-run >/dev/null 2>&1; then
-  exec xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/chromosort demo --out out/demo --screenshot
+elif command -v xvfb-run >/dev/null 2>&1; then  # out/: the checkout's own (git-ignored) outputs
+  exec xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/chromosort demo --out out/demo \
+    --screenshot --overwrite
 else
-  exec .venv/bin/chromosort demo --out out/demo
+  exec .venv/bin/chromosort demo --out out/demo --overwrite
 fi

@@ -35,3 +35,17 @@ def test_written_files_get_normal_permissions(tmp_path):
     plain = tmp_path / "plain.bin"
     plain.write_bytes(b"x")
     assert os.stat(tmp_path / "m.bin").st_mode & 0o777 == os.stat(plain).st_mode & 0o777
+
+
+def test_a_folder_that_cannot_be_written_names_the_users_file(tmp_path, monkeypatch):
+    """The error names the file asked for, not the hidden temporary file beside it."""
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted", str(tmp_path / ".c.csv.x.tmp.csv"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as error:
+        write_bytes_atomic(tmp_path / "c.csv", b"x")
+    assert f"cannot write {tmp_path / 'c.csv'}: Operation not permitted" in str(error.value)
+    assert ".tmp" not in str(error.value)

@@ -79,3 +79,20 @@ def test_import_model_and_user_errors(tmp_path, capsys):
     (tmp_path / "bad.safetensors").write_text("nope")
     assert main(["evaluate", str(tmp_path / "bad.safetensors"), str(tmp_path)]) == 2
     assert "not a readable model file" in capsys.readouterr().err
+
+
+def test_import_model_never_replaces_a_users_file(tmp_path, capsys):
+    """`import-model --out` naming a file chromosort did not write is refused before any work
+    (as `train --out`); `--overwrite` replaces it; importing again over its own output is fine."""
+    from napari_chromosome_sort.classification.models._torchvision_compat import import_torchvision
+
+    state = import_torchvision().models.squeezenet1_1(weights=None, num_classes=3).state_dict()
+    torch.save(state, tmp_path / "paper.pth")
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(b"the user's own file")
+    args = ["import-model", str(tmp_path / "paper.pth"), "--classes", "A,B,C", "--out", str(mine)]
+    assert main(args) == 2
+    assert "was not written by chromosort" in capsys.readouterr().err
+    assert mine.read_bytes() == b"the user's own file"
+    assert main([*args, "--overwrite"]) == 0
+    assert main(args) == 0  # its own file now

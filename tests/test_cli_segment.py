@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -42,7 +44,10 @@ def test_segment_writes_labels_objects_crops(spread_files, tmp_path, capsys):
         crop = np.asarray(Image.open(crops[0]))
         assert crop.ndim == 3 and crop.shape[2] == 3
         assert (objects.status == "nucleus").sum() == 1
-    assert "chromosome" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # each spread's summary is a line of its own, not glued to the progress bar
+    lines = re.split(r"[\r\n]", err)
+    assert {"g1.png", "d1.tif"} <= {line.split(": chromosome ")[0] for line in lines}, err
 
 
 def test_segment_denoises_the_crops_of_a_noisy_spread(tmp_path, capsys):
@@ -100,6 +105,17 @@ def test_segment_bad_input(tmp_path, capsys):
     junk.write_bytes(b"not an image")
     assert main(["segment", str(junk), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "cannot read" in capsys.readouterr().err
+    for folder, suffix in (("x", ".png"), ("y", ".tif")):  # one stem, two images
+        (tmp_path / folder).mkdir()
+        Image.fromarray(make_spread(seed=1, n_chromosomes=3).image).save(
+            tmp_path / folder / f"s{suffix}"
+        )
+    same = [str(tmp_path / "x" / "s.png"), str(tmp_path / "y" / "s.tif")]
+    assert main(["segment", *same, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "s.png and " in err and "s.tif would both write" in err and str(tmp_path / "o" / "s") in err
+    )
     grey_bool = tmp_path / "b.tif"
     tifffile.imwrite(grey_bool, np.zeros((16, 16), np.complex64))
     assert main(["segment", str(grey_bool), "--out", str(tmp_path / "o"), "--quiet"]) == 2
@@ -124,7 +140,7 @@ def test_the_learned_step_switches_default_to_the_segmentation_defaults():
     from napari_chromosome_sort.segmentation import SegmentationParams
 
     defaults = SegmentationParams()
-    assert LEARNED_STEP_DEFAULTS == {k: getattr(defaults, k) for k in LEARNED_STEP_DEFAULTS}
+    assert {k: getattr(defaults, k) for k in LEARNED_STEP_DEFAULTS} == LEARNED_STEP_DEFAULTS
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(["x.png", "--out", "o", "--junction-score", "off"])

@@ -22,3 +22,21 @@ def test_demo_calls_the_real_sample_spread(tmp_path, capsys):
     n_found, n_boxes, n_right = int(words[0]), int(words[2]), int(words[9])
     assert n_boxes == 47 and n_found >= 45
     assert n_right >= 0.85 * n_found  # the spread is nearly all type A; the model agrees
+
+
+def test_demo_never_replaces_a_users_file(tmp_path, capsys):
+    """`chromosort demo --out FOLDER` where FOLDER already holds a file of the user's with a
+    name the demo writes: refused before any work, the file untouched; the demo's own
+    outputs may be written again."""
+    from napari_chromosome_sort.cli import main
+
+    mine = tmp_path / "giemsa_sample" / "spread.png"
+    mine.parent.mkdir()
+    mine.write_bytes(b"the user's own picture")
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "was not written by chromosort" in capsys.readouterr().err
+    assert mine.read_bytes() == b"the user's own picture"
+    assert not (tmp_path / "synthetic").exists()
+    mine.unlink()
+    demo._real_sample(tmp_path / "giemsa_sample", screenshot=False)
+    demo._check_outputs(tmp_path, overwrite=False)  # its own files: no refusal

@@ -708,3 +708,23 @@ def test_crafted_metrics_in_a_model_give_one_line(model_file, tmp_path, capsys):
     # the crafted confusion is caught where the readout reads it to correct the shares
     assert_one_line_error(code, err, "m.safetensors (stored cross-validated confusion) has no")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_given_as_a_link_knows_its_own_files(tmp_path, capsys):
+    """Files chromosort wrote through an output folder given as a link are its own when the
+    folder is given as the link's target, and back (a batch resolves --out, readout does
+    not): no false "was not written by chromosort"."""
+    from napari_chromosome_sort.files.safety import output_path, record_written
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    (real / "summary.csv").write_text("a\n1\n")
+    record_written([real / "summary.csv"])
+    assert output_path(tmp_path / "link" / "summary.csv") == tmp_path / "link" / "summary.csv"
+    (real / "stats.txt").write_text("x")
+    record_written([tmp_path / "link" / "stats.txt"])
+    assert output_path(real / "stats.txt") == real / "stats.txt"
+    (real / "stats.txt").write_text("changed by the user")
+    with pytest.raises(ChromosortError, match="not written by chromosort"):
+        output_path(tmp_path / "link" / "stats.txt")

@@ -122,3 +122,57 @@ def test_cli_predict_warns_on_a_dapi_like_spread(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "dapi.png: warning: this image has bright chromosomes" in err
     assert "giemsa.png: warning" not in err
+
+
+def test_a_model_trained_on_the_plugins_dapi_crops_takes_dapi_spreads(tmp_path, capsys):
+    """The plugin stores every crop dark on light; its crop files still say their spread was
+    DAPI, so a model trained on them records DAPI: no warning on a DAPI spread, one on Giemsa."""
+    from PIL import Image
+
+    from napari_chromosome_sort.cli import main
+    from napari_chromosome_sort.crops import crop_chromosomes
+    from napari_chromosome_sort.files.dataset import CropDataset
+    from napari_chromosome_sort.files.io import detect_polarity, read_image
+    from napari_chromosome_sort.segmentation import segment_spread
+
+    dapi, giemsa = _spread("dapi"), _spread("giemsa")
+    Image.fromarray(dapi).save(tmp_path / "dapi.png")
+    Image.fromarray(giemsa).save(tmp_path / "giemsa.png")
+    assert main(["segment", str(tmp_path / "dapi.png"), "--out", str(tmp_path / "seg")]) == 0
+    written = sorted((tmp_path / "seg" / "dapi" / "crops").glob("*.png"))
+    assert detect_polarity(read_image(written[0])) == "dark_on_light"  # the pixels cannot tell
+    assert describe_training_images(written)["stain"] == "DAPI"
+    # the Label widget's, import-labels' and the correction loop's store keeps it too
+    dataset = CropDataset(tmp_path / "dataset", classes=("A", "B"))
+    for n, crop in enumerate(crop_chromosomes(dapi, segment_spread(dapi))):
+        dataset.add(crop.pixels, "AB"[n % 2], "dapi.png", crop.label, polarity=crop.polarity)
+    assert describe_training_images(p for p, _ in dataset.items())["polarity"] == "bright_on_dark"
+    model = tmp_path / "dapi.safetensors"
+    train = ["train", str(tmp_path / "dataset"), "--out", str(model), "--weights", "random"]
+    assert main([*train, "--input-size", "64", "--quiet", "--cache-dir", "none"]) == 0
+    capsys.readouterr()
+    spreads = [str(tmp_path / "dapi.png"), str(tmp_path / "giemsa.png")]
+    predict = ["--spreads", "--no-tta", "--out", str(tmp_path / "c.csv")]
+    assert main(["predict", str(model), *spreads, *predict]) == 0
+    err = capsys.readouterr().err
+    assert "dapi.png: warning" not in err, err
+    assert "giemsa.png: warning: this image has dark chromosomes" in err and "DAPI" in err, err
+
+
+def test_cli_predict_of_crops_cut_from_a_dapi_spread_warns(tmp_path, capsys):
+    """`chromosort predict CROPS/` (no --spreads) with the bundled Giemsa model says when the
+    crops were cut from a DAPI spread, and not for a Giemsa spread's crops."""
+    from PIL import Image
+
+    from napari_chromosome_sort.cli import main
+
+    for name in ("dapi", "giemsa"):
+        Image.fromarray(_spread(name)).save(tmp_path / f"{name}.png")
+        spread = str(tmp_path / f"{name}.png")
+        assert main(["segment", spread, "--out", str(tmp_path / "seg"), "--quiet"]) == 0
+    capsys.readouterr()
+    for name, warned in (("dapi", True), ("giemsa", False)):
+        crops = tmp_path / "seg" / name / "crops"
+        assert main(["predict", str(crops), "--no-tta", "--out", str(tmp_path / "c.csv")]) == 0
+        err = capsys.readouterr().err
+        assert ("crops: warning: these crops were cut from spreads with bright" in err) is warned

@@ -101,12 +101,46 @@ class CropGeometry:
 @dataclass
 class Crop:
     """One chromosome crop: ``pixels`` uint8 RGB (dark on light), its ``geometry``, the object's
-    ``label`` in the segmentation and the ``source`` image name."""
+    ``label`` in the segmentation, the ``source`` image name and the ``polarity`` of that image
+    (a DAPI crop is inverted to dark on light: only this says it was bright on dark)."""
 
     pixels: np.ndarray
     geometry: CropGeometry
     label: int = 0
     source: str = ""
+    polarity: str = "dark_on_light"
+
+
+SOURCE_POLARITY_KEY = "chromosort-source-polarity"
+"""The PNG text field of a crop file that holds the polarity of the spread it was cut from."""
+
+
+def crop_png_bytes(pixels: np.ndarray, polarity: str | None = None) -> bytes:
+    """A crop as PNG bytes; ``polarity``: the spread's (:attr:`Crop.polarity`), kept in the
+    file so that training can tell DAPI crops from Giemsa ones (:func:`crop_source_polarity`)."""
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if polarity:
+        info.add_text(SOURCE_POLARITY_KEY, str(polarity))
+    buffer = io.BytesIO()
+    Image.fromarray(as_rgb_uint8(pixels)).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def crop_source_polarity(path) -> str | None:
+    """The polarity of the spread a crop file was cut from, as :func:`crop_png_bytes` wrote
+    it; None for any other file (a crop of elsewhere, an unreadable file)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            value = getattr(image, "text", {}).get(SOURCE_POLARITY_KEY)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return value if value in ("dark_on_light", "bright_on_dark") else None
 
 
 def _cut_window(image: np.ndarray, geometry: CropGeometry, fill) -> np.ndarray:
@@ -227,7 +261,8 @@ def crop_object(
         raise ChromosortError(f"margin must be >= 0, got {margin}")
     box = box if box is not None else _object_box(labels, label)
     rgb = as_rgb_uint8(image)
-    if _polarity(image, polarity) == "bright_on_dark":
+    polarity = _polarity(image, polarity)
+    if polarity == "bright_on_dark":
         rgb = 255 - rgb
     bbox = (box[0].start, box[1].start, box[0].stop, box[1].stop)
     y0, x0, side = square_window(bbox, margin)
@@ -245,7 +280,7 @@ def crop_object(
     pixels = _blank_around(pixels, window_labels, mine, fill, blank_dilation, isolate)
     if out_size != side:
         pixels = _resized(pixels, out_size, side)
-    return Crop(pixels=pixels, geometry=geometry, label=int(label), source=source)
+    return Crop(pixels, geometry, int(label), source, polarity)
 
 
 def _object_box(labels: np.ndarray, label: int) -> tuple[slice, slice]:
@@ -306,7 +341,7 @@ def crop_chromosomes(image: np.ndarray, segmentation, **kwargs) -> list[Crop]:
     from scipy import ndimage
 
     boxes = ndimage.find_objects(np.asarray(segmentation.labels))
-    return [
+    crops = [
         crop_object(
             rgb,
             segmentation.labels,
@@ -317,6 +352,9 @@ def crop_chromosomes(image: np.ndarray, segmentation, **kwargs) -> list[Crop]:
         )
         for label in kept
     ]
+    for crop in crops:
+        crop.polarity = polarity  # the spread's, not the inverted window's
+    return crops
 
 
 # --- the enhancement of Ikemoto et al. (2022), as named steps -------------------------------

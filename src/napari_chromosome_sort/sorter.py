@@ -256,7 +256,12 @@ def _check_destinations(out_dir: Path, folders, names, overwrite: bool) -> list[
     the way, and none replacing a file chromosort did not write (unless ``overwrite``)."""
     dests = []
     for folder in sorted(set(folders)):
-        no_links(out_dir, out_dir / folder, "class folder").mkdir(parents=True, exist_ok=True)
+        try:
+            no_links(out_dir, out_dir / folder, "class folder").mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ChromosortError(
+                f"cannot create class folder {out_dir / folder}: {error.strerror}"
+            ) from None
     for folder, name in zip(folders, names, strict=True):
         dest = parent_inside(out_dir, out_dir / folder / name, "sorted image")
         dests.append(output_path(dest, out_dir, overwrite, "sorted image"))

@@ -335,7 +335,9 @@ class LabelWidget(QWidget):
                     int(row[k]) for k in ("bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1") if k in row
                 )
                 file = str(
-                    dataset.add(crop.pixels, cls, source=source, label=label, bbox=bbox or None)
+                    dataset.add(
+                        crop.pixels, cls, source, label, bbox or None, polarity=crop.polarity
+                    )
                 )
         except Exception as error:  # noqa: BLE001 - shown to the user
             report_error(error, "Label chromosomes")

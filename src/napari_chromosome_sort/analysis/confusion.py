@@ -136,10 +136,11 @@ def confusion_from_metadata(meta: dict, source: str = "the model") -> Confusion 
     return Confusion(classes, joint.T * n, f"{source} (inner-CV out-of-fold confusion)", True)
 
 
-def load_confusion(path) -> Confusion | None:
+def load_confusion(path, name: str | None = None) -> Confusion | None:
     """A confusion from a metrics JSON (crossval / evaluate) or a model file; None for a model
-    that stores none."""
+    that stores none. ``name``: what the reports call the file (default: its name)."""
     path = Path(path)
+    name = name or path.name
     if not path.is_file():
         raise ChromosortError(f"confusion source {path} does not exist")
     if path.suffix.lower() == ".json":
@@ -147,11 +148,11 @@ def load_confusion(path) -> Confusion | None:
             report = json.loads(path.read_text())
         except (OSError, ValueError) as error:
             raise ChromosortError(f"cannot read metrics JSON {path}: {error}") from None
-        return confusion_from_report(report, path.name)
+        return confusion_from_report(report, name)
     # torch (through model_io): only for a model file
     from napari_chromosome_sort.classification.models.model_io import read_metadata
 
-    return confusion_from_metadata(read_metadata(path), path.name)
+    return confusion_from_metadata(read_metadata(path), name)
 
 
 # ------------------------------------------------------------------ correction

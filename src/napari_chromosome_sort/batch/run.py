@@ -4,6 +4,7 @@ done computed (in this process or on Dask), then the reports written."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Generator
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import pandas as pd
 
 from napari_chromosome_sort.analysis.confusion import load_confusion
 from napari_chromosome_sort.batch.cluster import dask_available, run_on_dask, run_serially
-from napari_chromosome_sort.batch.fingerprints import fingerprint, is_done
+from napari_chromosome_sort.batch.fingerprints import DONE, fingerprint, is_done
 from napari_chromosome_sort.batch.jobs import find_spreads, renamed_spreads
 from napari_chromosome_sort.batch.lock import LOCK, output_lock
 from napari_chromosome_sort.batch.outputs import OWN_NAMES, claim_outputs, prepare_spreads
@@ -56,6 +57,20 @@ class BatchResult:
     failures: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
     renamed: dict = field(default_factory=dict)  # input image -> "sample/spread" it was given
+    warnings: dict = field(default_factory=dict)  # "sample/spread" -> warnings of its prediction
+
+    def warning_lines(self, shown: int = 5) -> list[str]:
+        """One line per distinct warning (a spread unlike the model's training images), with
+        how many spreads and which (the first ``shown``) it concerns."""
+        spreads_of: dict[str, list[str]] = {}
+        for spread, texts in self.warnings.items():
+            for text in texts:
+                spreads_of.setdefault(text, []).append(spread)
+        lines = []
+        for text, spreads in spreads_of.items():
+            named = ", ".join(spreads[:shown]) + (", ..." if len(spreads) > shown else "")
+            lines.append(f"{len(spreads)} spread(s) ({named}): {text}")
+        return lines
 
 
 def _params_to_dict(params) -> dict | None:
@@ -169,7 +184,7 @@ def _run_locked(
             if error is not None:
                 failures[job.image] = error
             yield Progress(step, total, f"{job.sample}/{job.stem}", {"failed": len(failures)})
-    confusion = load_confusion(snapshot)  # the run's one copy of the model
+    confusion = load_confusion(snapshot, Path(model_path).name)  # the run's copy of the model
     remove_owned(snapshot, spreads, OWN_NAMES)
     objects = collect_objects(out_dir, jobs)
     summary, comparisons, files = write_reports(
@@ -194,4 +209,20 @@ def _run_locked(
         failures=failures,
         files=files,
         renamed=renamed,
+        warnings=_spread_warnings(jobs),
     )
+
+
+def _spread_warnings(jobs) -> dict[str, list[str]]:
+    """The warnings each finished spread's prediction gave (recorded in its DONE marker, so a
+    resumed run repeats those of the spreads it skips)."""
+    found = {}
+    for job in jobs:
+        try:
+            info = json.loads((Path(job.out_dir) / DONE).read_text())
+        except (OSError, ValueError):
+            continue
+        texts = info.get("warnings") if isinstance(info, dict) else None
+        if isinstance(texts, list) and texts:
+            found[f"{job.sample}/{job.stem}"] = [str(text) for text in texts]
+    return found

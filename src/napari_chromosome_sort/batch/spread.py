@@ -90,6 +90,7 @@ def process_spread(job: SpreadJob, settings: SpreadSettings) -> dict:
         "shape": list(np.shape(image)),
         "fingerprint": settings.fingerprint,
         "cost": _cost_since(started),
+        "warnings": [str(w) for w in pred.warnings],  # unlike the model's training images
     }
     if not _write_spread(job, settings, image, pred, objects, model.classes, info):
         return {"image": job.image, "status": "skipped"}

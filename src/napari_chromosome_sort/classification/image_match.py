@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_chromosome_sort.crops import crop_source_polarity
 from napari_chromosome_sort.files.io import detect_polarity, read_image
 
 RECORD_KEY = "training_images"
@@ -37,17 +38,22 @@ def _crop_side(image) -> int:
 
 def describe_training_images(images: Iterable, stain: str | None = None) -> dict:
     """The record of training crops ``images`` (arrays or image files; up to
-    :data:`POLARITY_SAMPLE` of them, evenly spaced, are read): the polarity most of them have,
-    their median side in pixels and the ``stain`` (from the polarity when not given)."""
+    :data:`POLARITY_SAMPLE` of them, evenly spaced, are read): the polarity most of their
+    spreads have, their median side in pixels and the ``stain`` (from the polarity when not
+    given). A crop file the plugin cut says its spread's polarity (its pixels are always dark
+    on light, :func:`.crops.crop_source_polarity`); any other crop is judged by its pixels."""
     images = list(images)
     if not images:
         return {}
     step = max(1, len(images) // POLARITY_SAMPLE)
-    sample = [
-        read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
-        for image in images[::step]
-    ]
-    votes = [detect_polarity(image) for image in sample]
+    sample, votes = [], []
+    for image in images[::step]:
+        if isinstance(image, (str, Path)):
+            sample.append(read_image(image))
+            votes.append(crop_source_polarity(image) or detect_polarity(sample[-1]))
+        else:
+            sample.append(np.asarray(image))
+            votes.append(detect_polarity(sample[-1]))
     polarity = max(set(votes), key=votes.count)
     return {
         "stain": stain or STAINS[polarity],
@@ -80,16 +86,19 @@ def training_images_of(model) -> dict:
     return record
 
 
-def image_warnings(model, image, polarity: str | None = None, crops=()) -> list[str]:
+def image_warnings(
+    model, image, polarity: str | None = None, crops=(), subject: str = "this image has"
+) -> list[str]:
     """Warnings that ``image`` is unlike the model's training images: another polarity
     (``polarity``: the image's, detected when None), or crops of another size (when the model
-    records its crop size). Empty when the image is like them."""
+    records its crop size). Empty when the image is like them. ``subject``: how the polarity
+    warning starts (crops: ``"these crops were cut from spreads with"``)."""
     record = training_images_of(model)
     polarity = polarity or detect_polarity(image)
     warnings = []
     if polarity != record["polarity"]:
         warnings.append(
-            f"this image has {POLARITY_WORDS.get(polarity, polarity)}, but the model was trained "
+            f"{subject} {POLARITY_WORDS.get(polarity, polarity)}, but the model was trained "
             f"on {record['stain']} crops with {POLARITY_WORDS[record['polarity']]}: its calls "
             "may be wrong; train a model on crops of this kind of image"
         )

@@ -59,8 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
     for command, module in _available_commands().items():
         sub_parser = sub.add_parser(command, help=module.HELP, description=module.HELP)
         module.add_arguments(sub_parser)
-        sub_parser.set_defaults(_run=module.run)
+        sub_parser.set_defaults(_run=module.run, _inputs=_list_positional(sub_parser))
     return parser
+
+
+def _list_positional(parser: argparse.ArgumentParser) -> str | None:
+    """The name of ``parser``'s positional that takes several values (e.g. ``images``)."""
+    for action in parser._actions:
+        if not action.option_strings and action.nargs in ("+", "*"):
+            return action.dest
+    return None
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line parsed; input files given after options as well as before
+    (``chromosort predict MODEL --spreads --out c.csv SPREADS/*.png``) all count as inputs,
+    which argparse alone refuses as "unrecognized arguments"."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    inputs = getattr(args, "_inputs", None)
+    if extra and inputs and not any(item.startswith("-") for item in extra):
+        getattr(args, inputs).extend(extra)
+        return args
+    if extra:  # an unknown option: argparse's own message
+        parser.parse_args(argv)
+    return args
 
 
 def _one_line(error: BaseException) -> str:
@@ -71,7 +94,7 @@ def _one_line(error: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, and turn user errors into one line on stderr + exit code 2
     (operating-system errors such as a full disk: exit code 1)."""
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     try:
         return int(args._run(args) or 0)
     except ChromosortError as error:

@@ -136,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         f"{result.n_failed} failed); "
         f"{len(result.objects)} objects, {n_cls} classified -> {result.out_dir}"
     )
+    for line in result.warning_lines():
+        print(f"warning: {line}", file=sys.stderr)
     for comparison in result.comparisons:
         print(comparison.sentence)
     for image, error in result.failures.items():

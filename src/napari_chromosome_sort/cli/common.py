@@ -29,6 +29,8 @@ def read_spread(path: Path):
     try:
         require_contrast(image, f"image {path.name}")
     except ChromosortError as error:
-        print(f"{path.name}: skipped: {error}", file=sys.stderr)
+        from tqdm import tqdm
+
+        tqdm.write(f"{path.name}: skipped: {error}", file=sys.stderr)  # clear of a progress bar
         return None
     return image

@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from napari_chromosome_sort.cli.common import add_overwrite_argument
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.progress import with_tqdm
 
@@ -38,6 +39,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "with a warning)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    add_overwrite_argument(parser, "files in --out")
+
+
+OUTPUT_FILES = (
+    "spread.png",
+    "labels.tif",
+    "objects.csv",
+    "predictions.csv",
+    "gradcam.tif",
+    "overview.png",
+    "napari_screenshot.png",
+)
+"""What each part of the demo writes in its sub-folder (the synthetic part: a model too)."""
+
+
+def _check_outputs(out: Path, overwrite: bool) -> None:
+    """Before any work: no file the demo writes would replace one chromosort did not write
+    (unless ``overwrite``), none goes through a link, and its training-crop folder is its own."""
+    from napari_chromosome_sort.files.safety import no_links, output_path, owns
+
+    for part, extra in (("giemsa_sample", ()), ("synthetic", ("model.safetensors",))):
+        for name in (*OUTPUT_FILES, *extra):
+            output_path(out / part / name, out, overwrite, "demo output")
+    crops = no_links(out, out / "synthetic" / "training_crops", "crops folder")
+    if crops.is_dir() and any(crops.iterdir()) and not owns(crops) and not overwrite:
+        raise ChromosortError(
+            f"{crops} holds files chromosort did not write; choose another --out or pass "
+            "--overwrite"
+        )
 
 
 def _train(dataset: Path, weights: str):
@@ -78,19 +108,33 @@ def _matched_calls(table, truth_boxes, truth_classes) -> list[tuple[str, str]]:
 
 
 def _save_outputs(out: Path, image, prediction, classes: list[str], screenshot: bool) -> None:
+    """The demo's files of one spread in ``out``, each written atomically and recorded as
+    chromosort's (checked beforehand: :func:`_check_outputs`)."""
     import tifffile
     from imageio.v3 import imwrite
 
+    from napari_chromosome_sort.files.atomic import atomic_path, write_csv_atomic
+    from napari_chromosome_sort.files.safety import record_written
+
     out.mkdir(parents=True, exist_ok=True)
-    imwrite(out / "spread.png", image)
-    tifffile.imwrite(out / "labels.tif", prediction.segmentation.labels, compression="zlib")
-    prediction.segmentation.objects.to_csv(out / "objects.csv", index=False)
-    prediction.table.to_csv(out / "predictions.csv", index=False)
+    with atomic_path(out / "spread.png") as tmp:
+        imwrite(tmp, image, extension=".png")
+    with atomic_path(out / "labels.tif") as tmp:
+        tifffile.imwrite(tmp, prediction.segmentation.labels, compression="zlib")
+    write_csv_atomic(prediction.segmentation.objects, out / "objects.csv")
+    write_csv_atomic(prediction.table, out / "predictions.csv")
+    written = ["spread.png", "labels.tif", "objects.csv", "predictions.csv", "overview.png"]
     if prediction.gradcam_map is not None:
-        tifffile.imwrite(out / "gradcam.tif", prediction.gradcam_map.astype("float32"))
-    _overview_png(out / "overview.png", image, prediction, classes)
+        with atomic_path(out / "gradcam.tif") as tmp:
+            tifffile.imwrite(tmp, prediction.gradcam_map.astype("float32"))
+        written.append("gradcam.tif")
+    with atomic_path(out / "overview.png") as tmp:
+        _overview_png(tmp, image, prediction, classes)
     if screenshot:
-        _napari_screenshot(out / "napari_screenshot.png", image, prediction, classes)
+        with atomic_path(out / "napari_screenshot.png") as tmp:
+            _napari_screenshot(tmp, image, prediction, classes)
+        written.append("napari_screenshot.png")
+    record_written([out / name for name in written])
 
 
 def _report(name: str, prediction, classes: list[str], pairs: list[tuple[str, str]], n_truth):
@@ -146,13 +190,16 @@ def _synthetic(out: Path, weights: str, seed: int, screenshot: bool) -> None:
     # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
     from napari_chromosome_sort.classification.models.model_io import save_model
     from napari_chromosome_sort.classification.predict import predict_spread
+    from napari_chromosome_sort.files.safety import claim_folder, record_written
     from napari_chromosome_sort.synthetic import make_crop_dataset, make_spread
 
     out.mkdir(parents=True, exist_ok=True)
     print(f"[demo] synthetic training crops -> {out / 'training_crops'}", file=sys.stderr)
+    claim_folder(out / "training_crops", out, "crops folder")
     make_crop_dataset(out / "training_crops", n_per_class=40, seed=seed)
     model = _train(out / "training_crops", weights)
     model_path = save_model(model, out / "model.safetensors")
+    record_written([model_path])
     spread = make_spread(seed=seed + 1)
     prediction = predict_spread(model, spread.image, gradcam=True)
     classes = list(model.classes)
@@ -245,6 +292,7 @@ def run(args: argparse.Namespace) -> int:
         open_demo_viewer(show=True, run=True)
         return 0
     out = Path(args.out)
+    _check_outputs(out, args.overwrite)
     _real_sample(out / "giemsa_sample", args.screenshot)
     _synthetic(out / "synthetic", args.weights, args.seed, args.screenshot)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from types import SimpleNamespace
 
+from napari_chromosome_sort.cli.common import add_overwrite_argument
 from napari_chromosome_sort.cli.train import add_backbone_choice
 from napari_chromosome_sort.progress import with_tqdm
 
@@ -32,6 +33,7 @@ def import_model_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="apply canonical_appearance before the original preprocessing",
     )
+    add_overwrite_argument(parser, "an existing --out file")
 
 
 def run_import_model(args: argparse.Namespace) -> int:
@@ -41,7 +43,9 @@ def run_import_model(args: argparse.Namespace) -> int:
     # imported when the command runs (numpy and up), so that `chromosort --help` stays fast
     from napari_chromosome_sort.classification.features import Preprocessing
     from napari_chromosome_sort.classification.models.model_io import import_state_dict, save_model
+    from napari_chromosome_sort.files.safety import output_path, record_written
 
+    output_path(args.out, None, args.overwrite, "model file")  # before any work
     prep = Preprocessing(
         size=224,
         geometry="stretch",
@@ -50,6 +54,7 @@ def run_import_model(args: argparse.Namespace) -> int:
     classes = [c.strip() for c in args.classes.split(",")]
     model = import_state_dict(args.path, classes, args.backbone, preprocessing=prep)
     path = save_model(model, args.out)
+    record_written([path])
     print(
         json.dumps({"model": str(path), "classes": model.classes, "backbone": model.backbone_name})
     )

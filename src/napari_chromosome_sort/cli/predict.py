@@ -249,8 +249,11 @@ def _predict_spreads(args, model, files, relatives, gradcam_dir, priors) -> tupl
 
 
 def _predict_crop_files(args, model, files, relatives, gradcam_dir, priors) -> tuple[list, list]:
-    """The crop images classified together; a Grad-CAM PNG per crop when asked. Returns
+    """The crop images classified together; a Grad-CAM PNG per crop when asked; the warnings
+    that the crops are unlike the model's training crops on stderr. Returns
     ``([table], files written)``."""
+    import sys
+
     from PIL import Image
 
     from napari_chromosome_sort.classification.predict import predict_crops
@@ -259,6 +262,8 @@ def _predict_crop_files(args, model, files, relatives, gradcam_dir, priors) -> t
     from napari_chromosome_sort.files.io import read_image
 
     images = [as_rgb_uint8(read_image(p)) for p in files]
+    for warning in _crop_warnings(model, files, images):
+        print(f"crops: warning: {warning}", file=sys.stderr)
     views = 1 if args.no_tta else args.views
     table = predict_crops(model, images, tta=not args.no_tta, priors=priors, views=views)
     table.insert(0, "source", [str(p) for p in files])
@@ -274,6 +279,24 @@ def _predict_crop_files(args, model, files, relatives, gradcam_dir, priors) -> t
                 Image.fromarray(with_colour_bar(overlay(image, heat))).save(tmp, format="PNG")
             written.append(gradcam_dir / name)
     return [table], written
+
+
+def _crop_warnings(model, files, images) -> list[str]:
+    """The warnings that crops are unlike the model's training crops: cut from spreads of
+    another polarity (a crop file the plugin wrote says its spread's), or of another size."""
+    from types import SimpleNamespace
+
+    from napari_chromosome_sort.classification.image_match import (
+        describe_training_images,
+        image_warnings,
+    )
+
+    record = describe_training_images(files)
+    if not record:
+        return []
+    crops = [SimpleNamespace(pixels=image) for image in images]
+    subject = "these crops were cut from spreads with"
+    return image_warnings(model, None, record["polarity"], crops, subject)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from napari_chromosome_sort.cli.common import add_overwrite_argument, read_spread
 from napari_chromosome_sort.errors import ChromosortError
-from napari_chromosome_sort.files.atomic import atomic_path, write_csv_atomic
+from napari_chromosome_sort.files.atomic import atomic_path, write_bytes_atomic, write_csv_atomic
 from napari_chromosome_sort.files.safety import (
     check_name,
     claim_folder,
@@ -116,7 +116,7 @@ def run(args) -> int:
             summary = ", ".join(f"{k} {v}" for k, v in seg.status_counts().items())
             if seg.stats.get("denoised"):
                 summary += " (noisy image: denoised before segmenting and cropping)"
-            print(f"{path.name}: {summary}", file=sys.stderr)
+            tqdm.write(f"{path.name}: {summary}", file=sys.stderr)  # a line of its own
     return 0
 
 
@@ -128,8 +128,13 @@ def _checked_inputs(args):
         if not path.is_file():
             raise ChromosortError(f"image file not found: {path}")
     stems = [p.stem for p in paths]
-    if len(set(stems)) != len(stems):
-        raise ChromosortError("two input images share a file name stem; outputs would collide")
+    for n, stem in enumerate(stems):
+        if stem in stems[:n]:
+            first = paths[stems.index(stem)]
+            raise ChromosortError(
+                f"{first} and {paths[n]} would both write {Path(args.out) / stem}; segment them "
+                "into different --out folders, or rename one"
+            )
     for path in paths:
         check_name(path.stem, f"image name {path.name!r} cannot name an output folder:")
     out = Path(args.out)
@@ -162,9 +167,8 @@ def _write_spread(out: Path, path: Path, image, seg, crops: bool) -> None:
     """``out/<stem>``: labels.tif, objects.csv and (with ``crops``) a crop per chromosome."""
     import numpy as np
     import tifffile
-    from PIL import Image
 
-    from napari_chromosome_sort.crops import crop_chromosomes  # numpy and up
+    from napari_chromosome_sort.crops import crop_chromosomes, crop_png_bytes  # numpy and up
 
     folder = out / path.stem
     folder.mkdir(exist_ok=True)  # checked: no link (_check_spread_folder)
@@ -179,8 +183,7 @@ def _write_spread(out: Path, path: Path, image, seg, crops: bool) -> None:
         # (crops of a spread that segmentation denoised are denoised too: crop_chromosomes)
         for crop in crop_chromosomes(image, seg, source=str(path)):
             name = crops_dir / f"{path.stem}_{crop.label}.png"
-            with atomic_path(name) as tmp:
-                Image.fromarray(np.ascontiguousarray(crop.pixels)).save(tmp, format="PNG")
+            write_bytes_atomic(name, crop_png_bytes(crop.pixels, crop.polarity))
             written.append(name)
     record_written(written)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_chromosome_sort.crops import as_rgb_uint8
+from napari_chromosome_sort.crops import crop_png_bytes
 from napari_chromosome_sort.errors import ChromosortError
 from napari_chromosome_sort.files.atomic import write_bytes_atomic
 from napari_chromosome_sort.files.io import IMAGE_SUFFIXES
@@ -50,16 +50,6 @@ def sanitise_class_name(name: str) -> str:
     if not safe.strip("_"):
         raise ChromosortError(f"class name {name!r} is empty after removing unsafe characters")
     return check_name(safe)
-
-
-def _png_bytes(pixels: np.ndarray) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(as_rgb_uint8(pixels)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 class CropDataset:
@@ -158,8 +148,11 @@ class CropDataset:
         return {c: int((table["class"] == c).sum()) for c in self._classes}
 
     # ------------------------------------------------------------------ edits
-    def add(self, pixels, cls: str, source: str = "", label: int = 0, bbox=None) -> Path:
-        """Store one crop as PNG in the class folder; returns its path."""
+    def add(
+        self, pixels, cls: str, source: str = "", label: int = 0, bbox=None, polarity=None
+    ) -> Path:
+        """Store one crop as PNG in the class folder; returns its path. ``polarity``: the
+        spread's (:attr:`.Crop.polarity`), kept in the file for training to record."""
         bbox = [None] * 4 if bbox is None else [int(v) for v in bbox]
         if len(bbox) != 4:
             raise ChromosortError(f"bbox must be (y0, x0, y1, x1), got {bbox}")
@@ -181,7 +174,7 @@ class CropDataset:
             stamp.isoformat(timespec="seconds"),
         ]
         row = dict(zip(COLUMNS, values, strict=True))
-        write_bytes_atomic(path, _png_bytes(pixels))
+        write_bytes_atomic(path, crop_png_bytes(pixels, polarity))
         table = self.manifest()
         table = (
             pd.concat([table, pd.DataFrame([row])], ignore_index=True)

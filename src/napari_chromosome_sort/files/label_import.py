@@ -214,7 +214,8 @@ def import_labels(
         for row, box in sorted(labelled.box_of.items()):
             crop = labelled.crops[row]
             bbox = [int(v) for v in labelled.objects.loc[row, BOX_COLUMNS]]
-            dataset.add(crop.pixels, names[box_classes[box]], path.name, crop.label, bbox)
+            cls = names[box_classes[box]]
+            dataset.add(crop.pixels, cls, path.name, crop.label, bbox, polarity=crop.polarity)
         report.spreads.append(
             {
                 "spread": path.name,

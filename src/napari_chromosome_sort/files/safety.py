@@ -284,11 +284,17 @@ def _digest(path: Path) -> str | None:
         return None
 
 
+def _ledger_key(path) -> str:
+    """``path`` in the record of written files: its folder's links resolved, its name kept."""
+    path = Path(os.path.abspath(path))
+    return str(Path(os.path.realpath(path.parent)) / path.name)
+
+
 def written_by_us(path) -> bool:
     """True when ``path`` is a file the tool wrote and nobody changed since (the record of
     written files holds it with these bytes)."""
     path = Path(os.path.abspath(path))
-    recorded = _read_json_nofollow(_ledger_path()).get(str(path))
+    recorded = _read_json_nofollow(_ledger_path()).get(_ledger_key(path))
     return recorded is not None and recorded == _digest(path)
 
 
@@ -304,8 +310,9 @@ def record_written(paths) -> None:
         path = Path(os.path.abspath(path))
         digest = _digest(path)
         if digest is not None:
-            ledger.pop(str(path), None)  # newest last: the oldest are forgotten first
-            ledger[str(path)] = digest
+            key = _ledger_key(path)
+            ledger.pop(key, None)  # newest last: the oldest are forgotten first
+            ledger[key] = digest
     while len(ledger) > MAX_LEDGER_ENTRIES:
         ledger.pop(next(iter(ledger)))
     with contextlib.suppress(OSError):  # an unwritable cache costs the next run --overwrite
@@ -331,7 +338,18 @@ def output_path(path, root=None, overwrite: bool = False, what: str = "output") 
             f"{what} {path} exists and was not written by chromosort; "
             "choose another name or pass --overwrite"
         )
+    _check_writable(path, what)
     return path
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """ChromosortError, before any work, when ``path``'s folder (or the nearest existing one
+    above it) cannot be written in."""
+    folder = Path(os.path.abspath(path.parent))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise ChromosortError(f"cannot write {what} {path}: folder {folder} is not writable")
 
 
 def remove_owned(path, owner, names=None, what: str = "folder") -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox, FileEdit
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFormLayout, QGroupBox, QPushButton, QVBoxLayout
 
 from napari_chromosome_sort._widgets.predicting.calls_layers import CallsData, calls_data
@@ -125,6 +125,8 @@ class FolderSection(QGroupBox):
             + (f"; {len(pairs)} spread(s) listed under Results, the first shown" if pairs else "")
         )
         show_info(f"Batch predictions written to {out_dir}")
+        for line in getattr(result, "warning_lines", list)():
+            show_warning(f"Predict folder: {line}")
         if first is not None:
             self.spreads.value = pairs[0]
             self._show(first)

@@ -207,6 +207,7 @@ class CorrectionSession:
                 source=source_of(self.sample, self.spread),
                 label=label,
                 bbox=bbox if len(bbox) == 4 else None,
+                polarity=crop.polarity,
             )
         self.files[label] = Path(path)
         self.table = table
