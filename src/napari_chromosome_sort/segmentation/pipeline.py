@@ -11,7 +11,7 @@ from napari_chromosome_sort.segmentation.bands import join_band_cuts
 from napari_chromosome_sort.segmentation.crossings.detect import finish_crossings
 from napari_chromosome_sort.segmentation.flatten import flatten
 from napari_chromosome_sort.segmentation.learned.junctions import split_junctions
-from napari_chromosome_sort.segmentation.learned.pixels import cut_clusters, pixel_probabilities
+from napari_chromosome_sort.segmentation.learned.pixels import cut_clusters
 from napari_chromosome_sort.segmentation.nuclei import find_nuclei, name_convex_clusters
 from napari_chromosome_sort.segmentation.pairing import (
     PairLimits,
@@ -70,11 +70,10 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
         label_img, objects, corrected, med_obj, width, params, polarity
     )
     # ---- where the rules set a cluster aside, the learned pixel classes cut it (opt-in) ----
-    proba = pixel_probabilities(corrected, levels.typical_peak, width, params, polarity)
-    crossing_masks.update(cut_clusters(label_img, objects, proba, width, params))
+    cut = cut_clusters(label_img, objects, corrected, levels.typical_peak, width, params, polarity)
+    crossing_masks.update(cut)
     # ---- kept objects that are two touching chromosomes, cut where they meet (learned) ----
-    pairing = (med_obj, pair_limits)
-    split_junctions(label_img, objects, corrected, width, params, polarity, pairing, proba)
+    split_junctions(label_img, objects, corrected, width, params, polarity, (med_obj, pair_limits))
     _restate_sizes(label_img, objects, med_obj, params)
     name_convex_clusters(label_img, objects, med_obj, params)
     stats = {

@@ -189,37 +189,12 @@ def cut_features(pieces: np.ndarray, signal: np.ndarray, width: float, typical: 
     )
 
 
-def _forest_cut(local, proba, width, typical):
-    """The object ``local`` cut at the learned pixel classes ``proba`` (its window): seeds where
-    ``chromosome`` is the likeliest class (at least ½ width^2), grown by watershed on its
-    probability; None unless every piece is at least ¼ ``typical``."""
-    from scipy import ndimage as ndi
-    from skimage.segmentation import watershed
-
-    from napari_chromosome_sort.segmentation.learned.pixels import CHROMOSOME
-
-    seeds, n = ndi.label((proba.argmax(-1) == CHROMOSOME) & local)
-    small = np.bincount(seeds.ravel(), minlength=n + 1) < 0.5 * width**2
-    small[0] = False
-    seeds[small[seeds]] = 0
-    seeds, n = ndi.label(seeds > 0)
-    if n < 2:
-        return None
-    pieces = watershed(-proba[..., CHROMOSOME], seeds, mask=local).astype(np.int32)
-    if np.bincount(pieces.ravel(), minlength=n + 1)[1:].min() < 0.25 * typical:
-        return None
-    return pieces
-
-
-def propose_cuts(
-    label_img, kept_labels, signal, typical, width, params, pairing, proba=None
-) -> list[Cut]:
-    """The cuts of each kept object of at least :data:`MIN_REL_AREA` x ``typical`` (the median
-    kept chromosome), with their features: the one :func:`.splitting.split_by_levels` offers
-    (every piece chromosome-sized) and, given the learned pixel class probabilities ``proba``,
-    the one at its learned chromosomes (:func:`_forest_cut`). Never a cut into pieces that the
-    sister-chromatid pairing would group again (``pairing`` = (median object, pair limits) of
-    the spread: :func:`.splitting.pairs_as_sisters`), the two chromatids of one chromosome."""
+def propose_cuts(label_img, kept_labels, signal, typical, width, params, pairing) -> list[Cut]:
+    """The cut of each kept object of at least :data:`MIN_REL_AREA` x ``typical`` (the median
+    kept chromosome) that :func:`.splitting.split_by_levels` offers (every piece
+    chromosome-sized), with its features; not a cut into pieces that the sister-chromatid
+    pairing would group again (``pairing`` = (median object, pair limits) of the spread:
+    :func:`.splitting.pairs_as_sisters`), which are the two chromatids of one chromosome."""
     from scipy import ndimage as ndi
 
     from napari_chromosome_sort.segmentation.splitting import pairs_as_sisters, split_by_levels
@@ -236,27 +211,24 @@ def propose_cuts(
         window = windows[label - 1]
         local = label_img[window] == label
         split = split_by_levels(local, signal[window], typical, whole_pieces, width)
-        offers = [] if split is None else [np.where(local, split[0], 0).astype(np.int32)]
-        if proba is not None:
-            offers.append(_forest_cut(local, proba[window], width, typical))
-        for pieces in offers:
-            if pieces is None or len(np.unique(pieces[pieces > 0])) < 2:
-                continue
-            if pairs_as_sisters(
-                pieces, int(pieces.max()), width, pairing[0], whole_pieces, pairing[1]
-            ):
-                continue
-            x = cut_features(pieces, signal[window], width, typical)
-            cuts.append(Cut(int(label), window, pieces, x))
+        if split is None:
+            continue
+        pieces = np.where(local, split[0], 0).astype(np.int32)
+        n = int(pieces.max())
+        if len(np.unique(pieces[pieces > 0])) < 2 or pairs_as_sisters(
+            pieces, n, width, pairing[0], whole_pieces, pairing[1]
+        ):
+            continue
+        x = cut_features(pieces, signal[window], width, typical)
+        cuts.append(Cut(int(label), window, pieces, x))
     return cuts
 
 
-def split_junctions(label_img, objects, signal, width, params, polarity, pairing, proba=None):
-    """Cut the kept objects whose cut the junction model takes (module docstring; of an
-    object's cuts the likeliest), in place; returns how many objects were cut. Runs where
-    ``params.junction_score`` is switched on (:func:`.params.switched_on`: "auto" =
-    fluorescence spreads only). ``pairing``: the spread's (median object, sister-chromatid pair
-    limits); ``proba``: its learned pixel class probabilities, when computed."""
+def split_junctions(label_img, objects, signal, width, params, polarity, pairing) -> int:
+    """Cut the kept objects whose cut the junction model takes (module docstring), in place;
+    returns how many objects were cut. Runs where ``params.junction_score`` is switched on
+    (:func:`.params.switched_on`: "auto" = fluorescence spreads only). ``pairing``: the
+    spread's (median object, sister-chromatid pair limits)."""
     from napari_chromosome_sort.segmentation.params import switched_on
 
     if not (objects and switched_on(params.junction_score, polarity)):
@@ -267,17 +239,15 @@ def split_junctions(label_img, objects, signal, width, params, polarity, pairing
     if not kept:
         return 0
     typical = float(np.median(areas[kept]))
-    cuts = propose_cuts(label_img, kept, signal, typical, width, params, pairing, proba)
+    cuts = propose_cuts(label_img, kept, signal, typical, width, params, pairing)
     if not cuts:
         return 0
     chances = model.probability(np.stack([c.features for c in cuts]))
-    likeliest = {}
-    for cut, chance in zip(cuts, chances, strict=True):
-        if chance >= model.threshold and chance > likeliest.get(cut.label, (None, -1.0))[1]:
-            likeliest[cut.label] = (cut, chance)
     by_label = {o["label"]: o for o in objects}
     done = 0
-    for cut, chance in likeliest.values():
+    for cut, chance in zip(cuts, chances, strict=True):
+        if chance < model.threshold:
+            continue
         ids = np.unique(cut.pieces[cut.pieces > 0])
         reason = (
             f"one of {ids.size} touching chromosomes cut apart where they meet "

@@ -200,20 +200,13 @@ def pixel_classes_on(params, polarity: str) -> bool:
     return switched_on(params.pixel_classes, polarity)
 
 
-def pixel_probabilities(corrected, typical_peak, width, params, polarity) -> np.ndarray | None:
-    """The (H, W, 4) class probabilities of the model of ``params`` where
-    :func:`pixel_classes_on`, else None."""
-    if not pixel_classes_on(params, polarity):
-        return None
-    model = shipped_model() if params.pixel_model is None else PixelForest.load(params.pixel_model)
-    return model.predict_proba(pixel_features(corrected, typical_peak, width))
-
-
-def cut_clusters(label_img, objects, proba, width, params) -> dict:
-    """:func:`refine_objects` with the class probabilities ``proba`` (None: nothing cut) and
-    the constants of ``params``; returns the shared crossing masks of the pieces it resolves."""
-    if not objects or proba is None:
+def cut_clusters(label_img, objects, corrected, typical_peak, width, params, polarity) -> dict:
+    """:func:`refine_objects` with the model and constants of ``params``, where
+    :func:`pixel_classes_on`; returns the shared crossing masks of the pieces it resolves."""
+    if not (objects and pixel_classes_on(params, polarity)):
         return {}
+    model = shipped_model() if params.pixel_model is None else PixelForest.load(params.pixel_model)
+    proba = model.predict_proba(pixel_features(corrected, typical_peak, width))
     return refine_objects(
         label_img,
         objects,
