@@ -22,15 +22,13 @@ than ``min_objects`` kept objects the median of the training spreads is used ins
 from __future__ import annotations
 
 import functools
-import json
-from dataclasses import asdict, dataclass
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from napari_chromosome_sort.errors import ChromosortError
-from napari_chromosome_sort.files.atomic import write_bytes_atomic
+from napari_chromosome_sort.segmentation.learned.json_model import JsonModel
 
 FEATURES = (
     "log_rel_area",
@@ -161,9 +159,13 @@ def crossing_candidates(x: np.ndarray, min_rel_area: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class CrossingModel:
+class CrossingModel(JsonModel):
     """Standardised logistic regression on :data:`FEATURES`, thresholded on the spread-relative
     logit (see the module docstring)."""
+
+    KIND = "crossing"
+    FORMAT = MODEL_FORMAT
+    DEFAULT_FILE = DEFAULT_MODEL
 
     mean: tuple[float, ...]
     scale: tuple[float, ...]
@@ -217,49 +219,15 @@ class CrossingModel:
         scores = self.relative_scores(x, reference)
         return crossing_candidates(x, self.min_rel_area) & (scores > threshold)
 
-    def to_json(self) -> str:
-        """The model as JSON, tagged with its format."""
-        return json.dumps({"format": MODEL_FORMAT, **asdict(self)}, indent=1)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the model as JSON to ``path``; returns the path."""
-        return write_bytes_atomic(path, self.to_json().encode())
-
-    @classmethod
-    def from_dict(cls, data: dict) -> CrossingModel:
-        """The model of a dict read from its JSON (an error if it is not one)."""
-        if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
-            raise ChromosortError(f"not a crossing model (expected format {MODEL_FORMAT!r})")
-        fields = {k: v for k, v in data.items() if k != "format"}
-        try:
-            for key in ("mean", "scale", "coef", "features"):
-                fields[key] = tuple(fields[key])
-            return cls(**fields)
-        except (KeyError, TypeError) as exc:
-            raise ChromosortError(f"crossing model is incomplete or malformed: {exc}") from exc
-
 
 def load_crossing_model(path: str | Path | None = None) -> CrossingModel:
     """The crossing model at ``path``, or the one shipped with the package (read once)."""
-    return _shipped_model() if path is None else _read_model(path)
+    return _shipped_model() if path is None else CrossingModel.read(path)
 
 
 @functools.cache
 def _shipped_model() -> CrossingModel:
-    return _read_model(None)
-
-
-def _read_model(path: str | Path | None) -> CrossingModel:
-    try:
-        if path is None:
-            package_data = resources.files("napari_chromosome_sort") / "data"
-            text = package_data.joinpath(DEFAULT_MODEL).read_text()
-        else:
-            text = Path(path).read_text()
-        data = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ChromosortError(f"cannot read crossing model {path or DEFAULT_MODEL}: {exc}") from exc
-    return CrossingModel.from_dict(data)
+    return CrossingModel.read(None)
 
 
 # ------------------------------------------------------------------------------ training

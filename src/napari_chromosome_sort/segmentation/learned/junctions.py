@@ -16,15 +16,13 @@ ship as ``data/junction_model.json``.
 from __future__ import annotations
 
 import functools
-import json
-from dataclasses import asdict, dataclass, replace
-from importlib import resources
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from napari_chromosome_sort.errors import ChromosortError
-from napari_chromosome_sort.files.atomic import write_bytes_atomic
+from napari_chromosome_sort.segmentation.learned.json_model import JsonModel
 
 FEATURES = (
     "max_dist_rel",
@@ -44,8 +42,12 @@ MIN_REL_AREA = 0.8
 
 
 @dataclass(frozen=True)
-class JunctionModel:
+class JunctionModel(JsonModel):
     """A standardised logistic regression over :data:`FEATURES` of a cut."""
+
+    KIND = "junction"
+    FORMAT = MODEL_FORMAT
+    DEFAULT_FILE = DEFAULT_MODEL
 
     features: tuple[str, ...]
     mean: tuple[float, ...]
@@ -73,48 +75,15 @@ class JunctionModel:
         z = (np.atleast_2d(np.asarray(x, float)) - self.mean) / np.asarray(self.scale)
         return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
 
-    def to_json(self) -> str:
-        """The model as JSON, tagged with its format."""
-        return json.dumps({"format": MODEL_FORMAT, **asdict(self)}, indent=1)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the model as JSON to ``path`` (atomically); returns the path."""
-        return write_bytes_atomic(path, self.to_json().encode())
-
-    @classmethod
-    def from_dict(cls, data: dict) -> JunctionModel:
-        """The model of a dict read from its JSON (an error if it is not one)."""
-        if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
-            raise ChromosortError(f"not a junction model (expected format {MODEL_FORMAT!r})")
-        fields = {k: v for k, v in data.items() if k != "format"}
-        try:
-            for key in ("mean", "scale", "coef", "features"):
-                fields[key] = tuple(fields[key])
-            return cls(**fields)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ChromosortError(f"junction model is incomplete or malformed: {exc}") from exc
-
 
 def load_junction_model(path: str | Path | None = None) -> JunctionModel:
     """The junction model at ``path``, or the one shipped with the package (read once)."""
-    return _shipped_model() if path is None else _read_model(path)
+    return _shipped_model() if path is None else JunctionModel.read(path)
 
 
 @functools.cache
 def _shipped_model() -> JunctionModel:
-    return _read_model(None)
-
-
-def _read_model(path: str | Path | None) -> JunctionModel:
-    try:
-        if path is None:
-            text = (resources.files("napari_chromosome_sort") / "data" / DEFAULT_MODEL).read_text()
-        else:
-            text = Path(path).read_text()
-        data = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ChromosortError(f"cannot read junction model {path or DEFAULT_MODEL}: {exc}") from exc
-    return JunctionModel.from_dict(data)
+    return JunctionModel.read(None)
 
 
 def fit_junction_model(x: np.ndarray, right: np.ndarray, source: str = "") -> JunctionModel:
