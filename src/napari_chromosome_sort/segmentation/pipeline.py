@@ -69,7 +69,7 @@ def segment_spread(image, params: SegmentationParams | None = None) -> Segmentat
     crossing_masks = finish_crossings(
         label_img, objects, corrected, med_obj, width, params, polarity
     )
-    # ---- where the rules set a cluster aside, the learned pixel classes cut it (opt-in) ----
+    # ---- where the rules set a cluster aside, the learned pixel classes cut it (fluorescence) ---
     cut = cut_clusters(label_img, objects, corrected, levels.typical_peak, width, params, polarity)
     crossing_masks.update(cut)
     # ---- kept objects that are two touching chromosomes, cut where they meet (learned) ----

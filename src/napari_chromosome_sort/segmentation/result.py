@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from napari_chromosome_sort.segmentation.params import OBJECT_COLUMNS, STATUSES, SegmentationParams
+
+if TYPE_CHECKING:
+    from napari_chromosome_sort.segmentation.pairing import PairLimits
 
 
 @dataclass
@@ -24,7 +28,7 @@ class Segmentation:
     #: partner's label in ``labels``: label -> (window top, window left, mask in the window)
     crossing_masks: dict = field(default_factory=dict, repr=False)
     #: the spread's limits of sister-chromatid pairing (:class:`.pairing.PairLimits`), when found
-    pair_limits: object | None = field(default=None, repr=False)
+    pair_limits: PairLimits | None = field(default=None, repr=False)
 
     def kept_labels(self) -> list[int]:
         """Labels of the objects kept as chromosomes."""

@@ -133,7 +133,6 @@ def split_at_necks(local, signal, med_obj, params, width, pair_limits=None):
     ``split_neck_factor`` x the chromatid ``width``, and only into pieces that the
     sister-chromatid pairing would not group again (two chromatids of one chromosome meeting at
     their centromere stay one chromosome). Returns ``(piece_labels, good_flags)`` or None."""
-
     if not (params.split_neck_factor > 0 and width):
         return None
     max_cut = params.split_neck_factor * width
