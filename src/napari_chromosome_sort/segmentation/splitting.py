@@ -71,6 +71,17 @@ def split_by_levels(local, signal, med_obj, params, width=None, accept=None, by_
     return best[1], best[2]
 
 
+def whole_pieces(local, signal, med_obj, params, width) -> np.ndarray | None:
+    """The object ``local`` cut by :func:`split_by_levels` into pieces that are every one
+    chromosome-sized (``split_partial`` off): int32 piece labels, 0 outside the object; None
+    when no level gives two such pieces."""
+    split = split_by_levels(local, signal, med_obj, replace(params, split_partial=False), width)
+    if split is None:
+        return None
+    pieces = np.where(local, split[0], 0).astype(np.int32)
+    return pieces if len(np.unique(pieces[pieces > 0])) >= 2 else None
+
+
 def neck_contacts(ws: np.ndarray, n: int) -> dict[tuple[int, int], int]:
     """(a, b) with a < b -> how many pixels of piece b touch piece a (4-neighbours): the length
     of the cut between them."""

@@ -3,7 +3,7 @@ segmentation, the splits of touching chromosomes it offers, and the pairs of par
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from napari_chromosome_sort.segmentation.learned.pairs import PairOptions, propo
 from napari_chromosome_sort.segmentation.params import OBJECT_COLUMNS, SegmentationParams
 from napari_chromosome_sort.segmentation.pipeline import segment_spread
 from napari_chromosome_sort.segmentation.result import Segmentation
-from napari_chromosome_sort.segmentation.splitting import split_by_levels
+from napari_chromosome_sort.segmentation.splitting import whole_pieces
 
 #: Kept objects at least this x the spread's median chromosome offer a split as candidates: two
 #: touching chromosomes are together at least as large as a typical one.
@@ -83,18 +83,14 @@ def propose_splits(seg: Segmentation, min_area: float = SPLIT_MIN_AREA) -> list[
         return []
     kept = objects["status"] == "chromosome"
     typical = _typical(objects["area"], kept)
-    params = replace(seg.params, split_partial=False)
     width = seg.stats.get("width")
     windows = ndi.find_objects(seg.labels)
     options = []
     for label in objects.loc[kept & (objects["area"] >= min_area * typical), "label"]:
         window = windows[int(label) - 1]
         local = seg.labels[window] == label
-        split = split_by_levels(local, seg.signal[window], typical, params, width)
-        if split is None:
-            continue
-        pieces = np.where(local, split[0], 0).astype(np.int32)
-        if len(np.unique(pieces[pieces > 0])) < 2:
+        pieces = whole_pieces(local, seg.signal[window], typical, seg.params, width)
+        if pieces is None:
             continue
         table = _measure_pieces(pieces, window, seg.signal)
         options.append(SplitOption(int(label), window, pieces, table))

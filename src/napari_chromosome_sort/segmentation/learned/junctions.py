@@ -16,7 +16,7 @@ ship as ``data/junction_model.json``.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -166,26 +166,21 @@ def propose_cuts(label_img, kept_labels, signal, typical, width, params, pairing
     :func:`.splitting.pairs_as_sisters`), which are the two chromatids of one chromosome."""
     from scipy import ndimage as ndi
 
-    from napari_chromosome_sort.segmentation.splitting import pairs_as_sisters, split_by_levels
+    from napari_chromosome_sort.segmentation.splitting import pairs_as_sisters, whole_pieces
 
     if not (width and typical > 0):
         return []
     areas = np.bincount(label_img.ravel())
     windows = ndi.find_objects(label_img)
-    whole_pieces = replace(params, split_partial=False)
     cuts = []
     for label in kept_labels:
         if label >= len(areas) or areas[label] < MIN_REL_AREA * typical:
             continue
         window = windows[label - 1]
         local = label_img[window] == label
-        split = split_by_levels(local, signal[window], typical, whole_pieces, width)
-        if split is None:
-            continue
-        pieces = np.where(local, split[0], 0).astype(np.int32)
-        n = int(pieces.max())
-        if len(np.unique(pieces[pieces > 0])) < 2 or pairs_as_sisters(
-            pieces, n, width, pairing[0], whole_pieces, pairing[1]
+        pieces = whole_pieces(local, signal[window], typical, params, width)
+        if pieces is None or pairs_as_sisters(
+            pieces, int(pieces.max()), width, pairing[0], params, pairing[1]
         ):
             continue
         x = cut_features(pieces, signal[window], width, typical)
